@@ -1,0 +1,610 @@
+//! The policy model (SPEC 3) and its parser from Apigee policy XML.
+
+use crate::config::ConfigError;
+use crate::profile::is_protected_attribute;
+use crate::xml::{self, Element};
+
+/// Which kind of token or id a GetOAuthV2Info policy looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    AccessToken,
+    RefreshToken,
+    AuthorizationCode,
+    ClientId,
+}
+
+impl TokenKind {
+    pub const ALL: [TokenKind; 4] = [
+        TokenKind::AccessToken,
+        TokenKind::RefreshToken,
+        TokenKind::AuthorizationCode,
+        TokenKind::ClientId,
+    ];
+
+    /// The XML element naming this kind.
+    pub fn element(self) -> &'static str {
+        match self {
+            TokenKind::AccessToken => "AccessToken",
+            TokenKind::RefreshToken => "RefreshToken",
+            TokenKind::AuthorizationCode => "AuthorizationCode",
+            TokenKind::ClientId => "ClientId",
+        }
+    }
+
+    /// The RFC 7662 `token_type_hint` sent to the token service.
+    pub fn hint(self) -> &'static str {
+        match self {
+            TokenKind::AccessToken => "access_token",
+            TokenKind::RefreshToken => "refresh_token",
+            TokenKind::AuthorizationCode => "authorization_code",
+            TokenKind::ClientId => "client_id",
+        }
+    }
+
+    /// The flow-variable prefix, without the policy name (SPEC 3.3).
+    pub fn variable_prefix(self) -> &'static str {
+        match self {
+            TokenKind::AccessToken => "oauthv2accesstoken",
+            TokenKind::RefreshToken => "oauthv2refreshtoken",
+            TokenKind::AuthorizationCode => "oauthv2authcode",
+            TokenKind::ClientId => "oauthv2client",
+        }
+    }
+
+    fn from_element(name: &str) -> Option<TokenKind> {
+        TokenKind::ALL.into_iter().find(|k| k.element() == name)
+    }
+}
+
+/// Where a value comes from: a `ref` to a variable, literal text, or both
+/// (SPEC 3.1: the ref wins when the variable is set, even to "").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueSource {
+    pub reference: Option<String>,
+    pub literal: Option<String>,
+}
+
+/// One `<Attribute>` of SetOAuthV2Info.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttributeSpec {
+    pub name: String,
+    pub value: ValueSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyKind {
+    Get {
+        kind: TokenKind,
+        token: ValueSource,
+        ignore_access_token_status: bool,
+    },
+    Set {
+        token: ValueSource,
+        attributes: Vec<AttributeSpec>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub name: String,
+    pub display_name: Option<String>,
+    pub continue_on_error: bool,
+    pub enabled: bool,
+    pub kind: PolicyKind,
+}
+
+impl Policy {
+    /// The policy type, as its XML root element is named.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            PolicyKind::Get { .. } => "GetOAuthV2Info",
+            PolicyKind::Set { .. } => "SetOAuthV2Info",
+        }
+    }
+
+    /// Every `ref` of the policy, with the element it appears on.
+    pub fn references(&self) -> Vec<(String, &str)> {
+        let mut refs = Vec::new();
+        match &self.kind {
+            PolicyKind::Get { kind, token, .. } => {
+                if let Some(r) = &token.reference {
+                    refs.push((format!("<{}>", kind.element()), r.as_str()));
+                }
+            }
+            PolicyKind::Set { token, attributes } => {
+                if let Some(r) = &token.reference {
+                    refs.push(("<AccessToken>".to_string(), r.as_str()));
+                }
+                for a in attributes {
+                    if let Some(r) = &a.value.reference {
+                        refs.push((format!("<Attribute name=\"{}\">", a.name), r.as_str()));
+                    }
+                }
+            }
+        }
+        refs
+    }
+}
+
+const MAX_NAME_LEN: usize = 255;
+
+/// Parses one policy document (SPEC 3). `index` is the policy's position in
+/// the configuration, used to name it in errors when it has no usable name.
+pub fn parse_policy(document: &str, index: usize) -> Result<Policy, ConfigError> {
+    let unnamed = || format!("#{}", index + 1);
+    let root = xml::parse(document)
+        .map_err(|problem| ConfigError::policy(unnamed(), "document", problem))?;
+
+    let is_get = match root.name.as_str() {
+        "GetOAuthV2Info" => true,
+        "SetOAuthV2Info" => false,
+        other => {
+            return Err(ConfigError::policy(
+                unnamed(),
+                format!("<{other}>"),
+                "unknown policy type: expected <GetOAuthV2Info> or <SetOAuthV2Info>",
+            ))
+        }
+    };
+    let root_element = format!("<{}>", root.name);
+
+    let name = match root.attribute("name") {
+        Some(n) => n.to_string(),
+        None => {
+            return Err(ConfigError::policy(
+                unnamed(),
+                root_element,
+                "the name attribute is required",
+            ))
+        }
+    };
+    validate_policy_name(&name).map_err(|p| ConfigError::policy(&name, &root_element, p))?;
+    let err = |element: &str, problem: String| ConfigError::policy(&name, element, problem);
+
+    let mut continue_on_error = false;
+    let mut enabled = true;
+    for (key, value) in &root.attributes {
+        match key.as_str() {
+            "name" => {}
+            "continueOnError" => {
+                continue_on_error = parse_bool(value).ok_or_else(|| {
+                    err(
+                        &root_element,
+                        format!("continueOnError must be true or false, not {value:?}"),
+                    )
+                })?
+            }
+            "enabled" => {
+                enabled = parse_bool(value).ok_or_else(|| {
+                    err(
+                        &root_element,
+                        format!("enabled must be true or false, not {value:?}"),
+                    )
+                })?
+            }
+            // Deprecated in Apigee: accepted and ignored (SPEC 3).
+            "async" => {
+                parse_bool(value).ok_or_else(|| {
+                    err(
+                        &root_element,
+                        format!("async must be true or false, not {value:?}"),
+                    )
+                })?;
+            }
+            other if other.starts_with("xmlns") => {}
+            other => return Err(err(&root_element, format!("unknown attribute {other}"))),
+        }
+    }
+    if !root.text.trim().is_empty() {
+        return Err(err(
+            &root_element,
+            format!("unexpected text {:?}", truncate(root.text.trim())),
+        ));
+    }
+
+    let mut display_name = None;
+    let mut seen: Vec<&str> = Vec::new();
+    for child in &root.children {
+        let element = format!("<{}>", child.name);
+        if seen.contains(&child.name.as_str()) {
+            return Err(err(&element, "appears more than once".to_string()));
+        }
+        seen.push(&child.name);
+        let allowed = if is_get {
+            matches!(
+                child.name.as_str(),
+                "DisplayName"
+                    | "AccessToken"
+                    | "RefreshToken"
+                    | "AuthorizationCode"
+                    | "ClientId"
+                    | "IgnoreAccessTokenStatus"
+            )
+        } else {
+            matches!(
+                child.name.as_str(),
+                "DisplayName" | "AccessToken" | "Attributes"
+            )
+        };
+        if !allowed {
+            return Err(err(
+                &element,
+                format!("unknown element in <{}>", root.name),
+            ));
+        }
+        if child.name == "DisplayName" {
+            expect_leaf(child, &[]).map_err(|p| err(&element, p))?;
+            display_name = Some(child.text.trim().to_string());
+        }
+    }
+
+    let kind = if is_get {
+        parse_get(&root, &err)?
+    } else {
+        parse_set(&root, &err)?
+    };
+
+    Ok(Policy {
+        name,
+        display_name,
+        continue_on_error,
+        enabled,
+        kind,
+    })
+}
+
+fn parse_get(
+    root: &Element,
+    err: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<PolicyKind, ConfigError> {
+    let tokens: Vec<(TokenKind, &Element)> = root
+        .children
+        .iter()
+        .filter_map(|c| TokenKind::from_element(&c.name).map(|k| (k, c)))
+        .collect();
+    let (kind, element) = match tokens.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(err(
+                "<GetOAuthV2Info>",
+                "needs exactly one of <AccessToken>, <RefreshToken>, <AuthorizationCode>, <ClientId>; found none"
+                    .to_string(),
+            ))
+        }
+        many => {
+            let names: Vec<String> = many.iter().map(|(k, _)| format!("<{}>", k.element())).collect();
+            return Err(err(
+                "<GetOAuthV2Info>",
+                format!(
+                    "needs exactly one of <AccessToken>, <RefreshToken>, <AuthorizationCode>, <ClientId>; found {}",
+                    names.join(", ")
+                ),
+            ));
+        }
+    };
+    let element_name = format!("<{}>", kind.element());
+    let token = value_source(element).map_err(|p| err(&element_name, p))?;
+
+    let mut ignore_access_token_status = false;
+    if let Some(ignore) = root
+        .children
+        .iter()
+        .find(|c| c.name == "IgnoreAccessTokenStatus")
+    {
+        let element = "<IgnoreAccessTokenStatus>";
+        expect_leaf(ignore, &[]).map_err(|p| err(element, p))?;
+        if kind != TokenKind::AccessToken {
+            return Err(err(
+                element,
+                format!(
+                    "applies to <AccessToken> only, not to {}",
+                    element_name
+                ),
+            ));
+        }
+        let text = ignore.text.trim();
+        ignore_access_token_status = parse_bool(text).ok_or_else(|| {
+            err(element, format!("must be true or false, not {text:?}"))
+        })?;
+    }
+    Ok(PolicyKind::Get {
+        kind,
+        token,
+        ignore_access_token_status,
+    })
+}
+
+fn parse_set(
+    root: &Element,
+    err: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<PolicyKind, ConfigError> {
+    let token_element = root
+        .children
+        .iter()
+        .find(|c| c.name == "AccessToken")
+        .ok_or_else(|| err("<AccessToken>", "is required in <SetOAuthV2Info>".to_string()))?;
+    let token = value_source(token_element).map_err(|p| err("<AccessToken>", p))?;
+
+    let attributes_element = root
+        .children
+        .iter()
+        .find(|c| c.name == "Attributes")
+        .ok_or_else(|| err("<Attributes>", "is required in <SetOAuthV2Info>".to_string()))?;
+    if !attributes_element.attributes.is_empty() {
+        return Err(err(
+            "<Attributes>",
+            format!("unknown attribute {}", attributes_element.attributes[0].0),
+        ));
+    }
+    if !attributes_element.text.trim().is_empty() {
+        return Err(err(
+            "<Attributes>",
+            format!("unexpected text {:?}", truncate(attributes_element.text.trim())),
+        ));
+    }
+    let mut attributes = Vec::new();
+    for child in &attributes_element.children {
+        if child.name != "Attribute" {
+            return Err(err(
+                &format!("<{}>", child.name),
+                "unknown element in <Attributes>: only <Attribute> is allowed".to_string(),
+            ));
+        }
+        let name = child.attribute("name").unwrap_or_default().to_string();
+        let element = format!("<Attribute name=\"{name}\">");
+        if name.is_empty() {
+            return Err(err("<Attribute>", "the name attribute is required and may not be empty".to_string()));
+        }
+        if name.chars().count() > MAX_NAME_LEN {
+            return Err(err(
+                "<Attribute>",
+                format!("name is longer than {MAX_NAME_LEN} characters"),
+            ));
+        }
+        if is_protected_attribute(&name) {
+            return Err(err(
+                &element,
+                format!(
+                    "{name:?} is a standard token field; SetOAuthV2Info may only add or change custom attributes"
+                ),
+            ));
+        }
+        let value = value_source(child).map_err(|p| err(&element, p))?;
+        attributes.push(AttributeSpec { name, value });
+    }
+    if attributes.is_empty() {
+        return Err(err(
+            "<Attributes>",
+            "needs at least one <Attribute>".to_string(),
+        ));
+    }
+    Ok(PolicyKind::Set { token, attributes })
+}
+
+/// Reads `ref` and literal text from a token element or `<Attribute>`.
+fn value_source(element: &Element) -> Result<ValueSource, String> {
+    let allowed: &[&str] = if element.name == "Attribute" {
+        &["name", "ref"]
+    } else {
+        &["ref"]
+    };
+    expect_leaf(element, allowed)?;
+    let reference = match element.attribute("ref").map(str::trim) {
+        None | Some("") => None,
+        Some(r) => {
+            validate_reference(r)?;
+            Some(r.to_string())
+        }
+    };
+    let literal = Some(element.text.trim())
+        .filter(|t| !t.is_empty())
+        .map(String::from);
+    if reference.is_none() && literal.is_none() {
+        return Err("needs a ref attribute naming a variable, or a literal value".to_string());
+    }
+    Ok(ValueSource { reference, literal })
+}
+
+fn validate_reference(reference: &str) -> Result<(), String> {
+    if reference.contains('{') || reference.contains('}') {
+        let bare = reference.trim_matches(|c| c == '{' || c == '}');
+        return Err(format!(
+            "ref must be a bare variable name without braces: write ref=\"{bare}\", not ref=\"{reference}\""
+        ));
+    }
+    if reference.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("ref {reference:?} is not a variable name (it contains whitespace)"));
+    }
+    Ok(())
+}
+
+fn expect_leaf(element: &Element, allowed_attributes: &[&str]) -> Result<(), String> {
+    if let Some(child) = element.children.first() {
+        return Err(format!("unexpected element <{}> inside it", child.name));
+    }
+    if let Some((key, _)) = element
+        .attributes
+        .iter()
+        .find(|(k, _)| !allowed_attributes.contains(&k.as_str()))
+    {
+        return Err(format!("unknown attribute {key}"));
+    }
+    Ok(())
+}
+
+fn validate_policy_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("the name attribute may not be empty".to_string());
+    }
+    if name.chars().count() > MAX_NAME_LEN {
+        return Err(format!("the name is longer than {MAX_NAME_LEN} characters"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "the name {name:?} contains {c:?}: only letters, digits, spaces, hyphens, underscores and periods are allowed"
+        ));
+    }
+    Ok(())
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(40).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(xml: &str) -> Policy {
+        parse_policy(xml, 0).unwrap()
+    }
+
+    fn error(xml: &str) -> ConfigError {
+        parse_policy(xml, 0).unwrap_err()
+    }
+
+    #[test]
+    fn parses_the_documented_get_sample() {
+        let p = get(r#"<GetOAuthV2Info name="GetTokenAttributes">
+              <AccessToken ref="request.queryparam.access_token"></AccessToken>
+            </GetOAuthV2Info>"#);
+        assert_eq!(p.name, "GetTokenAttributes");
+        assert!(p.enabled);
+        assert!(!p.continue_on_error);
+        assert_eq!(
+            p.kind,
+            PolicyKind::Get {
+                kind: TokenKind::AccessToken,
+                token: ValueSource {
+                    reference: Some("request.queryparam.access_token".into()),
+                    literal: None
+                },
+                ignore_access_token_status: false,
+            }
+        );
+    }
+
+    #[test]
+    fn parses_common_attributes_and_every_token_kind() {
+        for kind in TokenKind::ALL {
+            let xml = format!(
+                r#"<GetOAuthV2Info async="false" continueOnError="true" enabled="false" name="P 1.x_y-z">
+                     <DisplayName>Shown</DisplayName><{0}>literal-value</{0}></GetOAuthV2Info>"#,
+                kind.element()
+            );
+            let p = get(&xml);
+            assert!(p.continue_on_error);
+            assert!(!p.enabled);
+            assert_eq!(p.display_name.as_deref(), Some("Shown"));
+            match p.kind {
+                PolicyKind::Get { kind: k, token, .. } => {
+                    assert_eq!(k, kind);
+                    assert_eq!(token.literal.as_deref(), Some("literal-value"));
+                    assert_eq!(token.reference, None);
+                }
+                _ => panic!("not a Get"),
+            }
+        }
+    }
+
+    #[test]
+    fn ignore_access_token_status() {
+        let p = get(r#"<GetOAuthV2Info name="G"><IgnoreAccessTokenStatus>true</IgnoreAccessTokenStatus><AccessToken ref="x"/></GetOAuthV2Info>"#);
+        assert!(matches!(
+            p.kind,
+            PolicyKind::Get {
+                ignore_access_token_status: true,
+                ..
+            }
+        ));
+        let e = error(r#"<GetOAuthV2Info name="G"><RefreshToken ref="x"/><IgnoreAccessTokenStatus>true</IgnoreAccessTokenStatus></GetOAuthV2Info>"#);
+        assert_eq!(e.element, "<IgnoreAccessTokenStatus>");
+        let e = error(r#"<GetOAuthV2Info name="G"><AccessToken ref="x"/><IgnoreAccessTokenStatus>yes</IgnoreAccessTokenStatus></GetOAuthV2Info>"#);
+        assert!(e.problem.contains("true or false"), "{e}");
+    }
+
+    #[test]
+    fn parses_set_with_ref_literal_and_both() {
+        let p = get(r#"<SetOAuthV2Info name="SetOAuthV2Info">
+              <AccessToken ref="request.queryparam.access_token"></AccessToken>
+              <Attributes>
+                <Attribute name="department.id" ref="request.queryparam.department_id"></Attribute>
+                <Attribute name="foo">bar</Attribute>
+                <Attribute name="both" ref="request.header.x">  fallback  </Attribute>
+                <Attribute name="edge" ref="">READ, WRITE</Attribute>
+              </Attributes>
+            </SetOAuthV2Info>"#);
+        let PolicyKind::Set { attributes, .. } = p.kind else {
+            panic!("not a Set")
+        };
+        assert_eq!(attributes.len(), 4);
+        assert_eq!(attributes[1].value.literal.as_deref(), Some("bar"));
+        assert_eq!(attributes[2].value.reference.as_deref(), Some("request.header.x"));
+        assert_eq!(attributes[2].value.literal.as_deref(), Some("fallback"));
+        assert_eq!(attributes[3].value.reference, None);
+        assert_eq!(attributes[3].value.literal.as_deref(), Some("READ, WRITE"));
+    }
+
+    #[test]
+    fn configuration_errors_name_policy_element_and_problem() {
+        let cases: &[(&str, Option<&str>, &str, &str)] = &[
+            ("<Foo name='x'/>", Some("#1"), "<Foo>", "unknown policy type"),
+            ("<GetOAuthV2Info><AccessToken ref='a'/></GetOAuthV2Info>", Some("#1"), "<GetOAuthV2Info>", "name attribute is required"),
+            ("<GetOAuthV2Info name='a/b'><AccessToken ref='a'/></GetOAuthV2Info>", Some("a/b"), "<GetOAuthV2Info>", "contains '/'"),
+            ("<GetOAuthV2Info name='G' bogus='1'><AccessToken ref='a'/></GetOAuthV2Info>", Some("G"), "<GetOAuthV2Info>", "unknown attribute bogus"),
+            ("<GetOAuthV2Info name='G' enabled='maybe'><AccessToken ref='a'/></GetOAuthV2Info>", Some("G"), "<GetOAuthV2Info>", "enabled must be true or false"),
+            ("<GetOAuthV2Info name='G'/>", Some("G"), "<GetOAuthV2Info>", "found none"),
+            ("<GetOAuthV2Info name='G'><AccessToken ref='a'/><ClientId ref='b'/></GetOAuthV2Info>", Some("G"), "<GetOAuthV2Info>", "found <AccessToken>, <ClientId>"),
+            ("<GetOAuthV2Info name='G'><AccessToken ref='a'/><AccessToken ref='b'/></GetOAuthV2Info>", Some("G"), "<AccessToken>", "more than once"),
+            ("<GetOAuthV2Info name='G'><AccessToken/></GetOAuthV2Info>", Some("G"), "<AccessToken>", "needs a ref"),
+            ("<GetOAuthV2Info name='G'><AccessToken ref='{a}'/></GetOAuthV2Info>", Some("G"), "<AccessToken>", "without braces"),
+            ("<GetOAuthV2Info name='G'><AccessToken ref='a' other='b'/></GetOAuthV2Info>", Some("G"), "<AccessToken>", "unknown attribute other"),
+            ("<GetOAuthV2Info name='G'><AccessToken ref='a'><X/></AccessToken></GetOAuthV2Info>", Some("G"), "<AccessToken>", "unexpected element <X>"),
+            ("<GetOAuthV2Info name='G'><AccessToken ref='a'/><Scope/></GetOAuthV2Info>", Some("G"), "<Scope>", "unknown element"),
+            ("<SetOAuthV2Info name='S'><Attributes><Attribute name='a'>v</Attribute></Attributes></SetOAuthV2Info>", Some("S"), "<AccessToken>", "is required"),
+            ("<SetOAuthV2Info name='S'><AccessToken ref='t'/></SetOAuthV2Info>", Some("S"), "<Attributes>", "is required"),
+            ("<SetOAuthV2Info name='S'><AccessToken ref='t'/><Attributes/></SetOAuthV2Info>", Some("S"), "<Attributes>", "at least one"),
+            ("<SetOAuthV2Info name='S'><AccessToken ref='t'/><Attributes><Attribute name='scope'>READ</Attribute></Attributes></SetOAuthV2Info>", Some("S"), "<Attribute name=\"scope\">", "standard token field"),
+            ("<SetOAuthV2Info name='S'><AccessToken ref='t'/><Attributes><Attribute name='refresh_token_expires_in'>1</Attribute></Attributes></SetOAuthV2Info>", Some("S"), "<Attribute name=\"refresh_token_expires_in\">", "standard token field"),
+            ("<SetOAuthV2Info name='S'><AccessToken ref='t'/><Attributes><Attribute>v</Attribute></Attributes></SetOAuthV2Info>", Some("S"), "<Attribute>", "name attribute is required"),
+            ("<SetOAuthV2Info name='S'><AccessToken ref='t'/><Attributes><Attribute name='a'/></Attributes></SetOAuthV2Info>", Some("S"), "<Attribute name=\"a\">", "needs a ref"),
+            ("<SetOAuthV2Info name='S'><AccessToken ref='t'/><Attributes><Attr name='a'>v</Attr></Attributes></SetOAuthV2Info>", Some("S"), "<Attr>", "only <Attribute>"),
+            ("<SetOAuthV2Info name='S'><AccessToken ref='t'/><Attributes><Attribute name='a'>v</Attribute></Attributes><IgnoreAccessTokenStatus>true</IgnoreAccessTokenStatus></SetOAuthV2Info>", Some("S"), "<IgnoreAccessTokenStatus>", "unknown element"),
+            ("<GetOAuthV2Info name='G'><AccessToken ref='a'/>", Some("#1"), "document", "malformed XML"),
+        ];
+        for (xml, policy, element, problem) in cases {
+            let e = error(xml);
+            assert_eq!(e.policy.as_deref(), *policy, "{xml}: {e}");
+            assert_eq!(e.element, *element, "{xml}: {e}");
+            assert!(e.problem.contains(problem), "{xml}: {e}");
+        }
+    }
+
+    #[test]
+    fn long_names_are_refused() {
+        let long = "a".repeat(256);
+        let e = error(&format!("<GetOAuthV2Info name='{long}'><AccessToken ref='a'/></GetOAuthV2Info>"));
+        assert!(e.problem.contains("longer than 255"));
+        let ok = "a".repeat(255);
+        assert_eq!(get(&format!("<GetOAuthV2Info name='{ok}'><AccessToken ref='a'/></GetOAuthV2Info>")).name, ok);
+    }
+
+    #[test]
+    fn references_lists_every_ref() {
+        let p = get(r#"<SetOAuthV2Info name="S"><AccessToken ref="t"/><Attributes>
+            <Attribute name="a" ref="x"/><Attribute name="b">lit</Attribute></Attributes></SetOAuthV2Info>"#);
+        let refs: Vec<&str> = p.references().into_iter().map(|(_, r)| r).collect();
+        assert_eq!(refs, vec!["t", "x"]);
+    }
+}

@@ -1,0 +1,782 @@
+//! Token profiles and the names SetOAuthV2Info may not change.
+
+/// Standard profile fields: SetOAuthV2Info may not write them (SPEC 3.4), and
+/// the token service refuses them too. Compared case-insensitively.
+pub const PROTECTED_ATTRIBUTES: &[&str] = &[
+    "scope",
+    "status",
+    "expires_in",
+    "expires_at",
+    "developer_email",
+    "developer.email",
+    "developer.id",
+    "developer.app.name",
+    "developer.app.id",
+    "client_id",
+    "org_name",
+    "organization_name",
+    "organization_id",
+    "refresh_count",
+    "access_token",
+    "refresh_token",
+    "issued_at",
+    "token_type",
+    "api_product_list",
+    "application_name",
+    "grant_type",
+];
+
+/// True when `name` is a standard profile field (or any `refresh_token_*`).
+pub fn is_protected_attribute(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.starts_with("refresh_token_") || PROTECTED_ATTRIBUTES.iter().any(|p| *p == lower)
+}
+
+use crate::fault::Fault;
+use crate::policy::TokenKind;
+
+/// A token or client profile, as the token service (or a plain RFC 7662
+/// server) described it. Times are kept absolute so that a cached profile
+/// yields the right remaining `expires_in` whenever it is evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Profile {
+    /// RFC 7662 `active`, as the server said it.
+    pub active: bool,
+    /// Standard profile fields: every value a string.
+    pub fields: Vec<(String, String)>,
+    /// Custom attributes (of the token, code or app).
+    pub attributes: Vec<(String, String)>,
+    /// True when the server sent no `profile` member: only the RFC 7662
+    /// members are known (see docs/variables.md).
+    pub plain: bool,
+}
+
+impl Profile {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The answer to one lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The server does not know the token (`{"active": false}`).
+    Unknown,
+    Known(Profile),
+}
+
+/// Why a token-service answer could not be used: always reported as
+/// `token_service_unavailable`, with this text in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceFailure(pub String);
+
+/// Parses an RFC 7662 introspection answer (SPEC 6). `now_ms` only decides
+/// whether a plain server's inactive token with a past `exp` is expired.
+pub fn parse_introspection(
+    status: Option<u16>,
+    body: &[u8],
+    kind: TokenKind,
+    token: &str,
+    now_ms: i64,
+) -> Result<Lookup, ServiceFailure> {
+    match status {
+        Some(200) => {}
+        Some(401) | Some(403) => {
+            return Err(ServiceFailure(format!(
+                "token service refused the filter's credentials (HTTP {})",
+                status.unwrap_or_default()
+            )))
+        }
+        Some(s) => return Err(ServiceFailure(format!("token service answered HTTP {s}"))),
+        None => {
+            return Err(ServiceFailure(
+                "token service call failed (no response status)".to_string(),
+            ))
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ServiceFailure(format!("token service answered malformed JSON: {e}")))?;
+    parse_introspection_value(&value, kind, token, now_ms)
+}
+
+fn parse_introspection_value(
+    value: &serde_json::Value,
+    kind: TokenKind,
+    token: &str,
+    now_ms: i64,
+) -> Result<Lookup, ServiceFailure> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| ServiceFailure("token service answer is not a JSON object".to_string()))?;
+    let active = object
+        .get("active")
+        .and_then(serde_json::Value::as_bool)
+        .ok_or_else(|| {
+            ServiceFailure("token service answer has no boolean \"active\" member".to_string())
+        })?;
+    if let Some(profile) = object.get("profile") {
+        let profile = profile.as_object().ok_or_else(|| {
+            ServiceFailure("token service answer: \"profile\" is not an object".to_string())
+        })?;
+        let mut fields = Vec::with_capacity(profile.len());
+        let mut attributes = Vec::new();
+        for (key, v) in profile {
+            if key == "attributes" {
+                let map = v.as_object().ok_or_else(|| {
+                    ServiceFailure(
+                        "token service answer: \"profile.attributes\" is not an object"
+                            .to_string(),
+                    )
+                })?;
+                for (name, v) in map {
+                    if let Some(s) = scalar(v) {
+                        attributes.push((name.clone(), s));
+                    }
+                }
+            } else if let Some(s) = scalar(v) {
+                fields.push((key.clone(), s));
+            }
+        }
+        return Ok(Lookup::Known(Profile {
+            active,
+            fields,
+            attributes,
+            plain: false,
+        }));
+    }
+
+    // A plain RFC 7662 server: map the standard members.
+    let exp_ms = object
+        .get("exp")
+        .and_then(serde_json::Value::as_i64)
+        .map(|s| s.saturating_mul(1000));
+    if !active && !exp_ms.is_some_and(|e| e <= now_ms) {
+        return Ok(Lookup::Unknown);
+    }
+    let mut fields = Vec::new();
+    let mut put = |k: &str, v: String| fields.push((k.to_string(), v));
+    for member in ["client_id", "scope"] {
+        if let Some(s) = object.get(member).and_then(scalar) {
+            put(member, s);
+        }
+    }
+    if let Some(s) = object.get("token_type").and_then(scalar) {
+        put("token_type", s);
+    }
+    let iat_ms = object
+        .get("iat")
+        .and_then(serde_json::Value::as_i64)
+        .map(|s| s.saturating_mul(1000).to_string());
+    let exp_ms = exp_ms.map_or_else(|| "-1".to_string(), |e| e.to_string());
+    match kind {
+        TokenKind::RefreshToken => {
+            put("refresh_token", token.to_string());
+            put("refresh_token_status", "approved".to_string());
+            put("refresh_token_expires_at", exp_ms);
+            if let Some(iat) = iat_ms {
+                put("refresh_token_issued_at", iat);
+            }
+        }
+        _ => {
+            let own = match kind {
+                TokenKind::AuthorizationCode => "code",
+                TokenKind::ClientId => "client_id",
+                _ => "access_token",
+            };
+            put(own, token.to_string());
+            put("status", "approved".to_string());
+            put("expires_at", exp_ms);
+            if let Some(iat) = iat_ms {
+                put("issued_at", iat);
+            }
+        }
+    }
+    Ok(Lookup::Known(Profile {
+        active,
+        fields,
+        attributes: Vec::new(),
+        plain: true,
+    }))
+}
+
+fn scalar(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses the answer to `POST /v1/accesstokens/attributes` (SPEC 6): the
+/// updated profile, or the fault the token service's error names.
+pub fn parse_set_response(
+    status: Option<u16>,
+    body: &[u8],
+    token: &str,
+    now_ms: i64,
+) -> Result<Result<Profile, Fault>, ServiceFailure> {
+    match status {
+        Some(200) => {
+            match parse_introspection(Some(200), body, TokenKind::AccessToken, token, now_ms)? {
+                Lookup::Known(profile) if !profile.plain => Ok(Ok(profile)),
+                _ => Err(ServiceFailure(
+                    "token service answered an attribute update without a profile".to_string(),
+                )),
+            }
+        }
+        Some(404) => Ok(Err(Fault::InvalidAccessToken)),
+        Some(409) => {
+            let error = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from));
+            match error.as_deref().and_then(Fault::from_name) {
+                Some(f @ (Fault::InvalidAccessToken | Fault::AccessTokenExpired)) => Ok(Err(f)),
+                _ => Err(ServiceFailure(format!(
+                    "token service refused the attribute update (HTTP 409, error {:?})",
+                    error.unwrap_or_default()
+                ))),
+            }
+        }
+        Some(s @ 400..=499) => {
+            let error = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from));
+            Err(ServiceFailure(format!(
+                "token service refused the attribute update (HTTP {s}, error {:?})",
+                error.unwrap_or_default()
+            )))
+        }
+        other => parse_introspection(other, body, TokenKind::AccessToken, token, now_ms)
+            .and_then(|_| Err(ServiceFailure("unexpected answer".to_string()))),
+    }
+}
+
+/// One variable a profile yields: the suffix after `prefix.Policy.`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileVar {
+    pub suffix: String,
+    pub value: String,
+    pub secret: bool,
+}
+
+/// Whole seconds left until `expires_at_ms` ("-1" never expires); `None`
+/// when the field is absent, "" when it is empty.
+fn remaining(expires_at_ms: Option<&str>, now_ms: i64) -> Option<String> {
+    let raw = expires_at_ms?;
+    Some(match raw.trim().parse::<i64>() {
+        Ok(-1) => "-1".to_string(),
+        Ok(at) if at <= now_ms => "0".to_string(),
+        Ok(at) => ((at - now_ms) / 1000).to_string(),
+        Err(_) => String::new(),
+    })
+}
+
+fn is_past(expires_at_ms: Option<&str>, now_ms: i64) -> bool {
+    matches!(expires_at_ms.map(|s| s.trim().parse::<i64>()), Some(Ok(at)) if at != -1 && at <= now_ms)
+}
+
+/// The status a variable shows: the stored one, or "expired" for an
+/// approved token past its expiry (docs/variables.md).
+fn shown_status(stored: Option<&str>, expired: bool) -> Option<String> {
+    let stored = stored?;
+    Some(if expired && stored.eq_ignore_ascii_case("approved") {
+        "expired".to_string()
+    } else {
+        stored.to_string()
+    })
+}
+
+fn is_approved(status: Option<&str>) -> bool {
+    status.is_some_and(|s| s.eq_ignore_ascii_case("approved"))
+}
+
+/// Applies GetOAuthV2Info's status rules (SPEC 3.3) and maps the profile to
+/// variables (suffixes after `prefix.Policy.`).
+pub fn evaluate_get(
+    kind: TokenKind,
+    ignore_access_token_status: bool,
+    token: &str,
+    lookup: &Lookup,
+    now_ms: i64,
+) -> Result<Vec<ProfileVar>, Fault> {
+    let profile = match (lookup, kind) {
+        (Lookup::Known(p), _) => p,
+        (Lookup::Unknown, TokenKind::AccessToken) => return Err(Fault::InvalidAccessToken),
+        (Lookup::Unknown, TokenKind::RefreshToken) => return Err(Fault::InvalidRefreshToken),
+        (Lookup::Unknown, TokenKind::AuthorizationCode) => {
+            return Err(Fault::InvalidAuthorizationCode)
+        }
+        (Lookup::Unknown, TokenKind::ClientId) => return Err(Fault::InvalidClientId),
+    };
+    match kind {
+        TokenKind::AccessToken => {
+            let expired = is_past(profile.field("expires_at"), now_ms);
+            if !ignore_access_token_status {
+                if !is_approved(profile.field("status")) {
+                    return Err(Fault::InvalidAccessToken);
+                }
+                if expired {
+                    return Err(Fault::AccessTokenExpired);
+                }
+            }
+            Ok(token_vars(profile, token, kind, now_ms))
+        }
+        TokenKind::RefreshToken => {
+            if is_past(profile.field("refresh_token_expires_at"), now_ms) {
+                return Err(Fault::RefreshTokenExpired);
+            }
+            Ok(token_vars(profile, token, kind, now_ms))
+        }
+        TokenKind::AuthorizationCode => {
+            let expired = is_past(profile.field("expires_at"), now_ms);
+            if expired {
+                return Err(Fault::AuthorizationCodeExpired);
+            }
+            let mut out = Vec::new();
+            let mut push = |suffix: &str, value: Option<String>, secret: bool| {
+                if let Some(value) = value {
+                    out.push(ProfileVar {
+                        suffix: suffix.to_string(),
+                        value,
+                        secret,
+                    });
+                }
+            };
+            let f = |name: &str| profile.field(name).map(String::from);
+            push("code", f("code").or_else(|| Some(token.to_string())), true);
+            push("client_id", f("client_id"), false);
+            push("scope", f("scope"), false);
+            push("redirect_uri", f("redirect_uri"), false);
+            push("status", shown_status(profile.field("status"), expired), false);
+            push("issued_at", f("issued_at"), false);
+            push("expires_in", remaining(profile.field("expires_at"), now_ms), false);
+            push_attributes(&mut out, profile, "");
+            Ok(out)
+        }
+        TokenKind::ClientId => {
+            if !profile.active {
+                return Err(Fault::InvalidClientId);
+            }
+            let mut out = Vec::new();
+            let f = |name: &str| profile.field(name).map(String::from);
+            let fields = [
+                ("client_id", f("client_id").or_else(|| Some(token.to_string())), false),
+                ("client_secret", f("client_secret"), true),
+                ("redirection_uris", f("redirection_uris"), false),
+                ("developer.email", f("developer.email"), false),
+                ("developer.id", f("developer.id"), false),
+                ("developer.app.name", f("developer.app.name"), false),
+            ];
+            for (suffix, value, secret) in fields {
+                if let Some(value) = value {
+                    out.push(ProfileVar {
+                        suffix: suffix.to_string(),
+                        value,
+                        secret,
+                    });
+                }
+            }
+            push_attributes(&mut out, profile, "");
+            Ok(out)
+        }
+    }
+}
+
+/// The variables of an access or refresh token profile (SPEC 3.3).
+fn token_vars(profile: &Profile, token: &str, kind: TokenKind, now_ms: i64) -> Vec<ProfileVar> {
+    let f = |name: &str| profile.field(name).map(String::from);
+    let own = |name: &str, is_kind: bool| {
+        f(name).or_else(|| is_kind.then(|| token.to_string()))
+    };
+    let expired = is_past(profile.field("expires_at"), now_ms);
+    let refresh_expired = is_past(profile.field("refresh_token_expires_at"), now_ms);
+    let fields = [
+        ("access_token", own("access_token", kind == TokenKind::AccessToken), true),
+        ("client_id", f("client_id"), false),
+        ("scope", f("scope"), false),
+        ("status", shown_status(profile.field("status"), expired), false),
+        ("expires_in", remaining(profile.field("expires_at"), now_ms), false),
+        ("issued_at", f("issued_at"), false),
+        ("token_type", f("token_type"), false),
+        ("organization_name", f("organization_name"), false),
+        ("api_product_list", f("api_product_list"), false),
+        ("developer.id", f("developer.id"), false),
+        ("developer.email", f("developer.email"), false),
+        ("developer.app.name", f("developer.app.name"), false),
+        ("developer.app.id", f("developer.app.id"), false),
+        ("refresh_token", own("refresh_token", kind == TokenKind::RefreshToken), true),
+        (
+            "refresh_token_status",
+            shown_status(profile.field("refresh_token_status"), refresh_expired),
+            false,
+        ),
+        (
+            "refresh_token_expires_in",
+            remaining(profile.field("refresh_token_expires_at"), now_ms),
+            false,
+        ),
+        ("refresh_token_issued_at", f("refresh_token_issued_at"), false),
+        ("refresh_count", f("refresh_count"), false),
+    ];
+    let mut out = Vec::with_capacity(fields.len() + profile.attributes.len());
+    for (suffix, value, secret) in fields {
+        if let Some(value) = value {
+            out.push(ProfileVar {
+                suffix: suffix.to_string(),
+                value,
+                secret,
+            });
+        }
+    }
+    push_attributes(&mut out, profile, "accesstoken.");
+    out
+}
+
+/// The variables SetOAuthV2Info sets from the updated profile (SPEC 3.4).
+pub fn set_vars(profile: &Profile, token: &str, now_ms: i64) -> Vec<ProfileVar> {
+    let f = |name: &str| profile.field(name).map(String::from);
+    let expired = is_past(profile.field("expires_at"), now_ms);
+    let fields = [
+        ("access_token", f("access_token").or_else(|| Some(token.to_string())), true),
+        ("client_id", f("client_id"), false),
+        ("refresh_count", f("refresh_count"), false),
+        ("organization_name", f("organization_name"), false),
+        ("expires_in", remaining(profile.field("expires_at"), now_ms), false),
+        (
+            "refresh_token_expires_in",
+            remaining(profile.field("refresh_token_expires_at"), now_ms),
+            false,
+        ),
+        ("issued_at", f("issued_at"), false),
+        ("status", shown_status(profile.field("status"), expired), false),
+        ("api_product_list", f("api_product_list"), false),
+        ("token_type", f("token_type"), false),
+    ];
+    let mut out = Vec::with_capacity(fields.len() + profile.attributes.len());
+    for (suffix, value, secret) in fields {
+        if let Some(value) = value {
+            out.push(ProfileVar {
+                suffix: suffix.to_string(),
+                value,
+                secret,
+            });
+        }
+    }
+    push_attributes(&mut out, profile, "");
+    out
+}
+
+/// Adds `{prefix}{name}` for each custom attribute; one whose name collides
+/// with a standard variable already set is skipped (the standard one wins).
+fn push_attributes(out: &mut Vec<ProfileVar>, profile: &Profile, prefix: &str) {
+    for (name, value) in &profile.attributes {
+        let suffix = format!("{prefix}{name}");
+        if out.iter().any(|v| v.suffix == suffix) {
+            continue;
+        }
+        out.push(ProfileVar {
+            suffix,
+            value: value.clone(),
+            secret: false,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn vars(v: &[ProfileVar]) -> Vec<(&str, &str)> {
+        v.iter().map(|p| (p.suffix.as_str(), p.value.as_str())).collect()
+    }
+
+    fn get<'a>(v: &'a [ProfileVar], suffix: &str) -> Option<&'a str> {
+        v.iter().find(|p| p.suffix == suffix).map(|p| p.value.as_str())
+    }
+
+    fn access_answer(status: &str, expires_at: i64) -> serde_json::Value {
+        json!({
+            "active": status == "approved" && (expires_at == -1 || expires_at > NOW),
+            "token_type": "Bearer", "scope": "READ", "client_id": "app-1",
+            "profile": {
+                "access_token": "tok-123", "client_id": "app-1", "scope": "READ WRITE",
+                "status": status, "token_type": "BearerToken",
+                "issued_at": (NOW - 600_000).to_string(), "expires_in": "999",
+                "expires_at": expires_at.to_string(), "organization_name": "org",
+                "api_product_list": "[FreeProduct, Premium]",
+                "developer.id": "dev-1", "developer.email": "joe@example.com",
+                "developer.app.name": "weather", "developer.app.id": "app-uuid",
+                "refresh_token": "ref-456", "refresh_token_status": "approved",
+                "refresh_token_issued_at": (NOW - 600_000).to_string(),
+                "refresh_token_expires_in": "1", "refresh_token_expires_at": (NOW + 86_400_000).to_string(),
+                "refresh_count": "2",
+                "attributes": {"department.id": "42", "n": 7}
+            }
+        })
+    }
+
+    fn lookup(v: serde_json::Value, kind: TokenKind, token: &str) -> Lookup {
+        parse_introspection(Some(200), v.to_string().as_bytes(), kind, token, NOW).unwrap()
+    }
+
+    #[test]
+    fn access_token_maps_every_variable_with_remaining_expiry() {
+        let l = lookup(access_answer("approved", NOW + 3_599_500), TokenKind::AccessToken, "tok-123");
+        let v = evaluate_get(TokenKind::AccessToken, false, "tok-123", &l, NOW).unwrap();
+        assert_eq!(
+            vars(&v),
+            vec![
+                ("access_token", "tok-123"),
+                ("client_id", "app-1"),
+                ("scope", "READ WRITE"),
+                ("status", "approved"),
+                ("expires_in", "3599"),
+                ("issued_at", "1699999400000"),
+                ("token_type", "BearerToken"),
+                ("organization_name", "org"),
+                ("api_product_list", "[FreeProduct, Premium]"),
+                ("developer.id", "dev-1"),
+                ("developer.email", "joe@example.com"),
+                ("developer.app.name", "weather"),
+                ("developer.app.id", "app-uuid"),
+                ("refresh_token", "ref-456"),
+                ("refresh_token_status", "approved"),
+                ("refresh_token_expires_in", "86400"),
+                ("refresh_token_issued_at", "1699999400000"),
+                ("refresh_count", "2"),
+                ("accesstoken.department.id", "42"),
+                ("accesstoken.n", "7"),
+            ]
+        );
+        let secrets: Vec<&str> = v.iter().filter(|p| p.secret).map(|p| p.suffix.as_str()).collect();
+        assert_eq!(secrets, ["access_token", "refresh_token"]);
+        // The same cached profile, evaluated later, counts down.
+        let later = evaluate_get(TokenKind::AccessToken, false, "tok-123", &l, NOW + 1_000_000).unwrap();
+        assert_eq!(get(&later, "expires_in"), Some("2599"));
+    }
+
+    #[test]
+    fn access_token_status_rules() {
+        let unknown = lookup(json!({"active": false}), TokenKind::AccessToken, "x");
+        assert_eq!(unknown, Lookup::Unknown);
+        assert_eq!(evaluate_get(TokenKind::AccessToken, false, "x", &unknown, NOW), Err(Fault::InvalidAccessToken));
+        assert_eq!(evaluate_get(TokenKind::AccessToken, true, "x", &unknown, NOW), Err(Fault::InvalidAccessToken));
+
+        let revoked = lookup(access_answer("revoked", NOW + 1000), TokenKind::AccessToken, "x");
+        assert_eq!(evaluate_get(TokenKind::AccessToken, false, "x", &revoked, NOW), Err(Fault::InvalidAccessToken));
+        let v = evaluate_get(TokenKind::AccessToken, true, "x", &revoked, NOW).unwrap();
+        assert_eq!(get(&v, "status"), Some("revoked"));
+
+        let expired = lookup(access_answer("approved", NOW - 1), TokenKind::AccessToken, "x");
+        assert_eq!(evaluate_get(TokenKind::AccessToken, false, "x", &expired, NOW), Err(Fault::AccessTokenExpired));
+        let v = evaluate_get(TokenKind::AccessToken, true, "x", &expired, NOW).unwrap();
+        assert_eq!(get(&v, "status"), Some("expired"));
+        assert_eq!(get(&v, "expires_in"), Some("0"));
+
+        // Exactly at the expiry instant the token is expired.
+        let edge = lookup(access_answer("approved", NOW), TokenKind::AccessToken, "x");
+        assert_eq!(evaluate_get(TokenKind::AccessToken, false, "x", &edge, NOW), Err(Fault::AccessTokenExpired));
+
+        // Revoked and expired: invalid (status is checked first).
+        let both = lookup(access_answer("revoked", NOW - 1), TokenKind::AccessToken, "x");
+        assert_eq!(evaluate_get(TokenKind::AccessToken, false, "x", &both, NOW), Err(Fault::InvalidAccessToken));
+
+        let never = lookup(access_answer("approved", -1), TokenKind::AccessToken, "x");
+        let v = evaluate_get(TokenKind::AccessToken, false, "x", &never, NOW + 10i64.pow(12)).unwrap();
+        assert_eq!(get(&v, "expires_in"), Some("-1"));
+    }
+
+    #[test]
+    fn refresh_token_kind() {
+        let mut answer = access_answer("revoked", NOW - 5);
+        let l = lookup(answer.clone(), TokenKind::RefreshToken, "ref-456");
+        // The access token being revoked or expired does not matter.
+        let v = evaluate_get(TokenKind::RefreshToken, false, "ref-456", &l, NOW).unwrap();
+        assert_eq!(get(&v, "refresh_token"), Some("ref-456"));
+        assert_eq!(get(&v, "refresh_token_expires_in"), Some("86400"));
+        assert_eq!(get(&v, "accesstoken.department.id"), Some("42"));
+
+        answer["profile"]["refresh_token_status"] = json!("revoked");
+        let l = lookup(answer.clone(), TokenKind::RefreshToken, "ref-456");
+        let v = evaluate_get(TokenKind::RefreshToken, false, "ref-456", &l, NOW).unwrap();
+        assert_eq!(get(&v, "refresh_token_status"), Some("revoked"));
+
+        answer["profile"]["refresh_token_expires_at"] = json!((NOW - 1).to_string());
+        let l = lookup(answer, TokenKind::RefreshToken, "ref-456");
+        assert_eq!(evaluate_get(TokenKind::RefreshToken, false, "r", &l, NOW), Err(Fault::RefreshTokenExpired));
+        assert_eq!(evaluate_get(TokenKind::RefreshToken, false, "r", &Lookup::Unknown, NOW), Err(Fault::InvalidRefreshToken));
+    }
+
+    #[test]
+    fn authorization_code_kind() {
+        let answer = |status: &str, expires_at: i64| {
+            json!({"active": true, "client_id": "app-1", "profile": {
+                "code": "code-1", "client_id": "app-1", "scope": "READ", "redirect_uri": "https://cb",
+                "status": status, "issued_at": NOW.to_string(), "expires_in": "60",
+                "expires_at": expires_at.to_string(), "developer.email": "joe@example.com",
+                "attributes": {"state": "s1", "code": "ignored-collision"}}})
+        };
+        let l = lookup(answer("approved", NOW + 60_000), TokenKind::AuthorizationCode, "code-1");
+        let v = evaluate_get(TokenKind::AuthorizationCode, false, "code-1", &l, NOW).unwrap();
+        assert_eq!(
+            vars(&v),
+            vec![
+                ("code", "code-1"),
+                ("client_id", "app-1"),
+                ("scope", "READ"),
+                ("redirect_uri", "https://cb"),
+                ("status", "approved"),
+                ("issued_at", "1700000000000"),
+                ("expires_in", "60"),
+                ("state", "s1"),
+            ]
+        );
+        assert!(v[0].secret);
+        let l = lookup(answer("revoked", NOW + 60_000), TokenKind::AuthorizationCode, "code-1");
+        let v = evaluate_get(TokenKind::AuthorizationCode, false, "code-1", &l, NOW).unwrap();
+        assert_eq!(get(&v, "status"), Some("revoked"));
+        let l = lookup(answer("approved", NOW - 60_000), TokenKind::AuthorizationCode, "code-1");
+        assert_eq!(evaluate_get(TokenKind::AuthorizationCode, false, "c", &l, NOW), Err(Fault::AuthorizationCodeExpired));
+        assert_eq!(evaluate_get(TokenKind::AuthorizationCode, false, "c", &Lookup::Unknown, NOW), Err(Fault::InvalidAuthorizationCode));
+    }
+
+    #[test]
+    fn client_id_kind() {
+        let l = lookup(
+            json!({"active": true, "client_id": "app-1", "profile": {
+                "client_id": "app-1", "client_secret": "s3cret", "redirection_uris": "https://a,https://b",
+                "developer.email": "joe@example.com", "developer.id": "dev-1", "developer.app.name": "weather",
+                "developer.app.id": "uuid", "api_product_list": "[P]", "status": "approved",
+                "attributes": {"tier": "gold"}}}),
+            TokenKind::ClientId,
+            "app-1",
+        );
+        let v = evaluate_get(TokenKind::ClientId, false, "app-1", &l, NOW).unwrap();
+        assert_eq!(
+            vars(&v),
+            vec![
+                ("client_id", "app-1"),
+                ("client_secret", "s3cret"),
+                ("redirection_uris", "https://a,https://b"),
+                ("developer.email", "joe@example.com"),
+                ("developer.id", "dev-1"),
+                ("developer.app.name", "weather"),
+                ("tier", "gold"),
+            ]
+        );
+        assert!(v[1].secret && !v[0].secret);
+        assert_eq!(evaluate_get(TokenKind::ClientId, false, "x", &Lookup::Unknown, NOW), Err(Fault::InvalidClientId));
+    }
+
+    #[test]
+    fn plain_rfc7662_server() {
+        let l = lookup(
+            json!({"active": true, "client_id": "c", "scope": "a b", "token_type": "Bearer", "exp": NOW / 1000 + 100, "iat": NOW / 1000 - 5, "username": "u"}),
+            TokenKind::AccessToken,
+            "tok",
+        );
+        let Lookup::Known(p) = &l else { panic!("unknown") };
+        assert!(p.plain);
+        let v = evaluate_get(TokenKind::AccessToken, false, "tok", &l, NOW).unwrap();
+        assert_eq!(
+            vars(&v),
+            vec![
+                ("access_token", "tok"),
+                ("client_id", "c"),
+                ("scope", "a b"),
+                ("status", "approved"),
+                ("expires_in", "100"),
+                ("issued_at", "1699999995000"),
+                ("token_type", "Bearer"),
+            ]
+        );
+        // Inactive with a past exp: expired; without: invalid.
+        let expired = lookup(json!({"active": false, "exp": NOW / 1000 - 1}), TokenKind::AccessToken, "tok");
+        assert_eq!(evaluate_get(TokenKind::AccessToken, false, "tok", &expired, NOW), Err(Fault::AccessTokenExpired));
+        let inactive = lookup(json!({"active": false, "exp": NOW / 1000 + 100}), TokenKind::AccessToken, "tok");
+        assert_eq!(inactive, Lookup::Unknown);
+        // A plain server that introspects a refresh token.
+        let r = lookup(json!({"active": true, "exp": NOW / 1000 + 10}), TokenKind::RefreshToken, "r");
+        let v = evaluate_get(TokenKind::RefreshToken, false, "r", &r, NOW).unwrap();
+        assert_eq!(get(&v, "refresh_token"), Some("r"));
+        assert_eq!(get(&v, "refresh_token_expires_in"), Some("10"));
+        assert_eq!(get(&v, "access_token"), None);
+    }
+
+    #[test]
+    fn malformed_answers_are_service_failures() {
+        let bad: &[(Option<u16>, &[u8])] = &[
+            (None, b""),
+            (Some(503), b"{\"active\":true}"),
+            (Some(500), b""),
+            (Some(401), b"{\"error\":\"unauthorized\"}"),
+            (Some(404), b""),
+            (Some(200), b""),
+            (Some(200), b"{\"active\":tr"),
+            (Some(200), b"[]"),
+            (Some(200), b"{\"active\":\"yes\"}"),
+            (Some(200), b"{}"),
+            (Some(200), b"{\"active\":true,\"profile\":[]}"),
+            (Some(200), b"{\"active\":true,\"profile\":{\"attributes\":[]}}"),
+            (Some(200), b"\xff\xfe"),
+        ];
+        for (status, body) in bad {
+            assert!(
+                parse_introspection(*status, body, TokenKind::AccessToken, "t", NOW).is_err(),
+                "{status:?} {:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn set_response_mapping() {
+        let body = access_answer("approved", NOW + 10_000).to_string();
+        let profile = parse_set_response(Some(200), body.as_bytes(), "tok-123", NOW).unwrap().unwrap();
+        let v = set_vars(&profile, "tok-123", NOW);
+        assert_eq!(
+            vars(&v),
+            vec![
+                ("access_token", "tok-123"),
+                ("client_id", "app-1"),
+                ("refresh_count", "2"),
+                ("organization_name", "org"),
+                ("expires_in", "10"),
+                ("refresh_token_expires_in", "86400"),
+                ("issued_at", "1699999400000"),
+                ("status", "approved"),
+                ("api_product_list", "[FreeProduct, Premium]"),
+                ("token_type", "BearerToken"),
+                ("department.id", "42"),
+                ("n", "7"),
+            ]
+        );
+        assert_eq!(parse_set_response(Some(404), b"{\"error\":\"invalid_access_token\"}", "t", NOW), Ok(Err(Fault::InvalidAccessToken)));
+        assert_eq!(parse_set_response(Some(409), b"{\"error\":\"access_token_expired\"}", "t", NOW), Ok(Err(Fault::AccessTokenExpired)));
+        assert_eq!(parse_set_response(Some(409), b"{\"error\":\"invalid_access_token\"}", "t", NOW), Ok(Err(Fault::InvalidAccessToken)));
+        assert!(parse_set_response(Some(409), b"{\"error\":\"other\"}", "t", NOW).is_err());
+        assert!(parse_set_response(Some(400), b"{\"error\":\"protected_attribute\",\"attribute\":\"scope\"}", "t", NOW).is_err());
+        assert!(parse_set_response(Some(401), b"", "t", NOW).is_err());
+        assert!(parse_set_response(Some(500), b"", "t", NOW).is_err());
+        assert!(parse_set_response(None, b"", "t", NOW).is_err());
+        assert!(parse_set_response(Some(200), b"{\"active\":true}", "t", NOW).is_err());
+        assert!(parse_set_response(Some(200), b"{\"active\":tr", "t", NOW).is_err());
+    }
+
+    #[test]
+    fn protected_names() {
+        for n in ["scope", "SCOPE", "developer.email", "refresh_token_expires_in", "refresh_token_anything", "grant_type"] {
+            assert!(is_protected_attribute(n), "{n}");
+        }
+        for n in ["department.id", "scopes", "refresh_tokens", "foo"] {
+            assert!(!is_protected_attribute(n), "{n}");
+        }
+    }
+}
