@@ -1,0 +1,860 @@
+//! HTTP surface: routes, key checks, body parsing and validation. Every
+//! store call runs on the blocking pool.
+
+use crate::error::{Error, Result};
+use crate::store::{Caller, Issued, Kind, Lifetimes, Lookup, Revoked, Store};
+use crate::util::{random_alnum, random_id, redact};
+use crate::views::{self, AccessToken, App, Attributes, AuthCode, RefreshToken};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Instant;
+use subtle::ConstantTimeEq;
+use tracing::{debug, info};
+
+/// Largest accepted request body.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// Longest custom attribute name, in characters.
+pub const MAX_NAME_CHARS: usize = 255;
+/// Longest custom attribute value, in bytes.
+pub const MAX_VALUE_BYTES: usize = 2048;
+
+pub struct Config {
+    pub org: String,
+    pub lifetimes: Lifetimes,
+    pub max_attributes: usize,
+    pub service_key: String,
+    pub admin_key: String,
+}
+
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub cfg: Config,
+}
+
+type St = State<Arc<AppState>>;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/oauth2/introspect", post(introspect))
+        .route("/oauth2/token", post(token))
+        .route("/oauth2/revoke", post(revoke))
+        .route("/v1/accesstokens/attributes", post(merge_attributes))
+        .route("/v1/apps", post(create_app))
+        .route("/v1/tokens", post(import_token))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(log_and_headers))
+        .with_state(state)
+}
+
+/// The error code of a refused request, for the request log line.
+#[derive(Clone, Copy)]
+struct ErrorCode(&'static str);
+
+/// One log line per request (debug; refusals at info with their error
+/// code), and `Cache-Control: no-store` on every answer. Only the matched
+/// route is logged, never the raw path or query, so a token that a client
+/// put into a URL by mistake does not reach the log.
+async fn log_and_headers(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "<no route>".to_owned());
+    let mut resp = next.run(req).await;
+    resp.headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    let status = resp.status().as_u16();
+    let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+    match resp.extensions().get::<ErrorCode>() {
+        Some(ErrorCode(code)) => {
+            info!(%method, %route, status, error = code, micros, "request refused")
+        }
+        None => debug!(%method, %route, status, micros, "request"),
+    }
+    resp
+}
+
+fn respond(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn refuse(e: Error) -> Response {
+    let code = e.code;
+    let mut resp = e.into_response();
+    resp.extensions_mut().insert(ErrorCode(code));
+    resp
+}
+
+/// Turns a handler result into a response, tagging refusals for the log.
+fn answer(r: Result<Response>) -> Response {
+    r.unwrap_or_else(refuse)
+}
+
+async fn not_found() -> Response {
+    refuse(Error::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see docs/token-service.md",
+    ))
+}
+
+async fn method_not_allowed() -> Response {
+    refuse(Error::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    ))
+}
+
+/// Runs a store call on the blocking pool.
+async fn blocking<T, F>(st: &AppState, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Store) -> Result<T> + Send + 'static,
+{
+    let store = Arc::clone(&st.store);
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| Error::internal(format_args!("store task failed: {e}")))?
+}
+
+// ---------------------------------------------------------------- keys
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    Service,
+    Admin,
+}
+
+impl KeyKind {
+    fn name(self) -> &'static str {
+        match self {
+            KeyKind::Service => "service",
+            KeyKind::Admin => "admin",
+        }
+    }
+}
+
+/// `(scheme, credentials)` of the Authorization header, if any.
+fn authorization(headers: &HeaderMap) -> Option<(&[u8], &[u8])> {
+    let v = headers.get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, rest) = match v.iter().position(|b| *b == b' ') {
+        Some(i) => (&v[..i], &v[i + 1..]),
+        None => (v, &v[v.len()..]),
+    };
+    Some((scheme, rest.trim_ascii()))
+}
+
+fn is_bearer(headers: &HeaderMap) -> bool {
+    authorization(headers).is_some_and(|(s, _)| s.eq_ignore_ascii_case(b"bearer"))
+}
+
+impl AppState {
+    /// Which key was presented, compared in constant time against both.
+    fn key_kind(&self, presented: &[u8]) -> Option<KeyKind> {
+        let service: bool = presented.ct_eq(self.cfg.service_key.as_bytes()).into();
+        let admin: bool = presented.ct_eq(self.cfg.admin_key.as_bytes()).into();
+        match (service, admin) {
+            (true, _) => Some(KeyKind::Service),
+            (_, true) => Some(KeyKind::Admin),
+            _ => None,
+        }
+    }
+
+    fn require_key(&self, headers: &HeaderMap, want: KeyKind) -> Result<()> {
+        let need = || {
+            format!(
+                "this endpoint needs the header Authorization: Bearer <{} key>",
+                want.name()
+            )
+        };
+        let Some((scheme, key)) = authorization(headers) else {
+            return Err(Error::unauthorized(need()));
+        };
+        if !scheme.eq_ignore_ascii_case(b"bearer") || key.is_empty() {
+            return Err(Error::unauthorized(need()));
+        }
+        match self.key_kind(key) {
+            Some(k) if k == want => Ok(()),
+            Some(k) => Err(Error::unauthorized(format!(
+                "this endpoint takes the {} key, not the {} key",
+                want.name(),
+                k.name()
+            ))),
+            None => Err(Error::unauthorized(format!(
+                "the {} key is not valid",
+                want.name()
+            ))),
+        }
+    }
+}
+
+/// HTTP Basic client credentials (RFC 6749 2.3.1: each part is
+/// form-urlencoded before base64). `None` when the header is absent or
+/// another scheme.
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>> {
+    let Some((scheme, creds)) = authorization(headers) else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case(b"basic") {
+        return Ok(None);
+    }
+    let malformed = || Error::invalid_client("malformed HTTP Basic credentials");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(creds)
+        .map_err(|_| malformed())?;
+    let text = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = text.split_once(':').ok_or_else(malformed)?;
+    let unescape = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| malformed())
+    };
+    Ok(Some((unescape(id)?, unescape(secret)?)))
+}
+
+/// Authenticates the OAuth client by HTTP Basic or by `client_id` and
+/// `client_secret` in the form (one method only).
+async fn authenticate_client(st: &AppState, headers: &HeaderMap, form: &Form) -> Result<App> {
+    let (id, secret) = match basic_credentials(headers)? {
+        Some((id, secret)) => {
+            if form.get("client_secret")?.is_some() {
+                return Err(Error::invalid_request(
+                    "use one client authentication method: HTTP Basic or client_secret in the body, not both",
+                ));
+            }
+            if form.get("client_id")?.is_some_and(|f| f != id) {
+                return Err(Error::invalid_request(
+                    "client_id in the body differs from the HTTP Basic client",
+                ));
+            }
+            (id, secret)
+        }
+        None => match (form.get("client_id")?, form.get("client_secret")?) {
+            (Some(i), Some(s)) => (i.to_owned(), s.to_owned()),
+            _ => {
+                return Err(Error::invalid_client(
+                    "client authentication required: HTTP Basic, or client_id and client_secret in the body",
+                ))
+            }
+        },
+    };
+    let app = blocking(st, move |s| s.app_by_client(&id)).await?;
+    match app {
+        Some(app) if bool::from(app.client_secret.as_bytes().ct_eq(secret.as_bytes())) => Ok(app),
+        _ => Err(Error::invalid_client("client authentication failed")),
+    }
+}
+
+// ---------------------------------------------------------------- bodies
+
+async fn read_body(req: Request) -> Result<Bytes> {
+    Bytes::from_request(req, &()).await.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::too_large(BODY_LIMIT)
+        } else {
+            Error::invalid_request("could not read the request body")
+        }
+    })
+}
+
+/// An `application/x-www-form-urlencoded` body. Empty values count as
+/// absent (RFC 6749 3.1); a repeated parameter is an error.
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn parse(body: &[u8]) -> Result<Self> {
+        serde_urlencoded::from_bytes(body).map(Form).map_err(|e| {
+            Error::invalid_request(format!(
+                "the body is not an application/x-www-form-urlencoded form: {e}"
+            ))
+        })
+    }
+
+    fn get(&self, name: &str) -> Result<Option<&str>> {
+        let mut found = None;
+        for (k, v) in &self.0 {
+            if k == name && !v.is_empty() {
+                if found.is_some() {
+                    return Err(Error::invalid_request(format!(
+                        "parameter {name} is given more than once"
+                    )));
+                }
+                found = Some(v.as_str());
+            }
+        }
+        Ok(found)
+    }
+
+    fn require(&self, name: &str) -> Result<&str> {
+        self.get(name)?
+            .ok_or_else(|| Error::invalid_request(format!("missing parameter {name}")))
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| Error::invalid_request(format!("invalid JSON body: {e}")))
+}
+
+fn non_empty(field: &str, v: &str) -> Result<()> {
+    if v.is_empty() {
+        return Err(Error::invalid_request(format!("{field} must not be empty")));
+    }
+    Ok(())
+}
+
+/// Rules for one custom attribute (merge and import alike).
+pub fn check_attribute(name: &str, value: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid_request("an attribute name is empty"));
+    }
+    let chars = name.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(Error::invalid_request(format!(
+            "an attribute name has {chars} characters; the limit is {MAX_NAME_CHARS}"
+        )));
+    }
+    if oauthv2info::profile::is_protected_attribute(name) {
+        return Err(Error::protected_attribute(name));
+    }
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(Error::invalid_request(format!(
+            "the value of attribute {name:?} has {} bytes; the limit is {MAX_VALUE_BYTES}",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_attributes(attrs: &Attributes, max: usize) -> Result<()> {
+    for (k, v) in attrs {
+        check_attribute(k, v)?;
+    }
+    if attrs.len() > max {
+        return Err(Error::invalid_request(format!(
+            "{} custom attributes; the limit is {max}",
+            attrs.len()
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Approved,
+    Revoked,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Approved => views::APPROVED,
+            Status::Revoked => views::REVOKED,
+        }
+    }
+}
+
+fn expiry(issued_at: i64, lifetime: i64, field: &str) -> Result<i64> {
+    views::expires_at(issued_at, lifetime).ok_or_else(|| {
+        Error::invalid_request(format!(
+            "{field} must be -1 (never expires) or a number of seconds >= 0"
+        ))
+    })
+}
+
+fn non_negative(field: &str, v: i64) -> Result<i64> {
+    if v < 0 {
+        return Err(Error::invalid_request(format!("{field} must be >= 0")));
+    }
+    Ok(v)
+}
+
+// ---------------------------------------------------------------- service endpoints
+
+async fn introspect(State(st): St, req: Request) -> Response {
+    answer(introspect_inner(&st, req).await)
+}
+
+async fn introspect_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    st.require_key(req.headers(), KeyKind::Service)?;
+    let form = Form::parse(&read_body(req).await?)?;
+    let token = form.require("token")?.to_owned();
+    let lookup = match form.get("token_type_hint")? {
+        None => Lookup::Any,
+        Some("access_token") => Lookup::Token(Kind::Access),
+        Some("refresh_token") => Lookup::Token(Kind::Refresh),
+        Some("authorization_code") => Lookup::Token(Kind::Code),
+        Some("client_id") => Lookup::Client,
+        Some(_) => {
+            return Err(Error::invalid_request(
+                "unknown token_type_hint; expected access_token, refresh_token, authorization_code or client_id",
+            ))
+        }
+    };
+    let org = st.cfg.org.clone();
+    let v = blocking(st, move |s| s.introspect(&token, lookup, &org)).await?;
+    Ok(respond(StatusCode::OK, v))
+}
+
+#[derive(Deserialize)]
+struct MergeBody {
+    token: String,
+    attributes: Vec<AttributeIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttributeIn {
+    name: String,
+    value: String,
+}
+
+async fn merge_attributes(State(st): St, req: Request) -> Response {
+    answer(merge_inner(&st, req).await)
+}
+
+async fn merge_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    st.require_key(req.headers(), KeyKind::Service)?;
+    let body: MergeBody = parse_json(&read_body(req).await?)?;
+    non_empty("token", &body.token)?;
+    if body.attributes.is_empty() {
+        return Err(Error::invalid_request(
+            "attributes must hold at least one attribute",
+        ));
+    }
+    let mut attrs = Attributes::new();
+    for a in body.attributes {
+        check_attribute(&a.name, &a.value)?;
+        attrs.insert(a.name, a.value); // a later duplicate wins
+    }
+    let (token, org, max) = (body.token, st.cfg.org.clone(), st.cfg.max_attributes);
+    let prefix = redact(&token);
+    let count = attrs.len();
+    let v = blocking(st, move |s| s.merge_attributes(&token, &attrs, max, &org)).await?;
+    info!(token = %prefix, attributes = count, "attributes merged");
+    Ok(respond(StatusCode::OK, v))
+}
+
+// ---------------------------------------------------------------- admin endpoints
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewApp {
+    name: String,
+    developer_email: String,
+    developer_id: Option<String>,
+    #[serde(default)]
+    api_products: Vec<String>,
+    #[serde(default)]
+    attributes: Attributes,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+async fn create_app(State(st): St, req: Request) -> Response {
+    answer(create_app_inner(&st, req).await)
+}
+
+async fn create_app_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    st.require_key(req.headers(), KeyKind::Admin)?;
+    let b: NewApp = parse_json(&read_body(req).await?)?;
+    non_empty("name", &b.name)?;
+    non_empty("developer_email", &b.developer_email)?;
+    for (field, v) in [
+        ("developer_id", &b.developer_id),
+        ("client_id", &b.client_id),
+        ("client_secret", &b.client_secret),
+    ] {
+        if let Some(v) = v {
+            non_empty(field, v)?;
+        }
+    }
+    let app = App {
+        app_id: random_id(),
+        name: b.name,
+        developer_email: b.developer_email,
+        developer_id: b.developer_id.unwrap_or_else(random_id),
+        api_products: b.api_products,
+        attributes: b.attributes,
+        redirect_uris: b.redirect_uris,
+        client_id: b.client_id.unwrap_or_else(|| random_alnum(32)),
+        client_secret: b.client_secret.unwrap_or_else(|| random_alnum(32)),
+    };
+    let app = blocking(st, move |s| s.create_app(&app).map(|()| app)).await?;
+    info!(app_id = %app.app_id, client_id = %app.client_id, "app created");
+    Ok(respond(
+        StatusCode::CREATED,
+        json!({
+            "app_id": app.app_id,
+            "client_id": app.client_id,
+            "client_secret": app.client_secret,
+            "name": app.name,
+            "developer_email": app.developer_email,
+            "developer_id": app.developer_id,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportAccess {
+    token: String,
+    client_id: String,
+    #[serde(default)]
+    scope: String,
+    status: Status,
+    issued_at: i64,
+    expires_in: i64,
+    refresh_token: Option<String>,
+    refresh_token_expires_in: Option<i64>,
+    refresh_token_issued_at: Option<i64>,
+    refresh_token_status: Option<Status>,
+    refresh_count: Option<i64>,
+    #[serde(default)]
+    attributes: Attributes,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportCode {
+    token: String,
+    client_id: String,
+    redirect_uri: Option<String>,
+    #[serde(default)]
+    scope: String,
+    status: Option<Status>,
+    issued_at: i64,
+    expires_in: i64,
+    #[serde(default)]
+    attributes: Attributes,
+}
+
+async fn import_token(State(st): St, req: Request) -> Response {
+    answer(import_inner(&st, req).await)
+}
+
+async fn import_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    st.require_key(req.headers(), KeyKind::Admin)?;
+    let mut v: Value = parse_json(&read_body(req).await?)?;
+    let obj = v
+        .as_object_mut()
+        .ok_or_else(|| Error::invalid_request("the body must be a JSON object"))?;
+    let kind = match obj.remove("type") {
+        Some(Value::String(t)) if t == "access_token" => Kind::Access,
+        Some(Value::String(t)) if t == "authorization_code" => Kind::Code,
+        Some(_) => {
+            return Err(Error::invalid_request(
+                "type must be \"access_token\" or \"authorization_code\"",
+            ))
+        }
+        None => return Err(Error::invalid_request("missing field `type`")),
+    };
+    let bad = |e: serde_json::Error| Error::invalid_request(format!("invalid JSON body: {e}"));
+    let max = st.cfg.max_attributes;
+    let (client_id, prefix) = match kind {
+        Kind::Access => {
+            let b: ImportAccess = serde_json::from_value(v).map_err(bad)?;
+            let (t, attrs) = access_from_import(b, st.cfg.lifetimes.refresh)?;
+            check_attributes(&attrs, max)?;
+            let out = (t.client_id.clone(), redact(&t.token));
+            blocking(st, move |s| s.import_access(&t, &attrs)).await?;
+            out
+        }
+        Kind::Code | Kind::Refresh => {
+            let b: ImportCode = serde_json::from_value(v).map_err(bad)?;
+            non_empty("token", &b.token)?;
+            non_empty("client_id", &b.client_id)?;
+            let issued_at = non_negative("issued_at", b.issued_at)?;
+            let code = AuthCode {
+                expires_at: expiry(issued_at, b.expires_in, "expires_in")?,
+                code: b.token,
+                client_id: b.client_id,
+                redirect_uri: b.redirect_uri,
+                scope: b.scope,
+                status: b.status.unwrap_or(Status::Approved).as_str().to_owned(),
+                issued_at,
+            };
+            let attrs = b.attributes;
+            check_attributes(&attrs, max)?;
+            let out = (code.client_id.clone(), redact(&code.code));
+            blocking(st, move |s| s.import_code(&code, &attrs)).await?;
+            out
+        }
+    };
+    info!(kind = kind.name(), token = %prefix, client_id = %client_id, "token imported");
+    Ok(respond(
+        StatusCode::CREATED,
+        json!({"type": kind.name(), "client_id": client_id}),
+    ))
+}
+
+fn access_from_import(b: ImportAccess, default_refresh: i64) -> Result<(AccessToken, Attributes)> {
+    non_empty("token", &b.token)?;
+    non_empty("client_id", &b.client_id)?;
+    let issued_at = non_negative("issued_at", b.issued_at)?;
+    let refresh = match b.refresh_token {
+        Some(rt) => {
+            non_empty("refresh_token", &rt)?;
+            if rt == b.token {
+                return Err(Error::invalid_request(
+                    "refresh_token must differ from token",
+                ));
+            }
+            let r_issued = non_negative(
+                "refresh_token_issued_at",
+                b.refresh_token_issued_at.unwrap_or(issued_at),
+            )?;
+            Some(RefreshToken {
+                token: rt,
+                status: b
+                    .refresh_token_status
+                    .unwrap_or(Status::Approved)
+                    .as_str()
+                    .to_owned(),
+                issued_at: r_issued,
+                expires_at: expiry(
+                    r_issued,
+                    b.refresh_token_expires_in.unwrap_or(default_refresh),
+                    "refresh_token_expires_in",
+                )?,
+            })
+        }
+        None => {
+            if b.refresh_token_expires_in.is_some()
+                || b.refresh_token_issued_at.is_some()
+                || b.refresh_token_status.is_some()
+            {
+                return Err(Error::invalid_request(
+                    "refresh_token_* fields need a refresh_token",
+                ));
+            }
+            None
+        }
+    };
+    let t = AccessToken {
+        expires_at: expiry(issued_at, b.expires_in, "expires_in")?,
+        token: b.token,
+        client_id: b.client_id,
+        scope: b.scope,
+        status: b.status.as_str().to_owned(),
+        issued_at,
+        refresh,
+        refresh_count: non_negative("refresh_count", b.refresh_count.unwrap_or(0))?,
+    };
+    Ok((t, b.attributes))
+}
+
+// ---------------------------------------------------------------- OAuth endpoints
+
+async fn token(State(st): St, req: Request) -> Response {
+    answer(token_inner(&st, req).await)
+}
+
+async fn token_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    let headers = auth_headers(req.headers());
+    let form = Form::parse(&read_body(req).await?)?;
+    let app = authenticate_client(st, &headers, &form).await?;
+    let client_id = app.client_id;
+    let lifetimes = st.cfg.lifetimes;
+    let grant = form.require("grant_type")?;
+    let issued: Issued = match grant {
+        "client_credentials" => {
+            let scope = form.get("scope")?.unwrap_or("").to_owned();
+            let id = client_id.clone();
+            blocking(st, move |s| s.client_credentials(&id, &scope, lifetimes)).await?
+        }
+        "authorization_code" => {
+            let code = form.require("code")?.to_owned();
+            let redirect_uri = form.get("redirect_uri")?.map(str::to_owned);
+            let id = client_id.clone();
+            blocking(st, move |s| {
+                s.exchange_code(&id, &code, redirect_uri.as_deref(), lifetimes)
+            })
+            .await?
+        }
+        "refresh_token" => {
+            let rt = form.require("refresh_token")?.to_owned();
+            let id = client_id.clone();
+            blocking(st, move |s| s.refresh(&id, &rt, lifetimes)).await?
+        }
+        _ => {
+            return Err(Error::new(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "grant_type must be client_credentials, authorization_code or refresh_token",
+            ))
+        }
+    };
+    info!(
+        grant,
+        client_id = %client_id,
+        token = %redact(&issued.access_token),
+        refresh_token = %issued.refresh_token.as_deref().map(redact).unwrap_or_default(),
+        "token issued"
+    );
+    let mut body = json!({
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+        "scope": issued.scope,
+        "issued_at": issued.issued_at.to_string(),
+    });
+    if let Some(rt) = issued.refresh_token {
+        body["refresh_token"] = Value::from(rt);
+    }
+    let mut resp = respond(StatusCode::OK, body);
+    resp.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(resp)
+}
+
+/// Only the Authorization header is needed once the body is read.
+fn auth_headers(h: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    if let Some(v) = h.get(header::AUTHORIZATION) {
+        out.insert(header::AUTHORIZATION, v.clone());
+    }
+    out
+}
+
+async fn revoke(State(st): St, req: Request) -> Response {
+    answer(revoke_inner(&st, req).await)
+}
+
+async fn revoke_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    let headers = auth_headers(req.headers());
+    let admin = is_bearer(&headers);
+    if admin {
+        st.require_key(&headers, KeyKind::Admin)?;
+    }
+    let form = Form::parse(&read_body(req).await?)?;
+    let caller = if admin {
+        Caller::Admin
+    } else {
+        Caller::Client(authenticate_client(st, &headers, &form).await?.client_id)
+    };
+    let token = form.require("token")?.to_owned();
+    let hint = match form.get("token_type_hint")? {
+        None => None,
+        Some("access_token") => Some(Kind::Access),
+        Some("refresh_token") => Some(Kind::Refresh),
+        Some("authorization_code") => Some(Kind::Code),
+        Some("client_id") => {
+            return Err(Error::new(
+                StatusCode::BAD_REQUEST,
+                "unsupported_token_type",
+                "client ids cannot be revoked here",
+            ))
+        }
+        Some(_) => return Err(Error::invalid_request(
+            "unknown token_type_hint; expected access_token, refresh_token or authorization_code",
+        )),
+    };
+    let prefix = redact(&token);
+    let by = match &caller {
+        Caller::Admin => "admin".to_owned(),
+        Caller::Client(id) => id.clone(),
+    };
+    let out = blocking(st, move |s| s.revoke(&token, hint, &caller)).await?;
+    match out {
+        Revoked::Token { kind, client_id } => info!(
+            kind = kind.name(),
+            token = %prefix,
+            client_id = %client_id,
+            by = %by,
+            "token revoked"
+        ),
+        Revoked::NotFound => info!(token = %prefix, by = %by, "revocation of an unknown token"),
+    }
+    Ok(respond(StatusCode::OK, json!({})))
+}
+
+async fn healthz(State(st): St) -> Response {
+    match blocking(&st, |s| s.health()).await {
+        Ok(()) => respond(StatusCode::OK, json!({"status": "ok"})),
+        Err(_) => respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "unavailable", "error": "store_unavailable",
+                   "error_description": "the store does not answer"}),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn attribute_rules() {
+        assert!(check_attribute("department.id", "42").is_ok());
+        assert_eq!(
+            check_attribute("", "x").unwrap_err().code,
+            "invalid_request"
+        );
+        assert_eq!(
+            check_attribute(&"a".repeat(256), "x").unwrap_err().code,
+            "invalid_request"
+        );
+        assert!(check_attribute(&"é".repeat(255), "x").is_ok());
+        assert_eq!(
+            check_attribute("Scope", "x").unwrap_err().code,
+            "protected_attribute"
+        );
+        assert_eq!(
+            check_attribute("refresh_token_foo", "x").unwrap_err().code,
+            "protected_attribute"
+        );
+        assert!(check_attribute("a", &"v".repeat(2048)).is_ok());
+        assert_eq!(
+            check_attribute("a", &"v".repeat(2049)).unwrap_err().code,
+            "invalid_request"
+        );
+    }
+
+    #[test]
+    fn form_rules() {
+        let f = Form::parse(b"token=a%2Bb&empty=&x=1&x=2").unwrap();
+        assert_eq!(f.get("token").unwrap(), Some("a+b"));
+        assert_eq!(f.get("empty").unwrap(), None);
+        assert!(f.get("x").is_err());
+        assert!(f.require("missing").is_err());
+    }
+
+    #[test]
+    fn basic_credentials_are_decoded() {
+        let mut h = HeaderMap::new();
+        let enc = base64::engine::general_purpose::STANDARD.encode("my%20id:s3cr%3At");
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {enc}")).unwrap(),
+        );
+        let (id, secret) = basic_credentials(&h).unwrap().unwrap();
+        assert_eq!((id.as_str(), secret.as_str()), ("my id", "s3cr:t"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic !!!"));
+        assert!(basic_credentials(&h).is_err());
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        assert!(basic_credentials(&h).unwrap().is_none());
+    }
+}

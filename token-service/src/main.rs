@@ -1,0 +1,276 @@
+//! token-service: the token store the GetOAuthV2Info/SetOAuthV2Info filter
+//! talks to (RFC 7662 introspection, attribute merge, OAuth 2.0 token and
+//! revocation endpoints, admin import). See docs/token-service.md.
+
+mod error;
+mod http;
+mod store;
+mod util;
+mod views;
+
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tracing::{error, info, warn};
+use tracing_subscriber::filter::LevelFilter;
+
+const SERVICE_KEY_ENV: &str = "TOKEN_SERVICE_KEY";
+const ADMIN_KEY_ENV: &str = "TOKEN_SERVICE_ADMIN_KEY";
+const DEV_SERVICE_KEY: &str = "dev-service-key";
+const DEV_ADMIN_KEY: &str = "dev-admin-key";
+
+const ENV_HELP: &str = "\
+Environment:
+  TOKEN_SERVICE_KEY        service key: callers of /oauth2/introspect and
+                           /v1/accesstokens/attributes send
+                           `Authorization: Bearer <service key>`
+  TOKEN_SERVICE_ADMIN_KEY  admin key: callers of /v1/apps and /v1/tokens (and
+                           /oauth2/revoke for any token) send
+                           `Authorization: Bearer <admin key>`
+Both are required (and must differ) unless --dev is given. Keys are read
+from the environment only, so they never show in a process listing.
+
+Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 1 when the store or
+the listener cannot be opened, 2 for bad options or missing keys.";
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// key=value lines
+    Text,
+    /// one JSON object per line
+    Json,
+}
+
+/// Token store and RFC 7662 introspection service for the Apigee
+/// GetOAuthV2Info/SetOAuthV2Info Envoy filter.
+#[derive(Debug, Parser)]
+#[command(name = "token-service", version, after_help = ENV_HELP)]
+struct Args {
+    /// Address and port to listen on (port 0 picks a free port; the start
+    /// log line tells which)
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8090")]
+    listen: SocketAddr,
+
+    /// SQLite database file; created (with its schema) when missing
+    #[arg(long, value_name = "PATH", default_value = "token-service.db")]
+    db: PathBuf,
+
+    /// Value of `organization_name` in every token profile
+    #[arg(long, value_name = "NAME", default_value = "local")]
+    org_name: String,
+
+    /// Development mode: start without keys and use `dev-service-key` and
+    /// `dev-admin-key` for the missing ones (logged as a warning). Never in
+    /// production.
+    #[arg(long)]
+    dev: bool,
+
+    /// Lifetime in seconds of the access tokens this service issues
+    /// (-1: never expire)
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600,
+          allow_negative_numbers = true, value_parser = parse_lifetime)]
+    access_token_lifetime: i64,
+
+    /// Lifetime in seconds of the refresh tokens this service issues, and the
+    /// default for imported refresh tokens (-1: never expire)
+    #[arg(long, value_name = "SECONDS", default_value_t = 86400,
+          allow_negative_numbers = true, value_parser = parse_lifetime)]
+    refresh_token_lifetime: i64,
+
+    /// Most custom attributes one access token (or code) may carry
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    max_attributes: u16,
+
+    /// Number of SQLite read connections
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    read_connections: u16,
+
+    /// Log level: error, warn, info, debug (one line per request) or trace
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log_level: LevelFilter,
+
+    /// Log line format
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn parse_lifetime(s: &str) -> Result<i64, String> {
+    let v: i64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v == -1 || (1..=100 * 365 * 24 * 3600).contains(&v) {
+        Ok(v)
+    } else {
+        Err("must be -1 (never expires) or 1..=3153600000 seconds".into())
+    }
+}
+
+fn init_logging(args: &Args) {
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(args.log_level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false);
+    match args.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn env_key(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The (service, admin) keys, or the message to exit with.
+fn keys(dev: bool) -> Result<(String, String), String> {
+    let service = env_key(SERVICE_KEY_ENV);
+    let admin = env_key(ADMIN_KEY_ENV);
+    let (service, admin) = match (service, admin, dev) {
+        (Some(s), Some(a), _) => (s, a),
+        (s, a, true) => {
+            warn!(
+                "DEVELOPMENT MODE (--dev): {} missing, using the built-in key(s) `{DEV_SERVICE_KEY}` / \
+                 `{DEV_ADMIN_KEY}` that anyone can guess. NEVER RUN --dev IN PRODUCTION.",
+                [(SERVICE_KEY_ENV, s.is_none()), (ADMIN_KEY_ENV, a.is_none())]
+                    .iter()
+                    .filter(|(_, missing)| *missing)
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            );
+            (
+                s.unwrap_or_else(|| DEV_SERVICE_KEY.to_owned()),
+                a.unwrap_or_else(|| DEV_ADMIN_KEY.to_owned()),
+            )
+        }
+        (s, a, false) => {
+            let missing: Vec<&str> = [(SERVICE_KEY_ENV, s.is_none()), (ADMIN_KEY_ENV, a.is_none())]
+                .iter()
+                .filter(|(_, m)| *m)
+                .map(|(n, _)| *n)
+                .collect();
+            return Err(format!(
+                "token-service: refusing to start without keys: set {} (missing: {}), \
+                 or pass --dev for development keys",
+                format_args!("{SERVICE_KEY_ENV} (service key) and {ADMIN_KEY_ENV} (admin key)"),
+                missing.join(", ")
+            ));
+        }
+    };
+    if service == admin {
+        return Err(format!(
+            "token-service: {SERVICE_KEY_ENV} and {ADMIN_KEY_ENV} must differ"
+        ));
+    }
+    Ok((service, admin))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(&args);
+    let (service_key, admin_key) = match keys(args.dev) {
+        Ok(k) => k,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "cannot start the async runtime");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run(args, service_key, admin_key))
+}
+
+async fn run(args: Args, service_key: String, admin_key: String) -> ExitCode {
+    let store = match store::Store::open(&args.db, usize::from(args.read_connections)) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            error!(db = %args.db.display(), error = %e, "cannot open the store");
+            return ExitCode::from(1);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!(listen = %args.listen, error = %e, "cannot listen");
+            return ExitCode::from(1);
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(args.listen);
+    let state = Arc::new(http::AppState {
+        store: Arc::clone(&store),
+        cfg: http::Config {
+            org: args.org_name.clone(),
+            lifetimes: store::Lifetimes {
+                access: args.access_token_lifetime,
+                refresh: args.refresh_token_lifetime,
+            },
+            max_attributes: usize::from(args.max_attributes),
+            service_key,
+            admin_key,
+        },
+    });
+    info!(
+        addr = %addr,
+        db = %store.path().display(),
+        store = "sqlite (WAL, synchronous=FULL)",
+        schema_version = store::SCHEMA_VERSION,
+        org = %args.org_name,
+        access_token_lifetime = args.access_token_lifetime,
+        refresh_token_lifetime = args.refresh_token_lifetime,
+        max_attributes = args.max_attributes,
+        "token service listening"
+    );
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    let served = axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    match served {
+        Ok(()) => {
+            info!("token service stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!(error = %e, "server failed");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    info!("shutting down");
+}
