@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use clap::Parser;
@@ -68,12 +68,7 @@ async fn echo(req: Request) -> Response {
         }
     };
     let v = describe(parts.method.as_str(), &parts.uri, &parts.headers, &bytes);
-    let mut resp = (StatusCode::OK, axum::Json(v)).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+    (StatusCode::OK, axum::Json(v)).into_response()
 }
 
 #[tokio::main]
@@ -127,7 +122,7 @@ async fn main() -> ExitCode {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use axum::http::{HeaderMap, Uri};
+    use axum::http::{HeaderMap, HeaderValue, Uri};
 
     #[test]
     fn describes_the_request() {

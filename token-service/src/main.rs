@@ -46,7 +46,7 @@ enum LogFormat {
 /// Token store and RFC 7662 introspection service for the Apigee
 /// GetOAuthV2Info/SetOAuthV2Info Envoy filter.
 #[derive(Debug, Parser)]
-#[command(name = "token-service", version, after_help = ENV_HELP)]
+#[command(name = "token-service", version, after_help = ENV_HELP, args_override_self = true)]
 struct Args {
     /// Address and port to listen on (port 0 picks a free port; the start
     /// log line tells which)

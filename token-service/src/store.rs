@@ -554,9 +554,11 @@ fn migrate(conn: &mut Connection) -> std::result::Result<(), String> {
                 .map_err(err("cannot set the schema version"))?;
         }
         SCHEMA_VERSION => {}
-        v => return Err(format!(
+        v => {
+            return Err(format!(
             "the database has schema version {v}; this token-service knows up to {SCHEMA_VERSION}"
-        )),
+        ))
+        }
     }
     tx.commit().map_err(err("cannot commit the schema"))
 }
