@@ -95,7 +95,6 @@ pub struct FilterConfig {
     pub request_headers: Vec<(String, String)>,
     pub publish: Publish,
     pub export_secrets: bool,
-    pub form_body_limit: usize,
     pub cache: CacheConfig,
     /// Some enabled policy reads `request.formparam.*`.
     pub needs_form_body: bool,
@@ -104,9 +103,6 @@ pub struct FilterConfig {
     /// Load-time warnings (refs to variables nothing sets), logged once.
     pub warnings: Vec<String>,
 }
-
-pub const DEFAULT_FORM_BODY_LIMIT: usize = 64 * 1024;
-const MAX_FORM_BODY_LIMIT: usize = 1024 * 1024;
 
 /// Headers a mapping may not set: pseudo-headers and those that frame or
 /// route the request.
@@ -174,7 +170,10 @@ pub fn parse_config(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
     compile(object, policies)
 }
 
-fn compile(mut object: Map<String, Value>, documents: Vec<String>) -> Result<FilterConfig, ConfigError> {
+fn compile(
+    mut object: Map<String, Value>,
+    documents: Vec<String>,
+) -> Result<FilterConfig, ConfigError> {
     let token_service = token_service(object.remove("token_service"))?;
     let metadata_namespace = match object.remove("metadata_namespace") {
         None => "apigee".to_string(),
@@ -193,11 +192,15 @@ fn compile(mut object: Map<String, Value>, documents: Vec<String>) -> Result<Fil
             let mut patterns = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let Value::String(s) = item else {
-                    return Err(ConfigError::field(format!("publish[{i}]"), "must be a string"));
+                    return Err(ConfigError::field(
+                        format!("publish[{i}]"),
+                        "must be a string",
+                    ));
                 };
                 patterns.push(s.as_str());
             }
-            Publish::new(&patterns).map_err(|(i, p)| ConfigError::field(format!("publish[{i}]"), p))?
+            Publish::new(&patterns)
+                .map_err(|(i, p)| ConfigError::field(format!("publish[{i}]"), p))?
         }
         Some(_) => {
             return Err(ConfigError::field(
@@ -206,24 +209,12 @@ fn compile(mut object: Map<String, Value>, documents: Vec<String>) -> Result<Fil
             ))
         }
     };
-    let form_body_limit = match object.remove("form_body_limit_bytes") {
-        None => DEFAULT_FORM_BODY_LIMIT,
-        Some(v) => match v.as_u64() {
-            Some(n) if (1..=MAX_FORM_BODY_LIMIT as u64).contains(&n) => n as usize,
-            _ => {
-                return Err(ConfigError::field(
-                    "form_body_limit_bytes",
-                    format!("must be an integer from 1 to {MAX_FORM_BODY_LIMIT}"),
-                ))
-            }
-        },
-    };
     let cache = cache(object.remove("cache"))?;
     let raw_headers = object.remove("request_headers");
     if let Some(key) = object.keys().next() {
         return Err(ConfigError::field(
             key.clone(),
-            "unknown field (known: token_service, policies, metadata_namespace, request_headers, publish, export_secrets, form_body_limit_bytes, cache)",
+            "unknown field (known: token_service, policies, metadata_namespace, request_headers, publish, export_secrets, cache)",
         ));
     }
 
@@ -239,7 +230,9 @@ fn compile(mut object: Map<String, Value>, documents: Vec<String>) -> Result<Fil
             ));
         }
         for (element, reference) in policy.references() {
-            if !is_request_variable(reference) && !policies.iter().any(|p| sets_variable(p, reference)) {
+            if !is_request_variable(reference)
+                && !policies.iter().any(|p| sets_variable(p, reference))
+            {
                 warnings.push(format!(
                     "policy {:?}, element {element}: ref {reference:?} is neither a request variable nor set by an earlier policy; it will be unset at run time",
                     policy.name
@@ -251,10 +244,12 @@ fn compile(mut object: Map<String, Value>, documents: Vec<String>) -> Result<Fil
 
     let request_headers = request_headers(raw_headers, &policies, &mut warnings)?;
     let enabled_refs = || {
-        policies
-            .iter()
-            .filter(|p| p.enabled)
-            .flat_map(|p| p.references().into_iter().map(|(_, r)| r.to_string()).collect::<Vec<_>>())
+        policies.iter().filter(|p| p.enabled).flat_map(|p| {
+            p.references()
+                .into_iter()
+                .map(|(_, r)| r.to_string())
+                .collect::<Vec<_>>()
+        })
     };
     let needs_form_body = enabled_refs().any(|r| r.starts_with("request.formparam."));
     let needs_client_ip = enabled_refs().any(|r| r == "client.ip");
@@ -266,7 +261,6 @@ fn compile(mut object: Map<String, Value>, documents: Vec<String>) -> Result<Fil
         request_headers,
         publish,
         export_secrets,
-        form_body_limit,
         cache,
         needs_form_body,
         needs_client_ip,
@@ -302,7 +296,8 @@ fn token_service(value: Option<Value>) -> Result<TokenService, ConfigError> {
         .unwrap_or_else(|| "token_service".to_string());
     let authority = optional_string(&mut object, "token_service.authority", "authority")?
         .unwrap_or_else(|| cluster.clone());
-    let path = optional_path(&mut object, "path")?.unwrap_or_else(|| "/oauth2/introspect".to_string());
+    let path =
+        optional_path(&mut object, "path")?.unwrap_or_else(|| "/oauth2/introspect".to_string());
     let attributes_path = optional_path(&mut object, "attributes_path")?
         .unwrap_or_else(|| "/v1/accesstokens/attributes".to_string());
     let timeout_ms = match object.remove("timeout_ms") {
@@ -356,7 +351,8 @@ fn cache(value: Option<Value>) -> Result<CacheConfig, ConfigError> {
     let ttl_ms = number("ttl_ms", 1, 86_400_000)?.map_or(defaults.ttl_ms, |n| n as i64);
     let negative_ttl_ms =
         number("negative_ttl_ms", 0, 3_600_000)?.map_or(defaults.negative_ttl_ms, |n| n as i64);
-    let max_entries = number("max_entries", 1, 1_000_000)?.map_or(defaults.max_entries, |n| n as usize);
+    let max_entries =
+        number("max_entries", 1, 1_000_000)?.map_or(defaults.max_entries, |n| n as usize);
     let enabled = optional_bool(&mut object, "enabled")
         .map_err(|_| ConfigError::field("cache.enabled", "must be true or false"))?
         .unwrap_or(true);
@@ -403,15 +399,22 @@ fn request_headers(
             ));
         }
         if out.iter().any(|(h, _)| *h == lower) {
-            return Err(ConfigError::field(field, "is mapped twice (header names are case-insensitive)"));
+            return Err(ConfigError::field(
+                field,
+                "is mapped twice (header names are case-insensitive)",
+            ));
         }
         let Value::String(variable) = variable else {
-            return Err(ConfigError::field(field, "must be a variable name (a string)"));
+            return Err(ConfigError::field(
+                field,
+                "must be a variable name (a string)",
+            ));
         };
         if variable.trim().is_empty() {
             return Err(ConfigError::field(field, "must name a variable"));
         }
-        if !is_request_variable(&variable) && !policies.iter().any(|p| sets_variable(p, &variable)) {
+        if !is_request_variable(&variable) && !policies.iter().any(|p| sets_variable(p, &variable))
+        {
             warnings.push(format!(
                 "configuration field \"{field}\": variable {variable:?} is set by no policy; the header will never be added"
             ));
@@ -442,12 +445,18 @@ fn optional_string(
     }
 }
 
-fn optional_path(object: &mut Map<String, Value>, key: &str) -> Result<Option<String>, ConfigError> {
+fn optional_path(
+    object: &mut Map<String, Value>,
+    key: &str,
+) -> Result<Option<String>, ConfigError> {
     let field = format!("token_service.{key}");
     let path = optional_string(object, &field, key)?;
     if let Some(p) = &path {
         if !p.starts_with('/') || p.contains(char::is_whitespace) {
-            return Err(ConfigError::field(field, "must be a path starting with '/'"));
+            return Err(ConfigError::field(
+                field,
+                "must be a path starting with '/'",
+            ));
         }
     }
     Ok(path)
@@ -477,7 +486,10 @@ mod tests {
         assert_eq!(c.token_service.cluster, "token_service");
         assert_eq!(c.token_service.authority, "token_service");
         assert_eq!(c.token_service.path, "/oauth2/introspect");
-        assert_eq!(c.token_service.attributes_path, "/v1/accesstokens/attributes");
+        assert_eq!(
+            c.token_service.attributes_path,
+            "/v1/accesstokens/attributes"
+        );
         assert_eq!(c.token_service.timeout_ms, 500);
         assert_eq!(c.token_service.credentials, None);
         assert_eq!(c.metadata_namespace, "apigee");
@@ -499,7 +511,6 @@ mod tests {
             "request_headers": {"X-Developer-Email": "oauthv2accesstoken.GetTokenAttributes.developer.email"},
             "publish": ["oauthv2accesstoken.*.scope", "fault.name"],
             "export_secrets": true,
-            "form_body_limit_bytes": 1000,
             "cache": {"enabled": false, "ttl_ms": 1000, "negative_ttl_ms": 0, "max_entries": 5}
         }))
         .unwrap();
@@ -507,11 +518,16 @@ mod tests {
         assert_eq!(c.token_service.timeout_ms, 250);
         assert_eq!(c.token_service.credentials.as_deref(), Some("Bearer k"));
         assert_eq!(c.policies.len(), 2);
-        assert_eq!(c.request_headers, vec![("x-developer-email".to_string(), "oauthv2accesstoken.GetTokenAttributes.developer.email".to_string())]);
+        assert_eq!(
+            c.request_headers,
+            vec![(
+                "x-developer-email".to_string(),
+                "oauthv2accesstoken.GetTokenAttributes.developer.email".to_string()
+            )]
+        );
         assert!(c.publish.matches("oauthv2accesstoken.P.scope"));
         assert!(!c.publish.matches("oauthv2accesstoken.P.client_id"));
         assert!(c.export_secrets);
-        assert_eq!(c.form_body_limit, 1000);
         assert!(c.needs_form_body);
         assert!(!c.cache.enabled);
         assert_eq!(c.cache.max_entries, 5);
@@ -529,28 +545,111 @@ mod tests {
         let cases: Vec<(serde_json::Value, &str, &str)> = vec![
             (serde_json::json!({}), "policies", "is required"),
             (serde_json::json!({"policies": []}), "policies", "is empty"),
-            (serde_json::json!({"policies": "x"}), "policies", "must be an array"),
-            (serde_json::json!({"policies": [1]}), "policies[0]", "must be a string"),
-            (serde_json::json!({"policies": [GET], "bogus": 1}), "bogus", "unknown field"),
-            (serde_json::json!({"policies": [GET], "token_service": {"clustr": "x"}}), "token_service.clustr", "unknown field"),
-            (serde_json::json!({"policies": [GET], "token_service": {"cluster": ""}}), "token_service.cluster", "non-empty"),
-            (serde_json::json!({"policies": [GET], "token_service": {"timeout_ms": 0}}), "token_service.timeout_ms", "from 1 to 60000"),
-            (serde_json::json!({"policies": [GET], "token_service": {"timeout_ms": "5"}}), "token_service.timeout_ms", "from 1 to 60000"),
-            (serde_json::json!({"policies": [GET], "token_service": {"path": "oauth"}}), "token_service.path", "starting with '/'"),
-            (serde_json::json!({"policies": [GET], "token_service": {"credentials": "a\nb"}}), "token_service.credentials", "one line"),
-            (serde_json::json!({"policies": [GET], "token_service": []}), "token_service", "JSON object"),
-            (serde_json::json!({"policies": [GET], "metadata_namespace": ""}), "metadata_namespace", "non-empty"),
-            (serde_json::json!({"policies": [GET], "export_secrets": "yes"}), "export_secrets", "true or false"),
-            (serde_json::json!({"policies": [GET], "publish": "**"}), "publish", "must be an array"),
-            (serde_json::json!({"policies": [GET], "publish": ["a.**.b"]}), "publish[0]", "last"),
-            (serde_json::json!({"policies": [GET], "publish": ["a..b"]}), "publish[0]", "empty segment"),
-            (serde_json::json!({"policies": [GET], "request_headers": {"bad header": "x"}}), "request_headers.bad header", "not a valid HTTP header name"),
-            (serde_json::json!({"policies": [GET], "request_headers": {"Host": "x"}}), "request_headers.Host", "may not be set"),
-            (serde_json::json!({"policies": [GET], "request_headers": {"x": 1}}), "request_headers.x", "variable name"),
-            (serde_json::json!({"policies": [GET], "request_headers": {"x": "a", "X": "b"}}), "request_headers.x", "mapped twice"),
-            (serde_json::json!({"policies": [GET], "form_body_limit_bytes": 0}), "form_body_limit_bytes", "integer"),
-            (serde_json::json!({"policies": [GET], "cache": {"ttl": 1}}), "cache.ttl", "unknown field"),
-            (serde_json::json!({"policies": [GET], "cache": {"max_entries": 0}}), "cache.max_entries", "from 1"),
+            (
+                serde_json::json!({"policies": "x"}),
+                "policies",
+                "must be an array",
+            ),
+            (
+                serde_json::json!({"policies": [1]}),
+                "policies[0]",
+                "must be a string",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "bogus": 1}),
+                "bogus",
+                "unknown field",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "token_service": {"clustr": "x"}}),
+                "token_service.clustr",
+                "unknown field",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "token_service": {"cluster": ""}}),
+                "token_service.cluster",
+                "non-empty",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "token_service": {"timeout_ms": 0}}),
+                "token_service.timeout_ms",
+                "from 1 to 60000",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "token_service": {"timeout_ms": "5"}}),
+                "token_service.timeout_ms",
+                "from 1 to 60000",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "token_service": {"path": "oauth"}}),
+                "token_service.path",
+                "starting with '/'",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "token_service": {"credentials": "a\nb"}}),
+                "token_service.credentials",
+                "one line",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "token_service": []}),
+                "token_service",
+                "JSON object",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "metadata_namespace": ""}),
+                "metadata_namespace",
+                "non-empty",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "export_secrets": "yes"}),
+                "export_secrets",
+                "true or false",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "publish": "**"}),
+                "publish",
+                "must be an array",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "publish": ["a.**.b"]}),
+                "publish[0]",
+                "last",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "publish": ["a..b"]}),
+                "publish[0]",
+                "empty segment",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "request_headers": {"bad header": "x"}}),
+                "request_headers.bad header",
+                "not a valid HTTP header name",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "request_headers": {"Host": "x"}}),
+                "request_headers.Host",
+                "may not be set",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "request_headers": {"x": 1}}),
+                "request_headers.x",
+                "variable name",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "request_headers": {"x": "a", "X": "b"}}),
+                "request_headers.x",
+                "mapped twice",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "cache": {"ttl": 1}}),
+                "cache.ttl",
+                "unknown field",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "cache": {"max_entries": 0}}),
+                "cache.max_entries",
+                "from 1",
+            ),
             (serde_json::json!([GET]), "configuration", "JSON object"),
         ];
         for (json, field, problem) in cases {
@@ -580,15 +679,21 @@ mod tests {
 
     #[test]
     fn policy_errors_carry_through_with_their_position() {
-        let e = config(serde_json::json!({"policies": [GET, "<GetOAuthV2Info name='B'>"]})).unwrap_err();
+        let e = config(serde_json::json!({"policies": [GET, "<GetOAuthV2Info name='B'>"]}))
+            .unwrap_err();
         assert_eq!(e.policy.as_deref(), Some("#2"));
-        assert!(e.to_string().starts_with("policy \"#2\", element document: malformed XML"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("policy \"#2\", element document: malformed XML"),
+            "{e}"
+        );
     }
 
     #[test]
     fn warns_about_refs_nothing_sets() {
         let later = "<GetOAuthV2Info name='B'><RefreshToken ref='oauthv2accesstoken.A.refresh_token'/></GetOAuthV2Info>";
-        let first = "<GetOAuthV2Info name='A'><AccessToken ref='request.header.x'/></GetOAuthV2Info>";
+        let first =
+            "<GetOAuthV2Info name='A'><AccessToken ref='request.header.x'/></GetOAuthV2Info>";
         let c = config(serde_json::json!({"policies": [first, later]})).unwrap();
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         // The same ref before the policy that sets it: a warning.
@@ -603,11 +708,17 @@ mod tests {
     fn sets_variable_matches_prefix_and_policy_name() {
         let c = config(serde_json::json!({"policies": [GET]})).unwrap();
         let p = &c.policies[0];
-        assert!(sets_variable(p, "oauthv2accesstoken.GetTokenAttributes.scope"));
+        assert!(sets_variable(
+            p,
+            "oauthv2accesstoken.GetTokenAttributes.scope"
+        ));
         assert!(sets_variable(p, "oauthV2.GetTokenAttributes.failed"));
         assert!(sets_variable(p, "fault.name"));
         assert!(!sets_variable(p, "oauthv2accesstoken.Other.scope"));
-        assert!(!sets_variable(p, "oauthv2refreshtoken.GetTokenAttributes.scope"));
+        assert!(!sets_variable(
+            p,
+            "oauthv2refreshtoken.GetTokenAttributes.scope"
+        ));
         assert!(!sets_variable(p, "oauthv2accesstoken.GetTokenAttributes."));
     }
 }

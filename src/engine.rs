@@ -38,8 +38,12 @@ impl Callout {
             Callout::Introspect { kind, token } => (
                 config.token_service.path.as_str(),
                 "application/x-www-form-urlencoded",
-                format!("token={}&token_type_hint={}", percent_encode(token), kind.hint())
-                    .into_bytes(),
+                format!(
+                    "token={}&token_type_hint={}",
+                    percent_encode(token),
+                    kind.hint()
+                )
+                .into_bytes(),
             ),
             Callout::SetAttributes { token, attributes } => {
                 let attributes: Vec<serde_json::Value> = attributes
@@ -71,10 +75,18 @@ pub enum Step {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A policy ran (it succeeded or failed).
-    Executed { policy: usize },
-    Fault { policy: usize, fault: Fault },
+    Executed {
+        policy: usize,
+    },
+    Fault {
+        policy: usize,
+        fault: Fault,
+    },
     /// The token service could not be used; the reason holds no token.
-    ServiceFailure { policy: usize, reason: String },
+    ServiceFailure {
+        policy: usize,
+        reason: String,
+    },
 }
 
 /// A profile the adapter may cache: what the token service said of `token`.
@@ -283,7 +295,13 @@ impl Flow {
         }
     }
 
-    fn succeed(&mut self, config: &FilterConfig, index: usize, prefix: &str, vars: Vec<ProfileVar>) {
+    fn succeed(
+        &mut self,
+        config: &FilterConfig,
+        index: usize,
+        prefix: &str,
+        vars: Vec<ProfileVar>,
+    ) {
         let Some(policy) = config.policies.get(index) else {
             return;
         };
@@ -294,8 +312,11 @@ impl Flow {
                 var.secret,
             );
         }
-        self.vars
-            .set(format!("oauthV2.{}.failed", policy.name), "false".into(), false);
+        self.vars.set(
+            format!("oauthV2.{}.failed", policy.name),
+            "false".into(),
+            false,
+        );
         self.events.push(Event::Executed { policy: index });
         self.next = index + 1;
     }
@@ -313,11 +334,15 @@ impl Flow {
             return;
         };
         let name = &policy.name;
-        self.vars.set("fault.name".into(), fault.name().into(), false);
+        self.vars
+            .set("fault.name".into(), fault.name().into(), false);
         self.vars
             .set(format!("oauthV2.{name}.failed"), "true".into(), false);
-        self.vars
-            .set(format!("oauthV2.{name}.fault.name"), fault.name().into(), false);
+        self.vars.set(
+            format!("oauthV2.{name}.fault.name"),
+            fault.name().into(),
+            false,
+        );
         self.vars.set(
             format!("oauthV2.{name}.fault.cause"),
             fault.faultstring().into(),
@@ -396,11 +421,22 @@ mod tests {
     #[test]
     fn success_sets_variables_and_failed_false() {
         let c = config(&[GET]);
-        let (end, flow, calls) = run(&c, &request("/?access_token=good"), |_| (Some(200), profile(json!({"dept": "7"})).to_string()));
+        let (end, flow, calls) = run(&c, &request("/?access_token=good"), |_| {
+            (Some(200), profile(json!({"dept": "7"})).to_string())
+        });
         assert_eq!(end, Step::Continue);
-        assert_eq!(calls, vec![Callout::Introspect { kind: TokenKind::AccessToken, token: "good".into() }]);
+        assert_eq!(
+            calls,
+            vec![Callout::Introspect {
+                kind: TokenKind::AccessToken,
+                token: "good".into()
+            }]
+        );
         assert_eq!(flow.vars.get("oauthv2accesstoken.G.scope"), Some("READ"));
-        assert_eq!(flow.vars.get("oauthv2accesstoken.G.accesstoken.dept"), Some("7"));
+        assert_eq!(
+            flow.vars.get("oauthv2accesstoken.G.accesstoken.dept"),
+            Some("7")
+        );
         assert_eq!(flow.vars.get("oauthv2accesstoken.G.expires_in"), Some("60"));
         assert_eq!(flow.vars.get("oauthV2.G.failed"), Some("false"));
         assert_eq!(flow.vars.get("fault.name"), None);
@@ -408,14 +444,25 @@ mod tests {
 
     #[test]
     fn fault_sets_fault_variables_and_replies() {
-        let c = config(&[GET, r#"<GetOAuthV2Info name="Never"><ClientId>x</ClientId></GetOAuthV2Info>"#]);
-        let (end, flow, calls) = run(&c, &request("/?access_token=bad"), |_| (Some(200), r#"{"active":false}"#.into()));
+        let c = config(&[
+            GET,
+            r#"<GetOAuthV2Info name="Never"><ClientId>x</ClientId></GetOAuthV2Info>"#,
+        ]);
+        let (end, flow, calls) = run(&c, &request("/?access_token=bad"), |_| {
+            (Some(200), r#"{"active":false}"#.into())
+        });
         assert_eq!(end, Step::Reply(Fault::InvalidAccessToken));
         assert_eq!(calls.len(), 1, "the second policy must not run");
         assert_eq!(flow.vars.get("fault.name"), Some("invalid_access_token"));
         assert_eq!(flow.vars.get("oauthV2.G.failed"), Some("true"));
-        assert_eq!(flow.vars.get("oauthV2.G.fault.name"), Some("invalid_access_token"));
-        assert_eq!(flow.vars.get("oauthV2.G.fault.cause"), Some("Invalid Access Token"));
+        assert_eq!(
+            flow.vars.get("oauthV2.G.fault.name"),
+            Some("invalid_access_token")
+        );
+        assert_eq!(
+            flow.vars.get("oauthV2.G.fault.cause"),
+            Some("Invalid Access Token")
+        );
         assert_eq!(flow.vars.get("oauthv2accesstoken.G.scope"), None);
     }
 
@@ -430,9 +477,18 @@ mod tests {
         assert_eq!(end, Step::Reply(Fault::InvalidAccessToken));
         assert!(calls.is_empty());
         for (xml, fault) in [
-            (r#"<GetOAuthV2Info name="R"><RefreshToken ref="nothing"/></GetOAuthV2Info>"#, Fault::InvalidRefreshToken),
-            (r#"<GetOAuthV2Info name="C"><AuthorizationCode ref="nothing"/></GetOAuthV2Info>"#, Fault::InvalidAuthorizationCode),
-            (r#"<GetOAuthV2Info name="I"><ClientId ref="nothing"/></GetOAuthV2Info>"#, Fault::InvalidClientId),
+            (
+                r#"<GetOAuthV2Info name="R"><RefreshToken ref="nothing"/></GetOAuthV2Info>"#,
+                Fault::InvalidRefreshToken,
+            ),
+            (
+                r#"<GetOAuthV2Info name="C"><AuthorizationCode ref="nothing"/></GetOAuthV2Info>"#,
+                Fault::InvalidAuthorizationCode,
+            ),
+            (
+                r#"<GetOAuthV2Info name="I"><ClientId ref="nothing"/></GetOAuthV2Info>"#,
+                Fault::InvalidClientId,
+            ),
         ] {
             let (end, _, _) = run(&config(&[xml]), &request("/"), |_| unreachable!());
             assert_eq!(end, Step::Reply(fault));
@@ -441,16 +497,26 @@ mod tests {
 
     #[test]
     fn ref_wins_over_literal_and_literal_is_the_fallback() {
-        let c = config(&[r#"<GetOAuthV2Info name="G"><AccessToken ref="request.header.x-token">fallback</AccessToken></GetOAuthV2Info>"#]);
+        let c = config(&[
+            r#"<GetOAuthV2Info name="G"><AccessToken ref="request.header.x-token">fallback</AccessToken></GetOAuthV2Info>"#,
+        ]);
         let mut with_header = request("/");
         with_header.headers = vec![("x-token".into(), "from-header".into())];
-        let (_, _, calls) = run(&c, &with_header, |_| (Some(200), r#"{"active":false}"#.into()));
+        let (_, _, calls) = run(&c, &with_header, |_| {
+            (Some(200), r#"{"active":false}"#.into())
+        });
         assert_eq!(calls[0].token(), "from-header");
-        let (_, _, calls) = run(&c, &request("/"), |_| (Some(200), r#"{"active":false}"#.into()));
+        let (_, _, calls) = run(&c, &request("/"), |_| {
+            (Some(200), r#"{"active":false}"#.into())
+        });
         assert_eq!(calls[0].token(), "fallback");
         // Text is never a template.
-        let c = config(&[r#"<GetOAuthV2Info name="G"><AccessToken>{request.header.x-token}</AccessToken></GetOAuthV2Info>"#]);
-        let (_, _, calls) = run(&c, &with_header, |_| (Some(200), r#"{"active":false}"#.into()));
+        let c = config(&[
+            r#"<GetOAuthV2Info name="G"><AccessToken>{request.header.x-token}</AccessToken></GetOAuthV2Info>"#,
+        ]);
+        let (_, _, calls) = run(&c, &with_header, |_| {
+            (Some(200), r#"{"active":false}"#.into())
+        });
         assert_eq!(calls[0].token(), "{request.header.x-token}");
     }
 
@@ -470,29 +536,63 @@ mod tests {
         });
         assert_eq!(end, Step::Continue);
         assert_eq!(calls.len(), 2);
-        assert!(flow.vars.iter().all(|v| !v.name.contains(".Off.")), "a disabled policy sets nothing");
+        assert!(
+            flow.vars.iter().all(|v| !v.name.contains(".Off.")),
+            "a disabled policy sets nothing"
+        );
         assert_eq!(flow.vars.get("oauthV2.Soft.failed"), Some("true"));
         assert_eq!(flow.vars.get("oauthV2.Ok.failed"), Some("false"));
         // fault.name keeps its value after a later success.
         assert_eq!(flow.vars.get("fault.name"), Some("invalid_access_token"));
-        let faults: Vec<&Event> = flow.events.iter().filter(|e| matches!(e, Event::Fault { .. })).collect();
-        assert_eq!(faults, vec![&Event::Fault { policy: 1, fault: Fault::InvalidAccessToken }]);
+        let faults: Vec<&Event> = flow
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Fault { .. }))
+            .collect();
+        assert_eq!(
+            faults,
+            vec![&Event::Fault {
+                policy: 1,
+                fault: Fault::InvalidAccessToken
+            }]
+        );
     }
 
     #[test]
     fn service_failures_are_token_service_unavailable() {
         let c = config(&[GET]);
-        for (status, body) in [(None, ""), (Some(503), ""), (Some(504), "upstream request timeout"), (Some(200), "garbage"), (Some(200), "{\"active\":tr")] {
-            let (end, flow, _) = run(&c, &request("/?access_token=t"), |_| (status, body.to_string()));
-            assert_eq!(end, Step::Reply(Fault::TokenServiceUnavailable), "{status:?} {body}");
-            assert_eq!(flow.vars.get("fault.name"), Some("token_service_unavailable"));
-            assert!(flow.events.iter().any(|e| matches!(e, Event::ServiceFailure { .. })));
+        for (status, body) in [
+            (None, ""),
+            (Some(503), ""),
+            (Some(504), "upstream request timeout"),
+            (Some(200), "garbage"),
+            (Some(200), "{\"active\":tr"),
+        ] {
+            let (end, flow, _) = run(&c, &request("/?access_token=t"), |_| {
+                (status, body.to_string())
+            });
+            assert_eq!(
+                end,
+                Step::Reply(Fault::TokenServiceUnavailable),
+                "{status:?} {body}"
+            );
+            assert_eq!(
+                flow.vars.get("fault.name"),
+                Some("token_service_unavailable")
+            );
+            assert!(flow
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::ServiceFailure { .. })));
         }
         let mut flow = Flow::new();
         let req = request("/?access_token=t");
         assert!(matches!(flow.advance(&c, &req), Step::Callout(_)));
         flow.on_dispatch_failure(&c, "no healthy upstream".into());
-        assert_eq!(flow.advance(&c, &req), Step::Reply(Fault::TokenServiceUnavailable));
+        assert_eq!(
+            flow.advance(&c, &req),
+            Step::Reply(Fault::TokenServiceUnavailable)
+        );
     }
 
     #[test]
@@ -524,52 +624,105 @@ mod tests {
             calls[1],
             Callout::SetAttributes {
                 token: "good".into(),
-                attributes: vec![("dept".into(), "overridden-by-the-last".into()), ("empty".into(), "".into())]
+                attributes: vec![
+                    ("dept".into(), "overridden-by-the-last".into()),
+                    ("empty".into(), "".into())
+                ]
             }
         );
-        assert_eq!(flow.vars.get("oauthv2accesstoken.Before.accesstoken.dept"), None);
-        assert_eq!(flow.vars.get("oauthv2accesstoken.Set.dept"), Some("overridden-by-the-last"));
+        assert_eq!(
+            flow.vars.get("oauthv2accesstoken.Before.accesstoken.dept"),
+            None
+        );
+        assert_eq!(
+            flow.vars.get("oauthv2accesstoken.Set.dept"),
+            Some("overridden-by-the-last")
+        );
         assert_eq!(flow.vars.get("oauthv2accesstoken.Set.old"), Some("1"));
-        assert_eq!(flow.vars.get("oauthv2accesstoken.After.accesstoken.dept"), Some("overridden-by-the-last"));
+        assert_eq!(
+            flow.vars.get("oauthv2accesstoken.After.accesstoken.dept"),
+            Some("overridden-by-the-last")
+        );
         assert_eq!(flow.vars.get("oauthV2.Set.failed"), Some("false"));
     }
 
     #[test]
     fn set_faults_and_set_without_resolved_attributes() {
-        let c = config(&[r#"<SetOAuthV2Info name="S"><AccessToken ref="request.queryparam.t"/><Attributes>
-            <Attribute name="a" ref="request.queryparam.a"/></Attributes></SetOAuthV2Info>"#]);
+        let c = config(&[
+            r#"<SetOAuthV2Info name="S"><AccessToken ref="request.queryparam.t"/><Attributes>
+            <Attribute name="a" ref="request.queryparam.a"/></Attributes></SetOAuthV2Info>"#,
+        ]);
         for (status, body, fault) in [
-            (404, r#"{"error":"invalid_access_token"}"#, Fault::InvalidAccessToken),
-            (409, r#"{"error":"invalid_access_token"}"#, Fault::InvalidAccessToken),
-            (409, r#"{"error":"access_token_expired"}"#, Fault::AccessTokenExpired),
-            (400, r#"{"error":"invalid_request"}"#, Fault::TokenServiceUnavailable),
+            (
+                404,
+                r#"{"error":"invalid_access_token"}"#,
+                Fault::InvalidAccessToken,
+            ),
+            (
+                409,
+                r#"{"error":"invalid_access_token"}"#,
+                Fault::InvalidAccessToken,
+            ),
+            (
+                409,
+                r#"{"error":"access_token_expired"}"#,
+                Fault::AccessTokenExpired,
+            ),
+            (
+                400,
+                r#"{"error":"invalid_request"}"#,
+                Fault::TokenServiceUnavailable,
+            ),
             (500, "", Fault::TokenServiceUnavailable),
         ] {
-            let (end, flow, _) = run(&c, &request("/?t=x&a=1"), |_| (Some(status), body.to_string()));
+            let (end, flow, _) = run(&c, &request("/?t=x&a=1"), |_| {
+                (Some(status), body.to_string())
+            });
             assert_eq!(end, Step::Reply(fault), "{status} {body}");
             assert_eq!(flow.vars.get("oauthV2.S.fault.name"), Some(fault.name()));
         }
         // No attribute resolved: the token is checked by introspection.
-        let (end, flow, calls) = run(&c, &request("/?t=good"), |_| (Some(200), profile(json!({"k": "v"})).to_string()));
+        let (end, flow, calls) = run(&c, &request("/?t=good"), |_| {
+            (Some(200), profile(json!({"k": "v"})).to_string())
+        });
         assert_eq!(end, Step::Continue);
-        assert!(matches!(calls[0], Callout::Introspect { kind: TokenKind::AccessToken, .. }));
+        assert!(matches!(
+            calls[0],
+            Callout::Introspect {
+                kind: TokenKind::AccessToken,
+                ..
+            }
+        ));
         assert_eq!(flow.vars.get("oauthv2accesstoken.S.k"), Some("v"));
-        let (end, _, _) = run(&c, &request("/?t=bad"), |_| (Some(200), r#"{"active":false}"#.into()));
+        let (end, _, _) = run(&c, &request("/?t=bad"), |_| {
+            (Some(200), r#"{"active":false}"#.into())
+        });
         assert_eq!(end, Step::Reply(Fault::InvalidAccessToken));
     }
 
     #[test]
     fn callout_requests_are_well_formed() {
         let c = config(&[GET]);
-        let (path, content_type, body) = Callout::Introspect { kind: TokenKind::RefreshToken, token: "a b&c=d".into() }.http_request(&c);
+        let (path, content_type, body) = Callout::Introspect {
+            kind: TokenKind::RefreshToken,
+            token: "a b&c=d".into(),
+        }
+        .http_request(&c);
         assert_eq!(path, "/oauth2/introspect");
         assert_eq!(content_type, "application/x-www-form-urlencoded");
         assert_eq!(body, b"token=a%20b%26c%3Dd&token_type_hint=refresh_token");
-        let (path, content_type, body) = Callout::SetAttributes { token: "t\"".into(), attributes: vec![("n".into(), "v\u{1}".into())] }.http_request(&c);
+        let (path, content_type, body) = Callout::SetAttributes {
+            token: "t\"".into(),
+            attributes: vec![("n".into(), "v\u{1}".into())],
+        }
+        .http_request(&c);
         assert_eq!(path, "/v1/accesstokens/attributes");
         assert_eq!(content_type, "application/json");
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v, json!({"token": "t\"", "attributes": [{"name": "n", "value": "v\u{1}"}]}));
+        assert_eq!(
+            v,
+            json!({"token": "t\"", "attributes": [{"name": "n", "value": "v\u{1}"}]})
+        );
     }
 
     #[test]
@@ -578,12 +731,22 @@ mod tests {
         let req = request("/?access_token=good");
         let mut flow = Flow::new();
         assert!(matches!(flow.advance(&c, &req), Step::Callout(_)));
-        let learned = flow.on_response(&c, Some(200), profile(json!({})).to_string().as_bytes(), NOW).unwrap();
+        let learned = flow
+            .on_response(
+                &c,
+                Some(200),
+                profile(json!({})).to_string().as_bytes(),
+                NOW,
+            )
+            .unwrap();
         assert_eq!(learned.token, "good");
         let mut again = Flow::new();
         assert!(matches!(again.advance(&c, &req), Step::Callout(_)));
         again.on_cached(&c, &learned.lookup, NOW + 30_000);
         assert_eq!(again.advance(&c, &req), Step::Continue);
-        assert_eq!(again.vars.get("oauthv2accesstoken.G.expires_in"), Some("30"));
+        assert_eq!(
+            again.vars.get("oauthv2accesstoken.G.expires_in"),
+            Some("30")
+        );
     }
 }

@@ -227,10 +227,7 @@ pub fn parse_policy(document: &str, index: usize) -> Result<Policy, ConfigError>
             )
         };
         if !allowed {
-            return Err(err(
-                &element,
-                format!("unknown element in <{}>", root.name),
-            ));
+            return Err(err(&element, format!("unknown element in <{}>", root.name)));
         }
         if child.name == "DisplayName" {
             expect_leaf(child, &[]).map_err(|p| err(&element, p))?;
@@ -296,16 +293,12 @@ fn parse_get(
         if kind != TokenKind::AccessToken {
             return Err(err(
                 element,
-                format!(
-                    "applies to <AccessToken> only, not to {}",
-                    element_name
-                ),
+                format!("applies to <AccessToken> only, not to {}", element_name),
             ));
         }
         let text = ignore.text.trim();
-        ignore_access_token_status = parse_bool(text).ok_or_else(|| {
-            err(element, format!("must be true or false, not {text:?}"))
-        })?;
+        ignore_access_token_status = parse_bool(text)
+            .ok_or_else(|| err(element, format!("must be true or false, not {text:?}")))?;
     }
     Ok(PolicyKind::Get {
         kind,
@@ -322,14 +315,24 @@ fn parse_set(
         .children
         .iter()
         .find(|c| c.name == "AccessToken")
-        .ok_or_else(|| err("<AccessToken>", "is required in <SetOAuthV2Info>".to_string()))?;
+        .ok_or_else(|| {
+            err(
+                "<AccessToken>",
+                "is required in <SetOAuthV2Info>".to_string(),
+            )
+        })?;
     let token = value_source(token_element).map_err(|p| err("<AccessToken>", p))?;
 
     let attributes_element = root
         .children
         .iter()
         .find(|c| c.name == "Attributes")
-        .ok_or_else(|| err("<Attributes>", "is required in <SetOAuthV2Info>".to_string()))?;
+        .ok_or_else(|| {
+            err(
+                "<Attributes>",
+                "is required in <SetOAuthV2Info>".to_string(),
+            )
+        })?;
     if !attributes_element.attributes.is_empty() {
         return Err(err(
             "<Attributes>",
@@ -339,7 +342,10 @@ fn parse_set(
     if !attributes_element.text.trim().is_empty() {
         return Err(err(
             "<Attributes>",
-            format!("unexpected text {:?}", truncate(attributes_element.text.trim())),
+            format!(
+                "unexpected text {:?}",
+                truncate(attributes_element.text.trim())
+            ),
         ));
     }
     let mut attributes = Vec::new();
@@ -353,7 +359,10 @@ fn parse_set(
         let name = child.attribute("name").unwrap_or_default().to_string();
         let element = format!("<Attribute name=\"{name}\">");
         if name.is_empty() {
-            return Err(err("<Attribute>", "the name attribute is required and may not be empty".to_string()));
+            return Err(err(
+                "<Attribute>",
+                "the name attribute is required and may not be empty".to_string(),
+            ));
         }
         if name.chars().count() > MAX_NAME_LEN {
             return Err(err(
@@ -412,8 +421,13 @@ fn validate_reference(reference: &str) -> Result<(), String> {
             "ref must be a bare variable name without braces: write ref=\"{bare}\", not ref=\"{reference}\""
         ));
     }
-    if reference.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("ref {reference:?} is not a variable name (it contains whitespace)"));
+    if reference
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "ref {reference:?} is not a variable name (it contains whitespace)"
+        ));
     }
     Ok(())
 }
@@ -520,7 +534,9 @@ mod tests {
 
     #[test]
     fn ignore_access_token_status() {
-        let p = get(r#"<GetOAuthV2Info name="G"><IgnoreAccessTokenStatus>true</IgnoreAccessTokenStatus><AccessToken ref="x"/></GetOAuthV2Info>"#);
+        let p = get(
+            r#"<GetOAuthV2Info name="G"><IgnoreAccessTokenStatus>true</IgnoreAccessTokenStatus><AccessToken ref="x"/></GetOAuthV2Info>"#,
+        );
         assert!(matches!(
             p.kind,
             PolicyKind::Get {
@@ -528,9 +544,13 @@ mod tests {
                 ..
             }
         ));
-        let e = error(r#"<GetOAuthV2Info name="G"><RefreshToken ref="x"/><IgnoreAccessTokenStatus>true</IgnoreAccessTokenStatus></GetOAuthV2Info>"#);
+        let e = error(
+            r#"<GetOAuthV2Info name="G"><RefreshToken ref="x"/><IgnoreAccessTokenStatus>true</IgnoreAccessTokenStatus></GetOAuthV2Info>"#,
+        );
         assert_eq!(e.element, "<IgnoreAccessTokenStatus>");
-        let e = error(r#"<GetOAuthV2Info name="G"><AccessToken ref="x"/><IgnoreAccessTokenStatus>yes</IgnoreAccessTokenStatus></GetOAuthV2Info>"#);
+        let e = error(
+            r#"<GetOAuthV2Info name="G"><AccessToken ref="x"/><IgnoreAccessTokenStatus>yes</IgnoreAccessTokenStatus></GetOAuthV2Info>"#,
+        );
         assert!(e.problem.contains("true or false"), "{e}");
     }
 
@@ -550,7 +570,10 @@ mod tests {
         };
         assert_eq!(attributes.len(), 4);
         assert_eq!(attributes[1].value.literal.as_deref(), Some("bar"));
-        assert_eq!(attributes[2].value.reference.as_deref(), Some("request.header.x"));
+        assert_eq!(
+            attributes[2].value.reference.as_deref(),
+            Some("request.header.x")
+        );
         assert_eq!(attributes[2].value.literal.as_deref(), Some("fallback"));
         assert_eq!(attributes[3].value.reference, None);
         assert_eq!(attributes[3].value.literal.as_deref(), Some("READ, WRITE"));
@@ -594,16 +617,26 @@ mod tests {
     #[test]
     fn long_names_are_refused() {
         let long = "a".repeat(256);
-        let e = error(&format!("<GetOAuthV2Info name='{long}'><AccessToken ref='a'/></GetOAuthV2Info>"));
+        let e = error(&format!(
+            "<GetOAuthV2Info name='{long}'><AccessToken ref='a'/></GetOAuthV2Info>"
+        ));
         assert!(e.problem.contains("longer than 255"));
         let ok = "a".repeat(255);
-        assert_eq!(get(&format!("<GetOAuthV2Info name='{ok}'><AccessToken ref='a'/></GetOAuthV2Info>")).name, ok);
+        assert_eq!(
+            get(&format!(
+                "<GetOAuthV2Info name='{ok}'><AccessToken ref='a'/></GetOAuthV2Info>"
+            ))
+            .name,
+            ok
+        );
     }
 
     #[test]
     fn references_lists_every_ref() {
-        let p = get(r#"<SetOAuthV2Info name="S"><AccessToken ref="t"/><Attributes>
-            <Attribute name="a" ref="x"/><Attribute name="b">lit</Attribute></Attributes></SetOAuthV2Info>"#);
+        let p = get(
+            r#"<SetOAuthV2Info name="S"><AccessToken ref="t"/><Attributes>
+            <Attribute name="a" ref="x"/><Attribute name="b">lit</Attribute></Attributes></SetOAuthV2Info>"#,
+        );
         let refs: Vec<&str> = p.references().into_iter().map(|(_, r)| r).collect();
         assert_eq!(refs, vec!["t", "x"]);
     }

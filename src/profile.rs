@@ -127,8 +127,7 @@ fn parse_introspection_value(
             if key == "attributes" {
                 let map = v.as_object().ok_or_else(|| {
                     ServiceFailure(
-                        "token service answer: \"profile.attributes\" is not an object"
-                            .to_string(),
+                        "token service answer: \"profile.attributes\" is not an object".to_string(),
                     )
                 })?;
                 for (name, v) in map {
@@ -351,9 +350,17 @@ pub fn evaluate_get(
             push("client_id", f("client_id"), false);
             push("scope", f("scope"), false);
             push("redirect_uri", f("redirect_uri"), false);
-            push("status", shown_status(profile.field("status"), expired), false);
+            push(
+                "status",
+                shown_status(profile.field("status"), expired),
+                false,
+            );
             push("issued_at", f("issued_at"), false);
-            push("expires_in", remaining(profile.field("expires_at"), now_ms), false);
+            push(
+                "expires_in",
+                remaining(profile.field("expires_at"), now_ms),
+                false,
+            );
             push_attributes(&mut out, profile, "");
             Ok(out)
         }
@@ -364,7 +371,11 @@ pub fn evaluate_get(
             let mut out = Vec::new();
             let f = |name: &str| profile.field(name).map(String::from);
             let fields = [
-                ("client_id", f("client_id").or_else(|| Some(token.to_string())), false),
+                (
+                    "client_id",
+                    f("client_id").or_else(|| Some(token.to_string())),
+                    false,
+                ),
                 ("client_secret", f("client_secret"), true),
                 ("redirection_uris", f("redirection_uris"), false),
                 ("developer.email", f("developer.email"), false),
@@ -389,17 +400,27 @@ pub fn evaluate_get(
 /// The variables of an access or refresh token profile (SPEC 3.3).
 fn token_vars(profile: &Profile, token: &str, kind: TokenKind, now_ms: i64) -> Vec<ProfileVar> {
     let f = |name: &str| profile.field(name).map(String::from);
-    let own = |name: &str, is_kind: bool| {
-        f(name).or_else(|| is_kind.then(|| token.to_string()))
-    };
+    let own = |name: &str, is_kind: bool| f(name).or_else(|| is_kind.then(|| token.to_string()));
     let expired = is_past(profile.field("expires_at"), now_ms);
     let refresh_expired = is_past(profile.field("refresh_token_expires_at"), now_ms);
     let fields = [
-        ("access_token", own("access_token", kind == TokenKind::AccessToken), true),
+        (
+            "access_token",
+            own("access_token", kind == TokenKind::AccessToken),
+            true,
+        ),
         ("client_id", f("client_id"), false),
         ("scope", f("scope"), false),
-        ("status", shown_status(profile.field("status"), expired), false),
-        ("expires_in", remaining(profile.field("expires_at"), now_ms), false),
+        (
+            "status",
+            shown_status(profile.field("status"), expired),
+            false,
+        ),
+        (
+            "expires_in",
+            remaining(profile.field("expires_at"), now_ms),
+            false,
+        ),
         ("issued_at", f("issued_at"), false),
         ("token_type", f("token_type"), false),
         ("organization_name", f("organization_name"), false),
@@ -408,7 +429,11 @@ fn token_vars(profile: &Profile, token: &str, kind: TokenKind, now_ms: i64) -> V
         ("developer.email", f("developer.email"), false),
         ("developer.app.name", f("developer.app.name"), false),
         ("developer.app.id", f("developer.app.id"), false),
-        ("refresh_token", own("refresh_token", kind == TokenKind::RefreshToken), true),
+        (
+            "refresh_token",
+            own("refresh_token", kind == TokenKind::RefreshToken),
+            true,
+        ),
         (
             "refresh_token_status",
             shown_status(profile.field("refresh_token_status"), refresh_expired),
@@ -419,7 +444,11 @@ fn token_vars(profile: &Profile, token: &str, kind: TokenKind, now_ms: i64) -> V
             remaining(profile.field("refresh_token_expires_at"), now_ms),
             false,
         ),
-        ("refresh_token_issued_at", f("refresh_token_issued_at"), false),
+        (
+            "refresh_token_issued_at",
+            f("refresh_token_issued_at"),
+            false,
+        ),
         ("refresh_count", f("refresh_count"), false),
     ];
     let mut out = Vec::with_capacity(fields.len() + profile.attributes.len());
@@ -441,18 +470,30 @@ pub fn set_vars(profile: &Profile, token: &str, now_ms: i64) -> Vec<ProfileVar> 
     let f = |name: &str| profile.field(name).map(String::from);
     let expired = is_past(profile.field("expires_at"), now_ms);
     let fields = [
-        ("access_token", f("access_token").or_else(|| Some(token.to_string())), true),
+        (
+            "access_token",
+            f("access_token").or_else(|| Some(token.to_string())),
+            true,
+        ),
         ("client_id", f("client_id"), false),
         ("refresh_count", f("refresh_count"), false),
         ("organization_name", f("organization_name"), false),
-        ("expires_in", remaining(profile.field("expires_at"), now_ms), false),
+        (
+            "expires_in",
+            remaining(profile.field("expires_at"), now_ms),
+            false,
+        ),
         (
             "refresh_token_expires_in",
             remaining(profile.field("refresh_token_expires_at"), now_ms),
             false,
         ),
         ("issued_at", f("issued_at"), false),
-        ("status", shown_status(profile.field("status"), expired), false),
+        (
+            "status",
+            shown_status(profile.field("status"), expired),
+            false,
+        ),
         ("api_product_list", f("api_product_list"), false),
         ("token_type", f("token_type"), false),
     ];
@@ -494,11 +535,15 @@ mod tests {
     const NOW: i64 = 1_700_000_000_000;
 
     fn vars(v: &[ProfileVar]) -> Vec<(&str, &str)> {
-        v.iter().map(|p| (p.suffix.as_str(), p.value.as_str())).collect()
+        v.iter()
+            .map(|p| (p.suffix.as_str(), p.value.as_str()))
+            .collect()
     }
 
     fn get<'a>(v: &'a [ProfileVar], suffix: &str) -> Option<&'a str> {
-        v.iter().find(|p| p.suffix == suffix).map(|p| p.value.as_str())
+        v.iter()
+            .find(|p| p.suffix == suffix)
+            .map(|p| p.value.as_str())
     }
 
     fn access_answer(status: &str, expires_at: i64) -> serde_json::Value {
@@ -528,7 +573,11 @@ mod tests {
 
     #[test]
     fn access_token_maps_every_variable_with_remaining_expiry() {
-        let l = lookup(access_answer("approved", NOW + 3_599_500), TokenKind::AccessToken, "tok-123");
+        let l = lookup(
+            access_answer("approved", NOW + 3_599_500),
+            TokenKind::AccessToken,
+            "tok-123",
+        );
         let v = evaluate_get(TokenKind::AccessToken, false, "tok-123", &l, NOW).unwrap();
         assert_eq!(
             vars(&v),
@@ -555,10 +604,21 @@ mod tests {
                 ("accesstoken.n", "7"),
             ]
         );
-        let secrets: Vec<&str> = v.iter().filter(|p| p.secret).map(|p| p.suffix.as_str()).collect();
+        let secrets: Vec<&str> = v
+            .iter()
+            .filter(|p| p.secret)
+            .map(|p| p.suffix.as_str())
+            .collect();
         assert_eq!(secrets, ["access_token", "refresh_token"]);
         // The same cached profile, evaluated later, counts down.
-        let later = evaluate_get(TokenKind::AccessToken, false, "tok-123", &l, NOW + 1_000_000).unwrap();
+        let later = evaluate_get(
+            TokenKind::AccessToken,
+            false,
+            "tok-123",
+            &l,
+            NOW + 1_000_000,
+        )
+        .unwrap();
         assert_eq!(get(&later, "expires_in"), Some("2599"));
     }
 
@@ -566,30 +626,67 @@ mod tests {
     fn access_token_status_rules() {
         let unknown = lookup(json!({"active": false}), TokenKind::AccessToken, "x");
         assert_eq!(unknown, Lookup::Unknown);
-        assert_eq!(evaluate_get(TokenKind::AccessToken, false, "x", &unknown, NOW), Err(Fault::InvalidAccessToken));
-        assert_eq!(evaluate_get(TokenKind::AccessToken, true, "x", &unknown, NOW), Err(Fault::InvalidAccessToken));
+        assert_eq!(
+            evaluate_get(TokenKind::AccessToken, false, "x", &unknown, NOW),
+            Err(Fault::InvalidAccessToken)
+        );
+        assert_eq!(
+            evaluate_get(TokenKind::AccessToken, true, "x", &unknown, NOW),
+            Err(Fault::InvalidAccessToken)
+        );
 
-        let revoked = lookup(access_answer("revoked", NOW + 1000), TokenKind::AccessToken, "x");
-        assert_eq!(evaluate_get(TokenKind::AccessToken, false, "x", &revoked, NOW), Err(Fault::InvalidAccessToken));
+        let revoked = lookup(
+            access_answer("revoked", NOW + 1000),
+            TokenKind::AccessToken,
+            "x",
+        );
+        assert_eq!(
+            evaluate_get(TokenKind::AccessToken, false, "x", &revoked, NOW),
+            Err(Fault::InvalidAccessToken)
+        );
         let v = evaluate_get(TokenKind::AccessToken, true, "x", &revoked, NOW).unwrap();
         assert_eq!(get(&v, "status"), Some("revoked"));
 
-        let expired = lookup(access_answer("approved", NOW - 1), TokenKind::AccessToken, "x");
-        assert_eq!(evaluate_get(TokenKind::AccessToken, false, "x", &expired, NOW), Err(Fault::AccessTokenExpired));
+        let expired = lookup(
+            access_answer("approved", NOW - 1),
+            TokenKind::AccessToken,
+            "x",
+        );
+        assert_eq!(
+            evaluate_get(TokenKind::AccessToken, false, "x", &expired, NOW),
+            Err(Fault::AccessTokenExpired)
+        );
         let v = evaluate_get(TokenKind::AccessToken, true, "x", &expired, NOW).unwrap();
         assert_eq!(get(&v, "status"), Some("expired"));
         assert_eq!(get(&v, "expires_in"), Some("0"));
 
         // Exactly at the expiry instant the token is expired.
         let edge = lookup(access_answer("approved", NOW), TokenKind::AccessToken, "x");
-        assert_eq!(evaluate_get(TokenKind::AccessToken, false, "x", &edge, NOW), Err(Fault::AccessTokenExpired));
+        assert_eq!(
+            evaluate_get(TokenKind::AccessToken, false, "x", &edge, NOW),
+            Err(Fault::AccessTokenExpired)
+        );
 
         // Revoked and expired: invalid (status is checked first).
-        let both = lookup(access_answer("revoked", NOW - 1), TokenKind::AccessToken, "x");
-        assert_eq!(evaluate_get(TokenKind::AccessToken, false, "x", &both, NOW), Err(Fault::InvalidAccessToken));
+        let both = lookup(
+            access_answer("revoked", NOW - 1),
+            TokenKind::AccessToken,
+            "x",
+        );
+        assert_eq!(
+            evaluate_get(TokenKind::AccessToken, false, "x", &both, NOW),
+            Err(Fault::InvalidAccessToken)
+        );
 
         let never = lookup(access_answer("approved", -1), TokenKind::AccessToken, "x");
-        let v = evaluate_get(TokenKind::AccessToken, false, "x", &never, NOW + 10i64.pow(12)).unwrap();
+        let v = evaluate_get(
+            TokenKind::AccessToken,
+            false,
+            "x",
+            &never,
+            NOW + 10i64.pow(12),
+        )
+        .unwrap();
         assert_eq!(get(&v, "expires_in"), Some("-1"));
     }
 
@@ -610,8 +707,14 @@ mod tests {
 
         answer["profile"]["refresh_token_expires_at"] = json!((NOW - 1).to_string());
         let l = lookup(answer, TokenKind::RefreshToken, "ref-456");
-        assert_eq!(evaluate_get(TokenKind::RefreshToken, false, "r", &l, NOW), Err(Fault::RefreshTokenExpired));
-        assert_eq!(evaluate_get(TokenKind::RefreshToken, false, "r", &Lookup::Unknown, NOW), Err(Fault::InvalidRefreshToken));
+        assert_eq!(
+            evaluate_get(TokenKind::RefreshToken, false, "r", &l, NOW),
+            Err(Fault::RefreshTokenExpired)
+        );
+        assert_eq!(
+            evaluate_get(TokenKind::RefreshToken, false, "r", &Lookup::Unknown, NOW),
+            Err(Fault::InvalidRefreshToken)
+        );
     }
 
     #[test]
@@ -623,7 +726,11 @@ mod tests {
                 "expires_at": expires_at.to_string(), "developer.email": "joe@example.com",
                 "attributes": {"state": "s1", "code": "ignored-collision"}}})
         };
-        let l = lookup(answer("approved", NOW + 60_000), TokenKind::AuthorizationCode, "code-1");
+        let l = lookup(
+            answer("approved", NOW + 60_000),
+            TokenKind::AuthorizationCode,
+            "code-1",
+        );
         let v = evaluate_get(TokenKind::AuthorizationCode, false, "code-1", &l, NOW).unwrap();
         assert_eq!(
             vars(&v),
@@ -639,12 +746,32 @@ mod tests {
             ]
         );
         assert!(v[0].secret);
-        let l = lookup(answer("revoked", NOW + 60_000), TokenKind::AuthorizationCode, "code-1");
+        let l = lookup(
+            answer("revoked", NOW + 60_000),
+            TokenKind::AuthorizationCode,
+            "code-1",
+        );
         let v = evaluate_get(TokenKind::AuthorizationCode, false, "code-1", &l, NOW).unwrap();
         assert_eq!(get(&v, "status"), Some("revoked"));
-        let l = lookup(answer("approved", NOW - 60_000), TokenKind::AuthorizationCode, "code-1");
-        assert_eq!(evaluate_get(TokenKind::AuthorizationCode, false, "c", &l, NOW), Err(Fault::AuthorizationCodeExpired));
-        assert_eq!(evaluate_get(TokenKind::AuthorizationCode, false, "c", &Lookup::Unknown, NOW), Err(Fault::InvalidAuthorizationCode));
+        let l = lookup(
+            answer("approved", NOW - 60_000),
+            TokenKind::AuthorizationCode,
+            "code-1",
+        );
+        assert_eq!(
+            evaluate_get(TokenKind::AuthorizationCode, false, "c", &l, NOW),
+            Err(Fault::AuthorizationCodeExpired)
+        );
+        assert_eq!(
+            evaluate_get(
+                TokenKind::AuthorizationCode,
+                false,
+                "c",
+                &Lookup::Unknown,
+                NOW
+            ),
+            Err(Fault::InvalidAuthorizationCode)
+        );
     }
 
     #[test]
@@ -672,7 +799,10 @@ mod tests {
             ]
         );
         assert!(v[1].secret && !v[0].secret);
-        assert_eq!(evaluate_get(TokenKind::ClientId, false, "x", &Lookup::Unknown, NOW), Err(Fault::InvalidClientId));
+        assert_eq!(
+            evaluate_get(TokenKind::ClientId, false, "x", &Lookup::Unknown, NOW),
+            Err(Fault::InvalidClientId)
+        );
     }
 
     #[test]
@@ -682,7 +812,9 @@ mod tests {
             TokenKind::AccessToken,
             "tok",
         );
-        let Lookup::Known(p) = &l else { panic!("unknown") };
+        let Lookup::Known(p) = &l else {
+            panic!("unknown")
+        };
         assert!(p.plain);
         let v = evaluate_get(TokenKind::AccessToken, false, "tok", &l, NOW).unwrap();
         assert_eq!(
@@ -698,12 +830,27 @@ mod tests {
             ]
         );
         // Inactive with a past exp: expired; without: invalid.
-        let expired = lookup(json!({"active": false, "exp": NOW / 1000 - 1}), TokenKind::AccessToken, "tok");
-        assert_eq!(evaluate_get(TokenKind::AccessToken, false, "tok", &expired, NOW), Err(Fault::AccessTokenExpired));
-        let inactive = lookup(json!({"active": false, "exp": NOW / 1000 + 100}), TokenKind::AccessToken, "tok");
+        let expired = lookup(
+            json!({"active": false, "exp": NOW / 1000 - 1}),
+            TokenKind::AccessToken,
+            "tok",
+        );
+        assert_eq!(
+            evaluate_get(TokenKind::AccessToken, false, "tok", &expired, NOW),
+            Err(Fault::AccessTokenExpired)
+        );
+        let inactive = lookup(
+            json!({"active": false, "exp": NOW / 1000 + 100}),
+            TokenKind::AccessToken,
+            "tok",
+        );
         assert_eq!(inactive, Lookup::Unknown);
         // A plain server that introspects a refresh token.
-        let r = lookup(json!({"active": true, "exp": NOW / 1000 + 10}), TokenKind::RefreshToken, "r");
+        let r = lookup(
+            json!({"active": true, "exp": NOW / 1000 + 10}),
+            TokenKind::RefreshToken,
+            "r",
+        );
         let v = evaluate_get(TokenKind::RefreshToken, false, "r", &r, NOW).unwrap();
         assert_eq!(get(&v, "refresh_token"), Some("r"));
         assert_eq!(get(&v, "refresh_token_expires_in"), Some("10"));
@@ -724,7 +871,10 @@ mod tests {
             (Some(200), b"{\"active\":\"yes\"}"),
             (Some(200), b"{}"),
             (Some(200), b"{\"active\":true,\"profile\":[]}"),
-            (Some(200), b"{\"active\":true,\"profile\":{\"attributes\":[]}}"),
+            (
+                Some(200),
+                b"{\"active\":true,\"profile\":{\"attributes\":[]}}",
+            ),
             (Some(200), b"\xff\xfe"),
         ];
         for (status, body) in bad {
@@ -739,7 +889,9 @@ mod tests {
     #[test]
     fn set_response_mapping() {
         let body = access_answer("approved", NOW + 10_000).to_string();
-        let profile = parse_set_response(Some(200), body.as_bytes(), "tok-123", NOW).unwrap().unwrap();
+        let profile = parse_set_response(Some(200), body.as_bytes(), "tok-123", NOW)
+            .unwrap()
+            .unwrap();
         let v = set_vars(&profile, "tok-123", NOW);
         assert_eq!(
             vars(&v),
@@ -758,11 +910,26 @@ mod tests {
                 ("n", "7"),
             ]
         );
-        assert_eq!(parse_set_response(Some(404), b"{\"error\":\"invalid_access_token\"}", "t", NOW), Ok(Err(Fault::InvalidAccessToken)));
-        assert_eq!(parse_set_response(Some(409), b"{\"error\":\"access_token_expired\"}", "t", NOW), Ok(Err(Fault::AccessTokenExpired)));
-        assert_eq!(parse_set_response(Some(409), b"{\"error\":\"invalid_access_token\"}", "t", NOW), Ok(Err(Fault::InvalidAccessToken)));
+        assert_eq!(
+            parse_set_response(Some(404), b"{\"error\":\"invalid_access_token\"}", "t", NOW),
+            Ok(Err(Fault::InvalidAccessToken))
+        );
+        assert_eq!(
+            parse_set_response(Some(409), b"{\"error\":\"access_token_expired\"}", "t", NOW),
+            Ok(Err(Fault::AccessTokenExpired))
+        );
+        assert_eq!(
+            parse_set_response(Some(409), b"{\"error\":\"invalid_access_token\"}", "t", NOW),
+            Ok(Err(Fault::InvalidAccessToken))
+        );
         assert!(parse_set_response(Some(409), b"{\"error\":\"other\"}", "t", NOW).is_err());
-        assert!(parse_set_response(Some(400), b"{\"error\":\"protected_attribute\",\"attribute\":\"scope\"}", "t", NOW).is_err());
+        assert!(parse_set_response(
+            Some(400),
+            b"{\"error\":\"protected_attribute\",\"attribute\":\"scope\"}",
+            "t",
+            NOW
+        )
+        .is_err());
         assert!(parse_set_response(Some(401), b"", "t", NOW).is_err());
         assert!(parse_set_response(Some(500), b"", "t", NOW).is_err());
         assert!(parse_set_response(None, b"", "t", NOW).is_err());
@@ -772,7 +939,14 @@ mod tests {
 
     #[test]
     fn protected_names() {
-        for n in ["scope", "SCOPE", "developer.email", "refresh_token_expires_in", "refresh_token_anything", "grant_type"] {
+        for n in [
+            "scope",
+            "SCOPE",
+            "developer.email",
+            "refresh_token_expires_in",
+            "refresh_token_anything",
+            "grant_type",
+        ] {
             assert!(is_protected_attribute(n), "{n}");
         }
         for n in ["department.id", "scopes", "refresh_tokens", "foo"] {

@@ -46,7 +46,9 @@ impl Publish {
                     "" => return Err((i, format!("{pattern:?} has an empty segment"))),
                     "*" => Segment::One,
                     "**" if j + 1 == parts.len() => Segment::Rest,
-                    "**" => return Err((i, format!("{pattern:?}: ** may only be the last segment"))),
+                    "**" => {
+                        return Err((i, format!("{pattern:?}: ** may only be the last segment")))
+                    }
                     p if p.contains('*') => {
                         return Err((i, format!("{pattern:?}: * must be a whole segment")))
                     }
@@ -101,7 +103,10 @@ pub fn published<'a>(
 
 /// Encodes the metadata bridge's entry: netstrings (`<len>:<bytes>,`), first
 /// the namespace, then each key and value. Lengths are in bytes.
-pub fn encode_bridge<'a>(namespace: &str, vars: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<u8> {
+pub fn encode_bridge<'a>(
+    namespace: &str,
+    vars: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     push_netstring(&mut out, namespace);
     for (k, v) in vars {
@@ -170,14 +175,24 @@ mod tests {
     fn bad_patterns() {
         assert_eq!(Publish::new(&["a", ""]).unwrap_err().0, 1);
         assert!(Publish::new(&["a.**.b"]).unwrap_err().1.contains("last"));
-        assert!(Publish::new(&["a.b*"]).unwrap_err().1.contains("whole segment"));
-        assert!(Publish::new(&["a..b"]).unwrap_err().1.contains("empty segment"));
+        assert!(Publish::new(&["a.b*"])
+            .unwrap_err()
+            .1
+            .contains("whole segment"));
+        assert!(Publish::new(&["a..b"])
+            .unwrap_err()
+            .1
+            .contains("empty segment"));
     }
 
     #[test]
     fn secrets_are_held_back_unless_exported() {
         let mut vars = FlowVars::default();
-        vars.set("oauthv2accesstoken.G.access_token".into(), "secret".into(), true);
+        vars.set(
+            "oauthv2accesstoken.G.access_token".into(),
+            "secret".into(),
+            true,
+        );
         vars.set("oauthv2accesstoken.G.scope".into(), "READ".into(), false);
         let all = Publish::everything();
         let names: Vec<&str> = published(&vars, &all, false).map(|(k, _)| k).collect();
@@ -192,7 +207,10 @@ mod tests {
         let blob = encode_bridge("apigee", pairs.iter().copied());
         let (ns, decoded) = decode_bridge(&blob).unwrap();
         assert_eq!(ns, "apigee");
-        let expected: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let expected: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         assert_eq!(decoded, expected);
         assert_eq!(&encode_bridge("ns", std::iter::empty())[..], b"2:ns,");
         assert!(decode_bridge(b"3:ab,").is_none());

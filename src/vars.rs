@@ -21,7 +21,12 @@ impl RequestInfo {
     pub fn with_header_bytes(mut self, headers: Vec<(String, Vec<u8>)>) -> Self {
         self.headers = headers
             .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.to_ascii_lowercase(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                )
+            })
             .collect();
         self
     }
@@ -148,15 +153,13 @@ pub fn percent_decode(input: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -194,9 +197,13 @@ pub fn is_request_variable(name: &str) -> bool {
     matches!(
         name,
         "request.verb" | "request.path" | "request.uri" | "request.querystring" | "client.ip"
-    ) || ["request.header.", "request.queryparam.", "request.formparam."]
-        .iter()
-        .any(|p| name.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
+    ) || [
+        "request.header.",
+        "request.queryparam.",
+        "request.formparam.",
+    ]
+    .iter()
+    .any(|p| name.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
 }
 
 /// One variable set by a policy during a request.
@@ -278,8 +285,14 @@ mod tests {
         let r = request();
         assert_eq!(r.resolve("request.verb").as_deref(), Some("POST"));
         assert_eq!(r.resolve("request.path").as_deref(), Some("/v1/items"));
-        assert!(r.resolve("request.uri").unwrap().starts_with("/v1/items?access_token="));
-        assert!(r.resolve("request.querystring").unwrap().starts_with("access_token=abc%20def&"));
+        assert!(r
+            .resolve("request.uri")
+            .unwrap()
+            .starts_with("/v1/items?access_token="));
+        assert!(r
+            .resolve("request.querystring")
+            .unwrap()
+            .starts_with("access_token=abc%20def&"));
         assert_eq!(r.resolve("client.ip").as_deref(), Some("10.1.2.3"));
         assert_eq!(r.resolve("request.unknown"), None);
         let bare = RequestInfo {
@@ -294,18 +307,33 @@ mod tests {
     #[test]
     fn header_rules_follow_apigee() {
         let r = request();
-        assert_eq!(r.resolve("request.header.authorization").as_deref(), Some("Bearer t0k"));
-        assert_eq!(r.resolve("request.header.AUTHORIZATION").as_deref(), Some("Bearer t0k"));
+        assert_eq!(
+            r.resolve("request.header.authorization").as_deref(),
+            Some("Bearer t0k")
+        );
+        assert_eq!(
+            r.resolve("request.header.AUTHORIZATION").as_deref(),
+            Some("Bearer t0k")
+        );
         assert_eq!(r.resolve("request.header.x-list").as_deref(), Some("a"));
         assert_eq!(r.resolve("request.header.x-list.1").as_deref(), Some("a"));
         assert_eq!(r.resolve("request.header.x-list.2").as_deref(), Some("b"));
         assert_eq!(r.resolve("request.header.x-list.3").as_deref(), Some("c"));
         assert_eq!(r.resolve("request.header.x-list.4").as_deref(), Some("d"));
         assert_eq!(r.resolve("request.header.x-list.5"), None);
-        assert_eq!(r.resolve("request.header.x-list.values.string").as_deref(), Some("a, b ,c, d"));
-        assert_eq!(r.resolve("request.header.x-list.values.count").as_deref(), Some("4"));
+        assert_eq!(
+            r.resolve("request.header.x-list.values.string").as_deref(),
+            Some("a, b ,c, d")
+        );
+        assert_eq!(
+            r.resolve("request.header.x-list.values.count").as_deref(),
+            Some("4")
+        );
         assert_eq!(r.resolve("request.header.x-empty").as_deref(), Some(""));
-        assert_eq!(r.resolve("request.header.x-bin").as_deref(), Some("o\u{fffd}k"));
+        assert_eq!(
+            r.resolve("request.header.x-bin").as_deref(),
+            Some("o\u{fffd}k")
+        );
         assert_eq!(r.resolve("request.header.missing"), None);
         assert_eq!(r.resolve("request.header.missing.values.string"), None);
         // "x" is absent, so "x.2" is the header really named so.
@@ -316,24 +344,39 @@ mod tests {
     #[test]
     fn query_parameters_are_decoded() {
         let r = request();
-        assert_eq!(r.resolve("request.queryparam.access_token").as_deref(), Some("abc def"));
+        assert_eq!(
+            r.resolve("request.queryparam.access_token").as_deref(),
+            Some("abc def")
+        );
         assert_eq!(r.resolve("request.queryparam.x").as_deref(), Some("1"));
         assert_eq!(r.resolve("request.queryparam.x.2").as_deref(), Some("2"));
         assert_eq!(r.resolve("request.queryparam.x.3"), None);
         assert_eq!(r.resolve("request.queryparam.plus").as_deref(), Some("a b"));
-        assert_eq!(r.resolve("request.queryparam.bad").as_deref(), Some("%zz%4"));
+        assert_eq!(
+            r.resolve("request.queryparam.bad").as_deref(),
+            Some("%zz%4")
+        );
         assert_eq!(r.resolve("request.queryparam.empty").as_deref(), Some(""));
         assert_eq!(r.resolve("request.queryparam.flag").as_deref(), Some(""));
-        assert_eq!(r.resolve("request.queryparam.enc_name").as_deref(), Some("v"));
+        assert_eq!(
+            r.resolve("request.queryparam.enc_name").as_deref(),
+            Some("v")
+        );
         assert_eq!(r.resolve("request.queryparam.utf").as_deref(), Some("é"));
-        assert_eq!(r.resolve("request.queryparam.nonutf").as_deref(), Some("\u{fffd}"));
+        assert_eq!(
+            r.resolve("request.queryparam.nonutf").as_deref(),
+            Some("\u{fffd}")
+        );
         assert_eq!(r.resolve("request.queryparam.none"), None);
     }
 
     #[test]
     fn form_parameters() {
         let r = request();
-        assert_eq!(r.resolve("request.formparam.department_id").as_deref(), Some("42"));
+        assert_eq!(
+            r.resolve("request.formparam.department_id").as_deref(),
+            Some("42")
+        );
         assert_eq!(r.resolve("request.formparam.dup.2").as_deref(), Some("b"));
         assert_eq!(r.resolve("request.formparam.sp").as_deref(), Some("a b!"));
         let no_body = RequestInfo::default();
@@ -359,7 +402,10 @@ mod tests {
         v.set("a".into(), "3".into(), false);
         assert_eq!(v.get("a"), Some("3"));
         assert_eq!(v.len(), 2);
-        assert_eq!(v.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            v.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
     }
 
     #[test]
@@ -368,5 +414,59 @@ mod tests {
         assert!(is_request_variable("client.ip"));
         assert!(!is_request_variable("request.header."));
         assert!(!is_request_variable("request.content"));
+    }
+}
+
+/// The IP part of an Envoy address (`1.2.3.4:5678`, `[::1]:5678`).
+pub fn ip_from_address(address: &str) -> String {
+    if let Some(rest) = address.strip_prefix('[') {
+        if let Some((ip, _)) = rest.split_once(']') {
+            return ip.to_string();
+        }
+    }
+    match address.rsplit_once(':') {
+        Some((ip, port)) if !ip.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            ip.to_string()
+        }
+        _ => address.to_string(),
+    }
+}
+
+/// True when a content type is `application/x-www-form-urlencoded`.
+pub fn is_form_urlencoded(content_type: &str) -> bool {
+    content_type.split(';').next().is_some_and(|t| {
+        t.trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    })
+}
+
+/// True when a value can go into an HTTP header as it is.
+pub fn is_valid_header_value(value: &str) -> bool {
+    !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(ip_from_address("10.0.0.1:443"), "10.0.0.1");
+        assert_eq!(ip_from_address("[::1]:8080"), "::1");
+        assert_eq!(ip_from_address("::1"), "::1");
+        assert_eq!(ip_from_address("10.0.0.1"), "10.0.0.1");
+        assert_eq!(ip_from_address("unix:/tmp/s"), "unix:/tmp/s");
+    }
+
+    #[test]
+    fn content_types_and_header_values() {
+        assert!(is_form_urlencoded("application/x-www-form-urlencoded"));
+        assert!(is_form_urlencoded(
+            "Application/X-WWW-Form-Urlencoded; charset=UTF-8"
+        ));
+        assert!(!is_form_urlencoded("application/json"));
+        assert!(!is_form_urlencoded("multipart/form-data; boundary=x"));
+        assert!(is_valid_header_value("a b\tc"));
+        assert!(!is_valid_header_value("a\r\nb: c"));
     }
 }

@@ -58,8 +58,12 @@ pub fn parse(document: &str) -> Result<Element, String> {
                     .ok_or_else(|| "malformed XML: unexpected closing tag".to_string())?;
                 close(element, &mut stack, &mut root);
             }
-            Event::Text(text) => append_text(&mut stack, &text.xml_content(XmlVersion::Implicit1_0))?,
-            Event::CData(data) => append_text(&mut stack, &data.xml_content(XmlVersion::Implicit1_0))?,
+            Event::Text(text) => {
+                append_text(&mut stack, &text.xml_content(XmlVersion::Implicit1_0))?
+            }
+            Event::CData(data) => {
+                append_text(&mut stack, &data.xml_content(XmlVersion::Implicit1_0))?
+            }
             Event::GeneralRef(reference) => {
                 let resolved = if reference.is_char_ref() {
                     reference
@@ -104,8 +108,7 @@ fn open(start: &BytesStart<'_>) -> Result<Element, String> {
     let name = AsRef::<str>::as_ref(&start.name()).to_string();
     let mut attributes = Vec::new();
     for attribute in start.attributes() {
-        let attribute =
-            attribute.map_err(|e| format!("malformed attribute in <{name}>: {e}"))?;
+        let attribute = attribute.map_err(|e| format!("malformed attribute in <{name}>: {e}"))?;
         let key = AsRef::<str>::as_ref(&attribute.key).to_string();
         let value = attribute
             .normalized_value(XmlVersion::Implicit1_0)

