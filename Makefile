@@ -10,7 +10,7 @@ WASM_RAW    := target/$(WASM_TARGET)/wasm/oauthv2info.wasm
 WASM        := dist/oauthv2info.wasm
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup wasm build run test unit e2e validate lint fmt bench clean
+.PHONY: help setup wasm build run test unit e2e validate lint fmt bench check-policies clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ lint: ## cargo fmt --check, clippy (host and wasm32) with warnings denied
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
+
+bench: setup ## Side-by-side benchmark (wrk): bare Envoy, the filter, ext_authz, Lua; writes results/
+	./bench/run.sh
 
 fmt: ## Format the code
 	cargo fmt --all

@@ -12,8 +12,9 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
+use crate::cache;
 use crate::config::{parse_config, FilterConfig};
-use crate::engine::{Event, Flow, Step};
+use crate::engine::{Callout, Event, Flow, Learned, Step};
 use crate::fault::Fault;
 use crate::publish::{encode_bridge, published, METADATA_BRIDGE_KEY};
 use crate::vars::{ip_from_address, is_form_urlencoded, is_valid_header_value, RequestInfo};
@@ -34,6 +35,11 @@ struct Metrics {
     executions: u32,
     callouts: u32,
     callout_failures: u32,
+    callout_latency_ms: u32,
+    cache_hits: u32,
+    cache_negative_hits: u32,
+    cache_misses: u32,
+    cache_evictions: u32,
     faults: Vec<(Fault, u32)>,
     /// Per policy: (executions, faults).
     policies: Vec<(u32, u32)>,
@@ -46,6 +52,11 @@ impl Metrics {
             executions: counter("policy_executions"),
             callouts: counter("callouts"),
             callout_failures: counter("callout_failures"),
+            callout_latency_ms: host::define_histogram("oauthv2info.callout_latency_ms"),
+            cache_hits: counter("cache.hits"),
+            cache_negative_hits: counter("cache.negative_hits"),
+            cache_misses: counter("cache.misses"),
+            cache_evictions: counter("cache.evictions"),
             faults: Fault::ALL
                 .iter()
                 .map(|f| (*f, counter(&format!("faults.{}", f.name()))))
@@ -147,6 +158,7 @@ impl RootContext for Root {
             request: RequestInfo::default(),
             flow: Flow::new(),
             state: State::Start,
+            callout_started_ms: 0,
         }))
     }
 
@@ -169,6 +181,8 @@ struct Filter {
     request: RequestInfo,
     flow: Flow,
     state: State,
+    /// When the in-flight callout was sent (epoch ms).
+    callout_started_ms: i64,
 }
 
 impl Context for Filter {
@@ -201,7 +215,11 @@ impl Context for Filter {
             Vec::new()
         };
         let now = self.now_ms();
-        self.flow.on_response(&config, status, &body, now);
+        self.record(|m| m.callout_latency_ms, now - self.callout_started_ms);
+        let learned = self.flow.on_response(&config, status, &body, now);
+        if let Some(learned) = learned {
+            self.cache_store(&config, learned, now);
+        }
         if self.run(&config) == Action::Continue {
             // Nothing useful can be done if this fails: the stream is gone.
             let _ = hostcalls::resume_http_request();
@@ -268,7 +286,11 @@ impl Filter {
             self.drain_events(config);
             match step {
                 Step::Callout(callout) => {
+                    if self.cache_answer(config, &callout) {
+                        continue;
+                    }
                     self.count(|m| m.callouts);
+                    self.callout_started_ms = self.now_ms();
                     let service = &config.token_service;
                     let (path, content_type, body) = callout.http_request(config);
                     let mut headers = vec![
@@ -383,6 +405,74 @@ impl Filter {
         }
     }
 
+    /// Answers a pending introspection from the shared cache; true on a hit.
+    fn cache_answer(&mut self, config: &FilterConfig, callout: &Callout) -> bool {
+        let Callout::Introspect { kind, token } = callout else {
+            return false;
+        };
+        if !config.cache.enabled {
+            return false;
+        }
+        let key = cache::slot_key(*kind, token, config.cache.max_entries);
+        let now = self.now_ms();
+        let entry = hostcalls::get_shared_data(&key)
+            .ok()
+            .and_then(|(data, _)| data)
+            .and_then(|data| cache::decode(&data));
+        let Some(lookup) = entry.as_ref().and_then(|e| e.answer(*kind, token, now)) else {
+            self.count(|m| m.cache_misses);
+            return false;
+        };
+        match lookup {
+            crate::profile::Lookup::Unknown => self.count(|m| m.cache_negative_hits),
+            crate::profile::Lookup::Known(_) => self.count(|m| m.cache_hits),
+        }
+        self.flow.on_cached(config, lookup, now);
+        true
+    }
+
+    /// Stores what the token service said. An introspection answer does not
+    /// overwrite an entry written after its callout started (a
+    /// SetOAuthV2Info's newer profile); an attribute update always does.
+    fn cache_store(&self, config: &FilterConfig, learned: Learned, now: i64) {
+        if !config.cache.enabled {
+            return;
+        }
+        let Some(deadline_ms) = cache::deadline(&config.cache, learned.kind, &learned.lookup, now)
+        else {
+            return;
+        };
+        let key = cache::slot_key(learned.kind, &learned.token, config.cache.max_entries);
+        let (old, cas) = hostcalls::get_shared_data(&key).unwrap_or((None, None));
+        if let Some(old) = old.as_deref().and_then(cache::decode) {
+            let same = old.kind == learned.kind && old.token == learned.token;
+            if same && !learned.from_update && old.stored_ms >= self.callout_started_ms {
+                return;
+            }
+            if !same && old.deadline_ms > now {
+                self.count(|m| m.cache_evictions);
+            }
+        }
+        let entry = cache::Entry {
+            kind: learned.kind,
+            token: learned.token,
+            deadline_ms,
+            stored_ms: now,
+            lookup: learned.lookup,
+        };
+        // A concurrent writer (CAS mismatch) wins: its answer is as fresh.
+        let _ = hostcalls::set_shared_data(&key, Some(&cache::encode(&entry)), cas);
+    }
+
+    fn record(&self, metric: impl Fn(&Metrics) -> u32, value: i64) {
+        if let Some(metrics) = &self.metrics {
+            let id = metric(metrics);
+            if id != 0 {
+                host::record(id, u64::try_from(value).unwrap_or(0));
+            }
+        }
+    }
+
     fn count(&self, metric: impl Fn(&Metrics) -> u32) {
         if let Some(metrics) = &self.metrics {
             let id = metric(metrics);
@@ -419,6 +509,7 @@ mod host {
 
     const OK: u32 = 0;
     const COUNTER: u32 = 0;
+    const HISTOGRAM: u32 = 2;
     const LOG_CRITICAL: u32 = 5;
 
     #[link(wasm_import_module = "env")]
@@ -447,6 +538,7 @@ mod host {
         ) -> u32;
         fn proxy_define_metric(kind: u32, name: *const u8, name_len: usize, id: *mut u32) -> u32;
         fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+        fn proxy_record_metric(id: u32, value: u64) -> u32;
         fn proxy_log(level: u32, message: *const u8, message_len: usize) -> u32;
     }
 
@@ -507,9 +599,17 @@ mod host {
 
     /// Defines a counter; 0 (never a valid id here) when the host refuses.
     pub fn define_counter(name: &str) -> u32 {
+        define(COUNTER, name)
+    }
+
+    pub fn define_histogram(name: &str) -> u32 {
+        define(HISTOGRAM, name)
+    }
+
+    fn define(kind: u32, name: &str) -> u32 {
         let mut id = 0;
         // SAFETY: pointers and lengths describe live data for the call.
-        let status = unsafe { proxy_define_metric(COUNTER, name.as_ptr(), name.len(), &mut id) };
+        let status = unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) };
         if status != OK {
             log::warn!("oauthv2info: could not define metric {name:?} (status {status})");
             return 0;
@@ -520,6 +620,11 @@ mod host {
     pub fn increment(id: u32) {
         // SAFETY: plain values.
         let _ = unsafe { proxy_increment_metric(id, 1) };
+    }
+
+    pub fn record(id: u32, value: u64) {
+        // SAFETY: plain values.
+        let _ = unsafe { proxy_record_metric(id, value) };
     }
 
     pub fn log_critical(message: &str) {

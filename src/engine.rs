@@ -95,6 +95,8 @@ pub struct Learned {
     pub kind: TokenKind,
     pub token: String,
     pub lookup: Lookup,
+    /// From an attribute update (SetOAuthV2Info), not an introspection.
+    pub from_update: bool,
 }
 
 #[derive(Debug, Default)]
@@ -213,6 +215,7 @@ impl Flow {
                     kind,
                     token: token.clone(),
                     lookup: lookup.clone(),
+                    from_update: false,
                 });
                 self.apply_lookup(config, kind, &token, result, now_ms);
                 learned
@@ -227,6 +230,7 @@ impl Flow {
                             kind: TokenKind::AccessToken,
                             token,
                             lookup: Lookup::Known(profile),
+                            from_update: true,
                         })
                     }
                     Ok(Err(fault)) => {

@@ -3,6 +3,7 @@
 //! Everything but `adapter` (built for wasm32 only) is pure,
 //! host-independent logic, tested natively with `cargo test`.
 
+pub mod cache;
 pub mod config;
 pub mod engine;
 pub mod fault;

@@ -1,0 +1,355 @@
+//! The profile cache's pure part: which slot a token lives in, how long an
+//! entry may live, and the entry's binary encoding. The adapter keeps the
+//! entries in proxy-wasm shared data, so every worker of one Envoy shares
+//! them.
+//!
+//! The cache is direct-mapped: a token's slot is a hash of (kind, token)
+//! modulo `max_entries`, so memory is bounded by `max_entries` entries and a
+//! new token evicts whatever other token held its slot. An entry carries the
+//! token itself, so a slot holding another token is a miss, never a wrong
+//! answer.
+
+use crate::config::CacheConfig;
+use crate::policy::TokenKind;
+use crate::profile::{Lookup, Profile};
+
+const MAGIC: &[u8; 2] = b"C1";
+
+/// The shared-data key of the slot for (kind, token).
+pub fn slot_key(kind: TokenKind, token: &str, max_entries: usize) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in kind.hint().bytes().chain([0u8]).chain(token.bytes()) {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let slots = max_entries.max(1) as u64;
+    format!("oauthv2info.cache.{}", hash % slots)
+}
+
+/// Until when (epoch ms) an answer may be served from the cache; `None`
+/// when it must not be cached at all.
+///
+/// - unknown tokens: `negative_ttl_ms` (0 turns negative caching off);
+/// - known tokens: `ttl_ms`, but never past the token's own expiry;
+/// - tokens already past their expiry: `negative_ttl_ms`, like unknown
+///   ones (an expiry does not move back).
+pub fn deadline(
+    config: &CacheConfig,
+    kind: TokenKind,
+    lookup: &Lookup,
+    now_ms: i64,
+) -> Option<i64> {
+    let negative = (config.negative_ttl_ms > 0).then(|| now_ms + config.negative_ttl_ms);
+    let profile = match lookup {
+        Lookup::Unknown => return negative,
+        Lookup::Known(p) => p,
+    };
+    let expiry_field = match kind {
+        TokenKind::RefreshToken => Some("refresh_token_expires_at"),
+        TokenKind::ClientId => None,
+        _ => Some("expires_at"),
+    };
+    let expiry = expiry_field
+        .and_then(|f| profile.field(f))
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|e| *e != -1);
+    let ttl_end = now_ms + config.ttl_ms;
+    match expiry {
+        Some(e) if e <= now_ms => negative,
+        Some(e) => Some(ttl_end.min(e)),
+        None => Some(ttl_end),
+    }
+}
+
+/// A decoded cache entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub kind: TokenKind,
+    pub token: String,
+    /// Served until this instant (epoch ms).
+    pub deadline_ms: i64,
+    /// When it was written (epoch ms): an introspection answer is stored
+    /// only over entries older than the moment its callout started, so a
+    /// slow answer cannot overwrite a SetOAuthV2Info's newer profile.
+    pub stored_ms: i64,
+    pub lookup: Lookup,
+}
+
+impl Entry {
+    /// The lookup, when this entry answers (kind, token) at `now_ms`.
+    pub fn answer(&self, kind: TokenKind, token: &str, now_ms: i64) -> Option<&Lookup> {
+        (self.kind == kind && self.token == token && now_ms < self.deadline_ms)
+            .then_some(&self.lookup)
+    }
+}
+
+pub fn encode(entry: &Entry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(MAGIC);
+    out.push(kind_byte(entry.kind));
+    out.extend_from_slice(&entry.deadline_ms.to_le_bytes());
+    out.extend_from_slice(&entry.stored_ms.to_le_bytes());
+    put_str(&mut out, &entry.token);
+    match &entry.lookup {
+        Lookup::Unknown => out.push(0),
+        Lookup::Known(p) => {
+            out.push(1);
+            out.push(u8::from(p.active));
+            out.push(u8::from(p.plain));
+            put_pairs(&mut out, &p.fields);
+            put_pairs(&mut out, &p.attributes);
+        }
+    }
+    out
+}
+
+pub fn decode(data: &[u8]) -> Option<Entry> {
+    let mut r = Reader { data, pos: 0 };
+    if r.take(2)? != MAGIC {
+        return None;
+    }
+    let kind = kind_from_byte(r.byte()?)?;
+    let deadline_ms = r.i64()?;
+    let stored_ms = r.i64()?;
+    let token = r.string()?;
+    let lookup = match r.byte()? {
+        0 => Lookup::Unknown,
+        1 => {
+            let active = r.byte()? != 0;
+            let plain = r.byte()? != 0;
+            let fields = r.pairs()?;
+            let attributes = r.pairs()?;
+            Lookup::Known(Profile {
+                active,
+                fields,
+                attributes,
+                plain,
+            })
+        }
+        _ => return None,
+    };
+    (r.pos == data.len()).then_some(Entry {
+        kind,
+        token,
+        deadline_ms,
+        stored_ms,
+        lookup,
+    })
+}
+
+fn kind_byte(kind: TokenKind) -> u8 {
+    match kind {
+        TokenKind::AccessToken => 1,
+        TokenKind::RefreshToken => 2,
+        TokenKind::AuthorizationCode => 3,
+        TokenKind::ClientId => 4,
+    }
+}
+
+fn kind_from_byte(b: u8) -> Option<TokenKind> {
+    TokenKind::ALL.into_iter().find(|k| kind_byte(*k) == b)
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_pairs(out: &mut Vec<u8>, pairs: &[(String, String)]) {
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (k, v) in pairs {
+        put_str(out, k);
+        put_str(out, v);
+    }
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let slice = self.data.get(self.pos..end)?;
+        self.pos = end;
+        Some(slice)
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)?.try_into().ok().map(u32::from_le_bytes)
+    }
+
+    fn i64(&mut self) -> Option<i64> {
+        self.take(8)?.try_into().ok().map(i64::from_le_bytes)
+    }
+
+    fn string(&mut self) -> Option<String> {
+        let n = self.u32()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+
+    fn pairs(&mut self) -> Option<Vec<(String, String)>> {
+        let n = self.u32()? as usize;
+        // Each pair takes at least 8 bytes: refuse counts the data cannot hold.
+        if n > self.data.len().saturating_sub(self.pos) / 8 {
+            return None;
+        }
+        let mut pairs = Vec::with_capacity(n);
+        for _ in 0..n {
+            pairs.push((self.string()?, self.string()?));
+        }
+        Some(pairs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn profile(expires_at: i64) -> Lookup {
+        Lookup::Known(Profile {
+            active: true,
+            fields: vec![
+                ("expires_at".into(), expires_at.to_string()),
+                ("refresh_token_expires_at".into(), (NOW + 5_000).to_string()),
+                ("scope".into(), "READ é".into()),
+            ],
+            attributes: vec![("dept".into(), "".into())],
+            plain: false,
+        })
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        for lookup in [Lookup::Unknown, profile(NOW + 1)] {
+            let entry = Entry {
+                kind: TokenKind::RefreshToken,
+                token: "tok\u{0}en".into(),
+                deadline_ms: NOW + 10,
+                stored_ms: NOW,
+                lookup,
+            };
+            assert_eq!(decode(&encode(&entry)), Some(entry));
+        }
+    }
+
+    #[test]
+    fn corrupt_entries_are_refused() {
+        let entry = Entry {
+            kind: TokenKind::AccessToken,
+            token: "t".into(),
+            deadline_ms: NOW,
+            stored_ms: NOW,
+            lookup: profile(NOW),
+        };
+        let bytes = encode(&entry);
+        for cut in 0..bytes.len() {
+            assert_eq!(decode(&bytes[..cut]), None, "prefix of {cut} bytes");
+        }
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert_eq!(decode(&extra), None);
+        let mut huge = bytes[..2 + 1 + 16].to_vec();
+        huge.extend_from_slice(&1u32.to_le_bytes());
+        huge.push(b't');
+        huge.push(1);
+        huge.extend_from_slice(&[1, 0]);
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode(&huge), None);
+        assert_eq!(decode(b"XX"), None);
+    }
+
+    #[test]
+    fn answers_only_its_own_token_kind_and_time() {
+        let entry = Entry {
+            kind: TokenKind::AccessToken,
+            token: "t".into(),
+            deadline_ms: NOW + 100,
+            stored_ms: NOW,
+            lookup: Lookup::Unknown,
+        };
+        assert!(entry
+            .answer(TokenKind::AccessToken, "t", NOW + 99)
+            .is_some());
+        assert!(entry
+            .answer(TokenKind::AccessToken, "t", NOW + 100)
+            .is_none());
+        assert!(entry.answer(TokenKind::RefreshToken, "t", NOW).is_none());
+        assert!(entry.answer(TokenKind::AccessToken, "u", NOW).is_none());
+    }
+
+    #[test]
+    fn deadlines() {
+        let c = CacheConfig {
+            enabled: true,
+            ttl_ms: 30_000,
+            negative_ttl_ms: 2_000,
+            max_entries: 10,
+        };
+        assert_eq!(
+            deadline(&c, TokenKind::AccessToken, &Lookup::Unknown, NOW),
+            Some(NOW + 2_000)
+        );
+        assert_eq!(
+            deadline(&c, TokenKind::AccessToken, &profile(NOW + 60_000), NOW),
+            Some(NOW + 30_000)
+        );
+        // Never past the token's own expiry.
+        assert_eq!(
+            deadline(&c, TokenKind::AccessToken, &profile(NOW + 1_000), NOW),
+            Some(NOW + 1_000)
+        );
+        assert_eq!(
+            deadline(&c, TokenKind::RefreshToken, &profile(NOW + 60_000), NOW),
+            Some(NOW + 5_000)
+        );
+        assert_eq!(
+            deadline(&c, TokenKind::AccessToken, &profile(-1), NOW),
+            Some(NOW + 30_000)
+        );
+        assert_eq!(
+            deadline(&c, TokenKind::ClientId, &profile(NOW - 1), NOW),
+            Some(NOW + 30_000)
+        );
+        // Already expired: the short negative lifetime.
+        assert_eq!(
+            deadline(&c, TokenKind::AccessToken, &profile(NOW - 1), NOW),
+            Some(NOW + 2_000)
+        );
+        let no_negative = CacheConfig {
+            negative_ttl_ms: 0,
+            ..c
+        };
+        assert_eq!(
+            deadline(&no_negative, TokenKind::AccessToken, &Lookup::Unknown, NOW),
+            None
+        );
+    }
+
+    #[test]
+    fn slots_are_bounded_and_spread() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..1000 {
+            let key = slot_key(TokenKind::AccessToken, &format!("token-{i}"), 64);
+            let slot: usize = key.rsplit('.').next().unwrap().parse().unwrap();
+            assert!(slot < 64);
+            seen.insert(slot);
+        }
+        assert!(
+            seen.len() > 56,
+            "1000 tokens should use most of 64 slots: {}",
+            seen.len()
+        );
+        assert_ne!(
+            slot_key(TokenKind::AccessToken, "same", 1 << 20),
+            slot_key(TokenKind::RefreshToken, "same", 1 << 20)
+        );
+    }
+}
