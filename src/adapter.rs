@@ -4,6 +4,7 @@
 //! (`set_property`, `get_property`, `send_http_response`, `define_metric`)
 //! go through [`host`], which returns the status instead.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -102,7 +103,33 @@ struct Root {
     metrics: Option<Rc<Metrics>>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    /// The answer to a callout the root sent for a deferred request.
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(id) = worker::ROOT_CALLOUTS.with(|c| c.borrow_mut().remove(&token_id)) else {
+            return;
+        };
+        let (status, body) = call_response(body_size);
+        let Some(stream) = worker::stream(id) else {
+            return;
+        };
+        let Ok(mut inner) = stream.try_borrow_mut() else {
+            return;
+        };
+        let _ = hostcalls::set_effective_context(id);
+        let waiters = inner.deliver(status, &body, true, false);
+        drop(inner);
+        for waiter in waiters {
+            worker::defer(waiter);
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
@@ -151,14 +178,25 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Filter {
+    fn on_tick(&mut self) {
+        self.send_deferred();
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let inner = Rc::new(RefCell::new(Inner {
+            id: context_id,
             config: self.config.clone(),
             metrics: self.metrics.clone(),
             request: RequestInfo::default(),
             flow: Flow::new(),
             state: State::Start,
             callout_started_ms: 0,
+            coalesce_key: None,
+        }));
+        worker::STREAMS.with(|s| s.borrow_mut().insert(context_id, inner.clone()));
+        Some(Box::new(Filter {
+            id: context_id,
+            inner,
         }))
     }
 
@@ -170,12 +208,149 @@ impl RootContext for Root {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Start,
-    /// A token-service callout is in flight; the request is paused.
+    /// A token-service callout (its own, a coalesced one, or one the root
+    /// context sends for it) is in flight; the request is paused.
     WaitingCallout,
     Done,
 }
 
+/// Per-worker bookkeeping (one VM per worker thread).
+mod worker {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::rc::Rc;
+
+    use super::Inner;
+
+    thread_local! {
+        /// Every live request of this worker, by context id.
+        pub static STREAMS: RefCell<HashMap<u32, Rc<RefCell<Inner>>>> = RefCell::new(HashMap::new());
+        /// Introspections in flight, by (hint, token): the requests waiting
+        /// on the one callout (the request that sent it is not listed).
+        pub static INFLIGHT: RefCell<HashMap<String, Vec<u32>>> = RefCell::new(HashMap::new());
+        /// Requests whose pending callout the root context must send: only
+        /// the active context can send a callout and get its answer, so a
+        /// request resumed from another request's callback, or orphaned by
+        /// the end of the request it waited on, is handed to the root.
+        pub static DEFERRED: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+        /// Callouts the root sent: callout token → request context id.
+        pub static ROOT_CALLOUTS: RefCell<HashMap<u32, u32>> = RefCell::new(HashMap::new());
+    }
+
+    pub fn stream(id: u32) -> Option<Rc<RefCell<Inner>>> {
+        STREAMS.with(|s| s.borrow().get(&id).cloned())
+    }
+
+    pub fn defer(id: u32) {
+        DEFERRED.with(|d| d.borrow_mut().push(id));
+        // The root's next tick sends it (1 ms is Envoy's finest tick).
+        let _ = proxy_wasm::hostcalls::set_tick_period(std::time::Duration::from_millis(1));
+    }
+}
+
+fn now_ms() -> i64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Sends a callout to the token service; the SDK routes the answer to the
+/// context that is active now.
+fn send(config: &FilterConfig, callout: &Callout) -> Result<u32, String> {
+    let service = &config.token_service;
+    let (path, content_type, body) = callout.http_request(config);
+    let mut headers = vec![
+        (":method", "POST"),
+        (":path", path),
+        (":authority", service.authority.as_str()),
+        ("content-type", content_type),
+        ("accept", "application/json"),
+    ];
+    if let Some(credentials) = &service.credentials {
+        headers.push(("authorization", credentials.as_str()));
+    }
+    hostcalls::dispatch_http_call(
+        &service.cluster,
+        headers,
+        Some(&body),
+        vec![],
+        Duration::from_millis(u64::from(service.timeout_ms)),
+    )
+    .map_err(|status| {
+        format!(
+            "could not call cluster {:?} ({status:?}: unknown cluster or no healthy host)",
+            service.cluster
+        )
+    })
+}
+
+/// The answer to the callout the current callback is about.
+fn call_response(body_size: usize) -> (Option<u16>, Vec<u8>) {
+    let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
+    let status = headers
+        .iter()
+        .find(|(k, _)| k == ":status")
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .and_then(|s| s.parse::<u16>().ok());
+    let body = if body_size > 0 {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    (status, body)
+}
+
+impl Root {
+    /// Sends the callouts of deferred requests (see `worker::DEFERRED`).
+    fn send_deferred(&self) {
+        let ids = worker::DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+        for id in ids {
+            let Some(stream) = worker::stream(id) else {
+                continue;
+            };
+            let Ok(mut inner) = stream.try_borrow_mut() else {
+                continue;
+            };
+            let Some(callout) = inner.flow.pending().cloned() else {
+                continue;
+            };
+            let Some(config) = inner.config.clone() else {
+                continue;
+            };
+            inner.count(|m| m.callouts);
+            inner.callout_started_ms = now_ms();
+            match send(&config, &callout) {
+                Ok(token) => {
+                    worker::ROOT_CALLOUTS.with(|c| c.borrow_mut().insert(token, id));
+                }
+                Err(reason) => {
+                    let _ = hostcalls::set_effective_context(id);
+                    inner.flow.on_dispatch_failure(&config, reason);
+                    if inner.run(&config, false) == Action::Continue {
+                        let _ = hostcalls::resume_http_request();
+                    }
+                }
+            }
+        }
+        if worker::DEFERRED.with(|d| d.borrow().is_empty()) {
+            let _ = hostcalls::set_tick_period(Duration::ZERO);
+        }
+    }
+}
+
 struct Filter {
+    id: u32,
+    inner: Rc<RefCell<Inner>>,
+}
+
+/// One request's state; shared through `worker::STREAMS` so that another
+/// request's callback can resume it (coalesced lookups).
+struct Inner {
+    id: u32,
     config: Option<Rc<FilterConfig>>,
     metrics: Option<Rc<Metrics>>,
     request: RequestInfo,
@@ -183,6 +358,8 @@ struct Filter {
     state: State,
     /// When the in-flight callout was sent (epoch ms).
     callout_started_ms: i64,
+    /// The `worker::INFLIGHT` key of the introspection this request sent.
+    coalesce_key: Option<String>,
 }
 
 impl Context for Filter {
@@ -193,42 +370,68 @@ impl Context for Filter {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        if self.state != State::WaitingCallout {
-            return;
-        }
-        let Some(config) = self.config.clone() else {
+        let (status, body) = call_response(body_size);
+        let Ok(mut inner) = self.inner.try_borrow_mut() else {
             return;
         };
-        let headers =
-            hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
-        let status = headers
-            .iter()
-            .find(|(k, _)| k == ":status")
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
-            .and_then(|s| s.parse::<u16>().ok());
-        let body = if body_size > 0 {
-            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+        let waiters = inner.deliver(status, &body, true, true);
+        drop(inner);
+        if waiters.is_empty() {
+            return;
+        }
+        // The requests that waited on this lookup get the same answer.
+        for id in waiters {
+            let Some(stream) = worker::stream(id) else {
+                continue;
+            };
+            let Ok(mut waiter) = stream.try_borrow_mut() else {
+                continue;
+            };
+            if waiter.state != State::WaitingCallout {
+                continue;
+            }
+            let _ = hostcalls::set_effective_context(id);
+            waiter.deliver(status, &body, false, false);
+        }
+        let _ = hostcalls::set_effective_context(self.id);
+    }
+}
+
+impl Drop for Filter {
+    fn drop(&mut self) {
+        worker::STREAMS.with(|s| s.borrow_mut().remove(&self.id));
+        worker::INFLIGHT.with(|f| {
+            let mut inflight = f.borrow_mut();
+            for waiters in inflight.values_mut() {
+                waiters.retain(|w| *w != self.id);
+            }
+            // Ended while its lookup was in flight (the host cancels the
+            // callout): the requests waiting on it send their own.
+            let key = self
+                .inner
+                .try_borrow_mut()
                 .ok()
-                .flatten()
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let now = self.now_ms();
-        self.record(|m| m.callout_latency_ms, now - self.callout_started_ms);
-        let learned = self.flow.on_response(&config, status, &body, now);
-        if let Some(learned) = learned {
-            self.cache_store(&config, learned, now);
-        }
-        if self.run(&config) == Action::Continue {
-            // Nothing useful can be done if this fails: the stream is gone.
-            let _ = hostcalls::resume_http_request();
-        }
+                .and_then(|mut i| i.coalesce_key.take());
+            if let Some(orphans) = key.and_then(|k| inflight.remove(&k)) {
+                for id in orphans {
+                    worker::defer(id);
+                }
+            }
+        });
     }
 }
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Ok(mut inner) = self.inner.try_borrow_mut() else {
+            return Action::Continue;
+        };
+        inner.on_request_headers()
+    }
+}
+
+impl Inner {
+    fn on_request_headers(&mut self) -> Action {
         let Some(config) = self.config.clone() else {
             host::send_local_response(
                 500,
@@ -268,19 +471,49 @@ impl HttpContext for Filter {
         {
             self.request.form_body = self.form_body();
         }
-        self.run(&config)
+        self.run(&config, true)
     }
-}
 
-impl Filter {
-    fn now_ms(&self) -> i64 {
-        self.get_current_time()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    /// Takes the token service's answer to this request's pending callout,
+    /// then runs on. `sent_here`: this request sent the callout (it records
+    /// the latency and fills the cache). `can_send`: this request's context
+    /// is the active one, so it may send its next callout itself. Returns the
+    /// requests that waited on the same lookup.
+    fn deliver(
+        &mut self,
+        status: Option<u16>,
+        body: &[u8],
+        sent_here: bool,
+        can_send: bool,
+    ) -> Vec<u32> {
+        if self.state != State::WaitingCallout {
+            return Vec::new();
+        }
+        let Some(config) = self.config.clone() else {
+            return Vec::new();
+        };
+        let now = now_ms();
+        if sent_here {
+            self.record(|m| m.callout_latency_ms, now - self.callout_started_ms);
+        }
+        let learned = self.flow.on_response(&config, status, body, now);
+        if let (true, Some(learned)) = (sent_here, learned) {
+            self.cache_store(&config, learned, now);
+        }
+        let waiters = self
+            .coalesce_key
+            .take()
+            .and_then(|key| worker::INFLIGHT.with(|f| f.borrow_mut().remove(&key)))
+            .unwrap_or_default();
+        if self.run(&config, can_send) == Action::Continue {
+            // Nothing useful can be done if this fails: the stream is gone.
+            let _ = hostcalls::resume_http_request();
+        }
+        waiters
     }
 
     /// Drives the flow until it waits on a callout or ends.
-    fn run(&mut self, config: &Rc<FilterConfig>) -> Action {
+    fn run(&mut self, config: &Rc<FilterConfig>, can_send: bool) -> Action {
         loop {
             let step = self.flow.advance(config, &self.request);
             self.drain_events(config);
@@ -289,40 +522,42 @@ impl Filter {
                     if self.cache_answer(config, &callout) {
                         continue;
                     }
-                    self.count(|m| m.callouts);
-                    self.callout_started_ms = self.now_ms();
-                    let service = &config.token_service;
-                    let (path, content_type, body) = callout.http_request(config);
-                    let mut headers = vec![
-                        (":method", "POST"),
-                        (":path", path),
-                        (":authority", service.authority.as_str()),
-                        ("content-type", content_type),
-                        ("accept", "application/json"),
-                    ];
-                    if let Some(credentials) = &service.credentials {
-                        headers.push(("authorization", credentials.as_str()));
-                    }
-                    match self.dispatch_http_call(
-                        &service.cluster,
-                        headers,
-                        Some(&body),
-                        vec![],
-                        Duration::from_millis(u64::from(service.timeout_ms)),
-                    ) {
-                        Ok(_) => {
-                            self.state = State::WaitingCallout;
+                    self.state = State::WaitingCallout;
+                    let key = match &callout {
+                        Callout::Introspect { kind, token } => {
+                            Some(format!("{}\0{token}", kind.hint()))
+                        }
+                        Callout::SetAttributes { .. } => None,
+                    };
+                    if let Some(key) = &key {
+                        let id = self.id;
+                        let joined = worker::INFLIGHT.with(|f| match f.borrow_mut().get_mut(key) {
+                            Some(waiters) => {
+                                waiters.push(id);
+                                true
+                            }
+                            None => false,
+                        });
+                        if joined {
                             return Action::Pause;
                         }
-                        Err(status) => {
-                            self.flow.on_dispatch_failure(
-                                config,
-                                format!(
-                                    "could not call cluster {:?} ({status:?}: unknown cluster or no healthy host)",
-                                    service.cluster
-                                ),
-                            );
+                    }
+                    if !can_send {
+                        worker::defer(self.id);
+                        return Action::Pause;
+                    }
+                    self.count(|m| m.callouts);
+                    self.callout_started_ms = now_ms();
+                    match send(config, &callout) {
+                        Ok(_) => {
+                            if let Some(key) = key {
+                                worker::INFLIGHT
+                                    .with(|f| f.borrow_mut().insert(key.clone(), Vec::new()));
+                                self.coalesce_key = Some(key);
+                            }
+                            return Action::Pause;
                         }
+                        Err(reason) => self.flow.on_dispatch_failure(config, reason),
                     }
                 }
                 Step::Continue => {
@@ -414,7 +649,7 @@ impl Filter {
             return false;
         }
         let key = cache::slot_key(*kind, token, config.cache.max_entries);
-        let now = self.now_ms();
+        let now = now_ms();
         let entry = hostcalls::get_shared_data(&key)
             .ok()
             .and_then(|(data, _)| data)

@@ -3,6 +3,7 @@
 //! upstream, all on loopback. `make test` builds the pieces first.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cache;
 mod support;
 
 use std::time::Duration;

@@ -416,6 +416,8 @@ pub struct EnvoySpec {
     pub extra_filters: String,
     /// Access log fields: name → Envoy command (e.g. %FILTER_STATE(...)%).
     pub access_log: Vec<(&'static str, String)>,
+    /// Envoy worker threads.
+    pub concurrency: u32,
 }
 
 impl EnvoySpec {
@@ -427,6 +429,7 @@ impl EnvoySpec {
             bridge: true,
             extra_filters: String::new(),
             access_log: Vec::new(),
+            concurrency: 2,
         }
     }
 }
@@ -559,13 +562,9 @@ impl Envoy {
         command
             .arg("-c")
             .arg(&config)
-            .args([
-                "--concurrency",
-                "2",
-                "--disable-hot-restart",
-                "--file-flush-interval-msec",
-                "50",
-            ])
+            .arg("--concurrency")
+            .arg(spec.concurrency.to_string())
+            .args(["--disable-hot-restart", "--file-flush-interval-msec", "50"])
             .args(["--component-log-level", "wasm:debug"]);
         let mut proc = Proc::spawn("envoy", command, dir.path().join("envoy.log"));
         let start = Instant::now();
