@@ -4,6 +4,7 @@
 //! host-independent logic, tested natively with `cargo test`.
 
 pub mod cache;
+pub mod catalog;
 pub mod config;
 pub mod engine;
 pub mod fault;
