@@ -167,6 +167,11 @@ fn keys(dev: bool) -> Result<(String, String), String> {
     Ok((service, admin))
 }
 
+/// Executor threads: one per CPU.
+fn executor_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(&args);
@@ -178,6 +183,7 @@ fn main() -> ExitCode {
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(executor_threads())
         .enable_all()
         .build()
     {
@@ -191,7 +197,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args, service_key: String, admin_key: String) -> ExitCode {
-    let store = match store::Store::open(&args.db, usize::from(args.read_connections)) {
+    // Reads run on the executor threads: one read connection each, at least.
+    let readers = usize::from(args.read_connections).max(executor_threads());
+    let store = match store::Store::open(&args.db, readers) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             error!(db = %args.db.display(), error = %e, "cannot open the store");
