@@ -355,6 +355,7 @@ fn set_plugin() -> Value {
                  <Attribute name="department.id" ref="request.queryparam.department_id"/>
                  <Attribute name="source" ref="request.formparam.source"/>
                  <Attribute name="constant">fixed value</Attribute>
+                 <Attribute name="client.address" ref="client.ip"/>
                </Attributes></SetOAuthV2Info>"#,
             r#"<GetOAuthV2Info name="After"><AccessToken ref="oauthv2accesstoken.Before.access_token"/></GetOAuthV2Info>"#,
         ],
@@ -407,6 +408,10 @@ fn set_then_get_in_one_request_and_in_later_requests() {
     assert_eq!(profile["profile"]["attributes"]["department.id"], "2");
     assert_eq!(profile["profile"]["attributes"]["keep"], "me");
     assert_eq!(profile["profile"]["attributes"]["constant"], "fixed value");
+    assert_eq!(
+        profile["profile"]["attributes"]["client.address"],
+        "127.0.0.1"
+    );
 
     // A later request sees it from its first policy on.
     let r = stack.envoy.get("/?access_token=tok-set");
