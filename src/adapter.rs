@@ -331,7 +331,7 @@ impl Root {
                     let _ = hostcalls::set_effective_context(id);
                     inner.flow.on_dispatch_failure(&config, reason);
                     if inner.run(&config, false) == Action::Continue {
-                        let _ = hostcalls::resume_http_request();
+                        host::resume_request();
                     }
                 }
             }
@@ -453,7 +453,7 @@ impl Inner {
                     .any(|(h, _)| h.eq_ignore_ascii_case(n)) =>
                 {
                     // A client copy of a header the filter sets: never trusted.
-                    let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, n);
+                    host::remove_request_header(n);
                 }
                 _ => kept.push((name, value)),
             }
@@ -507,7 +507,7 @@ impl Inner {
             .unwrap_or_default();
         if self.run(&config, can_send) == Action::Continue {
             // Nothing useful can be done if this fails: the stream is gone.
-            let _ = hostcalls::resume_http_request();
+            host::resume_request();
         }
         waiters
     }
@@ -601,9 +601,10 @@ impl Inner {
                 .map(String::from)
                 .or_else(|| self.request.resolve(variable));
             match value {
-                Some(v) if is_valid_header_value(&v) => {
-                    let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, header, &v);
+                Some(v) if is_valid_header_value(&v) && !host::add_request_header(header, &v) => {
+                    warn!("oauthv2info: request header {header:?} could not be set");
                 }
+                Some(v) if is_valid_header_value(&v) => {}
                 Some(_) => warn!(
                     "oauthv2info: request header {header:?} not set: the value of {variable:?} holds CR, LF or NUL"
                 ),
@@ -743,6 +744,8 @@ mod host {
     use std::ptr::{null, null_mut};
 
     const OK: u32 = 0;
+    const REQUEST_HEADERS: u32 = 0;
+    const HTTP_REQUEST_STREAM: u32 = 0;
     const COUNTER: u32 = 0;
     const HISTOGRAM: u32 = 2;
     const LOG_CRITICAL: u32 = 5;
@@ -773,8 +776,43 @@ mod host {
         ) -> u32;
         fn proxy_define_metric(kind: u32, name: *const u8, name_len: usize, id: *mut u32) -> u32;
         fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+        fn proxy_add_header_map_value(
+            map: u32,
+            key: *const u8,
+            key_len: usize,
+            value: *const u8,
+            value_len: usize,
+        ) -> u32;
+        fn proxy_remove_header_map_value(map: u32, key: *const u8, key_len: usize) -> u32;
+        fn proxy_continue_stream(stream: u32) -> u32;
         fn proxy_record_metric(id: u32, value: u64) -> u32;
         fn proxy_log(level: u32, message: *const u8, message_len: usize) -> u32;
+    }
+
+    /// Adds a request header; false when the host refuses.
+    pub fn add_request_header(name: &str, value: &str) -> bool {
+        // SAFETY: pointers and lengths describe live strings for the call.
+        unsafe {
+            proxy_add_header_map_value(
+                REQUEST_HEADERS,
+                name.as_ptr(),
+                name.len(),
+                value.as_ptr(),
+                value.len(),
+            ) == OK
+        }
+    }
+
+    pub fn remove_request_header(name: &str) {
+        // SAFETY: pointer and length describe a live string for the call.
+        let _ =
+            unsafe { proxy_remove_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len()) };
+    }
+
+    /// Resumes the paused request (of the effective context).
+    pub fn resume_request() {
+        // SAFETY: plain value.
+        let _ = unsafe { proxy_continue_stream(HTTP_REQUEST_STREAM) };
     }
 
     fn path(parts: &[&str]) -> Vec<u8> {
