@@ -218,39 +218,32 @@ pub fn parse_set_response(
     token: &str,
     now_ms: i64,
 ) -> Result<Result<Profile, Fault>, ServiceFailure> {
+    let error_code = || {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
+            .unwrap_or_default()
+    };
     match status {
-        Some(200) => {
-            match parse_introspection(Some(200), body, TokenKind::AccessToken, token, now_ms)? {
-                Lookup::Known(profile) if !profile.plain => Ok(Ok(profile)),
-                _ => Err(ServiceFailure(
-                    "token service answered an attribute update without a profile".to_string(),
-                )),
-            }
-        }
         Some(404) => Ok(Err(Fault::InvalidAccessToken)),
-        Some(409) => {
-            let error = serde_json::from_slice::<serde_json::Value>(body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from));
-            match error.as_deref().and_then(Fault::from_name) {
-                Some(f @ (Fault::InvalidAccessToken | Fault::AccessTokenExpired)) => Ok(Err(f)),
-                _ => Err(ServiceFailure(format!(
-                    "token service refused the attribute update (HTTP 409, error {:?})",
-                    error.unwrap_or_default()
-                ))),
-            }
-        }
-        Some(s @ 400..=499) => {
-            let error = serde_json::from_slice::<serde_json::Value>(body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from));
-            Err(ServiceFailure(format!(
-                "token service refused the attribute update (HTTP {s}, error {:?})",
-                error.unwrap_or_default()
-            )))
-        }
-        other => parse_introspection(other, body, TokenKind::AccessToken, token, now_ms)
-            .and_then(|_| Err(ServiceFailure("unexpected answer".to_string()))),
+        Some(409) => match Fault::from_name(&error_code()) {
+            Some(f @ (Fault::InvalidAccessToken | Fault::AccessTokenExpired)) => Ok(Err(f)),
+            _ => Err(ServiceFailure(format!(
+                "token service refused the attribute update (HTTP 409, error {:?})",
+                error_code()
+            ))),
+        },
+        Some(s @ (400 | 402..=403 | 405..=408 | 410..=499)) => Err(ServiceFailure(format!(
+            "token service refused the attribute update (HTTP {s}, error {:?})",
+            error_code()
+        ))),
+        // 200, or a status parse_introspection reports as a failure.
+        _ => match parse_introspection(status, body, TokenKind::AccessToken, token, now_ms)? {
+            Lookup::Known(profile) if !profile.plain => Ok(Ok(profile)),
+            _ => Err(ServiceFailure(
+                "token service answered an attribute update without a profile".to_string(),
+            )),
+        },
     }
 }
 

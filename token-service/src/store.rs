@@ -1,8 +1,9 @@
 //! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`,
 //! one writer connection behind a mutex (every write is one `BEGIN IMMEDIATE`
 //! transaction, committed and fsynced before it is acknowledged) and a small
-//! pool of read-only connections. All methods block: call them from
-//! `spawn_blocking`, never on the async executor.
+//! pool of read-only connections. All methods block: writes (which wait for
+//! fsync) run on `spawn_blocking`; short reads may run on the executor (see
+//! `http::read_now`).
 
 use crate::error::{Error, Result};
 use crate::util::{now_ms, random_alnum};
