@@ -32,6 +32,7 @@ pub fn is_protected_attribute(name: &str) -> bool {
     lower.starts_with("refresh_token_") || PROTECTED_ATTRIBUTES.iter().any(|p| *p == lower)
 }
 
+use crate::catalog::{kind_suffixes, SET_SUFFIXES};
 use crate::fault::Fault;
 use crate::policy::TokenKind;
 
@@ -304,204 +305,108 @@ pub fn evaluate_get(
         }
         (Lookup::Unknown, TokenKind::ClientId) => return Err(Fault::InvalidClientId),
     };
+    let past = |field| is_past(profile.field(field), now_ms);
     match kind {
-        TokenKind::AccessToken => {
-            let expired = is_past(profile.field("expires_at"), now_ms);
-            if !ignore_access_token_status {
-                if !is_approved(profile.field("status")) {
-                    return Err(Fault::InvalidAccessToken);
-                }
-                if expired {
-                    return Err(Fault::AccessTokenExpired);
-                }
+        TokenKind::AccessToken if !ignore_access_token_status => {
+            if !is_approved(profile.field("status")) {
+                return Err(Fault::InvalidAccessToken);
             }
-            Ok(token_vars(profile, token, kind, now_ms))
+            if past("expires_at") {
+                return Err(Fault::AccessTokenExpired);
+            }
         }
-        TokenKind::RefreshToken => {
-            if is_past(profile.field("refresh_token_expires_at"), now_ms) {
-                return Err(Fault::RefreshTokenExpired);
-            }
-            Ok(token_vars(profile, token, kind, now_ms))
+        TokenKind::AccessToken => {}
+        TokenKind::RefreshToken if past("refresh_token_expires_at") => {
+            return Err(Fault::RefreshTokenExpired)
         }
-        TokenKind::AuthorizationCode => {
-            let expired = is_past(profile.field("expires_at"), now_ms);
-            if expired {
-                return Err(Fault::AuthorizationCodeExpired);
-            }
-            let mut out = Vec::new();
-            let mut push = |suffix: &str, value: Option<String>, secret: bool| {
-                if let Some(value) = value {
-                    out.push(ProfileVar {
-                        suffix: suffix.to_string(),
-                        value,
-                        secret,
-                    });
-                }
-            };
-            let f = |name: &str| profile.field(name).map(String::from);
-            push("code", f("code").or_else(|| Some(token.to_string())), true);
-            push("client_id", f("client_id"), false);
-            push("scope", f("scope"), false);
-            push("redirect_uri", f("redirect_uri"), false);
-            push(
-                "status",
-                shown_status(profile.field("status"), expired),
-                false,
-            );
-            push("issued_at", f("issued_at"), false);
-            push(
-                "expires_in",
-                remaining(profile.field("expires_at"), now_ms),
-                false,
-            );
-            push_attributes(&mut out, profile, "");
-            Ok(out)
+        TokenKind::RefreshToken => {}
+        TokenKind::AuthorizationCode if past("expires_at") => {
+            return Err(Fault::AuthorizationCodeExpired)
         }
-        TokenKind::ClientId => {
-            if !profile.active {
-                return Err(Fault::InvalidClientId);
-            }
-            let mut out = Vec::new();
-            let f = |name: &str| profile.field(name).map(String::from);
-            let fields = [
-                (
-                    "client_id",
-                    f("client_id").or_else(|| Some(token.to_string())),
-                    false,
-                ),
-                ("client_secret", f("client_secret"), true),
-                ("redirection_uris", f("redirection_uris"), false),
-                ("developer.email", f("developer.email"), false),
-                ("developer.id", f("developer.id"), false),
-                ("developer.app.name", f("developer.app.name"), false),
-            ];
-            for (suffix, value, secret) in fields {
-                if let Some(value) = value {
-                    out.push(ProfileVar {
-                        suffix: suffix.to_string(),
-                        value,
-                        secret,
-                    });
-                }
-            }
-            push_attributes(&mut out, profile, "");
-            Ok(out)
-        }
+        TokenKind::AuthorizationCode => {}
+        TokenKind::ClientId if !profile.active => return Err(Fault::InvalidClientId),
+        TokenKind::ClientId => {}
     }
-}
-
-/// The variables of an access or refresh token profile (SPEC 3.3).
-fn token_vars(profile: &Profile, token: &str, kind: TokenKind, now_ms: i64) -> Vec<ProfileVar> {
-    let f = |name: &str| profile.field(name).map(String::from);
-    let own = |name: &str, is_kind: bool| f(name).or_else(|| is_kind.then(|| token.to_string()));
-    let expired = is_past(profile.field("expires_at"), now_ms);
-    let refresh_expired = is_past(profile.field("refresh_token_expires_at"), now_ms);
-    let fields = [
-        (
-            "access_token",
-            own("access_token", kind == TokenKind::AccessToken),
-            true,
-        ),
-        ("client_id", f("client_id"), false),
-        ("scope", f("scope"), false),
-        (
-            "status",
-            shown_status(profile.field("status"), expired),
-            false,
-        ),
-        (
-            "expires_in",
-            remaining(profile.field("expires_at"), now_ms),
-            false,
-        ),
-        ("issued_at", f("issued_at"), false),
-        ("token_type", f("token_type"), false),
-        ("organization_name", f("organization_name"), false),
-        ("api_product_list", f("api_product_list"), false),
-        ("developer.id", f("developer.id"), false),
-        ("developer.email", f("developer.email"), false),
-        ("developer.app.name", f("developer.app.name"), false),
-        ("developer.app.id", f("developer.app.id"), false),
-        (
-            "refresh_token",
-            own("refresh_token", kind == TokenKind::RefreshToken),
-            true,
-        ),
-        (
-            "refresh_token_status",
-            shown_status(profile.field("refresh_token_status"), refresh_expired),
-            false,
-        ),
-        (
-            "refresh_token_expires_in",
-            remaining(profile.field("refresh_token_expires_at"), now_ms),
-            false,
-        ),
-        (
-            "refresh_token_issued_at",
-            f("refresh_token_issued_at"),
-            false,
-        ),
-        ("refresh_count", f("refresh_count"), false),
-    ];
-    let mut out = Vec::with_capacity(fields.len() + profile.attributes.len());
-    for (suffix, value, secret) in fields {
-        if let Some(value) = value {
-            out.push(ProfileVar {
-                suffix: suffix.to_string(),
-                value,
-                secret,
-            });
-        }
-    }
-    push_attributes(&mut out, profile, "accesstoken.");
-    out
+    let (suffixes, attribute_prefix) = kind_suffixes(kind);
+    Ok(profile_vars(
+        profile,
+        kind,
+        token,
+        now_ms,
+        suffixes,
+        attribute_prefix,
+    ))
 }
 
 /// The variables SetOAuthV2Info sets from the updated profile (SPEC 3.4).
 pub fn set_vars(profile: &Profile, token: &str, now_ms: i64) -> Vec<ProfileVar> {
-    let f = |name: &str| profile.field(name).map(String::from);
-    let expired = is_past(profile.field("expires_at"), now_ms);
-    let fields = [
-        (
-            "access_token",
-            f("access_token").or_else(|| Some(token.to_string())),
-            true,
-        ),
-        ("client_id", f("client_id"), false),
-        ("refresh_count", f("refresh_count"), false),
-        ("organization_name", f("organization_name"), false),
-        (
-            "expires_in",
-            remaining(profile.field("expires_at"), now_ms),
-            false,
-        ),
-        (
-            "refresh_token_expires_in",
-            remaining(profile.field("refresh_token_expires_at"), now_ms),
-            false,
-        ),
-        ("issued_at", f("issued_at"), false),
-        (
-            "status",
-            shown_status(profile.field("status"), expired),
-            false,
-        ),
-        ("api_product_list", f("api_product_list"), false),
-        ("token_type", f("token_type"), false),
-    ];
-    let mut out = Vec::with_capacity(fields.len() + profile.attributes.len());
-    for (suffix, value, secret) in fields {
-        if let Some(value) = value {
+    profile_vars(
+        profile,
+        TokenKind::AccessToken,
+        token,
+        now_ms,
+        SET_SUFFIXES,
+        "",
+    )
+}
+
+/// Maps a profile to the standard variables `suffixes` lists (absent
+/// fields set nothing), then one per custom attribute.
+fn profile_vars(
+    profile: &Profile,
+    kind: TokenKind,
+    token: &str,
+    now_ms: i64,
+    suffixes: &[(&str, bool)],
+    attribute_prefix: &str,
+) -> Vec<ProfileVar> {
+    let mut out = Vec::with_capacity(suffixes.len() + profile.attributes.len());
+    for (suffix, secret) in suffixes {
+        if let Some(value) = standard_value(profile, kind, token, suffix, now_ms) {
             out.push(ProfileVar {
-                suffix: suffix.to_string(),
+                suffix: (*suffix).to_string(),
                 value,
-                secret,
+                secret: *secret,
             });
         }
     }
-    push_attributes(&mut out, profile, "");
+    push_attributes(&mut out, profile, attribute_prefix);
     out
+}
+
+/// One standard variable: the profile field of that name, except the ones
+/// computed at evaluation time (remaining lifetimes, status of an expired
+/// token), and the looked-up token itself when the profile omits it.
+fn standard_value(
+    profile: &Profile,
+    kind: TokenKind,
+    token: &str,
+    suffix: &str,
+    now_ms: i64,
+) -> Option<String> {
+    let field = |name| profile.field(name);
+    match suffix {
+        "status" => shown_status(field("status"), is_past(field("expires_at"), now_ms)),
+        "expires_in" => remaining(field("expires_at"), now_ms),
+        "refresh_token_status" => shown_status(
+            field("refresh_token_status"),
+            is_past(field("refresh_token_expires_at"), now_ms),
+        ),
+        "refresh_token_expires_in" => remaining(field("refresh_token_expires_at"), now_ms),
+        _ => field(suffix)
+            .map(String::from)
+            .or_else(|| (suffix == own_field(kind)).then(|| token.to_string())),
+    }
+}
+
+/// The profile field holding the looked-up value itself.
+fn own_field(kind: TokenKind) -> &'static str {
+    match kind {
+        TokenKind::AccessToken => "access_token",
+        TokenKind::RefreshToken => "refresh_token",
+        TokenKind::AuthorizationCode => "code",
+        TokenKind::ClientId => "client_id",
+    }
 }
 
 /// Adds `{prefix}{name}` for each custom attribute; one whose name collides
