@@ -524,9 +524,11 @@ impl Inner {
                     }
                     self.state = State::WaitingCallout;
                     let key = match &callout {
-                        Callout::Introspect { kind, token } => {
-                            Some(format!("{}\0{token}", kind.hint()))
-                        }
+                        Callout::Introspect { kind, token } => Some(format!(
+                            "{}\0{}\0{token}",
+                            config.token_service.cluster,
+                            kind.hint()
+                        )),
                         Callout::SetAttributes { .. } => None,
                     };
                     if let Some(key) = &key {
@@ -649,7 +651,12 @@ impl Inner {
         if !config.cache.enabled {
             return false;
         }
-        let key = cache::slot_key(*kind, token, config.cache.max_entries);
+        let key = cache::slot_key(
+            &config.token_service.cluster,
+            *kind,
+            token,
+            config.cache.max_entries,
+        );
         let now = now_ms();
         let entry = hostcalls::get_shared_data(&key)
             .ok()
@@ -678,7 +685,12 @@ impl Inner {
         else {
             return;
         };
-        let key = cache::slot_key(learned.kind, &learned.token, config.cache.max_entries);
+        let key = cache::slot_key(
+            &config.token_service.cluster,
+            learned.kind,
+            &learned.token,
+            config.cache.max_entries,
+        );
         let (old, cas) = hostcalls::get_shared_data(&key).unwrap_or((None, None));
         if let Some(old) = old.as_deref().and_then(cache::decode) {
             let same = old.kind == learned.kind && old.token == learned.token;

@@ -15,15 +15,22 @@ use crate::profile::{Lookup, Profile};
 
 const MAGIC: &[u8; 2] = b"C1";
 
-/// The shared-data key of the slot for (kind, token).
-pub fn slot_key(kind: TokenKind, token: &str, max_entries: usize) -> String {
+/// The shared-data key of the slot for (kind, token). `scope` names the
+/// token service (its cluster): plugins that share a VM but call different
+/// token services never share entries.
+pub fn slot_key(scope: &str, kind: TokenKind, token: &str, max_entries: usize) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in kind.hint().bytes().chain([0u8]).chain(token.bytes()) {
+    let input = scope
+        .bytes()
+        .chain([0u8])
+        .chain(kind.hint().bytes())
+        .chain([0u8]);
+    for b in input.chain(token.bytes()) {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
     let slots = max_entries.max(1) as u64;
-    format!("oauthv2info.cache.{}", hash % slots)
+    format!("oauthv2info.cache.{scope}.{}", hash % slots)
 }
 
 /// Until when (epoch ms) an answer may be served from the cache; `None`
@@ -337,7 +344,7 @@ mod tests {
     fn slots_are_bounded_and_spread() {
         let mut seen = std::collections::HashSet::new();
         for i in 0..1000 {
-            let key = slot_key(TokenKind::AccessToken, &format!("token-{i}"), 64);
+            let key = slot_key("ts", TokenKind::AccessToken, &format!("token-{i}"), 64);
             let slot: usize = key.rsplit('.').next().unwrap().parse().unwrap();
             assert!(slot < 64);
             seen.insert(slot);
@@ -348,8 +355,10 @@ mod tests {
             seen.len()
         );
         assert_ne!(
-            slot_key(TokenKind::AccessToken, "same", 1 << 20),
-            slot_key(TokenKind::RefreshToken, "same", 1 << 20)
+            slot_key("ts", TokenKind::AccessToken, "same", 1 << 20),
+            slot_key("ts", TokenKind::RefreshToken, "same", 1 << 20)
         );
+        assert!(slot_key("other", TokenKind::AccessToken, "same", 1)
+            .starts_with("oauthv2info.cache.other."));
     }
 }
