@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use serde::de::DeserializeOwned;
@@ -20,6 +20,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use subtle::ConstantTimeEq;
 use tracing::{debug, info};
+
+#[path = "ext_authz.rs"]
+mod ext_authz;
 
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -52,6 +55,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/apps", post(create_app))
         .route("/v1/tokens", post(import_token))
         .route("/healthz", get(healthz))
+        .route("/v1/ext_authz/", any(ext_authz::check))
+        .route("/v1/ext_authz/{*path}", any(ext_authz::check))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
