@@ -684,3 +684,269 @@ fn harness_script_is_executable_and_parses() {
     let out = Command::new("bash").arg("-n").arg(&path).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+// -------------------------------------------------------------------- docs
+
+/// The docs name every variable suffix the catalog lists, per kind.
+#[test]
+fn variables_doc_lists_every_variable() {
+    let doc = read("docs/variables.md");
+    let section = |from: &str, to: &str| {
+        let start = doc.find(from).unwrap_or_else(|| panic!("{from}"));
+        let end = doc[start..].find(to).map_or(doc.len(), |e| start + e);
+        doc[start..end].to_string()
+    };
+    let cases: [(&str, &str, &[(&str, bool)]); 4] = [
+        (
+            "### Access token",
+            "### Refresh token",
+            catalog::TOKEN_SUFFIXES,
+        ),
+        (
+            "### Authorization code",
+            "### Client id",
+            catalog::AUTH_CODE_SUFFIXES,
+        ),
+        (
+            "### Client id",
+            "## SetOAuthV2Info",
+            catalog::CLIENT_SUFFIXES,
+        ),
+        (
+            "## SetOAuthV2Info",
+            "### What SetOAuthV2Info",
+            catalog::SET_SUFFIXES,
+        ),
+    ];
+    for (from, to, suffixes) in cases {
+        let text = section(from, to);
+        for (suffix, secret) in suffixes {
+            let row = text
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{suffix}` |")))
+                .unwrap_or_else(|| panic!("{from}: no row for {suffix}"));
+            assert_eq!(row.contains("**secret**"), *secret, "{from}: {row}");
+        }
+    }
+    for name in oauthv2info::profile::PROTECTED_ATTRIBUTES {
+        assert!(
+            section("### What SetOAuthV2Info", "## Fault variables").contains(&format!("`{name}`")),
+            "protected {name}"
+        );
+    }
+    for var in [
+        "fault.name",
+        "oauthV2.P.failed",
+        "oauthV2.P.fault.name",
+        "oauthV2.P.fault.cause",
+    ] {
+        assert!(doc.contains(&format!("| `{var}` |")), "{var}");
+    }
+}
+
+#[test]
+fn faults_doc_has_every_fault_and_body() {
+    let doc = read("docs/faults.md");
+    for fault in oauthv2info::fault::Fault::ALL {
+        let row = format!(
+            "| `{}` | {} | `{}` |",
+            fault.name(),
+            fault.status(),
+            fault.faultstring()
+        );
+        assert!(doc.contains(&row), "no row {row}");
+        assert!(
+            doc.contains(&format!("\n{}\n", fault.body())),
+            "{}",
+            fault.body()
+        );
+    }
+}
+
+#[test]
+fn configuration_doc_has_every_field_and_default() {
+    let doc = read("docs/configuration.md");
+    let defaults = parse_config(br#"{"policies": ["<GetOAuthV2Info name='G'><AccessToken>t</AccessToken></GetOAuthV2Info>"]}"#).unwrap();
+    let ts = &defaults.token_service;
+    let cache = &defaults.cache;
+    let rows = [
+        format!("| `cluster` | `{}` |", ts.cluster),
+        "| `authority` | the cluster name |".to_string(),
+        format!("| `path` | `{}` |", ts.path),
+        format!("| `attributes_path` | `{}` |", ts.attributes_path),
+        format!("| `timeout_ms` | `{}` |", ts.timeout_ms),
+        "| `credentials` | none (no header) |".to_string(),
+        format!("| `enabled` | `{}` |", cache.enabled),
+        format!("| `ttl_ms` | `{}` |", cache.ttl_ms),
+        format!("| `negative_ttl_ms` | `{}` |", cache.negative_ttl_ms),
+        format!("| `max_entries` | `{}` |", cache.max_entries),
+    ];
+    for row in rows {
+        assert!(doc.contains(&row), "no row {row}");
+    }
+    assert!(doc.contains(&format!("Default `{}`", defaults.metadata_namespace)));
+    for field in [
+        "### `policies` (required)",
+        "### `token_service`",
+        "### `metadata_namespace`",
+        "### `request_headers`",
+        "### `publish`",
+        "### `export_secrets`",
+        "### `cache`",
+    ] {
+        assert!(doc.contains(field), "{field}");
+    }
+    // The unknown-field messages list the same fields as the code.
+    for json in [
+        r#"{"policies": ["<GetOAuthV2Info name='G'><AccessToken>t</AccessToken></GetOAuthV2Info>"], "x": 1}"#,
+        r#"{"policies": ["<GetOAuthV2Info name='G'><AccessToken>t</AccessToken></GetOAuthV2Info>"], "token_service": {"x": 1}}"#,
+        r#"{"policies": ["<GetOAuthV2Info name='G'><AccessToken>t</AccessToken></GetOAuthV2Info>"], "cache": {"x": 1}}"#,
+    ] {
+        let e = parse_config(json.as_bytes()).unwrap_err();
+        assert!(doc.contains(&e.problem), "{}", e.problem);
+    }
+}
+
+#[test]
+fn readme_lists_every_make_target() {
+    let readme = read("README.md");
+    let makefile = read("Makefile");
+    let targets: Vec<&str> = makefile
+        .lines()
+        .filter(|l| l.contains("## "))
+        .filter_map(|l| l.split_once(':').map(|(t, _)| t))
+        .filter(|t| !t.is_empty() && !t.contains(' ') && !t.starts_with('.'))
+        .collect();
+    assert!(
+        targets.contains(&"run") && targets.contains(&"test"),
+        "{targets:?}"
+    );
+    for target in targets {
+        assert!(
+            readme.contains(&format!("| `make {target}` |")),
+            "README.md does not list `make {target}`"
+        );
+    }
+}
+
+/// GitHub's anchor for a heading.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+fn anchors(markdown: &str) -> BTreeSet<String> {
+    let mut in_code = false;
+    let mut out = BTreeSet::new();
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code && line.starts_with('#') {
+            out.insert(slug(line.trim_start_matches('#')));
+        }
+    }
+    out
+}
+
+#[test]
+fn doc_links_point_to_files_and_headings_that_exist() {
+    let mut docs = vec![root().join("README.md"), root().join("policies/README.md")];
+    docs.extend(files("docs", "md"));
+    for doc in docs {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("](") {
+            rest = &rest[start + 2..];
+            let end = rest.find(')').unwrap();
+            let target = &rest[..end];
+            rest = &rest[end..];
+            if target.starts_with("http") || target.contains(' ') {
+                continue;
+            }
+            let (path, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let file = if path.is_empty() {
+                doc.clone()
+            } else {
+                doc.parent().unwrap().join(path)
+            };
+            assert!(file.exists(), "{}: broken link {target}", name(&doc));
+            if !anchor.is_empty() {
+                let headings = anchors(&std::fs::read_to_string(&file).unwrap());
+                assert!(
+                    headings.contains(anchor),
+                    "{}: no heading #{anchor} in {}",
+                    name(&doc),
+                    name(&file)
+                );
+            }
+        }
+    }
+}
+
+/// Envoy configurations shown whole in the docs are valid.
+#[test]
+fn envoy_configs_in_the_docs_pass_envoy_validate() {
+    let envoy = envoy_bin();
+    let marker = "# Envoy configuration (checked by tests/shipped.rs)";
+    let dir = tempfile::tempdir().unwrap();
+    let mut count = 0;
+    for doc in files("docs", "md") {
+        let markdown = std::fs::read_to_string(&doc).unwrap();
+        for block in markdown.split("```yaml\n").skip(1) {
+            let block = &block[..block.find("```").unwrap()];
+            if !block.starts_with(marker) {
+                continue;
+            }
+            count += 1;
+            let config = dir.path().join(format!("doc-{count}.yaml"));
+            std::fs::write(&config, block).unwrap();
+            let out = Command::new(&envoy)
+                .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+                .arg(&config)
+                .current_dir(root())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "an Envoy configuration in {} fails validation:\n{}",
+                name(&doc),
+                text(&out.stderr)
+            );
+            // Its inline policies are files in policies/ too.
+            let parsed = &yaml_docs(&config)[0];
+            let plugin: Value = serde_json::from_str(&wasm_config_of(parsed)).unwrap();
+            for policy in plugin["policies"].as_array().unwrap() {
+                assert!(
+                    files("policies", "xml")
+                        .iter()
+                        .any(|p| std::fs::read_to_string(p).unwrap() == policy.as_str().unwrap()),
+                    "{}: a policy that is no file in policies/",
+                    name(&doc)
+                );
+            }
+        }
+    }
+    assert!(count >= 1, "no checked Envoy configuration found in docs/");
+}
+
+/// The Wasm filter's configuration, whatever the filter's name.
+fn wasm_config_of(config: &Value) -> String {
+    http_filters(config)
+        .into_iter()
+        .find(|f| {
+            f["typed_config"]["@type"]
+                == "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+        })
+        .map(|f| {
+            f["typed_config"]["config"]["configuration"]["value"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .unwrap()
+}
