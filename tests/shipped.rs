@@ -696,7 +696,8 @@ fn variables_doc_lists_every_variable() {
         let end = doc[start..].find(to).map_or(doc.len(), |e| start + e);
         doc[start..end].to_string()
     };
-    let cases: [(&str, &str, &[(&str, bool)]); 4] = [
+    type Suffixes = &'static [(&'static str, bool)];
+    let cases: [(&str, &str, Suffixes); 4] = [
         (
             "### Access token",
             "### Refresh token",
