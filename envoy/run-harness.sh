@@ -164,13 +164,17 @@ NAMES+=(envoy)
 wait_for "Envoy" "$DATA_DIR/envoy.log" "${PIDS[-1]}" envoy_live
 
 # ---------------------------------------------------------- demo app, token
-# The demo app's secret is kept in .data/ so that a second run can reuse the
-# app already in the store.
+# The demo app's secret (and its client id, when not demo-app) is kept in
+# .data/ so that a second run can reuse the app already in the store.
 SECRET_FILE="$DATA_DIR/demo-app.secret"
 if [[ ! -s $SECRET_FILE ]]; then
   (umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$SECRET_FILE")
 fi
+ID_FILE="$DATA_DIR/demo-app.client-id"
 CLIENT_ID=$DEMO_CLIENT_ID
+if [[ -s $ID_FILE ]]; then
+  CLIENT_ID=$(cat "$ID_FILE")
+fi
 CLIENT_SECRET=$(cat "$SECRET_FILE")
 
 create_app() {
@@ -201,7 +205,8 @@ if [[ $status == 401 ]]; then
   CLIENT_ID="$DEMO_CLIENT_ID-$(date +%s)"
   status=$(create_app "$CLIENT_ID")
   [[ $status == 201 ]] || fail "creating the demo app answered HTTP $status: $(cat "$DATA_DIR/create-app.json")"
-  step "demo app created: client_id $CLIENT_ID (the secret of $DEMO_CLIENT_ID was lost)"
+  printf '%s' "$CLIENT_ID" >"$ID_FILE"
+  step "demo app created: client_id $CLIENT_ID (the secret of the previous demo app was lost)"
   status=$(get_token)
 fi
 [[ $status == 200 ]] || fail "POST /oauth2/token answered HTTP $status: $(cat "$DATA_DIR/token.json")"
