@@ -226,11 +226,14 @@ pub fn parse_set_response(
             .unwrap_or_default()
     };
     match status {
-        Some(404) => Ok(Err(Fault::InvalidAccessToken)),
-        Some(409) => match Fault::from_name(&error_code()) {
-            Some(f @ (Fault::InvalidAccessToken | Fault::AccessTokenExpired)) => Ok(Err(f)),
+        // Only the token service's own refusals are faults: a 404 or 409
+        // without its error code (a wrong attributes_path, a server without
+        // this endpoint) is a service failure.
+        Some(s @ (404 | 409)) => match (s, Fault::from_name(&error_code())) {
+            (404, Some(Fault::InvalidAccessToken)) => Ok(Err(Fault::InvalidAccessToken)),
+            (409, Some(f @ (Fault::InvalidAccessToken | Fault::AccessTokenExpired))) => Ok(Err(f)),
             _ => Err(ServiceFailure(format!(
-                "token service refused the attribute update (HTTP 409, error {:?})",
+                "token service refused the attribute update (HTTP {s}, error {:?})",
                 error_code()
             ))),
         },
@@ -821,6 +824,11 @@ mod tests {
             Ok(Err(Fault::InvalidAccessToken))
         );
         assert!(parse_set_response(Some(409), b"{\"error\":\"other\"}", "t", NOW).is_err());
+        assert!(parse_set_response(Some(404), b"<html>not found</html>", "t", NOW).is_err());
+        assert!(
+            parse_set_response(Some(404), b"{\"error\":\"access_token_expired\"}", "t", NOW)
+                .is_err()
+        );
         assert!(parse_set_response(
             Some(400),
             b"{\"error\":\"protected_attribute\",\"attribute\":\"scope\"}",

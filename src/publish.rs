@@ -4,7 +4,8 @@
 use crate::vars::FlowVars;
 
 /// Filter-state key (without Envoy's `wasm.` prefix) of the entry the
-/// metadata bridge (envoy/metadata-bridge.lua) turns into dynamic metadata.
+/// metadata bridge (envoy/oauthv2info-after.lua, and envoy/oauthv2info-before.lua for
+/// requests the filter ends with a fault) turns into dynamic metadata.
 pub const METADATA_BRIDGE_KEY: &str = "oauthv2info.metadata";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
