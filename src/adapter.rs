@@ -14,7 +14,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 use crate::cache;
-use crate::config::{parse_config, FilterConfig};
+use crate::config::{parse_config, FilterConfig, HeaderReads};
 use crate::engine::{Callout, Event, Flow, Learned, Step};
 use crate::fault::Fault;
 use crate::publish::{encode_bridge, published, METADATA_BRIDGE_KEY};
@@ -285,6 +285,12 @@ fn send(config: &FilterConfig, callout: &Callout) -> Result<u32, String> {
     })
 }
 
+/// Header bytes as text: non-UTF-8 bytes (a client can send them) become
+/// U+FFFD instead of failing.
+fn lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// The answer to the callout the current callback is about.
 fn call_response(body_size: usize) -> (Option<u16>, Vec<u8>) {
     let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
@@ -439,26 +445,38 @@ impl Inner {
             );
             return Action::Pause;
         };
-        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
-        let mut request = RequestInfo::default();
-        let mut kept = Vec::with_capacity(headers.len());
-        for (name, value) in headers {
-            match name.as_str() {
-                ":method" => request.method = String::from_utf8_lossy(&value).into_owned(),
-                ":path" => request.path = String::from_utf8_lossy(&value).into_owned(),
-                n if n.starts_with(':') => {}
-                n if config
-                    .request_headers
-                    .iter()
-                    .any(|(h, _)| h.eq_ignore_ascii_case(n)) =>
-                {
-                    // A client copy of a header the filter sets: never trusted.
-                    host::remove_request_header(n);
-                }
-                _ => kept.push((name, value)),
-            }
+        // Client copies of the headers the filter sets are never trusted:
+        // removed before anything reads the request.
+        for (header, _) in &config.request_headers {
+            host::remove_request_header(header);
         }
-        self.request = request.with_header_bytes(kept);
+        let header = |name: &str| {
+            hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+                .ok()
+                .flatten()
+                .map(lossy)
+        };
+        let mut request = RequestInfo {
+            method: header(":method").unwrap_or_default(),
+            path: header(":path").unwrap_or_default(),
+            ..RequestInfo::default()
+        };
+        request.headers = match &config.header_reads {
+            HeaderReads::Named(names) => names
+                .iter()
+                .filter_map(|n| header(n).map(|v| (n.clone(), v)))
+                .collect(),
+            HeaderReads::All => hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with(':'))
+                .map(|(mut k, v)| {
+                    k.make_ascii_lowercase();
+                    (k, lossy(v))
+                })
+                .collect(),
+        };
+        self.request = request;
         if config.needs_client_ip {
             self.request.client_ip = host::get_property(&["source", "address"])
                 .map(|a| ip_from_address(&String::from_utf8_lossy(&a)));
@@ -582,7 +600,7 @@ impl Inner {
     fn publish(&self, config: &FilterConfig) {
         let mut any = false;
         for (name, value) in published(&self.flow.vars, &config.publish, config.export_secrets) {
-            host::set_property(&[name], value.as_bytes());
+            host::set_filter_state(name, value.as_bytes());
             any = true;
         }
         if any {
@@ -590,7 +608,7 @@ impl Inner {
                 &config.metadata_namespace,
                 published(&self.flow.vars, &config.publish, config.export_secrets),
             );
-            host::set_property(&[METADATA_BRIDGE_KEY], &blob);
+            host::set_filter_state(METADATA_BRIDGE_KEY, &blob);
         }
     }
 
@@ -831,17 +849,13 @@ mod host {
         parts.join("\0").into_bytes()
     }
 
-    /// Writes filter state `wasm.<parts>`; a failure is logged, not fatal.
-    pub fn set_property(parts: &[&str], value: &[u8]) {
-        let path = path(parts);
+    /// Writes filter state `wasm.<key>`; a failure is logged, not fatal.
+    pub fn set_filter_state(key: &str, value: &[u8]) {
         // SAFETY: pointers and lengths describe live slices for the call.
         let status =
-            unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) };
+            unsafe { proxy_set_property(key.as_ptr(), key.len(), value.as_ptr(), value.len()) };
         if status != OK {
-            log::warn!(
-                "oauthv2info: could not write filter state {:?} (status {status})",
-                parts.join(".")
-            );
+            log::warn!("oauthv2info: could not write filter state {key:?} (status {status})");
         }
     }
 

@@ -103,8 +103,8 @@ pub fn encode(entry: &Entry) -> Vec<u8> {
             out.push(1);
             out.push(u8::from(p.active));
             out.push(u8::from(p.plain));
-            put_pairs(&mut out, &p.fields);
-            put_pairs(&mut out, &p.attributes);
+            put_pairs(&mut out, p.fields());
+            put_pairs(&mut out, p.attributes());
         }
     }
     out
@@ -124,14 +124,11 @@ pub fn decode(data: &[u8]) -> Option<Entry> {
         1 => {
             let active = r.byte()? != 0;
             let plain = r.byte()? != 0;
-            let fields = r.pairs()?;
-            let attributes = r.pairs()?;
-            Lookup::Known(Profile {
-                active,
-                fields,
-                attributes,
-                plain,
-            })
+            let mut profile = Profile::new(active, plain);
+            profile.reserve(data.len(), 24);
+            r.pairs(|k, v| profile.push_field(k, v))?;
+            r.pairs(|k, v| profile.push_attribute(k, v))?;
+            Lookup::Known(profile)
         }
         _ => return None,
     };
@@ -162,12 +159,16 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn put_pairs(out: &mut Vec<u8>, pairs: &[(String, String)]) {
-    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+fn put_pairs<'a>(out: &mut Vec<u8>, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
+    let count_at = out.len();
+    out.extend_from_slice(&0u32.to_le_bytes());
+    let mut count: u32 = 0;
     for (k, v) in pairs {
         put_str(out, k);
         put_str(out, v);
+        count += 1;
     }
+    out[count_at..count_at + 4].copy_from_slice(&count.to_le_bytes());
 }
 
 struct Reader<'a> {
@@ -195,22 +196,27 @@ impl<'a> Reader<'a> {
         self.take(8)?.try_into().ok().map(i64::from_le_bytes)
     }
 
-    fn string(&mut self) -> Option<String> {
+    fn str(&mut self) -> Option<&'a str> {
         let n = self.u32()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).ok()
+        std::str::from_utf8(self.take(n)?).ok()
     }
 
-    fn pairs(&mut self) -> Option<Vec<(String, String)>> {
+    fn string(&mut self) -> Option<String> {
+        self.str().map(String::from)
+    }
+
+    /// Reads a counted list of pairs, handing each to `each`.
+    fn pairs(&mut self, mut each: impl FnMut(&str, &str)) -> Option<()> {
         let n = self.u32()? as usize;
         // Each pair takes at least 8 bytes: refuse counts the data cannot hold.
         if n > self.data.len().saturating_sub(self.pos) / 8 {
             return None;
         }
-        let mut pairs = Vec::with_capacity(n);
         for _ in 0..n {
-            pairs.push((self.string()?, self.string()?));
+            let (k, v) = (self.str()?, self.str()?);
+            each(k, v);
         }
-        Some(pairs)
+        Some(())
     }
 }
 
@@ -221,16 +227,12 @@ mod tests {
     const NOW: i64 = 1_700_000_000_000;
 
     fn profile(expires_at: i64) -> Lookup {
-        Lookup::Known(Profile {
-            active: true,
-            fields: vec![
-                ("expires_at".into(), expires_at.to_string()),
-                ("refresh_token_expires_at".into(), (NOW + 5_000).to_string()),
-                ("scope".into(), "READ é".into()),
-            ],
-            attributes: vec![("dept".into(), "".into())],
-            plain: false,
-        })
+        let mut p = Profile::new(true, false);
+        p.push_field("expires_at", &expires_at.to_string());
+        p.push_field("refresh_token_expires_at", &(NOW + 5_000).to_string());
+        p.push_field("scope", "READ é");
+        p.push_attribute("dept", "");
+        Lookup::Known(p)
     }
 
     #[test]

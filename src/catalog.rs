@@ -233,7 +233,7 @@ mod tests {
             expected.push((format!("{custom}custom"), false));
             let got: Vec<(String, bool)> = mapped
                 .iter()
-                .map(|v| (v.suffix.clone(), v.secret))
+                .map(|v| (v.suffix.to_string(), v.secret))
                 .collect();
             assert_eq!(got, expected, "{kind:?}");
         }
@@ -247,7 +247,7 @@ mod tests {
                 .unwrap();
         let got: Vec<(String, bool)> = set_vars(&profile, "at", NOW)
             .iter()
-            .map(|v| (v.suffix.clone(), v.secret))
+            .map(|v| (v.suffix.to_string(), v.secret))
             .collect();
         let mut expected: Vec<(String, bool)> = SET_SUFFIXES
             .iter()

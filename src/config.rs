@@ -85,6 +85,38 @@ impl Default for CacheConfig {
     }
 }
 
+/// Which request headers a request must fetch from the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderReads {
+    /// These (lower-cased) names, one host call each: the common case.
+    Named(Vec<String>),
+    /// Every header: a ref uses `.N` or `.values.*`, which see repeated
+    /// headers as one list.
+    All,
+}
+
+impl HeaderReads {
+    fn from_refs<'a>(refs: impl Iterator<Item = &'a str>) -> HeaderReads {
+        let mut names: Vec<String> = Vec::new();
+        for reference in refs {
+            let Some(rest) = reference.strip_prefix("request.header.") else {
+                continue;
+            };
+            let indexed = rest.rsplit_once('.').is_some_and(|(_, last)| {
+                !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())
+            });
+            if indexed || rest.ends_with(".values.string") || rest.ends_with(".values.count") {
+                return HeaderReads::All;
+            }
+            let name = rest.to_ascii_lowercase();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        HeaderReads::Named(names)
+    }
+}
+
 /// The validated, compiled configuration.
 #[derive(Debug, Clone)]
 pub struct FilterConfig {
@@ -96,6 +128,8 @@ pub struct FilterConfig {
     pub publish: Publish,
     pub export_secrets: bool,
     pub cache: CacheConfig,
+    /// The request headers the policies and mappings read.
+    pub header_reads: HeaderReads,
     /// Some enabled policy reads `request.formparam.*`.
     pub needs_form_body: bool,
     /// Some enabled policy reads `client.ip`.
@@ -252,6 +286,19 @@ fn compile(
         })
     };
     let needs_form_body = enabled_refs().any(|r| r.starts_with("request.formparam."));
+    let mapped = request_headers.iter().map(|(_, v)| v.as_str());
+    let mut header_reads = HeaderReads::from_refs(
+        enabled_refs()
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .chain(mapped),
+    );
+    if let (true, HeaderReads::Named(names)) = (needs_form_body, &mut header_reads) {
+        if !names.iter().any(|n| n == "content-type") {
+            names.push("content-type".to_string());
+        }
+    }
     let needs_client_ip = enabled_refs().any(|r| r == "client.ip");
 
     Ok(FilterConfig {
@@ -262,6 +309,7 @@ fn compile(
         publish,
         export_secrets,
         cache,
+        header_reads,
         needs_form_body,
         needs_client_ip,
         warnings,
@@ -499,6 +547,7 @@ mod tests {
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         assert!(c.cache.enabled);
         assert!(!c.needs_form_body);
+        assert_eq!(c.header_reads, HeaderReads::Named(vec![]));
     }
 
     #[test]
@@ -529,6 +578,10 @@ mod tests {
         assert!(!c.publish.matches("oauthv2accesstoken.P.client_id"));
         assert!(c.export_secrets);
         assert!(c.needs_form_body);
+        assert_eq!(
+            c.header_reads,
+            HeaderReads::Named(vec!["content-type".into()])
+        );
         assert!(!c.cache.enabled);
         assert_eq!(c.cache.max_entries, 5);
     }
@@ -664,6 +717,47 @@ mod tests {
         assert!(e.problem.contains("is empty"), "{e}");
         let e = parse_config(&[0xff, 0xfe]).unwrap_err();
         assert!(e.problem.contains("UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn header_reads_follow_the_refs() {
+        let get = |r: &str| {
+            format!(
+                "<GetOAuthV2Info name='G{}'><AccessToken ref='{r}'/></GetOAuthV2Info>",
+                r.len()
+            )
+        };
+        let reads = |refs: &[&str], mapped: serde_json::Value| {
+            let policies: Vec<String> = refs.iter().map(|r| get(r)).collect();
+            config(serde_json::json!({"policies": policies, "request_headers": mapped}))
+                .unwrap()
+                .header_reads
+        };
+        assert_eq!(
+            reads(
+                &["request.header.Authorization", "request.header.x-a"],
+                serde_json::json!({"x-b": "request.header.x-b"})
+            ),
+            HeaderReads::Named(vec!["authorization".into(), "x-a".into(), "x-b".into()])
+        );
+        assert_eq!(
+            reads(&["request.header.x.2"], serde_json::json!({})),
+            HeaderReads::All
+        );
+        assert_eq!(
+            reads(&["request.header.x.values.string"], serde_json::json!({})),
+            HeaderReads::All
+        );
+        assert_eq!(
+            reads(
+                &["request.queryparam.t"],
+                serde_json::json!({"x-c": "request.header.y.values.count"})
+            ),
+            HeaderReads::All
+        );
+        let disabled = "<GetOAuthV2Info name='Off' enabled='false'><AccessToken ref='request.header.z'/></GetOAuthV2Info>";
+        let c = config(serde_json::json!({"policies": [disabled]})).unwrap();
+        assert_eq!(c.header_reads, HeaderReads::Named(vec![]));
     }
 
     #[test]

@@ -210,15 +210,22 @@ impl Flow {
         let pending = self.pending.take()?;
         match pending {
             Callout::Introspect { kind, token } => {
-                let result = parse_introspection(status, body, kind, &token, now_ms);
-                let learned = result.as_ref().ok().map(|lookup| Learned {
-                    kind,
-                    token: token.clone(),
-                    lookup: lookup.clone(),
-                    from_update: false,
-                });
-                self.apply_lookup(config, kind, &token, result, now_ms);
-                learned
+                match parse_introspection(status, body, kind, &token, now_ms) {
+                    Ok(lookup) => {
+                        self.apply_lookup(config, kind, &token, &lookup, now_ms);
+                        Some(Learned {
+                            kind,
+                            token,
+                            lookup,
+                            from_update: false,
+                        })
+                    }
+                    Err(failure) => {
+                        let index = self.next;
+                        self.service_failure(config, index, failure);
+                        None
+                    }
+                }
             }
             Callout::SetAttributes { token, .. } => {
                 let index = self.next;
@@ -249,7 +256,7 @@ impl Flow {
     /// Answers the pending introspection from a cached lookup.
     pub fn on_cached(&mut self, config: &FilterConfig, lookup: &Lookup, now_ms: i64) {
         if let Some(Callout::Introspect { kind, token }) = self.pending.take() {
-            self.apply_lookup(config, kind, &token, Ok(lookup.clone()), now_ms);
+            self.apply_lookup(config, kind, &token, lookup, now_ms);
         }
     }
 
@@ -266,29 +273,25 @@ impl Flow {
         config: &FilterConfig,
         kind: TokenKind,
         token: &str,
-        result: Result<Lookup, ServiceFailure>,
+        lookup: &Lookup,
         now_ms: i64,
     ) {
         let index = self.next;
         let Some(policy) = config.policies.get(index) else {
             return;
         };
-        let lookup = match result {
-            Ok(lookup) => lookup,
-            Err(failure) => return self.service_failure(config, index, failure),
-        };
         match &policy.kind {
             PolicyKind::Get {
                 ignore_access_token_status,
                 ..
-            } => match evaluate_get(kind, *ignore_access_token_status, token, &lookup, now_ms) {
+            } => match evaluate_get(kind, *ignore_access_token_status, token, lookup, now_ms) {
                 Ok(vars) => self.succeed(config, index, kind.variable_prefix(), vars),
                 Err(fault) => self.fail(config, index, fault),
             },
             // A Set with no attribute to write: the token must be valid.
-            PolicyKind::Set { .. } => match evaluate_get(kind, false, token, &lookup, now_ms) {
+            PolicyKind::Set { .. } => match evaluate_get(kind, false, token, lookup, now_ms) {
                 Ok(_) => {
-                    let Lookup::Known(profile) = &lookup else {
+                    let Lookup::Known(profile) = lookup else {
                         return self.fail(config, index, Fault::InvalidAccessToken);
                     };
                     let vars = set_vars(profile, token, now_ms);
@@ -309,12 +312,16 @@ impl Flow {
         let Some(policy) = config.policies.get(index) else {
             return;
         };
+        // A policy runs once per request: its variables are new names.
+        let base_len = prefix.len() + policy.name.len() + 2;
         for var in vars {
-            self.vars.set(
-                format!("{prefix}.{}.{}", policy.name, var.suffix),
-                var.value,
-                var.secret,
-            );
+            let mut name = String::with_capacity(base_len + var.suffix.len());
+            name.push_str(prefix);
+            name.push('.');
+            name.push_str(&policy.name);
+            name.push('.');
+            name.push_str(&var.suffix);
+            self.vars.push_new(name, var.value, var.secret);
         }
         self.vars.set(
             format!("oauthV2.{}.failed", policy.name),

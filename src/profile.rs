@@ -32,6 +32,8 @@ pub fn is_protected_attribute(name: &str) -> bool {
     lower.starts_with("refresh_token_") || PROTECTED_ATTRIBUTES.iter().any(|p| *p == lower)
 }
 
+use std::borrow::Cow;
+
 use crate::catalog::{kind_suffixes, SET_SUFFIXES};
 use crate::fault::Fault;
 use crate::policy::TokenKind;
@@ -39,25 +41,101 @@ use crate::policy::TokenKind;
 /// A token or client profile, as the token service (or a plain RFC 7662
 /// server) described it. Times are kept absolute so that a cached profile
 /// yields the right remaining `expires_in` whenever it is evaluated.
+///
+/// Every key and value lives in one string buffer: a profile is rebuilt
+/// from the cache on every request, and one allocation beats forty.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Profile {
     /// RFC 7662 `active`, as the server said it.
     pub active: bool,
-    /// Standard profile fields: every value a string.
-    pub fields: Vec<(String, String)>,
-    /// Custom attributes (of the token, code or app).
-    pub attributes: Vec<(String, String)>,
     /// True when the server sent no `profile` member: only the RFC 7662
     /// members are known (see docs/variables.md).
     pub plain: bool,
+    data: String,
+    /// Standard profile fields (every value a string).
+    fields: Vec<Span>,
+    /// Custom attributes (of the token, code or app).
+    attributes: Vec<Span>,
+}
+
+/// Where a key and its value lie in `Profile::data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    key_start: u32,
+    value_start: u32,
+    value_end: u32,
 }
 
 impl Profile {
+    pub fn new(active: bool, plain: bool) -> Self {
+        Profile {
+            active,
+            plain,
+            ..Profile::default()
+        }
+    }
+
+    /// Reserves room for `bytes` of keys and values and `entries` pairs.
+    pub fn reserve(&mut self, bytes: usize, entries: usize) {
+        self.data.reserve(bytes);
+        self.fields.reserve(entries);
+    }
+
+    pub fn push_field(&mut self, key: &str, value: &str) {
+        let span = self.store(key, value);
+        self.fields.push(span);
+    }
+
+    pub fn push_attribute(&mut self, key: &str, value: &str) {
+        let span = self.store(key, value);
+        self.attributes.push(span);
+    }
+
+    fn store(&mut self, key: &str, value: &str) -> Span {
+        let offset = |len: usize| u32::try_from(len).unwrap_or(u32::MAX);
+        let key_start = offset(self.data.len());
+        self.data.push_str(key);
+        let value_start = offset(self.data.len());
+        self.data.push_str(value);
+        Span {
+            key_start,
+            value_start,
+            value_end: offset(self.data.len()),
+        }
+    }
+
+    fn pair(&self, span: &Span) -> (&str, &str) {
+        let at = |from: u32, to: u32| {
+            self.data
+                .get(from as usize..to as usize)
+                .unwrap_or_default()
+        };
+        (
+            at(span.key_start, span.value_start),
+            at(span.value_start, span.value_end),
+        )
+    }
+
     pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        // Compares lengths, then bytes: no string slicing until a match.
+        let bytes = self.data.as_bytes();
+        let span = self.fields.iter().find(|s| {
+            let (start, end) = (s.key_start as usize, s.value_start as usize);
+            end - start == name.len() && bytes.get(start..end) == Some(name.as_bytes())
+        })?;
+        Some(self.pair(span).1)
+    }
+
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.fields.iter().map(|s| self.pair(s))
+    }
+
+    pub fn attributes(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.attributes.iter().map(|s| self.pair(s))
+    }
+
+    pub fn attribute_count(&self) -> usize {
+        self.attributes.len()
     }
 }
 
@@ -122,8 +200,7 @@ fn parse_introspection_value(
         let profile = profile.as_object().ok_or_else(|| {
             ServiceFailure("token service answer: \"profile\" is not an object".to_string())
         })?;
-        let mut fields = Vec::with_capacity(profile.len());
-        let mut attributes = Vec::new();
+        let mut out = Profile::new(active, false);
         for (key, v) in profile {
             if key == "attributes" {
                 let map = v.as_object().ok_or_else(|| {
@@ -133,19 +210,14 @@ fn parse_introspection_value(
                 })?;
                 for (name, v) in map {
                     if let Some(s) = scalar(v) {
-                        attributes.push((name.clone(), s));
+                        out.push_attribute(name, &s);
                     }
                 }
             } else if let Some(s) = scalar(v) {
-                fields.push((key.clone(), s));
+                out.push_field(key, &s);
             }
         }
-        return Ok(Lookup::Known(Profile {
-            active,
-            fields,
-            attributes,
-            plain: false,
-        }));
+        return Ok(Lookup::Known(out));
     }
 
     // A plain RFC 7662 server: map the standard members.
@@ -156,8 +228,8 @@ fn parse_introspection_value(
     if !active && !exp_ms.is_some_and(|e| e <= now_ms) {
         return Ok(Lookup::Unknown);
     }
-    let mut fields = Vec::new();
-    let mut put = |k: &str, v: String| fields.push((k.to_string(), v));
+    let mut out = Profile::new(active, true);
+    let mut put = |k: &str, v: String| out.push_field(k, &v);
     for member in ["client_id", "scope"] {
         if let Some(s) = object.get(member).and_then(scalar) {
             put(member, s);
@@ -194,12 +266,7 @@ fn parse_introspection_value(
             }
         }
     }
-    Ok(Lookup::Known(Profile {
-        active,
-        fields,
-        attributes: Vec::new(),
-        plain: true,
-    }))
+    Ok(Lookup::Known(out))
 }
 
 fn scalar(v: &serde_json::Value) -> Option<String> {
@@ -254,7 +321,8 @@ pub fn parse_set_response(
 /// One variable a profile yields: the suffix after `prefix.Policy.`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileVar {
-    pub suffix: String,
+    /// Standard suffixes are static; custom attributes' are built.
+    pub suffix: Cow<'static, str>,
     pub value: String,
     pub secret: bool,
 }
@@ -360,14 +428,14 @@ fn profile_vars(
     kind: TokenKind,
     token: &str,
     now_ms: i64,
-    suffixes: &[(&str, bool)],
+    suffixes: &'static [(&'static str, bool)],
     attribute_prefix: &str,
 ) -> Vec<ProfileVar> {
-    let mut out = Vec::with_capacity(suffixes.len() + profile.attributes.len());
+    let mut out = Vec::with_capacity(suffixes.len() + profile.attribute_count());
     for (suffix, secret) in suffixes {
         if let Some(value) = standard_value(profile, kind, token, suffix, now_ms) {
             out.push(ProfileVar {
-                suffix: (*suffix).to_string(),
+                suffix: Cow::Borrowed(suffix),
                 value,
                 secret: *secret,
             });
@@ -415,14 +483,16 @@ fn own_field(kind: TokenKind) -> &'static str {
 /// Adds `{prefix}{name}` for each custom attribute; one whose name collides
 /// with a standard variable already set is skipped (the standard one wins).
 fn push_attributes(out: &mut Vec<ProfileVar>, profile: &Profile, prefix: &str) {
-    for (name, value) in &profile.attributes {
-        let suffix = format!("{prefix}{name}");
+    for (name, value) in profile.attributes() {
+        let mut suffix = String::with_capacity(prefix.len() + name.len());
+        suffix.push_str(prefix);
+        suffix.push_str(name);
         if out.iter().any(|v| v.suffix == suffix) {
             continue;
         }
         out.push(ProfileVar {
-            suffix,
-            value: value.clone(),
+            suffix: Cow::Owned(suffix),
+            value: value.to_string(),
             secret: false,
         });
     }
@@ -437,7 +507,7 @@ mod tests {
 
     fn vars(v: &[ProfileVar]) -> Vec<(&str, &str)> {
         v.iter()
-            .map(|p| (p.suffix.as_str(), p.value.as_str()))
+            .map(|p| (p.suffix.as_ref(), p.value.as_str()))
             .collect()
     }
 
@@ -508,7 +578,7 @@ mod tests {
         let secrets: Vec<&str> = v
             .iter()
             .filter(|p| p.secret)
-            .map(|p| p.suffix.as_str())
+            .map(|p| p.suffix.as_ref())
             .collect();
         assert_eq!(secrets, ["access_token", "refresh_token"]);
         // The same cached profile, evaluated later, counts down.

@@ -118,10 +118,24 @@ pub fn encode_bridge<'a>(
 }
 
 fn push_netstring(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(s.len().to_string().as_bytes());
+    push_decimal(out, s.len());
     out.push(b':');
     out.extend_from_slice(s.as_bytes());
     out.push(b',');
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Decodes [`encode_bridge`]'s output (used by tests and the checker).

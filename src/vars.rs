@@ -245,6 +245,17 @@ impl FlowVars {
         }
     }
 
+    /// Adds a variable known not to be set yet (a policy's own variables:
+    /// each policy runs once per request), without searching.
+    pub fn push_new(&mut self, name: String, value: String, secret: bool) {
+        debug_assert!(self.get(&name).is_none(), "{name} set twice");
+        self.vars.push(FlowVar {
+            name,
+            value,
+            secret,
+        });
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &FlowVar> {
         self.vars.iter()
     }
