@@ -1,5 +1,5 @@
 //! The smallest possible proxy-wasm HTTP filter: it lets every request
-//! through. The benchmark's reference row (bench/README.md, setup 0): what
+//! through. The benchmark's reference row (docs/performance.md, setup 0): what
 //! running any Wasm filter at all costs in Envoy.
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
