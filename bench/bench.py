@@ -477,11 +477,11 @@ def parse_ms(text):
     return float(m.group(1)) * UNITS[m.group(2)]
 
 
-def wrk(port, seconds, tokens_file, mode):
+def wrk(port, seconds, tokens_file, mode, first=0):
     argv = pinned(CPU_REST, [
         "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "--timeout", "5s",
         "-s", os.path.join(BENCH, "rotate.lua"), f"http://127.0.0.1:{port}", "--",
-        tokens_file] + (["set"] if mode == "set" else []))
+        tokens_file, mode, str(first)])
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
     if out.returncode != 0:
         raise RuntimeError(f"wrk failed: {out.stderr.strip()}")
@@ -588,21 +588,22 @@ def rss_run(workdir, upstream_port, service, all_tokens_file, count):
         [GET_POLICY], cache={"max_entries": CACHE_SLOTS, "ttl_ms": 600_000}))]
     envoy = Envoy(workdir, "rss", filters, upstream_port, service.port)
     try:
-        request(envoy.port, "GET", "/get?access_token=not-cached")
+        request(envoy.port, "GET", "/get")  # no token: no callout, no entry
         time.sleep(0.5)
         out["empty_kib"] = rss_kib(envoy.proc.pid)
-        # Passes over all the tokens until each was seen twice (the first
-        # pass fills the cache); the last pass's callouts are the tokens that
-        # are not cached (two tokens in one slot push each other out).
+        # Fill: runs that continue through the list (each wrk run starts
+        # where the last one stopped) until every token went through once.
         deadline = time.monotonic() + 90
-        last = {}
-        while time.monotonic() < deadline:
-            before = envoy.stats()
-            last = wrk(envoy.port, 3, all_tokens_file, "get")
-            after = envoy.stats()
-            last["callouts"] = stat(after, "callouts") - stat(before, "callouts")
-            if stat(after, "cache.hits") >= 2 * count:
-                break
+        sent = 0
+        while sent < count and time.monotonic() < deadline:
+            sent += wrk(envoy.port, 3, all_tokens_file, "get", sent)["requests"]
+        # Then one more pass over the whole list: its callouts are the tokens
+        # that are not cached (two tokens in one slot push each other out).
+        before, passed = envoy.stats(), 0
+        while passed < count and time.monotonic() < deadline:
+            passed += wrk(envoy.port, 3, all_tokens_file, "get", sent + passed)["requests"]
+        last = {"requests": passed,
+                "callouts": stat(envoy.stats(), "callouts") - stat(before, "callouts")}
         time.sleep(0.5)
         s = envoy.stats()
         out["full_kib"] = rss_kib(envoy.proc.pid)

@@ -1,7 +1,9 @@
 -- wrk script: one GET per request, rotating round-robin through a file of
 -- access tokens (one per line), so that every token is used in turn.
---   wrk -s bench/rotate.lua URL -- <tokens file> [set]
+--   wrk -s bench/rotate.lua URL -- <tokens file> [get|set] [first index]
 -- With "set", each request also carries &dept=<n> (SetOAuthV2Info, setup 7).
+-- The rotation starts at the given index (0-based, default 0), so that
+-- successive short runs can continue through a long list.
 -- The requests are built once in init(), so wrk spends no time per request
 -- formatting them.
 local requests = {}
@@ -22,6 +24,7 @@ function init(args)
   if count == 0 then
     error("no tokens in " .. tostring(file))
   end
+  next_index = (tonumber(args[3] or "0") or 0) % count
 end
 
 function request()

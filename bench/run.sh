@@ -27,7 +27,13 @@ cleanup() {
 trap cleanup EXIT
 
 start=$(date +%s)
-export BENCH_STARTED=$start
+# The 10-minute budget counts from the start of `make bench` (its `setup`
+# prerequisite included) when make is what started this script.
+parent_age=0
+if [ "$(ps -o comm= -p "$PPID" 2>/dev/null)" = make ]; then
+  parent_age=$(ps -o etimes= -p "$PPID" | tr -d ' ')
+fi
+export BENCH_STARTED=$((start - parent_age))
 
 if ! command -v wrk >/dev/null; then
   echo "bench: installing wrk"
@@ -53,4 +59,4 @@ cargo build --manifest-path bench/minimal-filter/Cargo.toml --target wasm32-wasi
 
 echo "bench: builds done in $(($(date +%s) - start)) s"
 "$VENV/bin/python" bench/bench.py
-echo "bench: make bench took $(($(date +%s) - start)) s in all"
+echo "bench: make bench took $(($(date +%s) - BENCH_STARTED)) s in all"

@@ -1,4 +1,4 @@
-//! Times the filter's pure logic on a cache hit, as the adapter runs it
+//! Times the filter's pure logic on a cache hit, roughly as the adapter runs it
 //! (src/adapter.rs, minus the host calls): request info from the headers,
 //! the flow up to the callout, the cache slot key, decoding the cached
 //! entry, applying it, and walking the published variables twice (filter
