@@ -277,29 +277,21 @@ fn compile(
     }
 
     let request_headers = request_headers(raw_headers, &policies, &mut warnings)?;
-    let enabled_refs = || {
-        policies.iter().filter(|p| p.enabled).flat_map(|p| {
-            p.references()
-                .into_iter()
-                .map(|(_, r)| r.to_string())
-                .collect::<Vec<_>>()
-        })
-    };
-    let needs_form_body = enabled_refs().any(|r| r.starts_with("request.formparam."));
-    let mapped = request_headers.iter().map(|(_, v)| v.as_str());
-    let mut header_reads = HeaderReads::from_refs(
-        enabled_refs()
-            .collect::<Vec<_>>()
-            .iter()
-            .map(String::as_str)
-            .chain(mapped),
-    );
+    // Every ref an enabled policy or a header mapping reads.
+    let refs: Vec<&str> = policies
+        .iter()
+        .filter(|p| p.enabled)
+        .flat_map(|p| p.references().into_iter().map(|(_, r)| r))
+        .chain(request_headers.iter().map(|(_, v)| v.as_str()))
+        .collect();
+    let needs_form_body = refs.iter().any(|r| r.starts_with("request.formparam."));
+    let needs_client_ip = refs.iter().any(|r| *r == "client.ip");
+    let mut header_reads = HeaderReads::from_refs(refs.iter().copied());
     if let (true, HeaderReads::Named(names)) = (needs_form_body, &mut header_reads) {
         if !names.iter().any(|n| n == "content-type") {
             names.push("content-type".to_string());
         }
     }
-    let needs_client_ip = enabled_refs().any(|r| r == "client.ip");
 
     Ok(FilterConfig {
         token_service,
