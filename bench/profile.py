@@ -8,11 +8,13 @@ bench/bench.py does (same pinning, same configuration, 1,000 tokens, a
 warm-up), then runs `perf record -g` on the Envoy process during a wrk run
 and prints `perf report` grouped by shared object and by symbol. Wasm code
 that V8 compiled has no symbols: it shows up as unknown addresses (JIT).
-Output kept in results/profile-<setup>.txt. Needs perf (linux-perf).
+Output kept in results/profile-<setup>.txt (perf.data is removed). Needs
+perf (linux-perf).
 """
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,6 +84,7 @@ def main():
     finally:
         service.close()
         bench.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
