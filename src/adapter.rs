@@ -669,17 +669,25 @@ impl Inner {
         if !config.cache.enabled {
             return false;
         }
-        let key = cache::slot_key(
+        let keys = cache::slot_keys(
             &config.token_service.cluster,
             *kind,
             token,
             config.cache.max_entries,
         );
         let now = now_ms();
-        let entry = hostcalls::get_shared_data(&key)
-            .ok()
-            .and_then(|(data, _)| data)
-            .and_then(|data| cache::decode(&data));
+        let slots = if keys[0] == keys[1] {
+            &keys[..1]
+        } else {
+            &keys[..]
+        };
+        let entry = slots.iter().find_map(|key| {
+            hostcalls::get_shared_data(key)
+                .ok()
+                .and_then(|(data, _)| data)
+                .and_then(|data| cache::decode(&data))
+                .filter(|e| e.answer(*kind, token, now).is_some())
+        });
         let Some(lookup) = entry.as_ref().and_then(|e| e.answer(*kind, token, now)) else {
             self.count(|m| m.cache_misses);
             return false;
@@ -703,22 +711,47 @@ impl Inner {
         else {
             return;
         };
-        let key = cache::slot_key(
+        let keys = cache::slot_keys(
             &config.token_service.cluster,
             learned.kind,
             &learned.token,
             config.cache.max_entries,
         );
-        let (old, cas) = hostcalls::get_shared_data(&key).unwrap_or((None, None));
-        if let Some(old) = old.as_deref().and_then(cache::decode) {
+        let read = |key: &String| {
+            let (data, cas) = hostcalls::get_shared_data(key).unwrap_or((None, None));
+            (data.as_deref().and_then(cache::decode), cas)
+        };
+        // With one slot (max_entries 1, or both hashes alike) it is both choices.
+        let one_slot = keys[0] == keys[1];
+        let first = read(&keys[0]);
+        let second = if one_slot {
+            (None, None)
+        } else {
+            read(&keys[1])
+        };
+        let current = [
+            first.0.as_ref(),
+            if one_slot {
+                first.0.as_ref()
+            } else {
+                second.0.as_ref()
+            },
+        ];
+        let (slot, evicts) = cache::choose_slot(current, learned.kind, &learned.token, now);
+        if let Some(old) = current[slot] {
             let same = old.kind == learned.kind && old.token == learned.token;
             if same && !learned.from_update && old.stored_ms >= self.callout_started_ms {
                 return;
             }
-            if !same && old.deadline_ms > now {
-                self.count(|m| m.cache_evictions);
-            }
         }
+        if evicts {
+            self.count(|m| m.cache_evictions);
+        }
+        let cas = if slot == 0 || one_slot {
+            first.1
+        } else {
+            second.1
+        };
         let entry = cache::Entry {
             kind: learned.kind,
             token: learned.token,
@@ -727,7 +760,7 @@ impl Inner {
             lookup: learned.lookup,
         };
         // A concurrent writer (CAS mismatch) wins: its answer is as fresh.
-        let _ = hostcalls::set_shared_data(&key, Some(&cache::encode(&entry)), cas);
+        let _ = hostcalls::set_shared_data(&keys[slot], Some(&cache::encode(&entry)), cas);
     }
 
     fn record(&self, metric: impl Fn(&Metrics) -> u32, value: i64) {

@@ -3,11 +3,11 @@
 //! entries in proxy-wasm shared data, so every worker of one Envoy shares
 //! them.
 //!
-//! The cache is direct-mapped: a token's slot is a hash of (kind, token)
-//! modulo `max_entries`, so memory is bounded by `max_entries` entries and a
-//! new token evicts whatever other token held its slot. An entry carries the
-//! token itself, so a slot holding another token is a miss, never a wrong
-//! answer.
+//! A token may live in one of two slots (two hashes of (cluster, kind,
+//! token) modulo `max_entries`), so memory is bounded by `max_entries`
+//! entries; a new entry evicts, if it must, the entry that expires first. An
+//! entry carries the token itself, so a slot holding another token is a
+//! miss, never a wrong answer.
 
 use crate::config::CacheConfig;
 use crate::policy::TokenKind;
@@ -15,22 +15,53 @@ use crate::profile::{Lookup, Profile};
 
 const MAGIC: &[u8; 2] = b"C1";
 
-/// The shared-data key of the slot for (kind, token). `scope` names the
-/// token service (its cluster): plugins that share a VM but call different
-/// token services never share entries.
-pub fn slot_key(scope: &str, kind: TokenKind, token: &str, max_entries: usize) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let input = scope
-        .bytes()
-        .chain([0u8])
-        .chain(kind.hint().bytes())
-        .chain([0u8]);
-    for b in input.chain(token.bytes()) {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+/// The shared-data keys of the two slots (kind, token) may live in. `scope`
+/// names the token service (its cluster): plugins that share a VM but call
+/// different token services never share entries. Two choices instead of one
+/// keep two live tokens that hash alike from evicting each other on every
+/// request (with 1,000 tokens in 10,000 direct-mapped slots, about one token
+/// in ten shares its slot).
+pub fn slot_keys(scope: &str, kind: TokenKind, token: &str, max_entries: usize) -> [String; 2] {
     let slots = max_entries.max(1) as u64;
-    format!("oauthv2info.cache.{scope}.{}", hash % slots)
+    let hash = |seed: u64| {
+        let mut h: u64 = seed;
+        let input = scope
+            .bytes()
+            .chain([0u8])
+            .chain(kind.hint().bytes())
+            .chain([0u8]);
+        for b in input.chain(token.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h % slots
+    };
+    [
+        format!("oauthv2info.cache.{scope}.{}", hash(0xcbf2_9ce4_8422_2325)),
+        format!("oauthv2info.cache.{scope}.{}", hash(0x8422_2325_cbf2_9ce4)),
+    ]
+}
+
+/// Which of a token's two slots a new entry goes to: the one already
+/// holding this token, else an empty or unreadable one, else one whose entry
+/// has expired, else the one whose entry expires first. The flag says
+/// whether a live entry of another token is evicted.
+pub fn choose_slot(
+    slots: [Option<&Entry>; 2],
+    kind: TokenKind,
+    token: &str,
+    now_ms: i64,
+) -> (usize, bool) {
+    let holds = |i: usize| slots[i].is_some_and(|e| e.kind == kind && e.token == token);
+    let free = |i: usize| slots[i].is_none_or(|e| e.deadline_ms <= now_ms);
+    if let Some(i) = (0..2).find(|&i| holds(i)) {
+        return (i, false);
+    }
+    if let Some(i) = (0..2).find(|&i| free(i)) {
+        return (i, false);
+    }
+    let deadline = |i: usize| slots[i].map_or(i64::MIN, |e| e.deadline_ms);
+    (if deadline(1) < deadline(0) { 1 } else { 0 }, true)
 }
 
 /// Until when (epoch ms) an answer may be served from the cache; `None`
@@ -344,23 +375,76 @@ mod tests {
 
     #[test]
     fn slots_are_bounded_and_spread() {
+        let slot = |key: &str| key.rsplit('.').next().unwrap().parse::<usize>().unwrap();
         let mut seen = std::collections::HashSet::new();
+        let mut same = 0;
         for i in 0..1000 {
-            let key = slot_key("ts", TokenKind::AccessToken, &format!("token-{i}"), 64);
-            let slot: usize = key.rsplit('.').next().unwrap().parse().unwrap();
-            assert!(slot < 64);
-            seen.insert(slot);
+            let [a, b] = slot_keys("ts", TokenKind::AccessToken, &format!("token-{i}"), 64);
+            assert!(slot(&a) < 64 && slot(&b) < 64);
+            seen.insert(slot(&a));
+            same += usize::from(a == b);
         }
         assert!(
             seen.len() > 56,
             "1000 tokens should use most of 64 slots: {}",
             seen.len()
         );
-        assert_ne!(
-            slot_key("ts", TokenKind::AccessToken, "same", 1 << 20),
-            slot_key("ts", TokenKind::RefreshToken, "same", 1 << 20)
+        assert!(
+            same < 40,
+            "the two choices are independent: {same} of 1000 coincide"
         );
-        assert!(slot_key("other", TokenKind::AccessToken, "same", 1)
-            .starts_with("oauthv2info.cache.other."));
+        assert_ne!(
+            slot_keys("ts", TokenKind::AccessToken, "same", 1 << 20),
+            slot_keys("ts", TokenKind::RefreshToken, "same", 1 << 20)
+        );
+        let [a, b] = slot_keys("other", TokenKind::AccessToken, "same", 1);
+        assert_eq!(a, "oauthv2info.cache.other.0");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn choosing_a_slot() {
+        let entry = |token: &str, deadline_ms: i64| Entry {
+            kind: TokenKind::AccessToken,
+            token: token.into(),
+            deadline_ms,
+            stored_ms: NOW,
+            lookup: Lookup::Unknown,
+        };
+        let (mine, other, older, stale) = (
+            entry("t", NOW + 5),
+            entry("u", NOW + 9),
+            entry("v", NOW + 3),
+            entry("w", NOW),
+        );
+        let choose = |a: Option<&Entry>, b: Option<&Entry>| {
+            choose_slot([a, b], TokenKind::AccessToken, "t", NOW)
+        };
+        assert_eq!(
+            choose(Some(&other), Some(&mine)),
+            (1, false),
+            "the slot holding the token"
+        );
+        assert_eq!(choose(Some(&other), None), (1, false), "an empty slot");
+        assert_eq!(
+            choose(Some(&stale), Some(&other)),
+            (0, false),
+            "an expired entry"
+        );
+        assert_eq!(
+            choose(Some(&other), Some(&older)),
+            (1, true),
+            "the entry expiring first is evicted"
+        );
+        assert_eq!(choose(Some(&older), Some(&other)), (0, true));
+        let refresh = Entry {
+            kind: TokenKind::RefreshToken,
+            ..mine.clone()
+        };
+        assert_eq!(
+            choose(Some(&refresh), Some(&other)),
+            (0, true),
+            "another kind is another token"
+        );
     }
 }

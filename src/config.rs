@@ -285,7 +285,7 @@ fn compile(
         .chain(request_headers.iter().map(|(_, v)| v.as_str()))
         .collect();
     let needs_form_body = refs.iter().any(|r| r.starts_with("request.formparam."));
-    let needs_client_ip = refs.iter().any(|r| *r == "client.ip");
+    let needs_client_ip = refs.contains(&"client.ip");
     let mut header_reads = HeaderReads::from_refs(refs.iter().copied());
     if let (true, HeaderReads::Named(names)) = (needs_form_body, &mut header_reads) {
         if !names.iter().any(|n| n == "content-type") {

@@ -225,7 +225,7 @@ fn parse_introspection_value(
         .get("exp")
         .and_then(serde_json::Value::as_i64)
         .map(|s| s.saturating_mul(1000));
-    if !active && !exp_ms.is_some_and(|e| e <= now_ms) {
+    if !active && exp_ms.is_none_or(|e| e > now_ms) {
         return Ok(Lookup::Unknown);
     }
     let mut out = Profile::new(active, true);
