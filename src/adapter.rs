@@ -18,7 +18,9 @@ use crate::config::{parse_config, FilterConfig, HeaderReads};
 use crate::engine::{Callout, Event, Flow, Learned, Step};
 use crate::fault::Fault;
 use crate::publish::{encode_bridge, published, METADATA_BRIDGE_KEY};
-use crate::vars::{ip_from_address, is_form_urlencoded, is_valid_header_value, RequestInfo};
+use crate::vars::{
+    header_text, ip_from_address, is_form_urlencoded, is_valid_header_value, RequestInfo,
+};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -285,12 +287,6 @@ fn send(config: &FilterConfig, callout: &Callout) -> Result<u32, String> {
     })
 }
 
-/// Header bytes as text: non-UTF-8 bytes (a client can send them) become
-/// U+FFFD instead of failing.
-fn lossy(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
-
 /// The answer to the callout the current callback is about.
 fn call_response(body_size: usize) -> (Option<u16>, Vec<u8>) {
     let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
@@ -454,7 +450,7 @@ impl Inner {
             hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
                 .ok()
                 .flatten()
-                .map(lossy)
+                .map(header_text)
         };
         let mut request = RequestInfo {
             method: header(":method").unwrap_or_default(),
@@ -472,7 +468,7 @@ impl Inner {
                 .filter(|(k, _)| !k.starts_with(':'))
                 .map(|(mut k, v)| {
                     k.make_ascii_lowercase();
-                    (k, lossy(v))
+                    (k, header_text(v))
                 })
                 .collect(),
         };

@@ -443,6 +443,12 @@ pub fn ip_from_address(address: &str) -> String {
     }
 }
 
+/// Header bytes as text, without a copy when they are UTF-8; other bytes
+/// (a client can send them) become U+FFFD instead of failing.
+pub fn header_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// True when a content type is `application/x-www-form-urlencoded`.
 pub fn is_form_urlencoded(content_type: &str) -> bool {
     content_type.split(';').next().is_some_and(|t| {

@@ -91,6 +91,17 @@ fn to_json(yaml: &Yaml) -> Value {
 
 /// The envoy/*.yaml files that are Envoy configurations (the others must
 /// be the compose file).
+/// `envoy --mode validate -c <config>`, run from the repository root (the
+/// shipped configs name their files relative to it).
+fn validate(envoy: &Path, config: &Path) -> Output {
+    Command::new(envoy)
+        .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+        .arg(config)
+        .current_dir(root())
+        .output()
+        .unwrap()
+}
+
 fn envoy_configs() -> Vec<PathBuf> {
     files("envoy", "yaml")
         .into_iter()
@@ -146,12 +157,7 @@ fn every_envoy_config_passes_envoy_validate() {
         assert!(names.contains(expected), "{expected} missing: {names:?}");
     }
     for config in configs {
-        let out = Command::new(&envoy)
-            .args(["--mode", "validate", "--disable-hot-restart", "-c"])
-            .arg(&config)
-            .current_dir(root())
-            .output()
-            .unwrap();
+        let out = validate(&envoy, &config);
         assert!(
             out.status.success(),
             "{} fails `envoy --mode validate`:\n{}{}",
@@ -906,12 +912,7 @@ fn envoy_configs_in_the_docs_pass_envoy_validate() {
             count += 1;
             let config = dir.path().join(format!("doc-{count}.yaml"));
             std::fs::write(&config, block).unwrap();
-            let out = Command::new(&envoy)
-                .args(["--mode", "validate", "--disable-hot-restart", "-c"])
-                .arg(&config)
-                .current_dir(root())
-                .output()
-                .unwrap();
+            let out = validate(&envoy, &config);
             assert!(
                 out.status.success(),
                 "an Envoy configuration in {} fails validation:\n{}",

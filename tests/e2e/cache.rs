@@ -24,22 +24,6 @@ fn stats(envoy: &Envoy) -> [u64; 5] {
     .map(|s| envoy.stat(&format!("wasmcustom.oauthv2info.{s}")))
 }
 
-fn revoke(service: &TokenService, token: &str) {
-    let auth = format!("Bearer {ADMIN_KEY}");
-    let body = format!("token={token}&token_type_hint=access_token");
-    let r = http(
-        service.port,
-        "POST",
-        "/oauth2/revoke",
-        &[
-            ("authorization", auth.as_bytes()),
-            ("content-type", b"application/x-www-form-urlencoded"),
-        ],
-        body.as_bytes(),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-}
-
 #[test]
 fn hits_and_the_ttl_bound_on_revocation() {
     let stack = Stack::start_with(plugin(&[GET], json!({"cache": {"ttl_ms": 1500}})), |s| {
@@ -61,7 +45,7 @@ fn hits_and_the_ttl_bound_on_revocation() {
 
     // Revoked at the token service: served from the cache until the entry's
     // TTL runs out, then refused.
-    revoke(&stack.service, "tok");
+    stack.service.revoke("tok");
     assert_eq!(
         stack.service.introspect("tok", "access_token")["active"],
         false

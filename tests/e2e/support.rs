@@ -358,21 +358,32 @@ impl TokenService {
         assert_eq!(r.status, 201, "import token: {}", r.text());
     }
 
-    pub fn introspect(&self, token: &str, hint: &str) -> Value {
-        let auth = format!("Bearer {SERVICE_KEY}");
-        let body = format!("token={token}&token_type_hint={hint}");
+    /// An urlencoded POST with a bearer key; asserts a 200.
+    pub fn form(&self, path: &str, key: &str, body: &str) -> Response {
+        let auth = format!("Bearer {key}");
         let r = http(
             self.port,
             "POST",
-            "/oauth2/introspect",
+            path,
             &[
                 ("authorization", auth.as_bytes()),
                 ("content-type", b"application/x-www-form-urlencoded"),
             ],
             body.as_bytes(),
         );
-        assert_eq!(r.status, 200, "{}", r.text());
-        r.json()
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        r
+    }
+
+    pub fn introspect(&self, token: &str, hint: &str) -> Value {
+        let body = format!("token={token}&token_type_hint={hint}");
+        self.form("/oauth2/introspect", SERVICE_KEY, &body).json()
+    }
+
+    /// Revokes an access token with the admin key.
+    pub fn revoke(&self, token: &str) {
+        let body = format!("token={token}&token_type_hint=access_token");
+        self.form("/oauth2/revoke", ADMIN_KEY, &body);
     }
 }
 
