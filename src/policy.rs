@@ -4,57 +4,7 @@ use crate::config::ConfigError;
 use crate::profile::is_protected_attribute;
 use crate::xml::{self, Element};
 
-/// Which kind of token or id a GetOAuthV2Info policy looks up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenKind {
-    AccessToken,
-    RefreshToken,
-    AuthorizationCode,
-    ClientId,
-}
-
-impl TokenKind {
-    pub const ALL: [TokenKind; 4] = [
-        TokenKind::AccessToken,
-        TokenKind::RefreshToken,
-        TokenKind::AuthorizationCode,
-        TokenKind::ClientId,
-    ];
-
-    /// The XML element naming this kind.
-    pub fn element(self) -> &'static str {
-        match self {
-            TokenKind::AccessToken => "AccessToken",
-            TokenKind::RefreshToken => "RefreshToken",
-            TokenKind::AuthorizationCode => "AuthorizationCode",
-            TokenKind::ClientId => "ClientId",
-        }
-    }
-
-    /// The RFC 7662 `token_type_hint` sent to the token service.
-    pub fn hint(self) -> &'static str {
-        match self {
-            TokenKind::AccessToken => "access_token",
-            TokenKind::RefreshToken => "refresh_token",
-            TokenKind::AuthorizationCode => "authorization_code",
-            TokenKind::ClientId => "client_id",
-        }
-    }
-
-    /// The flow-variable prefix, without the policy name (SPEC 3.3).
-    pub fn variable_prefix(self) -> &'static str {
-        match self {
-            TokenKind::AccessToken => "oauthv2accesstoken",
-            TokenKind::RefreshToken => "oauthv2refreshtoken",
-            TokenKind::AuthorizationCode => "oauthv2authcode",
-            TokenKind::ClientId => "oauthv2client",
-        }
-    }
-
-    fn from_element(name: &str) -> Option<TokenKind> {
-        TokenKind::ALL.into_iter().find(|k| k.element() == name)
-    }
-}
+pub use oauthv2info_names::TokenKind;
 
 /// Where a value comes from: a `ref` to a variable, literal text, or both
 /// (SPEC 3.1: the ref wins when the variable is set, even to "").

@@ -1,36 +1,6 @@
 //! Token profiles and the names SetOAuthV2Info may not change.
 
-/// Standard profile fields: SetOAuthV2Info may not write them (SPEC 3.4), and
-/// the token service refuses them too. Compared case-insensitively.
-pub const PROTECTED_ATTRIBUTES: &[&str] = &[
-    "scope",
-    "status",
-    "expires_in",
-    "expires_at",
-    "developer_email",
-    "developer.email",
-    "developer.id",
-    "developer.app.name",
-    "developer.app.id",
-    "client_id",
-    "org_name",
-    "organization_name",
-    "organization_id",
-    "refresh_count",
-    "access_token",
-    "refresh_token",
-    "issued_at",
-    "token_type",
-    "api_product_list",
-    "application_name",
-    "grant_type",
-];
-
-/// True when `name` is a standard profile field (or any `refresh_token_*`).
-pub fn is_protected_attribute(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    lower.starts_with("refresh_token_") || PROTECTED_ATTRIBUTES.iter().any(|p| *p == lower)
-}
+pub use oauthv2info_names::attributes::{is_protected_attribute, PROTECTED_ATTRIBUTES};
 
 use std::borrow::Cow;
 

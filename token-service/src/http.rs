@@ -347,7 +347,7 @@ pub fn check_attribute(name: &str, value: &str) -> Result<()> {
             "an attribute name has {chars} characters; the limit is {MAX_NAME_CHARS}"
         )));
     }
-    if oauthv2info::profile::is_protected_attribute(name) {
+    if oauthv2info_names::is_protected_attribute(name) {
         return Err(Error::protected_attribute(name));
     }
     if value.len() > MAX_VALUE_BYTES {
