@@ -8,14 +8,17 @@
 //!   its own field, its expiry field, its faults, its variables);
 //! - [`attributes`]: the standard profile fields SetOAuthV2Info may not
 //!   write (docs/variables.md#setoauthv2info);
+//! - [`token_hash`]: the fingerprint the change feed names tokens by;
 //! - [`variables`]: the suffix lists of each kind and the one function that
 //!   builds a variable name (docs/variables.md).
 
 pub mod attributes;
 mod fault;
+mod hash;
 mod kind;
 pub mod variables;
 
 pub use attributes::is_protected_attribute;
 pub use fault::Fault;
+pub use hash::{parse_token_hash, token_hash, token_hash_hex};
 pub use kind::TokenKind;
