@@ -62,7 +62,7 @@ fmt: ## Format the code
 	cargo fmt --all
 
 check-policies: ## Run the policy checker over policies/ (what a user's CI can do with their bundle)
-	cargo run --quiet --bin oauthv2info -- check policies/*.xml policies/*.json
+	cargo run --quiet -p oauthv2info-check -- check policies/*.xml policies/*.json
 
 clean: ## Remove build outputs and local data
 	cargo clean

@@ -9,8 +9,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use oauthv2info::catalog;
-use oauthv2info::config::parse_config;
+use oauthv2info_core::catalog;
+use oauthv2info_core::config::parse_config;
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -485,8 +485,21 @@ fn compose_file_mounts_what_exists_and_builds_from_the_dockerfile() {
 
 // ---------------------------------------------------------------- policies
 
+/// The `oauthv2info` command (crates/check), built by `make test` next to
+/// this test binary's directory.
+fn checker_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("oauthv2info");
+    assert!(
+        path.exists(),
+        "{} is missing: run `make test` (it builds the workspace binaries first)",
+        path.display()
+    );
+    path
+}
+
 fn checker(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oauthv2info"))
+    let mut child = Command::new(checker_bin())
         .args(args)
         .current_dir(root())
         .stdin(Stdio::piped())
@@ -702,40 +715,33 @@ fn variables_doc_lists_every_variable() {
         let end = doc[start..].find(to).map_or(doc.len(), |e| start + e);
         doc[start..end].to_string()
     };
-    type Suffixes = &'static [(&'static str, bool)];
+    use oauthv2info_core::names::variables;
+    type Suffixes = &'static [variables::Suffix];
     let cases: [(&str, &str, Suffixes); 4] = [
-        (
-            "### Access token",
-            "### Refresh token",
-            catalog::TOKEN_SUFFIXES,
-        ),
+        ("### Access token", "### Refresh token", variables::TOKEN),
         (
             "### Authorization code",
             "### Client id",
-            catalog::AUTH_CODE_SUFFIXES,
+            variables::AUTH_CODE,
         ),
-        (
-            "### Client id",
-            "## SetOAuthV2Info",
-            catalog::CLIENT_SUFFIXES,
-        ),
+        ("### Client id", "## SetOAuthV2Info", variables::CLIENT),
         (
             "## SetOAuthV2Info",
             "### What SetOAuthV2Info",
-            catalog::SET_SUFFIXES,
+            variables::SET,
         ),
     ];
     for (from, to, suffixes) in cases {
         let text = section(from, to);
-        for (suffix, secret) in suffixes {
+        for suffix in suffixes {
             let row = text
                 .lines()
-                .find(|l| l.starts_with(&format!("| `{suffix}` |")))
-                .unwrap_or_else(|| panic!("{from}: no row for {suffix}"));
-            assert_eq!(row.contains("**secret**"), *secret, "{from}: {row}");
+                .find(|l| l.starts_with(&format!("| `{}` |", suffix.name)))
+                .unwrap_or_else(|| panic!("{from}: no row for {}", suffix.name));
+            assert_eq!(row.contains("**secret**"), suffix.secret, "{from}: {row}");
         }
     }
-    for name in oauthv2info::profile::PROTECTED_ATTRIBUTES {
+    for name in oauthv2info_core::names::attributes::PROTECTED_ATTRIBUTES {
         assert!(
             section("### What SetOAuthV2Info", "## Fault variables").contains(&format!("`{name}`")),
             "protected {name}"
@@ -754,7 +760,7 @@ fn variables_doc_lists_every_variable() {
 #[test]
 fn faults_doc_has_every_fault_and_body() {
     let doc = read("docs/faults.md");
-    for fault in oauthv2info::fault::Fault::ALL {
+    for fault in oauthv2info_core::names::Fault::ALL {
         let row = format!(
             "| `{}` | {} | `{}` |",
             fault.name(),
@@ -796,6 +802,7 @@ fn configuration_doc_has_every_field_and_default() {
         "### `policies` (required)",
         "### `token_service`",
         "### `metadata_namespace`",
+        "### `metadata_bridge`",
         "### `request_headers`",
         "### `publish`",
         "### `export_secrets`",

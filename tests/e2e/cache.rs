@@ -26,14 +26,19 @@ fn stats(envoy: &Envoy) -> [u64; 5] {
 
 #[test]
 fn hits_and_the_ttl_bound_on_revocation() {
-    let stack = Stack::start_with(plugin(&[GET], json!({"cache": {"ttl_ms": 1500}})), |s| {
-        s.concurrency = 1
-    });
+    // Long enough for the counter reads (each waits for the filter's
+    // once-a-second hand-over of its counts) before the entry expires.
+    const TTL: Duration = Duration::from_millis(6000);
+    let stack = Stack::start_with(
+        plugin(&[GET], json!({"cache": {"ttl_ms": TTL.as_millis() as u64}})),
+        |s| s.concurrency = 1,
+    );
     stack.service.create_app("c1", json!({}));
     stack
         .service
         .import_access_token("c1", "tok", "approved", 3600, json!({}));
 
+    let stored = std::time::Instant::now();
     assert_eq!(stack.envoy.get("/?t=tok").status, 200);
     assert_eq!(stats(&stack.envoy)[..3], [1, 0, 1]);
     assert_eq!(stack.envoy.get("/?t=tok").status, 200);
@@ -55,7 +60,10 @@ fn hits_and_the_ttl_bound_on_revocation() {
         200,
         "stale within ttl_ms"
     );
-    std::thread::sleep(Duration::from_millis(1600));
+    std::thread::sleep(
+        (stored + TTL + Duration::from_millis(200))
+            .saturating_duration_since(std::time::Instant::now()),
+    );
     let r = stack.envoy.get("/?t=tok");
     assert_eq!(r.status, 500, "{}", r.text());
     assert_eq!(stats(&stack.envoy)[0], 2, "a new callout after the TTL");
@@ -64,10 +72,11 @@ fn hits_and_the_ttl_bound_on_revocation() {
 #[test]
 fn negative_entries_absorb_floods_of_unknown_tokens() {
     let stack = Stack::start_with(
-        plugin(&[GET], json!({"cache": {"negative_ttl_ms": 1000}})),
+        plugin(&[GET], json!({"cache": {"negative_ttl_ms": 4000}})),
         |s| s.concurrency = 1,
     );
     stack.service.create_app("c1", json!({}));
+    let stored = std::time::Instant::now();
     for _ in 0..5 {
         assert_eq!(stack.envoy.get("/?t=later").status, 500);
     }
@@ -81,7 +90,9 @@ fn negative_entries_absorb_floods_of_unknown_tokens() {
         500,
         "still the negative entry"
     );
-    std::thread::sleep(Duration::from_millis(1100));
+    std::thread::sleep(
+        (stored + Duration::from_millis(4200)).saturating_duration_since(std::time::Instant::now()),
+    );
     assert_eq!(stack.envoy.get("/?t=later").status, 200);
 }
 
@@ -180,6 +191,7 @@ fn concurrent_lookups_of_one_token_share_one_callout() {
         .collect();
     let statuses: Vec<u16> = clients.into_iter().map(|c| c.join().unwrap()).collect();
     assert_eq!(statuses, vec![200; 8]);
+    envoy.unsettle();
     assert_eq!(
         calls.load(Ordering::SeqCst),
         1,

@@ -560,6 +560,8 @@ pub struct Envoy {
     pub admin_port: u16,
     pub dir: tempfile::TempDir,
     pub access_log: PathBuf,
+    /// A request went through since the counters were last read settled.
+    pub unsettled: AtomicBool,
 }
 
 impl Envoy {
@@ -601,10 +603,12 @@ impl Envoy {
             admin_port,
             dir,
             access_log,
+            unsettled: AtomicBool::new(false),
         }
     }
 
     pub fn get(&self, path: &str) -> Response {
+        self.unsettled.store(true, Ordering::SeqCst);
         get(self.port, path)
     }
 
@@ -615,7 +619,13 @@ impl Envoy {
         headers: &[(&str, &[u8])],
         body: &[u8],
     ) -> Response {
+        self.unsettled.store(true, Ordering::SeqCst);
         http(self.port, method, path, headers, body)
+    }
+
+    /// Requests went through this Envoy without its methods.
+    pub fn unsettle(&self) {
+        self.unsettled.store(true, Ordering::SeqCst);
     }
 
     /// The access log entries written so far (waits for `count` of them).
@@ -633,7 +643,14 @@ impl Envoy {
     }
 
     /// A counter from `/stats`, 0 when absent.
+    /// A counter of `/stats`, once the filter has handed over its counts:
+    /// each worker adds its counts up and hands them to Envoy on its tick,
+    /// once a second (docs/configuration.md#metrics). Requests sent around
+    /// this handle (from other threads) must call `unsettle` first.
     pub fn stat(&self, name: &str) -> u64 {
+        if self.unsettled.swap(false, Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1300));
+        }
         get(self.admin_port, "/stats")
             .text()
             .lines()

@@ -1,58 +1,17 @@
-//! The filter configuration (SPEC 2): the JSON envelope or a bare policy
-//! document, validated and compiled once when Envoy loads it.
-
-use std::fmt;
+//! The filter configuration (docs/configuration.md): the JSON envelope or a
+//! bare policy document, validated and compiled once when Envoy loads it.
 
 use serde_json::{Map, Value};
 
-use crate::policy::{parse_policy, Policy, PolicyKind};
+use oauthv2info_names::variables::FAULT_NAME;
+
+pub use crate::error::ConfigError;
+use crate::plan::{self, PolicyPlan, Var, VarRef};
+use crate::policy::{parse_policy, Policy};
 use crate::publish::Publish;
-use crate::vars::is_request_variable;
+use crate::request::RequestVar;
 
-/// A configuration error: one line naming the policy (when there is one),
-/// the element or field, and the problem.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub policy: Option<String>,
-    pub element: String,
-    pub problem: String,
-}
-
-impl ConfigError {
-    pub fn policy(
-        policy: impl Into<String>,
-        element: impl Into<String>,
-        problem: impl Into<String>,
-    ) -> Self {
-        ConfigError {
-            policy: Some(policy.into()),
-            element: element.into(),
-            problem: problem.into(),
-        }
-    }
-
-    pub fn field(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        ConfigError {
-            policy: None,
-            element: field.into(),
-            problem: problem.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let problem = self.problem.replace(['\n', '\r'], " ");
-        match &self.policy {
-            Some(policy) => write!(f, "policy {policy:?}, element {}: {problem}", self.element),
-            None => write!(f, "configuration field {:?}: {problem}", self.element),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Where and how the filter calls the token service (SPEC 2, 6).
+/// Where and how the filter calls the token service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenService {
     pub cluster: String,
@@ -65,7 +24,7 @@ pub struct TokenService {
     pub credentials: Option<String>,
 }
 
-/// The profile cache (see docs/configuration.md).
+/// The profile cache (docs/configuration.md#the-profile-cache).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheConfig {
     pub enabled: bool,
@@ -95,26 +54,66 @@ pub enum HeaderReads {
     All,
 }
 
-impl HeaderReads {
-    fn from_refs<'a>(refs: impl Iterator<Item = &'a str>) -> HeaderReads {
-        let mut names: Vec<String> = Vec::new();
-        for reference in refs {
-            let Some(rest) = reference.strip_prefix("request.header.") else {
-                continue;
-            };
-            let indexed = rest.rsplit_once('.').is_some_and(|(_, last)| {
-                !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())
-            });
-            if indexed || rest.ends_with(".values.string") || rest.ends_with(".values.count") {
-                return HeaderReads::All;
-            }
-            let name = rest.to_ascii_lowercase();
-            if !names.contains(&name) {
-                names.push(name);
-            }
+/// How published variables reach Envoy's dynamic metadata
+/// (docs/configuration.md#dynamic-metadata).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataBridge {
+    /// One filter-state entry that `envoy/oauthv2info-after.lua` (and, for
+    /// fault replies, `envoy/oauthv2info-before.lua`) turns into metadata.
+    Lua,
+    /// Internal headers that `header_to_metadata` filters turn into
+    /// metadata and remove; the Lua bridge only for custom attributes whose
+    /// names are not known at load time.
+    HeaderToMetadata,
+    /// No dynamic metadata (filter state only).
+    None,
+}
+
+impl MetadataBridge {
+    pub fn name(self) -> &'static str {
+        match self {
+            MetadataBridge::Lua => "lua",
+            MetadataBridge::HeaderToMetadata => "header_to_metadata",
+            MetadataBridge::None => "none",
         }
-        HeaderReads::Named(names)
     }
+}
+
+/// One internal metadata header: `header_to_metadata` turns `header` into
+/// metadata key `key` (a variable name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataHeader {
+    pub header: String,
+    pub key: String,
+    /// Can be set on a request that goes on to the upstream (a request
+    /// rule); every header is also a response rule, for fault replies.
+    pub on_request: bool,
+}
+
+/// The prefix of internal metadata headers (`x-oauthv2info-md-<n>`).
+pub const METADATA_HEADER_PREFIX: &str = "x-oauthv2info-md-";
+
+/// The dynamic-metadata plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataPlan {
+    pub bridge: MetadataBridge,
+    pub headers: Vec<MetadataHeader>,
+    /// Some published custom attribute may have a name not known at load
+    /// time: it needs the Lua bridge.
+    pub needs_lua: bool,
+    /// ... and a policy can fault after one that set such attributes: the
+    /// fault reply needs `oauthv2info-before.lua`'s response hook.
+    pub needs_lua_on_fault: bool,
+}
+
+/// One `request_headers` mapping, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderMapping {
+    /// Lower-cased header name.
+    pub header: String,
+    /// The variable's name, as configured.
+    pub variable: String,
+    pub source: VarRef,
 }
 
 /// The validated, compiled configuration.
@@ -122,17 +121,32 @@ impl HeaderReads {
 pub struct FilterConfig {
     pub token_service: TokenService,
     pub policies: Vec<Policy>,
+    /// The policies compiled, in order (the same indices as `policies`).
+    pub plans: Vec<PolicyPlan>,
     pub metadata_namespace: String,
-    /// (header name, variable), header names lower-cased.
-    pub request_headers: Vec<(String, String)>,
+    pub request_headers: Vec<HeaderMapping>,
     pub publish: Publish,
     pub export_secrets: bool,
     pub cache: CacheConfig,
+    /// The shared-data key prefix of cache slots and the seed of their
+    /// hashes (both from the token-service cluster).
+    pub cache_prefix: String,
+    pub cache_seed: u64,
+    /// `fault.name`, the one variable every policy's fault sets.
+    pub fault_name: Var,
+    pub metadata: MetadataPlan,
     /// The request headers the policies and mappings read.
     pub header_reads: HeaderReads,
-    /// Some enabled policy reads `request.formparam.*`.
+    /// For each named read: the header is mapped by `request_headers`, so
+    /// the client's copy is never read.
+    pub header_reads_mapped: Vec<bool>,
+    /// Some enabled policy or mapping reads `request.verb`.
+    pub needs_method: bool,
+    /// ... the path or query.
+    pub needs_path: bool,
+    /// ... `request.formparam.*`.
     pub needs_form_body: bool,
-    /// Some enabled policy reads `client.ip`.
+    /// ... `client.ip`.
     pub needs_client_ip: bool,
     /// Load-time warnings (refs to variables nothing sets), logged once.
     pub warnings: Vec<String>,
@@ -204,6 +218,8 @@ pub fn parse_config(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
     compile(object, policies)
 }
 
+const KNOWN_FIELDS: &str = "token_service, policies, metadata_namespace, metadata_bridge, request_headers, publish, export_secrets, cache";
+
 fn compile(
     mut object: Map<String, Value>,
     documents: Vec<String>,
@@ -216,6 +232,26 @@ fn compile(
             return Err(ConfigError::field(
                 "metadata_namespace",
                 "must be a non-empty string without spaces",
+            ))
+        }
+    };
+    let bridge = match object.remove("metadata_bridge") {
+        None => MetadataBridge::Lua,
+        Some(Value::String(s)) => match s.as_str() {
+            "lua" => MetadataBridge::Lua,
+            "header_to_metadata" => MetadataBridge::HeaderToMetadata,
+            "none" => MetadataBridge::None,
+            _ => {
+                return Err(ConfigError::field(
+                    "metadata_bridge",
+                    format!("must be \"lua\", \"header_to_metadata\" or \"none\", not {s:?}"),
+                ))
+            }
+        },
+        Some(_) => {
+            return Err(ConfigError::field(
+                "metadata_bridge",
+                "must be \"lua\", \"header_to_metadata\" or \"none\"",
             ))
         }
     };
@@ -248,11 +284,12 @@ fn compile(
     if let Some(key) = object.keys().next() {
         return Err(ConfigError::field(
             key.clone(),
-            "unknown field (known: token_service, policies, metadata_namespace, request_headers, publish, export_secrets, cache)",
+            format!("unknown field (known: {KNOWN_FIELDS})"),
         ));
     }
 
     let mut policies: Vec<Policy> = Vec::with_capacity(documents.len());
+    let mut plans: Vec<PolicyPlan> = Vec::with_capacity(documents.len());
     let mut warnings = Vec::new();
     for (index, document) in documents.iter().enumerate() {
         let policy = parse_policy(document, index)?;
@@ -264,66 +301,247 @@ fn compile(
             ));
         }
         for (element, reference) in policy.references() {
-            if !is_request_variable(reference)
-                && !policies.iter().any(|p| sets_variable(p, reference))
-            {
+            if VarRef::resolve(reference, &plans) == VarRef::Unset {
                 warnings.push(format!(
                     "policy {:?}, element {element}: ref {reference:?} is neither a request variable nor set by an earlier policy; it will be unset at run time",
                     policy.name
                 ));
             }
         }
+        plans.push(plan::compile(&policy, &plans, &publish, export_secrets));
         policies.push(policy);
     }
-
-    let request_headers = request_headers(raw_headers, &policies, &mut warnings)?;
-    // Every ref an enabled policy or a header mapping reads.
-    let refs: Vec<&str> = policies
-        .iter()
-        .filter(|p| p.enabled)
-        .flat_map(|p| p.references().into_iter().map(|(_, r)| r))
-        .chain(request_headers.iter().map(|(_, v)| v.as_str()))
-        .collect();
-    let needs_form_body = refs.iter().any(|r| r.starts_with("request.formparam."));
-    let needs_client_ip = refs.contains(&"client.ip");
-    let mut header_reads = HeaderReads::from_refs(refs.iter().copied());
-    if let (true, HeaderReads::Named(names)) = (needs_form_body, &mut header_reads) {
-        if !names.iter().any(|n| n == "content-type") {
-            names.push("content-type".to_string());
+    let request_headers = request_headers(raw_headers, &plans, &mut warnings)?;
+    know_attributes(&mut plans, &request_headers, &publish);
+    let metadata = metadata_plan(bridge, &mut plans, &publish);
+    let fault_name = {
+        let mut var = Var {
+            name: FAULT_NAME.to_string(),
+            published: publish.matches(FAULT_NAME),
+            header: None,
+        };
+        if bridge == MetadataBridge::HeaderToMetadata && var.published {
+            var.header = metadata
+                .headers
+                .iter()
+                .position(|h| h.key == FAULT_NAME)
+                .and_then(|i| u16::try_from(i).ok());
         }
-    }
-
-    Ok(FilterConfig {
+        var
+    };
+    let mut config = FilterConfig {
+        cache_prefix: format!("oauthv2info.cache.{}.", token_service.cluster),
+        cache_seed: crate::cache::scope_seed(&token_service.cluster),
         token_service,
         policies,
+        plans,
         metadata_namespace,
         request_headers,
         publish,
         export_secrets,
         cache,
-        header_reads,
-        needs_form_body,
-        needs_client_ip,
+        fault_name,
+        metadata,
+        header_reads: HeaderReads::Named(Vec::new()),
+        header_reads_mapped: Vec::new(),
+        needs_method: false,
+        needs_path: false,
+        needs_form_body: false,
+        needs_client_ip: false,
         warnings,
-    })
+    };
+    plan_reads(&mut config);
+    Ok(config)
 }
 
-/// True when `policy` can set the variable `name`.
-pub fn sets_variable(policy: &Policy, name: &str) -> bool {
-    if name == "fault.name" {
-        return true;
+/// Every `ValueRef` an enabled policy or a mapping reads, mutably.
+fn for_each_read(config: &mut FilterConfig, mut each: impl FnMut(&mut VarRef)) {
+    for plan in config.plans.iter_mut().filter(|p| p.enabled) {
+        if let Some(r) = plan.token.reference.as_mut() {
+            each(r);
+        }
+        if let plan::Action::Set { attributes } = &mut plan.action {
+            for (_, value) in attributes {
+                if let Some(r) = value.reference.as_mut() {
+                    each(r);
+                }
+            }
+        }
     }
-    let prefixes = match &policy.kind {
-        PolicyKind::Get { kind, .. } => [kind.variable_prefix(), "oauthV2"],
-        PolicyKind::Set { .. } => ["oauthv2accesstoken", "oauthV2"],
+    for mapping in &mut config.request_headers {
+        each(&mut mapping.source);
+    }
+}
+
+/// Decides what a request must read from the host, and gives each named
+/// header read its index.
+fn plan_reads(config: &mut FilterConfig) {
+    let mut names: Vec<String> = Vec::new();
+    let mut all = false;
+    let (mut method, mut path, mut form, mut ip) = (false, false, false, false);
+    for_each_read(config, |r| match r.request() {
+        Some(RequestVar::Header { name, .. }) if !names.contains(name) => names.push(name.clone()),
+        Some(RequestVar::Header { .. }) => {}
+        Some(RequestVar::HeaderIndexed { .. }) => all = true,
+        Some(RequestVar::Verb) => method = true,
+        Some(
+            RequestVar::Path
+            | RequestVar::Uri
+            | RequestVar::QueryString
+            | RequestVar::QueryParam { .. },
+        ) => path = true,
+        Some(RequestVar::FormParam { .. }) => form = true,
+        Some(RequestVar::ClientIp) => ip = true,
+        None => {}
+    });
+    if form && !names.iter().any(|n| n == "content-type") {
+        names.push("content-type".to_string());
+    }
+    for_each_read(config, |r| {
+        if let VarRef::Request(RequestVar::Header { name, named_index }) = r {
+            *named_index = if all {
+                None
+            } else {
+                names.iter().position(|n| n == name)
+            };
+        }
+    });
+    config.header_reads_mapped = names
+        .iter()
+        .map(|n| config.request_headers.iter().any(|m| m.header == *n))
+        .collect();
+    config.header_reads = if all {
+        HeaderReads::All
+    } else {
+        HeaderReads::Named(names)
     };
-    prefixes.iter().any(|prefix| {
-        name.strip_prefix(prefix)
-            .and_then(|r| r.strip_prefix('.'))
-            .and_then(|r| r.strip_prefix(policy.name.as_str()))
-            .and_then(|r| r.strip_prefix('.'))
-            .is_some_and(|suffix| !suffix.is_empty())
-    })
+    config.needs_method = method;
+    config.needs_path = path;
+    config.needs_form_body = form;
+    config.needs_client_ip = ip;
+}
+
+impl FilterConfig {
+    /// The named-read index of `content-type` (read when forms are used).
+    pub fn content_type_index(&self) -> Option<usize> {
+        match &self.header_reads {
+            HeaderReads::Named(names) => names.iter().position(|n| n == "content-type"),
+            HeaderReads::All => None,
+        }
+    }
+}
+
+/// Custom attribute names known at load time: those mapped to headers,
+/// read by later policies, or named exactly by a `publish` pattern.
+fn know_attributes(plans: &mut [PolicyPlan], mappings: &[HeaderMapping], publish: &Publish) {
+    let mut named: Vec<(usize, String)> = Vec::new();
+    let mut note = |r: &VarRef| match r {
+        VarRef::Attribute { policy, name } => named.push((*policy, name.clone())),
+        VarRef::Output {
+            policy,
+            or_attribute: Some(name),
+            ..
+        } => named.push((*policy, name.clone())),
+        _ => {}
+    };
+    for mapping in mappings {
+        note(&mapping.source);
+    }
+    for plan in plans.iter() {
+        if let Some(r) = &plan.token.reference {
+            note(r);
+        }
+        if let plan::Action::Set { attributes } = &plan.action {
+            for (_, value) in attributes {
+                if let Some(r) = &value.reference {
+                    note(r);
+                }
+            }
+        }
+    }
+    for (policy, name) in named {
+        if let Some(plan) = plans.get_mut(policy) {
+            plan.know_attribute(&name, publish);
+        }
+    }
+    for plan in plans.iter_mut() {
+        for pattern in publish.exact_names() {
+            if let Some(name) = plan.attribute_named(&pattern) {
+                let name = name.to_string();
+                plan.know_attribute(&name, publish);
+            }
+        }
+    }
+}
+
+/// Assigns internal metadata headers (header_to_metadata mode) and decides
+/// where the Lua bridge is still needed.
+fn metadata_plan(
+    bridge: MetadataBridge,
+    plans: &mut [PolicyPlan],
+    publish: &Publish,
+) -> MetadataPlan {
+    let mut plan = MetadataPlan {
+        bridge,
+        headers: Vec::new(),
+        needs_lua: false,
+        needs_lua_on_fault: false,
+    };
+    let enabled: Vec<usize> = (0..plans.len()).filter(|&i| plans[i].enabled).collect();
+    for (n, &i) in enabled.iter().enumerate() {
+        let p = &plans[i];
+        if p.attributes_published != crate::publish::Family::None {
+            plan.needs_lua = true;
+            if n + 1 < enabled.len() {
+                plan.needs_lua_on_fault = true;
+            }
+        }
+    }
+    if bridge != MetadataBridge::HeaderToMetadata {
+        plan.needs_lua = bridge == MetadataBridge::Lua;
+        plan.needs_lua_on_fault = plan.needs_lua;
+        return plan;
+    }
+    let assign = |var: &mut Var, on_request: bool, headers: &mut Vec<MetadataHeader>| {
+        if !var.published {
+            return;
+        }
+        if let Some(i) = headers.iter().position(|h| h.key == var.name) {
+            headers[i].on_request |= on_request;
+            var.header = u16::try_from(i).ok();
+            return;
+        }
+        let i = headers.len();
+        headers.push(MetadataHeader {
+            header: format!("{METADATA_HEADER_PREFIX}{i}"),
+            key: var.name.clone(),
+            on_request,
+        });
+        var.header = u16::try_from(i).ok();
+    };
+    let any_soft = plans.iter().any(|p| p.enabled && p.continue_on_error);
+    for &i in &enabled {
+        let p = &mut plans[i];
+        let soft = p.continue_on_error;
+        for output in &mut p.outputs {
+            assign(&mut output.var, true, &mut plan.headers);
+        }
+        for (_, var) in &mut p.known_attributes {
+            assign(var, true, &mut plan.headers);
+        }
+        assign(&mut p.failed, true, &mut plan.headers);
+        assign(&mut p.fault_name, soft, &mut plan.headers);
+        assign(&mut p.fault_cause, soft, &mut plan.headers);
+    }
+    if publish.matches(FAULT_NAME) && !enabled.is_empty() {
+        let mut var = Var {
+            name: FAULT_NAME.to_string(),
+            published: true,
+            header: None,
+        };
+        assign(&mut var, any_soft, &mut plan.headers);
+    }
+    plan
 }
 
 fn token_service(value: Option<Value>) -> Result<TokenService, ConfigError> {
@@ -412,9 +630,9 @@ fn cache(value: Option<Value>) -> Result<CacheConfig, ConfigError> {
 
 fn request_headers(
     value: Option<Value>,
-    policies: &[Policy],
+    plans: &[PolicyPlan],
     warnings: &mut Vec<String>,
-) -> Result<Vec<(String, String)>, ConfigError> {
+) -> Result<Vec<HeaderMapping>, ConfigError> {
     let object = match value {
         None => return Ok(Vec::new()),
         Some(Value::Object(o)) => o,
@@ -425,7 +643,7 @@ fn request_headers(
             ))
         }
     };
-    let mut out: Vec<(String, String)> = Vec::with_capacity(object.len());
+    let mut out: Vec<HeaderMapping> = Vec::with_capacity(object.len());
     for (header, variable) in object {
         let field = format!("request_headers.{header}");
         let lower = header.to_ascii_lowercase();
@@ -438,7 +656,13 @@ fn request_headers(
                 "this header frames or routes the request and may not be set from a variable",
             ));
         }
-        if out.iter().any(|(h, _)| *h == lower) {
+        if lower.starts_with(METADATA_HEADER_PREFIX) {
+            return Err(ConfigError::field(
+                field,
+                format!("headers named {METADATA_HEADER_PREFIX}* are the filter's own"),
+            ));
+        }
+        if out.iter().any(|m| m.header == lower) {
             return Err(ConfigError::field(
                 field,
                 "is mapped twice (header names are case-insensitive)",
@@ -453,13 +677,17 @@ fn request_headers(
         if variable.trim().is_empty() {
             return Err(ConfigError::field(field, "must name a variable"));
         }
-        if !is_request_variable(&variable) && !policies.iter().any(|p| sets_variable(p, &variable))
-        {
+        let source = VarRef::resolve(&variable, plans);
+        if source == VarRef::Unset {
             warnings.push(format!(
                 "configuration field \"{field}\": variable {variable:?} is set by no policy; the header will never be added"
             ));
         }
-        out.push((lower, variable));
+        out.push(HeaderMapping {
+            header: lower,
+            variable,
+            source,
+        });
     }
     Ok(out)
 }
@@ -509,7 +737,6 @@ fn optional_bool(object: &mut Map<String, Value>, key: &str) -> Result<Option<bo
         Some(_) => Err(ConfigError::field(key, "must be true or false")),
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,6 +767,7 @@ mod tests {
         assert!(c.cache.enabled);
         assert!(!c.needs_form_body);
         assert_eq!(c.header_reads, HeaderReads::Named(vec![]));
+        assert_eq!(c.metadata.bridge, MetadataBridge::Lua);
     }
 
     #[test]
@@ -559,12 +787,19 @@ mod tests {
         assert_eq!(c.token_service.timeout_ms, 250);
         assert_eq!(c.token_service.credentials.as_deref(), Some("Bearer k"));
         assert_eq!(c.policies.len(), 2);
+        assert_eq!(c.request_headers.len(), 1);
+        assert_eq!(c.request_headers[0].header, "x-developer-email");
         assert_eq!(
-            c.request_headers,
-            vec![(
-                "x-developer-email".to_string(),
-                "oauthv2accesstoken.GetTokenAttributes.developer.email".to_string()
-            )]
+            c.request_headers[0].variable,
+            "oauthv2accesstoken.GetTokenAttributes.developer.email"
+        );
+        assert_eq!(
+            c.request_headers[0].source,
+            VarRef::Output {
+                policy: 0,
+                output: 10,
+                or_attribute: None
+            }
         );
         assert!(c.publish.matches("oauthv2accesstoken.P.scope"));
         assert!(!c.publish.matches("oauthv2accesstoken.P.client_id"));
@@ -791,20 +1026,115 @@ mod tests {
     }
 
     #[test]
-    fn sets_variable_matches_prefix_and_policy_name() {
-        let c = config(serde_json::json!({"policies": [GET]})).unwrap();
-        let p = &c.policies[0];
-        assert!(sets_variable(
-            p,
-            "oauthv2accesstoken.GetTokenAttributes.scope"
+    fn refs_resolve_to_what_sets_them() {
+        let c = config(serde_json::json!({"policies": [GET, "<GetOAuthV2Info name='Code.x'><AuthorizationCode>c</AuthorizationCode></GetOAuthV2Info>"]})).unwrap();
+        let r = |name: &str| VarRef::resolve(name, &c.plans);
+        assert!(matches!(
+            r("oauthv2accesstoken.GetTokenAttributes.scope"),
+            VarRef::Output {
+                policy: 0,
+                output: 2,
+                or_attribute: None
+            }
         ));
-        assert!(sets_variable(p, "oauthV2.GetTokenAttributes.failed"));
-        assert!(sets_variable(p, "fault.name"));
-        assert!(!sets_variable(p, "oauthv2accesstoken.Other.scope"));
-        assert!(!sets_variable(
-            p,
-            "oauthv2refreshtoken.GetTokenAttributes.scope"
-        ));
-        assert!(!sets_variable(p, "oauthv2accesstoken.GetTokenAttributes."));
+        assert_eq!(
+            r("oauthV2.GetTokenAttributes.failed"),
+            VarRef::Failed { policy: 0 }
+        );
+        assert_eq!(
+            r("oauthV2.GetTokenAttributes.fault.cause"),
+            VarRef::FaultCause { policy: 0 }
+        );
+        assert_eq!(r("fault.name"), VarRef::LastFault);
+        assert_eq!(r("oauthv2accesstoken.Other.scope"), VarRef::Unset);
+        assert_eq!(
+            r("oauthv2refreshtoken.GetTokenAttributes.scope"),
+            VarRef::Unset
+        );
+        assert_eq!(r("oauthv2accesstoken.GetTokenAttributes."), VarRef::Unset);
+        assert_eq!(
+            r("oauthv2accesstoken.GetTokenAttributes.accesstoken.dept.id"),
+            VarRef::Attribute {
+                policy: 0,
+                name: "dept.id".into()
+            }
+        );
+        // No prefix segment: a standard name can also be an attribute's.
+        assert!(
+            matches!(r("oauthv2authcode.Code.x.code"), VarRef::Output { policy: 1, output: 0, or_attribute: Some(ref n) } if n == "code")
+        );
+        assert_eq!(
+            r("oauthv2authcode.Code.x.state"),
+            VarRef::Attribute {
+                policy: 1,
+                name: "state".into()
+            }
+        );
+        assert!(matches!(r("request.header.X"), VarRef::Request(_)));
+    }
+
+    #[test]
+    fn metadata_headers_are_assigned_in_header_to_metadata_mode() {
+        let c = config(
+            serde_json::json!({"policies": [GET], "metadata_bridge": "header_to_metadata",
+            "publish": ["oauthv2accesstoken.*.scope", "oauthV2.**", "fault.name"]}),
+        )
+        .unwrap();
+        let keys: Vec<(&str, &str, bool)> = c
+            .metadata
+            .headers
+            .iter()
+            .map(|h| (h.header.as_str(), h.key.as_str(), h.on_request))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (
+                    "x-oauthv2info-md-0",
+                    "oauthv2accesstoken.GetTokenAttributes.scope",
+                    true
+                ),
+                (
+                    "x-oauthv2info-md-1",
+                    "oauthV2.GetTokenAttributes.failed",
+                    true
+                ),
+                (
+                    "x-oauthv2info-md-2",
+                    "oauthV2.GetTokenAttributes.fault.name",
+                    false
+                ),
+                (
+                    "x-oauthv2info-md-3",
+                    "oauthV2.GetTokenAttributes.fault.cause",
+                    false
+                ),
+                ("x-oauthv2info-md-4", "fault.name", false),
+            ]
+        );
+        assert_eq!(c.fault_name.header, Some(4));
+        assert!(!c.metadata.needs_lua);
+        let all =
+            config(serde_json::json!({"policies": [GET], "metadata_bridge": "header_to_metadata"}))
+                .unwrap();
+        // Secrets are not published, so they have no header.
+        assert!(all
+            .metadata
+            .headers
+            .iter()
+            .all(|h| !h.key.ends_with(".access_token") && !h.key.ends_with(".refresh_token")));
+        assert!(
+            all.metadata.needs_lua,
+            "custom attributes under ** need the Lua bridge"
+        );
+        assert!(
+            !all.metadata.needs_lua_on_fault,
+            "no policy can fault after this one"
+        );
+        let e = config(serde_json::json!({"policies": [GET], "metadata_bridge": "sidecar"}))
+            .unwrap_err();
+        assert_eq!(e.element, "metadata_bridge");
+        let e = config(serde_json::json!({"policies": [GET], "request_headers": {"x-oauthv2info-md-0": "request.verb"}})).unwrap_err();
+        assert!(e.problem.contains("the filter's own"), "{e}");
     }
 }

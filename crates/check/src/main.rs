@@ -1,6 +1,6 @@
 //! `oauthv2info check FILE...`: the policy checker.
 //!
-//! Runs the filter's own configuration code (`oauthv2info::config::parse_config`,
+//! Runs the filter's own configuration code (`oauthv2info_core::config::parse_config`,
 //! the code `on_configure` runs in Envoy) over policy XML files (each one a
 //! bare-XML configuration) or JSON plugin configurations, and prints for each
 //! policy its type and the flow variables it will set, and the load-time
@@ -13,9 +13,9 @@
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
-use oauthv2info::catalog::{self, CatalogVar, When};
-use oauthv2info::config::{parse_config, FilterConfig};
-use oauthv2info::policy::{Policy, PolicyKind, TokenKind, ValueSource};
+use oauthv2info_core::catalog::{self, CatalogVar, When};
+use oauthv2info_core::config::{parse_config, FilterConfig};
+use oauthv2info_core::policy::{Policy, PolicyKind, ValueSource};
 
 const HELP: &str = "\
 oauthv2info: checks Apigee GetOAuthV2Info / SetOAuthV2Info policies with the
@@ -165,8 +165,8 @@ fn report(out: &mut dyn Write, file: &str, config: &FilterConfig) {
     }
     if !config.request_headers.is_empty() {
         let _ = writeln!(out, "  request headers (client copies removed):");
-        for (header, variable) in &config.request_headers {
-            let _ = writeln!(out, "    {header}: {variable}");
+        for mapping in &config.request_headers {
+            let _ = writeln!(out, "    {}: {}", mapping.header, mapping.variable);
         }
     }
 }
@@ -179,13 +179,7 @@ fn what(policy: &Policy) -> String {
             token,
             ignore_access_token_status,
         } => {
-            let noun = match kind {
-                TokenKind::AccessToken => "an access token",
-                TokenKind::RefreshToken => "a refresh token",
-                TokenKind::AuthorizationCode => "an authorization code",
-                TokenKind::ClientId => "a client id",
-            };
-            let mut s = format!("looks up {noun} from {}", source(token, true));
+            let mut s = format!("looks up {} from {}", kind.noun(), source(token, true));
             if *ignore_access_token_status {
                 s.push_str("; IgnoreAccessTokenStatus: revoked and expired tokens are returned");
             }

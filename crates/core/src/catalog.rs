@@ -1,4 +1,4 @@
-//! The flow variables each policy can set (SPEC 3.3, 3.4, 5), as a pure
+//! The flow variables each policy can set (docs/variables.md), as a pure
 //! list: what the policy checker prints, what docs/variables.md documents,
 //! and what the tests hold both of them to.
 //!
@@ -6,68 +6,10 @@
 //! family with a `{name}` placeholder for the custom attributes of the token,
 //! code or app, which the configuration cannot know.
 
-use crate::policy::{Policy, PolicyKind, TokenKind};
+use oauthv2info_names::variables::{self, ACCESS_TOKEN_PREFIX, FAULT_NAME};
+
+use crate::policy::{Policy, PolicyKind};
 use crate::publish::Publish;
-
-/// Standard suffixes of an access or refresh token profile, after
-/// `oauthv2accesstoken.P.` / `oauthv2refreshtoken.P.`, in the order the
-/// filter sets them; `true` for secret values.
-pub const TOKEN_SUFFIXES: &[(&str, bool)] = &[
-    ("access_token", true),
-    ("client_id", false),
-    ("scope", false),
-    ("status", false),
-    ("expires_in", false),
-    ("issued_at", false),
-    ("token_type", false),
-    ("organization_name", false),
-    ("api_product_list", false),
-    ("developer.id", false),
-    ("developer.email", false),
-    ("developer.app.name", false),
-    ("developer.app.id", false),
-    ("refresh_token", true),
-    ("refresh_token_status", false),
-    ("refresh_token_expires_in", false),
-    ("refresh_token_issued_at", false),
-    ("refresh_count", false),
-];
-
-/// Standard suffixes of an authorization code, after `oauthv2authcode.P.`.
-pub const AUTH_CODE_SUFFIXES: &[(&str, bool)] = &[
-    ("code", true),
-    ("client_id", false),
-    ("scope", false),
-    ("redirect_uri", false),
-    ("status", false),
-    ("issued_at", false),
-    ("expires_in", false),
-];
-
-/// Standard suffixes of a client (developer app), after `oauthv2client.P.`.
-pub const CLIENT_SUFFIXES: &[(&str, bool)] = &[
-    ("client_id", false),
-    ("client_secret", true),
-    ("redirection_uris", false),
-    ("developer.email", false),
-    ("developer.id", false),
-    ("developer.app.name", false),
-];
-
-/// Suffixes SetOAuthV2Info sets from the updated profile, after
-/// `oauthv2accesstoken.P.` (the SetOAuthV2Info page's list).
-pub const SET_SUFFIXES: &[(&str, bool)] = &[
-    ("access_token", true),
-    ("client_id", false),
-    ("refresh_count", false),
-    ("organization_name", false),
-    ("expires_in", false),
-    ("refresh_token_expires_in", false),
-    ("issued_at", false),
-    ("status", false),
-    ("api_product_list", false),
-    ("token_type", false),
-];
 
 /// When a variable is set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,19 +29,10 @@ pub struct CatalogVar {
     pub name: String,
     pub when: When,
     /// Token values and client secrets: not published unless
-    /// `export_secrets` (SPEC 4).
+    /// `export_secrets`.
     pub secret: bool,
     /// One per custom attribute (`{name}` in `name`).
     pub family: bool,
-}
-
-/// The standard suffixes and the custom-attribute prefix of a token kind.
-pub fn kind_suffixes(kind: TokenKind) -> (&'static [(&'static str, bool)], &'static str) {
-    match kind {
-        TokenKind::AccessToken | TokenKind::RefreshToken => (TOKEN_SUFFIXES, "accesstoken."),
-        TokenKind::AuthorizationCode => (AUTH_CODE_SUFFIXES, ""),
-        TokenKind::ClientId => (CLIENT_SUFFIXES, ""),
-    }
 }
 
 /// Every variable `policy` can set, success variables first, then
@@ -112,13 +45,13 @@ pub fn variables(policy: &Policy) -> Vec<CatalogVar> {
     let name = &policy.name;
     let mut out = Vec::new();
     let fixed = |prefix: &str, suffix: &str, secret: bool| CatalogVar {
-        name: format!("{prefix}.{name}.{suffix}"),
+        name: variables::name(prefix, name, suffix),
         when: When::Success,
         secret,
         family: false,
     };
     let family = |prefix: &str, custom: &str| CatalogVar {
-        name: format!("{prefix}.{name}.{custom}{{name}}"),
+        name: variables::name(prefix, name, &format!("{custom}{{name}}")),
         when: When::Success,
         secret: false,
         family: true,
@@ -126,40 +59,41 @@ pub fn variables(policy: &Policy) -> Vec<CatalogVar> {
     match &policy.kind {
         PolicyKind::Get { kind, .. } => {
             let prefix = kind.variable_prefix();
-            let (suffixes, custom) = kind_suffixes(*kind);
-            out.extend(suffixes.iter().map(|(s, secret)| fixed(prefix, s, *secret)));
-            out.push(family(prefix, custom));
+            out.extend(
+                kind.suffixes()
+                    .iter()
+                    .map(|s| fixed(prefix, s.name, s.secret)),
+            );
+            out.push(family(prefix, kind.attribute_prefix()));
         }
         PolicyKind::Set { attributes, .. } => {
-            let prefix = "oauthv2accesstoken";
             out.extend(
-                SET_SUFFIXES
+                variables::SET
                     .iter()
-                    .map(|(s, secret)| fixed(prefix, s, *secret)),
+                    .map(|s| fixed(ACCESS_TOKEN_PREFIX, s.name, s.secret)),
             );
             // The attributes this policy writes, then every other custom
             // attribute the token already has. A name equal to a standard
-            // suffix (e.g. "token_type" is protected, but "access_token.x"
-            // is not) is listed once.
+            // suffix is listed once.
             for attribute in attributes {
-                let var = fixed(prefix, &attribute.name, false);
+                let var = fixed(ACCESS_TOKEN_PREFIX, &attribute.name, false);
                 if !out.iter().any(|v| v.name == var.name) {
                     out.push(var);
                 }
             }
-            out.push(family(prefix, ""));
+            out.push(family(ACCESS_TOKEN_PREFIX, ""));
         }
     }
     out.push(CatalogVar {
-        name: format!("oauthV2.{name}.failed"),
+        name: variables::failed(name),
         when: When::Always,
         secret: false,
         family: false,
     });
     for fault_var in [
-        "fault.name".to_string(),
-        format!("oauthV2.{name}.fault.name"),
-        format!("oauthV2.{name}.fault.cause"),
+        FAULT_NAME.to_string(),
+        variables::fault_name(name),
+        variables::fault_cause(name),
     ] {
         out.push(CatalogVar {
             name: fault_var,
@@ -183,9 +117,9 @@ pub fn is_published(var: &CatalogVar, publish: &Publish, export_secrets: bool) -
 mod tests {
     use super::*;
     use crate::config::parse_config;
-    use crate::engine::{Flow, Step};
-    use crate::profile::{evaluate_get, parse_introspection, parse_set_response, set_vars};
-    use crate::vars::RequestInfo;
+    use crate::flow::{Flow, Step};
+    use crate::request::RequestInfo;
+    use oauthv2info_names::TokenKind;
     use serde_json::json;
 
     const NOW: i64 = 1_700_000_000_000;
@@ -197,7 +131,7 @@ mod tests {
 
     /// A profile with every field the token service sends, and one custom
     /// attribute.
-    fn full_answer() -> serde_json::Value {
+    fn full_answer() -> String {
         json!({"active": true, "client_id": "app", "profile": {
             "access_token": "at", "client_id": "app", "scope": "READ", "status": "approved",
             "token_type": "BearerToken", "issued_at": NOW.to_string(),
@@ -209,52 +143,53 @@ mod tests {
             "code": "c", "redirect_uri": "https://cb", "client_secret": "s",
             "redirection_uris": "https://cb",
             "attributes": {"custom": "v"}}})
+        .to_string()
     }
 
-    /// The catalog lists exactly what profile.rs maps from a full profile,
-    /// in the same order, with the same secrets.
+    /// What a flow really sets for `xml` from a full profile.
+    fn set_names(xml: &str) -> Vec<String> {
+        let config = parse_config(
+            json!({"policies": [xml], "export_secrets": true})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        let mut flow = Flow::new();
+        flow.now_ms = NOW;
+        let request = RequestInfo::default();
+        assert_eq!(flow.advance(&config, &request), Step::Wait);
+        flow.on_response(&config, Some(200), full_answer().as_bytes());
+        assert_eq!(flow.advance(&config, &request), Step::Continue);
+        let mut names = Vec::new();
+        flow.visit_all(&config, &mut Vec::new(), |k, _| {
+            names.push(String::from_utf8_lossy(k).into_owned())
+        });
+        names
+    }
+
+    /// The catalog lists exactly what a flow sets from a full profile, in
+    /// the same order (the family standing for the one custom attribute).
     #[test]
-    fn get_lists_match_the_profile_mapping() {
-        for kind in TokenKind::ALL {
-            let lookup = parse_introspection(
-                Some(200),
-                full_answer().to_string().as_bytes(),
-                kind,
-                "tok",
-                NOW,
-            )
-            .unwrap();
-            let mapped = evaluate_get(kind, false, "tok", &lookup, NOW).unwrap();
-            let (suffixes, custom) = kind_suffixes(kind);
-            let mut expected: Vec<(String, bool)> = suffixes
-                .iter()
-                .map(|(s, secret)| (s.to_string(), *secret))
+    fn lists_match_what_flows_set() {
+        let mut xmls: Vec<String> = TokenKind::ALL
+            .iter()
+            .map(|k| {
+                format!(
+                    r#"<GetOAuthV2Info name="P"><{0}>tok</{0}></GetOAuthV2Info>"#,
+                    k.element()
+                )
+            })
+            .collect();
+        xmls.push(r#"<SetOAuthV2Info name="P"><AccessToken>at</AccessToken><Attributes><Attribute name="a" ref="unset.var"/></Attributes></SetOAuthV2Info>"#.to_string());
+        for xml in xmls {
+            let expected: Vec<String> = variables(&policy(&xml))
+                .into_iter()
+                .filter(|v| v.when != When::Failure)
+                .filter(|v| !(v.name.ends_with(".a")))
+                .map(|v| v.name.replace("{name}", "custom"))
                 .collect();
-            expected.push((format!("{custom}custom"), false));
-            let got: Vec<(String, bool)> = mapped
-                .iter()
-                .map(|v| (v.suffix.to_string(), v.secret))
-                .collect();
-            assert_eq!(got, expected, "{kind:?}");
+            assert_eq!(set_names(&xml), expected, "{xml}");
         }
-    }
-
-    #[test]
-    fn set_list_matches_the_profile_mapping() {
-        let profile =
-            parse_set_response(Some(200), full_answer().to_string().as_bytes(), "at", NOW)
-                .unwrap()
-                .unwrap();
-        let got: Vec<(String, bool)> = set_vars(&profile, "at", NOW)
-            .iter()
-            .map(|v| (v.suffix.to_string(), v.secret))
-            .collect();
-        let mut expected: Vec<(String, bool)> = SET_SUFFIXES
-            .iter()
-            .map(|(s, secret)| (s.to_string(), *secret))
-            .collect();
-        expected.push(("custom".to_string(), false));
-        assert_eq!(got, expected);
     }
 
     #[test]
@@ -277,7 +212,7 @@ mod tests {
                 "oauthV2.G.fault.cause"
             ]
         );
-        assert_eq!(vars.len(), TOKEN_SUFFIXES.len() + 1 + 4);
+        assert_eq!(vars.len(), variables::TOKEN.len() + 1 + 4);
         let client = policy(r#"<GetOAuthV2Info name="C"><ClientId>x</ClientId></GetOAuthV2Info>"#);
         let names: Vec<String> = variables(&client).into_iter().map(|v| v.name).collect();
         assert!(names.contains(&"oauthv2client.C.redirection_uris".to_string()));
@@ -293,12 +228,9 @@ mod tests {
                  <Attribute name="foo">bar</Attribute></Attributes></SetOAuthV2Info>"#,
         );
         let names: Vec<String> = variables(&p).into_iter().map(|v| v.name).collect();
-        let custom: Vec<&str> = names[SET_SUFFIXES.len()..SET_SUFFIXES.len() + 3]
-            .iter()
-            .map(String::as_str)
-            .collect();
+        let n = variables::SET.len();
         assert_eq!(
-            custom,
+            &names[n..n + 3],
             [
                 "oauthv2accesstoken.S.department.id",
                 "oauthv2accesstoken.S.foo",
@@ -315,9 +247,9 @@ mod tests {
         assert!(variables(&p).is_empty());
     }
 
-    /// What the engine really sets on a fault is in the catalog.
+    /// What the flow really sets on a fault is in the catalog.
     #[test]
-    fn fault_variables_match_the_engine() {
+    fn fault_variables_match_the_flow() {
         let config = parse_config(
             br#"<GetOAuthV2Info name="G"><AccessToken ref="request.queryparam.t"/></GetOAuthV2Info>"#,
         )
@@ -325,16 +257,19 @@ mod tests {
         let mut flow = Flow::new();
         let request = RequestInfo::default();
         assert!(matches!(flow.advance(&config, &request), Step::Reply(_)));
-        let catalog: Vec<CatalogVar> = variables(&config.policies[0]);
-        for var in flow.vars.iter() {
-            let entry = catalog.iter().find(|c| c.name == var.name);
+        let catalog = variables(&config.policies[0]);
+        let mut set = Vec::new();
+        flow.visit_all(&config, &mut Vec::new(), |k, _| {
+            set.push(String::from_utf8_lossy(k).into_owned())
+        });
+        for name in &set {
+            let entry = catalog.iter().find(|c| c.name == *name);
             assert!(
                 entry.is_some_and(|c| c.when != When::Success),
-                "{} is not a failure variable of the catalog",
-                var.name
+                "{name} is not a failure variable"
             );
         }
-        assert_eq!(flow.vars.iter().count(), 4);
+        assert_eq!(set.len(), 4);
     }
 
     #[test]

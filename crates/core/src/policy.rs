@@ -1,13 +1,14 @@
-//! The policy model (SPEC 3) and its parser from Apigee policy XML.
+//! The policy model and its parser from Apigee policy XML
+//! (docs/configuration.md#policies, the element table in the README).
 
-use crate::config::ConfigError;
-use crate::profile::is_protected_attribute;
+use oauthv2info_names::{is_protected_attribute, TokenKind};
+
+use crate::error::ConfigError;
 use crate::xml::{self, Element};
 
-pub use oauthv2info_names::TokenKind;
-
 /// Where a value comes from: a `ref` to a variable, literal text, or both
-/// (SPEC 3.1: the ref wins when the variable is set, even to "").
+/// (docs/variables.md#ref-and-literal: the ref wins when the variable is
+/// set, even to "").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValueSource {
     pub reference: Option<String>,
@@ -78,7 +79,7 @@ impl Policy {
 
 const MAX_NAME_LEN: usize = 255;
 
-/// Parses one policy document (SPEC 3). `index` is the policy's position in
+/// Parses one policy document. `index` is the policy's position in
 /// the configuration, used to name it in errors when it has no usable name.
 pub fn parse_policy(document: &str, index: usize) -> Result<Policy, ConfigError> {
     let unnamed = || format!("#{}", index + 1);
@@ -132,7 +133,7 @@ pub fn parse_policy(document: &str, index: usize) -> Result<Policy, ConfigError>
                     )
                 })?
             }
-            // Deprecated in Apigee: accepted and ignored (SPEC 3).
+            // Deprecated in Apigee: accepted and ignored.
             "async" => {
                 parse_bool(value).ok_or_else(|| {
                     err(

@@ -1,0 +1,783 @@
+//! The filter's per-worker driver: it takes the host's callbacks (a request's
+//! headers, a callout's answer, a stream's end, the root's tick) and moves
+//! each request's [`Flow`] through them, over the [`Host`] trait. Every
+//! decision lives here, as pure code the tests drive with a fake host:
+//! what to read from the request, the cache (which slot, may this answer
+//! overwrite that entry), coalescing of concurrent lookups, deferral of
+//! callouts a request cannot send itself, what to publish and how.
+//!
+//! One [`Worker`] per Wasm VM (Envoy runs one VM per worker thread).
+//!
+//! The warm path (every lookup a cache hit) runs inside the request's
+//! headers callback and allocates nothing beyond the buffers the host
+//! hands over: it reuses one [`Stream`] and its buffers from request to
+//! request, reads each cache entry in place, and publishes from it
+//! directly (docs/performance.md#the-warm-path).
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use log::{debug, error, info, warn};
+use oauthv2info_names::{token_hash, Fault};
+
+use crate::cache::{self, EntryHead, SlotRead};
+use crate::config::{parse_config, FilterConfig, HeaderReads, MetadataBridge};
+use crate::flow::{Event, Flow, Learned, Pending, Step};
+use crate::host::{Host, SharedWrite};
+use crate::metrics::{self, Metrics};
+use crate::profile::Answer;
+use crate::publish::{encode_metadata_value, push_netstring, METADATA_BRIDGE_KEY};
+use crate::request::{
+    header_text, ip_from_address, is_form_urlencoded, is_valid_header_value, Headers, RequestInfo,
+};
+
+/// What the host should do with the request after a headers callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    Pause,
+}
+
+/// How often the root context's tick runs: metrics are handed over then.
+pub const TICK_MS: u32 = 1000;
+/// The tick while requests wait for the root context to send their callout.
+const DEFERRED_TICK_MS: u32 = 1;
+
+const NOT_CONFIGURED: &[u8] = br#"{"fault":{"faultstring":"Filter not configured","detail":{"errorcode":"keymanagement.service.not_configured"}}}"#;
+
+/// One request the filter is running.
+#[derive(Debug, Default)]
+pub struct Stream {
+    id: u32,
+    config: Option<Rc<FilterConfig>>,
+    request: RequestInfo,
+    flow: Flow,
+    /// When the in-flight callout was sent (epoch ms).
+    callout_started_ms: i64,
+    /// The coalescing key of the introspection this request sent.
+    leads: Option<String>,
+}
+
+/// Scratch buffers reused by every request of the worker.
+#[derive(Debug, Default)]
+struct Buffers {
+    key: String,
+    name: Vec<u8>,
+    value: Vec<u8>,
+    blob: Vec<u8>,
+    text: String,
+    set_headers: Vec<bool>,
+}
+
+/// Log lines a client can cause at will are warnings at most once a minute.
+#[derive(Debug, Default)]
+struct RateLimit {
+    next_ms: i64,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    fn warn(&mut self, now_ms: i64, message: impl FnOnce() -> String) {
+        if now_ms >= self.next_ms {
+            let text = message();
+            if self.suppressed > 0 {
+                warn!(
+                    "oauthv2info: {text} ({} more like it in the last minute, at debug level)",
+                    self.suppressed
+                );
+            } else {
+                warn!("oauthv2info: {text}");
+            }
+            self.next_ms = now_ms + 60_000;
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+            debug!("oauthv2info: {}", message());
+        }
+    }
+}
+
+/// The per-VM state.
+#[derive(Debug, Default)]
+pub struct Worker {
+    root_id: u32,
+    config: Option<Rc<FilterConfig>>,
+    metrics: Metrics,
+    /// Requests paused on a callout, by context id.
+    streams: HashMap<u32, Box<Stream>>,
+    /// A stream kept for the next request (the warm path allocates none).
+    spare: Option<Box<Stream>>,
+    /// Introspections in flight, by (cluster, kind, token): the requests
+    /// waiting on the one callout (its sender is not listed).
+    inflight: HashMap<String, Vec<u32>>,
+    /// Requests whose callout the root context must send (see `can_send`).
+    deferred: Vec<u32>,
+    /// Callouts in flight: callout token → request context id.
+    callouts: HashMap<u32, u32>,
+    buffers: Buffers,
+    header_warnings: RateLimit,
+    form_warnings: RateLimit,
+}
+
+impl Worker {
+    pub fn new(root_id: u32) -> Worker {
+        Worker {
+            root_id,
+            ..Worker::default()
+        }
+    }
+
+    pub fn config(&self) -> Option<&Rc<FilterConfig>> {
+        self.config.as_ref()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Requests paused on a callout (tests).
+    pub fn paused(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Loads the plugin configuration; false refuses it (with one log line
+    /// naming the policy, the element and the problem). Requests in flight
+    /// keep the configuration they started with.
+    pub fn configure(&mut self, host: &mut impl Host, bytes: &[u8]) -> bool {
+        match parse_config(bytes) {
+            Ok(config) => {
+                for warning in &config.warnings {
+                    warn!("oauthv2info: {warning}");
+                }
+                info!(
+                    "oauthv2info {}: configured {} polic{} ({}), token service cluster {:?}, metadata bridge {}",
+                    env!("CARGO_PKG_VERSION"),
+                    config.policies.len(),
+                    if config.policies.len() == 1 { "y" } else { "ies" },
+                    config
+                        .policies
+                        .iter()
+                        .map(|p| format!("{} {:?}", p.type_name(), p.name))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    config.token_service.cluster,
+                    config.metadata.bridge.name(),
+                );
+                self.metrics = Metrics::define(host, &config);
+                self.config = Some(Rc::new(config));
+                host.set_tick_period_ms(TICK_MS);
+                true
+            }
+            Err(e) => {
+                error!("oauthv2info: configuration refused: {e}");
+                false
+            }
+        }
+    }
+
+    /// A request's headers (`id` is its context, the active one).
+    pub fn on_request_headers(
+        &mut self,
+        host: &mut impl Host,
+        id: u32,
+        end_of_stream: bool,
+    ) -> Action {
+        let Some(config) = self.config.clone() else {
+            host.send_local_response(
+                500,
+                &[("content-type", b"application/json")],
+                NOT_CONFIGURED,
+            );
+            return Action::Pause;
+        };
+        let mut stream = self.spare.take().unwrap_or_default();
+        stream.id = id;
+        stream.request.clear();
+        stream.flow.reset();
+        stream.flow.now_ms = host.now_ms();
+        capture(
+            host,
+            &config,
+            &mut stream.request,
+            end_of_stream,
+            &mut self.form_warnings,
+            stream.flow.now_ms,
+        );
+        stream.config = Some(config);
+        self.run(host, stream, true)
+    }
+
+    /// A callout's answer, delivered to context `active`.
+    pub fn on_call_response(
+        &mut self,
+        host: &mut impl Host,
+        active: u32,
+        token: u32,
+        body_size: usize,
+    ) {
+        let Some(id) = self.callouts.remove(&token) else {
+            return;
+        };
+        let Some(mut stream) = self.streams.remove(&id) else {
+            return;
+        };
+        let status = host.call_response_status();
+        let body = if body_size > 0 {
+            host.call_response_body(body_size)
+        } else {
+            Vec::new()
+        };
+        if active != id {
+            host.set_effective_context(id);
+        }
+        let now = host.now_ms();
+        stream.flow.now_ms = now;
+        if let Some(latency) = self.metrics.latency {
+            host.record_metric(
+                latency,
+                u64::try_from(now - stream.callout_started_ms).unwrap_or(0),
+            );
+        }
+        let Some(config) = stream.config.clone() else {
+            return;
+        };
+        let learned = stream.flow.on_response(&config, status, &body);
+        if let Some(learned) = &learned {
+            self.store(host, &config, learned, now, stream.callout_started_ms);
+        }
+        let waiters = stream
+            .leads
+            .take()
+            .and_then(|key| self.inflight.remove(&key))
+            .unwrap_or_default();
+        let can_send = active == id || active == self.root_id;
+        if self.run(host, stream, can_send) == Action::Continue {
+            host.resume_request();
+        }
+        // The requests that waited on this lookup get the same answer.
+        for waiter in waiters {
+            let Some(mut other) = self.streams.remove(&waiter) else {
+                continue;
+            };
+            let Some(config) = other.config.clone() else {
+                continue;
+            };
+            host.set_effective_context(waiter);
+            other.flow.now_ms = now;
+            other.flow.on_response(&config, status, &body);
+            if self.run(host, other, false) == Action::Continue {
+                host.resume_request();
+            }
+        }
+        host.set_effective_context(active);
+    }
+
+    /// A request ended (done or destroyed): forget it. The requests that
+    /// waited on a lookup it had sent (the host cancels that callout) send
+    /// their own, through the root context.
+    pub fn on_stream_end(&mut self, host: &mut impl Host, id: u32) {
+        let Some(mut stream) = self.streams.remove(&id) else {
+            return;
+        };
+        self.callouts.retain(|_, s| *s != id);
+        for waiters in self.inflight.values_mut() {
+            waiters.retain(|w| *w != id);
+        }
+        if let Some(orphans) = stream.leads.take().and_then(|k| self.inflight.remove(&k)) {
+            for orphan in orphans {
+                self.defer(host, orphan);
+            }
+        }
+        self.recycle(stream);
+    }
+
+    /// The root context's tick: sends deferred callouts, hands counts over.
+    pub fn on_tick(&mut self, host: &mut impl Host) {
+        let ids = std::mem::take(&mut self.deferred);
+        for id in ids {
+            let Some(stream) = self.streams.remove(&id) else {
+                continue;
+            };
+            // The root is the active context: the stream may send now.
+            if self.run(host, stream, true) == Action::Continue {
+                host.set_effective_context(id);
+                host.resume_request();
+            }
+        }
+        host.set_effective_context(self.root_id);
+        if self.deferred.is_empty() {
+            host.set_tick_period_ms(TICK_MS);
+        }
+        self.metrics.flush(host);
+    }
+
+    fn defer(&mut self, host: &mut impl Host, id: u32) {
+        if !self.deferred.contains(&id) {
+            self.deferred.push(id);
+        }
+        host.set_tick_period_ms(DEFERRED_TICK_MS);
+    }
+
+    fn recycle(&mut self, mut stream: Box<Stream>) {
+        stream.config = None;
+        stream.leads = None;
+        if self.spare.is_none() {
+            self.spare = Some(stream);
+        }
+    }
+
+    /// Drives a stream's flow until it waits for a callout or ends.
+    /// `can_send`: the active context may send this stream's callout (it is
+    /// the stream's own, or the root's); else it is deferred to the root.
+    fn run(&mut self, host: &mut impl Host, mut stream: Box<Stream>, can_send: bool) -> Action {
+        let Some(config) = stream.config.clone() else {
+            return Action::Continue;
+        };
+        loop {
+            let step = stream.flow.advance(&config, &stream.request);
+            self.drain_events(&config, &mut stream.flow);
+            match step {
+                Step::Wait => {
+                    if self.cache_answer(host, &config, &mut stream) {
+                        continue;
+                    }
+                    match self.send(host, &config, &mut stream, can_send) {
+                        Sent::Waiting => {
+                            self.streams.insert(stream.id, stream);
+                            return Action::Pause;
+                        }
+                        Sent::Failed => continue,
+                    }
+                }
+                Step::Continue => {
+                    self.publish(host, &config, &stream, None);
+                    self.set_request_headers(host, &config, &stream);
+                    self.recycle(stream);
+                    return Action::Continue;
+                }
+                Step::Reply(fault) => {
+                    self.publish(host, &config, &stream, Some(fault));
+                    self.recycle(stream);
+                    return Action::Pause;
+                }
+            }
+        }
+    }
+
+    fn drain_events(&mut self, config: &FilterConfig, flow: &mut Flow) {
+        for event in flow.events.drain(..) {
+            match event {
+                Event::Executed { policy } => {
+                    self.metrics.count(metrics::EXECUTIONS);
+                    self.metrics.policy(policy, false);
+                }
+                Event::Fault { policy, fault } => {
+                    debug!(
+                        "oauthv2info: policy {:?}: fault {}",
+                        config.policies.get(policy).map_or("?", |p| p.name.as_str()),
+                        fault.name()
+                    );
+                    self.metrics.fault(fault);
+                    self.metrics.policy(policy, true);
+                }
+                Event::ServiceFailure { policy, reason } => {
+                    warn!(
+                        "oauthv2info: policy {:?}: token service unavailable: {reason}",
+                        config.policies.get(policy).map_or("?", |p| p.name.as_str())
+                    );
+                    self.metrics.count(metrics::CALLOUT_FAILURES);
+                }
+            }
+        }
+    }
+
+    /// Answers the pending lookup from the shared cache; true on a hit.
+    fn cache_answer(
+        &mut self,
+        host: &mut impl Host,
+        config: &FilterConfig,
+        stream: &mut Stream,
+    ) -> bool {
+        let Some(Pending::Lookup { kind, token }) = stream.flow.pending() else {
+            return false;
+        };
+        if !config.cache.enabled {
+            return false;
+        }
+        let (kind, token) = (*kind, stream.flow.text(token).as_bytes());
+        let now = stream.flow.now_ms;
+        let fingerprint = token_hash(kind, token);
+        let slots = cache::slots(config.cache_seed, fingerprint, config.cache.max_entries);
+        let count = if slots[0] == slots[1] { 1 } else { 2 };
+        let mut found = None;
+        for slot in &slots[..count] {
+            cache::slot_key(&mut self.buffers.key, &config.cache_prefix, *slot);
+            let (Some(data), _) = host.shared_data(&self.buffers.key) else {
+                continue;
+            };
+            let at = match EntryHead::parse(&data) {
+                Some(head) if head.answers(kind, token, now) => head.body_at(),
+                _ => continue,
+            };
+            found = Some((data, at));
+            break;
+        }
+        let Some((data, at)) = found else {
+            self.metrics.count(metrics::CACHE_MISSES);
+            return false;
+        };
+        let negative = data.get(at) == Some(&0);
+        if !stream.flow.on_cached(config, data, at) {
+            self.metrics.count(metrics::CACHE_MISSES);
+            return false;
+        }
+        self.metrics.count(if negative {
+            metrics::CACHE_NEGATIVE_HITS
+        } else {
+            metrics::CACHE_HITS
+        });
+        true
+    }
+
+    /// Stores what the token service said (see [`cache::plan_store`]).
+    fn store(
+        &mut self,
+        host: &mut impl Host,
+        config: &FilterConfig,
+        learned: &Learned,
+        now: i64,
+        started: i64,
+    ) {
+        if !config.cache.enabled {
+            return;
+        }
+        let Some(deadline) =
+            cache::deadline(&config.cache, learned.kind, learned.answer.lookup(), now)
+        else {
+            return;
+        };
+        let token = learned.token.as_bytes();
+        let slots = cache::slots(
+            config.cache_seed,
+            token_hash(learned.kind, token),
+            config.cache.max_entries,
+        );
+        let keys: Vec<String> = slots
+            .iter()
+            .map(|s| {
+                let mut key = String::new();
+                cache::slot_key(&mut key, &config.cache_prefix, *s);
+                key
+            })
+            .collect();
+        let first = host.shared_data(&keys[0]);
+        let second = if slots[0] == slots[1] {
+            first.clone()
+        } else {
+            host.shared_data(&keys[1])
+        };
+        fn read(r: &(Option<Vec<u8>>, Option<u32>)) -> SlotRead<'_> {
+            SlotRead {
+                head: r.0.as_deref().and_then(EntryHead::parse),
+                cas: r.1,
+            }
+        }
+        let plan = cache::plan_store(
+            [read(&first), read(&second)],
+            learned.kind,
+            token,
+            now,
+            started,
+            learned.from_update,
+        );
+        let Some(plan) = plan else {
+            return;
+        };
+        if plan.evicts {
+            self.metrics.count(metrics::CACHE_EVICTIONS);
+        }
+        let profile = match &learned.answer {
+            Answer::Known(p) => Some(p),
+            Answer::Unknown => None,
+        };
+        let entry = cache::encode(learned.kind, token, deadline, now, profile);
+        // A concurrent writer (CAS mismatch) wins: its answer is as fresh.
+        if host.set_shared_data(&keys[plan.slot], &entry, plan.cas) == SharedWrite::Failed {
+            debug!("oauthv2info: could not write a cache entry");
+        }
+    }
+
+    /// Sends (or joins, or defers) the pending callout.
+    fn send(
+        &mut self,
+        host: &mut impl Host,
+        config: &FilterConfig,
+        stream: &mut Stream,
+        can_send: bool,
+    ) -> Sent {
+        let key = match stream.flow.pending() {
+            Some(Pending::Lookup { kind, token }) => Some(format!(
+                "{}\0{}\0{}",
+                config.token_service.cluster,
+                kind.hint(),
+                stream.flow.text(token)
+            )),
+            _ => None,
+        };
+        if let Some(waiters) = key.as_ref().and_then(|k| self.inflight.get_mut(k)) {
+            waiters.push(stream.id);
+            return Sent::Waiting;
+        }
+        if !can_send {
+            self.defer(host, stream.id);
+            return Sent::Waiting;
+        }
+        let Some((path, content_type, body)) = stream.flow.request_body(config) else {
+            return Sent::Failed;
+        };
+        let service = &config.token_service;
+        let mut headers = vec![
+            (":method", "POST"),
+            (":path", path),
+            (":authority", service.authority.as_str()),
+            ("content-type", content_type),
+            ("accept", "application/json"),
+        ];
+        if let Some(credentials) = &service.credentials {
+            headers.push(("authorization", credentials.as_str()));
+        }
+        self.metrics.count(metrics::CALLOUTS);
+        stream.callout_started_ms = stream.flow.now_ms;
+        match host.dispatch(&service.cluster, &headers, &body, service.timeout_ms) {
+            Ok(token) => {
+                self.callouts.insert(token, stream.id);
+                if let Some(key) = key {
+                    self.inflight.insert(key.clone(), Vec::new());
+                    stream.leads = Some(key);
+                }
+                Sent::Waiting
+            }
+            Err(reason) => {
+                stream.flow.on_dispatch_failure(config, reason);
+                Sent::Failed
+            }
+        }
+    }
+
+    /// Filter state, dynamic metadata (by the configured bridge) and, for a
+    /// fault, the local reply.
+    fn publish(
+        &mut self,
+        host: &mut impl Host,
+        config: &FilterConfig,
+        stream: &Stream,
+        fault: Option<Fault>,
+    ) {
+        let bridge = config.metadata.bridge;
+        let mut b = std::mem::take(&mut self.buffers);
+        b.blob.clear();
+        push_netstring(&mut b.blob, config.metadata_namespace.as_bytes());
+        let empty_blob = b.blob.len();
+        let on_request = fault.is_none() && bridge == MetadataBridge::HeaderToMetadata;
+        if on_request {
+            b.set_headers.clear();
+            b.set_headers.resize(config.metadata.headers.len(), false);
+        }
+        let mut reply_headers: Vec<(usize, Vec<u8>)> = Vec::new();
+        let Buffers {
+            name,
+            value,
+            blob,
+            set_headers,
+            ..
+        } = &mut b;
+        stream.flow.visit_published(config, name, |key, v, header| {
+            if let Ok(key) = std::str::from_utf8(key) {
+                if !host.set_filter_state(key, v) {
+                    debug!("oauthv2info: could not write filter state {key:?}");
+                }
+            }
+            match (bridge, header) {
+                (MetadataBridge::HeaderToMetadata, Some(h)) => {
+                    let h = usize::from(h);
+                    encode_metadata_value(v, value);
+                    if fault.is_some() {
+                        reply_headers.push((h, value.clone()));
+                    } else if let Some(meta) = config.metadata.headers.get(h) {
+                        host.set_request_header(&meta.header, value);
+                        if let Some(set) = set_headers.get_mut(h) {
+                            *set = true;
+                        }
+                    }
+                }
+                (MetadataBridge::None, _) => {}
+                _ => {
+                    push_netstring(blob, key);
+                    push_netstring(blob, v);
+                }
+            }
+        });
+        if b.blob.len() > empty_blob && !host.set_filter_state(METADATA_BRIDGE_KEY, &b.blob) {
+            debug!("oauthv2info: could not write the metadata bridge's entry");
+        }
+        if on_request {
+            // Client copies of internal headers never reach header_to_metadata.
+            for (meta, set) in config.metadata.headers.iter().zip(&b.set_headers) {
+                if meta.on_request && !set {
+                    host.remove_request_header(&meta.header);
+                }
+            }
+        }
+        self.buffers = b;
+        if let Some(fault) = fault {
+            let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(reply_headers.len() + 1);
+            headers.push(("content-type", b"application/json"));
+            for (h, v) in &reply_headers {
+                if let Some(meta) = config.metadata.headers.get(*h) {
+                    headers.push((meta.header.as_str(), v.as_slice()));
+                }
+            }
+            if !host.send_local_response(fault.status(), &headers, fault.body().as_bytes()) {
+                warn!("oauthv2info: could not send the local reply");
+            }
+        }
+    }
+
+    /// `request_headers`: each mapped header set from its variable, or
+    /// removed (a client's copy never reaches the upstream).
+    fn set_request_headers(
+        &mut self,
+        host: &mut impl Host,
+        config: &FilterConfig,
+        stream: &Stream,
+    ) {
+        for mapping in &config.request_headers {
+            let text = &mut self.buffers.text;
+            text.clear();
+            if !stream
+                .flow
+                .read(config, &mapping.source, &stream.request, text)
+            {
+                host.remove_request_header(&mapping.header);
+                continue;
+            }
+            if !is_valid_header_value(text.as_bytes()) {
+                host.remove_request_header(&mapping.header);
+                self.metrics.count(metrics::HEADERS_REFUSED);
+                let (header, variable) = (&mapping.header, &mapping.variable);
+                self.header_warnings.warn(stream.flow.now_ms, || {
+                    format!("request header {header:?} not set: the value of {variable:?} holds a control character")
+                });
+                continue;
+            }
+            if !host.set_request_header(&mapping.header, text.as_bytes()) {
+                self.metrics.count(metrics::HEADERS_REFUSED);
+                let header = &mapping.header;
+                self.header_warnings.warn(stream.flow.now_ms, || {
+                    format!("request header {header:?} could not be set")
+                });
+            }
+        }
+    }
+}
+
+enum Sent {
+    Waiting,
+    /// Not sent; the flow took the failure and can go on.
+    Failed,
+}
+
+/// Reads what the configuration needs of the request.
+fn capture(
+    host: &mut impl Host,
+    config: &FilterConfig,
+    request: &mut RequestInfo,
+    end_of_stream: bool,
+    warnings: &mut RateLimit,
+    now_ms: i64,
+) {
+    if config.needs_path {
+        request.path = host.request_header(":path").unwrap_or_default();
+    }
+    if config.needs_method {
+        request.method = host.request_header(":method").unwrap_or_default();
+    }
+    // The client's copies of the headers the filter sets are never read.
+    let mapped = |name: &str| config.request_headers.iter().any(|m| m.header == name);
+    match &config.header_reads {
+        HeaderReads::Named(names) => {
+            let mut values = match std::mem::take(&mut request.headers) {
+                Headers::Named(v) => v,
+                Headers::All(_) => Vec::new(),
+            };
+            values.clear();
+            for (i, name) in names.iter().enumerate() {
+                let skip = config.header_reads_mapped.get(i).copied().unwrap_or(false);
+                values.push(if skip {
+                    None
+                } else {
+                    host.request_header(name)
+                });
+            }
+            request.headers = Headers::Named(values);
+        }
+        HeaderReads::All => {
+            request.headers = Headers::All(
+                host.request_headers()
+                    .into_iter()
+                    .filter(|(k, _)| !k.starts_with(':'))
+                    .map(|(mut k, v)| {
+                        k.make_ascii_lowercase();
+                        (k, v)
+                    })
+                    .filter(|(k, _)| !mapped(k))
+                    .collect(),
+            );
+        }
+    }
+    if config.needs_client_ip {
+        request.client_ip = host
+            .property(&["source", "address"])
+            .map(|a| ip_from_address(&header_text(a)));
+    }
+    if config.needs_form_body {
+        let is_form = request
+            .header("content-type", config.content_type_index())
+            .is_some_and(is_form_urlencoded);
+        if is_form {
+            request.form_body = form_body(host, end_of_stream, warnings, now_ms);
+        }
+    }
+}
+
+/// The urlencoded body that envoy/oauthv2info-before.lua read (a Wasm
+/// filter cannot hold the headers while it reads the body itself). A
+/// request without a body has an empty form.
+fn form_body(
+    host: &mut impl Host,
+    end_of_stream: bool,
+    warnings: &mut RateLimit,
+    now_ms: i64,
+) -> Option<Vec<u8>> {
+    if end_of_stream {
+        return Some(Vec::new());
+    }
+    let mut metadata = |key| host.property(&["metadata", "filter_metadata", "oauthv2info", key]);
+    if let Some(body) = metadata("form_body") {
+        return Some(body);
+    }
+    match metadata("form_body_skipped") {
+        Some(why) => debug!(
+            "oauthv2info: form body not read ({}): request.formparam.* are unset",
+            String::from_utf8_lossy(&why)
+        ),
+        None => warnings.warn(now_ms, || {
+            "a policy reads request.formparam.* but no form body was handed over: put envoy/oauthv2info-before.lua before this filter".to_string()
+        }),
+    }
+    None
+}
+
+#[cfg(test)]
+#[path = "filter_tests.rs"]
+mod tests;

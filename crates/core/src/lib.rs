@@ -1,0 +1,29 @@
+//! The pure core of oauthv2info: Apigee's GetOAuthV2Info and SetOAuthV2Info
+//! as host-independent code. Nothing here calls proxy-wasm; the filter in
+//! `src/` is a thin adapter that implements [`host::Host`] over the host
+//! calls and forwards Envoy's callbacks to [`filter::Worker`].
+//!
+//! Floors, from the bottom: `oauthv2info-names` (shared facts); [`xml`],
+//! [`error`]; [`policy`] (the XML model), [`request`] (request variables),
+//! [`publish`] (patterns and encodings), [`profile`] (token profiles and
+//! status rules), [`cache`]; [`plan`] and [`config`] (the compiled
+//! configuration); [`flow`] (one request through the policies), [`catalog`]
+//! (what policies set, for the checker and the docs); [`host`], [`metrics`],
+//! [`filter`] (the per-worker driver).
+
+pub mod cache;
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod filter;
+pub mod flow;
+pub mod host;
+pub mod metrics;
+pub mod plan;
+pub mod policy;
+pub mod profile;
+pub mod publish;
+pub mod request;
+pub mod xml;
+
+pub use oauthv2info_names as names;

@@ -1,0 +1,134 @@
+//! The filter's metrics (docs/configuration.md#metrics), defined once when
+//! the configuration loads. Envoy shows them in `/stats` as
+//! `wasmcustom.oauthv2info.*`.
+//!
+//! Counters are added up in the worker and handed to the host by the root
+//! context's tick, once a second: a request makes no metric host call
+//! (docs/performance.md#host-calls-per-request). Counters in `/stats` are
+//! therefore up to a second behind; a VM that stops loses at most its last
+//! second of counts.
+
+use oauthv2info_names::Fault;
+
+use crate::config::FilterConfig;
+use crate::host::{Host, MetricKind};
+
+/// A counter, as an index into [`Metrics`]'s pending counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counter(usize);
+
+pub const EXECUTIONS: Counter = Counter(0);
+pub const CALLOUTS: Counter = Counter(1);
+pub const CALLOUT_FAILURES: Counter = Counter(2);
+pub const CACHE_HITS: Counter = Counter(3);
+pub const CACHE_NEGATIVE_HITS: Counter = Counter(4);
+pub const CACHE_MISSES: Counter = Counter(5);
+pub const CACHE_EVICTIONS: Counter = Counter(6);
+pub const HEADERS_REFUSED: Counter = Counter(7);
+const FIXED: [&str; 8] = [
+    "policy_executions",
+    "callouts",
+    "callout_failures",
+    "cache.hits",
+    "cache.negative_hits",
+    "cache.misses",
+    "cache.evictions",
+    "request_headers_refused",
+];
+
+/// Metric ids and the counts not yet handed to the host.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Host ids of the counters (0: the host refused it).
+    ids: Vec<u32>,
+    pending: Vec<i64>,
+    dirty: bool,
+    /// `callout_latency_ms` (recorded at once: callouts are not the hot path).
+    pub latency: Option<u32>,
+    policies: usize,
+}
+
+impl Metrics {
+    pub fn define(host: &mut impl Host, config: &FilterConfig) -> Metrics {
+        let mut names: Vec<String> = FIXED.iter().map(|n| n.to_string()).collect();
+        names.extend(Fault::ALL.iter().map(|f| format!("faults.{}", f.name())));
+        for policy in &config.policies {
+            let name = stat_name(&policy.name);
+            names.push(format!("policy.{name}.executions"));
+            names.push(format!("policy.{name}.faults"));
+        }
+        let ids: Vec<u32> = names
+            .iter()
+            .map(|n| {
+                host.define_metric(MetricKind::Counter, &format!("oauthv2info.{n}"))
+                    .unwrap_or(0)
+            })
+            .collect();
+        Metrics {
+            pending: vec![0; ids.len()],
+            ids,
+            dirty: false,
+            latency: host.define_metric(MetricKind::Histogram, "oauthv2info.callout_latency_ms"),
+            policies: config.policies.len(),
+        }
+    }
+
+    pub fn count(&mut self, counter: Counter) {
+        if let Some(n) = self.pending.get_mut(counter.0) {
+            *n += 1;
+            self.dirty = true;
+        }
+    }
+
+    pub fn fault(&mut self, fault: Fault) {
+        if let Some(i) = Fault::ALL.iter().position(|f| *f == fault) {
+            self.count(Counter(FIXED.len() + i));
+        }
+    }
+
+    pub fn policy(&mut self, policy: usize, fault: bool) {
+        if policy < self.policies {
+            let base = FIXED.len() + Fault::ALL.len() + policy * 2;
+            self.count(Counter(base + usize::from(fault)));
+        }
+    }
+
+    /// Hands the pending counts to the host (the root context's tick).
+    pub fn flush(&mut self, host: &mut impl Host) {
+        if !self.dirty {
+            return;
+        }
+        for (id, n) in self.ids.iter().zip(self.pending.iter_mut()) {
+            if *n != 0 {
+                if *id != 0 {
+                    host.increment_metric(*id, *n);
+                }
+                *n = 0;
+            }
+        }
+        self.dirty = false;
+    }
+
+    /// Pending counts, by metric name (tests).
+    pub fn pending(&self, name: &str) -> i64 {
+        FIXED
+            .iter()
+            .position(|n| *n == name)
+            .and_then(|i| self.pending.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Policy names may hold spaces and periods; stat names keep `[A-Za-z0-9_-]`.
+pub fn stat_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,326 @@
+//! The compiled form of the policies: built once when Envoy loads the
+//! configuration, so that a request does no name building, no pattern
+//! matching and no string search for what is known at load time.
+//!
+//! For each policy, the variables it can set, in the order it sets them,
+//! each with its full name, where its value comes from, whether it is
+//! published and through which internal header (docs/configuration.md#publishing);
+//! every `ref` resolved to what sets it ([`VarRef`]).
+
+use oauthv2info_names::variables::{self, Source, Suffix, ACCESS_TOKEN_PREFIX, FAULT_NAME};
+use oauthv2info_names::TokenKind;
+
+use crate::policy::{Policy, PolicyKind, ValueSource};
+use crate::publish::{Family, Publish};
+use crate::request::RequestVar;
+
+/// A variable with a name known at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Var {
+    pub name: String,
+    /// Reaches filter state and dynamic metadata.
+    pub published: bool,
+    /// The internal header that carries it to `header_to_metadata`
+    /// (`metadata_bridge: "header_to_metadata"`), an index into
+    /// [`crate::config::MetadataPlan::headers`].
+    pub header: Option<u16>,
+}
+
+impl Var {
+    fn new(name: String, secret: bool, publish: &Publish, export_secrets: bool) -> Var {
+        Var {
+            published: (export_secrets || !secret) && publish.matches(&name),
+            name,
+            header: None,
+        }
+    }
+}
+
+/// One standard variable of a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub var: Var,
+    pub source: Source,
+}
+
+/// What a policy does at run time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Get {
+        kind: TokenKind,
+        ignore_access_token_status: bool,
+    },
+    Set {
+        attributes: Vec<(String, ValueRef)>,
+    },
+}
+
+/// A policy, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyPlan {
+    pub name: String,
+    pub enabled: bool,
+    pub continue_on_error: bool,
+    pub action: Action,
+    /// The kind looked up (an access token for SetOAuthV2Info).
+    pub kind: TokenKind,
+    pub token: ValueRef,
+    /// The standard variables, in the order they are set.
+    pub outputs: Vec<Output>,
+    /// The prefix of the custom-attribute variables:
+    /// `oauthv2accesstoken.P.accesstoken.`, `oauthv2authcode.P.`, ...
+    pub attribute_prefix: String,
+    /// Which custom attributes are published.
+    pub attributes_published: Family,
+    /// Custom attributes have no prefix segment (`oauthv2authcode.P.{name}`),
+    /// so a name can be a standard variable's.
+    pub bare_attributes: bool,
+    /// Custom attributes whose names are known at load time (set by this
+    /// policy, mapped to a header, read by a later policy, or named by a
+    /// `publish` pattern), with their variable: these can have internal
+    /// headers.
+    pub known_attributes: Vec<(String, Var)>,
+    pub failed: Var,
+    pub fault_name: Var,
+    pub fault_cause: Var,
+}
+
+impl PolicyPlan {
+    /// The custom attribute named `name` (an attribute of this policy's
+    /// result), when `suffix` (after `prefix.P.`) names one.
+    fn attribute_of<'a>(&self, suffix: &'a str) -> Option<&'a str> {
+        let kind_prefix = match self.action {
+            Action::Get { kind, .. } => kind.attribute_prefix(),
+            Action::Set { .. } => "",
+        };
+        suffix.strip_prefix(kind_prefix).filter(|n| !n.is_empty())
+    }
+
+    fn prefix(&self) -> &'static str {
+        match self.action {
+            Action::Get { kind, .. } => kind.variable_prefix(),
+            Action::Set { .. } => ACCESS_TOKEN_PREFIX,
+        }
+    }
+}
+
+/// Where a value comes from (`ref` and literal text), compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueRef {
+    pub reference: Option<VarRef>,
+    pub literal: Option<String>,
+}
+
+/// What a `ref` reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VarRef {
+    Request(RequestVar),
+    /// A standard variable of an earlier policy (index into its outputs);
+    /// when `or_attribute` is given and the standard value is absent, the
+    /// custom attribute of that name (kinds whose attributes have no
+    /// prefix segment, where a name can be either).
+    Output {
+        policy: usize,
+        output: usize,
+        or_attribute: Option<String>,
+    },
+    /// A custom attribute of an earlier policy's result.
+    Attribute {
+        policy: usize,
+        name: String,
+    },
+    Failed {
+        policy: usize,
+    },
+    FaultName {
+        policy: usize,
+    },
+    FaultCause {
+        policy: usize,
+    },
+    /// `fault.name`: the last fault of the request.
+    LastFault,
+    /// Nothing sets it (a load-time warning says so).
+    Unset,
+}
+
+impl VarRef {
+    /// Resolves a variable name against the request variables and the
+    /// policies that run before (`earlier`).
+    pub fn resolve(name: &str, earlier: &[PolicyPlan]) -> VarRef {
+        if let Some(var) = RequestVar::parse(name) {
+            return VarRef::Request(var);
+        }
+        if name == FAULT_NAME {
+            return if earlier.iter().any(|p| p.enabled) {
+                VarRef::LastFault
+            } else {
+                VarRef::Unset
+            };
+        }
+        for (policy, plan) in earlier.iter().enumerate().filter(|(_, p)| p.enabled) {
+            if let Some(suffix) = variables::suffix_of(name, variables::POLICY_PREFIX, &plan.name) {
+                match suffix {
+                    "failed" => return VarRef::Failed { policy },
+                    "fault.name" => return VarRef::FaultName { policy },
+                    "fault.cause" => return VarRef::FaultCause { policy },
+                    _ => {}
+                }
+            }
+            let Some(suffix) = variables::suffix_of(name, plan.prefix(), &plan.name) else {
+                continue;
+            };
+            let standard = plan.outputs.iter().position(|o| o.var.name == name);
+            let attribute = plan.attribute_of(suffix);
+            match (standard, attribute) {
+                (Some(output), attr) => {
+                    return VarRef::Output {
+                        policy,
+                        output,
+                        or_attribute: attr.map(String::from),
+                    }
+                }
+                (None, Some(attr)) => {
+                    return VarRef::Attribute {
+                        policy,
+                        name: attr.to_string(),
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        VarRef::Unset
+    }
+
+    /// The request variable this reads, if it reads one.
+    pub fn request(&self) -> Option<&RequestVar> {
+        match self {
+            VarRef::Request(var) => Some(var),
+            _ => None,
+        }
+    }
+}
+
+impl ValueRef {
+    pub fn compile(source: &ValueSource, earlier: &[PolicyPlan]) -> ValueRef {
+        ValueRef {
+            reference: source
+                .reference
+                .as_deref()
+                .map(|r| VarRef::resolve(r, earlier)),
+            literal: source.literal.clone(),
+        }
+    }
+}
+
+/// Compiles a policy; `earlier` are the policies before it.
+pub fn compile(
+    policy: &Policy,
+    earlier: &[PolicyPlan],
+    publish: &Publish,
+    export_secrets: bool,
+) -> PolicyPlan {
+    let name = &policy.name;
+    let var = |prefix: &str, suffix: &str, secret: bool| {
+        Var::new(
+            variables::name(prefix, name, suffix),
+            secret,
+            publish,
+            export_secrets,
+        )
+    };
+    let outputs_of = |prefix: &str, list: &[Suffix]| {
+        list.iter()
+            .map(|s| Output {
+                var: var(prefix, s.name, s.secret),
+                source: s.source,
+            })
+            .collect::<Vec<_>>()
+    };
+    let (action, kind, token, outputs, attribute_prefix, set_names) = match &policy.kind {
+        PolicyKind::Get {
+            kind,
+            token,
+            ignore_access_token_status,
+        } => (
+            Action::Get {
+                kind: *kind,
+                ignore_access_token_status: *ignore_access_token_status,
+            },
+            *kind,
+            ValueRef::compile(token, earlier),
+            outputs_of(kind.variable_prefix(), kind.suffixes()),
+            format!(
+                "{}.{name}.{}",
+                kind.variable_prefix(),
+                kind.attribute_prefix()
+            ),
+            Vec::new(),
+        ),
+        PolicyKind::Set { token, attributes } => {
+            // Duplicate names: the last one wins (one entry, at its last place).
+            let mut set: Vec<(String, ValueRef)> = Vec::with_capacity(attributes.len());
+            for a in attributes {
+                set.retain(|(n, _)| *n != a.name);
+                set.push((a.name.clone(), ValueRef::compile(&a.value, earlier)));
+            }
+            let names = set.iter().map(|(n, _)| n.clone()).collect();
+            (
+                Action::Set { attributes: set },
+                TokenKind::AccessToken,
+                ValueRef::compile(token, earlier),
+                outputs_of(ACCESS_TOKEN_PREFIX, variables::SET),
+                format!("{ACCESS_TOKEN_PREFIX}.{name}."),
+                names,
+            )
+        }
+    };
+    // Custom attributes are never secrets.
+    let attributes_published = publish.family(&attribute_prefix);
+    let mut plan = PolicyPlan {
+        name: name.clone(),
+        enabled: policy.enabled,
+        continue_on_error: policy.continue_on_error,
+        action,
+        kind,
+        token,
+        outputs,
+        attribute_prefix,
+        attributes_published,
+        bare_attributes: match &policy.kind {
+            PolicyKind::Get { kind, .. } => kind.attribute_prefix().is_empty(),
+            PolicyKind::Set { .. } => true,
+        },
+        known_attributes: Vec::new(),
+        failed: Var::new(variables::failed(name), false, publish, export_secrets),
+        fault_name: Var::new(variables::fault_name(name), false, publish, export_secrets),
+        fault_cause: Var::new(variables::fault_cause(name), false, publish, export_secrets),
+    };
+    for attribute in set_names {
+        plan.know_attribute(&attribute, publish);
+    }
+    plan
+}
+
+impl PolicyPlan {
+    /// Records a custom attribute name known at load time.
+    pub fn know_attribute(&mut self, name: &str, publish: &Publish) {
+        let full = format!("{}{name}", self.attribute_prefix);
+        // A name that is also a standard variable is that variable.
+        if self.outputs.iter().any(|o| o.var.name == full)
+            || self.known_attributes.iter().any(|(n, _)| n == name)
+        {
+            return;
+        }
+        self.known_attributes
+            .push((name.to_string(), Var::new(full, false, publish, true)));
+    }
+
+    /// The custom attribute a full variable name names, if it is one of
+    /// this policy's.
+    pub fn attribute_named<'a>(&self, variable: &'a str) -> Option<&'a str> {
+        variable
+            .strip_prefix(self.attribute_prefix.as_str())
+            .filter(|n| !n.is_empty())
+    }
+}

@@ -1,0 +1,1030 @@
+//! Token profiles: what the token service (or a plain RFC 7662 server) said
+//! of a token, in the binary form the cache stores and a cache hit reads
+//! without copying; the status rules of GetOAuthV2Info; and the value of
+//! each standard variable (docs/variables.md).
+//!
+//! A profile is one byte buffer: a flag byte, a fixed table with one span
+//! per standard [`Field`] (so a variable's value is found by index, not by
+//! name), the custom attributes' spans, then the bytes themselves. Times are
+//! kept absolute (epoch ms), so a cached profile yields the right remaining
+//! `expires_in` whenever it is read.
+
+use oauthv2info_names::variables::{Field, Source};
+use oauthv2info_names::{Fault, TokenKind};
+
+const FIELDS: usize = Field::ALL.len();
+const ABSENT: u32 = u32::MAX;
+const ACTIVE: u8 = 1;
+const PLAIN: u8 = 2;
+const TABLE_AT: usize = 1;
+const COUNT_AT: usize = TABLE_AT + FIELDS * 8;
+const ATTRS_AT: usize = COUNT_AT + 4;
+
+/// An owned profile (see the module docs for its layout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile(Vec<u8>);
+
+impl Profile {
+    /// The encoded bytes (what a cache entry carries).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn view(&self) -> ProfileRef<'_> {
+        // Built by ProfileBuilder: always well-formed.
+        ProfileRef::parse(&self.0).unwrap_or(ProfileRef::EMPTY)
+    }
+}
+
+/// Builds a [`Profile`].
+#[derive(Debug, Default)]
+pub struct ProfileBuilder {
+    flags: u8,
+    fields: [Option<(u32, u32)>; FIELDS],
+    attributes: Vec<[u32; 4]>,
+    data: Vec<u8>,
+}
+
+fn offset(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(ABSENT - 1)
+}
+
+impl ProfileBuilder {
+    pub fn new(active: bool, plain: bool) -> Self {
+        ProfileBuilder {
+            flags: if active { ACTIVE } else { 0 } | if plain { PLAIN } else { 0 },
+            ..ProfileBuilder::default()
+        }
+    }
+
+    fn store(&mut self, bytes: &[u8]) -> (u32, u32) {
+        let start = offset(self.data.len());
+        self.data.extend_from_slice(bytes);
+        (start, offset(bytes.len()))
+    }
+
+    /// Sets a standard field (a later value replaces an earlier one).
+    pub fn field(&mut self, field: Field, value: &str) {
+        let span = self.store(value.as_bytes());
+        self.fields[field.index()] = Some(span);
+    }
+
+    /// Sets the field named `name`, when it is a standard field; other
+    /// members of a profile are not kept.
+    pub fn named_field(&mut self, name: &str, value: &str) {
+        if let Some(field) = Field::from_name(name) {
+            self.field(field, value);
+        }
+    }
+
+    pub fn attribute(&mut self, name: &str, value: &str) {
+        let (ks, kl) = self.store(name.as_bytes());
+        let (vs, vl) = self.store(value.as_bytes());
+        self.attributes.push([ks, kl, vs, vl]);
+    }
+
+    pub fn finish(self) -> Profile {
+        let mut out = Vec::with_capacity(ATTRS_AT + self.attributes.len() * 16 + self.data.len());
+        out.push(self.flags);
+        for field in &self.fields {
+            let (start, len) = field.unwrap_or((ABSENT, 0));
+            out.extend_from_slice(&start.to_le_bytes());
+            out.extend_from_slice(&len.to_le_bytes());
+        }
+        out.extend_from_slice(&offset(self.attributes.len()).to_le_bytes());
+        for span in &self.attributes {
+            for n in span {
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+        out.extend_from_slice(&self.data);
+        Profile(out)
+    }
+}
+
+/// A profile read in place (from a cache entry or a [`Profile`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProfileRef<'a> {
+    bytes: &'a [u8],
+    attribute_count: usize,
+    data_at: usize,
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    let b = bytes.get(at..at + 4)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+impl<'a> ProfileRef<'a> {
+    const EMPTY: ProfileRef<'static> = ProfileRef {
+        bytes: &[],
+        attribute_count: 0,
+        data_at: 0,
+    };
+
+    /// Checks the layout once (every span inside the data); `None` for
+    /// bytes that are not a profile.
+    pub fn parse(bytes: &'a [u8]) -> Option<ProfileRef<'a>> {
+        let count = u32_at(bytes, COUNT_AT)? as usize;
+        let data_at = ATTRS_AT.checked_add(count.checked_mul(16)?)?;
+        let data_len = bytes.len().checked_sub(data_at)?;
+        let fits = |start: u32, len: u32| {
+            (start as usize)
+                .checked_add(len as usize)
+                .is_some_and(|end| end <= data_len)
+        };
+        for i in 0..FIELDS {
+            let (start, len) = (
+                u32_at(bytes, TABLE_AT + i * 8)?,
+                u32_at(bytes, TABLE_AT + i * 8 + 4)?,
+            );
+            if start != ABSENT && !fits(start, len) {
+                return None;
+            }
+        }
+        for i in 0..count {
+            let at = ATTRS_AT + i * 16;
+            let n = |k: usize| u32_at(bytes, at + k * 4);
+            if !fits(n(0)?, n(1)?) || !fits(n(2)?, n(3)?) {
+                return None;
+            }
+        }
+        Some(ProfileRef {
+            bytes,
+            attribute_count: count,
+            data_at,
+        })
+    }
+
+    /// Where the profile's parts lie, to rebuild this view later over the
+    /// same bytes without checking them again ([`ProfileRef::rebuild`]).
+    pub fn layout(&self) -> Layout {
+        Layout {
+            attribute_count: self.attribute_count,
+            data_at: self.data_at,
+        }
+    }
+
+    /// A view over bytes that [`ProfileRef::parse`] accepted with this
+    /// layout. (Every read stays bounds-checked: wrong bytes give wrong
+    /// values, never a panic.)
+    pub fn rebuild(bytes: &'a [u8], layout: Layout) -> ProfileRef<'a> {
+        ProfileRef {
+            bytes,
+            attribute_count: layout.attribute_count,
+            data_at: layout.data_at,
+        }
+    }
+
+    fn span(&self, start: u32, len: u32) -> &'a [u8] {
+        let range = self
+            .data_at
+            .checked_add(start as usize)
+            .and_then(|s| Some(s..s.checked_add(len as usize)?));
+        range.and_then(|r| self.bytes.get(r)).unwrap_or_default()
+    }
+
+    pub fn active(&self) -> bool {
+        self.bytes.first().is_some_and(|f| f & ACTIVE != 0)
+    }
+
+    /// True when the server sent no `profile` member: only the RFC 7662
+    /// members are known (docs/variables.md).
+    pub fn plain(&self) -> bool {
+        self.bytes.first().is_some_and(|f| f & PLAIN != 0)
+    }
+
+    pub fn field(&self, field: Field) -> Option<&'a [u8]> {
+        let at = TABLE_AT + field.index() * 8;
+        let start = u32_at(self.bytes, at)?;
+        if start == ABSENT {
+            return None;
+        }
+        Some(self.span(start, u32_at(self.bytes, at + 4)?))
+    }
+
+    /// The custom attributes, names and values, in the server's order.
+    pub fn attributes(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let this = *self;
+        (0..self.attribute_count).map(move |i| {
+            let at = ATTRS_AT + i * 16;
+            let n = |k: usize| u32_at(this.bytes, at + k * 4).unwrap_or(0);
+            (this.span(n(0), n(1)), this.span(n(2), n(3)))
+        })
+    }
+
+    pub fn attribute(&self, name: &[u8]) -> Option<&'a [u8]> {
+        self.attributes().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    pub fn attribute_count(&self) -> usize {
+        self.attribute_count
+    }
+
+    /// True when the field holds an instant (epoch ms) at or before `now`
+    /// (`-1` never expires).
+    pub fn is_past(&self, field: Field, now_ms: i64) -> bool {
+        matches!(self.field(field).and_then(parse_i64), Some(at) if at != -1 && at <= now_ms)
+    }
+
+    /// The value of a standard variable. `own` is the kind's own field and
+    /// the looked-up value, shown when the profile omits the field.
+    pub fn value(&self, source: Source, own: (Field, &'a [u8]), now_ms: i64) -> Option<Value<'a>> {
+        match source {
+            Source::Field(field) => match self.field(field) {
+                Some(v) => Some(Value::Bytes(v)),
+                None if field == own.0 => Some(Value::Bytes(own.1)),
+                None => None,
+            },
+            Source::Remaining(field) => {
+                let raw = self.field(field)?;
+                Some(match parse_i64(raw) {
+                    Some(-1) => Value::Number(-1),
+                    Some(at) if at <= now_ms => Value::Number(0),
+                    Some(at) => Value::Number((at - now_ms) / 1000),
+                    None => Value::Bytes(b""),
+                })
+            }
+            Source::Status(status, expiry) => {
+                let stored = self.field(status)?;
+                Some(
+                    if stored.eq_ignore_ascii_case(b"approved") && self.is_past(expiry, now_ms) {
+                        Value::Bytes(b"expired")
+                    } else {
+                        Value::Bytes(stored)
+                    },
+                )
+            }
+        }
+    }
+}
+
+/// See [`ProfileRef::layout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    attribute_count: usize,
+    data_at: usize,
+}
+
+/// A variable's value: bytes of the profile (or a constant), or a number
+/// computed from the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    Bytes(&'a [u8]),
+    Number(i64),
+}
+
+impl<'a> Value<'a> {
+    /// The value as bytes; numbers are written into `buf`.
+    pub fn bytes<'b>(&self, buf: &'b mut NumberBuf) -> &'b [u8]
+    where
+        'a: 'b,
+    {
+        match *self {
+            Value::Bytes(b) => b,
+            Value::Number(n) => buf.format(n),
+        }
+    }
+}
+
+/// Room for a decimal i64.
+#[derive(Debug, Default)]
+pub struct NumberBuf([u8; 20]);
+
+impl NumberBuf {
+    pub fn format(&mut self, n: i64) -> &[u8] {
+        let negative = n < 0;
+        let mut m = n.unsigned_abs();
+        let mut i = self.0.len();
+        loop {
+            i -= 1;
+            self.0[i] = b'0' + (m % 10) as u8;
+            m /= 10;
+            if m == 0 {
+                break;
+            }
+        }
+        if negative {
+            i -= 1;
+            self.0[i] = b'-';
+        }
+        &self.0[i..]
+    }
+}
+
+fn parse_i64(raw: &[u8]) -> Option<i64> {
+    std::str::from_utf8(raw).ok()?.trim().parse().ok()
+}
+
+/// The answer to one lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    /// The server does not know the value (`{"active": false}`).
+    Unknown,
+    Known(ProfileRef<'a>),
+}
+
+/// Applies GetOAuthV2Info's status rules (docs/variables.md#status-rules):
+/// the profile to map, or the fault to raise.
+pub fn check_get<'a>(
+    kind: TokenKind,
+    ignore_access_token_status: bool,
+    lookup: Lookup<'a>,
+    now_ms: i64,
+) -> Result<ProfileRef<'a>, Fault> {
+    let Lookup::Known(profile) = lookup else {
+        return Err(kind.invalid_fault());
+    };
+    match kind {
+        TokenKind::AccessToken if !ignore_access_token_status => {
+            if !profile
+                .field(Field::Status)
+                .is_some_and(|s| s.eq_ignore_ascii_case(b"approved"))
+            {
+                return Err(Fault::InvalidAccessToken);
+            }
+            if profile.is_past(Field::ExpiresAt, now_ms) {
+                return Err(Fault::AccessTokenExpired);
+            }
+        }
+        TokenKind::AccessToken => {}
+        TokenKind::RefreshToken | TokenKind::AuthorizationCode => {
+            if let (Some(field), Some(fault)) = (kind.expiry_field(), kind.expired_fault()) {
+                if profile.is_past(field, now_ms) {
+                    return Err(fault);
+                }
+            }
+        }
+        TokenKind::ClientId if !profile.active() => return Err(Fault::InvalidClientId),
+        TokenKind::ClientId => {}
+    }
+    Ok(profile)
+}
+
+/// Why a token-service answer could not be used: always reported as
+/// `token_service_unavailable`, with this text in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceFailure(pub String);
+
+/// A parsed lookup answer, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Unknown,
+    Known(Profile),
+}
+
+impl Answer {
+    pub fn lookup(&self) -> Lookup<'_> {
+        match self {
+            Answer::Unknown => Lookup::Unknown,
+            Answer::Known(p) => Lookup::Known(p.view()),
+        }
+    }
+}
+
+/// Parses an RFC 7662 introspection answer (docs/token-service.md).
+/// `now_ms` only decides whether a plain server's inactive token with a
+/// past `exp` is expired.
+pub fn parse_introspection(
+    status: Option<u16>,
+    body: &[u8],
+    kind: TokenKind,
+    token: &str,
+    now_ms: i64,
+) -> Result<Answer, ServiceFailure> {
+    match status {
+        Some(200) => {}
+        Some(s @ (401 | 403)) => {
+            return Err(ServiceFailure(format!(
+                "token service refused the filter's credentials (HTTP {s})"
+            )))
+        }
+        Some(s) => return Err(ServiceFailure(format!("token service answered HTTP {s}"))),
+        None => {
+            return Err(ServiceFailure(
+                "token service call failed (no response status)".to_string(),
+            ))
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ServiceFailure(format!("token service answered malformed JSON: {e}")))?;
+    parse_introspection_value(&value, kind, token, now_ms)
+}
+
+fn parse_introspection_value(
+    value: &serde_json::Value,
+    kind: TokenKind,
+    token: &str,
+    now_ms: i64,
+) -> Result<Answer, ServiceFailure> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| ServiceFailure("token service answer is not a JSON object".to_string()))?;
+    let active = object
+        .get("active")
+        .and_then(serde_json::Value::as_bool)
+        .ok_or_else(|| {
+            ServiceFailure("token service answer has no boolean \"active\" member".to_string())
+        })?;
+    if let Some(profile) = object.get("profile") {
+        let profile = profile.as_object().ok_or_else(|| {
+            ServiceFailure("token service answer: \"profile\" is not an object".to_string())
+        })?;
+        let mut out = ProfileBuilder::new(active, false);
+        for (key, v) in profile {
+            if key == "attributes" {
+                let map = v.as_object().ok_or_else(|| {
+                    ServiceFailure(
+                        "token service answer: \"profile.attributes\" is not an object".to_string(),
+                    )
+                })?;
+                for (name, v) in map {
+                    if let Some(s) = scalar(v) {
+                        out.attribute(name, &s);
+                    }
+                }
+            } else if let Some(s) = scalar(v) {
+                out.named_field(key, &s);
+            }
+        }
+        return Ok(Answer::Known(out.finish()));
+    }
+
+    // A plain RFC 7662 server: map the standard members.
+    let exp_ms = object
+        .get("exp")
+        .and_then(serde_json::Value::as_i64)
+        .map(|s| s.saturating_mul(1000));
+    if !active && exp_ms.is_none_or(|e| e > now_ms) {
+        return Ok(Answer::Unknown);
+    }
+    let mut out = ProfileBuilder::new(active, true);
+    for (member, field) in [
+        ("client_id", Field::ClientId),
+        ("scope", Field::Scope),
+        ("token_type", Field::TokenType),
+    ] {
+        if let Some(s) = object.get(member).and_then(scalar) {
+            out.field(field, &s);
+        }
+    }
+    let iat_ms = object
+        .get("iat")
+        .and_then(serde_json::Value::as_i64)
+        .map(|s| s.saturating_mul(1000).to_string());
+    let exp_ms = exp_ms.map_or_else(|| "-1".to_string(), |e| e.to_string());
+    let (status, expires, issued) = match kind {
+        TokenKind::RefreshToken => (
+            Field::RefreshTokenStatus,
+            Field::RefreshTokenExpiresAt,
+            Field::RefreshTokenIssuedAt,
+        ),
+        _ => (Field::Status, Field::ExpiresAt, Field::IssuedAt),
+    };
+    out.field(kind.own_field(), token);
+    out.field(status, "approved");
+    out.field(expires, &exp_ms);
+    if let Some(iat) = iat_ms {
+        out.field(issued, &iat);
+    }
+    Ok(Answer::Known(out.finish()))
+}
+
+fn scalar(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses the answer to the attribute merge (docs/token-service.md): the
+/// updated profile, or the fault the token service's error names.
+pub fn parse_set_response(
+    status: Option<u16>,
+    body: &[u8],
+    token: &str,
+    now_ms: i64,
+) -> Result<Result<Profile, Fault>, ServiceFailure> {
+    let error_code = || {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
+            .unwrap_or_default()
+    };
+    match status {
+        // Only the token service's own refusals are faults: a 404 or 409
+        // without its error code (a wrong attributes_path, a server without
+        // this endpoint) is a service failure.
+        Some(s @ (404 | 409)) => match (s, Fault::from_name(&error_code())) {
+            (404, Some(Fault::InvalidAccessToken)) => Ok(Err(Fault::InvalidAccessToken)),
+            (409, Some(f @ (Fault::InvalidAccessToken | Fault::AccessTokenExpired))) => Ok(Err(f)),
+            _ => Err(ServiceFailure(format!(
+                "token service refused the attribute update (HTTP {s}, error {:?})",
+                error_code()
+            ))),
+        },
+        Some(s @ (400 | 402..=403 | 405..=408 | 410..=499)) => Err(ServiceFailure(format!(
+            "token service refused the attribute update (HTTP {s}, error {:?})",
+            error_code()
+        ))),
+        // 200, or a status parse_introspection reports as a failure.
+        _ => match parse_introspection(status, body, TokenKind::AccessToken, token, now_ms)? {
+            Answer::Known(profile) if !profile.view().plain() => Ok(Ok(profile)),
+            _ => Err(ServiceFailure(
+                "token service answered an attribute update without a profile".to_string(),
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oauthv2info_names::variables::{Suffix, SET};
+    use serde_json::json;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    /// (suffix, value) of every standard variable a kind's list yields,
+    /// then the custom attributes with `attribute_prefix`.
+    fn vars(
+        kind: TokenKind,
+        list: &[Suffix],
+        prefix: &str,
+        p: ProfileRef<'_>,
+        token: &str,
+        now: i64,
+    ) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut buf = NumberBuf::default();
+        for s in list {
+            if let Some(v) = p.value(s.source, (kind.own_field(), token.as_bytes()), now) {
+                out.push((
+                    s.name.to_string(),
+                    String::from_utf8_lossy(v.bytes(&mut buf)).into_owned(),
+                ));
+            }
+        }
+        for (k, v) in p.attributes() {
+            out.push((
+                format!("{prefix}{}", String::from_utf8_lossy(k)),
+                String::from_utf8_lossy(v).into_owned(),
+            ));
+        }
+        out
+    }
+
+    fn get_vars(
+        kind: TokenKind,
+        ignore: bool,
+        answer: &Answer,
+        token: &str,
+        now: i64,
+    ) -> Result<Vec<(String, String)>, Fault> {
+        let p = check_get(kind, ignore, answer.lookup(), now)?;
+        Ok(vars(
+            kind,
+            kind.suffixes(),
+            kind.attribute_prefix(),
+            p,
+            token,
+            now,
+        ))
+    }
+
+    fn get<'a>(v: &'a [(String, String)], suffix: &str) -> Option<&'a str> {
+        v.iter().find(|(k, _)| k == suffix).map(|(_, v)| v.as_str())
+    }
+
+    fn access_answer(status: &str, expires_at: i64) -> serde_json::Value {
+        json!({
+            "active": status == "approved" && (expires_at == -1 || expires_at > NOW),
+            "token_type": "Bearer", "scope": "READ", "client_id": "app-1",
+            "profile": {
+                "access_token": "tok-123", "client_id": "app-1", "scope": "READ WRITE",
+                "status": status, "token_type": "BearerToken",
+                "issued_at": (NOW - 600_000).to_string(), "expires_in": "999",
+                "expires_at": expires_at.to_string(), "organization_name": "org",
+                "api_product_list": "[FreeProduct, Premium]",
+                "developer.id": "dev-1", "developer.email": "joe@example.com",
+                "developer.app.name": "weather", "developer.app.id": "app-uuid",
+                "refresh_token": "ref-456", "refresh_token_status": "approved",
+                "refresh_token_issued_at": (NOW - 600_000).to_string(),
+                "refresh_token_expires_in": "1", "refresh_token_expires_at": (NOW + 86_400_000).to_string(),
+                "refresh_count": "2",
+                "attributes": {"department.id": "42", "n": 7}
+            }
+        })
+    }
+
+    fn answer(v: serde_json::Value, kind: TokenKind, token: &str) -> Answer {
+        parse_introspection(Some(200), v.to_string().as_bytes(), kind, token, NOW).unwrap()
+    }
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn builder_and_view_agree() {
+        let mut b = ProfileBuilder::new(true, false);
+        b.field(Field::Scope, "READ é");
+        b.field(Field::Scope, "WRITE");
+        b.attribute("dept", "");
+        b.attribute("x.y", "1");
+        b.named_field("not-a-field", "dropped");
+        let p = b.finish();
+        let v = p.view();
+        assert!(v.active() && !v.plain());
+        assert_eq!(v.field(Field::Scope), Some(&b"WRITE"[..]));
+        assert_eq!(v.field(Field::Code), None);
+        assert_eq!(v.attribute(b"dept"), Some(&b""[..]));
+        assert_eq!(v.attribute(b"x.y"), Some(&b"1"[..]));
+        assert_eq!(v.attribute_count(), 2);
+        // Every cut of the bytes is refused or still in bounds.
+        for cut in 0..p.as_bytes().len() {
+            if let Some(r) = ProfileRef::parse(&p.as_bytes()[..cut]) {
+                let _ = r.attributes().count();
+            }
+        }
+        assert!(ProfileRef::parse(&p.as_bytes()[..p.as_bytes().len() - 1]).is_none());
+    }
+
+    #[test]
+    fn numbers_format() {
+        let mut b = NumberBuf::default();
+        for n in [0i64, 7, -1, 3599, i64::MAX, i64::MIN] {
+            assert_eq!(b.format(n), n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn access_token_maps_every_variable_with_remaining_expiry() {
+        let a = answer(
+            access_answer("approved", NOW + 3_599_500),
+            TokenKind::AccessToken,
+            "tok-123",
+        );
+        let v = get_vars(TokenKind::AccessToken, false, &a, "tok-123", NOW).unwrap();
+        assert_eq!(
+            v,
+            pairs(&[
+                ("access_token", "tok-123"),
+                ("client_id", "app-1"),
+                ("scope", "READ WRITE"),
+                ("status", "approved"),
+                ("expires_in", "3599"),
+                ("issued_at", "1699999400000"),
+                ("token_type", "BearerToken"),
+                ("organization_name", "org"),
+                ("api_product_list", "[FreeProduct, Premium]"),
+                ("developer.id", "dev-1"),
+                ("developer.email", "joe@example.com"),
+                ("developer.app.name", "weather"),
+                ("developer.app.id", "app-uuid"),
+                ("refresh_token", "ref-456"),
+                ("refresh_token_status", "approved"),
+                ("refresh_token_expires_in", "86400"),
+                ("refresh_token_issued_at", "1699999400000"),
+                ("refresh_count", "2"),
+                ("accesstoken.department.id", "42"),
+                ("accesstoken.n", "7"),
+            ])
+        );
+        // The same cached profile, evaluated later, counts down.
+        let later = get_vars(
+            TokenKind::AccessToken,
+            false,
+            &a,
+            "tok-123",
+            NOW + 1_000_000,
+        )
+        .unwrap();
+        assert_eq!(get(&later, "expires_in"), Some("2599"));
+    }
+
+    #[test]
+    fn access_token_status_rules() {
+        let unknown = answer(json!({"active": false}), TokenKind::AccessToken, "x");
+        assert_eq!(unknown, Answer::Unknown);
+        for ignore in [false, true] {
+            assert_eq!(
+                get_vars(TokenKind::AccessToken, ignore, &unknown, "x", NOW),
+                Err(Fault::InvalidAccessToken)
+            );
+        }
+        let revoked = answer(
+            access_answer("revoked", NOW + 1000),
+            TokenKind::AccessToken,
+            "x",
+        );
+        assert_eq!(
+            get_vars(TokenKind::AccessToken, false, &revoked, "x", NOW),
+            Err(Fault::InvalidAccessToken)
+        );
+        let v = get_vars(TokenKind::AccessToken, true, &revoked, "x", NOW).unwrap();
+        assert_eq!(get(&v, "status"), Some("revoked"));
+
+        let expired = answer(
+            access_answer("approved", NOW - 1),
+            TokenKind::AccessToken,
+            "x",
+        );
+        assert_eq!(
+            get_vars(TokenKind::AccessToken, false, &expired, "x", NOW),
+            Err(Fault::AccessTokenExpired)
+        );
+        let v = get_vars(TokenKind::AccessToken, true, &expired, "x", NOW).unwrap();
+        assert_eq!(get(&v, "status"), Some("expired"));
+        assert_eq!(get(&v, "expires_in"), Some("0"));
+
+        // Exactly at the expiry instant the token is expired.
+        let edge = answer(access_answer("approved", NOW), TokenKind::AccessToken, "x");
+        assert_eq!(
+            get_vars(TokenKind::AccessToken, false, &edge, "x", NOW),
+            Err(Fault::AccessTokenExpired)
+        );
+        // Revoked and expired: invalid (status is checked first).
+        let both = answer(
+            access_answer("revoked", NOW - 1),
+            TokenKind::AccessToken,
+            "x",
+        );
+        assert_eq!(
+            get_vars(TokenKind::AccessToken, false, &both, "x", NOW),
+            Err(Fault::InvalidAccessToken)
+        );
+        let never = answer(access_answer("approved", -1), TokenKind::AccessToken, "x");
+        let v = get_vars(
+            TokenKind::AccessToken,
+            false,
+            &never,
+            "x",
+            NOW + 10i64.pow(12),
+        )
+        .unwrap();
+        assert_eq!(get(&v, "expires_in"), Some("-1"));
+    }
+
+    #[test]
+    fn refresh_token_kind() {
+        let mut a = access_answer("revoked", NOW - 5);
+        let l = answer(a.clone(), TokenKind::RefreshToken, "ref-456");
+        // The access token being revoked or expired does not matter.
+        let v = get_vars(TokenKind::RefreshToken, false, &l, "ref-456", NOW).unwrap();
+        assert_eq!(get(&v, "refresh_token"), Some("ref-456"));
+        assert_eq!(get(&v, "refresh_token_expires_in"), Some("86400"));
+        assert_eq!(get(&v, "accesstoken.department.id"), Some("42"));
+
+        a["profile"]["refresh_token_status"] = json!("revoked");
+        let l = answer(a.clone(), TokenKind::RefreshToken, "ref-456");
+        let v = get_vars(TokenKind::RefreshToken, false, &l, "ref-456", NOW).unwrap();
+        assert_eq!(get(&v, "refresh_token_status"), Some("revoked"));
+
+        a["profile"]["refresh_token_expires_at"] = json!((NOW - 1).to_string());
+        let l = answer(a, TokenKind::RefreshToken, "ref-456");
+        assert_eq!(
+            get_vars(TokenKind::RefreshToken, false, &l, "r", NOW),
+            Err(Fault::RefreshTokenExpired)
+        );
+        assert_eq!(
+            get_vars(TokenKind::RefreshToken, false, &Answer::Unknown, "r", NOW),
+            Err(Fault::InvalidRefreshToken)
+        );
+    }
+
+    #[test]
+    fn authorization_code_kind() {
+        let code = |status: &str, expires_at: i64| {
+            json!({"active": true, "client_id": "app-1", "profile": {
+                "code": "code-1", "client_id": "app-1", "scope": "READ", "redirect_uri": "https://cb",
+                "status": status, "issued_at": NOW.to_string(), "expires_in": "60",
+                "expires_at": expires_at.to_string(), "developer.email": "joe@example.com",
+                "attributes": {"state": "s1"}}})
+        };
+        let l = answer(
+            code("approved", NOW + 60_000),
+            TokenKind::AuthorizationCode,
+            "code-1",
+        );
+        let v = get_vars(TokenKind::AuthorizationCode, false, &l, "code-1", NOW).unwrap();
+        assert_eq!(
+            v,
+            pairs(&[
+                ("code", "code-1"),
+                ("client_id", "app-1"),
+                ("scope", "READ"),
+                ("redirect_uri", "https://cb"),
+                ("status", "approved"),
+                ("issued_at", "1700000000000"),
+                ("expires_in", "60"),
+                ("state", "s1"),
+            ])
+        );
+        let l = answer(
+            code("revoked", NOW + 60_000),
+            TokenKind::AuthorizationCode,
+            "code-1",
+        );
+        let v = get_vars(TokenKind::AuthorizationCode, false, &l, "code-1", NOW).unwrap();
+        assert_eq!(get(&v, "status"), Some("revoked"));
+        let l = answer(
+            code("approved", NOW - 60_000),
+            TokenKind::AuthorizationCode,
+            "code-1",
+        );
+        assert_eq!(
+            get_vars(TokenKind::AuthorizationCode, false, &l, "c", NOW),
+            Err(Fault::AuthorizationCodeExpired)
+        );
+        assert_eq!(
+            get_vars(
+                TokenKind::AuthorizationCode,
+                false,
+                &Answer::Unknown,
+                "c",
+                NOW
+            ),
+            Err(Fault::InvalidAuthorizationCode)
+        );
+    }
+
+    #[test]
+    fn client_id_kind() {
+        let l = answer(
+            json!({"active": true, "client_id": "app-1", "profile": {
+                "client_id": "app-1", "client_secret": "s3cret", "redirection_uris": "https://a,https://b",
+                "developer.email": "joe@example.com", "developer.id": "dev-1", "developer.app.name": "weather",
+                "developer.app.id": "uuid", "api_product_list": "[P]", "status": "approved",
+                "attributes": {"tier": "gold"}}}),
+            TokenKind::ClientId,
+            "app-1",
+        );
+        let v = get_vars(TokenKind::ClientId, false, &l, "app-1", NOW).unwrap();
+        assert_eq!(
+            v,
+            pairs(&[
+                ("client_id", "app-1"),
+                ("client_secret", "s3cret"),
+                ("redirection_uris", "https://a,https://b"),
+                ("developer.email", "joe@example.com"),
+                ("developer.id", "dev-1"),
+                ("developer.app.name", "weather"),
+                ("tier", "gold"),
+            ])
+        );
+        let inactive = answer(
+            json!({"active": false, "profile": {"client_id": "app-1"}}),
+            TokenKind::ClientId,
+            "app-1",
+        );
+        assert_eq!(
+            get_vars(TokenKind::ClientId, false, &inactive, "x", NOW),
+            Err(Fault::InvalidClientId)
+        );
+        assert_eq!(
+            get_vars(TokenKind::ClientId, false, &Answer::Unknown, "x", NOW),
+            Err(Fault::InvalidClientId)
+        );
+    }
+
+    #[test]
+    fn plain_rfc7662_server() {
+        let l = answer(
+            json!({"active": true, "client_id": "c", "scope": "a b", "token_type": "Bearer", "exp": NOW / 1000 + 100, "iat": NOW / 1000 - 5, "username": "u"}),
+            TokenKind::AccessToken,
+            "tok",
+        );
+        assert!(matches!(&l, Answer::Known(p) if p.view().plain()));
+        let v = get_vars(TokenKind::AccessToken, false, &l, "tok", NOW).unwrap();
+        assert_eq!(
+            v,
+            pairs(&[
+                ("access_token", "tok"),
+                ("client_id", "c"),
+                ("scope", "a b"),
+                ("status", "approved"),
+                ("expires_in", "100"),
+                ("issued_at", "1699999995000"),
+                ("token_type", "Bearer"),
+            ])
+        );
+        // Inactive with a past exp: expired; without: invalid.
+        let expired = answer(
+            json!({"active": false, "exp": NOW / 1000 - 1}),
+            TokenKind::AccessToken,
+            "tok",
+        );
+        assert_eq!(
+            get_vars(TokenKind::AccessToken, false, &expired, "tok", NOW),
+            Err(Fault::AccessTokenExpired)
+        );
+        let inactive = answer(
+            json!({"active": false, "exp": NOW / 1000 + 100}),
+            TokenKind::AccessToken,
+            "tok",
+        );
+        assert_eq!(inactive, Answer::Unknown);
+        // A plain server that introspects a refresh token.
+        let r = answer(
+            json!({"active": true, "exp": NOW / 1000 + 10}),
+            TokenKind::RefreshToken,
+            "r",
+        );
+        let v = get_vars(TokenKind::RefreshToken, false, &r, "r", NOW).unwrap();
+        assert_eq!(get(&v, "refresh_token"), Some("r"));
+        assert_eq!(get(&v, "refresh_token_expires_in"), Some("10"));
+        assert_eq!(get(&v, "access_token"), None);
+    }
+
+    #[test]
+    fn malformed_answers_are_service_failures() {
+        let bad: &[(Option<u16>, &[u8])] = &[
+            (None, b""),
+            (Some(503), b"{\"active\":true}"),
+            (Some(500), b""),
+            (Some(401), b"{\"error\":\"unauthorized\"}"),
+            (Some(404), b""),
+            (Some(200), b""),
+            (Some(200), b"{\"active\":tr"),
+            (Some(200), b"[]"),
+            (Some(200), b"{\"active\":\"yes\"}"),
+            (Some(200), b"{}"),
+            (Some(200), b"{\"active\":true,\"profile\":[]}"),
+            (
+                Some(200),
+                b"{\"active\":true,\"profile\":{\"attributes\":[]}}",
+            ),
+            (Some(200), b"\xff\xfe"),
+        ];
+        for (status, body) in bad {
+            assert!(
+                parse_introspection(*status, body, TokenKind::AccessToken, "t", NOW).is_err(),
+                "{status:?} {:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn set_response_mapping() {
+        let body = access_answer("approved", NOW + 10_000).to_string();
+        let profile = parse_set_response(Some(200), body.as_bytes(), "tok-123", NOW)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            vars(
+                TokenKind::AccessToken,
+                SET,
+                "",
+                profile.view(),
+                "tok-123",
+                NOW
+            ),
+            pairs(&[
+                ("access_token", "tok-123"),
+                ("client_id", "app-1"),
+                ("refresh_count", "2"),
+                ("organization_name", "org"),
+                ("expires_in", "10"),
+                ("refresh_token_expires_in", "86400"),
+                ("issued_at", "1699999400000"),
+                ("status", "approved"),
+                ("api_product_list", "[FreeProduct, Premium]"),
+                ("token_type", "BearerToken"),
+                ("department.id", "42"),
+                ("n", "7"),
+            ])
+        );
+        let set = |status: u16, body: &[u8]| parse_set_response(Some(status), body, "t", NOW);
+        assert_eq!(
+            set(404, b"{\"error\":\"invalid_access_token\"}"),
+            Ok(Err(Fault::InvalidAccessToken))
+        );
+        assert_eq!(
+            set(409, b"{\"error\":\"access_token_expired\"}"),
+            Ok(Err(Fault::AccessTokenExpired))
+        );
+        assert_eq!(
+            set(409, b"{\"error\":\"invalid_access_token\"}"),
+            Ok(Err(Fault::InvalidAccessToken))
+        );
+        assert!(set(409, b"{\"error\":\"other\"}").is_err());
+        assert!(set(404, b"<html>not found</html>").is_err());
+        assert!(set(404, b"{\"error\":\"access_token_expired\"}").is_err());
+        assert!(set(
+            400,
+            b"{\"error\":\"protected_attribute\",\"attribute\":\"scope\"}"
+        )
+        .is_err());
+        assert!(set(401, b"").is_err());
+        assert!(set(500, b"").is_err());
+        assert!(parse_set_response(None, b"", "t", NOW).is_err());
+        assert!(set(200, b"{\"active\":true}").is_err());
+        assert!(set(200, b"{\"active\":tr").is_err());
+    }
+}

@@ -1,0 +1,620 @@
+//! The request variables a `ref` can read (docs/variables.md#request-variables):
+//! what the filter captured of the request, and how each variable resolves.
+//!
+//! Variables are parsed once at load time into [`RequestVar`]; at run time a
+//! value is appended to a caller's buffer, so that resolving a token or a
+//! header value allocates nothing in the common case (UTF-8 text without
+//! percent escapes).
+
+use std::borrow::Cow;
+
+/// What the filter knows of the request, captured once from the host. The
+/// byte vectors are the host's own buffers, kept as they came.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    /// `:method` (read only when a ref uses `request.verb`).
+    pub method: Vec<u8>,
+    /// `:path`: path and query (read only when a ref needs it).
+    pub path: Vec<u8>,
+    pub headers: Headers,
+    pub client_ip: Option<String>,
+    /// The urlencoded request body, when a policy reads form parameters and
+    /// the body was handed over.
+    pub form_body: Option<Vec<u8>>,
+}
+
+/// The request headers the filter read.
+#[derive(Debug, Clone)]
+pub enum Headers {
+    /// The values of the names the configuration reads, in its order
+    /// ([`crate::config::HeaderReads::Named`]); `None` when absent.
+    Named(Vec<Option<Vec<u8>>>),
+    /// Every header, names lower-cased, in the host's order (a ref uses
+    /// `.N` or `.values.*`, which see repeated headers as one list).
+    All(Vec<(String, Vec<u8>)>),
+}
+
+impl Default for Headers {
+    fn default() -> Self {
+        Headers::Named(Vec::new())
+    }
+}
+
+impl RequestInfo {
+    /// Empties the request for reuse, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.method.clear();
+        self.path.clear();
+        match &mut self.headers {
+            Headers::Named(values) => values.clear(),
+            Headers::All(all) => all.clear(),
+        }
+        self.client_ip = None;
+        self.form_body = None;
+    }
+
+    /// The first value of header `name` (lower-case), in either mode.
+    pub fn header(&self, name: &str, named_index: Option<usize>) -> Option<&[u8]> {
+        match (&self.headers, named_index) {
+            (Headers::Named(values), Some(i)) => values.get(i)?.as_deref(),
+            (Headers::Named(_), None) => None,
+            (Headers::All(all), _) => all
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_slice()),
+        }
+    }
+
+    fn all_headers<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let all: &[(String, Vec<u8>)] = match &self.headers {
+            Headers::All(all) => all,
+            Headers::Named(_) => &[],
+        };
+        all.iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    fn query(&self) -> Option<&[u8]> {
+        split_query(&self.path).1
+    }
+
+    /// Appends the value of `var` to `out`; false when it is unset.
+    pub fn resolve_into(&self, var: &RequestVar, out: &mut String) -> bool {
+        match var {
+            RequestVar::Verb => push_text(out, &self.method),
+            RequestVar::Uri => push_text(out, &self.path),
+            RequestVar::Path => push_text(out, split_query(&self.path).0),
+            RequestVar::QueryString => push_text(out, self.query().unwrap_or_default()),
+            RequestVar::ClientIp => match &self.client_ip {
+                Some(ip) => out.push_str(ip),
+                None => return false,
+            },
+            RequestVar::Header { name, named_index } => match self.header(name, *named_index) {
+                Some(v) => push_text(out, first_value(v)),
+                None => return false,
+            },
+            RequestVar::HeaderIndexed { rest } => return self.resolve_header(rest, out),
+            RequestVar::QueryParam { rest } => match self.query() {
+                Some(query) => return resolve_param(query, rest, out),
+                None => return false,
+            },
+            RequestVar::FormParam { rest } => match &self.form_body {
+                Some(body) => return resolve_param(body, rest, out),
+                None => return false,
+            },
+        }
+        true
+    }
+
+    /// Apigee's header forms (docs/variables.md): `name.N` the N-th
+    /// comma-separated value (1-based), `name.values.string` the whole
+    /// value, `name.values.count` how many values; repeated headers are one
+    /// list. Only in [`Headers::All`] mode.
+    fn resolve_header(&self, rest: &str, out: &mut String) -> bool {
+        if let Some(name) = rest.strip_suffix(".values.string") {
+            let mut any = false;
+            for value in self.all_headers(name) {
+                if any {
+                    out.push_str(", ");
+                }
+                push_text(out, value);
+                any = true;
+            }
+            return any;
+        }
+        if let Some(name) = rest.strip_suffix(".values.count") {
+            if self.all_headers(name).next().is_none() {
+                return false;
+            }
+            let count = self.header_values(name).count();
+            out.push_str(&count.to_string());
+            return true;
+        }
+        let (name, index) = split_index(rest);
+        if let Some(index) = index {
+            if self.all_headers(name).next().is_some() {
+                return match self.header_values(name).nth(index - 1) {
+                    Some(v) => {
+                        push_text(out, v);
+                        true
+                    }
+                    None => false,
+                };
+            }
+        }
+        // No index, or a header really named like "x.2" when "x" is absent.
+        match self.header_values(rest).next() {
+            Some(v) => {
+                push_text(out, v);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.all_headers(name)
+            .flat_map(|v| v.split(|&b| b == b','))
+            .map(trim)
+    }
+}
+
+/// A request variable, parsed at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestVar {
+    Verb,
+    Path,
+    Uri,
+    QueryString,
+    ClientIp,
+    /// `request.header.{name}`: the first comma-separated value.
+    /// `named_index` is the name's place in the configuration's header reads.
+    Header {
+        name: String,
+        named_index: Option<usize>,
+    },
+    /// `request.header.{name}.N`, `.values.string`, `.values.count`.
+    HeaderIndexed {
+        rest: String,
+    },
+    QueryParam {
+        rest: String,
+    },
+    FormParam {
+        rest: String,
+    },
+}
+
+impl RequestVar {
+    /// Parses a request variable name; `None` when `name` is not one.
+    pub fn parse(name: &str) -> Option<RequestVar> {
+        let non_empty = |rest: &str| (!rest.is_empty()).then(|| rest.to_string());
+        Some(match name {
+            "request.verb" => RequestVar::Verb,
+            "request.path" => RequestVar::Path,
+            "request.uri" => RequestVar::Uri,
+            "request.querystring" => RequestVar::QueryString,
+            "client.ip" => RequestVar::ClientIp,
+            _ => {
+                if let Some(rest) = name.strip_prefix("request.header.") {
+                    let rest = non_empty(rest)?;
+                    if is_indexed_header(&rest) {
+                        RequestVar::HeaderIndexed { rest }
+                    } else {
+                        RequestVar::Header {
+                            name: rest.to_ascii_lowercase(),
+                            named_index: None,
+                        }
+                    }
+                } else if let Some(rest) = name.strip_prefix("request.queryparam.") {
+                    RequestVar::QueryParam {
+                        rest: non_empty(rest)?,
+                    }
+                } else if let Some(rest) = name.strip_prefix("request.formparam.") {
+                    RequestVar::FormParam {
+                        rest: non_empty(rest)?,
+                    }
+                } else {
+                    return None;
+                }
+            }
+        })
+    }
+}
+
+/// True for header refs that need every header: `.N`, `.values.string`,
+/// `.values.count`.
+fn is_indexed_header(rest: &str) -> bool {
+    let indexed = rest
+        .rsplit_once('.')
+        .is_some_and(|(_, last)| !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()));
+    indexed || rest.ends_with(".values.string") || rest.ends_with(".values.count")
+}
+
+/// True for the request variables docs/variables.md lists (used to warn
+/// at load time about refs that can never be set).
+pub fn is_request_variable(name: &str) -> bool {
+    RequestVar::parse(name).is_some()
+}
+
+/// Appends header or parameter bytes as text: as they are when UTF-8,
+/// else with U+FFFD for the bytes that are not (a client can send those).
+fn push_text(out: &mut String, bytes: &[u8]) {
+    match String::from_utf8_lossy(bytes) {
+        Cow::Borrowed(s) => out.push_str(s),
+        Cow::Owned(s) => out.push_str(&s),
+    }
+}
+
+/// Header bytes as text, without a copy when they are UTF-8.
+pub fn header_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+fn first_value(value: &[u8]) -> &[u8] {
+    trim(value.split(|&b| b == b',').next().unwrap_or_default())
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+/// Splits `name.N` into `(name, Some(N))` when the last segment is a
+/// positive integer.
+fn split_index(rest: &str) -> (&str, Option<usize>) {
+    if let Some((name, last)) = rest.rsplit_once('.') {
+        if let Ok(n) = last.parse::<usize>() {
+            if n >= 1 && !name.is_empty() && last.bytes().all(|b| b.is_ascii_digit()) {
+                return (name, Some(n));
+            }
+        }
+    }
+    (rest, None)
+}
+
+fn split_query(path: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match path.iter().position(|&b| b == b'?') {
+        Some(i) => (&path[..i], Some(&path[i + 1..])),
+        None => (path, None),
+    }
+}
+
+/// The (n+1)-th value of parameter `name` in an `a=1&b=2` string, raw.
+fn find_param<'a>(encoded: &'a [u8], name: &str, n: usize) -> Option<&'a [u8]> {
+    encoded
+        .split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &[][..]),
+        })
+        .filter(|(k, _)| decoded_equals(k, name))
+        .nth(n)
+        .map(|(_, v)| v)
+}
+
+/// First (or N-th) value of a parameter, decoded; a parameter really
+/// named `x.2` is found when there is no `x`.
+fn resolve_param(encoded: &[u8], rest: &str, out: &mut String) -> bool {
+    let (name, index) = split_index(rest);
+    let found = match index {
+        Some(index) => match find_param(encoded, name, index - 1) {
+            Some(v) => Some(v),
+            None if find_param(encoded, name, 0).is_some() => return false,
+            None => find_param(encoded, rest, 0),
+        },
+        None => find_param(encoded, rest, 0),
+    };
+    match found {
+        Some(v) => {
+            percent_decode_into(v, out);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Compares a raw (encoded) parameter name with a decoded one without
+/// decoding when there is nothing to decode.
+fn decoded_equals(raw: &[u8], name: &str) -> bool {
+    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+        return raw == name.as_bytes();
+    }
+    let mut decoded = String::new();
+    percent_decode_into(raw, &mut decoded);
+    decoded == name
+}
+
+/// Decodes `%XX` escapes and `+` (as a space) into `out`. A malformed
+/// escape is kept as it is; bytes that are not UTF-8 after decoding become
+/// U+FFFD. Plain text is copied as it is, without a temporary buffer.
+pub fn percent_decode_into(input: &[u8], out: &mut String) {
+    if !input.iter().any(|&b| b == b'%' || b == b'+') {
+        push_text(out, input);
+        return;
+    }
+    let mut bytes = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'+' => bytes.push(b' '),
+            b'%' if i + 2 < input.len() => match (hex(input[i + 1]), hex(input[i + 2])) {
+                (Some(h), Some(l)) => {
+                    bytes.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => bytes.push(b'%'),
+            },
+            b => bytes.push(b),
+        }
+        i += 1;
+    }
+    push_text(out, &bytes);
+}
+
+/// [`percent_decode_into`] into a new string.
+pub fn percent_decode(input: &str) -> String {
+    let mut out = String::with_capacity(input.len());
+    percent_decode_into(input.as_bytes(), &mut out);
+    out
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn percent_encode_into(input: &str, out: &mut String) {
+    for b in input.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
+        }
+    }
+}
+
+pub fn percent_encode(input: &str) -> String {
+    let mut out = String::with_capacity(input.len());
+    percent_encode_into(input, &mut out);
+    out
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The IP part of an Envoy address (`1.2.3.4:5678`, `[::1]:5678`).
+pub fn ip_from_address(address: &str) -> String {
+    if let Some(rest) = address.strip_prefix('[') {
+        if let Some((ip, _)) = rest.split_once(']') {
+            return ip.to_string();
+        }
+    }
+    match address.rsplit_once(':') {
+        Some((ip, port)) if !ip.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            ip.to_string()
+        }
+        _ => address.to_string(),
+    }
+}
+
+/// True when a content type is `application/x-www-form-urlencoded`.
+pub fn is_form_urlencoded(content_type: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(content_type);
+    text.split(';').next().is_some_and(|t| {
+        t.trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    })
+}
+
+/// True when Envoy accepts a value in an HTTP header as it is: no control
+/// character other than horizontal tab (RFC 9110 field values; Envoy
+/// refuses the request otherwise).
+pub fn is_valid_header_value(value: &[u8]) -> bool {
+    !value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> RequestInfo {
+        let headers = [
+            ("authorization", b"Bearer t0k".to_vec()),
+            ("x-list", b"a, b ,c".to_vec()),
+            ("x-list", b"d".to_vec()),
+            ("x-empty", b"".to_vec()),
+            ("x-bin", vec![b'o', 0xff, b'k']),
+            ("x.2", b"dotted".to_vec()),
+        ];
+        RequestInfo {
+            method: b"POST".to_vec(),
+            path: b"/v1/items?access_token=abc%20def&x=1&x=2&plus=a+b&bad=%zz%4&empty=&flag&enc%5Fname=v&utf=%C3%A9&nonutf=%FF".to_vec(),
+            headers: Headers::All(headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()),
+            client_ip: Some("10.1.2.3".into()),
+            form_body: Some(b"department_id=42&dup=a&dup=b&sp=a+b%21".to_vec()),
+        }
+    }
+
+    fn resolve(r: &RequestInfo, name: &str) -> Option<String> {
+        let var = RequestVar::parse(name)?;
+        let mut out = String::new();
+        r.resolve_into(&var, &mut out).then_some(out)
+    }
+
+    #[test]
+    fn request_line_variables() {
+        let r = request();
+        assert_eq!(resolve(&r, "request.verb").as_deref(), Some("POST"));
+        assert_eq!(resolve(&r, "request.path").as_deref(), Some("/v1/items"));
+        assert!(resolve(&r, "request.uri")
+            .unwrap()
+            .starts_with("/v1/items?access_token="));
+        assert!(resolve(&r, "request.querystring")
+            .unwrap()
+            .starts_with("access_token=abc%20def&"));
+        assert_eq!(resolve(&r, "client.ip").as_deref(), Some("10.1.2.3"));
+        assert_eq!(resolve(&r, "request.unknown"), None);
+        let bare = RequestInfo {
+            path: b"/p".to_vec(),
+            ..RequestInfo::default()
+        };
+        assert_eq!(resolve(&bare, "request.querystring").as_deref(), Some(""));
+        assert_eq!(resolve(&bare, "request.queryparam.a"), None);
+        assert_eq!(resolve(&bare, "client.ip"), None);
+    }
+
+    #[test]
+    fn header_rules_follow_apigee() {
+        let r = request();
+        assert_eq!(
+            resolve(&r, "request.header.authorization").as_deref(),
+            Some("Bearer t0k")
+        );
+        assert_eq!(
+            resolve(&r, "request.header.AUTHORIZATION").as_deref(),
+            Some("Bearer t0k")
+        );
+        assert_eq!(resolve(&r, "request.header.x-list").as_deref(), Some("a"));
+        assert_eq!(resolve(&r, "request.header.x-list.1").as_deref(), Some("a"));
+        assert_eq!(resolve(&r, "request.header.x-list.2").as_deref(), Some("b"));
+        assert_eq!(resolve(&r, "request.header.x-list.3").as_deref(), Some("c"));
+        assert_eq!(resolve(&r, "request.header.x-list.4").as_deref(), Some("d"));
+        assert_eq!(resolve(&r, "request.header.x-list.5"), None);
+        assert_eq!(
+            resolve(&r, "request.header.x-list.values.string").as_deref(),
+            Some("a, b ,c, d")
+        );
+        assert_eq!(
+            resolve(&r, "request.header.x-list.values.count").as_deref(),
+            Some("4")
+        );
+        assert_eq!(resolve(&r, "request.header.x-empty").as_deref(), Some(""));
+        assert_eq!(
+            resolve(&r, "request.header.x-bin").as_deref(),
+            Some("o\u{fffd}k")
+        );
+        assert_eq!(resolve(&r, "request.header.missing"), None);
+        assert_eq!(resolve(&r, "request.header.missing.values.string"), None);
+        // "x" is absent, so "x.2" is the header really named so.
+        assert_eq!(resolve(&r, "request.header.x.2").as_deref(), Some("dotted"));
+        assert_eq!(resolve(&r, "request.header.x-list.0"), None);
+    }
+
+    #[test]
+    fn named_header_reads_use_their_index() {
+        let r = RequestInfo {
+            headers: Headers::Named(vec![None, Some(b" v1 , v2".to_vec())]),
+            ..RequestInfo::default()
+        };
+        let var = RequestVar::Header {
+            name: "x-b".into(),
+            named_index: Some(1),
+        };
+        let mut out = String::new();
+        assert!(r.resolve_into(&var, &mut out));
+        assert_eq!(out, "v1");
+        let absent = RequestVar::Header {
+            name: "x-a".into(),
+            named_index: Some(0),
+        };
+        assert!(!r.resolve_into(&absent, &mut out));
+    }
+
+    #[test]
+    fn query_parameters_are_decoded() {
+        let r = request();
+        let q = |n: &str| resolve(&r, &format!("request.queryparam.{n}"));
+        assert_eq!(q("access_token").as_deref(), Some("abc def"));
+        assert_eq!(q("x").as_deref(), Some("1"));
+        assert_eq!(q("x.2").as_deref(), Some("2"));
+        assert_eq!(q("x.3"), None);
+        assert_eq!(q("plus").as_deref(), Some("a b"));
+        assert_eq!(q("bad").as_deref(), Some("%zz%4"));
+        assert_eq!(q("empty").as_deref(), Some(""));
+        assert_eq!(q("flag").as_deref(), Some(""));
+        assert_eq!(q("enc_name").as_deref(), Some("v"));
+        assert_eq!(q("utf").as_deref(), Some("é"));
+        assert_eq!(q("nonutf").as_deref(), Some("\u{fffd}"));
+        assert_eq!(q("none"), None);
+    }
+
+    #[test]
+    fn form_parameters() {
+        let r = request();
+        let f = |n: &str| resolve(&r, &format!("request.formparam.{n}"));
+        assert_eq!(f("department_id").as_deref(), Some("42"));
+        assert_eq!(f("dup.2").as_deref(), Some("b"));
+        assert_eq!(f("sp").as_deref(), Some("a b!"));
+        let no_body = RequestInfo::default();
+        assert_eq!(resolve(&no_body, "request.formparam.department_id"), None);
+    }
+
+    #[test]
+    fn percent_coding_round_trips() {
+        for s in ["", "abc", "a b+c/d?e=f&g", "é€😀", "%%", "\u{0}"] {
+            assert_eq!(percent_decode(&percent_encode(s)), s);
+        }
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%41"), "A");
+        assert_eq!(percent_decode("a%2"), "a%2");
+    }
+
+    #[test]
+    fn request_variable_names() {
+        assert!(is_request_variable("request.header.x"));
+        assert!(is_request_variable("client.ip"));
+        assert!(!is_request_variable("request.header."));
+        assert!(!is_request_variable("request.content"));
+        assert_eq!(
+            RequestVar::parse("request.header.X-A"),
+            Some(RequestVar::Header {
+                name: "x-a".into(),
+                named_index: None
+            })
+        );
+        assert!(matches!(
+            RequestVar::parse("request.header.x.2"),
+            Some(RequestVar::HeaderIndexed { .. })
+        ));
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(ip_from_address("10.0.0.1:443"), "10.0.0.1");
+        assert_eq!(ip_from_address("[::1]:8080"), "::1");
+        assert_eq!(ip_from_address("::1"), "::1");
+        assert_eq!(ip_from_address("10.0.0.1"), "10.0.0.1");
+        assert_eq!(ip_from_address("unix:/tmp/s"), "unix:/tmp/s");
+    }
+
+    #[test]
+    fn content_types_and_header_values() {
+        assert!(is_form_urlencoded(b"application/x-www-form-urlencoded"));
+        assert!(is_form_urlencoded(
+            b"Application/X-WWW-Form-Urlencoded; charset=UTF-8"
+        ));
+        assert!(!is_form_urlencoded(b"application/json"));
+        assert!(!is_form_urlencoded(b"multipart/form-data; boundary=x"));
+        assert!(is_valid_header_value(b"a b\tc"));
+        assert!(!is_valid_header_value(b"a\r\nb: c"));
+        for b in (0u8..0x20).filter(|&b| b != b'\t').chain([0x7f]) {
+            assert!(!is_valid_header_value(&[b'a', b]), "{b:#x}");
+        }
+        assert!(is_valid_header_value("é".as_bytes()));
+    }
+}
