@@ -35,6 +35,13 @@ extern "C" {
         value: *const u8,
         value_len: usize,
     ) -> u32;
+    fn proxy_add_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_len: usize,
+        value: *const u8,
+        value_len: usize,
+    ) -> u32;
     fn proxy_remove_header_map_value(map: u32, key: *const u8, key_len: usize) -> u32;
     fn proxy_get_property(
         path: *const u8,
@@ -173,6 +180,14 @@ pub fn replace_header(map: u32, name: &str, value: &[u8]) -> bool {
     }
 }
 
+pub fn add_header(map: u32, name: &str, value: &[u8]) -> bool {
+    // SAFETY: pointers and lengths describe live slices for the call.
+    unsafe {
+        proxy_add_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+            == OK
+    }
+}
+
 pub fn remove_header(map: u32, name: &str) {
     // SAFETY: pointer and length describe a live string for the call.
     let _ = unsafe { proxy_remove_header_map_value(map, name.as_ptr(), name.len()) };
@@ -188,7 +203,7 @@ pub fn property(path: &[&str]) -> Option<Vec<u8>> {
 }
 
 /// Writes filter state `wasm.<key>` (a one-segment property path).
-pub fn set_property(key: &str, value: &[u8]) -> bool {
+pub fn set_property(key: &[u8], value: &[u8]) -> bool {
     // SAFETY: pointers and lengths describe live slices for the call.
     unsafe { proxy_set_property(key.as_ptr(), key.len(), value.as_ptr(), value.len()) == OK }
 }

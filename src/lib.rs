@@ -137,6 +137,10 @@ impl Host for EnvoyHost {
         abi::replace_header(abi::REQUEST_HEADERS, name, value)
     }
 
+    fn add_request_header(&mut self, name: &str, value: &[u8]) -> bool {
+        abi::add_header(abi::REQUEST_HEADERS, name, value)
+    }
+
     fn remove_request_header(&mut self, name: &str) {
         abi::remove_header(abi::REQUEST_HEADERS, name)
     }
@@ -145,7 +149,7 @@ impl Host for EnvoyHost {
         abi::property(path)
     }
 
-    fn set_filter_state(&mut self, key: &str, value: &[u8]) -> bool {
+    fn set_filter_state(&mut self, key: &[u8], value: &[u8]) -> bool {
         abi::set_property(key, value)
     }
 

@@ -1,137 +1,189 @@
-//! Times the filter's pure logic on a cache hit, roughly as the adapter runs it
-//! (src/adapter.rs, minus the host calls): request info from the headers,
-//! the flow up to the callout, the cache slot key, decoding the cached
-//! entry, applying it, and walking the published variables twice (filter
-//! state, then the metadata bridge's blob).
+//! One warm cache hit, natively, through the very code the filter runs in
+//! Envoy: `oauthv2info_core::filter::Worker::on_request_headers`, over a
+//! host that answers the way Envoy's does (the request's `:path`, the clock,
+//! the shared cache entry) and records nothing. What it measures is the
+//! filter's own work per warm request (docs/performance.md#the-warm-path).
 //!
-//!   hotpath [iterations]   (default 200000; a small count for callgrind)
+//!   hotpath [N] [CONFIG]   N warm hits (default 200000) of one of the
+//!                          benchmark's configurations: `default` (what
+//!                          `make run` ships: every variable published, to
+//!                          metadata through header_to_metadata), `lua` (the
+//!                          same through the Lua bridge), `narrow` (3
+//!                          variables published, 3 mapped request headers)
+//!
+//! For instruction counts, run it twice under callgrind and take the
+//! difference (docs/performance.md#tools):
+//!   valgrind --tool=callgrind --callgrind-out-file=/dev/null hotpath 1000
+//!   valgrind --tool=callgrind --callgrind-out-file=/dev/null hotpath 3000
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use oauthv2info::cache::{self, Entry};
-use oauthv2info::config::parse_config;
-use oauthv2info::engine::{Callout, Flow, Step};
-use oauthv2info::publish::{encode_bridge, published};
-use oauthv2info::vars::RequestInfo;
+use oauthv2info_core::filter::{Action, Worker};
+use oauthv2info_core::host::{Host, MetricKind, SharedWrite};
 
 const TOKEN: &str = "BT00042a1b2c3d4e5f6";
+const NOW: i64 = 1_795_356_400_000;
 
-fn headers() -> Vec<(String, Vec<u8>)> {
-    [
-        (":authority", "127.0.0.1:10000"),
-        (":path", "/get?access_token=BT00042a1b2c3d4e5f6"),
-        (":method", "GET"),
-        (":scheme", "http"),
-        ("x-forwarded-proto", "http"),
-        ("x-request-id", "0b7d5a7e-6f3c-4b8e-9a51-2f8f3c1d9e20"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-    .collect()
+/// The host side of a warm hit: copies out what a real host copies out
+/// (into buffers the filter then owns, as proxy-wasm does), and keeps
+/// nothing of what the filter writes.
+#[derive(Default)]
+struct BenchHost {
+    path: Vec<u8>,
+    /// The shared data (one entry in this benchmark): a list, so that the
+    /// host's own lookup costs next to nothing in the count.
+    shared: Vec<(String, Vec<u8>)>,
+    callout_body: Vec<u8>,
+    writes: usize,
+    calls: usize,
 }
 
-fn request() -> RequestInfo {
-    let mut request = RequestInfo::default();
-    let mut kept = Vec::new();
-    for (name, value) in headers() {
-        match name.as_str() {
-            ":method" => request.method = String::from_utf8_lossy(&value).into_owned(),
-            ":path" => request.path = String::from_utf8_lossy(&value).into_owned(),
-            n if n.starts_with(':') => {}
-            _ => kept.push((name, value)),
+impl Host for BenchHost {
+    fn now_ms(&mut self) -> i64 {
+        self.calls += 1;
+        NOW
+    }
+    fn request_header(&mut self, name: &str) -> Option<Vec<u8>> {
+        self.calls += 1;
+        (name == ":path").then(|| self.path.clone())
+    }
+    fn request_headers(&mut self) -> Vec<(String, Vec<u8>)> {
+        self.calls += 1;
+        vec![(":path".to_string(), self.path.clone())]
+    }
+    fn set_request_header(&mut self, _name: &str, value: &[u8]) -> bool {
+        self.calls += 1;
+        self.writes += value.len();
+        true
+    }
+    fn add_request_header(&mut self, _name: &str, value: &[u8]) -> bool {
+        self.calls += 1;
+        self.writes += value.len();
+        true
+    }
+    fn remove_request_header(&mut self, _name: &str) {
+        self.calls += 1;
+    }
+    fn property(&mut self, _path: &[&str]) -> Option<Vec<u8>> {
+        self.calls += 1;
+        None
+    }
+    fn set_filter_state(&mut self, key: &[u8], value: &[u8]) -> bool {
+        self.calls += 1;
+        self.writes += key.len() + value.len();
+        true
+    }
+    fn shared_data(&mut self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.calls += 1;
+        match self.shared.iter().find(|(k, _)| k == key) {
+            Some((_, v)) => (Some(v.clone()), Some(1)),
+            None => (None, None),
         }
     }
-    request.with_header_bytes(kept)
+    fn set_shared_data(&mut self, key: &str, value: &[u8], _cas: Option<u32>) -> SharedWrite {
+        self.calls += 1;
+        self.shared.retain(|(k, _)| k != key);
+        self.shared.push((key.to_string(), value.to_vec()));
+        SharedWrite::Ok
+    }
+    fn dispatch(&mut self, _c: &str, _h: &[(&str, &str)], _b: &[u8], _t: u32) -> Result<u32, String> {
+        self.calls += 1;
+        Ok(1)
+    }
+    fn call_response_status(&mut self) -> Option<u16> {
+        Some(200)
+    }
+    fn call_response_body(&mut self, _size: usize) -> Vec<u8> {
+        self.callout_body.clone()
+    }
+    fn send_local_response(&mut self, _s: u32, _h: &[(&str, &[u8])], _b: &[u8]) -> bool {
+        self.calls += 1;
+        true
+    }
+    fn resume_request(&mut self) {
+        self.calls += 1;
+    }
+    fn set_effective_context(&mut self, _context: u32) {}
+    fn set_tick_period_ms(&mut self, _ms: u32) {}
+    fn define_metric(&mut self, _kind: MetricKind, _name: &str) -> Option<u32> {
+        Some(1)
+    }
+    fn increment_metric(&mut self, _id: u32, _delta: i64) {}
+    fn record_metric(&mut self, _id: u32, _value: u64) {}
+}
+
+/// The plugin configuration of `make bench`'s warm setups (bench/bench.py).
+fn plugin(mode: &str) -> String {
+    let policy = r#"<GetOAuthV2Info name=\"GetTokenAttributes\"><AccessToken ref=\"request.queryparam.access_token\"/></GetOAuthV2Info>"#;
+    if mode == "lua" {
+        return format!(
+            r#"{{"token_service": {{"cluster": "token_service", "credentials": "Bearer k"}},
+                "policies": ["{policy}"], "metadata_bridge": "lua", "cache": {{"max_entries": 1000000}}}}"#
+        );
+    }
+    if mode == "narrow" {
+        format!(
+            r#"{{"token_service": {{"cluster": "token_service", "credentials": "Bearer k"}},
+                "policies": ["{policy}"], "metadata_bridge": "header_to_metadata",
+                "publish": ["oauthv2accesstoken.*.client_id", "oauthv2accesstoken.*.scope", "oauthv2accesstoken.*.developer.email"],
+                "request_headers": {{"x-client-id": "oauthv2accesstoken.GetTokenAttributes.client_id",
+                                     "x-scope": "oauthv2accesstoken.GetTokenAttributes.scope",
+                                     "x-developer-email": "oauthv2accesstoken.GetTokenAttributes.developer.email"}},
+                "cache": {{"max_entries": 1000000}}}}"#
+        )
+    } else {
+        format!(
+            r#"{{"token_service": {{"cluster": "token_service", "credentials": "Bearer k"}},
+                "policies": ["{policy}"], "metadata_bridge": "header_to_metadata", "cache": {{"max_entries": 1000000}}}}"#
+        )
+    }
 }
 
 fn main() {
-    let iterations: u32 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(200_000);
-    let config = parse_config(
-        br#"{"token_service": {"cluster": "token_service", "credentials": "Bearer k"},
-             "policies": ["<GetOAuthV2Info name=\"GetTokenAttributes\"><AccessToken ref=\"request.queryparam.access_token\"/></GetOAuthV2Info>"]}"#,
-    )
-    .expect("config");
-    let now = 1_795_356_400_000_i64;
-    // What the token service answers for a benchmark token.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let iterations: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let mode = args.get(1).map_or("default", String::as_str);
+    if !["default", "lua", "narrow"].contains(&mode) {
+        eprintln!("hotpath: unknown configuration {mode:?} (default, lua, narrow)");
+        std::process::exit(2);
+    }
+    // What the token service answers for a benchmark token (bench/bench.py
+    // seeds tokens like this one).
     let body = format!(
         r#"{{"active":true,"client_id":"cid-bench","exp":1795442766,"iat":1795356366,"profile":{{"access_token":"{TOKEN}","api_product_list":"[FreeProduct, Premium]","attributes":{{"department.id":"42","plan":"premium","region":"eu-west"}},"client_id":"cid-bench","developer.app.id":"f4891d6f-66cc-4dfc-8487-3ecfff8dc263","developer.app.name":"bench-app","developer.email":"bench@example.com","developer.id":"dev-bench","expires_at":"1795442766330","expires_in":"86399","issued_at":"1795356366330","organization_name":"local","refresh_count":"1","refresh_token":"{TOKEN}-refresh","refresh_token_expires_at":"1795529166330","refresh_token_expires_in":"172799","refresh_token_issued_at":"1795356366330","refresh_token_status":"approved","scope":"READ WRITE","status":"approved","token_type":"BearerToken"}},"scope":"READ WRITE","token_type":"Bearer"}}"#
     );
-    let mut flow = Flow::new();
-    let req = request();
-    assert!(matches!(flow.advance(&config, &req), Step::Callout(_)));
-    let learned = flow
-        .on_response(&config, Some(200), body.as_bytes(), now)
-        .expect("learned");
-    let stored = cache::encode(&Entry {
-        kind: learned.kind,
-        token: learned.token.clone(),
-        deadline_ms: now + 30_000,
-        stored_ms: now,
-        lookup: learned.lookup.clone(),
-    });
-
-    let mut phases = [0u128; 5];
-    let mut published_count = 0;
+    let mut host = BenchHost {
+        path: format!("/get?access_token={TOKEN}").into_bytes(),
+        callout_body: body.into_bytes(),
+        ..BenchHost::default()
+    };
+    let mut worker = Worker::new(1);
+    if !worker.configure(&mut host, plugin(mode).as_bytes()) {
+        eprintln!("hotpath: the benchmark configuration was refused");
+        std::process::exit(1);
+    }
+    // A miss fills the cache, then one warm hit warms the worker's buffers.
+    if worker.on_request_headers(&mut host, 2, true) != Action::Pause {
+        eprintln!("hotpath: the first request should wait for its lookup");
+        std::process::exit(1);
+    }
+    worker.on_call_response(&mut host, 2, 1, 1);
+    if worker.on_request_headers(&mut host, 3, true) != Action::Continue {
+        eprintln!("hotpath: the second request should be a cache hit");
+        std::process::exit(1);
+    }
+    let (calls, writes) = (host.calls, host.writes);
     let started = Instant::now();
-    for _ in 0..iterations {
-        let t0 = Instant::now();
-        let req = request();
-        let mut flow = Flow::new();
-        let Step::Callout(Callout::Introspect { kind, token }) = flow.advance(&config, &req) else {
-            panic!("no callout");
-        };
-        let key = cache::slot_key(
-            &config.token_service.cluster,
-            kind,
-            &token,
-            config.cache.max_entries,
-        );
-        let t1 = Instant::now();
-        let entry = cache::decode(black_box(&stored)).expect("decode");
-        let lookup = entry.answer(kind, &token, now).expect("hit").clone();
-        let t2 = Instant::now();
-        flow.on_cached(&config, &lookup, now);
-        assert!(matches!(flow.advance(&config, &req), Step::Continue));
-        let t3 = Instant::now();
-        for (name, value) in published(&flow.vars, &config.publish, config.export_secrets) {
-            black_box((name, value));
-            published_count += 1;
-        }
-        let t4 = Instant::now();
-        let blob = encode_bridge(
-            &config.metadata_namespace,
-            published(&flow.vars, &config.publish, config.export_secrets),
-        );
-        black_box((key, blob));
-        let t5 = Instant::now();
-        for (i, (a, b)) in [(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5)]
-            .iter()
-            .enumerate()
-        {
-            phases[i] += b.duration_since(*a).as_nanos();
-        }
+    for i in 0..iterations {
+        let action = worker.on_request_headers(&mut host, black_box(4 + (i & 1)), true);
+        black_box(action);
     }
-    let total = started.elapsed().as_nanos() as f64 / f64::from(iterations);
-    let per = |i: usize| phases[i] as f64 / f64::from(iterations);
+    let elapsed = started.elapsed();
+    let per_call = (host.calls - calls) as f64 / f64::from(iterations.max(1));
+    let per_bytes = (host.writes - writes) as f64 / f64::from(iterations.max(1));
     println!(
-        "cache-hit path, native, {iterations} iterations: {total:.0} ns per request \
-         ({} variables published)",
-        published_count / iterations as usize
+        "warm hit ({mode} configuration), native, {iterations} iterations: {:.0} ns per request, {per_call:.0} host calls, {per_bytes:.0} bytes written",
+        elapsed.as_nanos() as f64 / f64::from(iterations.max(1)),
     );
-    for (i, name) in [
-        "request info + flow to the callout + slot key",
-        "decode the cached entry",
-        "apply it (variables) + flow to the end",
-        "walk the published variables (filter state)",
-        "walk them again + encode the bridge blob",
-    ]
-    .iter()
-    .enumerate()
-    {
-        println!("  {name:48} {:7.0} ns", per(i));
-    }
 }

@@ -11,8 +11,6 @@
 //! never a wrong answer. A hit reads the entry where it lies: the token,
 //! the deadline and the profile are views into the bytes the host gave.
 
-use std::fmt::Write as _;
-
 use oauthv2info_names::{token_hash, TokenKind};
 
 use crate::config::CacheConfig;
@@ -54,7 +52,20 @@ pub fn slots(seed: u64, fingerprint: u64, max_entries: usize) -> [u64; 2] {
 pub fn slot_key(out: &mut String, prefix: &str, slot: u64) {
     out.clear();
     out.push_str(prefix);
-    let _ = write!(out, "{slot}");
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = slot;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
 }
 
 /// Which of a token's two slots a new entry goes to: the one already
@@ -150,7 +161,7 @@ pub fn deadline(
     let expiry = kind
         .expiry_field()
         .and_then(|f| profile.field(f))
-        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok())
+        .and_then(crate::profile::parse_i64)
         .filter(|e| *e != -1);
     let ttl_end = now_ms + config.ttl_ms;
     match expiry {
@@ -209,7 +220,7 @@ impl<'a> EntryHead<'a> {
         self.kind == kind && now_ms < self.deadline_ms && self.token == token
     }
 
-    /// The cached lookup; `None` when the bytes are corrupt.
+    /// The cached lookup; `None` when the bytes are not one.
     pub fn lookup(&self) -> Option<Lookup<'a>> {
         match self.body.split_first()? {
             (0, []) => Some(Lookup::Unknown),
@@ -292,7 +303,12 @@ mod tests {
     fn corrupt_entries_are_refused() {
         let bytes = encode(TokenKind::AccessToken, b"t", NOW, NOW, Some(&profile(NOW)));
         for cut in 0..bytes.len() {
-            let ok = EntryHead::parse(&bytes[..cut]).and_then(|h| h.lookup());
+            let ok = EntryHead::parse(&bytes[..cut])
+                .and_then(|h| h.lookup())
+                .filter(|l| match l {
+                    Lookup::Known(p) => p.validate(),
+                    Lookup::Unknown => true,
+                });
             assert_eq!(ok, None, "prefix of {cut} bytes");
         }
         // An unknown lookup is one byte; anything after it is corruption.

@@ -79,18 +79,21 @@ impl MetadataBridge {
     }
 }
 
-/// One internal metadata header: `header_to_metadata` turns `header` into
-/// metadata key `key` (a variable name).
+/// One internal metadata header: `header_to_metadata` turns `header` (the
+/// value as it is) into metadata key `key` (a variable name), and
+/// `empty_header` (set when the value is empty) into the empty string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetadataHeader {
     pub header: String,
+    pub empty_header: String,
     pub key: String,
     /// Can be set on a request that goes on to the upstream (a request
     /// rule); every header is also a response rule, for fault replies.
     pub on_request: bool,
 }
 
-/// The prefix of internal metadata headers (`x-oauthv2info-md-<n>`).
+/// The prefix of internal metadata headers (`x-oauthv2info-md-<n>`, and
+/// `x-oauthv2info-md-<n>-e` for empty values).
 pub const METADATA_HEADER_PREFIX: &str = "x-oauthv2info-md-";
 
 /// The dynamic-metadata plan.
@@ -315,11 +318,7 @@ fn compile(
     know_attributes(&mut plans, &request_headers, &publish);
     let metadata = metadata_plan(bridge, &mut plans, &publish);
     let fault_name = {
-        let mut var = Var {
-            name: FAULT_NAME.to_string(),
-            published: publish.matches(FAULT_NAME),
-            header: None,
-        };
+        let mut var = Var::new(FAULT_NAME.to_string(), false, &publish, export_secrets);
         if bridge == MetadataBridge::HeaderToMetadata && var.published {
             var.header = metadata
                 .headers
@@ -388,9 +387,9 @@ fn plan_reads(config: &mut FilterConfig) {
             RequestVar::Path
             | RequestVar::Uri
             | RequestVar::QueryString
-            | RequestVar::QueryParam { .. },
+            | RequestVar::QueryParam(_),
         ) => path = true,
-        Some(RequestVar::FormParam { .. }) => form = true,
+        Some(RequestVar::FormParam(_)) => form = true,
         Some(RequestVar::ClientIp) => ip = true,
         None => {}
     });
@@ -514,6 +513,7 @@ fn metadata_plan(
         let i = headers.len();
         headers.push(MetadataHeader {
             header: format!("{METADATA_HEADER_PREFIX}{i}"),
+            empty_header: format!("{METADATA_HEADER_PREFIX}{i}-e"),
             key: var.name.clone(),
             on_request,
         });
@@ -534,11 +534,7 @@ fn metadata_plan(
         assign(&mut p.fault_cause, soft, &mut plan.headers);
     }
     if publish.matches(FAULT_NAME) && !enabled.is_empty() {
-        let mut var = Var {
-            name: FAULT_NAME.to_string(),
-            published: true,
-            header: None,
-        };
+        let mut var = Var::new(FAULT_NAME.to_string(), false, publish, false);
         assign(&mut var, any_soft, &mut plan.headers);
     }
     plan

@@ -26,7 +26,7 @@ use crate::flow::{Event, Flow, Learned, Pending, Step};
 use crate::host::{Host, SharedWrite};
 use crate::metrics::{self, Metrics};
 use crate::profile::Answer;
-use crate::publish::{encode_metadata_value, push_netstring, METADATA_BRIDGE_KEY};
+use crate::publish::{push_netstring, EMPTY_METADATA_VALUE, METADATA_BRIDGE_KEY};
 use crate::request::{
     header_text, ip_from_address, is_form_urlencoded, is_valid_header_value, Headers, RequestInfo,
 };
@@ -63,10 +63,8 @@ pub struct Stream {
 struct Buffers {
     key: String,
     name: Vec<u8>,
-    value: Vec<u8>,
     blob: Vec<u8>,
     text: String,
-    set_headers: Vec<bool>,
 }
 
 /// Log lines a client can cause at will are warnings at most once a minute.
@@ -578,63 +576,65 @@ impl Worker {
         b.blob.clear();
         push_netstring(&mut b.blob, config.metadata_namespace.as_bytes());
         let empty_blob = b.blob.len();
-        let on_request = fault.is_none() && bridge == MetadataBridge::HeaderToMetadata;
-        if on_request {
-            b.set_headers.clear();
-            b.set_headers.resize(config.metadata.headers.len(), false);
-        }
-        let mut reply_headers: Vec<(usize, Vec<u8>)> = Vec::new();
-        let Buffers {
-            name,
-            value,
-            blob,
-            set_headers,
-            ..
-        } = &mut b;
-        stream.flow.visit_published(config, name, |key, v, header| {
-            if let Ok(key) = std::str::from_utf8(key) {
-                if !host.set_filter_state(key, v) {
-                    debug!("oauthv2info: could not write filter state {key:?}");
-                }
+        // A fault reply carries the metadata headers itself (what it holds
+        // is taken once, on this rare path).
+        let mut reply_headers: Vec<(usize, bool, Vec<u8>)> = Vec::new();
+        let Buffers { name, blob, .. } = &mut b;
+        stream.flow.visit_published(config, name, |p| {
+            let v = p.value;
+            if !host.set_filter_state(p.name, v) {
+                debug!(
+                    "oauthv2info: could not write filter state {:?}",
+                    String::from_utf8_lossy(p.name)
+                );
             }
-            match (bridge, header) {
-                (MetadataBridge::HeaderToMetadata, Some(h)) => {
-                    let h = usize::from(h);
-                    encode_metadata_value(v, value);
+            match (
+                bridge,
+                p.header
+                    .and_then(|h| config.metadata.headers.get(usize::from(h))),
+            ) {
+                (MetadataBridge::HeaderToMetadata, Some(meta)) => {
+                    // The value as it is; an empty one through its companion
+                    // header (header_to_metadata sets no empty string).
+                    // Client copies were stripped before the filter ran.
                     if fault.is_some() {
-                        reply_headers.push((h, value.clone()));
-                    } else if let Some(meta) = config.metadata.headers.get(h) {
-                        host.set_request_header(&meta.header, value);
-                        if let Some(set) = set_headers.get_mut(h) {
-                            *set = true;
-                        }
+                        reply_headers.push((
+                            usize::from(p.header.unwrap_or(0)),
+                            v.is_empty(),
+                            v.to_vec(),
+                        ));
+                    } else if v.is_empty() {
+                        host.add_request_header(&meta.empty_header, EMPTY_METADATA_VALUE);
+                    } else {
+                        host.add_request_header(&meta.header, v);
                     }
                 }
                 (MetadataBridge::None, _) => {}
                 _ => {
-                    push_netstring(blob, key);
+                    match p.bridge_key {
+                        Some(key) => blob.extend_from_slice(key),
+                        None => push_netstring(blob, p.name),
+                    }
                     push_netstring(blob, v);
                 }
             }
         });
-        if b.blob.len() > empty_blob && !host.set_filter_state(METADATA_BRIDGE_KEY, &b.blob) {
+        if b.blob.len() > empty_blob
+            && !host.set_filter_state(METADATA_BRIDGE_KEY.as_bytes(), &b.blob)
+        {
             debug!("oauthv2info: could not write the metadata bridge's entry");
-        }
-        if on_request {
-            // Client copies of internal headers never reach header_to_metadata.
-            for (meta, set) in config.metadata.headers.iter().zip(&b.set_headers) {
-                if meta.on_request && !set {
-                    host.remove_request_header(&meta.header);
-                }
-            }
         }
         self.buffers = b;
         if let Some(fault) = fault {
             let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(reply_headers.len() + 1);
             headers.push(("content-type", b"application/json"));
-            for (h, v) in &reply_headers {
+            for (h, empty, v) in &reply_headers {
                 if let Some(meta) = config.metadata.headers.get(*h) {
-                    headers.push((meta.header.as_str(), v.as_slice()));
+                    if *empty {
+                        headers.push((meta.empty_header.as_str(), EMPTY_METADATA_VALUE));
+                    } else {
+                        headers.push((meta.header.as_str(), v.as_slice()));
+                    }
                 }
             }
             if !host.send_local_response(fault.status(), &headers, fault.body().as_bytes()) {

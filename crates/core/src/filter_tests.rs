@@ -194,6 +194,11 @@ impl Host for FakeHost {
         });
         true
     }
+    fn add_request_header(&mut self, name: &str, value: &[u8]) -> bool {
+        self.log("add_request_header");
+        host_side(|| self.req().headers.push((name.to_string(), value.to_vec())));
+        true
+    }
     fn remove_request_header(&mut self, name: &str) {
         self.log("remove_request_header");
         host_side(|| {
@@ -206,12 +211,11 @@ impl Host for FakeHost {
         self.log("property");
         host_side(|| self.req().properties.get(&path.join(".")).cloned())
     }
-    fn set_filter_state(&mut self, key: &str, value: &[u8]) -> bool {
+    fn set_filter_state(&mut self, key: &[u8], value: &[u8]) -> bool {
         self.log("set_filter_state");
         host_side(|| {
-            self.req()
-                .filter_state
-                .push((key.to_string(), value.to_vec()))
+            let key = String::from_utf8_lossy(key).into_owned();
+            self.req().filter_state.push((key, value.to_vec()))
         });
         true
     }
@@ -732,44 +736,39 @@ fn request_headers_are_set_and_client_copies_never_reach_the_upstream() {
 }
 
 #[test]
-fn header_to_metadata_mode_sets_internal_headers_and_removes_forged_ones() {
+fn header_to_metadata_mode_adds_internal_headers_with_raw_values() {
     let mut h = Harness::new(
         json!({"policies": [GET], "metadata_bridge": "header_to_metadata",
-        "publish": ["oauthv2accesstoken.*.scope", "oauthv2accesstoken.*.accesstoken.**", "oauthV2.**", "fault.name"]}),
+        "publish": ["oauthv2accesstoken.*.scope", "oauthv2accesstoken.*.organization_name",
+                    "oauthv2accesstoken.*.accesstoken.**", "oauthV2.**", "fault.name"]}),
     );
     let headers = h.worker.config().unwrap().metadata.headers.clone();
-    let scope = headers
-        .iter()
-        .find(|m| m.key.ends_with(".scope"))
-        .unwrap()
-        .header
-        .clone();
-    let failed = headers
-        .iter()
-        .find(|m| m.key.ends_with(".failed"))
-        .unwrap()
-        .header
-        .clone();
+    let meta = |suffix: &str| {
+        headers
+            .iter()
+            .find(|m| m.key.ends_with(suffix))
+            .unwrap()
+            .clone()
+    };
+    let (scope, org, failed) = (meta(".scope"), meta(".organization_name"), meta(".failed"));
     h.request(9, "/x?access_token=t", &[]);
     let token = h.last_callout().token;
-    h.respond(token, Some(200), &profile("t", json!({"dept": "42"})));
-    h.request(
-        10,
-        "/x?access_token=t",
-        &[(&scope, "forged"), (&failed, "forged")],
-    );
+    let mut answer: Value = serde_json::from_str(&profile("t", json!({"dept": "42"}))).unwrap();
+    answer["profile"]["scope"] = json!(" READ\u{1} ");
+    answer["profile"]["organization_name"] = json!("");
+    h.respond(token, Some(200), &answer.to_string());
+    h.request(10, "/x?access_token=t", &[]);
     let r = h.req(10);
-    let decode = |v: Option<String>| {
-        v.and_then(|v| crate::publish::decode_metadata_value(v.as_bytes()))
-            .map(|b| String::from_utf8(b).unwrap())
-    };
-    assert_eq!(decode(r.header(&scope)).as_deref(), Some("READ WRITE"));
-    assert_eq!(decode(r.header(&failed)).as_deref(), Some("false"));
-    // Internal headers that only a fault reply carries are not request rules.
-    assert!(r
-        .headers
-        .iter()
-        .all(|(k, _)| !k.starts_with("x-oauthv2info-md-") || *k == scope || *k == failed));
+    // Values as they are (header_to_metadata reads them raw), even with
+    // spaces and control characters; an empty one through its companion.
+    assert_eq!(r.header(&scope.header).as_deref(), Some(" READ\u{1} "));
+    assert_eq!(r.header(&org.header), None);
+    assert_eq!(r.header(&org.empty_header).as_deref(), Some("GgA"));
+    assert_eq!(r.header(&failed.header).as_deref(), Some("false"));
+    // Internal headers only a fault reply carries are not request rules,
+    // and none is set for them.
+    assert!(!meta("fault.cause").on_request);
+    assert_eq!(r.header(&meta("fault.cause").header), None);
     // The custom attribute's name was not known at load time: Lua bridge.
     let (_, pairs) =
         crate::publish::decode_bridge(r.state(METADATA_BRIDGE_KEY).unwrap().as_bytes()).unwrap();
@@ -789,10 +788,7 @@ fn header_to_metadata_mode_sets_internal_headers_and_removes_forged_ones() {
         .iter()
         .filter_map(|(k, v)| {
             let key = headers.iter().find(|m| m.header == *k)?.key.clone();
-            Some((
-                key,
-                String::from_utf8(crate::publish::decode_metadata_value(v)?).ok()?,
-            ))
+            Some((key, String::from_utf8(v.clone()).ok()?))
         })
         .collect();
     assert_eq!(
@@ -802,6 +798,10 @@ fn header_to_metadata_mode_sets_internal_headers_and_removes_forged_ones() {
     assert_eq!(
         reply.get("oauthV2.G.fault.cause").map(String::as_str),
         Some("Invalid Access Token")
+    );
+    assert_eq!(
+        reply.get("oauthV2.G.failed").map(String::as_str),
+        Some("true")
     );
 }
 
@@ -932,12 +932,17 @@ fn a_warm_hit_makes_these_host_calls_and_no_more() {
     assert_eq!(h.request(10, "/x?access_token=tok", &[]), Action::Continue);
     assert_eq!(h.host.count("set_filter_state"), 3);
     assert_eq!(
+        h.host.count("add_request_header"),
+        3,
+        "three metadata headers"
+    );
+    assert_eq!(
         h.host.count("set_request_header"),
-        6,
-        "three metadata headers and three mapped headers"
+        3,
+        "three mapped headers"
     );
     assert_eq!(h.host.count("remove_request_header"), 0);
-    assert_eq!(h.host.calls.len(), 3 + 3 + 6);
+    assert_eq!(h.host.calls.len(), 3 + 3 + 3 + 3);
 }
 
 #[test]

@@ -211,11 +211,18 @@ impl Flow {
     ) -> Option<Range<usize>> {
         let start = self.arena.len();
         if let Some(reference) = &value.reference {
-            let mut scratch = std::mem::take(&mut self.scratch);
-            scratch.clear();
-            let found = self.read(config, reference, request, &mut scratch);
-            self.arena.push_str(&scratch);
-            self.scratch = scratch;
+            let found = match reference {
+                // Request variables do not read the arena: straight in.
+                VarRef::Request(r) => request.resolve_into(r, &mut self.arena),
+                _ => {
+                    let mut scratch = std::mem::take(&mut self.scratch);
+                    scratch.clear();
+                    let found = self.read(config, reference, request, &mut scratch);
+                    self.arena.push_str(&scratch);
+                    self.scratch = scratch;
+                    found
+                }
+            };
             if found {
                 return Some(start..self.arena.len());
             }
@@ -527,7 +534,7 @@ impl Flow {
         &self,
         config: &FilterConfig,
         name_buf: &mut Vec<u8>,
-        mut each: impl FnMut(&[u8], &[u8], Option<u16>),
+        mut each: impl FnMut(Published<'_>),
     ) {
         let mut number = NumberBuf::default();
         for result in &self.results {
@@ -540,16 +547,12 @@ impl Flow {
                     let own = (plan.kind.own_field(), self.text(token).as_bytes());
                     for output in plan.outputs.iter().filter(|o| o.var.published) {
                         if let Some(v) = profile.value(output.source, own, self.now_ms) {
-                            each(
-                                output.var.name.as_bytes(),
-                                v.bytes(&mut number),
-                                output.var.header,
-                            );
+                            each(Published::of(&output.var, v.bytes(&mut number)));
                         }
                     }
                     visit_attributes(config, plan, profile, own, self.now_ms, name_buf, &mut each);
                     if plan.failed.published {
-                        each(plan.failed.name.as_bytes(), b"false", plan.failed.header);
+                        each(Published::of(&plan.failed, b"false"));
                     }
                 }
                 Outcome::Fault(fault) => {
@@ -559,18 +562,14 @@ impl Flow {
                         (&plan.fault_cause, fault.faultstring()),
                     ] {
                         if var.published {
-                            each(var.name.as_bytes(), value.as_bytes(), var.header);
+                            each(Published::of(var, value.as_bytes()));
                         }
                     }
                 }
             }
         }
         if let (Some(fault), true) = (self.last_fault, config.fault_name.published) {
-            each(
-                config.fault_name.name.as_bytes(),
-                fault.name().as_bytes(),
-                config.fault_name.header,
-            );
+            each(Published::of(&config.fault_name, fault.name().as_bytes()));
         }
     }
 
@@ -632,6 +631,28 @@ impl Flow {
     }
 }
 
+/// One published variable, as [`Flow::visit_published`] hands it over.
+#[derive(Debug, Clone, Copy)]
+pub struct Published<'a> {
+    pub name: &'a [u8],
+    /// The name as a netstring, when it was built at load time.
+    pub bridge_key: Option<&'a [u8]>,
+    pub value: &'a [u8],
+    /// Its internal metadata header (header_to_metadata mode).
+    pub header: Option<u16>,
+}
+
+impl<'a> Published<'a> {
+    fn of(var: &'a crate::plan::Var, value: &'a [u8]) -> Published<'a> {
+        Published {
+            name: var.name.as_bytes(),
+            bridge_key: Some(&var.bridge_key),
+            value,
+            header: var.header,
+        }
+    }
+}
+
 fn data_view(data: &Data) -> ProfileRef<'_> {
     match data {
         Data::Entry { bytes, at, layout } => {
@@ -669,7 +690,7 @@ fn visit_attributes(
     own: (oauthv2info_names::variables::Field, &[u8]),
     now_ms: i64,
     name_buf: &mut Vec<u8>,
-    each: &mut impl FnMut(&[u8], &[u8], Option<u16>),
+    each: &mut impl FnMut(Published<'_>),
 ) {
     use crate::publish::Family;
     if plan.attributes_published == Family::None || profile.attribute_count() == 0 {
@@ -685,7 +706,7 @@ fn visit_attributes(
             .find(|(n, _)| n.as_bytes() == name)
             .map(|(_, v)| v);
         match known {
-            Some(var) if var.published => each(name_buf, value, var.header),
+            Some(var) if var.published => each(Published::of(var, value)),
             Some(_) => {}
             None => {
                 let published = match plan.attributes_published {
@@ -696,7 +717,12 @@ fn visit_attributes(
                     }
                 };
                 if published {
-                    each(name_buf, value, None);
+                    each(Published {
+                        name: name_buf,
+                        bridge_key: None,
+                        value,
+                        header: None,
+                    });
                 }
             }
         }
@@ -1164,11 +1190,11 @@ mod tests {
             (Some(200), profile(json!({"a": "1", "b": "2"})).to_string())
         });
         let mut published = Vec::new();
-        flow.visit_published(&c, &mut Vec::new(), |k, v, h| {
+        flow.visit_published(&c, &mut Vec::new(), |p| {
             published.push((
-                String::from_utf8_lossy(k).into_owned(),
-                String::from_utf8_lossy(v).into_owned(),
-                h,
+                String::from_utf8_lossy(p.name).into_owned(),
+                String::from_utf8_lossy(p.value).into_owned(),
+                p.header,
             ))
         });
         assert_eq!(

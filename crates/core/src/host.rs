@@ -35,6 +35,8 @@ pub trait Host {
     /// Sets a request header, replacing every copy the client sent; false
     /// when the host refuses.
     fn set_request_header(&mut self, name: &str, value: &[u8]) -> bool;
+    /// Adds a request header (beside any copy already there).
+    fn add_request_header(&mut self, name: &str, value: &[u8]) -> bool;
     /// Removes every copy of a request header.
     fn remove_request_header(&mut self, name: &str);
 
@@ -42,7 +44,7 @@ pub trait Host {
     /// when absent. A present empty value is `Some(vec![])`.
     fn property(&mut self, path: &[&str]) -> Option<Vec<u8>>;
     /// Writes filter state `wasm.<key>`; false when the host refuses.
-    fn set_filter_state(&mut self, key: &str, value: &[u8]) -> bool;
+    fn set_filter_state(&mut self, key: &[u8], value: &[u8]) -> bool;
 
     /// A shared-data value and its CAS.
     fn shared_data(&mut self, key: &str) -> (Option<Vec<u8>>, Option<u32>);

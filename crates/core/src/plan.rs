@@ -24,14 +24,19 @@ pub struct Var {
     /// (`metadata_bridge: "header_to_metadata"`), an index into
     /// [`crate::config::MetadataPlan::headers`].
     pub header: Option<u16>,
+    /// The name as a netstring, ready for the Lua bridge's entry.
+    pub bridge_key: Vec<u8>,
 }
 
 impl Var {
-    fn new(name: String, secret: bool, publish: &Publish, export_secrets: bool) -> Var {
+    pub fn new(name: String, secret: bool, publish: &Publish, export_secrets: bool) -> Var {
+        let mut bridge_key = Vec::with_capacity(name.len() + 6);
+        crate::publish::push_netstring(&mut bridge_key, name.as_bytes());
         Var {
             published: (export_secrets || !secret) && publish.matches(&name),
             name,
             header: None,
+            bridge_key,
         }
     }
 }

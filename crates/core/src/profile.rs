@@ -3,11 +3,12 @@
 //! without copying; the status rules of GetOAuthV2Info; and the value of
 //! each standard variable (docs/variables.md).
 //!
-//! A profile is one byte buffer: a flag byte, a fixed table with one span
-//! per standard [`Field`] (so a variable's value is found by index, not by
-//! name), the custom attributes' spans, then the bytes themselves. Times are
-//! kept absolute (epoch ms), so a cached profile yields the right remaining
-//! `expires_in` whenever it is read.
+//! A profile is one byte buffer: a flag byte, the expiry instants already
+//! parsed, a fixed table with one span per standard [`Field`] (so a
+//! variable's value is found by index, not by name), the custom attributes'
+//! spans, then the bytes themselves. Times are kept absolute (epoch ms), so
+//! a cached profile yields the right remaining `expires_in` whenever it is
+//! read.
 
 use oauthv2info_names::variables::{Field, Source};
 use oauthv2info_names::{Fault, TokenKind};
@@ -16,7 +17,11 @@ const FIELDS: usize = Field::ALL.len();
 const ABSENT: u32 = u32::MAX;
 const ACTIVE: u8 = 1;
 const PLAIN: u8 = 2;
-const TABLE_AT: usize = 1;
+/// The fields that hold instants the clock is compared with on every
+/// request: kept parsed, so that a hit parses no number.
+const TIMED: [Field; 2] = [Field::ExpiresAt, Field::RefreshTokenExpiresAt];
+const TIMES_AT: usize = 1;
+const TABLE_AT: usize = TIMES_AT + TIMED.len() * 9;
 const COUNT_AT: usize = TABLE_AT + FIELDS * 8;
 const ATTRS_AT: usize = COUNT_AT + 4;
 
@@ -86,6 +91,17 @@ impl ProfileBuilder {
     pub fn finish(self) -> Profile {
         let mut out = Vec::with_capacity(ATTRS_AT + self.attributes.len() * 16 + self.data.len());
         out.push(self.flags);
+        for field in TIMED {
+            let raw = self.fields[field.index()]
+                .and_then(|(start, len)| self.data.get(start as usize..(start + len) as usize));
+            let (tag, at) = match raw.map(parse_i64) {
+                None => (0u8, 0i64),
+                Some(None) => (1, 0),
+                Some(Some(at)) => (2, at),
+            };
+            out.push(tag);
+            out.extend_from_slice(&at.to_le_bytes());
+        }
         for field in &self.fields {
             let (start, len) = field.unwrap_or((ABSENT, 0));
             out.extend_from_slice(&start.to_le_bytes());
@@ -122,38 +138,62 @@ impl<'a> ProfileRef<'a> {
         data_at: 0,
     };
 
-    /// Checks the layout once (every span inside the data); `None` for
-    /// bytes that are not a profile.
+    /// Reads a profile's layout; `None` for bytes too short to be one. The
+    /// spans are not checked one by one here: every read is bounds-checked
+    /// ([`ProfileRef::validate`] checks them all, for tests).
     pub fn parse(bytes: &'a [u8]) -> Option<ProfileRef<'a>> {
         let count = u32_at(bytes, COUNT_AT)? as usize;
         let data_at = ATTRS_AT.checked_add(count.checked_mul(16)?)?;
-        let data_len = bytes.len().checked_sub(data_at)?;
-        let fits = |start: u32, len: u32| {
-            (start as usize)
-                .checked_add(len as usize)
-                .is_some_and(|end| end <= data_len)
-        };
-        for i in 0..FIELDS {
-            let (start, len) = (
-                u32_at(bytes, TABLE_AT + i * 8)?,
-                u32_at(bytes, TABLE_AT + i * 8 + 4)?,
-            );
-            if start != ABSENT && !fits(start, len) {
-                return None;
-            }
-        }
-        for i in 0..count {
-            let at = ATTRS_AT + i * 16;
-            let n = |k: usize| u32_at(bytes, at + k * 4);
-            if !fits(n(0)?, n(1)?) || !fits(n(2)?, n(3)?) {
-                return None;
-            }
-        }
-        Some(ProfileRef {
+        (data_at <= bytes.len()).then_some(ProfileRef {
             bytes,
             attribute_count: count,
             data_at,
         })
+    }
+
+    /// True when every span lies inside the data.
+    pub fn validate(&self) -> bool {
+        let data_len = self.bytes.len() - self.data_at;
+        let fits = |start: Option<u32>, len: Option<u32>| match (start, len) {
+            (Some(ABSENT), Some(_)) => true,
+            (Some(start), Some(len)) => (start as usize)
+                .checked_add(len as usize)
+                .is_some_and(|end| end <= data_len),
+            _ => false,
+        };
+        let field = |i: usize| {
+            fits(
+                u32_at(self.bytes, TABLE_AT + i * 8),
+                u32_at(self.bytes, TABLE_AT + i * 8 + 4),
+            )
+        };
+        let attribute = |i: usize| {
+            let n = |k: usize| u32_at(self.bytes, ATTRS_AT + i * 16 + k * 4);
+            n(0) != Some(ABSENT) && n(2) != Some(ABSENT) && fits(n(0), n(1)) && fits(n(2), n(3))
+        };
+        (0..FIELDS).all(field) && (0..self.attribute_count).all(attribute)
+    }
+
+    /// The instant (epoch ms) a field holds: parsed when the profile was
+    /// built for the expiry fields, else now.
+    fn instant(&self, field: Field) -> Instant {
+        if let Some(i) = TIMED.iter().position(|f| *f == field) {
+            let at = TIMES_AT + i * 9;
+            return match self.bytes.get(at) {
+                Some(2) => self
+                    .bytes
+                    .get(at + 1..at + 9)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(Instant::Unparsable, |b| Instant::At(i64::from_le_bytes(b))),
+                Some(1) => Instant::Unparsable,
+                _ => Instant::Absent,
+            };
+        }
+        match self.field(field).map(parse_i64) {
+            None => Instant::Absent,
+            Some(None) => Instant::Unparsable,
+            Some(Some(at)) => Instant::At(at),
+        }
     }
 
     /// Where the profile's parts lie, to rebuild this view later over the
@@ -224,7 +264,7 @@ impl<'a> ProfileRef<'a> {
     /// True when the field holds an instant (epoch ms) at or before `now`
     /// (`-1` never expires).
     pub fn is_past(&self, field: Field, now_ms: i64) -> bool {
-        matches!(self.field(field).and_then(parse_i64), Some(at) if at != -1 && at <= now_ms)
+        matches!(self.instant(field), Instant::At(at) if at != -1 && at <= now_ms)
     }
 
     /// The value of a standard variable. `own` is the kind's own field and
@@ -236,15 +276,13 @@ impl<'a> ProfileRef<'a> {
                 None if field == own.0 => Some(Value::Bytes(own.1)),
                 None => None,
             },
-            Source::Remaining(field) => {
-                let raw = self.field(field)?;
-                Some(match parse_i64(raw) {
-                    Some(-1) => Value::Number(-1),
-                    Some(at) if at <= now_ms => Value::Number(0),
-                    Some(at) => Value::Number((at - now_ms) / 1000),
-                    None => Value::Bytes(b""),
-                })
-            }
+            Source::Remaining(field) => Some(match self.instant(field) {
+                Instant::Absent => return None,
+                Instant::At(-1) => Value::Number(-1),
+                Instant::At(at) if at <= now_ms => Value::Number(0),
+                Instant::At(at) => Value::Number((at - now_ms) / 1000),
+                Instant::Unparsable => Value::Bytes(b""),
+            }),
             Source::Status(status, expiry) => {
                 let stored = self.field(status)?;
                 Some(
@@ -257,6 +295,13 @@ impl<'a> ProfileRef<'a> {
             }
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Instant {
+    Absent,
+    Unparsable,
+    At(i64),
 }
 
 /// See [`ProfileRef::layout`].
@@ -312,8 +357,33 @@ impl NumberBuf {
     }
 }
 
-fn parse_i64(raw: &[u8]) -> Option<i64> {
-    std::str::from_utf8(raw).ok()?.trim().parse().ok()
+/// A decimal integer (ASCII white space around it allowed), as
+/// `str::parse` reads it, without going through a `str`.
+pub fn parse_i64(raw: &[u8]) -> Option<i64> {
+    let start = raw.iter().position(|b| !b.is_ascii_whitespace())?;
+    let end = raw.iter().rposition(|b| !b.is_ascii_whitespace())? + 1;
+    let (negative, digits) = match &raw[start..end] {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        all => (false, all),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        let d = i64::from(d - b'0');
+        n = n.checked_mul(10)?;
+        n = if negative {
+            n.checked_sub(d)?
+        } else {
+            n.checked_add(d)?
+        };
+    }
+    Some(n)
 }
 
 /// The answer to one lookup.
@@ -645,13 +715,50 @@ mod tests {
         assert_eq!(v.attribute(b"dept"), Some(&b""[..]));
         assert_eq!(v.attribute(b"x.y"), Some(&b"1"[..]));
         assert_eq!(v.attribute_count(), 2);
-        // Every cut of the bytes is refused or still in bounds.
+        assert!(v.validate());
+        // Every cut of the bytes is refused, or fails validation, and reads
+        // stay in bounds.
         for cut in 0..p.as_bytes().len() {
             if let Some(r) = ProfileRef::parse(&p.as_bytes()[..cut]) {
-                let _ = r.attributes().count();
+                assert!(!r.validate(), "cut at {cut}");
+                let _ = (
+                    r.attributes().count(),
+                    r.field(Field::Scope),
+                    r.is_past(Field::ExpiresAt, 0),
+                );
             }
         }
-        assert!(ProfileRef::parse(&p.as_bytes()[..p.as_bytes().len() - 1]).is_none());
+    }
+
+    #[test]
+    fn numbers_parse_like_str_parse() {
+        for text in [
+            "0",
+            "-1",
+            "+7",
+            " 42 ",
+            "1795442766330",
+            "-9223372036854775808",
+            "9223372036854775807",
+        ] {
+            assert_eq!(
+                parse_i64(text.as_bytes()),
+                text.trim().parse().ok(),
+                "{text:?}"
+            );
+        }
+        for text in [
+            "",
+            " ",
+            "-",
+            "1.5",
+            "12a",
+            "9223372036854775808",
+            "--1",
+            "1 2",
+        ] {
+            assert_eq!(parse_i64(text.as_bytes()), None, "{text:?}");
+        }
     }
 
     #[test]

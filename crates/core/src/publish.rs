@@ -162,24 +162,23 @@ fn matches(pattern: &[Segment], name: &str) -> bool {
 /// Appends one netstring (`<len>:<bytes>,`) to the Lua bridge's entry. The
 /// entry is the namespace, then each key and value (lengths in bytes).
 pub fn push_netstring(out: &mut Vec<u8>, s: &[u8]) {
-    push_decimal(out, s.len());
-    out.push(b':');
-    out.extend_from_slice(s);
-    out.push(b',');
-}
-
-fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+    out.reserve(s.len() + 12);
+    // The length in decimal, then ':'.
+    let mut head = [0u8; 21];
+    let mut i = head.len() - 1;
+    head[i] = b':';
+    let mut n = s.len();
     loop {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
+        head[i] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(&head[i..]);
+    out.extend_from_slice(s);
+    out.push(b',');
 }
 
 /// Encodes a whole bridge entry (tests and the checker).
@@ -223,101 +222,12 @@ pub fn decode_bridge(mut data: &[u8]) -> Option<(String, Vec<(String, String)>)>
     Some((namespace, pairs))
 }
 
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Writes a metadata header's value into `out`: a `google.protobuf.Value`
-/// holding `value` as its `string_value`, serialized, then base64 without
-/// padding (what `header_to_metadata` decodes with `type: PROTOBUF_VALUE`,
-/// `encode: BASE64`). Any value survives: empty strings, control
-/// characters and spaces that a header could not carry as they are.
-pub fn encode_metadata_value(value: &[u8], out: &mut Vec<u8>) {
-    out.clear();
-    // Field 3 (string_value), wire type 2: tag 0x1a, varint length, bytes.
-    let mut head = [0u8; 11];
-    head[0] = 0x1a;
-    let mut n = value.len();
-    let mut i = 1;
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            head[i] = byte;
-            i += 1;
-            break;
-        }
-        head[i] = byte | 0x80;
-        i += 1;
-    }
-    let total = i + value.len();
-    out.reserve(total.div_ceil(3) * 4);
-    let byte_at = |k: usize| if k < i { head[k] } else { value[k - i] };
-    let mut k = 0;
-    while k + 3 <= total {
-        let n = (u32::from(byte_at(k)) << 16)
-            | (u32::from(byte_at(k + 1)) << 8)
-            | u32::from(byte_at(k + 2));
-        out.extend_from_slice(&[
-            BASE64[(n >> 18) as usize & 63],
-            BASE64[(n >> 12) as usize & 63],
-            BASE64[(n >> 6) as usize & 63],
-            BASE64[n as usize & 63],
-        ]);
-        k += 3;
-    }
-    match total - k {
-        1 => {
-            let n = u32::from(byte_at(k)) << 16;
-            out.extend_from_slice(&[
-                BASE64[(n >> 18) as usize & 63],
-                BASE64[(n >> 12) as usize & 63],
-            ]);
-        }
-        2 => {
-            let n = (u32::from(byte_at(k)) << 16) | (u32::from(byte_at(k + 1)) << 8);
-            out.extend_from_slice(&[
-                BASE64[(n >> 18) as usize & 63],
-                BASE64[(n >> 12) as usize & 63],
-                BASE64[(n >> 6) as usize & 63],
-            ]);
-        }
-        _ => {}
-    }
-}
-
-/// Decodes [`encode_metadata_value`] (tests).
-pub fn decode_metadata_value(encoded: &[u8]) -> Option<Vec<u8>> {
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut bytes = Vec::new();
-    for &c in encoded {
-        let v = BASE64.iter().position(|&b| b == c)? as u32;
-        bits = (bits << 6) | v;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            bytes.push((bits >> count) as u8);
-            bits &= (1 << count) - 1;
-        }
-    }
-    let (&tag, rest) = bytes.split_first()?;
-    if tag != 0x1a {
-        return None;
-    }
-    let mut len = 0usize;
-    let mut shift = 0;
-    let mut i = 0;
-    loop {
-        let b = *rest.get(i)?;
-        len |= usize::from(b & 0x7f) << shift;
-        shift += 7;
-        i += 1;
-        if b & 0x80 == 0 {
-            break;
-        }
-    }
-    let value = rest.get(i..)?;
-    (value.len() == len).then(|| value.to_vec())
-}
+/// What the empty-value companion header carries: a serialized
+/// `google.protobuf.Value` whose `string_value` is "" (tag 0x1a, length 0),
+/// in base64 without padding, for a `header_to_metadata` rule of
+/// `type: PROTOBUF_VALUE, encode: BASE64` (a `STRING` rule sets no empty
+/// value).
+pub const EMPTY_METADATA_VALUE: &[u8] = b"GgA";
 
 #[cfg(test)]
 mod tests {
@@ -392,31 +302,18 @@ mod tests {
     }
 
     #[test]
-    fn metadata_values_round_trip() {
-        let mut out = Vec::new();
-        encode_metadata_value(b"", &mut out);
-        assert_eq!(out, b"GgA");
-        encode_metadata_value(b"READ", &mut out);
-        // 1a 04 'R' 'E' 'A' 'D', base64 without padding.
-        assert_eq!(out, b"GgRSRUFE");
-        let long = vec![b'x'; 300];
-        for value in [
-            &b""[..],
-            b"a",
-            b"ab",
-            b"abc",
-            " lead\x01\x7f\t\u{e9}".as_bytes(),
-            &long,
-        ] {
-            encode_metadata_value(value, &mut out);
-            assert!(out
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/'));
-            assert_eq!(
-                decode_metadata_value(&out).as_deref(),
-                Some(value),
-                "{value:?}"
-            );
-        }
+    fn the_empty_value_is_an_empty_protobuf_string() {
+        // base64 "GgA" is the bytes 0x1a 0x00: field 3 (string_value),
+        // length-delimited, length 0.
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let bits: Vec<u32> = EMPTY_METADATA_VALUE
+            .iter()
+            .map(|c| alphabet.iter().position(|a| a == c).unwrap() as u32)
+            .collect();
+        let n = (bits[0] << 18) | (bits[1] << 12) | (bits[2] << 6);
+        assert_eq!(
+            [(n >> 16) as u8, (n >> 8) as u8, n as u8],
+            [0x1a, 0x00, 0x00]
+        );
     }
 }

@@ -95,12 +95,12 @@ impl RequestInfo {
                 None => return false,
             },
             RequestVar::HeaderIndexed { rest } => return self.resolve_header(rest, out),
-            RequestVar::QueryParam { rest } => match self.query() {
-                Some(query) => return resolve_param(query, rest, out),
+            RequestVar::QueryParam(param) => match self.query() {
+                Some(query) => return resolve_param(query, param, out),
                 None => return false,
             },
-            RequestVar::FormParam { rest } => match &self.form_body {
-                Some(body) => return resolve_param(body, rest, out),
+            RequestVar::FormParam(param) => match &self.form_body {
+                Some(body) => return resolve_param(body, param, out),
                 None => return false,
             },
         }
@@ -178,12 +178,29 @@ pub enum RequestVar {
     HeaderIndexed {
         rest: String,
     },
-    QueryParam {
-        rest: String,
-    },
-    FormParam {
-        rest: String,
-    },
+    QueryParam(Param),
+    FormParam(Param),
+}
+
+/// A query or form parameter ref, split at load time: `name`, or `name.N`
+/// (the N-th value; a parameter really named `name.N` when there is no
+/// `name`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    /// Everything after `request.queryparam.` / `request.formparam.`.
+    pub rest: String,
+    /// `(name, N)` when `rest` ends with `.N`.
+    pub indexed: Option<(String, usize)>,
+}
+
+impl Param {
+    fn new(rest: &str) -> Param {
+        let (name, index) = split_index(rest);
+        Param {
+            rest: rest.to_string(),
+            indexed: index.map(|n| (name.to_string(), n)),
+        }
+    }
 }
 
 impl RequestVar {
@@ -208,13 +225,9 @@ impl RequestVar {
                         }
                     }
                 } else if let Some(rest) = name.strip_prefix("request.queryparam.") {
-                    RequestVar::QueryParam {
-                        rest: non_empty(rest)?,
-                    }
+                    RequestVar::QueryParam(Param::new(&non_empty(rest)?))
                 } else if let Some(rest) = name.strip_prefix("request.formparam.") {
-                    RequestVar::FormParam {
-                        rest: non_empty(rest)?,
-                    }
+                    RequestVar::FormParam(Param::new(&non_empty(rest)?))
                 } else {
                     return None;
                 }
@@ -241,9 +254,12 @@ pub fn is_request_variable(name: &str) -> bool {
 /// Appends header or parameter bytes as text: as they are when UTF-8,
 /// else with U+FFFD for the bytes that are not (a client can send those).
 fn push_text(out: &mut String, bytes: &[u8]) {
-    match String::from_utf8_lossy(bytes) {
-        Cow::Borrowed(s) => out.push_str(s),
-        Cow::Owned(s) => out.push_str(&s),
+    match std::str::from_utf8(bytes) {
+        Ok(s) => out.push_str(s),
+        Err(_) => match String::from_utf8_lossy(bytes) {
+            Cow::Borrowed(s) => out.push_str(s),
+            Cow::Owned(s) => out.push_str(&s),
+        },
     }
 }
 
@@ -289,30 +305,33 @@ fn split_query(path: &[u8]) -> (&[u8], Option<&[u8]>) {
 }
 
 /// The (n+1)-th value of parameter `name` in an `a=1&b=2` string, raw.
-fn find_param<'a>(encoded: &'a [u8], name: &str, n: usize) -> Option<&'a [u8]> {
-    encoded
-        .split(|&b| b == b'&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| match pair.iter().position(|&b| b == b'=') {
+fn find_param<'a>(encoded: &'a [u8], name: &str, mut n: usize) -> Option<&'a [u8]> {
+    for pair in encoded.split(|&b| b == b'&') {
+        let (key, value) = match pair.iter().position(|&b| b == b'=') {
             Some(i) => (&pair[..i], &pair[i + 1..]),
             None => (pair, &[][..]),
-        })
-        .filter(|(k, _)| decoded_equals(k, name))
-        .nth(n)
-        .map(|(_, v)| v)
+        };
+        if pair.is_empty() || !decoded_equals(key, name) {
+            continue;
+        }
+        if n == 0 {
+            return Some(value);
+        }
+        n -= 1;
+    }
+    None
 }
 
 /// First (or N-th) value of a parameter, decoded; a parameter really
 /// named `x.2` is found when there is no `x`.
-fn resolve_param(encoded: &[u8], rest: &str, out: &mut String) -> bool {
-    let (name, index) = split_index(rest);
-    let found = match index {
-        Some(index) => match find_param(encoded, name, index - 1) {
+fn resolve_param(encoded: &[u8], param: &Param, out: &mut String) -> bool {
+    let found = match &param.indexed {
+        Some((name, index)) => match find_param(encoded, name, index - 1) {
             Some(v) => Some(v),
             None if find_param(encoded, name, 0).is_some() => return false,
-            None => find_param(encoded, rest, 0),
+            None => find_param(encoded, &param.rest, 0),
         },
-        None => find_param(encoded, rest, 0),
+        None => find_param(encoded, &param.rest, 0),
     };
     match found {
         Some(v) => {
@@ -326,8 +345,11 @@ fn resolve_param(encoded: &[u8], rest: &str, out: &mut String) -> bool {
 /// Compares a raw (encoded) parameter name with a decoded one without
 /// decoding when there is nothing to decode.
 fn decoded_equals(raw: &[u8], name: &str) -> bool {
+    if raw == name.as_bytes() {
+        return true;
+    }
     if !raw.iter().any(|&b| b == b'%' || b == b'+') {
-        return raw == name.as_bytes();
+        return false;
     }
     let mut decoded = String::new();
     percent_decode_into(raw, &mut decoded);
@@ -424,7 +446,9 @@ pub fn is_form_urlencoded(content_type: &[u8]) -> bool {
 /// character other than horizontal tab (RFC 9110 field values; Envoy
 /// refuses the request otherwise).
 pub fn is_valid_header_value(value: &[u8]) -> bool {
-    !value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+    value.iter().fold(true, |ok, &b| {
+        ok & ((b >= 0x20 && b != 0x7f) | (b == b'\t'))
+    })
 }
 
 #[cfg(test)]

@@ -12,12 +12,9 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 /// the token's bytes. Not a secret-keeping hash: it hides the token from a
 /// log or a feed reader, it does not make guessing it harder.
 pub fn token_hash(kind: TokenKind, token: &[u8]) -> u64 {
-    let mut h = FNV_OFFSET;
-    for &b in kind.hint().as_bytes().iter().chain(&[0u8]).chain(token) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(FNV_PRIME);
-    }
-    h
+    let step = |h: u64, b: &u8| (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME);
+    let h = kind.hint().as_bytes().iter().fold(FNV_OFFSET, step);
+    token.iter().fold(step(h, &0), step)
 }
 
 /// The fingerprint as the feed writes it: 16 lower-case hex digits.
