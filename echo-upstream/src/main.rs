@@ -16,7 +16,8 @@ use tracing::{error, info};
 const BODY_LIMIT: usize = 8 * 1024 * 1024;
 
 /// Echo server: answers any method and path with 200 and a JSON
-/// `{"method", "path", "query", "headers", "body"}` describing the request.
+/// `{"method", "path", "query", "headers", "body"}` describing the request;
+/// each `echo-header=name:value` query parameter adds that response header.
 #[derive(Debug, Parser)]
 #[command(name = "echo-upstream", version)]
 struct Args {
@@ -68,7 +69,53 @@ async fn echo(req: Request) -> Response {
         }
     };
     let v = describe(parts.method.as_str(), &parts.uri, &parts.headers, &bytes);
-    (StatusCode::OK, axum::Json(v)).into_response()
+    let mut response = (StatusCode::OK, axum::Json(v)).into_response();
+    // `echo-header=name:value` (repeatable): a response header to send back,
+    // so tests can see what happens to headers an upstream sends.
+    for pair in parts.uri.query().unwrap_or("").split('&') {
+        let Some(spec) = pair.strip_prefix("echo-header=") else {
+            continue;
+        };
+        let spec = percent_decode(spec);
+        let Some((name, value)) = spec.split_once(':') else {
+            continue;
+        };
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::try_from(name),
+            axum::http::HeaderValue::try_from(value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[tokio::main]

@@ -420,10 +420,11 @@ pub struct EnvoySpec {
     /// The token service cluster's port; `None` for a cluster with no host.
     pub token_service_port: Option<u16>,
     pub upstream_port: u16,
-    /// Include the Lua filters around the Wasm filter
-    /// (envoy/oauthv2info-before.lua and envoy/oauthv2info-after.lua).
-    pub bridge: bool,
-    /// YAML of extra HTTP filters after the bridge (indented 10 spaces).
+    /// The filters around the Wasm filter that `oauthv2info envoy-filters`
+    /// prints for the plugin configuration (false: the Wasm filter alone,
+    /// as for a configuration the filter refuses).
+    pub generated_filters: bool,
+    /// YAML of extra HTTP filters before the router (indented 10 spaces).
     pub extra_filters: String,
     /// Access log fields: name → Envoy command (e.g. %FILTER_STATE(...)%).
     pub access_log: Vec<(&'static str, String)>,
@@ -437,7 +438,7 @@ impl EnvoySpec {
             plugin,
             token_service_port,
             upstream_port,
-            bridge: true,
+            generated_filters: true,
             extra_filters: String::new(),
             access_log: Vec::new(),
             concurrency: 2,
@@ -461,17 +462,17 @@ pub fn envoy_yaml(
         ),
         None => "endpoints: []".to_string(),
     };
-    let lua = |name: &str, file: &str| {
-        if !spec.bridge {
-            return String::new();
-        }
-        format!(
-            "          - name: {name}\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua\n              default_source_code: {{filename: {}}}\n",
-            repo_root().join("envoy").join(file).display()
-        )
+    let filters = if spec.generated_filters {
+        generated_filters(&plugin)
+    } else {
+        None
+    }
+    .unwrap_or_else(|| wasm_only_filter(&plugin));
+    let removals = if spec.generated_filters {
+        generated_route_removals(&plugin)
+    } else {
+        String::new()
     };
-    let before = lua("oauthv2info-before", "oauthv2info-before.lua");
-    let bridge = lua("oauthv2info-after", "oauthv2info-after.lua");
     let mut log_fields = vec![("status".to_string(), "%RESPONSE_CODE%".to_string())];
     log_fields.extend(
         spec.access_log
@@ -509,28 +510,14 @@ static_resources:
               log_format:
                 json_format: {{{log_format}}}
           route_config:
-            virtual_hosts:
+{removals}            virtual_hosts:
             - name: all
               domains: ["*"]
               routes:
               - match: {{prefix: "/"}}
                 route: {{cluster: upstream, timeout: 10s}}
           http_filters:
-{before}          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: oauthv2info
-                root_id: oauthv2info
-                failure_policy: FAIL_CLOSED
-                vm_config:
-                  vm_id: oauthv2info
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{local: {{filename: {wasm}}}}}
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: {plugin}
-{bridge}{extra}          - name: envoy.filters.http.router
+{filters}{extra}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
   clusters:
@@ -547,10 +534,82 @@ static_resources:
 "#,
         access_log = access_log.display(),
         log_format = log_format.join(", "),
-        wasm = wasm_path().display(),
-        plugin = serde_json::to_string(&plugin).unwrap(),
         extra = spec.extra_filters,
         upstream = spec.upstream_port,
+    )
+}
+
+/// The `oauthv2info` command (crates/check), built next to the tests.
+pub fn checker_bin() -> PathBuf {
+    built("oauthv2info")
+}
+
+/// What `oauthv2info envoy-filters` prints for `plugin` (indented for the
+/// configuration above); `None` when it refuses the configuration.
+pub fn generated_filters(plugin: &str) -> Option<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plugin.json");
+    std::fs::write(&file, plugin).unwrap();
+    let out = Command::new(checker_bin())
+        .args([
+            "envoy-filters",
+            "--part",
+            "http_filters",
+            "--indent",
+            "10",
+            "--wasm",
+        ])
+        .arg(wasm_path())
+        .arg(&file)
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8(out.stdout).unwrap())
+}
+
+/// What `oauthv2info envoy-filters` asks of the route configuration:
+/// `response_headers_to_remove` (indented for the configuration above).
+pub fn generated_route_removals(plugin: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plugin.json");
+    std::fs::write(&file, plugin).unwrap();
+    let out = Command::new(checker_bin())
+        .args(["envoy-filters", "--part", "response_headers_to_remove"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let list = String::from_utf8(out.stdout).unwrap_or_default();
+    if !out.status.success() || list.trim() == "[]" {
+        return String::new();
+    }
+    let indented: String = list
+        .lines()
+        .map(|l| format!("              {l}\n"))
+        .collect();
+    format!("            response_headers_to_remove:\n{indented}")
+}
+
+/// The Wasm filter alone, with `plugin` as its configuration.
+fn wasm_only_filter(plugin: &str) -> String {
+    format!(
+        r#"          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: oauthv2info
+                root_id: oauthv2info
+                failure_policy: FAIL_CLOSED
+                vm_config:
+                  vm_id: oauthv2info
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{local: {{filename: {wasm}}}}}
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: {plugin}
+"#,
+        wasm = wasm_path().display(),
+        plugin = serde_json::to_string(plugin).unwrap(),
     )
 }
 
@@ -704,6 +763,8 @@ pub struct Stack {
     pub envoy: Envoy,
     pub upstream: Upstream,
     pub service: TokenService,
+    /// The plugin configuration Envoy runs.
+    pub plugin: Value,
 }
 
 impl Stack {
@@ -721,6 +782,7 @@ impl Stack {
             envoy,
             upstream,
             service,
+            plugin: spec.plugin,
         }
     }
 }
@@ -822,4 +884,20 @@ impl Drop for FakeService {
             let _ = t.join();
         }
     }
+}
+
+// ------------------------------------------------------------ assertions
+
+pub const FAULT_INVALID_ACCESS: &str = r#"{"fault":{"faultstring":"Invalid Access Token","detail":{"errorcode":"keymanagement.service.invalid_access_token"}}}"#;
+
+/// A fault reply with its exact status, content type and body.
+pub fn assert_fault(r: &Response, status: u16, faultstring: &str, name: &str) {
+    assert_eq!(r.status, status, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.text(),
+        format!(
+            r#"{{"fault":{{"faultstring":"{faultstring}","detail":{{"errorcode":"keymanagement.service.{name}"}}}}}}"#
+        )
+    );
 }

@@ -1,6 +1,10 @@
-//! `oauthv2info check FILE...`: the policy checker.
+//! The `oauthv2info` command:
 //!
-//! Runs the filter's own configuration code (`oauthv2info_core::config::parse_config`,
+//! - `oauthv2info check FILE...`: the policy checker;
+//! - `oauthv2info envoy-filters CONFIG`: the Envoy filters a plugin
+//!   configuration needs ([`envoy`]).
+//!
+//! `check` runs the filter's own configuration code (`oauthv2info_core::config::parse_config`,
 //! the code `on_configure` runs in Envoy) over policy XML files (each one a
 //! bare-XML configuration) or JSON plugin configurations, and prints for each
 //! policy its type and the flow variables it will set, and the load-time
@@ -9,6 +13,9 @@
 //! Exit status: 0 when every file is accepted, 1 when one is refused, 2 on a
 //! usage error (unknown command or option, no file, a file that cannot be
 //! read).
+
+mod envoy;
+mod yaml;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -23,7 +30,26 @@ filter's own configuration code, as Envoy would load them.
 
 Usage:
   oauthv2info check [--quiet] FILE...
+  oauthv2info envoy-filters [--wasm FILE] [--part PART] [--indent N] CONFIG
+  oauthv2info envoy-filters --istio NAMESPACE/NAME --label KEY=VALUE... CONFIG
   oauthv2info --help | --version
+
+envoy-filters prints what Envoy needs to run the JSON plugin configuration
+CONFIG (docs/configuration.md, section \"Dynamic metadata\"), as YAML:
+  http_filters                 the HTTP filters, in order, to put before the
+                               router: the Wasm filter (its code from --wasm
+                               FILE, default dist/oauthv2info.wasm, CONFIG as
+                               its configuration) and the filters that finish
+                               publishing its variables to dynamic metadata
+  response_headers_to_remove   for the route configuration: internal headers
+                               an upstream must not send back (only with
+                               metadata_bridge \"header_to_metadata\")
+--part http_filters or --part response_headers_to_remove prints one of them
+alone (a bare list); --indent N indents every line by N spaces. With
+--istio, it prints instead an Istio EnvoyFilter that inserts those filters
+(but the Wasm filter) around the Wasm filter of the WasmPlugin
+NAMESPACE/NAME, and the route configuration's removals, on the workloads
+with the given labels.
 
 Each FILE is one policy as XML (a bare-XML filter configuration) or a JSON
 plugin configuration ({\"policies\": [...], ...}); `-` reads standard input.
@@ -54,7 +80,7 @@ fn usage_error(err: &mut dyn Write, problem: &str) -> u8 {
     let _ = writeln!(err, "oauthv2info: {problem}");
     let _ = writeln!(
         err,
-        "usage: oauthv2info check [--quiet] FILE...   (oauthv2info --help for more)"
+        "usage: oauthv2info check [--quiet] FILE... | envoy-filters [OPTIONS] CONFIG   (oauthv2info --help for more)"
     );
     2
 }
@@ -71,6 +97,7 @@ fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     }
     match args.first().map(String::as_str) {
         Some("check") => {}
+        Some("envoy-filters") => return envoy_filters(&args[1..], out, err),
         Some(other) => return usage_error(err, &format!("unknown command {other:?}")),
         None => return usage_error(err, "no command given"),
     }
@@ -120,6 +147,112 @@ fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         }
     }
     u8::from(refused)
+}
+
+fn envoy_filters(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let mut wasm = "dist/oauthv2info.wasm".to_string();
+    let mut indent = 0usize;
+    let mut part: Option<String> = None;
+    let mut istio: Option<(String, String)> = None;
+    let mut labels = serde_json::Map::new();
+    let mut file: Option<&str> = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |what: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{arg} needs {what}"))
+        };
+        let parsed: Result<(), String> = match arg.as_str() {
+            "--wasm" => value("a file").map(|v| wasm = v),
+            "--part" => value("a part").and_then(|v| match v.as_str() {
+                "http_filters" | "response_headers_to_remove" => {
+                    part = Some(v);
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "--part is http_filters or response_headers_to_remove, not {v:?}"
+                )),
+            }),
+            "--indent" => value("a number").and_then(|v| {
+                v.parse()
+                    .map(|n| indent = n)
+                    .map_err(|_| format!("--indent needs a number, not {v:?}"))
+            }),
+            "--istio" => value("NAMESPACE/NAME").and_then(|v| match v.split_once('/') {
+                Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                    istio = Some((ns.to_string(), name.to_string()));
+                    Ok(())
+                }
+                _ => Err(format!("--istio needs NAMESPACE/NAME, not {v:?}")),
+            }),
+            "--label" => value("KEY=VALUE").and_then(|v| match v.split_once('=') {
+                Some((k, val)) if !k.is_empty() => {
+                    labels.insert(k.to_string(), serde_json::Value::String(val.to_string()));
+                    Ok(())
+                }
+                _ => Err(format!("--label needs KEY=VALUE, not {v:?}")),
+            }),
+            a if a.starts_with('-') && a != "-" => Err(format!("unknown option {a:?}")),
+            a if file.is_none() => {
+                file = Some(a);
+                Ok(())
+            }
+            _ => Err("envoy-filters takes one CONFIG".to_string()),
+        };
+        if let Err(problem) = parsed {
+            return usage_error(err, &problem);
+        }
+    }
+    let Some(file) = file else {
+        return usage_error(err, "envoy-filters needs a CONFIG file");
+    };
+    if istio.is_some() && labels.is_empty() {
+        return usage_error(
+            err,
+            "--istio needs at least one --label KEY=VALUE (the workload selector)",
+        );
+    }
+    let bytes = match read(file) {
+        Ok(b) => b,
+        Err(e) => return usage_error(err, &format!("cannot read {file}: {e}")),
+    };
+    let config = match parse_config(&bytes) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(err, "oauthv2info: configuration refused: {e}");
+            return 1;
+        }
+    };
+    for warning in &config.warnings {
+        let _ = writeln!(err, "{file}: warning: {warning}");
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let chain = envoy::chain(
+        &config,
+        &envoy::Wasm {
+            filename: &wasm,
+            configuration: text.trim(),
+        },
+    );
+    let filters = serde_json::Value::Array(chain.all());
+    let removals = serde_json::json!(chain.response_headers_to_remove);
+    let value = match (istio, part.as_deref()) {
+        (Some((namespace, name)), _) => envoy::istio(&chain, &namespace, &name, &labels),
+        (None, Some("http_filters")) => filters,
+        (None, Some(_)) => removals,
+        (None, None) => {
+            let mut both = serde_json::Map::new();
+            both.insert("http_filters".into(), filters);
+            if !chain.response_headers_to_remove.is_empty() {
+                both.insert("response_headers_to_remove".into(), removals);
+            }
+            serde_json::Value::Object(both)
+        }
+    };
+    let yaml = yaml::to_yaml(&value, indent);
+    let _ = out.write_all(yaml.as_bytes());
+    0
 }
 
 fn read(file: &str) -> std::io::Result<Vec<u8>> {

@@ -1,0 +1,194 @@
+//! Hostile requests never trap the VM; bad configurations are refused at
+//! load time with one line naming the policy and element.
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+// ------------------------------------------------------ hostile requests
+
+#[test]
+fn malformed_requests_never_panic_the_vm() {
+    let stack = Stack::start(plugin(
+        &[
+            r#"<GetOAuthV2Info name="G" continueOnError="true"><AccessToken ref="request.header.x-token"/></GetOAuthV2Info>"#,
+            r#"<SetOAuthV2Info name="S" continueOnError="true"><AccessToken ref="request.queryparam.t"/><Attributes>
+                 <Attribute name="f" ref="request.formparam.f"/><Attribute name="h" ref="request.header.x-value.3"/></Attributes></SetOAuthV2Info>"#,
+        ],
+        json!({"request_headers": {"x-f": "oauthv2accesstoken.S.f", "x-fault": "fault.name"}}),
+    ));
+    stack.service.create_app("c1", json!({}));
+    stack
+        .service
+        .import_access_token("c1", "good", "approved", 3600, json!({}));
+    stack
+        .service
+        .import_access_token("c1", "fresh", "approved", 3600, json!({}));
+    let long = "x".repeat(30_000);
+    type Case = (&'static str, String, Vec<(&'static str, Vec<u8>)>, Vec<u8>);
+    let cases: Vec<Case> = vec![
+        (
+            "GET",
+            "/?t=%zz%4".into(),
+            vec![("x-token", vec![0xff, 0xfe, b'a'])],
+            vec![],
+        ),
+        (
+            "GET",
+            "/?t=good&t=%FF%00".into(),
+            vec![("x-value", b",,,".to_vec())],
+            vec![],
+        ),
+        (
+            "GET",
+            format!("/?t={long}"),
+            vec![("x-token", long.clone().into_bytes())],
+            vec![],
+        ),
+        (
+            "POST",
+            "/?t=good".into(),
+            vec![(
+                "content-type",
+                b"application/x-www-form-urlencoded".to_vec(),
+            )],
+            vec![b'f'; 5000],
+        ),
+        (
+            "POST",
+            "/?t=good".into(),
+            vec![(
+                "content-type",
+                b"application/x-www-form-urlencoded".to_vec(),
+            )],
+            b"f=%ZZ&&=&f".to_vec(),
+        ),
+        (
+            "POST",
+            "/?t=good".into(),
+            vec![(
+                "content-type",
+                b"application/x-www-form-urlencoded".to_vec(),
+            )],
+            vec![0xff, b'=', 0xfe],
+        ),
+    ];
+    for (method, path, headers, body) in &cases {
+        let headers: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+        let r = stack.envoy.request(method, path, &headers, body);
+        assert!(
+            r.status == 200,
+            "{method} {}: {} {}",
+            &path[..path.len().min(40)],
+            r.status,
+            r.text()
+        );
+    }
+    // An over-limit form body: form parameters are unset, the body passes.
+    let big = format!("f=1&pad={}", "p".repeat(70_000));
+    let r = stack.envoy.request(
+        "POST",
+        "/?t=fresh",
+        &[("content-type", b"application/x-www-form-urlencoded")],
+        big.as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream_header("x-f"), None, "the attribute was skipped");
+    assert_eq!(
+        stack.service.introspect("fresh", "access_token")["profile"]["attributes"],
+        json!({})
+    );
+    assert_eq!(r.json()["body"].as_str().map(str::len), Some(big.len()));
+    let r = stack.envoy.request(
+        "POST",
+        "/?t=fresh",
+        &[("content-type", b"application/x-www-form-urlencoded")],
+        b"f=ok",
+    );
+    assert_eq!(r.upstream_header("x-f").as_deref(), Some("ok"));
+    let log = stack.envoy.log_text();
+    assert!(!log.contains("panic"), "{log}");
+    assert!(
+        log.contains("form body not read (larger than 65536 bytes)"),
+        "{log}"
+    );
+}
+
+// ------------------------------------------------------- load-time errors
+
+#[test]
+fn envoy_validate_refuses_bad_configuration_naming_policy_and_element() {
+    let good =
+        r#"<GetOAuthV2Info name="G"><AccessToken ref="request.queryparam.t"/></GetOAuthV2Info>"#;
+    let (ok, out) = validate(plugin(&[good], json!({})));
+    assert!(ok, "{out}");
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!("{not json"),
+            "configuration refused: configuration field \"configuration\": malformed JSON",
+        ),
+        (
+            json!("<GetOAuthV2Info name=\"G\"><AccessToken ref=\"x\"/>"),
+            "configuration refused: policy \"#1\", element document: malformed XML",
+        ),
+        (
+            plugin(
+                &[r#"<GetOAuthV2Info name="G"><AccessToken ref="a"/><Scope/></GetOAuthV2Info>"#],
+                json!({}),
+            ),
+            "policy \"G\", element <Scope>: unknown element",
+        ),
+        (
+            plugin(
+                &[r#"<GetOAuthV2Info name="G"></GetOAuthV2Info>"#],
+                json!({}),
+            ),
+            "policy \"G\", element <GetOAuthV2Info>: needs exactly one of",
+        ),
+        (
+            plugin(&[good, good], json!({})),
+            "policy \"G\", element <GetOAuthV2Info>: two policies have this name",
+        ),
+        (
+            plugin(
+                &[
+                    r#"<SetOAuthV2Info name="S"><AccessToken ref="t"/><Attributes><Attribute name="scope">x</Attribute></Attributes></SetOAuthV2Info>"#,
+                ],
+                json!({}),
+            ),
+            "policy \"S\", element <Attribute name=\"scope\">",
+        ),
+        (
+            plugin(
+                &[r#"<GetOAuthV2Info name="bad/name"><AccessToken ref="a"/></GetOAuthV2Info>"#],
+                json!({}),
+            ),
+            "policy \"bad/name\", element <GetOAuthV2Info>: the name",
+        ),
+        (
+            json!({"policies": [good], "token_service": {"clustr": "x"}}),
+            "configuration field \"token_service.clustr\": unknown field",
+        ),
+        (
+            json!({"policies": [good], "token_service": {"timeout_ms": 0}}),
+            "configuration field \"token_service.timeout_ms\"",
+        ),
+    ];
+    for (config, expected) in cases {
+        let (ok, out) = validate(config.clone());
+        assert!(!ok, "accepted {config}");
+        let line = out
+            .lines()
+            .find(|l| l.contains("configuration refused"))
+            .unwrap_or_else(|| panic!("no refusal line for {config}:\n{out}"));
+        assert!(
+            line.contains(expected),
+            "{config}: expected {expected:?} in\n{line}"
+        );
+        assert_eq!(
+            out.matches("configuration refused").count(),
+            1,
+            "one line, once:\n{out}"
+        );
+    }
+}
