@@ -1,8 +1,8 @@
-//! HTTP surface: routes, key checks, body parsing and validation. Every
-//! store call runs on the blocking pool.
+//! HTTP surface: routes, key checks, body parsing and validation. The
+//! store is behind `Store`: this layer does not know which one it has.
 
 use crate::error::{Error, Result};
-use crate::store::{Caller, Issued, Kind, Lifetimes, Lookup, Revoked, Store};
+use crate::store::{Caller, Feed, Issued, Kind, Lifetimes, Lookup, Revoked, Store};
 use crate::util::{random_alnum, random_id, redact};
 use crate::views::{self, AccessToken, App, Attributes, AuthCode, RefreshToken};
 use axum::body::Bytes;
@@ -30,6 +30,9 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub const MAX_NAME_CHARS: usize = 255;
 /// Longest custom attribute value, in bytes.
 pub const MAX_VALUE_BYTES: usize = 2048;
+/// `limit` of `GET /v1/changes`: default and most.
+pub const FEED_LIMIT_DEFAULT: i64 = 500;
+pub const FEED_LIMIT_MAX: i64 = 5000;
 
 pub struct Config {
     pub org: String,
@@ -54,6 +57,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/accesstokens/attributes", post(merge_attributes))
         .route("/v1/apps", post(create_app))
         .route("/v1/tokens", post(import_token))
+        .route("/v1/changes", get(changes))
         .route("/healthz", get(healthz))
         .route("/v1/ext_authz/", any(ext_authz::check))
         .route("/v1/ext_authz/{*path}", any(ext_authz::check))
@@ -125,28 +129,6 @@ async fn method_not_allowed() -> Response {
         "method_not_allowed",
         "this endpoint does not take that method",
     ))
-}
-
-/// Runs a read on the executor thread itself. Reads are short (an
-/// introspection takes about 15 µs), never wait on the writer (WAL), and
-/// never wait on a read connection (there are at least as many as executor
-/// threads, and none is held across an await): handing them to the blocking
-/// pool would cost more than the read (a thread wake-up), and it was most of
-/// the introspection p99.
-fn read_now<T>(st: &AppState, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
-    f(&st.store)
-}
-
-/// Runs a store call on the blocking pool (writes: a commit waits for fsync).
-async fn blocking<T, F>(st: &AppState, f: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce(&Store) -> Result<T> + Send + 'static,
-{
-    let store = Arc::clone(&st.store);
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(|e| Error::internal(format_args!("store task failed: {e}")))?
 }
 
 // ---------------------------------------------------------------- keys
@@ -271,7 +253,7 @@ async fn authenticate_client(st: &AppState, headers: &HeaderMap, form: &Form) ->
             }
         },
     };
-    let app = blocking(st, move |s| s.app_by_client(&id)).await?;
+    let app = st.store.app_by_client(&id).await?;
     match app {
         Some(app) if bool::from(app.client_secret.as_bytes().ct_eq(secret.as_bytes())) => Ok(app),
         _ => Err(Error::invalid_client("client authentication failed")),
@@ -426,7 +408,7 @@ async fn introspect_inner(st: &Arc<AppState>, req: Request) -> Result<Response> 
         }
     };
     let org = st.cfg.org.clone();
-    let v = read_now(st, |s| s.introspect(&token, lookup, &org))?;
+    let v = st.store.introspect(&token, lookup, &org).await?;
     Ok(respond(StatusCode::OK, v))
 }
 
@@ -464,7 +446,7 @@ async fn merge_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
     let (token, org, max) = (body.token, st.cfg.org.clone(), st.cfg.max_attributes);
     let prefix = redact(&token);
     let count = attrs.len();
-    let v = blocking(st, move |s| s.merge_attributes(&token, &attrs, max, &org)).await?;
+    let v = st.store.merge_attributes(token, attrs, max, org).await?;
     info!(token = %prefix, attributes = count, "attributes merged");
     Ok(respond(StatusCode::OK, v))
 }
@@ -516,7 +498,7 @@ async fn create_app_inner(st: &Arc<AppState>, req: Request) -> Result<Response> 
         client_id: b.client_id.unwrap_or_else(|| random_alnum(32)),
         client_secret: b.client_secret.unwrap_or_else(|| random_alnum(32)),
     };
-    let app = blocking(st, move |s| s.create_app(&app).map(|()| app)).await?;
+    let app = st.store.create_app(app).await?;
     info!(app_id = %app.app_id, client_id = %app.client_id, "app created");
     Ok(respond(
         StatusCode::CREATED,
@@ -593,7 +575,7 @@ async fn import_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
             let (t, attrs) = access_from_import(b, st.cfg.lifetimes.refresh)?;
             check_attributes(&attrs, max)?;
             let out = (t.client_id.clone(), redact(&t.token));
-            blocking(st, move |s| s.import_access(&t, &attrs)).await?;
+            st.store.import_access(t, attrs).await?;
             out
         }
         Kind::Code | Kind::Refresh => {
@@ -613,7 +595,7 @@ async fn import_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
             let attrs = b.attributes;
             check_attributes(&attrs, max)?;
             let out = (code.client_id.clone(), redact(&code.code));
-            blocking(st, move |s| s.import_code(&code, &attrs)).await?;
+            st.store.import_code(code, attrs).await?;
             out
         }
     };
@@ -696,22 +678,20 @@ async fn token_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
     let issued: Issued = match grant {
         "client_credentials" => {
             let scope = form.get("scope")?.unwrap_or("").to_owned();
-            let id = client_id.clone();
-            blocking(st, move |s| s.client_credentials(&id, &scope, lifetimes)).await?
+            st.store
+                .client_credentials(client_id.clone(), scope, lifetimes)
+                .await?
         }
         "authorization_code" => {
             let code = form.require("code")?.to_owned();
             let redirect_uri = form.get("redirect_uri")?.map(str::to_owned);
-            let id = client_id.clone();
-            blocking(st, move |s| {
-                s.exchange_code(&id, &code, redirect_uri.as_deref(), lifetimes)
-            })
-            .await?
+            st.store
+                .exchange_code(client_id.clone(), code, redirect_uri, lifetimes)
+                .await?
         }
         "refresh_token" => {
             let rt = form.require("refresh_token")?.to_owned();
-            let id = client_id.clone();
-            blocking(st, move |s| s.refresh(&id, &rt, lifetimes)).await?
+            st.store.refresh(client_id.clone(), rt, lifetimes).await?
         }
         _ => {
             return Err(Error::new(
@@ -791,7 +771,7 @@ async fn revoke_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
         Caller::Admin => "admin".to_owned(),
         Caller::Client(id) => id.clone(),
     };
-    let out = blocking(st, move |s| s.revoke(&token, hint, &caller)).await?;
+    let out = st.store.revoke(token, hint, caller).await?;
     match out {
         Revoked::Token { kind, client_id } => info!(
             kind = kind.name(),
@@ -806,13 +786,91 @@ async fn revoke_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
 }
 
 async fn healthz(State(st): St) -> Response {
-    match blocking(&st, |s| s.health()).await {
+    match st.store.health().await {
         Ok(()) => respond(StatusCode::OK, json!({"status": "ok"})),
-        Err(_) => respond(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "unavailable", "error": "store_unavailable",
-                   "error_description": "the store does not answer"}),
-        ),
+        Err(_) => {
+            let mut resp = respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "unavailable", "error": "store_unavailable",
+                       "error_description": "the store does not answer"}),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp.extensions_mut().insert(ErrorCode("store_unavailable"));
+            resp
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the change feed
+
+/// `after` and `limit` of `GET /v1/changes`, checked.
+fn feed_query(query: Option<&str>) -> Result<(i64, i64)> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|_| Error::invalid_request("the query string is not urlencoded"))?;
+    let one = |name: &str| -> Result<Option<&str>> {
+        let mut found = None;
+        for (k, v) in &pairs {
+            if k == name {
+                if found.is_some() {
+                    return Err(Error::invalid_request(format!(
+                        "parameter {name} is given more than once"
+                    )));
+                }
+                found = Some(v.as_str());
+            }
+        }
+        Ok(found)
+    };
+    let after = match one("after")? {
+        None | Some("") => 0,
+        Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            Error::invalid_request("after must be a cursor: an integer >= 0 (0: from the oldest)")
+        })?,
+    };
+    let limit = match one("limit")? {
+        None | Some("") => FEED_LIMIT_DEFAULT,
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=FEED_LIMIT_MAX).contains(n))
+            .ok_or_else(|| {
+                Error::invalid_request(format!(
+                    "limit must be an integer from 1 to {FEED_LIMIT_MAX}"
+                ))
+            })?,
+    };
+    Ok((after, limit))
+}
+
+async fn changes(State(st): St, req: Request) -> Response {
+    answer(changes_inner(&st, req).await)
+}
+
+async fn changes_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    st.require_key(req.headers(), KeyKind::Service)?;
+    let (after, limit) = feed_query(req.uri().query())?;
+    match st.store.changes(after, limit).await? {
+        Feed::Page { rows, next, oldest } => {
+            let changes: Vec<Value> = rows
+                .into_iter()
+                .map(|r| json!({"cursor": r.cursor, "kind": r.kind, "hash": r.hash, "op": r.op}))
+                .collect();
+            Ok(respond(
+                StatusCode::OK,
+                json!({"changes": changes, "next": next, "oldest": oldest}),
+            ))
+        }
+        Feed::Expired { oldest } => {
+            let mut e = Error::new(
+                StatusCode::GONE,
+                "cursor_expired",
+                "changes after this cursor are no longer retained (or the cursor is not from \
+                 this database): drop every cached profile and start again from after=0",
+            );
+            e.extra.push(("oldest", Value::from(oldest)));
+            Err(e)
+        }
     }
 }
 
