@@ -294,14 +294,43 @@ fn transient_state(code: &SqlState) -> bool {
         )
 }
 
+/// An error for a log line: a server error's severity, message and
+/// SQLSTATE (never its detail, which may quote row values such as a
+/// token), else the error and its causes.
+fn pg_text(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {} ({})", db.severity(), db.message(), db.code().code());
+    }
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 /// A tokio-postgres error as the service's error: 503 when the database is
 /// unreachable or cannot answer now, 500 otherwise.
 fn pg_error(e: &tokio_postgres::Error) -> Error {
+    let text = pg_text(e);
     match e.code() {
-        Some(code) if transient_state(code) => Error::unavailable(format_args!("postgres: {e}")),
-        Some(_) => Error::internal(format_args!("postgres: {e}")),
+        Some(code) if transient_state(code) => Error::unavailable(format_args!("postgres: {text}")),
+        Some(_) => Error::internal(format_args!("postgres: {text}")),
         // No SQLSTATE: the connection broke, timed out or could not be made.
-        None => Error::unavailable(format_args!("postgres: {e}")),
+        None => Error::unavailable(format_args!("postgres: {text}")),
+    }
+}
+
+/// A pool error for a log line.
+fn pool_text(e: &PoolError) -> String {
+    match e {
+        PoolError::Backend(e) => pg_text(e),
+        other => other.to_string(),
     }
 }
 
@@ -317,7 +346,7 @@ fn pool_error(e: PoolError) -> Error {
         PoolError::Timeout(t) => Error::unavailable(format_args!(
             "postgres: timed out waiting for a connection ({t:?})"
         )),
-        other => Error::unavailable(format_args!("postgres pool: {other}")),
+        other => Error::unavailable(format_args!("postgres pool: {}", pool_text(&other))),
     }
 }
 
@@ -331,10 +360,24 @@ fn fatal_at_start(e: &PoolError) -> bool {
     let PoolError::Backend(e) = e else {
         return false;
     };
-    e.code().is_some_and(|c| {
-        let c = c.code();
-        c.starts_with("28") || c == "3D000" || c.starts_with("42") || c == "22023"
-    })
+    match e.code() {
+        Some(c) => {
+            let c = c.code();
+            c.starts_with("28") || c == "3D000" || c.starts_with("42") || c == "22023"
+        }
+        // tokio-postgres' own refusals: a password the server asks for and
+        // the URL lacks, a failed SCRAM exchange, a bad option.
+        None => {
+            let text = e.to_string();
+            [
+                "invalid configuration",
+                "authentication error",
+                "invalid connection string",
+            ]
+            .iter()
+            .any(|p| text.starts_with(p))
+        }
+    }
 }
 
 impl Postgres {
@@ -382,9 +425,13 @@ impl Postgres {
                     }
                 }
                 Err(e) if fatal_at_start(&e) => {
-                    return Err(format!("cannot connect to {}: {e}", store.display))
+                    return Err(format!(
+                        "cannot connect to {}: {}",
+                        store.display,
+                        pool_text(&e)
+                    ))
                 }
-                Err(e) => e.to_string(),
+                Err(e) => pool_text(&e),
             };
             if Instant::now() >= give_up {
                 return Err(format!(
