@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::store::{Caller, Feed, Issued, Kind, Lifetimes, Lookup, Revoked, Store};
 use crate::util::{random_alnum, random_id, redact};
 use crate::views::{self, AccessToken, App, Attributes, AuthCode, RefreshToken};
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -13,9 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 use subtle::ConstantTimeEq;
@@ -64,6 +66,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(read_whole_body))
         .layer(middleware::from_fn(log_and_headers))
         .with_state(state)
 }
@@ -97,6 +100,38 @@ async fn log_and_headers(req: Request, next: Next) -> Response {
         None => debug!(%method, %route, status, micros, "request"),
     }
     resp
+}
+
+/// Reads every request body (up to the limit) before routing, so that no
+/// answer leaves an unread body on a kept-alive HTTP/1.1 connection (a 401,
+/// 404 or 405 is decided before a handler would read it). A body over the
+/// limit cannot be drained cheaply: its 413 closes the connection
+/// (`Connection: close`), and so does an unreadable one.
+async fn read_whole_body(req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || parts
+                    .headers
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+                    .is_some_and(|n| n > BODY_LIMIT);
+            let mut resp = refuse(if too_large {
+                Error::too_large(BODY_LIMIT)
+            } else {
+                Error::invalid_request("could not read the request body")
+            });
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp
+        }
+    }
 }
 
 fn respond(status: StatusCode, body: Value) -> Response {
@@ -306,7 +341,70 @@ impl Form {
     }
 }
 
+/// Walks a JSON document and stops at the first object that names a key
+/// twice, keeping that key.
+struct NoDuplicateKeys<'a>(&'a RefCell<Option<String>>);
+
+impl<'de> DeserializeSeed<'de> for NoDuplicateKeys<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NoDuplicateKeys<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        while seq.next_element_seed(NoDuplicateKeys(self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                *self.0.borrow_mut() = Some(key);
+                return Err(serde::de::Error::custom("duplicate key"));
+            }
+            map.next_value_seed(NoDuplicateKeys(self.0))?;
+            seen.insert(key);
+        }
+        Ok(())
+    }
+}
+
+/// A JSON body: every JSON endpoint refuses a key given twice in any object
+/// (`duplicate key "token"`), then parses the body as `T`.
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    let dup = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let walked = NoDuplicateKeys(&dup).deserialize(&mut de);
+    if let Some(key) = dup.into_inner() {
+        return Err(Error::invalid_request(format!("duplicate key {key:?}")));
+    }
+    if let Err(e) = walked {
+        return Err(Error::invalid_request(format!("invalid JSON body: {e}")));
+    }
     serde_json::from_slice(body)
         .map_err(|e| Error::invalid_request(format!("invalid JSON body: {e}")))
 }

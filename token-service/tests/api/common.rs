@@ -374,6 +374,11 @@ impl Server {
         panic!("the feed did not end within 10,000 pages");
     }
 
+    /// The `host:port` the server listens on.
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
     pub fn raw(
         &self,
         method: &str,

@@ -29,6 +29,7 @@ mod admin;
 mod bench;
 mod common;
 mod feed;
+mod http1;
 mod introspect;
 mod lifecycle;
 mod merge;
