@@ -102,6 +102,19 @@ fn free_port() -> u16 {
 impl Cluster {
     /// initdb, start, wait until it answers.
     pub fn start() -> Cluster {
+        Self::start_with(false)
+    }
+
+    /// A cluster that only takes TLS connections on 127.0.0.1 (`hostssl`;
+    /// `hostnossl` is rejected), with a server certificate for 127.0.0.1
+    /// signed by a test CA; answers it and the CA's PEM file.
+    pub fn start_tls() -> (Cluster, PathBuf) {
+        let c = Self::start_with(true);
+        let ca = c.dir.join("ca.pem");
+        (c, ca)
+    }
+
+    fn start_with(tls: bool) -> Cluster {
         let bin = pg_bin();
         let dir = tempfile::Builder::new()
             .prefix("ts-pg-")
@@ -136,15 +149,20 @@ impl Cluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        std::fs::write(
-            data.join("pg_hba.conf"),
+        let hba = if tls {
+            make_certs(&dir, &data);
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 trust\n\
+             hostnossl all all 127.0.0.1/32 reject\n"
+                .to_owned()
+        } else {
             format!(
                 "local all all trust\n\
                  host all {PW_ROLE} 127.0.0.1/32 scram-sha-256\n\
                  host all all 127.0.0.1/32 trust\n"
-            ),
-        )
-        .unwrap();
+            )
+        };
+        std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
         let c = Cluster {
             port: free_port(),
             dir,
@@ -331,6 +349,94 @@ impl Cluster {
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (the command) is needed for the TLS test");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA (`ca.pem` in `dir`) and a server certificate for 127.0.0.1
+/// signed by it, installed in the data directory with `ssl = on`.
+fn make_certs(dir: &std::path::Path, data: &std::path::Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=token-service test CA",
+    ];
+    args.extend(ec);
+    args.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(dir, &args);
+    let mut args = vec!["req", "-subj", "/CN=127.0.0.1"];
+    args.extend(ec);
+    args.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    openssl(dir, &args);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+    for f in ["server.crt", "server.key"] {
+        std::fs::copy(dir.join(f), data.join(f)).unwrap();
+        if let Some((uid, gid)) = server_user() {
+            std::os::unix::fs::chown(data.join(f), Some(uid), Some(gid)).unwrap();
+        }
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        data.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let mut conf = std::fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("postgresql.conf"))
+        .unwrap();
+    use std::io::Write;
+    writeln!(
+        conf,
+        "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'"
+    )
+    .unwrap();
 }
 
 fn signal(pids: &[u32], sig: &str) {

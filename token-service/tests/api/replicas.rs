@@ -520,3 +520,32 @@ fn a_black_holed_database_gives_503_not_a_hang() {
         assert_recovers(&s, pid, 0);
     });
 }
+
+/// `sslmode=require`: TLS to a server that refuses plaintext, its
+/// certificate verified against PGSSLROOTCERT; refused when the
+/// certificate cannot be verified, and plaintext is refused by the server.
+#[test]
+fn tls_to_the_database_with_sslmode_require() {
+    on_postgres(|| {
+        let (cluster, ca) = Cluster::start_tls();
+        let name = cluster.create_db();
+        let plain = cluster.url(&name);
+        let tls = format!("{plain}?sslmode=require");
+        let ca = ca.display().to_string();
+        let (code, log) = start_and_read(&["--db", &tls], &[("PGSSLROOTCERT", &ca)]);
+        assert_eq!(code, None, "{log}");
+        assert!(log.contains("sslmode=require"), "{log}");
+        assert_eq!(cluster.psql(&name, "SELECT count(*) FROM apps"), "1");
+        // The server takes no plaintext: the start fails at once.
+        let (code, log) = start_and_read(&["--db", &plain], &[]);
+        assert_eq!(code, Some(1), "{log}");
+        assert!(log.contains("no encryption"), "{log}");
+        // The system's CAs did not sign the test certificate.
+        let (code, log) = start_and_read(
+            &["--db", &tls, "--db-start-wait-secs", "1"],
+            &[("PGSSLROOTCERT", "")],
+        );
+        assert_eq!(code, Some(1), "{log}");
+        assert!(log.to_lowercase().contains("certificate"), "{log}");
+    });
+}
