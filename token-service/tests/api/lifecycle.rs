@@ -79,6 +79,15 @@ fn help_documents_options_and_env() {
         "--log-format",
         "TOKEN_SERVICE_KEY",
         "TOKEN_SERVICE_ADMIN_KEY",
+        "--read-connections",
+        "--db-pool-size",
+        "--db-timeout-ms",
+        "--db-start-wait-secs",
+        "--change-retention-secs",
+        "postgres://",
+        "TOKEN_SERVICE_DB",
+        "PGPASSWORD",
+        "PGSSLROOTCERT",
     ] {
         assert!(help.contains(opt), "--help lacks {opt}");
     }

@@ -549,3 +549,77 @@ fn tls_to_the_database_with_sslmode_require() {
         assert!(log.to_lowercase().contains("certificate"), "{log}");
     });
 }
+
+/// Requests that race on two replicas for one thing get one decision: one
+/// refresh of a refresh token succeeds, one app gets a client_id, one
+/// import gets a value (as an access token or as a code, not both).
+#[test]
+fn racing_replicas_decide_once() {
+    on_postgres(|| {
+        let a = Arc::new(Server::start());
+        let b = Arc::new(a.replica());
+        a.std_app("race");
+        let now = now_ms();
+        for round in 0..5 {
+            let rt = format!("RT-race-{round}");
+            a.import(json!({
+                "type": "access_token", "token": format!("AT-race-{round}"),
+                "client_id": "cid-race", "status": "approved", "issued_at": now,
+                "expires_in": 3600, "refresh_token": rt,
+            }));
+            let race = |f: Arc<dyn Fn(&Server) -> u16 + Send + Sync>| -> Vec<u16> {
+                let threads: Vec<_> = (0..6)
+                    .map(|i| {
+                        let s = Arc::clone(if i % 2 == 0 { &a } else { &b });
+                        let f = Arc::clone(&f);
+                        std::thread::spawn(move || f(&s))
+                    })
+                    .collect();
+                let mut out: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+                out.sort();
+                out
+            };
+            let rt2 = rt.clone();
+            let refreshes = race(Arc::new(move |s: &Server| {
+                s.form(
+                    "/oauth2/token",
+                    Some(&basic("cid-race", "secret-race")),
+                    &[("grant_type", "refresh_token"), ("refresh_token", &rt2)],
+                )
+                .status
+            }));
+            assert_eq!(refreshes, [200, 400, 400, 400, 400, 400], "round {round}");
+            let cid = format!("cid-race-app-{round}");
+            let apps = race(Arc::new(move |s: &Server| {
+                s.json(
+                    "/v1/apps",
+                    Some(&adm()),
+                    &json!({"name": "r", "developer_email": "e", "client_id": cid}),
+                )
+                .status
+            }));
+            assert_eq!(apps, [201, 409, 409, 409, 409, 409], "round {round}");
+            let value = format!("VALUE-race-{round}");
+            let imports = race(Arc::new(move |s: &Server| {
+                static N: AtomicUsize = AtomicUsize::new(0);
+                let kind = if N.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+                    "access_token"
+                } else {
+                    "authorization_code"
+                };
+                s.json(
+                    "/v1/tokens",
+                    Some(&adm()),
+                    &json!({"type": kind, "token": value, "client_id": "cid-race",
+                            "status": "approved", "issued_at": now_ms(), "expires_in": 60}),
+                )
+                .status
+            }));
+            assert_eq!(imports, [201, 409, 409, 409, 409, 409], "round {round}");
+        }
+        // Each refresh issued exactly one new pair: 5 imports + 5 refreshes.
+        let (rows, _) = a.all_changes(0, 5000);
+        let refresh_rows = rows.iter().filter(|r| r["op"] == "refresh").count();
+        assert_eq!(refresh_rows, 10, "one refresh (two rows) per round");
+    });
+}
