@@ -28,6 +28,7 @@ macro_rules! both_stores {
 mod admin;
 mod bench;
 mod common;
+mod deploy;
 mod feed;
 mod http1;
 mod introspect;
