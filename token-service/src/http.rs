@@ -1,11 +1,11 @@
-//! HTTP surface: routes, key checks, body parsing and validation. Every
-//! store call runs on the blocking pool.
+//! HTTP surface: routes, key checks, body parsing and validation. The
+//! store is behind `Store`: this layer does not know which one it has.
 
 use crate::error::{Error, Result};
-use crate::store::{Caller, Issued, Kind, Lifetimes, Lookup, Revoked, Store};
+use crate::store::{Caller, Feed, Issued, Kind, Lifetimes, Lookup, Revoked, Store};
 use crate::util::{random_alnum, random_id, redact};
 use crate::views::{self, AccessToken, App, Attributes, AuthCode, RefreshToken};
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -13,9 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 use subtle::ConstantTimeEq;
@@ -30,6 +32,9 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub const MAX_NAME_CHARS: usize = 255;
 /// Longest custom attribute value, in bytes.
 pub const MAX_VALUE_BYTES: usize = 2048;
+/// `limit` of `GET /v1/changes`: default and most.
+pub const FEED_LIMIT_DEFAULT: i64 = 500;
+pub const FEED_LIMIT_MAX: i64 = 5000;
 
 pub struct Config {
     pub org: String,
@@ -54,12 +59,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/accesstokens/attributes", post(merge_attributes))
         .route("/v1/apps", post(create_app))
         .route("/v1/tokens", post(import_token))
+        .route("/v1/changes", get(changes))
         .route("/healthz", get(healthz))
         .route("/v1/ext_authz/", any(ext_authz::check))
         .route("/v1/ext_authz/{*path}", any(ext_authz::check))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(read_whole_body))
         .layer(middleware::from_fn(log_and_headers))
         .with_state(state)
 }
@@ -95,6 +102,38 @@ async fn log_and_headers(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Reads every request body (up to the limit) before routing, so that no
+/// answer leaves an unread body on a kept-alive HTTP/1.1 connection (a 401,
+/// 404 or 405 is decided before a handler would read it). A body over the
+/// limit cannot be drained cheaply: its 413 closes the connection
+/// (`Connection: close`), and so does an unreadable one.
+async fn read_whole_body(req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || parts
+                    .headers
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+                    .is_some_and(|n| n > BODY_LIMIT);
+            let mut resp = refuse(if too_large {
+                Error::too_large(BODY_LIMIT)
+            } else {
+                Error::invalid_request("could not read the request body")
+            });
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp
+        }
+    }
+}
+
 fn respond(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
@@ -125,28 +164,6 @@ async fn method_not_allowed() -> Response {
         "method_not_allowed",
         "this endpoint does not take that method",
     ))
-}
-
-/// Runs a read on the executor thread itself. Reads are short (an
-/// introspection takes about 15 µs), never wait on the writer (WAL), and
-/// never wait on a read connection (there are at least as many as executor
-/// threads, and none is held across an await): handing them to the blocking
-/// pool would cost more than the read (a thread wake-up), and it was most of
-/// the introspection p99.
-fn read_now<T>(st: &AppState, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
-    f(&st.store)
-}
-
-/// Runs a store call on the blocking pool (writes: a commit waits for fsync).
-async fn blocking<T, F>(st: &AppState, f: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce(&Store) -> Result<T> + Send + 'static,
-{
-    let store = Arc::clone(&st.store);
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(|e| Error::internal(format_args!("store task failed: {e}")))?
 }
 
 // ---------------------------------------------------------------- keys
@@ -271,7 +288,7 @@ async fn authenticate_client(st: &AppState, headers: &HeaderMap, form: &Form) ->
             }
         },
     };
-    let app = blocking(st, move |s| s.app_by_client(&id)).await?;
+    let app = st.store.app_by_client(&id).await?;
     match app {
         Some(app) if bool::from(app.client_secret.as_bytes().ct_eq(secret.as_bytes())) => Ok(app),
         _ => Err(Error::invalid_client("client authentication failed")),
@@ -324,7 +341,70 @@ impl Form {
     }
 }
 
+/// Walks a JSON document and stops at the first object that names a key
+/// twice, keeping that key.
+struct NoDuplicateKeys<'a>(&'a RefCell<Option<String>>);
+
+impl<'de> DeserializeSeed<'de> for NoDuplicateKeys<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NoDuplicateKeys<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        while seq.next_element_seed(NoDuplicateKeys(self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                *self.0.borrow_mut() = Some(key);
+                return Err(serde::de::Error::custom("duplicate key"));
+            }
+            map.next_value_seed(NoDuplicateKeys(self.0))?;
+            seen.insert(key);
+        }
+        Ok(())
+    }
+}
+
+/// A JSON body: every JSON endpoint refuses a key given twice in any object
+/// (`duplicate key "token"`), then parses the body as `T`.
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    let dup = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let walked = NoDuplicateKeys(&dup).deserialize(&mut de);
+    if let Some(key) = dup.into_inner() {
+        return Err(Error::invalid_request(format!("duplicate key {key:?}")));
+    }
+    if let Err(e) = walked {
+        return Err(Error::invalid_request(format!("invalid JSON body: {e}")));
+    }
     serde_json::from_slice(body)
         .map_err(|e| Error::invalid_request(format!("invalid JSON body: {e}")))
 }
@@ -426,7 +506,7 @@ async fn introspect_inner(st: &Arc<AppState>, req: Request) -> Result<Response> 
         }
     };
     let org = st.cfg.org.clone();
-    let v = read_now(st, |s| s.introspect(&token, lookup, &org))?;
+    let v = st.store.introspect(&token, lookup, &org).await?;
     Ok(respond(StatusCode::OK, v))
 }
 
@@ -464,7 +544,7 @@ async fn merge_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
     let (token, org, max) = (body.token, st.cfg.org.clone(), st.cfg.max_attributes);
     let prefix = redact(&token);
     let count = attrs.len();
-    let v = blocking(st, move |s| s.merge_attributes(&token, &attrs, max, &org)).await?;
+    let v = st.store.merge_attributes(token, attrs, max, org).await?;
     info!(token = %prefix, attributes = count, "attributes merged");
     Ok(respond(StatusCode::OK, v))
 }
@@ -516,7 +596,7 @@ async fn create_app_inner(st: &Arc<AppState>, req: Request) -> Result<Response> 
         client_id: b.client_id.unwrap_or_else(|| random_alnum(32)),
         client_secret: b.client_secret.unwrap_or_else(|| random_alnum(32)),
     };
-    let app = blocking(st, move |s| s.create_app(&app).map(|()| app)).await?;
+    let app = st.store.create_app(app).await?;
     info!(app_id = %app.app_id, client_id = %app.client_id, "app created");
     Ok(respond(
         StatusCode::CREATED,
@@ -593,7 +673,7 @@ async fn import_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
             let (t, attrs) = access_from_import(b, st.cfg.lifetimes.refresh)?;
             check_attributes(&attrs, max)?;
             let out = (t.client_id.clone(), redact(&t.token));
-            blocking(st, move |s| s.import_access(&t, &attrs)).await?;
+            st.store.import_access(t, attrs).await?;
             out
         }
         Kind::Code | Kind::Refresh => {
@@ -613,7 +693,7 @@ async fn import_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
             let attrs = b.attributes;
             check_attributes(&attrs, max)?;
             let out = (code.client_id.clone(), redact(&code.code));
-            blocking(st, move |s| s.import_code(&code, &attrs)).await?;
+            st.store.import_code(code, attrs).await?;
             out
         }
     };
@@ -696,22 +776,20 @@ async fn token_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
     let issued: Issued = match grant {
         "client_credentials" => {
             let scope = form.get("scope")?.unwrap_or("").to_owned();
-            let id = client_id.clone();
-            blocking(st, move |s| s.client_credentials(&id, &scope, lifetimes)).await?
+            st.store
+                .client_credentials(client_id.clone(), scope, lifetimes)
+                .await?
         }
         "authorization_code" => {
             let code = form.require("code")?.to_owned();
             let redirect_uri = form.get("redirect_uri")?.map(str::to_owned);
-            let id = client_id.clone();
-            blocking(st, move |s| {
-                s.exchange_code(&id, &code, redirect_uri.as_deref(), lifetimes)
-            })
-            .await?
+            st.store
+                .exchange_code(client_id.clone(), code, redirect_uri, lifetimes)
+                .await?
         }
         "refresh_token" => {
             let rt = form.require("refresh_token")?.to_owned();
-            let id = client_id.clone();
-            blocking(st, move |s| s.refresh(&id, &rt, lifetimes)).await?
+            st.store.refresh(client_id.clone(), rt, lifetimes).await?
         }
         _ => {
             return Err(Error::new(
@@ -791,7 +869,7 @@ async fn revoke_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
         Caller::Admin => "admin".to_owned(),
         Caller::Client(id) => id.clone(),
     };
-    let out = blocking(st, move |s| s.revoke(&token, hint, &caller)).await?;
+    let out = st.store.revoke(token, hint, caller).await?;
     match out {
         Revoked::Token { kind, client_id } => info!(
             kind = kind.name(),
@@ -806,13 +884,91 @@ async fn revoke_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
 }
 
 async fn healthz(State(st): St) -> Response {
-    match blocking(&st, |s| s.health()).await {
+    match st.store.health().await {
         Ok(()) => respond(StatusCode::OK, json!({"status": "ok"})),
-        Err(_) => respond(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "unavailable", "error": "store_unavailable",
-                   "error_description": "the store does not answer"}),
-        ),
+        Err(_) => {
+            let mut resp = respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "unavailable", "error": "store_unavailable",
+                       "error_description": "the store does not answer"}),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp.extensions_mut().insert(ErrorCode("store_unavailable"));
+            resp
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the change feed
+
+/// `after` and `limit` of `GET /v1/changes`, checked.
+fn feed_query(query: Option<&str>) -> Result<(i64, i64)> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|_| Error::invalid_request("the query string is not urlencoded"))?;
+    let one = |name: &str| -> Result<Option<&str>> {
+        let mut found = None;
+        for (k, v) in &pairs {
+            if k == name {
+                if found.is_some() {
+                    return Err(Error::invalid_request(format!(
+                        "parameter {name} is given more than once"
+                    )));
+                }
+                found = Some(v.as_str());
+            }
+        }
+        Ok(found)
+    };
+    let after = match one("after")? {
+        None | Some("") => 0,
+        Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            Error::invalid_request("after must be a cursor: an integer >= 0 (0: from the oldest)")
+        })?,
+    };
+    let limit = match one("limit")? {
+        None | Some("") => FEED_LIMIT_DEFAULT,
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=FEED_LIMIT_MAX).contains(n))
+            .ok_or_else(|| {
+                Error::invalid_request(format!(
+                    "limit must be an integer from 1 to {FEED_LIMIT_MAX}"
+                ))
+            })?,
+    };
+    Ok((after, limit))
+}
+
+async fn changes(State(st): St, req: Request) -> Response {
+    answer(changes_inner(&st, req).await)
+}
+
+async fn changes_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    st.require_key(req.headers(), KeyKind::Service)?;
+    let (after, limit) = feed_query(req.uri().query())?;
+    match st.store.changes(after, limit).await? {
+        Feed::Page { rows, next, oldest } => {
+            let changes: Vec<Value> = rows
+                .into_iter()
+                .map(|r| json!({"cursor": r.cursor, "kind": r.kind, "hash": r.hash, "op": r.op}))
+                .collect();
+            Ok(respond(
+                StatusCode::OK,
+                json!({"changes": changes, "next": next, "oldest": oldest}),
+            ))
+        }
+        Feed::Expired { oldest } => {
+            let mut e = Error::new(
+                StatusCode::GONE,
+                "cursor_expired",
+                "changes after this cursor are no longer retained (or the cursor is not from \
+                 this database): drop every cached profile and start again from after=0",
+            );
+            e.extra.push(("oldest", Value::from(oldest)));
+            Err(e)
+        }
     }
 }
 

@@ -10,9 +10,9 @@ mod views;
 
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::{error, info, warn};
 use tracing_subscriber::filter::LevelFilter;
 
@@ -23,17 +23,27 @@ const DEV_ADMIN_KEY: &str = "dev-admin-key";
 
 const ENV_HELP: &str = "\
 Environment:
-  TOKEN_SERVICE_KEY        service key: callers of /oauth2/introspect and
-                           /v1/accesstokens/attributes send
+  TOKEN_SERVICE_KEY        service key: callers of /oauth2/introspect,
+                           /v1/accesstokens/attributes and /v1/changes send
                            `Authorization: Bearer <service key>`
   TOKEN_SERVICE_ADMIN_KEY  admin key: callers of /v1/apps and /v1/tokens (and
                            /oauth2/revoke for any token) send
                            `Authorization: Bearer <admin key>`
-Both are required (and must differ) unless --dev is given. Keys are read
-from the environment only, so they never show in a process listing.
+  TOKEN_SERVICE_DB         the --db value when --db is not given (a
+                           postgres:// URL with its password stays out of
+                           the process listing this way)
+  PGPASSWORD               the PostgreSQL password when the URL has none
+  PGSSLROOTCERT            PEM file of the CA certificates that verify the
+                           PostgreSQL server with sslmode=require (default:
+                           the system's)
+Both keys are required (and must differ) unless --dev is given. Keys are
+read from the environment only, so they never show in a process listing.
+Passwords are never logged: the start line shows the URL as
+postgres://user:***@host:port/db.
 
 Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 1 when the store or
-the listener cannot be opened, 2 for bad options or missing keys.";
+the listener cannot be opened (or PostgreSQL did not answer within
+--db-start-wait-secs), 2 for bad options or missing keys.";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -53,9 +63,18 @@ struct Args {
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8090")]
     listen: SocketAddr,
 
-    /// SQLite database file; created (with its schema) when missing
-    #[arg(long, value_name = "PATH", default_value = "token-service.db")]
-    db: PathBuf,
+    /// The store: a SQLite file path (created, with its schema, when
+    /// missing), or a PostgreSQL URL
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=require] shared by
+    /// every replica. Schema migrations are applied at start on both.
+    #[arg(
+        long,
+        value_name = "PATH|URL",
+        env = "TOKEN_SERVICE_DB",
+        hide_env_values = true,
+        default_value = "token-service.db"
+    )]
+    db: String,
 
     /// Value of `organization_name` in every token profile
     #[arg(long, value_name = "NAME", default_value = "local")]
@@ -88,6 +107,30 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     read_connections: u16,
+
+    /// PostgreSQL: most connections this replica opens
+    #[arg(long, value_name = "N", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    db_pool_size: u16,
+
+    /// PostgreSQL: the most one store call may take (waiting for a
+    /// connection, connecting, every statement); past it the request gets
+    /// 503 store_unavailable
+    #[arg(long, value_name = "MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(50..=600_000))]
+    db_timeout_ms: u64,
+
+    /// PostgreSQL: how long the start waits for the database to answer
+    /// before exiting with 1
+    #[arg(long, value_name = "SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    db_start_wait_secs: u64,
+
+    /// How long the change feed (GET /v1/changes) keeps a change; older
+    /// ones are pruned, and a cursor before them gets 410 cursor_expired
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..=30 * 24 * 3600))]
+    change_retention_secs: u64,
 
     /// Log level: error, warn, info, debug (one line per request) or trace
     #[arg(long, value_name = "LEVEL", default_value = "info")]
@@ -196,13 +239,58 @@ fn main() -> ExitCode {
     runtime.block_on(run(args, service_key, admin_key))
 }
 
+/// Opens the store `--db` names.
+async fn open_store(args: &Args) -> Result<store::Store, (String, String)> {
+    match store::Target::parse(&args.db) {
+        store::Target::Sqlite(path) => {
+            // Reads run on the executor threads: one read connection each, at least.
+            let readers = usize::from(args.read_connections).max(executor_threads());
+            let shown = path.display().to_string();
+            tokio::task::spawn_blocking(move || store::sqlite::Sqlite::open(&path, readers))
+                .await
+                .map_err(|e| (shown.clone(), e.to_string()))?
+                .map(|s| store::Store::Sqlite(Arc::new(s)))
+                .map_err(|e| (shown, e))
+        }
+        store::Target::Postgres(url) => {
+            let opts = store::postgres::Options {
+                pool_size: usize::from(args.db_pool_size),
+                timeout: Duration::from_millis(args.db_timeout_ms),
+                start_wait: Duration::from_secs(args.db_start_wait_secs),
+            };
+            let shown = store::postgres::config(&url, opts.timeout)
+                .map(|c| store::postgres::describe(&c))
+                .unwrap_or_else(|_| "postgres://…".to_owned());
+            store::postgres::Postgres::open(&url, &opts)
+                .await
+                .map(store::Store::Postgres)
+                .map_err(|e| (shown, e))
+        }
+    }
+}
+
+/// Prunes the change feed every quarter of the retention (1 s to 1 min).
+async fn prune_changes(store: Arc<store::Store>, retention: Duration) {
+    let every = (retention / 4).clamp(Duration::from_millis(250), Duration::from_secs(60));
+    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.prune_changes(retention_ms).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(pruned = n, "change feed pruned"),
+            // Already logged (503/500); the next tick tries again.
+            Err(_) => {}
+        }
+    }
+}
+
 async fn run(args: Args, service_key: String, admin_key: String) -> ExitCode {
-    // Reads run on the executor threads: one read connection each, at least.
-    let readers = usize::from(args.read_connections).max(executor_threads());
-    let store = match store::Store::open(&args.db, readers) {
+    let store = match open_store(&args).await {
         Ok(s) => Arc::new(s),
-        Err(e) => {
-            error!(db = %args.db.display(), error = %e, "cannot open the store");
+        Err((db, e)) => {
+            error!(db = %db, error = %e, "cannot open the store");
             return ExitCode::from(1);
         }
     };
@@ -227,11 +315,17 @@ async fn run(args: Args, service_key: String, admin_key: String) -> ExitCode {
             admin_key,
         },
     });
+    let (db, mode) = store.describe();
+    tokio::spawn(prune_changes(
+        Arc::clone(&store),
+        Duration::from_secs(args.change_retention_secs),
+    ));
     info!(
         addr = %addr,
-        db = %store.path().display(),
-        store = "sqlite (WAL, synchronous=FULL)",
+        db = %db,
+        store = mode,
         schema_version = store::SCHEMA_VERSION,
+        change_retention_secs = args.change_retention_secs,
         org = %args.org_name,
         access_token_lifetime = args.access_token_lifetime,
         refresh_token_lifetime = args.refresh_token_lifetime,

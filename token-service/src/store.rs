@@ -1,95 +1,25 @@
-//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`,
-//! one writer connection behind a mutex (every write is one `BEGIN IMMEDIATE`
-//! transaction, committed and fsynced before it is acknowledged) and a small
-//! pool of read-only connections. All methods block: writes (which wait for
-//! fsync) run on `spawn_blocking`; short reads may run on the executor (see
-//! `http::read_now`).
+//! The store interface the HTTP layer talks to: [`Store`], one enum over
+//! the two implementations (the embedded SQLite file, `sqlite`, and a
+//! shared PostgreSQL database, `postgres`), with the same methods and the
+//! same semantics. What both implementations must decide alike (the checks
+//! of a merge, a grant or a revocation, the tokens a grant issues, the
+//! change-feed rows a write adds, the feed's paging rules) is written once
+//! here; the implementations only read and write rows.
+
+pub mod postgres;
+pub mod sqlite;
 
 use crate::error::{Error, Result};
-use crate::util::{now_ms, random_alnum};
 use crate::views::{self, AccessToken, App, Attributes, AuthCode, RefreshToken, APPROVED};
 use axum::http::StatusCode;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use oauthv2info_names::{token_hash_hex, TokenKind};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-/// `PRAGMA user_version` of the schema below.
-pub const SCHEMA_VERSION: i64 = 1;
-
-const SCHEMA_V1: &str = "
-CREATE TABLE apps (
-    app_id          TEXT PRIMARY KEY,
-    name            TEXT NOT NULL,
-    developer_email TEXT NOT NULL,
-    developer_id    TEXT NOT NULL,
-    api_products    TEXT NOT NULL DEFAULT '[]',  -- JSON array of strings
-    attributes      TEXT NOT NULL DEFAULT '{}',  -- JSON object of strings
-    redirect_uris   TEXT NOT NULL DEFAULT '[]',  -- JSON array of strings
-    client_id       TEXT NOT NULL UNIQUE,
-    client_secret   TEXT NOT NULL,
-    created_at      INTEGER NOT NULL             -- epoch ms
-);
-CREATE TABLE access_tokens (
-    token                    TEXT PRIMARY KEY,
-    client_id                TEXT NOT NULL REFERENCES apps(client_id),
-    scope                    TEXT NOT NULL,
-    status                   TEXT NOT NULL CHECK (status IN ('approved', 'revoked')),
-    issued_at                INTEGER NOT NULL,   -- epoch ms
-    expires_at               INTEGER NOT NULL,   -- epoch ms, -1 = never
-    refresh_token            TEXT UNIQUE,
-    refresh_token_status     TEXT CHECK (refresh_token_status IN ('approved', 'revoked')),
-    refresh_token_issued_at  INTEGER,
-    refresh_token_expires_at INTEGER,
-    refresh_count            INTEGER NOT NULL DEFAULT 0,
-    CHECK ((refresh_token IS NULL) = (refresh_token_status IS NULL)
-       AND (refresh_token IS NULL) = (refresh_token_issued_at IS NULL)
-       AND (refresh_token IS NULL) = (refresh_token_expires_at IS NULL))
-);
-CREATE TABLE token_attributes (
-    token TEXT NOT NULL REFERENCES access_tokens(token),
-    name  TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (token, name)
-) WITHOUT ROWID;
-CREATE TABLE authorization_codes (
-    code         TEXT PRIMARY KEY,
-    client_id    TEXT NOT NULL REFERENCES apps(client_id),
-    redirect_uri TEXT,
-    scope        TEXT NOT NULL,
-    status       TEXT NOT NULL CHECK (status IN ('approved', 'revoked')),
-    issued_at    INTEGER NOT NULL,
-    expires_at   INTEGER NOT NULL
-);
-CREATE TABLE code_attributes (
-    code  TEXT NOT NULL REFERENCES authorization_codes(code),
-    name  TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (code, name)
-) WITHOUT ROWID;
-";
-
-const APP_BY_CLIENT: &str = "SELECT app_id, name, developer_email, developer_id, api_products, \
-     attributes, redirect_uris, client_id, client_secret FROM apps WHERE client_id = ?1";
-const ACCESS_BY_TOKEN: &str = "SELECT token, client_id, scope, status, issued_at, expires_at, \
-     refresh_token, refresh_token_status, refresh_token_issued_at, refresh_token_expires_at, \
-     refresh_count FROM access_tokens WHERE token = ?1";
-const ACCESS_BY_REFRESH: &str = "SELECT token, client_id, scope, status, issued_at, expires_at, \
-     refresh_token, refresh_token_status, refresh_token_issued_at, refresh_token_expires_at, \
-     refresh_count FROM access_tokens WHERE refresh_token = ?1";
-const CODE_BY_CODE: &str = "SELECT code, client_id, redirect_uri, scope, status, issued_at, \
-     expires_at FROM authorization_codes WHERE code = ?1";
-const TOKEN_ATTRS: &str = "SELECT name, value FROM token_attributes WHERE token = ?1";
-const CODE_ATTRS: &str = "SELECT name, value FROM code_attributes WHERE code = ?1";
-const PUT_TOKEN_ATTR: &str =
-    "INSERT INTO token_attributes (token, name, value) VALUES (?1, ?2, ?3) \
-     ON CONFLICT (token, name) DO UPDATE SET value = excluded.value";
-const PUT_CODE_ATTR: &str = "INSERT INTO code_attributes (code, name, value) VALUES (?1, ?2, ?3) \
-     ON CONFLICT (code, name) DO UPDATE SET value = excluded.value";
-const VALUE_IN_USE: &str = "SELECT EXISTS (SELECT 1 FROM access_tokens WHERE token = ?1) \
-     OR EXISTS (SELECT 1 FROM access_tokens WHERE refresh_token = ?1) \
-     OR EXISTS (SELECT 1 FROM authorization_codes WHERE code = ?1)";
+/// The newest schema version this build knows (`schema_migrations`):
+/// 1 is the original schema, 2 adds the change feed.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Which kind of token a value is looked up as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,10 +31,14 @@ pub enum Kind {
 
 impl Kind {
     pub fn name(self) -> &'static str {
+        self.token_kind().hint()
+    }
+
+    pub fn token_kind(self) -> TokenKind {
         match self {
-            Kind::Access => "access_token",
-            Kind::Refresh => "refresh_token",
-            Kind::Code => "authorization_code",
+            Kind::Access => TokenKind::AccessToken,
+            Kind::Refresh => TokenKind::RefreshToken,
+            Kind::Code => TokenKind::AuthorizationCode,
         }
     }
 }
@@ -112,7 +46,7 @@ impl Kind {
 /// What an introspection looks a value up as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
-    /// No hint: access token, then refresh token.
+    /// Access token, then refresh token.
     Any,
     Token(Kind),
     Client,
@@ -148,423 +82,142 @@ pub struct Issued {
     pub issued_at: i64,
 }
 
-pub struct Store {
-    path: PathBuf,
-    writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
-    reader_free: Condvar,
+// ---------------------------------------------------------------- the change feed
+
+/// Why a token's profile changed (the feed's `op`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `/oauth2/revoke` revoked it (or the token it belongs with).
+    Revoke,
+    /// `/v1/accesstokens/attributes` merged attributes into it.
+    Merge,
+    /// `/v1/tokens` imported it (it was unknown before: a cached "inactive"
+    /// answer is stale).
+    Import,
+    /// A `refresh_token` grant used it: the old access and refresh tokens
+    /// are revoked.
+    Refresh,
+    /// An `authorization_code` grant used the code: it is revoked.
+    Exchange,
+    /// `/v1/apps` created the app (the client id was unknown before).
+    Create,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock rolled its transaction back (the
-    // Transaction is dropped during unwinding), so the connection is usable.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
-    move |e| format!("{what}: {e}")
-}
-
-impl Store {
-    /// Opens (creating if missing) the database at `path`, migrates the
-    /// schema and opens `readers` read connections.
-    pub fn open(path: &Path, readers: usize) -> std::result::Result<Self, String> {
-        let mut writer = Connection::open(path).map_err(err("cannot open the database"))?;
-        writer
-            .busy_timeout(Duration::from_secs(5))
-            .map_err(err("busy_timeout"))?;
-        let mode: String = writer
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(err("cannot switch to WAL"))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(format!(
-                "the database refused WAL mode (journal_mode={mode})"
-            ));
-        }
-        writer
-            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-            .map_err(err("pragmas"))?;
-        writer.set_prepared_statement_cache_capacity(32);
-        migrate(&mut writer)?;
-
-        let mut pool = Vec::with_capacity(readers.max(1));
-        for _ in 0..readers.max(1) {
-            let c = Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(err("cannot open a read connection"))?;
-            c.busy_timeout(Duration::from_secs(5))
-                .map_err(err("busy_timeout"))?;
-            c.execute_batch("PRAGMA query_only = ON;")
-                .map_err(err("pragmas"))?;
-            c.set_prepared_statement_cache_capacity(32);
-            pool.push(c);
-        }
-        Ok(Self {
-            path: path.to_owned(),
-            writer: Mutex::new(writer),
-            readers: Mutex::new(pool),
-            reader_free: Condvar::new(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Runs `f` in a read transaction (one consistent snapshot) on a pooled
-    /// read connection.
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let mut conn = {
-            let mut pool = lock(&self.readers);
-            loop {
-                if let Some(c) = pool.pop() {
-                    break c;
-                }
-                pool = self
-                    .reader_free
-                    .wait(pool)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-        };
-        let out = (|| {
-            let tx = conn.transaction()?;
-            let v = f(&tx)?;
-            tx.commit()?;
-            Ok(v)
-        })();
-        lock(&self.readers).push(conn);
-        self.reader_free.notify_one();
-        out
-    }
-
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer; commits
-    /// only when `f` succeeds, so a refused request writes nothing.
-    fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let v = f(&tx)?;
-        tx.commit()?;
-        Ok(v)
-    }
-
-    /// The store answers a query.
-    pub fn health(&self) -> Result<()> {
-        self.read(|c| {
-            let one: i64 = c.query_row("SELECT 1", [], |r| r.get(0))?;
-            if one == 1 {
-                Ok(())
-            } else {
-                Err(Error::internal("SELECT 1 returned something else"))
-            }
-        })
-    }
-
-    pub fn introspect(&self, value: &str, lookup: Lookup, org: &str) -> Result<Value> {
-        self.read(|c| {
-            let now = now_ms();
-            let found = match lookup {
-                Lookup::Token(Kind::Access) => access_view(c, value, org, now)?,
-                Lookup::Token(Kind::Refresh) => refresh_view(c, value, org, now)?,
-                Lookup::Token(Kind::Code) => code_view(c, value, now)?,
-                Lookup::Client => app_by_client(c, value)?.map(|a| views::client_introspection(&a)),
-                Lookup::Any => match access_view(c, value, org, now)? {
-                    Some(v) => Some(v),
-                    None => refresh_view(c, value, org, now)?,
-                },
-            };
-            Ok(found.unwrap_or_else(views::inactive))
-        })
-    }
-
-    pub fn app_by_client(&self, client_id: &str) -> Result<Option<App>> {
-        self.read(|c| app_by_client(c, client_id))
-    }
-
-    pub fn create_app(&self, app: &App) -> Result<()> {
-        self.write(|c| {
-            if app_by_client(c, &app.client_id)?.is_some() {
-                return Err(Error::new(
-                    StatusCode::CONFLICT,
-                    "client_exists",
-                    "an app with this client_id already exists",
-                ));
-            }
-            c.prepare_cached(
-                "INSERT INTO apps (app_id, name, developer_email, developer_id, api_products, \
-                 attributes, redirect_uris, client_id, client_secret, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?
-            .execute(rusqlite::params![
-                app.app_id,
-                app.name,
-                app.developer_email,
-                app.developer_id,
-                to_json(&app.api_products)?,
-                to_json(&app.attributes)?,
-                to_json(&app.redirect_uris)?,
-                app.client_id,
-                app.client_secret,
-                now_ms(),
-            ])?;
-            Ok(())
-        })
-    }
-
-    /// Imports an access token (and its refresh token) as given.
-    pub fn import_access(&self, t: &AccessToken, attrs: &Attributes) -> Result<()> {
-        self.write(|c| {
-            require_client(c, &t.client_id)?;
-            let mut values = vec![t.token.as_str()];
-            if let Some(r) = &t.refresh {
-                values.push(r.token.as_str());
-            }
-            for v in values {
-                if value_in_use(c, v)? {
-                    return Err(token_exists());
-                }
-            }
-            insert_access(c, t)?;
-            put_attributes(c, PUT_TOKEN_ATTR, &t.token, attrs)
-        })
-    }
-
-    /// Imports an authorization code as given.
-    pub fn import_code(&self, code: &AuthCode, attrs: &Attributes) -> Result<()> {
-        self.write(|c| {
-            require_client(c, &code.client_id)?;
-            if value_in_use(c, &code.code)? {
-                return Err(token_exists());
-            }
-            insert_code(c, code)?;
-            put_attributes(c, PUT_CODE_ATTR, &code.code, attrs)
-        })
-    }
-
-    /// Atomically merges custom attributes into an approved, unexpired access
-    /// token; answers the introspection of the token after the write.
-    pub fn merge_attributes(
-        &self,
-        token: &str,
-        attrs: &Attributes,
-        max_attributes: usize,
-        org: &str,
-    ) -> Result<Value> {
-        self.write(|c| {
-            let now = now_ms();
-            let t = access_by_token(c, token)?.ok_or_else(|| {
-                Error::new(
-                    StatusCode::NOT_FOUND,
-                    "invalid_access_token",
-                    "the access token is not known",
-                )
-            })?;
-            if t.status != APPROVED {
-                return Err(Error::new(
-                    StatusCode::CONFLICT,
-                    "invalid_access_token",
-                    format!("the access token is {}", t.status),
-                ));
-            }
-            if views::is_expired(t.expires_at, now) {
-                return Err(Error::new(
-                    StatusCode::CONFLICT,
-                    "access_token_expired",
-                    "the access token has expired",
-                ));
-            }
-            let mut merged = attributes(c, TOKEN_ATTRS, token)?;
-            for (k, v) in attrs {
-                merged.insert(k.clone(), v.clone());
-            }
-            if merged.len() > max_attributes {
-                return Err(Error::invalid_request(format!(
-                    "the token would have {} custom attributes; the limit is {max_attributes}",
-                    merged.len()
-                )));
-            }
-            put_attributes(c, PUT_TOKEN_ATTR, token, attrs)?;
-            let app = app_of(c, &t.client_id)?;
-            Ok(views::access_introspection(&t, &app, &merged, org, now))
-        })
-    }
-
-    /// `client_credentials` grant: a new access token, no refresh token.
-    pub fn client_credentials(
-        &self,
-        client_id: &str,
-        scope: &str,
-        lifetimes: Lifetimes,
-    ) -> Result<Issued> {
-        self.write(|c| issue(c, client_id, scope, lifetimes, None, 0, &Attributes::new()))
-    }
-
-    /// `authorization_code` grant: the code becomes revoked; a new access and
-    /// refresh token carry the code's scope and attributes.
-    pub fn exchange_code(
-        &self,
-        client_id: &str,
-        code: &str,
-        redirect_uri: Option<&str>,
-        lifetimes: Lifetimes,
-    ) -> Result<Issued> {
-        self.write(|c| {
-            let now = now_ms();
-            let cd = code_by_code(c, code)?
-                .filter(|cd| cd.client_id == client_id)
-                .ok_or_else(|| {
-                    Error::invalid_grant("the authorization code is not valid for this client")
-                })?;
-            if cd.status != APPROVED {
-                return Err(Error::invalid_grant(
-                    "the authorization code was already used or revoked",
-                ));
-            }
-            if views::is_expired(cd.expires_at, now) {
-                return Err(Error::invalid_grant("the authorization code has expired"));
-            }
-            if let Some(expected) = &cd.redirect_uri {
-                if redirect_uri != Some(expected.as_str()) {
-                    return Err(Error::invalid_grant(
-                        "redirect_uri does not match the one the authorization code was issued with",
-                    ));
-                }
-            }
-            c.prepare_cached("UPDATE authorization_codes SET status = 'revoked' WHERE code = ?1")?
-                .execute([code])?;
-            let attrs = attributes(c, CODE_ATTRS, code)?;
-            issue(
-                c,
-                client_id,
-                &cd.scope,
-                lifetimes,
-                Some(lifetimes.refresh),
-                0,
-                &attrs,
-            )
-        })
-    }
-
-    /// `refresh_token` grant: the old access and refresh tokens become
-    /// revoked; new ones carry the scope, attributes and refresh_count + 1.
-    pub fn refresh(
-        &self,
-        client_id: &str,
-        refresh_token: &str,
-        lifetimes: Lifetimes,
-    ) -> Result<Issued> {
-        self.write(|c| {
-            let now = now_ms();
-            let old = access_by_refresh(c, refresh_token)?
-                .filter(|t| t.client_id == client_id)
-                .ok_or_else(|| {
-                    Error::invalid_grant("the refresh token is not valid for this client")
-                })?;
-            let r = old
-                .refresh
-                .as_ref()
-                .ok_or_else(|| Error::internal("refresh lookup returned no refresh token"))?;
-            if r.status != APPROVED {
-                return Err(Error::invalid_grant(
-                    "the refresh token was already used or revoked",
-                ));
-            }
-            if views::is_expired(r.expires_at, now) {
-                return Err(Error::invalid_grant("the refresh token has expired"));
-            }
-            c.prepare_cached(
-                "UPDATE access_tokens SET status = 'revoked', refresh_token_status = 'revoked' \
-                 WHERE token = ?1",
-            )?
-            .execute([&old.token])?;
-            let attrs = attributes(c, TOKEN_ATTRS, &old.token)?;
-            issue(
-                c,
-                client_id,
-                &old.scope,
-                lifetimes,
-                Some(lifetimes.refresh),
-                old.refresh_count.saturating_add(1),
-                &attrs,
-            )
-        })
-    }
-
-    /// RFC 7009 revocation. `hint` is looked at first, then the other kinds.
-    pub fn revoke(&self, value: &str, hint: Option<Kind>, caller: &Caller) -> Result<Revoked> {
-        let order = match hint {
-            None | Some(Kind::Access) => [Kind::Access, Kind::Refresh, Kind::Code],
-            Some(Kind::Refresh) => [Kind::Refresh, Kind::Access, Kind::Code],
-            Some(Kind::Code) => [Kind::Code, Kind::Access, Kind::Refresh],
-        };
-        self.write(|c| {
-            for kind in order {
-                let (owner, sql) = match kind {
-                    Kind::Access => (
-                        access_by_token(c, value)?.map(|t| t.client_id),
-                        "UPDATE access_tokens SET status = 'revoked' WHERE token = ?1",
-                    ),
-                    Kind::Refresh => (
-                        access_by_refresh(c, value)?.map(|t| t.client_id),
-                        "UPDATE access_tokens SET status = 'revoked', \
-                         refresh_token_status = 'revoked' WHERE refresh_token = ?1",
-                    ),
-                    Kind::Code => (
-                        code_by_code(c, value)?.map(|cd| cd.client_id),
-                        "UPDATE authorization_codes SET status = 'revoked' WHERE code = ?1",
-                    ),
-                };
-                let Some(owner) = owner else { continue };
-                if let Caller::Client(id) = caller {
-                    if *id != owner {
-                        return Err(Error::new(
-                            StatusCode::BAD_REQUEST,
-                            "unauthorized_client",
-                            "the token was not issued to this client",
-                        ));
-                    }
-                }
-                c.prepare_cached(sql)?.execute([value])?;
-                return Ok(Revoked::Token {
-                    kind,
-                    client_id: owner,
-                });
-            }
-            Ok(Revoked::NotFound)
-        })
-    }
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(Error::internal)
-}
-
-fn migrate(conn: &mut Connection) -> std::result::Result<(), String> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(err("cannot begin the schema migration"))?;
-    let version: i64 = tx
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(err("cannot read the schema version"))?;
-    match version {
-        0 => {
-            tx.execute_batch(SCHEMA_V1)
-                .map_err(err("cannot create the schema"))?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                .map_err(err("cannot set the schema version"))?;
-        }
-        SCHEMA_VERSION => {}
-        v => {
-            return Err(format!(
-            "the database has schema version {v}; this token-service knows up to {SCHEMA_VERSION}"
-        ))
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Revoke => "revoke",
+            Op::Merge => "merge",
+            Op::Import => "import",
+            Op::Refresh => "refresh",
+            Op::Exchange => "exchange",
+            Op::Create => "create",
         }
     }
-    tx.commit().map_err(err("cannot commit the schema"))
 }
 
-fn token_exists() -> Error {
+/// One change-feed row to write, in the transaction of the change itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub kind: TokenKind,
+    /// `token_hash_hex(kind, token)`: the token itself never enters the feed.
+    pub hash: String,
+    pub op: Op,
+}
+
+impl Change {
+    fn new(kind: TokenKind, value: &str, op: Op) -> Self {
+        Change {
+            kind,
+            hash: token_hash_hex(kind, value.as_bytes()),
+            op,
+        }
+    }
+}
+
+/// The changes to an access token's profile: the access token's, and its
+/// refresh token's (a refresh token's introspection shows the same profile).
+pub fn access_changes(t: &AccessToken, op: Op) -> Vec<Change> {
+    let mut out = vec![Change::new(TokenKind::AccessToken, &t.token, op)];
+    if let Some(r) = &t.refresh {
+        out.push(Change::new(TokenKind::RefreshToken, &r.token, op));
+    }
+    out
+}
+
+pub fn code_changes(code: &str, op: Op) -> Vec<Change> {
+    vec![Change::new(TokenKind::AuthorizationCode, code, op)]
+}
+
+pub fn client_changes(client_id: &str, op: Op) -> Vec<Change> {
+    vec![Change::new(TokenKind::ClientId, client_id, op)]
+}
+
+/// A stored change, as the feed lists it.
+#[derive(Debug, Clone)]
+pub struct ChangeRow {
+    pub cursor: i64,
+    pub kind: String,
+    pub hash: String,
+    pub op: String,
+}
+
+/// What the store read for one feed request (both stores read the same).
+#[derive(Debug)]
+pub struct FeedRead {
+    /// Rows with a cursor above the effective `after`, in cursor order, at
+    /// most `limit`.
+    pub rows: Vec<ChangeRow>,
+    /// Every change up to this cursor has been pruned (0: none yet).
+    pub pruned_through: i64,
+    /// The highest cursor this database ever handed out (0: none).
+    pub head: i64,
+}
+
+/// One answer of `GET /v1/changes`.
+#[derive(Debug)]
+pub enum Feed {
+    Page {
+        rows: Vec<ChangeRow>,
+        next: i64,
+        oldest: i64,
+    },
+    /// The cursor is older than the retention window, or was never handed
+    /// out by this database: the caller must drop its whole cache.
+    Expired { oldest: i64 },
+}
+
+/// The feed's rules, on what the store read (read the page first, then the
+/// horizon: pruning only moves the horizon up, so a page that lost rows to
+/// a concurrent prune is always answered as expired).
+///
+/// - `after = 0` means "from the oldest retained", the same as
+///   `after = oldest - 1`;
+/// - `oldest` is `pruned_through + 1`: every change from it on is retained;
+/// - `after` below `oldest - 1` (changes after it were pruned) or above the
+///   head (a cursor from another database) is expired;
+/// - `next` is the last listed cursor, else the effective `after`.
+pub fn feed_answer(after: i64, read: FeedRead) -> Feed {
+    let oldest = read.pruned_through.saturating_add(1);
+    if after != 0 && (after < read.pruned_through || after > read.head) {
+        return Feed::Expired { oldest };
+    }
+    let effective = if after == 0 {
+        read.pruned_through
+    } else {
+        after
+    };
+    let next = read.rows.last().map_or(effective, |r| r.cursor);
+    Feed::Page {
+        rows: read.rows,
+        next,
+        oldest,
+    }
+}
+
+// ---------------------------------------------------------------- shared rules
+
+pub fn token_exists() -> Error {
     Error::new(
         StatusCode::CONFLICT,
         "token_exists",
@@ -572,198 +225,159 @@ fn token_exists() -> Error {
     )
 }
 
-fn require_client(c: &Connection, client_id: &str) -> Result<()> {
-    if app_by_client(c, client_id)?.is_none() {
+pub fn client_exists() -> Error {
+    Error::new(
+        StatusCode::CONFLICT,
+        "client_exists",
+        "an app with this client_id already exists",
+    )
+}
+
+pub fn unknown_client() -> Error {
+    Error::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_client",
+        "no app has this client_id",
+    )
+}
+
+pub fn missing_app() -> Error {
+    Error::internal("a stored token names a client_id with no app")
+}
+
+/// A merge needs a known, approved, unexpired access token.
+pub fn check_mergeable(t: Option<AccessToken>, now: i64) -> Result<AccessToken> {
+    let t = t.ok_or_else(|| {
+        Error::new(
+            StatusCode::NOT_FOUND,
+            "invalid_access_token",
+            "the access token is not known",
+        )
+    })?;
+    if t.status != APPROVED {
         return Err(Error::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_client",
-            "no app has this client_id",
+            StatusCode::CONFLICT,
+            "invalid_access_token",
+            format!("the access token is {}", t.status),
         ));
+    }
+    if views::is_expired(t.expires_at, now) {
+        return Err(Error::new(
+            StatusCode::CONFLICT,
+            "access_token_expired",
+            "the access token has expired",
+        ));
+    }
+    Ok(t)
+}
+
+/// The attribute set after a merge, refused when it would exceed `max`.
+pub fn merged(mut existing: Attributes, new: &Attributes, max: usize) -> Result<Attributes> {
+    for (k, v) in new {
+        existing.insert(k.clone(), v.clone());
+    }
+    if existing.len() > max {
+        return Err(Error::invalid_request(format!(
+            "the token would have {} custom attributes; the limit is {max}",
+            existing.len()
+        )));
+    }
+    Ok(existing)
+}
+
+/// An `authorization_code` grant's checks on the stored code.
+pub fn check_exchange(
+    cd: Option<AuthCode>,
+    client_id: &str,
+    redirect_uri: Option<&str>,
+    now: i64,
+) -> Result<AuthCode> {
+    let cd = cd.filter(|cd| cd.client_id == client_id).ok_or_else(|| {
+        Error::invalid_grant("the authorization code is not valid for this client")
+    })?;
+    if cd.status != APPROVED {
+        return Err(Error::invalid_grant(
+            "the authorization code was already used or revoked",
+        ));
+    }
+    if views::is_expired(cd.expires_at, now) {
+        return Err(Error::invalid_grant("the authorization code has expired"));
+    }
+    if let Some(expected) = &cd.redirect_uri {
+        if redirect_uri != Some(expected.as_str()) {
+            return Err(Error::invalid_grant(
+                "redirect_uri does not match the one the authorization code was issued with",
+            ));
+        }
+    }
+    Ok(cd)
+}
+
+/// A `refresh_token` grant's checks on the stored token.
+pub fn check_refresh(old: Option<AccessToken>, client_id: &str, now: i64) -> Result<AccessToken> {
+    let old = old
+        .filter(|t| t.client_id == client_id)
+        .ok_or_else(|| Error::invalid_grant("the refresh token is not valid for this client"))?;
+    let r = old
+        .refresh
+        .as_ref()
+        .ok_or_else(|| Error::internal("refresh lookup returned no refresh token"))?;
+    if r.status != APPROVED {
+        return Err(Error::invalid_grant(
+            "the refresh token was already used or revoked",
+        ));
+    }
+    if views::is_expired(r.expires_at, now) {
+        return Err(Error::invalid_grant("the refresh token has expired"));
+    }
+    Ok(old)
+}
+
+/// RFC 7009: the hinted kind first, then the others.
+pub fn revoke_order(hint: Option<Kind>) -> [Kind; 3] {
+    match hint {
+        None | Some(Kind::Access) => [Kind::Access, Kind::Refresh, Kind::Code],
+        Some(Kind::Refresh) => [Kind::Refresh, Kind::Access, Kind::Code],
+        Some(Kind::Code) => [Kind::Code, Kind::Access, Kind::Refresh],
+    }
+}
+
+/// A client may revoke only its own tokens.
+pub fn check_revoker(caller: &Caller, owner: &str) -> Result<()> {
+    if let Caller::Client(id) = caller {
+        if id != owner {
+            return Err(Error::new(
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                "the token was not issued to this client",
+            ));
+        }
     }
     Ok(())
 }
 
-fn json_col<T: serde::de::DeserializeOwned>(r: &Row, i: usize) -> rusqlite::Result<T> {
-    let s: String = r.get(i)?;
-    serde_json::from_str(&s).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-fn app_by_client(c: &Connection, client_id: &str) -> Result<Option<App>> {
-    let mut st = c.prepare_cached(APP_BY_CLIENT)?;
-    let app = st
-        .query_row([client_id], |r| {
-            Ok(App {
-                app_id: r.get(0)?,
-                name: r.get(1)?,
-                developer_email: r.get(2)?,
-                developer_id: r.get(3)?,
-                api_products: json_col(r, 4)?,
-                attributes: json_col(r, 5)?,
-                redirect_uris: json_col(r, 6)?,
-                client_id: r.get(7)?,
-                client_secret: r.get(8)?,
-            })
-        })
-        .optional()?;
-    Ok(app)
-}
-
-fn app_of(c: &Connection, client_id: &str) -> Result<App> {
-    app_by_client(c, client_id)?
-        .ok_or_else(|| Error::internal("a stored token names a client_id with no app"))
-}
-
-fn access_row(r: &Row) -> rusqlite::Result<AccessToken> {
-    let refresh = match r.get::<_, Option<String>>(6)? {
-        Some(token) => Some(RefreshToken {
-            token,
-            status: r.get(7)?,
-            issued_at: r.get(8)?,
-            expires_at: r.get(9)?,
+/// A new access token (with a refresh token when `refresh` holds its value
+/// and lifetime), approved, issued `now`.
+pub fn new_access(
+    client_id: &str,
+    scope: &str,
+    lifetimes: Lifetimes,
+    token: String,
+    refresh: Option<(String, i64)>,
+    refresh_count: i64,
+    now: i64,
+) -> Result<AccessToken> {
+    let lifetime_err = || Error::internal("token lifetime overflows");
+    let refresh = match refresh {
+        Some((value, lifetime)) => Some(RefreshToken {
+            token: value,
+            status: APPROVED.into(),
+            issued_at: now,
+            expires_at: views::expires_at(now, lifetime).ok_or_else(lifetime_err)?,
         }),
         None => None,
     };
     Ok(AccessToken {
-        token: r.get(0)?,
-        client_id: r.get(1)?,
-        scope: r.get(2)?,
-        status: r.get(3)?,
-        issued_at: r.get(4)?,
-        expires_at: r.get(5)?,
-        refresh,
-        refresh_count: r.get(10)?,
-    })
-}
-
-fn access_by_token(c: &Connection, token: &str) -> Result<Option<AccessToken>> {
-    Ok(c.prepare_cached(ACCESS_BY_TOKEN)?
-        .query_row([token], access_row)
-        .optional()?)
-}
-
-fn access_by_refresh(c: &Connection, token: &str) -> Result<Option<AccessToken>> {
-    Ok(c.prepare_cached(ACCESS_BY_REFRESH)?
-        .query_row([token], access_row)
-        .optional()?)
-}
-
-fn code_by_code(c: &Connection, code: &str) -> Result<Option<AuthCode>> {
-    Ok(c.prepare_cached(CODE_BY_CODE)?
-        .query_row([code], |r| {
-            Ok(AuthCode {
-                code: r.get(0)?,
-                client_id: r.get(1)?,
-                redirect_uri: r.get(2)?,
-                scope: r.get(3)?,
-                status: r.get(4)?,
-                issued_at: r.get(5)?,
-                expires_at: r.get(6)?,
-            })
-        })
-        .optional()?)
-}
-
-fn attributes(c: &Connection, sql: &str, key: &str) -> Result<Attributes> {
-    let mut st = c.prepare_cached(sql)?;
-    let rows = st.query_map([key], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let mut out = Attributes::new();
-    for row in rows {
-        let (k, v) = row?;
-        out.insert(k, v);
-    }
-    Ok(out)
-}
-
-fn put_attributes(c: &Connection, sql: &str, key: &str, attrs: &Attributes) -> Result<()> {
-    let mut st = c.prepare_cached(sql)?;
-    for (name, value) in attrs {
-        st.execute([key, name.as_str(), value.as_str()])?;
-    }
-    Ok(())
-}
-
-fn value_in_use(c: &Connection, value: &str) -> Result<bool> {
-    Ok(c.prepare_cached(VALUE_IN_USE)?
-        .query_row([value], |r| r.get(0))?)
-}
-
-fn insert_access(c: &Connection, t: &AccessToken) -> Result<()> {
-    let r = t.refresh.as_ref();
-    c.prepare_cached(
-        "INSERT INTO access_tokens (token, client_id, scope, status, issued_at, expires_at, \
-         refresh_token, refresh_token_status, refresh_token_issued_at, refresh_token_expires_at, \
-         refresh_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(rusqlite::params![
-        t.token,
-        t.client_id,
-        t.scope,
-        t.status,
-        t.issued_at,
-        t.expires_at,
-        r.map(|r| r.token.as_str()),
-        r.map(|r| r.status.as_str()),
-        r.map(|r| r.issued_at),
-        r.map(|r| r.expires_at),
-        t.refresh_count,
-    ])?;
-    Ok(())
-}
-
-fn insert_code(c: &Connection, code: &AuthCode) -> Result<()> {
-    c.prepare_cached(
-        "INSERT INTO authorization_codes (code, client_id, redirect_uri, scope, status, \
-         issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(rusqlite::params![
-        code.code,
-        code.client_id,
-        code.redirect_uri,
-        code.scope,
-        code.status,
-        code.issued_at,
-        code.expires_at,
-    ])?;
-    Ok(())
-}
-
-/// A fresh random token value not used by any token, refresh token or code.
-fn fresh_value(c: &Connection) -> Result<String> {
-    for _ in 0..4 {
-        let v = random_alnum(32);
-        if !value_in_use(c, &v)? {
-            return Ok(v);
-        }
-    }
-    Err(Error::internal("could not generate an unused token value"))
-}
-
-/// Inserts a new access token (and refresh token when `refresh_lifetime`
-/// is given) with `attrs` copied onto it.
-fn issue(
-    c: &Connection,
-    client_id: &str,
-    scope: &str,
-    lifetimes: Lifetimes,
-    refresh_lifetime: Option<i64>,
-    refresh_count: i64,
-    attrs: &Attributes,
-) -> Result<Issued> {
-    let now = now_ms();
-    let lifetime_err = || Error::internal("token lifetime overflows");
-    let token = fresh_value(c)?;
-    let refresh = match refresh_lifetime {
-        Some(l) => Some(RefreshToken {
-            token: fresh_value(c)?,
-            status: APPROVED.into(),
-            issued_at: now,
-            expires_at: views::expires_at(now, l).ok_or_else(lifetime_err)?,
-        }),
-        None => None,
-    };
-    let t = AccessToken {
         token,
         client_id: client_id.to_owned(),
         scope: scope.to_owned(),
@@ -772,48 +386,329 @@ fn issue(
         expires_at: views::expires_at(now, lifetimes.access).ok_or_else(lifetime_err)?,
         refresh,
         refresh_count,
-    };
-    insert_access(c, &t)?;
-    put_attributes(c, PUT_TOKEN_ATTR, &t.token, attrs)?;
-    Ok(Issued {
-        expires_in: lifetimes.access,
-        scope: t.scope,
-        refresh_token: t.refresh.map(|r| r.token),
-        issued_at: now,
-        access_token: t.token,
     })
 }
 
-fn access_view(c: &Connection, token: &str, org: &str, now: i64) -> Result<Option<Value>> {
-    let Some(t) = access_by_token(c, token)? else {
-        return Ok(None);
-    };
-    let app = app_of(c, &t.client_id)?;
-    let attrs = attributes(c, TOKEN_ATTRS, &t.token)?;
-    Ok(Some(views::access_introspection(
-        &t, &app, &attrs, org, now,
-    )))
+pub fn issued(t: AccessToken, lifetimes: Lifetimes) -> Issued {
+    Issued {
+        expires_in: lifetimes.access,
+        scope: t.scope,
+        refresh_token: t.refresh.map(|r| r.token),
+        issued_at: t.issued_at,
+        access_token: t.token,
+    }
 }
 
-fn refresh_view(c: &Connection, token: &str, org: &str, now: i64) -> Result<Option<Value>> {
-    let Some(t) = access_by_refresh(c, token)? else {
-        return Ok(None);
-    };
-    let Some(r) = &t.refresh else {
-        return Ok(None);
-    };
-    let app = app_of(c, &t.client_id)?;
-    let attrs = attributes(c, TOKEN_ATTRS, &t.token)?;
-    Ok(Some(views::refresh_introspection(
-        &t, r, &app, &attrs, org, now,
-    )))
+/// Tries for a fresh random token value before giving up (a clash of 32
+/// random alphanumerics is not expected to ever happen).
+pub const FRESH_VALUE_TRIES: usize = 4;
+
+// ---------------------------------------------------------------- the store
+
+/// Where the tokens live, from `--db`.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Sqlite(PathBuf),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
 }
 
-fn code_view(c: &Connection, code: &str, now: i64) -> Result<Option<Value>> {
-    let Some(cd) = code_by_code(c, code)? else {
-        return Ok(None);
-    };
-    let app = app_of(c, &cd.client_id)?;
-    let attrs = attributes(c, CODE_ATTRS, code)?;
-    Ok(Some(views::code_introspection(&cd, &app, &attrs, now)))
+impl Target {
+    pub fn parse(db: &str) -> Self {
+        let lower = db.get(..13).unwrap_or(db).to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            Target::Postgres(db.to_owned())
+        } else {
+            Target::Sqlite(PathBuf::from(db))
+        }
+    }
+}
+
+/// The store. The HTTP layer calls these methods and never learns which
+/// implementation answers.
+pub enum Store {
+    Sqlite(Arc<sqlite::Sqlite>),
+    Postgres(postgres::Postgres),
+}
+
+/// Runs a SQLite write on the blocking pool (a commit waits for fsync).
+async fn blocking<T, F>(s: &Arc<sqlite::Sqlite>, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&sqlite::Sqlite) -> Result<T> + Send + 'static,
+{
+    let s = Arc::clone(s);
+    tokio::task::spawn_blocking(move || f(&s))
+        .await
+        .map_err(|e| Error::internal(format_args!("store task failed: {e}")))?
+}
+
+impl Store {
+    /// The database for the start log line (a PostgreSQL URL without its
+    /// password) and the store's mode.
+    pub fn describe(&self) -> (String, &'static str) {
+        match self {
+            Store::Sqlite(s) => (
+                s.path().display().to_string(),
+                "sqlite (WAL, synchronous=FULL)",
+            ),
+            Store::Postgres(p) => (p.display().to_owned(), "postgres"),
+        }
+    }
+
+    /// The store answers a query.
+    pub async fn health(&self) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => blocking(s, |s| s.health()).await,
+            Store::Postgres(p) => p.health().await,
+        }
+    }
+
+    // SQLite reads run on the executor thread itself: they are short (an
+    // introspection takes about 15 µs), never wait on the writer (WAL), and
+    // never wait on a read connection (there are at least as many as
+    // executor threads, and none is held across an await). Handing them to
+    // the blocking pool would cost more than the read (a thread wake-up).
+
+    pub async fn introspect(&self, value: &str, lookup: Lookup, org: &str) -> Result<Value> {
+        match self {
+            Store::Sqlite(s) => s.introspect(value, lookup, org),
+            Store::Postgres(p) => p.introspect(value, lookup, org).await,
+        }
+    }
+
+    pub async fn app_by_client(&self, client_id: &str) -> Result<Option<App>> {
+        match self {
+            Store::Sqlite(s) => s.app_by_client(client_id),
+            Store::Postgres(p) => p.app_by_client(client_id).await,
+        }
+    }
+
+    pub async fn changes(&self, after: i64, limit: i64) -> Result<Feed> {
+        let read = match self {
+            Store::Sqlite(s) => s.changes(after, limit)?,
+            Store::Postgres(p) => p.changes(after, limit).await?,
+        };
+        Ok(feed_answer(after, read))
+    }
+
+    /// Deletes the changes older than `retention_ms`; answers how many.
+    pub async fn prune_changes(&self, retention_ms: i64) -> Result<u64> {
+        match self {
+            Store::Sqlite(s) => blocking(s, move |s| s.prune_changes(retention_ms)).await,
+            Store::Postgres(p) => p.prune_changes(retention_ms).await,
+        }
+    }
+
+    pub async fn create_app(&self, app: App) -> Result<App> {
+        match self {
+            Store::Sqlite(s) => blocking(s, move |s| s.create_app(&app).map(|()| app)).await,
+            Store::Postgres(p) => p.create_app(&app).await.map(|()| app),
+        }
+    }
+
+    /// Imports an access token (and its refresh token) as given.
+    pub async fn import_access(&self, t: AccessToken, attrs: Attributes) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => blocking(s, move |s| s.import_access(&t, &attrs)).await,
+            Store::Postgres(p) => p.import_access(&t, &attrs).await,
+        }
+    }
+
+    /// Imports an authorization code as given.
+    pub async fn import_code(&self, code: AuthCode, attrs: Attributes) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => blocking(s, move |s| s.import_code(&code, &attrs)).await,
+            Store::Postgres(p) => p.import_code(&code, &attrs).await,
+        }
+    }
+
+    /// Atomically merges custom attributes into an approved, unexpired access
+    /// token; answers the introspection of the token after the write.
+    pub async fn merge_attributes(
+        &self,
+        token: String,
+        attrs: Attributes,
+        max_attributes: usize,
+        org: String,
+    ) -> Result<Value> {
+        match self {
+            Store::Sqlite(s) => {
+                blocking(s, move |s| {
+                    s.merge_attributes(&token, &attrs, max_attributes, &org)
+                })
+                .await
+            }
+            Store::Postgres(p) => {
+                p.merge_attributes(&token, &attrs, max_attributes, &org)
+                    .await
+            }
+        }
+    }
+
+    /// `client_credentials` grant: a new access token, no refresh token.
+    pub async fn client_credentials(
+        &self,
+        client_id: String,
+        scope: String,
+        lifetimes: Lifetimes,
+    ) -> Result<Issued> {
+        match self {
+            Store::Sqlite(s) => {
+                blocking(s, move |s| {
+                    s.client_credentials(&client_id, &scope, lifetimes)
+                })
+                .await
+            }
+            Store::Postgres(p) => p.client_credentials(&client_id, &scope, lifetimes).await,
+        }
+    }
+
+    /// `authorization_code` grant: the code becomes revoked; a new access and
+    /// refresh token carry the code's scope and attributes.
+    pub async fn exchange_code(
+        &self,
+        client_id: String,
+        code: String,
+        redirect_uri: Option<String>,
+        lifetimes: Lifetimes,
+    ) -> Result<Issued> {
+        match self {
+            Store::Sqlite(s) => {
+                blocking(s, move |s| {
+                    s.exchange_code(&client_id, &code, redirect_uri.as_deref(), lifetimes)
+                })
+                .await
+            }
+            Store::Postgres(p) => {
+                p.exchange_code(&client_id, &code, redirect_uri.as_deref(), lifetimes)
+                    .await
+            }
+        }
+    }
+
+    /// `refresh_token` grant: the old access and refresh tokens become
+    /// revoked; new ones carry the scope, attributes and refresh_count + 1.
+    pub async fn refresh(
+        &self,
+        client_id: String,
+        refresh_token: String,
+        lifetimes: Lifetimes,
+    ) -> Result<Issued> {
+        match self {
+            Store::Sqlite(s) => {
+                blocking(s, move |s| s.refresh(&client_id, &refresh_token, lifetimes)).await
+            }
+            Store::Postgres(p) => p.refresh(&client_id, &refresh_token, lifetimes).await,
+        }
+    }
+
+    /// RFC 7009 revocation. `hint` is looked at first, then the other kinds.
+    pub async fn revoke(
+        &self,
+        value: String,
+        hint: Option<Kind>,
+        caller: Caller,
+    ) -> Result<Revoked> {
+        match self {
+            Store::Sqlite(s) => blocking(s, move |s| s.revoke(&value, hint, &caller)).await,
+            Store::Postgres(p) => p.revoke(&value, hint, &caller).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn row(cursor: i64) -> ChangeRow {
+        ChangeRow {
+            cursor,
+            kind: "access_token".into(),
+            hash: "0".repeat(16),
+            op: "revoke".into(),
+        }
+    }
+
+    fn read(rows: &[i64], pruned_through: i64, head: i64) -> FeedRead {
+        FeedRead {
+            rows: rows.iter().copied().map(row).collect(),
+            pruned_through,
+            head,
+        }
+    }
+
+    fn page(f: Feed) -> (Vec<i64>, i64, i64) {
+        match f {
+            Feed::Page { rows, next, oldest } => {
+                (rows.iter().map(|r| r.cursor).collect(), next, oldest)
+            }
+            Feed::Expired { oldest } => panic!("expired (oldest {oldest})"),
+        }
+    }
+
+    #[test]
+    fn feed_paging_rules() {
+        // A fresh database: nothing yet.
+        assert_eq!(page(feed_answer(0, read(&[], 0, 0))), (vec![], 0, 1));
+        // From the start, then from a cursor.
+        assert_eq!(
+            page(feed_answer(0, read(&[1, 2, 4], 0, 4))),
+            (vec![1, 2, 4], 4, 1)
+        );
+        assert_eq!(page(feed_answer(4, read(&[], 0, 4))), (vec![], 4, 1));
+        // After pruning through 10: 0 means "from oldest - 1".
+        assert_eq!(page(feed_answer(0, read(&[], 10, 10))), (vec![], 10, 11));
+        assert_eq!(
+            page(feed_answer(10, read(&[12], 10, 12))),
+            (vec![12], 12, 11)
+        );
+        // Older than the horizon, or newer than anything handed out.
+        assert!(matches!(
+            feed_answer(9, read(&[], 10, 12)),
+            Feed::Expired { oldest: 11 }
+        ));
+        assert!(matches!(
+            feed_answer(13, read(&[], 10, 12)),
+            Feed::Expired { oldest: 11 }
+        ));
+    }
+
+    #[test]
+    fn changes_name_tokens_by_hash_only() {
+        let t = new_access(
+            "cid",
+            "",
+            Lifetimes {
+                access: 60,
+                refresh: 60,
+            },
+            "abc".into(),
+            Some(("rt-value".into(), 60)),
+            0,
+            1_000,
+        )
+        .unwrap();
+        let c = access_changes(&t, Op::Revoke);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].hash, "8b3bc9e4a0fa9185");
+        assert_eq!(c[0].kind, TokenKind::AccessToken);
+        assert_eq!(c[1].kind, TokenKind::RefreshToken);
+        assert!(!format!("{c:?}").contains("rt-value"));
+    }
+
+    #[test]
+    fn targets() {
+        assert!(matches!(
+            Target::parse("postgres://u@h/db"),
+            Target::Postgres(_)
+        ));
+        assert!(matches!(
+            Target::parse("PostgreSQL://u@h/db"),
+            Target::Postgres(_)
+        ));
+        assert!(matches!(Target::parse("tokens.db"), Target::Sqlite(_)));
+        assert!(matches!(Target::parse("/var/p"), Target::Sqlite(_)));
+    }
 }

@@ -6,7 +6,6 @@ fn alnum32(v: &serde_json::Value) -> bool {
         .is_some_and(|s| s.len() == 32 && s.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
-#[test]
 fn create_app_generates_what_is_missing() {
     let s = Server::start();
     let r = s.json(
@@ -42,7 +41,6 @@ fn create_app_generates_what_is_missing() {
     assert_eq!(given["developer_id"], "dev-given");
 }
 
-#[test]
 fn create_app_errors_write_nothing() {
     let s = Server::start();
     s.std_app("dup");
@@ -91,7 +89,6 @@ fn create_app_errors_write_nothing() {
     );
 }
 
-#[test]
 fn import_access_token_defaults() {
     let s = Server::start_with(&["--refresh-token-lifetime", "1000"]);
     s.std_app("i");
@@ -139,7 +136,6 @@ fn import_access_token_defaults() {
     assert_eq!(c["profile"]["scope"], "");
 }
 
-#[test]
 fn import_errors_write_nothing() {
     let s = Server::start();
     s.std_app("ie");
@@ -230,3 +226,10 @@ fn import_errors_write_nothing() {
     assert_eq!(p["refresh_token"], "RT-ie-1");
     assert_eq!(p["status"], "approved");
 }
+
+both_stores!(
+    create_app_generates_what_is_missing,
+    create_app_errors_write_nothing,
+    import_access_token_defaults,
+    import_errors_write_nothing,
+);

@@ -1,5 +1,5 @@
-//! Introspection latency at a fixed rate (run on demand:
-//! `cargo test -p token-service --release --test api -- --ignored --nocapture`).
+//! Introspection latency at a fixed rate, on each store (run on demand:
+//! `cargo test -p token-service --release --test api -- --ignored --nocapture --test-threads 1`).
 
 use crate::common::*;
 use serde_json::json;
@@ -8,6 +8,16 @@ use std::time::{Duration, Instant};
 
 #[test]
 #[ignore = "benchmark; run on demand"]
+fn introspection_p99_at_fixed_rate_sqlite() {
+    with_backend(Backend::Sqlite, introspection_p99_at_fixed_rate);
+}
+
+#[test]
+#[ignore = "benchmark; run on demand"]
+fn introspection_p99_at_fixed_rate_postgres() {
+    with_backend(Backend::Postgres, introspection_p99_at_fixed_rate);
+}
+
 fn introspection_p99_at_fixed_rate() {
     let s = Arc::new(Server::start());
     s.std_app("bench");
@@ -55,7 +65,8 @@ fn introspection_p99_at_fixed_rate() {
     all.sort();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
     println!(
-        "introspection at {} req/s for {secs} s: n={} p50={:?} p90={:?} p99={:?} p99.9={:?} max={:?}",
+        "{:?}: introspection at {} req/s for {secs} s: n={} p50={:?} p90={:?} p99={:?} p99.9={:?} max={:?}",
+        backend(),
         threads * rate_per_thread,
         all.len(),
         pct(0.50),

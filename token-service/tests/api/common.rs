@@ -1,14 +1,54 @@
 //! Harness: starts the real `token-service` binary on a free loopback port
-//! with a SQLite file in a temp dir, and talks HTTP to it.
+//! with its store (a SQLite file in a temp dir, or a fresh database on the
+//! test binary's PostgreSQL cluster, see pg.rs), and talks HTTP to it.
+//!
+//! Every store-using test runs against both stores: it is written once as
+//! a plain function and listed in its module's `both_stores!`, which makes
+//! `sqlite::<name>` and `postgres::<name>` tests of it. [`backend`] tells
+//! the function which store it runs on.
 
+use crate::pg;
 use base64::Engine;
 use serde_json::{json, Value};
+use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tempfile::TempDir;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+thread_local! {
+    static BACKEND: Cell<Backend> = const { Cell::new(Backend::Sqlite) };
+}
+
+/// The store the running test uses (set per test thread by `both_stores!`).
+pub fn backend() -> Backend {
+    BACKEND.with(Cell::get)
+}
+
+pub fn with_backend(b: Backend, test: fn()) {
+    BACKEND.with(|c| c.set(b));
+    test();
+}
+
+/// A fresh `--db` value for the running test's store: a file in `dir`, or
+/// the URL of a new database on the shared cluster.
+pub fn fresh_db(dir: &std::path::Path) -> String {
+    match backend() {
+        Backend::Sqlite => dir.join("tokens.db").display().to_string(),
+        Backend::Postgres => {
+            let c = pg::shared();
+            c.url(&c.create_db())
+        }
+    }
+}
 
 pub const SK: &str = "test-service-key-5f1c0a";
 pub const AK: &str = "test-admin-key-9b27e4";
@@ -37,7 +77,10 @@ pub struct Server {
     child: Option<Child>,
     pub base: String,
     pub dir: TempDir,
+    /// The `--db` value.
+    pub db: String,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     starts: usize,
     agent: ureq::Agent,
 }
@@ -81,21 +124,66 @@ impl Server {
 
     pub fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let args = extra.iter().map(|s| s.to_string()).collect();
-        Self::spawn(dir, args, 0)
+        let db = fresh_db(dir.path());
+        Self::start_on(dir, db, extra, &[])
     }
 
-    fn spawn(dir: TempDir, args: Vec<String>, starts: usize) -> Self {
-        let db = dir.path().join("tokens.db");
+    /// A server on the given `--db` (logs in `dir`), with extra options
+    /// and environment.
+    pub fn start_on(dir: TempDir, db: String, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let args = extra.iter().map(|s| s.to_string()).collect();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::spawn(dir, db, args, env, 0)
+    }
+
+    /// Another process on this server's database (PostgreSQL: a second
+    /// replica), with the same options.
+    pub fn replica(&self) -> Self {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        Self::start_on(tempfile::tempdir().unwrap(), self.db.clone(), &args, &env)
+    }
+
+    /// The command line of a start (without the listening address).
+    fn command(db: &str, args: &[String], env: &[(String, String)]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "debug",
+            "--db",
+            db,
+        ])
+        .args(args)
+        .env("TOKEN_SERVICE_KEY", SK)
+        .env("TOKEN_SERVICE_ADMIN_KEY", AK)
+        .env_remove("TOKEN_SERVICE_DB")
+        .env_remove("PGPASSWORD")
+        .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn spawn(
+        dir: TempDir,
+        db: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        starts: usize,
+    ) -> Self {
         let log_path = dir.path().join(format!("server-{starts}.log"));
         let log = File::create(&log_path).unwrap();
-        let child = Command::new(BIN)
-            .args(["--listen", "127.0.0.1:0", "--log-level", "debug", "--db"])
-            .arg(&db)
-            .args(&args)
-            .env("TOKEN_SERVICE_KEY", SK)
-            .env("TOKEN_SERVICE_ADMIN_KEY", AK)
-            .stdin(Stdio::null())
+        let child = Self::command(&db, &args, &env)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -109,7 +197,9 @@ impl Server {
             child: Some(child),
             base: String::new(),
             dir,
+            db,
             args,
+            env,
             starts: starts + 1,
             agent,
         };
@@ -150,14 +240,39 @@ impl Server {
         }
     }
 
-    /// SIGKILL, then start again on the same database.
-    pub fn kill9_and_restart(mut self) -> Self {
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill9(&mut self) {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
-        let (args, starts) = (std::mem::take(&mut self.args), self.starts);
+    }
+
+    /// The process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL, then start again on the same database.
+    pub fn kill9_and_restart(mut self) -> Self {
+        self.kill9();
+        self.restart()
+    }
+
+    /// Starts the server killed by `kill9` again on the same database.
+    pub fn start_again(self) -> Self {
+        assert!(self.child.is_none(), "the server is still running");
+        self.restart()
+    }
+
+    /// Starts the (stopped) server again on the same database.
+    fn restart(mut self) -> Self {
+        let (args, env, starts) = (
+            std::mem::take(&mut self.args),
+            std::mem::take(&mut self.env),
+            self.starts,
+        );
         let dir = self.take_dir();
-        Self::spawn(dir, args, starts)
+        Self::spawn(dir, self.db.clone(), args, env, starts)
     }
 
     /// SIGTERM (graceful), wait for exit 0, then start again.
@@ -170,9 +285,7 @@ impl Server {
         assert!(st.success());
         let status = child.wait().unwrap();
         assert_eq!(status.code(), Some(0), "log:\n{}", self.log());
-        let (args, starts) = (std::mem::take(&mut self.args), self.starts);
-        let dir = self.take_dir();
-        Self::spawn(dir, args, starts)
+        self.restart()
     }
 
     fn take_dir(&mut self) -> TempDir {
@@ -215,6 +328,57 @@ impl Server {
         Self::finish(self.agent.get(format!("{}{path}", self.base)).call())
     }
 
+    /// GET with an Authorization header.
+    pub fn get_auth(&self, path: &str, auth: &str) -> Resp {
+        Self::finish(
+            self.agent
+                .get(format!("{}{path}", self.base))
+                .header("Authorization", auth)
+                .call(),
+        )
+    }
+
+    /// GET with one header.
+    pub fn get_with(&self, path: &str, name: &str, value: &str) -> Resp {
+        Self::finish(
+            self.agent
+                .get(format!("{}{path}", self.base))
+                .header(name, value)
+                .call(),
+        )
+    }
+
+    /// `GET /v1/changes` with the service key; asserts 200.
+    #[track_caller]
+    pub fn changes(&self, after: i64, limit: i64) -> Value {
+        let r = self.get_auth(&format!("/v1/changes?after={after}&limit={limit}"), &svc());
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json
+    }
+
+    /// Every retained change after `after`, paging `limit` at a time;
+    /// answers them and the last `next`.
+    #[track_caller]
+    pub fn all_changes(&self, after: i64, limit: i64) -> (Vec<Value>, i64) {
+        let mut out = Vec::new();
+        let mut cursor = after;
+        for _ in 0..10_000 {
+            let page = self.changes(cursor, limit);
+            let rows = page["changes"].as_array().unwrap().clone();
+            cursor = page["next"].as_i64().unwrap();
+            if rows.is_empty() {
+                return (out, cursor);
+            }
+            out.extend(rows);
+        }
+        panic!("the feed did not end within 10,000 pages");
+    }
+
+    /// The `host:port` the server listens on.
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
     pub fn raw(
         &self,
         method: &str,
@@ -234,6 +398,31 @@ impl Server {
             None => req,
         };
         Self::finish(req.content_type(ctype).send(body))
+    }
+
+    /// Like `json`, but `None` when the request got no answer (the server
+    /// is gone).
+    pub fn try_json(&self, path: &str, auth: Option<&str>, body: &Value) -> Option<Resp> {
+        let r = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", auth.unwrap_or(""))
+            .content_type("application/json")
+            .send(body.to_string().as_bytes());
+        r.is_ok().then(|| Self::finish(r))
+    }
+
+    /// A merge that may get no answer.
+    pub fn try_merge(&self, token: &str, attrs: &[(&str, &str)]) -> Option<Resp> {
+        let attrs: Vec<Value> = attrs
+            .iter()
+            .map(|(n, v)| json!({"name": n, "value": v}))
+            .collect();
+        self.try_json(
+            "/v1/accesstokens/attributes",
+            Some(&svc()),
+            &json!({"token": token, "attributes": attrs}),
+        )
     }
 
     pub fn form(&self, path: &str, auth: Option<&str>, form: &[(&str, &str)]) -> Resp {

@@ -12,7 +12,6 @@ fn profile_values_are_strings(v: &Value) {
     }
 }
 
-#[test]
 fn access_token_full_profile() {
     let s = Server::start();
     let app = s.std_app("shop");
@@ -82,7 +81,6 @@ fn access_token_full_profile() {
     assert_eq!(v.as_object().unwrap().len(), 7, "{v}");
 }
 
-#[test]
 fn org_name_option_and_never_expiring_token_without_refresh() {
     let s = Server::start_with(&["--org-name", "acme-prod"]);
     s.create_app(
@@ -116,7 +114,6 @@ fn org_name_option_and_never_expiring_token_without_refresh() {
     profile_values_are_strings(&v);
 }
 
-#[test]
 fn refresh_token_hint_describes_the_refresh_token() {
     let s = Server::start();
     s.std_app("r");
@@ -162,7 +159,6 @@ fn refresh_token_hint_describes_the_refresh_token() {
     );
 }
 
-#[test]
 fn authorization_code_hint() {
     let s = Server::start();
     s.std_app("c");
@@ -215,7 +211,6 @@ fn authorization_code_hint() {
     assert_eq!(rev["profile"]["status"], "revoked");
 }
 
-#[test]
 fn client_id_hint() {
     let s = Server::start();
     let app = s.std_app("cl");
@@ -247,7 +242,6 @@ fn client_id_hint() {
     assert_eq!(s.introspect("cid-cl", None), json!({"active": false}));
 }
 
-#[test]
 fn unknown_token_is_just_inactive() {
     let s = Server::start();
     for hint in [
@@ -272,7 +266,6 @@ fn unknown_token_is_just_inactive() {
     }
 }
 
-#[test]
 fn expired_and_revoked_tokens_keep_their_profile() {
     let s = Server::start();
     s.std_app("x");
@@ -314,7 +307,6 @@ fn expired_and_revoked_tokens_keep_their_profile() {
     assert_eq!(rr["profile"]["refresh_token_status"], "revoked");
 }
 
-#[test]
 fn expires_in_counts_down_to_zero() {
     let s = Server::start();
     s.std_app("t");
@@ -348,7 +340,6 @@ fn expires_in_counts_down_to_zero() {
     assert_eq!(v["profile"]["status"], "approved");
 }
 
-#[test]
 fn introspection_errors() {
     let s = Server::start();
     let url = "/oauth2/introspect";
@@ -384,3 +375,15 @@ fn introspection_errors() {
     s.json(url, Some(&svc()), &json!({"token": "a"}))
         .assert_error(400, "invalid_request");
 }
+
+both_stores!(
+    access_token_full_profile,
+    org_name_option_and_never_expiring_token_without_refresh,
+    refresh_token_hint_describes_the_refresh_token,
+    authorization_code_hint,
+    client_id_hint,
+    unknown_token_is_just_inactive,
+    expired_and_revoked_tokens_keep_their_profile,
+    expires_in_counts_down_to_zero,
+    introspection_errors,
+);

@@ -1,12 +1,27 @@
 use crate::common::*;
+use crate::pg;
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 
+/// Did anything create a schema in the store `db` names?
+fn store_touched(db: &str) -> bool {
+    match backend() {
+        Backend::Sqlite => std::path::Path::new(db).exists(),
+        Backend::Postgres => {
+            let name = db.rsplit('/').next().unwrap();
+            pg::shared().psql(
+                name,
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            ) != "0"
+        }
+    }
+}
+
 fn run_without(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db(dir.path());
     let mut cmd = Command::new(BIN);
-    cmd.args(["--listen", "127.0.0.1:0", "--db"])
-        .arg(dir.path().join("t.db"))
+    cmd.args(["--listen", "127.0.0.1:0", "--db", &db])
         .args(args)
         .env_remove("TOKEN_SERVICE_KEY")
         .env_remove("TOKEN_SERVICE_ADMIN_KEY")
@@ -17,14 +32,10 @@ fn run_without(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {
     let out = cmd.output().unwrap();
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !dir.path().join("t.db").exists(),
-        "a refused start created the db"
-    );
+    assert!(!store_touched(&db), "a refused start created the store");
     (out.status.code(), text)
 }
 
-#[test]
 fn refuses_to_start_without_keys() {
     for env in [
         vec![],
@@ -68,18 +79,26 @@ fn help_documents_options_and_env() {
         "--log-format",
         "TOKEN_SERVICE_KEY",
         "TOKEN_SERVICE_ADMIN_KEY",
+        "--read-connections",
+        "--db-pool-size",
+        "--db-timeout-ms",
+        "--db-start-wait-secs",
+        "--change-retention-secs",
+        "postgres://",
+        "TOKEN_SERVICE_DB",
+        "PGPASSWORD",
+        "PGSSLROOTCERT",
     ] {
         assert!(help.contains(opt), "--help lacks {opt}");
     }
 }
 
-#[test]
 fn dev_mode_uses_dev_keys_and_warns() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
+    let db = fresh_db(dir.path());
     let mut child = Command::new(BIN)
-        .args(["--dev", "--listen", "127.0.0.1:0", "--db"])
-        .arg(dir.path().join("t.db"))
+        .args(["--dev", "--listen", "127.0.0.1:0", "--db", &db])
         .env_remove("TOKEN_SERVICE_KEY")
         .env_remove("TOKEN_SERVICE_ADMIN_KEY")
         .stderr(std::fs::File::create(&log).unwrap())
@@ -120,7 +139,6 @@ fn dev_mode_uses_dev_keys_and_warns() {
     assert!(text.contains("DEVELOPMENT MODE"), "{text}");
 }
 
-#[test]
 fn start_line_names_address_and_store() {
     let s = Server::start();
     let log = s.log();
@@ -129,12 +147,15 @@ fn start_line_names_address_and_store() {
         .find(|l| l.contains("token service listening"))
         .unwrap();
     assert!(line.contains(&format!("addr={}", s.base.trim_start_matches("http://"))));
-    let db = s.dir.path().join("tokens.db");
-    assert!(line.contains(&format!("db={}", db.display())), "{line}");
-    assert!(db.exists());
+    assert!(line.contains(&format!("db={}", s.db)), "{line}");
+    assert!(store_touched(&s.db));
+    match backend() {
+        Backend::Sqlite => assert!(line.contains("store=\"sqlite"), "{line}"),
+        Backend::Postgres => assert!(line.contains("store=\"postgres\""), "{line}"),
+    }
+    assert!(line.contains("schema_version=2"), "{line}");
 }
 
-#[test]
 fn healthz_unknown_routes_and_methods() {
     let s = Server::start();
     let r = s.get("/healthz");
@@ -147,7 +168,6 @@ fn healthz_unknown_routes_and_methods() {
         .assert_error(405, "method_not_allowed");
 }
 
-#[test]
 fn oversize_bodies_are_refused_with_413() {
     let s = Server::start();
     s.std_app("big");
@@ -202,7 +222,6 @@ fn oversize_bodies_are_refused_with_413() {
 }
 
 /// Everything that was acknowledged before a graceful stop is there after.
-#[test]
 fn restart_keeps_acknowledged_writes() {
     let s = Server::start();
     s.std_app("rs");
@@ -246,7 +265,6 @@ fn restart_keeps_acknowledged_writes() {
 }
 
 /// SIGKILL right after acknowledged writes loses none of them.
-#[test]
 fn kill_9_loses_no_acknowledged_write() {
     let s = Server::start();
     s.std_app("k9");
@@ -286,7 +304,6 @@ fn kill_9_loses_no_acknowledged_write() {
 
 /// No full token, secret or key value in the log, at debug level, after
 /// exercising every endpoint (errors included).
-#[test]
 fn secrets_never_reach_the_log() {
     let s = Server::start();
     s.std_app("lg");
@@ -395,13 +412,19 @@ fn secrets_never_reach_the_log() {
     }
 }
 
-#[test]
 fn json_log_format() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
+    let db = fresh_db(dir.path());
     let mut child = Command::new(BIN)
-        .args(["--log-format", "json", "--listen", "127.0.0.1:0", "--db"])
-        .arg(dir.path().join("t.db"))
+        .args([
+            "--log-format",
+            "json",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &db,
+        ])
         .env("TOKEN_SERVICE_KEY", SK)
         .env("TOKEN_SERVICE_ADMIN_KEY", AK)
         .stderr(std::fs::File::create(&log).unwrap())
@@ -421,5 +444,17 @@ fn json_log_format() {
     assert_eq!(line["level"], "INFO");
     assert_eq!(line["message"], "token service listening");
     assert!(line["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
-    assert_eq!(line["db"], dir.path().join("t.db").display().to_string());
+    assert_eq!(line["db"], db);
 }
+
+both_stores!(
+    refuses_to_start_without_keys,
+    dev_mode_uses_dev_keys_and_warns,
+    start_line_names_address_and_store,
+    healthz_unknown_routes_and_methods,
+    oversize_bodies_are_refused_with_413,
+    restart_keeps_acknowledged_writes,
+    kill_9_loses_no_acknowledged_write,
+    secrets_never_reach_the_log,
+    json_log_format,
+);

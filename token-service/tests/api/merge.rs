@@ -3,7 +3,6 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-#[test]
 fn merge_adds_updates_and_leaves_others() {
     let s = Server::start();
     s.std_app("m");
@@ -36,7 +35,6 @@ fn merge_adds_updates_and_leaves_others() {
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
-#[test]
 fn refused_merges_write_nothing() {
     let s = Server::start();
     s.std_app("e");
@@ -120,7 +118,6 @@ fn refused_merges_write_nothing() {
     assert_eq!(s.introspect("AT-e-unknown", None), json!({"active": false}));
 }
 
-#[test]
 fn attribute_limit_counts_the_merged_set() {
     let s = Server::start();
     s.std_app("l");
@@ -146,7 +143,6 @@ fn attribute_limit_counts_the_merged_set() {
 
 /// 200 concurrent merges of distinct names on one token all survive
 /// (the per-token limit is raised for this test).
-#[test]
 fn concurrent_merges_of_distinct_names_all_survive() {
     let s = Arc::new(Server::start_with(&["--max-attributes", "256"]));
     s.std_app("cc");
@@ -178,3 +174,10 @@ fn concurrent_merges_of_distinct_names_all_survive() {
         assert_eq!(attrs[&format!("attr{i:03}")], format!("value-{i}"));
     }
 }
+
+both_stores!(
+    merge_adds_updates_and_leaves_others,
+    refused_merges_write_nothing,
+    attribute_limit_counts_the_merged_set,
+    concurrent_merges_of_distinct_names_all_survive,
+);

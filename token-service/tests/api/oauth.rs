@@ -8,7 +8,6 @@ fn alnum32(v: &Value) -> &str {
     s
 }
 
-#[test]
 fn client_credentials_grant() {
     let s = Server::start();
     s.std_app("cc");
@@ -62,7 +61,6 @@ fn client_credentials_grant() {
     assert!((115..=119).contains(&ein), "{ein}");
 }
 
-#[test]
 fn client_authentication_and_grant_errors() {
     let s = Server::start();
     s.std_app("a");
@@ -118,7 +116,6 @@ fn client_authentication_and_grant_errors() {
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
-#[test]
 fn authorization_code_grant() {
     let s = Server::start();
     s.std_app("ac");
@@ -193,7 +190,6 @@ fn authorization_code_grant() {
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
-#[test]
 fn refresh_token_grant() {
     let s = Server::start();
     s.std_app("rf");
@@ -251,7 +247,6 @@ fn refresh_token_grant() {
     assert_eq!(s.introspect(at3, None)["profile"]["refresh_count"], "6");
 }
 
-#[test]
 fn revocation() {
     let s = Server::start();
     s.std_app("rv");
@@ -384,3 +379,11 @@ fn revocation() {
         "revoked"
     );
 }
+
+both_stores!(
+    client_credentials_grant,
+    client_authentication_and_grant_errors,
+    authorization_code_grant,
+    refresh_token_grant,
+    revocation,
+);
