@@ -52,10 +52,15 @@ if ! "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null; then
   "$VENV/bin/pip" install -q matplotlib || echo "bench: no matplotlib: no chart" >&2
 fi
 
-echo "bench: building the filter, the token service, the echo upstream and the minimal filter"
+echo "bench: building the filter, the command, the token service, the echo upstream, the minimal filter and bench/hotpath"
 make --no-print-directory wasm
-cargo build --release -p token-service -p echo-upstream
+cargo build --release -p token-service -p echo-upstream -p oauthv2info-check
 cargo build --manifest-path bench/minimal-filter/Cargo.toml --target wasm32-wasip1 --release
+cargo build --release --manifest-path bench/hotpath/Cargo.toml
+if ! command -v valgrind >/dev/null; then
+  echo "bench: installing valgrind (instructions per warm hit)"
+  $SUDO apt-get install -y -qq valgrind >/dev/null || echo "bench: no valgrind: no instruction counts" >&2
+fi
 
 echo "bench: builds done in $(($(date +%s) - start)) s"
 "$VENV/bin/python" bench/bench.py

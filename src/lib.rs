@@ -15,18 +15,27 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{self, ContextType, LogLevel};
 
 thread_local! {
-    /// One worker per VM (Envoy runs one VM per worker thread).
-    static WORKER: RefCell<Worker> = RefCell::new(Worker::default());
+    /// One worker per plugin (root context) of this VM (Envoy runs one VM
+    /// per worker thread, and several plugin configurations may share it),
+    /// by root context id.
+    static WORKERS: RefCell<Vec<(u32, Worker)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` on this VM's worker. A callback that arrives while the worker
-/// is busy (the host calling back into the VM from inside a host call) is
-/// not the worker's business: it is left alone.
-fn with_worker<T>(f: impl FnOnce(&mut Worker, &mut EnvoyHost) -> T) -> Option<T> {
-    WORKER.with(|w| {
-        w.try_borrow_mut()
-            .ok()
-            .map(|mut w| f(&mut w, &mut EnvoyHost))
+/// Runs `f` on the worker of root context `root`. A callback that arrives
+/// while the workers are busy (the host calling back into the VM from
+/// inside a host call) is not their business: it is left alone.
+fn with_worker<T>(root: u32, f: impl FnOnce(&mut Worker, &mut EnvoyHost) -> T) -> Option<T> {
+    WORKERS.with(|w| {
+        let mut workers = w.try_borrow_mut().ok()?;
+        let i = match workers.iter().position(|(id, _)| *id == root) {
+            Some(i) => i,
+            None => {
+                workers.push((root, Worker::new(root)));
+                workers.len() - 1
+            }
+        };
+        let worker = &mut workers.get_mut(i)?.1;
+        Some(f(worker, &mut EnvoyHost))
     })
 }
 
@@ -36,7 +45,7 @@ proxy_wasm::main! {{
         abi::log(abi::LOG_CRITICAL, &format!("oauthv2info: panic: {panic_info}"));
     }));
     proxy_wasm::set_root_context(|root_id| -> Box<dyn RootContext> {
-        with_worker(|w, _| *w = Worker::new(root_id));
+        with_worker(root_id, |_, _| ());
         Box::new(Root { id: root_id })
     });
 }}
@@ -55,7 +64,7 @@ impl Context for Root {
         _trailers: usize,
     ) {
         let id = self.id;
-        with_worker(|w, h| w.on_call_response(h, id, token, body_size));
+        with_worker(id, |w, h| w.on_call_response(h, id, token, body_size));
     }
 }
 
@@ -67,15 +76,18 @@ impl RootContext for Root {
 
     fn on_configure(&mut self, size: usize) -> bool {
         let bytes = abi::buffer(abi::PLUGIN_CONFIGURATION, size);
-        with_worker(|w, h| w.configure(h, &bytes)).unwrap_or(false)
+        with_worker(self.id, |w, h| w.configure(h, &bytes)).unwrap_or(false)
     }
 
     fn on_tick(&mut self) {
-        with_worker(|w, h| w.on_tick(h));
+        with_worker(self.id, |w, h| w.on_tick(h));
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Filter { id: context_id }))
+        Some(Box::new(Filter {
+            id: context_id,
+            root: self.id,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -85,6 +97,8 @@ impl RootContext for Root {
 
 struct Filter {
     id: u32,
+    /// The root context (the plugin) this request belongs to.
+    root: u32,
 }
 
 impl Context for Filter {
@@ -96,14 +110,16 @@ impl Context for Filter {
         _trailers: usize,
     ) {
         let id = self.id;
-        with_worker(|w, h| w.on_call_response(h, id, token, body_size));
+        with_worker(self.root, |w, h| {
+            w.on_call_response(h, id, token, body_size)
+        });
     }
 }
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> types::Action {
         let id = self.id;
-        match with_worker(|w, h| w.on_request_headers(h, id, end_of_stream)) {
+        match with_worker(self.root, |w, h| w.on_request_headers(h, id, end_of_stream)) {
             Some(Action::Pause) => types::Action::Pause,
             _ => types::Action::Continue,
         }
@@ -113,7 +129,7 @@ impl HttpContext for Filter {
 impl Drop for Filter {
     fn drop(&mut self) {
         let id = self.id;
-        with_worker(|w, h| w.on_stream_end(h, id));
+        with_worker(self.root, |w, h| w.on_stream_end(h, id));
     }
 }
 

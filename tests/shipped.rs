@@ -195,7 +195,9 @@ fn harness_config_has_the_documented_shape() {
     assert!(clusters.contains(&("token_service".into(), "127.0.0.1:8090".into())));
     assert!(clusters.contains(&("upstream".into(), "127.0.0.1:8080".into())));
 
-    // Lua before -> Wasm -> Lua after -> router, with repo-relative paths.
+    // What `oauthv2info envoy-filters` prints for envoy/harness.json (the
+    // generated parts are up to date: envoy_configs_are_what_the_command_prints):
+    // with everything published, metadata_bridge auto is the Lua bridge.
     let filters = http_filters(config);
     let names: Vec<&str> = filters
         .iter()
@@ -204,21 +206,12 @@ fn harness_config_has_the_documented_shape() {
     assert_eq!(
         names,
         [
-            "oauthv2info-before",
             "envoy.filters.http.wasm",
             "oauthv2info-after",
             "envoy.filters.http.router"
         ]
     );
-    assert_eq!(
-        filters[0]["typed_config"]["default_source_code"]["filename"],
-        "envoy/oauthv2info-before.lua"
-    );
-    assert_eq!(
-        filters[2]["typed_config"]["default_source_code"]["filename"],
-        "envoy/oauthv2info-after.lua"
-    );
-    let wasm = &filters[1]["typed_config"]["config"];
+    let wasm = &filters[0]["typed_config"]["config"];
     assert_eq!(wasm["failure_policy"], "FAIL_CLOSED");
     assert_eq!(wasm["vm_config"]["vm_id"], "oauthv2info");
     assert_eq!(wasm["vm_config"]["runtime"], "envoy.wasm.runtime.v8");
@@ -278,6 +271,7 @@ fn assert_policies_are_files(what: &str, config: &Value, expected: &[&str]) {
 #[test]
 fn inline_policies_equal_the_policy_files() {
     let harness = wasm_plugin_config(&yaml_docs(&root().join("envoy/envoy.yaml"))[0]);
+    assert_eq!(harness.trim(), read("envoy/harness.json").trim());
     let parsed = parse_config(harness.as_bytes()).unwrap();
     assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
     let harness: Value = serde_json::from_str(&harness).unwrap();
@@ -306,6 +300,45 @@ fn inline_policies_equal_the_policy_files() {
         &plugin["spec"]["pluginConfig"],
         &expected,
     );
+    // The WasmPlugin's pluginConfig is envoy/istio/plugin.json, from which
+    // the EnvoyFilter is generated.
+    let json: Value = serde_json::from_str(&read("envoy/istio/plugin.json")).unwrap();
+    assert_eq!(plugin["spec"]["pluginConfig"], json);
+}
+
+/// The parts of the shipped configurations that `oauthv2info envoy-filters`
+/// writes (`make envoy-configs`) are what it prints today.
+#[test]
+fn envoy_configs_are_what_the_command_prints() {
+    let files = [
+        "envoy/envoy.yaml",
+        "envoy/envoy-compose.yaml",
+        "envoy/istio/envoyfilter.yaml",
+    ];
+    let makefile = read("Makefile");
+    assert!(
+        makefile.contains(&format!("ENVOY_CONFIGS := {}", files.join(" "))),
+        "the Makefile's ENVOY_CONFIGS lists every generated file"
+    );
+    let out = checker(&[&["envoy-filters", "--check"], &files[..]].concat(), None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A stale part is caught.
+    let dir = tempfile::tempdir().unwrap();
+    let stale = dir.path().join("stale.yaml");
+    let edited =
+        read("envoy/envoy.yaml").replacen("- name: oauthv2info-after", "- name: renamed", 1);
+    std::fs::write(&stale, edited).unwrap();
+    let out = checker(&["envoy-filters", "--check", stale.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("out of date"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 // ---------------------------------------------------------------- packaging
@@ -319,7 +352,7 @@ fn istio_doc(kind: &str) -> Value {
 }
 
 #[test]
-fn istio_manifests_parse_and_hold_the_filter_and_the_lua_files() {
+fn istio_manifests_parse_and_hold_the_filter_and_what_completes_it() {
     for path in files("envoy/istio", "yaml") {
         for doc in yaml_docs(&path) {
             for field in ["apiVersion", "kind", "metadata", "spec"] {
@@ -356,39 +389,39 @@ fn istio_manifests_parse_and_hold_the_filter_and_the_lua_files() {
         plugin["metadata"]["namespace"].as_str().unwrap(),
         plugin["metadata"]["name"].as_str().unwrap()
     );
-    let before = read("envoy/oauthv2info-before.lua");
-    let after = read("envoy/oauthv2info-after.lua");
+    // Three Istio namings of the Wasm filter, each with the filters around
+    // it; and the route configuration's removals once.
     let patches = filter["spec"]["configPatches"].as_array().unwrap();
-    assert_eq!(patches.len(), 6, "one pair of patches per Istio naming");
-    for patch in patches {
+    let around: Vec<&Value> = patches
+        .iter()
+        .filter(|p| p["applyTo"] == "HTTP_FILTER")
+        .collect();
+    assert_eq!(around.len() % 3, 0);
+    for patch in &around {
         let sub = patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"]
             .as_str()
             .unwrap();
         assert!(sub.contains(&format!("/{plugin_name}")), "{sub}");
-        let code = patch["patch"]["value"]["typed_config"]["default_source_code"]["inline_string"]
-            .as_str()
-            .unwrap();
-        let (operation, name) = (
-            &patch["patch"]["operation"],
-            &patch["patch"]["value"]["name"],
+        let name = patch["patch"]["value"]["name"].as_str().unwrap();
+        assert!(name.starts_with("oauthv2info-"), "{name}");
+        assert_ne!(
+            name, "envoy.filters.http.wasm",
+            "the WasmPlugin inserts the filter"
         );
-        match operation.as_str().unwrap() {
-            "INSERT_BEFORE" => {
-                assert_eq!(name, "oauthv2info-before");
-                assert!(
-                    code == before,
-                    "the inline Lua before the filter differs from envoy/oauthv2info-before.lua"
-                );
-            }
-            "INSERT_AFTER" => {
-                assert_eq!(name, "oauthv2info-after");
-                assert!(
-                    code == after,
-                    "the inline Lua after the filter differs from envoy/oauthv2info-after.lua"
-                );
-            }
-            other => panic!("unexpected operation {other}"),
-        }
+    }
+    // The route configuration's removals come with header_to_metadata.
+    let routes: Vec<&Value> = patches
+        .iter()
+        .filter(|p| p["applyTo"] == "ROUTE_CONFIGURATION")
+        .collect();
+    let h2m = around
+        .iter()
+        .any(|p| p["patch"]["value"]["name"] == "oauthv2info-metadata");
+    assert_eq!(routes.len(), usize::from(h2m));
+    for route in routes {
+        assert!(route["patch"]["value"]["response_headers_to_remove"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()));
     }
 
     let image = read("envoy/istio/Dockerfile");
@@ -437,21 +470,10 @@ fn compose_file_mounts_what_exists_and_builds_from_the_dockerfile() {
         targets.insert(target.to_string());
     }
     let config = read("envoy/envoy-compose.yaml");
-    for path in [
-        "envoy/envoy-compose.yaml",
-        "envoy/oauthv2info-before.lua",
-        "envoy/oauthv2info-after.lua",
-        "dist/oauthv2info.wasm",
-    ] {
+    for path in ["envoy/envoy-compose.yaml", "dist/oauthv2info.wasm"] {
         assert!(targets.contains(path), "{path} is not mounted");
     }
-    for path in [
-        "envoy/oauthv2info-before.lua",
-        "envoy/oauthv2info-after.lua",
-        "dist/oauthv2info.wasm",
-    ] {
-        assert!(config.contains(&format!("filename: {path}")), "{path}");
-    }
+    assert!(config.contains("filename: dist/oauthv2info.wasm"));
 
     // The two built services come from token-service/Dockerfile's stages,
     // and the service key matches envoy-compose.yaml's.

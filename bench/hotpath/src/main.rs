@@ -5,11 +5,12 @@
 //! filter's own work per warm request (docs/performance.md#the-warm-path).
 //!
 //!   hotpath [N] [CONFIG]   N warm hits (default 200000) of one of the
-//!                          benchmark's configurations: `default` (what
-//!                          `make run` ships: every variable published, to
-//!                          metadata through header_to_metadata), `lua` (the
-//!                          same through the Lua bridge), `narrow` (3
-//!                          variables published, 3 mapped request headers)
+//!                          benchmark's configurations: `default` (as
+//!                          shipped: every variable published, metadata
+//!                          bridge `auto`, which is the Lua bridge here),
+//!                          `h2m` (the same through header_to_metadata),
+//!                          `narrow` (3 variables published, 3 mapped
+//!                          request headers; `auto` picks header_to_metadata)
 //!
 //! For instruction counts, run it twice under callgrind and take the
 //! difference (docs/performance.md#tools):
@@ -116,16 +117,16 @@ impl Host for BenchHost {
 /// The plugin configuration of `make bench`'s warm setups (bench/bench.py).
 fn plugin(mode: &str) -> String {
     let policy = r#"<GetOAuthV2Info name=\"GetTokenAttributes\"><AccessToken ref=\"request.queryparam.access_token\"/></GetOAuthV2Info>"#;
-    if mode == "lua" {
+    if mode == "h2m" {
         return format!(
             r#"{{"token_service": {{"cluster": "token_service", "credentials": "Bearer k"}},
-                "policies": ["{policy}"], "metadata_bridge": "lua", "cache": {{"max_entries": 1000000}}}}"#
+                "policies": ["{policy}"], "metadata_bridge": "header_to_metadata", "cache": {{"max_entries": 1000000}}}}"#
         );
     }
     if mode == "narrow" {
         format!(
             r#"{{"token_service": {{"cluster": "token_service", "credentials": "Bearer k"}},
-                "policies": ["{policy}"], "metadata_bridge": "header_to_metadata",
+                "policies": ["{policy}"], "metadata_bridge": "auto",
                 "publish": ["oauthv2accesstoken.*.client_id", "oauthv2accesstoken.*.scope", "oauthv2accesstoken.*.developer.email"],
                 "request_headers": {{"x-client-id": "oauthv2accesstoken.GetTokenAttributes.client_id",
                                      "x-scope": "oauthv2accesstoken.GetTokenAttributes.scope",
@@ -135,7 +136,7 @@ fn plugin(mode: &str) -> String {
     } else {
         format!(
             r#"{{"token_service": {{"cluster": "token_service", "credentials": "Bearer k"}},
-                "policies": ["{policy}"], "metadata_bridge": "header_to_metadata", "cache": {{"max_entries": 1000000}}}}"#
+                "policies": ["{policy}"], "metadata_bridge": "auto", "cache": {{"max_entries": 1000000}}}}"#
         )
     }
 }
@@ -144,8 +145,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let iterations: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let mode = args.get(1).map_or("default", String::as_str);
-    if !["default", "lua", "narrow"].contains(&mode) {
-        eprintln!("hotpath: unknown configuration {mode:?} (default, lua, narrow)");
+    if !["default", "h2m", "narrow"].contains(&mode) {
+        eprintln!("hotpath: unknown configuration {mode:?} (default, h2m, narrow)");
         std::process::exit(2);
     }
     // What the token service answers for a benchmark token (bench/bench.py

@@ -9,24 +9,24 @@
 //! 1. `oauthv2info-strip` (header_mutation): removes every client copy of
 //!    the internal metadata headers, before anything reads them;
 //! 2. `oauthv2info-form` (Lua), when a policy reads `request.formparam.*`;
-//! 3. `oauthv2info-fault` (Lua), when custom attributes whose names are not
-//!    known at load time can be published on a fault reply;
-//! 4. the Wasm filter;
+//! 3. the Wasm filter;
 //! 5. `oauthv2info-metadata` (header_to_metadata): request rules for the
 //!    headers the filter adds to a request that goes upstream, response
 //!    rules for those of its fault replies (a local reply passes the
 //!    encoders of every filter, those after the one that sent it included),
 //!    each header removed once read;
-//! 6. `oauthv2info-after` (Lua), when such custom attributes can be
-//!    published on a request that goes upstream;
+//! 5. `oauthv2info-after` (Lua), when custom attributes whose names are not
+//!    known at load time can be published: it copies them (and, in this
+//!    mode, empty values, which header_to_metadata cannot set) on the
+//!    request path, and on fault replies on the response path;
 //!
 //! and, in the route configuration, `response_headers_to_remove` with every
 //! internal header name: the router drops an upstream's copies before any
 //! filter sees the response (a fault reply never passes the router).
 //!
-//! With `lua`: the form filter (when needed), `oauthv2info-fault`, the Wasm
-//! filter, `oauthv2info-after`. With `none`: the form filter (when needed)
-//! and the Wasm filter.
+//! With `lua`: the form filter (when needed), the Wasm filter,
+//! `oauthv2info-after`. With `none`: the form filter (when needed) and the
+//! Wasm filter.
 
 use oauthv2info_core::config::{FilterConfig, MetadataBridge, MetadataHeader};
 use serde_json::{json, Map, Value};
@@ -34,7 +34,7 @@ use serde_json::{json, Map, Value};
 const FORM: &str = include_str!("lua/form.lua");
 const BRIDGE: &str = include_str!("lua/bridge.lua");
 const AFTER: &str = include_str!("lua/after.lua");
-const FAULT: &str = include_str!("lua/fault.lua");
+const AFTER_FAULT: &str = include_str!("lua/after-fault.lua");
 
 const HEADER_MUTATION: &str =
     "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation";
@@ -44,13 +44,14 @@ const LUA: &str = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"
 const WASM: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
 
 /// The Lua scripts, as the filters carry them (one source each: the pieces
-/// in crates/check/src/lua/).
-pub fn lua_after() -> String {
-    format!("{BRIDGE}\n{AFTER}")
-}
-
-pub fn lua_fault() -> String {
-    format!("{BRIDGE}\n{FAULT}")
+/// in crates/check/src/lua/). The bridge's response hook (for fault replies)
+/// only where it is needed: an idle hook still costs every response.
+pub fn lua_after(response_hook: bool) -> String {
+    if response_hook {
+        format!("{BRIDGE}\n{AFTER}\n{AFTER_FAULT}")
+    } else {
+        format!("{BRIDGE}\n{AFTER}")
+    }
 }
 
 pub fn lua_form() -> String {
@@ -92,35 +93,42 @@ pub fn chain(config: &FilterConfig, wasm: &Wasm<'_>) -> Chain {
     let lua = |name: &str, code: String| json!({"name": name, "typed_config": {"@type": LUA, "default_source_code": {"inline_string": code}}});
     match metadata.bridge {
         MetadataBridge::HeaderToMetadata => {
-            let names: Vec<String> = metadata
-                .headers
-                .iter()
-                .flat_map(|h| [h.header.clone(), h.empty_header.clone()])
-                .collect();
-            let removals: Vec<Value> = names.iter().map(|n| json!({"remove": n})).collect();
-            before.push(json!({"name": "oauthv2info-strip", "typed_config": {
-                "@type": HEADER_MUTATION, "mutations": {"request_mutations": removals}}}));
-            if config.needs_form_body {
-                before.push(lua("oauthv2info-form", lua_form()));
-            }
-            if metadata.needs_lua_on_fault {
-                before.push(lua("oauthv2info-fault", lua_fault()));
-            }
-            let rule_list = |on_request_only: bool| -> Vec<Value> {
+            let names = |pick: fn(&MetadataHeader) -> bool| -> Vec<String> {
                 metadata
                     .headers
                     .iter()
-                    .filter(|h| !on_request_only || h.on_request)
+                    .filter(|h| pick(h))
+                    .flat_map(|h| [h.header.clone(), h.empty_header.clone()])
+                    .collect()
+            };
+            // A client can send the request-rule headers; an upstream the
+            // response-rule ones.
+            let removals: Vec<Value> = names(|h| h.on_request)
+                .into_iter()
+                .map(|n| json!({"remove": n}))
+                .collect();
+            if !removals.is_empty() {
+                before.push(json!({"name": "oauthv2info-strip", "typed_config": {
+                    "@type": HEADER_MUTATION, "mutations": {"request_mutations": removals}}}));
+            }
+            if config.needs_form_body {
+                before.push(lua("oauthv2info-form", lua_form()));
+            }
+            let rule_list = |pick: fn(&MetadataHeader) -> bool| -> Vec<Value> {
+                metadata
+                    .headers
+                    .iter()
+                    .filter(|h| pick(h))
                     .flat_map(|h| rules(h, &config.metadata_namespace))
                     .collect()
             };
             let mut h2m = Map::new();
             h2m.insert("@type".into(), json!(HEADER_TO_METADATA));
-            let request_rules = rule_list(true);
+            let request_rules = rule_list(|h| h.on_request);
             if !request_rules.is_empty() {
                 h2m.insert("request_rules".into(), Value::Array(request_rules));
             }
-            let response_rules = rule_list(false);
+            let response_rules = rule_list(|h| h.on_reply);
             if !response_rules.is_empty() {
                 h2m.insert("response_rules".into(), Value::Array(response_rules));
             }
@@ -128,16 +136,18 @@ pub fn chain(config: &FilterConfig, wasm: &Wasm<'_>) -> Chain {
                 after.push(json!({"name": "oauthv2info-metadata", "typed_config": h2m}));
             }
             if metadata.needs_lua {
-                after.push(lua("oauthv2info-after", lua_after()));
+                after.push(lua(
+                    "oauthv2info-after",
+                    lua_after(metadata.needs_lua_on_fault),
+                ));
             }
-            response_headers_to_remove = names;
+            response_headers_to_remove = names(|h| h.on_reply);
         }
         MetadataBridge::Lua => {
             if config.needs_form_body {
                 before.push(lua("oauthv2info-form", lua_form()));
             }
-            before.push(lua("oauthv2info-fault", lua_fault()));
-            after.push(lua("oauthv2info-after", lua_after()));
+            after.push(lua("oauthv2info-after", lua_after(true)));
         }
         MetadataBridge::None => {
             if config.needs_form_body {

@@ -88,8 +88,10 @@ pub struct MetadataHeader {
     pub empty_header: String,
     pub key: String,
     /// Can be set on a request that goes on to the upstream (a request
-    /// rule); every header is also a response rule, for fault replies.
+    /// rule of header_to_metadata).
     pub on_request: bool,
+    /// Can be set on a fault reply (a response rule).
+    pub on_reply: bool,
 }
 
 /// The prefix of internal metadata headers (`x-oauthv2info-md-<n>`, and
@@ -102,10 +104,15 @@ pub struct MetadataPlan {
     pub bridge: MetadataBridge,
     pub headers: Vec<MetadataHeader>,
     /// Some published custom attribute may have a name not known at load
-    /// time: it needs the Lua bridge.
+    /// time: it needs the Lua bridge (in header_to_metadata mode, that
+    /// filter then carries empty values too).
     pub needs_lua: bool,
-    /// ... and a policy can fault after one that set such attributes: the
-    /// fault reply needs `oauthv2info-before.lua`'s response hook.
+    /// header_to_metadata mode without the Lua bridge: an empty value goes
+    /// through its header's companion (`empty_header`).
+    pub empty_companions: bool,
+    /// The Lua bridge must also copy on fault replies (its response hook):
+    /// always with the Lua bridge; in header_to_metadata mode when a policy
+    /// whose values it carries can be followed by one that ends the request.
     pub needs_lua_on_fault: bool,
 }
 
@@ -238,23 +245,27 @@ fn compile(
             ))
         }
     };
+    // `None` here: "auto", decided once the policies are known.
     let bridge = match object.remove("metadata_bridge") {
-        None => MetadataBridge::Lua,
+        None => Some(MetadataBridge::Lua),
         Some(Value::String(s)) => match s.as_str() {
-            "lua" => MetadataBridge::Lua,
-            "header_to_metadata" => MetadataBridge::HeaderToMetadata,
-            "none" => MetadataBridge::None,
+            "lua" => Some(MetadataBridge::Lua),
+            "header_to_metadata" => Some(MetadataBridge::HeaderToMetadata),
+            "none" => Some(MetadataBridge::None),
+            "auto" => None,
             _ => {
                 return Err(ConfigError::field(
                     "metadata_bridge",
-                    format!("must be \"lua\", \"header_to_metadata\" or \"none\", not {s:?}"),
+                    format!(
+                        "must be \"auto\", \"lua\", \"header_to_metadata\" or \"none\", not {s:?}"
+                    ),
                 ))
             }
         },
         Some(_) => {
             return Err(ConfigError::field(
                 "metadata_bridge",
-                "must be \"lua\", \"header_to_metadata\" or \"none\"",
+                "must be \"auto\", \"lua\", \"header_to_metadata\" or \"none\"",
             ))
         }
     };
@@ -316,6 +327,7 @@ fn compile(
     }
     let request_headers = request_headers(raw_headers, &plans, &mut warnings)?;
     know_attributes(&mut plans, &request_headers, &publish);
+    let bridge = bridge.unwrap_or_else(|| auto_bridge(&plans));
     let metadata = metadata_plan(bridge, &mut plans, &publish);
     let fault_name = {
         let mut var = Var::new(FAULT_NAME.to_string(), false, &publish, export_secrets);
@@ -473,6 +485,44 @@ fn know_attributes(plans: &mut [PolicyPlan], mappings: &[HeaderMapping], publish
     }
 }
 
+/// At most this many variables to header_to_metadata in a request that goes
+/// on: each costs a header the filter adds and a rule that reads it, more
+/// than a key the Lua bridge sets from its one entry; the Lua filter costs
+/// more per request, fixed. The crossover is measured (docs/performance.md#dynamic-metadata).
+pub const AUTO_HEADER_TO_METADATA_MAX: usize = 8;
+
+/// `metadata_bridge: "auto"`: header_to_metadata when few variables with
+/// names known at load time are published and no custom attribute family
+/// is (that would need the Lua filter anyway), else the Lua bridge.
+fn auto_bridge(plans: &[PolicyPlan]) -> MetadataBridge {
+    let enabled = || plans.iter().filter(|p| p.enabled);
+    if enabled().any(|p| p.attributes_published != crate::publish::Family::None) {
+        return MetadataBridge::Lua;
+    }
+    let any_soft = enabled().any(|p| p.continue_on_error);
+    let keys: usize = enabled()
+        .map(|p| {
+            p.outputs.iter().filter(|o| o.var.published).count()
+                + p.known_attributes
+                    .iter()
+                    .filter(|(_, v)| v.published)
+                    .count()
+                + usize::from(p.failed.published)
+                + if p.continue_on_error {
+                    usize::from(p.fault_name.published) + usize::from(p.fault_cause.published)
+                } else {
+                    0
+                }
+        })
+        .sum::<usize>()
+        + usize::from(any_soft);
+    if keys <= AUTO_HEADER_TO_METADATA_MAX {
+        MetadataBridge::HeaderToMetadata
+    } else {
+        MetadataBridge::Lua
+    }
+}
+
 /// Assigns internal metadata headers (header_to_metadata mode) and decides
 /// where the Lua bridge is still needed.
 fn metadata_plan(
@@ -484,58 +534,75 @@ fn metadata_plan(
         bridge,
         headers: Vec::new(),
         needs_lua: false,
+        empty_companions: false,
         needs_lua_on_fault: false,
     };
     let enabled: Vec<usize> = (0..plans.len()).filter(|&i| plans[i].enabled).collect();
-    for (n, &i) in enabled.iter().enumerate() {
-        let p = &plans[i];
-        if p.attributes_published != crate::publish::Family::None {
-            plan.needs_lua = true;
-            if n + 1 < enabled.len() {
-                plan.needs_lua_on_fault = true;
-            }
-        }
-    }
+    // Whether a policy after the n-th enabled one can end the request with
+    // a fault reply (it has no continueOnError).
+    let soft_at: Vec<bool> = enabled
+        .iter()
+        .map(|&i| plans[i].continue_on_error)
+        .collect();
+    let later_hard = |n: usize| soft_at[n + 1..].iter().any(|soft| !soft);
+
+    plan.needs_lua = enabled
+        .iter()
+        .any(|&i| plans[i].attributes_published != crate::publish::Family::None);
     if bridge != MetadataBridge::HeaderToMetadata {
         plan.needs_lua = bridge == MetadataBridge::Lua;
         plan.needs_lua_on_fault = plan.needs_lua;
+        plan.empty_companions = false;
         return plan;
     }
-    let assign = |var: &mut Var, on_request: bool, headers: &mut Vec<MetadataHeader>| {
-        if !var.published {
-            return;
-        }
-        if let Some(i) = headers.iter().position(|h| h.key == var.name) {
-            headers[i].on_request |= on_request;
+    plan.empty_companions = !plan.needs_lua;
+    // The Lua bridge carries unknown attribute names and empty values: on a
+    // fault reply only when a policy with values can be followed by one that
+    // ends the request.
+    plan.needs_lua_on_fault = plan.needs_lua && (0..enabled.len()).any(later_hard);
+    let assign =
+        |var: &mut Var, on_request: bool, on_reply: bool, headers: &mut Vec<MetadataHeader>| {
+            if !var.published || !(on_request || on_reply) {
+                return;
+            }
+            if let Some(i) = headers.iter().position(|h| h.key == var.name) {
+                headers[i].on_request |= on_request;
+                headers[i].on_reply |= on_reply;
+                var.header = u16::try_from(i).ok();
+                return;
+            }
+            let i = headers.len();
+            headers.push(MetadataHeader {
+                header: format!("{METADATA_HEADER_PREFIX}{i}"),
+                empty_header: format!("{METADATA_HEADER_PREFIX}{i}-e"),
+                key: var.name.clone(),
+                on_request,
+                on_reply,
+            });
             var.header = u16::try_from(i).ok();
-            return;
-        }
-        let i = headers.len();
-        headers.push(MetadataHeader {
-            header: format!("{METADATA_HEADER_PREFIX}{i}"),
-            empty_header: format!("{METADATA_HEADER_PREFIX}{i}-e"),
-            key: var.name.clone(),
-            on_request,
-        });
-        var.header = u16::try_from(i).ok();
-    };
-    let any_soft = plans.iter().any(|p| p.enabled && p.continue_on_error);
-    for &i in &enabled {
+        };
+    let any_soft = soft_at.iter().any(|soft| *soft);
+    let any_hard = soft_at.iter().any(|soft| !soft);
+    for (n, &i) in enabled.iter().enumerate() {
+        let later = later_hard(n);
         let p = &mut plans[i];
-        let soft = p.continue_on_error;
+        let (soft, hard) = (p.continue_on_error, !p.continue_on_error);
+        // Success variables: on every request that goes on; on a fault reply
+        // only when a later policy can end the request.
         for output in &mut p.outputs {
-            assign(&mut output.var, true, &mut plan.headers);
+            assign(&mut output.var, true, later, &mut plan.headers);
         }
         for (_, var) in &mut p.known_attributes {
-            assign(var, true, &mut plan.headers);
+            assign(var, true, later, &mut plan.headers);
         }
-        assign(&mut p.failed, true, &mut plan.headers);
-        assign(&mut p.fault_name, soft, &mut plan.headers);
-        assign(&mut p.fault_cause, soft, &mut plan.headers);
+        assign(&mut p.failed, true, hard || later, &mut plan.headers);
+        // Fault variables go upstream only with continueOnError.
+        assign(&mut p.fault_name, soft, hard || later, &mut plan.headers);
+        assign(&mut p.fault_cause, soft, hard || later, &mut plan.headers);
     }
     if publish.matches(FAULT_NAME) && !enabled.is_empty() {
         let mut var = Var::new(FAULT_NAME.to_string(), false, publish, false);
-        assign(&mut var, any_soft, &mut plan.headers);
+        assign(&mut var, any_soft, any_hard, &mut plan.headers);
     }
     plan
 }
@@ -1070,44 +1137,87 @@ mod tests {
     }
 
     #[test]
+    fn auto_picks_the_cheaper_bridge() {
+        let bridge = |publish: serde_json::Value| {
+            config(serde_json::json!({"policies": [GET], "metadata_bridge": "auto", "publish": publish}))
+                .unwrap()
+                .metadata
+                .bridge
+        };
+        // Everything: custom attributes under a wildcard need the Lua filter anyway.
+        assert_eq!(bridge(serde_json::json!(["**"])), MetadataBridge::Lua);
+        let few = serde_json::json!([
+            "oauthv2accesstoken.*.scope",
+            "oauthv2accesstoken.*.client_id",
+            "oauthV2.*.failed"
+        ]);
+        assert_eq!(bridge(few), MetadataBridge::HeaderToMetadata);
+        let nine = serde_json::json!([
+            "oauthv2accesstoken.*.scope",
+            "oauthv2accesstoken.*.client_id",
+            "oauthv2accesstoken.*.status",
+            "oauthv2accesstoken.*.expires_in",
+            "oauthv2accesstoken.*.issued_at",
+            "oauthv2accesstoken.*.token_type",
+            "oauthv2accesstoken.*.developer.email",
+            "oauthv2accesstoken.*.developer.id",
+            "oauthV2.*.failed"
+        ]);
+        assert_eq!(bridge(nine), MetadataBridge::Lua);
+    }
+
+    #[test]
     fn metadata_headers_are_assigned_in_header_to_metadata_mode() {
         let c = config(
             serde_json::json!({"policies": [GET], "metadata_bridge": "header_to_metadata",
             "publish": ["oauthv2accesstoken.*.scope", "oauthV2.**", "fault.name"]}),
         )
         .unwrap();
-        let keys: Vec<(&str, &str, bool)> = c
+        let keys: Vec<(&str, &str, bool, bool)> = c
             .metadata
             .headers
             .iter()
-            .map(|h| (h.header.as_str(), h.key.as_str(), h.on_request))
+            .map(|h| (h.header.as_str(), h.key.as_str(), h.on_request, h.on_reply))
             .collect();
+        // (header, key, on a request that goes on, on a fault reply): a lone
+        // policy's success variables never reach a fault reply, its fault
+        // variables never go upstream.
         assert_eq!(
             keys,
             [
                 (
                     "x-oauthv2info-md-0",
                     "oauthv2accesstoken.GetTokenAttributes.scope",
-                    true
+                    true,
+                    false
                 ),
                 (
                     "x-oauthv2info-md-1",
                     "oauthV2.GetTokenAttributes.failed",
+                    true,
                     true
                 ),
                 (
                     "x-oauthv2info-md-2",
                     "oauthV2.GetTokenAttributes.fault.name",
-                    false
+                    false,
+                    true
                 ),
                 (
                     "x-oauthv2info-md-3",
                     "oauthV2.GetTokenAttributes.fault.cause",
-                    false
+                    false,
+                    true
                 ),
-                ("x-oauthv2info-md-4", "fault.name", false),
+                ("x-oauthv2info-md-4", "fault.name", false, true),
             ]
         );
+        // A policy before another one that can fault: its success variables
+        // can be on a fault reply too.
+        let two = config(serde_json::json!({"policies": [GET, "<GetOAuthV2Info name='Later'><ClientId>c</ClientId></GetOAuthV2Info>"],
+            "metadata_bridge": "header_to_metadata", "publish": ["oauthv2accesstoken.*.scope"]}))
+        .unwrap();
+        assert!(two.metadata.headers[0].on_reply && two.metadata.headers[0].on_request);
         assert_eq!(c.fault_name.header, Some(4));
         assert!(!c.metadata.needs_lua);
         let all =
@@ -1124,9 +1234,10 @@ mod tests {
             "custom attributes under ** need the Lua bridge"
         );
         assert!(
-            !all.metadata.needs_lua_on_fault,
-            "no policy can fault after this one"
+            !all.metadata.empty_companions,
+            "empty values go through the Lua bridge, which is there anyway"
         );
+        assert!(c.metadata.empty_companions, "no Lua bridge: companions");
         let e = config(serde_json::json!({"policies": [GET], "metadata_bridge": "sidecar"}))
             .unwrap_err();
         assert_eq!(e.element, "metadata_bridge");

@@ -588,21 +588,23 @@ impl Worker {
                     String::from_utf8_lossy(p.name)
                 );
             }
-            match (
-                bridge,
-                p.header
-                    .and_then(|h| config.metadata.headers.get(usize::from(h))),
-            ) {
-                (MetadataBridge::HeaderToMetadata, Some(meta)) => {
-                    // The value as it is; an empty one through its companion
-                    // header (header_to_metadata sets no empty string).
+            let meta = p
+                .header
+                .and_then(|h| config.metadata.headers.get(usize::from(h)));
+            // An empty value: header_to_metadata sets no empty string, so it
+            // goes through its header's companion, or through the Lua bridge
+            // when the chain has it anyway.
+            let through_lua = v.is_empty() && !config.metadata.empty_companions;
+            match (bridge, meta) {
+                (MetadataBridge::HeaderToMetadata, Some(meta)) if !through_lua => {
                     // Client copies were stripped before the filter ran.
                     if fault.is_some() {
-                        reply_headers.push((
-                            usize::from(p.header.unwrap_or(0)),
-                            v.is_empty(),
-                            v.to_vec(),
-                        ));
+                        if meta.on_reply {
+                            let h = usize::from(p.header.unwrap_or(0));
+                            reply_headers.push((h, v.is_empty(), v.to_vec()));
+                        }
+                    } else if !meta.on_request {
+                        // Not a request rule: never set on a request that goes on.
                     } else if v.is_empty() {
                         host.add_request_header(&meta.empty_header, EMPTY_METADATA_VALUE);
                     } else {

@@ -762,8 +762,10 @@ fn header_to_metadata_mode_adds_internal_headers_with_raw_values() {
     // Values as they are (header_to_metadata reads them raw), even with
     // spaces and control characters; an empty one through its companion.
     assert_eq!(r.header(&scope.header).as_deref(), Some(" READ\u{1} "));
+    // An empty value: this chain has the Lua bridge (custom attributes are
+    // published), so it carries it (header_to_metadata sets no empty string).
     assert_eq!(r.header(&org.header), None);
-    assert_eq!(r.header(&org.empty_header).as_deref(), Some("GgA"));
+    assert_eq!(r.header(&org.empty_header), None);
     assert_eq!(r.header(&failed.header).as_deref(), Some("false"));
     // Internal headers only a fault reply carries are not request rules,
     // and none is set for them.
@@ -774,10 +776,16 @@ fn header_to_metadata_mode_adds_internal_headers_with_raw_values() {
         crate::publish::decode_bridge(r.state(METADATA_BRIDGE_KEY).unwrap().as_bytes()).unwrap();
     assert_eq!(
         pairs,
-        [(
-            "oauthv2accesstoken.G.accesstoken.dept".to_string(),
-            "42".to_string()
-        )]
+        [
+            (
+                "oauthv2accesstoken.G.organization_name".to_string(),
+                String::new()
+            ),
+            (
+                "oauthv2accesstoken.G.accesstoken.dept".to_string(),
+                "42".to_string()
+            )
+        ]
     );
     // A fault reply carries the fault variables as internal response headers.
     h.request(11, "/x?access_token=nope", &[]);
@@ -803,6 +811,26 @@ fn header_to_metadata_mode_adds_internal_headers_with_raw_values() {
         reply.get("oauthV2.G.failed").map(String::as_str),
         Some("true")
     );
+}
+
+#[test]
+fn without_the_lua_bridge_an_empty_value_goes_through_its_companion_header() {
+    let mut h = Harness::new(
+        json!({"policies": [GET], "metadata_bridge": "header_to_metadata",
+        "publish": ["oauthv2accesstoken.*.organization_name"]}),
+    );
+    let config = h.worker.config().unwrap().clone();
+    assert!(config.metadata.empty_companions && !config.metadata.needs_lua);
+    let org = config.metadata.headers[0].clone();
+    h.request(9, "/x?access_token=t", &[]);
+    let token = h.last_callout().token;
+    let mut answer: Value = serde_json::from_str(&profile("t", json!({}))).unwrap();
+    answer["profile"]["organization_name"] = json!("");
+    h.respond(token, Some(200), &answer.to_string());
+    let r = h.req(9);
+    assert_eq!(r.header(&org.header), None);
+    assert_eq!(r.header(&org.empty_header).as_deref(), Some("GgA"));
+    assert_eq!(r.state(METADATA_BRIDGE_KEY), None, "no Lua bridge entry");
 }
 
 #[test]

@@ -643,6 +643,7 @@ pub struct Published<'a> {
 }
 
 impl<'a> Published<'a> {
+    #[inline]
     fn of(var: &'a crate::plan::Var, value: &'a [u8]) -> Published<'a> {
         Published {
             name: var.name.as_bytes(),

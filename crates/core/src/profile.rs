@@ -176,6 +176,7 @@ impl<'a> ProfileRef<'a> {
 
     /// The instant (epoch ms) a field holds: parsed when the profile was
     /// built for the expiry fields, else now.
+    #[inline]
     fn instant(&self, field: Field) -> Instant {
         if let Some(i) = TIMED.iter().position(|f| *f == field) {
             let at = TIMES_AT + i * 9;
@@ -216,12 +217,15 @@ impl<'a> ProfileRef<'a> {
         }
     }
 
+    #[inline]
     fn span(&self, start: u32, len: u32) -> &'a [u8] {
-        let range = self
-            .data_at
-            .checked_add(start as usize)
-            .and_then(|s| Some(s..s.checked_add(len as usize)?));
-        range.and_then(|r| self.bytes.get(r)).unwrap_or_default()
+        // u32 + u32 + a buffer's length fit in u64 (usize may be 32 bits).
+        let from = self.data_at as u64 + u64::from(start);
+        let to = from + u64::from(len);
+        match (usize::try_from(from), usize::try_from(to)) {
+            (Ok(from), Ok(to)) => self.bytes.get(from..to).unwrap_or_default(),
+            _ => &[],
+        }
     }
 
     pub fn active(&self) -> bool {
@@ -234,13 +238,16 @@ impl<'a> ProfileRef<'a> {
         self.bytes.first().is_some_and(|f| f & PLAIN != 0)
     }
 
+    #[inline]
     pub fn field(&self, field: Field) -> Option<&'a [u8]> {
         let at = TABLE_AT + field.index() * 8;
-        let start = u32_at(self.bytes, at)?;
+        let entry: &[u8; 8] = self.bytes.get(at..at + 8)?.try_into().ok()?;
+        let start = u32::from_le_bytes([entry[0], entry[1], entry[2], entry[3]]);
         if start == ABSENT {
             return None;
         }
-        Some(self.span(start, u32_at(self.bytes, at + 4)?))
+        let len = u32::from_le_bytes([entry[4], entry[5], entry[6], entry[7]]);
+        Some(self.span(start, len))
     }
 
     /// The custom attributes, names and values, in the server's order.
@@ -263,12 +270,14 @@ impl<'a> ProfileRef<'a> {
 
     /// True when the field holds an instant (epoch ms) at or before `now`
     /// (`-1` never expires).
+    #[inline]
     pub fn is_past(&self, field: Field, now_ms: i64) -> bool {
         matches!(self.instant(field), Instant::At(at) if at != -1 && at <= now_ms)
     }
 
     /// The value of a standard variable. `own` is the kind's own field and
     /// the looked-up value, shown when the profile omits the field.
+    #[inline]
     pub fn value(&self, source: Source, own: (Field, &'a [u8]), now_ms: i64) -> Option<Value<'a>> {
         match source {
             Source::Field(field) => match self.field(field) {
@@ -321,6 +330,7 @@ pub enum Value<'a> {
 
 impl<'a> Value<'a> {
     /// The value as bytes; numbers are written into `buf`.
+    #[inline]
     pub fn bytes<'b>(&self, buf: &'b mut NumberBuf) -> &'b [u8]
     where
         'a: 'b,
@@ -337,6 +347,7 @@ impl<'a> Value<'a> {
 pub struct NumberBuf([u8; 20]);
 
 impl NumberBuf {
+    #[inline]
     pub fn format(&mut self, n: i64) -> &[u8] {
         let negative = n < 0;
         let mut m = n.unsigned_abs();

@@ -161,24 +161,34 @@ fn matches(pattern: &[Segment], name: &str) -> bool {
 
 /// Appends one netstring (`<len>:<bytes>,`) to the Lua bridge's entry. The
 /// entry is the namespace, then each key and value (lengths in bytes).
+#[inline]
 pub fn push_netstring(out: &mut Vec<u8>, s: &[u8]) {
-    out.reserve(s.len() + 12);
-    // The length in decimal, then ':'.
-    let mut head = [0u8; 21];
-    let mut i = head.len() - 1;
-    head[i] = b':';
-    let mut n = s.len();
+    let n = s.len();
+    // Variables are short: one or two digits, without a loop.
+    if n < 10 {
+        out.push(b'0' + n as u8);
+    } else if n < 100 {
+        out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+    } else {
+        push_decimal(out, n);
+    }
+    out.push(b':');
+    out.extend_from_slice(s);
+    out.push(b',');
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
     loop {
         i -= 1;
-        head[i] = b'0' + (n % 10) as u8;
+        digits[i] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    out.extend_from_slice(&head[i..]);
-    out.extend_from_slice(s);
-    out.push(b',');
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Encodes a whole bridge entry (tests and the checker).
@@ -288,7 +298,14 @@ mod tests {
 
     #[test]
     fn bridge_encoding_round_trips() {
-        let pairs = [("a.b", "1"), ("weird:key,", "v,a:l\n\u{0}é"), ("empty", "")];
+        let long = "x".repeat(1234);
+        let pairs = [
+            ("a.b", "1"),
+            ("weird:key,", "v,a:l\n\u{0}é"),
+            ("empty", ""),
+            ("ten chars!", "0123456789"),
+            ("long", long.as_str()),
+        ];
         let blob = encode_bridge("apigee", pairs.iter().copied());
         let (ns, decoded) = decode_bridge(&blob).unwrap();
         assert_eq!(ns, "apigee");

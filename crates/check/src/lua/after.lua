@@ -1,5 +1,5 @@
--- After the Wasm filter, on the request path: the variables of requests
--- that go on to the upstream.
+-- After the Wasm filter, on the request path: the variables of a request
+-- that goes on to the upstream.
 function envoy_on_request(handle)
   copy_metadata(handle:streamInfo(), false)
 end
