@@ -13,8 +13,27 @@
 
 use oauthv2info_names::{token_hash, TokenKind};
 
-use crate::config::CacheConfig;
 use crate::profile::{Lookup, Profile, ProfileRef};
+
+/// The profile cache (docs/configuration.md#the-profile-cache).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    pub ttl_ms: i64,
+    pub negative_ttl_ms: i64,
+    pub max_entries: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            ttl_ms: 30_000,
+            negative_ttl_ms: 2_000,
+            max_entries: 10_000,
+        }
+    }
+}
 
 const MAGIC: &[u8; 2] = b"C2";
 const HEAD: usize = 2 + 1 + 8 + 8 + 4;
@@ -48,7 +67,7 @@ pub fn slots(seed: u64, fingerprint: u64, max_entries: usize) -> [u64; 2] {
 }
 
 /// Writes a slot's shared-data key (`prefix` is
-/// [`crate::config::FilterConfig::cache_prefix`]) into `out`.
+/// the configuration's `cache_prefix`) into `out`.
 pub fn slot_key(out: &mut String, prefix: &str, slot: u64) {
     out.clear();
     out.push_str(prefix);

@@ -24,25 +24,7 @@ pub struct TokenService {
     pub credentials: Option<String>,
 }
 
-/// The profile cache (docs/configuration.md#the-profile-cache).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheConfig {
-    pub enabled: bool,
-    pub ttl_ms: i64,
-    pub negative_ttl_ms: i64,
-    pub max_entries: usize,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        CacheConfig {
-            enabled: true,
-            ttl_ms: 30_000,
-            negative_ttl_ms: 2_000,
-            max_entries: 10_000,
-        }
-    }
-}
+pub use crate::cache::CacheConfig;
 
 /// Which request headers a request must fetch from the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,8 +40,9 @@ pub enum HeaderReads {
 /// (docs/configuration.md#dynamic-metadata).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetadataBridge {
-    /// One filter-state entry that `envoy/oauthv2info-after.lua` (and, for
-    /// fault replies, `envoy/oauthv2info-before.lua`) turns into metadata.
+    /// One filter-state entry that the `oauthv2info-after` Lua filter turns
+    /// into metadata (on the request path, and for fault replies on the
+    /// response path).
     Lua,
     /// Internal headers that `header_to_metadata` filters turn into
     /// metadata and remove; the Lua bridge only for custom attributes whose
