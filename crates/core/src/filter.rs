@@ -588,15 +588,20 @@ impl Worker {
                     String::from_utf8_lossy(p.name)
                 );
             }
-            let meta = p
-                .header
-                .and_then(|h| config.metadata.headers.get(usize::from(h)));
-            // An empty value: header_to_metadata sets no empty string, so it
-            // goes through its header's companion, or through the Lua bridge
-            // when the chain has it anyway.
-            let through_lua = v.is_empty() && !config.metadata.empty_companions;
-            match (bridge, meta) {
-                (MetadataBridge::HeaderToMetadata, Some(meta)) if !through_lua => {
+            // header_to_metadata carries the variables it has a header for,
+            // the Lua bridge the others; an empty value goes through its
+            // header's companion, or through the Lua bridge when the chain
+            // has it anyway (header_to_metadata sets no empty string).
+            let meta = match bridge {
+                MetadataBridge::None => return,
+                MetadataBridge::Lua => None,
+                MetadataBridge::HeaderToMetadata => p
+                    .header
+                    .and_then(|h| config.metadata.headers.get(usize::from(h)))
+                    .filter(|_| !v.is_empty() || config.metadata.empty_companions),
+            };
+            match meta {
+                Some(meta) => {
                     // Client copies were stripped before the filter ran.
                     if fault.is_some() {
                         if meta.on_reply {
@@ -611,8 +616,7 @@ impl Worker {
                         host.add_request_header(&meta.header, v);
                     }
                 }
-                (MetadataBridge::None, _) => {}
-                _ => {
+                None => {
                     match p.bridge_key {
                         Some(key) => blob.extend_from_slice(key),
                         None => push_netstring(blob, p.name),
@@ -752,7 +756,7 @@ fn capture(
     }
 }
 
-/// The urlencoded body that envoy/oauthv2info-before.lua read (a Wasm
+/// The urlencoded body that the `oauthv2info-form` Lua filter read (a Wasm
 /// filter cannot hold the headers while it reads the body itself). A
 /// request without a body has an empty form.
 fn form_body(
@@ -774,7 +778,7 @@ fn form_body(
             String::from_utf8_lossy(&why)
         ),
         None => warnings.warn(now_ms, || {
-            "a policy reads request.formparam.* but no form body was handed over: put envoy/oauthv2info-before.lua before this filter".to_string()
+            "a policy reads request.formparam.* but no form body was handed over: put the oauthv2info-form filter that `oauthv2info envoy-filters` prints before this filter".to_string()
         }),
     }
     None
