@@ -362,3 +362,73 @@ fn rbac_rules_on_filter_state_and_metadata() {
         assert_eq!(stack.envoy.get("/?t=reader").status, 403, "{matcher}");
     }
 }
+
+// ------------------------------------------------- plugins sharing a VM
+
+/// Two plugin configurations on one `vm_id` (one VM per worker): each runs
+/// its own policies with its own token, and neither answers for the other.
+#[test]
+fn two_plugins_sharing_a_vm_each_run_their_own_policies() {
+    let first = plugin(
+        &[
+            r#"<GetOAuthV2Info name="First"><AccessToken ref="request.queryparam.access_token"/></GetOAuthV2Info>"#,
+        ],
+        json!({"metadata_bridge": "none"}),
+    );
+    let second = plugin(
+        &[
+            r#"<GetOAuthV2Info name="Second"><AccessToken ref="request.header.x-token"/></GetOAuthV2Info>"#,
+        ],
+        json!({"metadata_bridge": "none", "request_headers": {"x-second-client": "oauthv2accesstoken.Second.client_id"}}),
+    );
+    let stack = Stack::start_with(first, |spec| {
+        spec.extra_filters = wasm_only_filter(&second.to_string()).replacen(
+            "                name: oauthv2info\n",
+            "                name: second\n",
+            1,
+        );
+        spec.access_log = vec![
+            (
+                "first",
+                "%FILTER_STATE(wasm.oauthv2accesstoken.First.client_id:PLAIN)%".into(),
+            ),
+            (
+                "second",
+                "%FILTER_STATE(wasm.oauthv2accesstoken.Second.client_id:PLAIN)%".into(),
+            ),
+        ];
+    });
+    stack.service.create_app("first-client", json!({}));
+    stack.service.create_app("second-client", json!({}));
+    stack
+        .service
+        .import_access_token("first-client", "tok-first", "approved", 3600, json!({}));
+    stack
+        .service
+        .import_access_token("second-client", "tok-second", "approved", 3600, json!({}));
+
+    let r = stack.envoy.request(
+        "GET",
+        "/x?access_token=tok-first",
+        &[("x-token", b"tok-second")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.upstream_header("x-second-client").as_deref(),
+        Some("second-client")
+    );
+    let log = stack.envoy.access_log(1);
+    assert_eq!(log[0]["first"], "first-client");
+    assert_eq!(log[0]["second"], "second-client");
+
+    // The second plugin's policy faults on its own: the first one's token
+    // does not satisfy it.
+    let r = stack
+        .envoy
+        .request("GET", "/x?access_token=tok-first", &[], b"");
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(r.text().contains("invalid_access_token"), "{}", r.text());
+    let log = stack.envoy.access_log(2);
+    assert_eq!(log[1]["first"], "first-client");
+}
