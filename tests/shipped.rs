@@ -134,7 +134,7 @@ fn http_filters(config: &Value) -> Vec<Value> {
 fn wasm_plugin_config(config: &Value) -> String {
     let wasm = http_filters(config)
         .into_iter()
-        .find(|f| f["name"] == "envoy.filters.http.wasm")
+        .find(|f| f["name"] == "oauthv2info")
         .expect("a Wasm filter");
     wasm["typed_config"]["config"]["configuration"]["value"]
         .as_str()
@@ -206,7 +206,7 @@ fn harness_config_has_the_documented_shape() {
     assert_eq!(
         names,
         [
-            "envoy.filters.http.wasm",
+            "oauthv2info",
             "oauthv2info-after",
             "envoy.filters.http.router"
         ]
@@ -314,6 +314,7 @@ fn envoy_configs_are_what_the_command_prints() {
         "envoy/envoy.yaml",
         "envoy/envoy-compose.yaml",
         "envoy/istio/envoyfilter.yaml",
+        "docs/migrating-from-apigee.md",
     ];
     let makefile = read("Makefile");
     assert!(
@@ -651,6 +652,38 @@ fn checker_command_line() {
     assert_eq!(code(&out), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.starts_with("-: accepted: 2 policies"), "{stdout}");
+    // The default bridge is Lua.
+    assert!(
+        stdout
+            .lines()
+            .next()
+            .unwrap_or("")
+            .ends_with(", metadata bridge lua"),
+        "{stdout}"
+    );
+    // "auto" with a few known variables picks header_to_metadata, and with
+    // every variable published the Lua bridge.
+    for (publish, bridge) in [
+        (
+            serde_json::json!(["oauthv2accesstoken.*.scope"]),
+            "header_to_metadata",
+        ),
+        (serde_json::json!(["**"]), "lua"),
+    ] {
+        let json = serde_json::json!({
+            "policies": ["<GetOAuthV2Info name=\"G\"><AccessToken ref=\"request.header.x-token\"/></GetOAuthV2Info>"],
+            "publish": publish,
+            "metadata_bridge": "auto"
+        })
+        .to_string();
+        let out = checker(&["check", "-"], Some(json.as_bytes()));
+        assert_eq!(code(&out), Some(0), "{}", text(&out.stderr));
+        let first = text(&out.stdout).lines().next().unwrap_or("").to_string();
+        assert!(
+            first.ends_with(&format!(", metadata bridge {bridge}")),
+            "{first}"
+        );
+    }
     assert!(stdout.contains(
         "  GetOAuthV2Info \"G\": looks up an access token from ref request.header.x-token\n"
     ));

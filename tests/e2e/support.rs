@@ -591,7 +591,7 @@ pub fn generated_route_removals(plugin: &str) -> String {
 }
 
 /// The Wasm filter alone, with `plugin` as its configuration.
-fn wasm_only_filter(plugin: &str) -> String {
+pub fn wasm_only_filter(plugin: &str) -> String {
     format!(
         r#"          - name: envoy.filters.http.wasm
             typed_config:
@@ -628,14 +628,29 @@ impl Envoy {
         let dir = tempfile::tempdir().unwrap();
         let (port, admin_port) = (free_port(), free_port());
         let access_log = dir.path().join("access.log");
+        let config = envoy_yaml(spec, port, admin_port, &access_log);
+        Envoy::start_config(dir, &config, port, admin_port, spec.concurrency)
+    }
+
+    /// Envoy on a whole configuration (its listener on `port`, its admin
+    /// on `admin_port`), run from the repository root.
+    pub fn start_config(
+        dir: tempfile::TempDir,
+        config_text: &str,
+        port: u16,
+        admin_port: u16,
+        concurrency: u32,
+    ) -> Envoy {
+        let access_log = dir.path().join("access.log");
         let config = dir.path().join("envoy.yaml");
-        std::fs::write(&config, envoy_yaml(spec, port, admin_port, &access_log)).unwrap();
+        std::fs::write(&config, config_text).unwrap();
         let mut command = Command::new(envoy_bin());
         command
+            .current_dir(repo_root())
             .arg("-c")
             .arg(&config)
             .arg("--concurrency")
-            .arg(spec.concurrency.to_string())
+            .arg(concurrency.to_string())
             .args(["--disable-hot-restart", "--file-flush-interval-msec", "50"])
             .args(["--component-log-level", "wasm:debug"]);
         let mut proc = Proc::spawn("envoy", command, dir.path().join("envoy.log"));

@@ -1,5 +1,5 @@
 //! The JSON answers built from stored rows: RFC 7662 introspection members
-//! plus the Apigee `profile` (SPEC 3.3), every profile value a string.
+//! plus the Apigee `profile` (docs/token-service.md), every profile value a string.
 
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;

@@ -4,13 +4,14 @@
 //! envoy-filters` prints them; the shipped configurations are held to this
 //! output by tests.
 //!
-//! With `metadata_bridge: "header_to_metadata"` (what the project ships):
+//! With `metadata_bridge: "header_to_metadata"` (what `auto` picks for a
+//! few known variables):
 //!
 //! 1. `oauthv2info-strip` (header_mutation): removes every client copy of
 //!    the internal metadata headers, before anything reads them;
 //! 2. `oauthv2info-form` (Lua), when a policy reads `request.formparam.*`;
 //! 3. the Wasm filter;
-//! 5. `oauthv2info-metadata` (header_to_metadata): request rules for the
+//! 4. `oauthv2info-metadata` (header_to_metadata): request rules for the
 //!    headers the filter adds to a request that goes upstream, response
 //!    rules for those of its fault replies (a local reply passes the
 //!    encoders of every filter, those after the one that sent it included),
@@ -155,7 +156,7 @@ pub fn chain(config: &FilterConfig, wasm: &Wasm<'_>) -> Chain {
             }
         }
     }
-    let wasm = json!({"name": "envoy.filters.http.wasm", "typed_config": {"@type": WASM, "config": {
+    let wasm = json!({"name": "oauthv2info", "typed_config": {"@type": WASM, "config": {
         "name": "oauthv2info", "root_id": "oauthv2info", "failure_policy": "FAIL_CLOSED",
         "vm_config": {"vm_id": "oauthv2info", "runtime": "envoy.wasm.runtime.v8",
                       "code": {"local": {"filename": wasm.filename}}},

@@ -381,10 +381,11 @@ fn report(out: &mut dyn Write, file: &str, config: &FilterConfig) {
     let count = config.policies.len();
     let _ = writeln!(
         out,
-        "{file}: accepted: {count} polic{}, token service cluster {:?}, metadata namespace {:?}",
+        "{file}: accepted: {count} polic{}, token service cluster {:?}, metadata namespace {:?}, metadata bridge {}",
         if count == 1 { "y" } else { "ies" },
         config.token_service.cluster,
         config.metadata_namespace,
+        config.metadata.bridge.name(),
     );
     for policy in &config.policies {
         let _ = writeln!(
