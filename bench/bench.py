@@ -16,7 +16,7 @@ BENCH_DURATION (6 s, shortened to fit the budget), BENCH_WARMUP (2 s),
 BENCH_CONNECTIONS (16), BENCH_TOKENS (1000), BENCH_RSS_TOKENS (10000),
 BENCH_RATE (500 req/s), BENCH_RATE_SECS (10), BENCH_DISTURBED (15 %),
 BENCH_RETRIES (2), BENCH_SETUPS (comma-separated ids; default
-0,1,2,2h,2m,2f,2n,2nl,3,5,6,7; comparison rows 0b, 2d, 2e on request), BENCH_WASM
+0,1,2,2h,2m,2f,2n,2nl,3,5,6,7; comparison rows 0b, 2d, 2e, 3d on request), BENCH_WASM
 (dist/oauthv2info.wasm), ENVOY (binary). BENCH_RSS_TOKENS=0 or
 BENCH_RATE_SECS=0 skip those parts.
 See docs/performance.md.
@@ -459,6 +459,8 @@ SETUPS = [
      lambda w: chain(w, publish=[], bridge="none"), "get", 500),
     ("2e", "2e as 2, default cache size (10,000 slots)", "as 2 with the default max_entries",
      lambda w: chain(w, cache={"max_entries": 10_000}), "get", 500),
+    ("3d", "3d cache off, publish nothing", "one callout per request, publish [] (the callout path alone)",
+     lambda w: chain(w, publish=[], bridge="none", cache={"enabled": False}), "get", 500),
 ]
 DEFAULT_SETUPS = ["0", "1", "2", "2h", "2m", "2f", "2n", "2nl", "3", "5", "6", "7"]
 

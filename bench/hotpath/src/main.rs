@@ -10,7 +10,11 @@
 //!                          bridge `auto`, which is the Lua bridge here),
 //!                          `h2m` (the same through header_to_metadata),
 //!                          `narrow` (3 variables published, 3 mapped
-//!                          request headers; `auto` picks header_to_metadata)
+//!                          request headers; `auto` picks header_to_metadata),
+//!                          `miss` (as default with the cache off: each
+//!                          request a callout, its answer parsed and
+//!                          published; the host's side of the callout is
+//!                          not in the count)
 //!
 //! For instruction counts, run it twice under callgrind and take the
 //! difference (docs/performance.md#tools):
@@ -123,6 +127,12 @@ fn plugin(mode: &str) -> String {
                 "policies": ["{policy}"], "metadata_bridge": "header_to_metadata", "cache": {{"max_entries": 1000000}}}}"#
         );
     }
+    if mode == "miss" {
+        return format!(
+            r#"{{"token_service": {{"cluster": "token_service", "credentials": "Bearer k"}},
+                "policies": ["{policy}"], "metadata_bridge": "auto", "cache": {{"enabled": false}}}}"#
+        );
+    }
     if mode == "narrow" {
         format!(
             r#"{{"token_service": {{"cluster": "token_service", "credentials": "Bearer k"}},
@@ -145,8 +155,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let iterations: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let mode = args.get(1).map_or("default", String::as_str);
-    if !["default", "h2m", "narrow"].contains(&mode) {
-        eprintln!("hotpath: unknown configuration {mode:?} (default, h2m, narrow)");
+    if !["default", "h2m", "narrow", "miss"].contains(&mode) {
+        eprintln!("hotpath: unknown configuration {mode:?} (default, h2m, narrow, miss)");
         std::process::exit(2);
     }
     // What the token service answers for a benchmark token (bench/bench.py
@@ -164,27 +174,39 @@ fn main() {
         eprintln!("hotpath: the benchmark configuration was refused");
         std::process::exit(1);
     }
-    // A miss fills the cache, then one warm hit warms the worker's buffers.
-    if worker.on_request_headers(&mut host, 2, true) != Action::Pause {
-        eprintln!("hotpath: the first request should wait for its lookup");
-        std::process::exit(1);
-    }
-    worker.on_call_response(&mut host, 2, 1, 1);
-    if worker.on_request_headers(&mut host, 3, true) != Action::Continue {
-        eprintln!("hotpath: the second request should be a cache hit");
-        std::process::exit(1);
+    let miss = mode == "miss";
+    let body_len = host.callout_body.len();
+    // A miss fills the cache, then one warm hit warms the worker's buffers
+    // (with the cache off: two requests, each with its callout).
+    for id in [2, 3] {
+        let action = worker.on_request_headers(&mut host, id, true);
+        if miss || id == 2 {
+            if action != Action::Pause {
+                eprintln!("hotpath: request {id} should wait for its lookup");
+                std::process::exit(1);
+            }
+            worker.on_call_response(&mut host, id, 1, body_len);
+        } else if action != Action::Continue {
+            eprintln!("hotpath: the second request should be a cache hit");
+            std::process::exit(1);
+        }
     }
     let (calls, writes) = (host.calls, host.writes);
     let started = Instant::now();
     for i in 0..iterations {
-        let action = worker.on_request_headers(&mut host, black_box(4 + (i & 1)), true);
+        let id = black_box(4 + (i & 1));
+        let action = worker.on_request_headers(&mut host, id, true);
+        if miss {
+            worker.on_call_response(&mut host, id, 1, body_len);
+        }
         black_box(action);
     }
     let elapsed = started.elapsed();
     let per_call = (host.calls - calls) as f64 / f64::from(iterations.max(1));
     let per_bytes = (host.writes - writes) as f64 / f64::from(iterations.max(1));
     println!(
-        "warm hit ({mode} configuration), native, {iterations} iterations: {:.0} ns per request, {per_call:.0} host calls, {per_bytes:.0} bytes written",
+        "{} ({mode} configuration), native, {iterations} iterations: {:.0} ns per request, {per_call:.0} host calls, {per_bytes:.0} bytes written",
+        if miss { "callout and answer" } else { "warm hit" },
         elapsed.as_nanos() as f64 / f64::from(iterations.max(1)),
     );
 }

@@ -12,6 +12,10 @@
 
 use oauthv2info_names::variables::{Field, Source};
 use oauthv2info_names::{Fault, TokenKind};
+use serde::de::{
+    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
+use std::borrow::Cow;
 
 const FIELDS: usize = Field::ALL.len();
 const ABSENT: u32 = u32::MAX;
@@ -82,13 +86,35 @@ impl ProfileBuilder {
         }
     }
 
+    /// Adds a custom attribute (a later value of the same name replaces an
+    /// earlier one).
     pub fn attribute(&mut self, name: &str, value: &str) {
-        let (ks, kl) = self.store(name.as_bytes());
         let (vs, vl) = self.store(value.as_bytes());
+        let data = &self.data;
+        let same =
+            |a: &[u32; 4]| data.get(a[0] as usize..(a[0] + a[1]) as usize) == Some(name.as_bytes());
+        if let Some(a) = self.attributes.iter_mut().find(|a| same(a)) {
+            a[2] = vs;
+            a[3] = vl;
+            return;
+        }
+        let (ks, kl) = self.store(name.as_bytes());
         self.attributes.push([ks, kl, vs, vl]);
     }
 
-    pub fn finish(self) -> Profile {
+    /// Drops the custom attributes added so far.
+    fn clear_attributes(&mut self) {
+        self.attributes.clear();
+    }
+
+    /// The binary profile; custom attributes in name order.
+    pub fn finish(mut self) -> Profile {
+        let data = &self.data;
+        let name = |a: &[u32; 4]| {
+            data.get(a[0] as usize..(a[0] + a[1]) as usize)
+                .unwrap_or_default()
+        };
+        self.attributes.sort_by(|a, b| name(a).cmp(name(b)));
         let mut out = Vec::with_capacity(ATTRS_AT + self.attributes.len() * 16 + self.data.len());
         out.push(self.flags);
         for field in TIMED {
@@ -250,7 +276,7 @@ impl<'a> ProfileRef<'a> {
         Some(self.span(start, len))
     }
 
-    /// The custom attributes, names and values, in the server's order.
+    /// The custom attributes, names and values, in name order.
     pub fn attributes(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
         let this = *self;
         (0..self.attribute_count).map(move |i| {
@@ -487,96 +513,373 @@ pub fn parse_introspection(
             ))
         }
     }
-    let value: serde_json::Value = serde_json::from_slice(body)
+    let wire: Wire<'_> = serde_json::from_slice(body)
         .map_err(|e| ServiceFailure(format!("token service answered malformed JSON: {e}")))?;
-    parse_introspection_value(&value, kind, token, now_ms)
+    wire.answer(kind, token, now_ms)
 }
 
-fn parse_introspection_value(
-    value: &serde_json::Value,
-    kind: TokenKind,
-    token: &str,
-    now_ms: i64,
-) -> Result<Answer, ServiceFailure> {
-    let object = value
-        .as_object()
-        .ok_or_else(|| ServiceFailure("token service answer is not a JSON object".to_string()))?;
-    let active = object
-        .get("active")
-        .and_then(serde_json::Value::as_bool)
-        .ok_or_else(|| {
-            ServiceFailure("token service answer has no boolean \"active\" member".to_string())
-        })?;
-    if let Some(profile) = object.get("profile") {
-        let profile = profile.as_object().ok_or_else(|| {
-            ServiceFailure("token service answer: \"profile\" is not an object".to_string())
-        })?;
-        let mut out = ProfileBuilder::new(active, false);
-        for (key, v) in profile {
-            if key == "attributes" {
-                let map = v.as_object().ok_or_else(|| {
-                    ServiceFailure(
-                        "token service answer: \"profile.attributes\" is not an object".to_string(),
-                    )
-                })?;
-                for (name, v) in map {
-                    if let Some(s) = scalar(v) {
-                        out.attribute(name, &s);
-                    }
-                }
-            } else if let Some(s) = scalar(v) {
-                out.named_field(key, &s);
+/// A JSON member's value as a profile keeps it: a scalar (as text), or
+/// something else (ignored).
+enum Json<'a> {
+    Str(Cow<'a, str>),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Bool(bool),
+    Other,
+}
+
+impl Json<'_> {
+    /// A scalar as text: strings as they are, numbers and booleans as JSON
+    /// writes them.
+    fn text(&self) -> Option<Cow<'_, str>> {
+        Some(match self {
+            Json::Str(s) => Cow::Borrowed(s.as_ref()),
+            Json::I64(n) => Cow::Owned(n.to_string()),
+            Json::U64(n) => Cow::Owned(n.to_string()),
+            Json::F64(f) => Cow::Owned(serde_json::Number::from_f64(*f)?.to_string()),
+            Json::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+            Json::Other => return None,
+        })
+    }
+
+    fn as_i64(&self) -> Option<i64> {
+        match self {
+            Json::I64(n) => Some(*n),
+            Json::U64(n) => i64::try_from(*n).ok(),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Json<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Json<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Json<'de>, E> {
+                Ok(Json::Str(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Json<'de>, E> {
+                Ok(Json::Str(Cow::Owned(s.to_string())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Json<'de>, E> {
+                Ok(Json::Str(Cow::Owned(s)))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Json<'de>, E> {
+                Ok(Json::I64(n))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Json<'de>, E> {
+                Ok(Json::U64(n))
+            }
+            fn visit_f64<E>(self, f: f64) -> Result<Json<'de>, E> {
+                Ok(Json::F64(f))
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Json<'de>, E> {
+                Ok(Json::Bool(b))
+            }
+            fn visit_unit<E>(self) -> Result<Json<'de>, E> {
+                Ok(Json::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Json::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Json::Other)
             }
         }
-        return Ok(Answer::Known(out.finish()));
+        d.deserialize_any(V)
     }
-
-    // A plain RFC 7662 server: map the standard members.
-    let exp_ms = object
-        .get("exp")
-        .and_then(serde_json::Value::as_i64)
-        .map(|s| s.saturating_mul(1000));
-    if !active && exp_ms.is_none_or(|e| e > now_ms) {
-        return Ok(Answer::Unknown);
-    }
-    let mut out = ProfileBuilder::new(active, true);
-    for (member, field) in [
-        ("client_id", Field::ClientId),
-        ("scope", Field::Scope),
-        ("token_type", Field::TokenType),
-    ] {
-        if let Some(s) = object.get(member).and_then(scalar) {
-            out.field(field, &s);
-        }
-    }
-    let iat_ms = object
-        .get("iat")
-        .and_then(serde_json::Value::as_i64)
-        .map(|s| s.saturating_mul(1000).to_string());
-    let exp_ms = exp_ms.map_or_else(|| "-1".to_string(), |e| e.to_string());
-    let (status, expires, issued) = match kind {
-        TokenKind::RefreshToken => (
-            Field::RefreshTokenStatus,
-            Field::RefreshTokenExpiresAt,
-            Field::RefreshTokenIssuedAt,
-        ),
-        _ => (Field::Status, Field::ExpiresAt, Field::IssuedAt),
-    };
-    out.field(kind.own_field(), token);
-    out.field(status, "approved");
-    out.field(expires, &exp_ms);
-    if let Some(iat) = iat_ms {
-        out.field(issued, &iat);
-    }
-    Ok(Answer::Known(out.finish()))
 }
 
-fn scalar(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        serde_json::Value::Bool(b) => Some(b.to_string()),
-        _ => None,
+/// A member name, borrowed from the body when it has no escapes (serde's
+/// own `Cow<str>` always copies).
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_string())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// What an introspection answer's `profile` member was.
+enum WireProfile {
+    NotObject,
+    AttributesNotObject,
+    Object(Box<ProfileBuilder>),
+}
+
+/// An introspection answer read in one pass, without a JSON tree: the
+/// profile goes straight into its binary form. A member given twice counts
+/// once, its last value (as a JSON object map would keep it).
+struct Wire<'a> {
+    /// `None`: not a JSON object.
+    object: Option<WireObject<'a>>,
+}
+
+#[derive(Default)]
+struct WireObject<'a> {
+    active: Option<Json<'a>>,
+    profile: Option<WireProfile>,
+    client_id: Option<Json<'a>>,
+    scope: Option<Json<'a>>,
+    token_type: Option<Json<'a>>,
+    exp: Option<Json<'a>>,
+    iat: Option<Json<'a>>,
+}
+
+impl<'de> Deserialize<'de> for Wire<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Wire<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Wire<'de>, A::Error> {
+                let mut o = WireObject::default();
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    match key.0.as_ref() {
+                        "active" => o.active = Some(map.next_value()?),
+                        "profile" => o.profile = Some(map.next_value_seed(ProfileSeed)?),
+                        "client_id" => o.client_id = Some(map.next_value()?),
+                        "scope" => o.scope = Some(map.next_value()?),
+                        "token_type" => o.token_type = Some(map.next_value()?),
+                        "exp" => o.exp = Some(map.next_value()?),
+                        "iat" => o.iat = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Wire { object: Some(o) })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Wire<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Wire { object: None })
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Wire<'de>, E> {
+                Ok(Wire { object: None })
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Wire<'de>, E> {
+                Ok(Wire { object: None })
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Wire<'de>, E> {
+                Ok(Wire { object: None })
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Wire<'de>, E> {
+                Ok(Wire { object: None })
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Wire<'de>, E> {
+                Ok(Wire { object: None })
+            }
+            fn visit_unit<E>(self) -> Result<Wire<'de>, E> {
+                Ok(Wire { object: None })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The `profile` member, straight into a [`ProfileBuilder`].
+struct ProfileSeed;
+
+impl<'de> DeserializeSeed<'de> for ProfileSeed {
+    type Value = WireProfile;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<WireProfile, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = WireProfile;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WireProfile, A::Error> {
+                // `active` may come later: the flag is set in `answer`.
+                let mut out = ProfileBuilder::new(false, false);
+                let mut attributes_ok = true;
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    if key.0 == "attributes" {
+                        out.clear_attributes();
+                        attributes_ok = map.next_value_seed(AttributesSeed(&mut out))?;
+                    } else if let Some(text) = map.next_value::<Json<'de>>()?.text() {
+                        out.named_field(&key.0, &text);
+                    }
+                }
+                Ok(if attributes_ok {
+                    WireProfile::Object(Box::new(out))
+                } else {
+                    WireProfile::AttributesNotObject
+                })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<WireProfile, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(WireProfile::NotObject)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<WireProfile, E> {
+                Ok(WireProfile::NotObject)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<WireProfile, E> {
+                Ok(WireProfile::NotObject)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<WireProfile, E> {
+                Ok(WireProfile::NotObject)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<WireProfile, E> {
+                Ok(WireProfile::NotObject)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<WireProfile, E> {
+                Ok(WireProfile::NotObject)
+            }
+            fn visit_unit<E>(self) -> Result<WireProfile, E> {
+                Ok(WireProfile::NotObject)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `profile.attributes`: each scalar member a custom attribute; `false`
+/// when it is not an object.
+struct AttributesSeed<'b>(&'b mut ProfileBuilder);
+
+impl<'de> DeserializeSeed<'de> for AttributesSeed<'_> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        struct V<'b>(&'b mut ProfileBuilder);
+        impl<'de> Visitor<'de> for V<'_> {
+            type Value = bool;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+                while let Some(name) = map.next_key::<Key<'de>>()? {
+                    if let Some(text) = map.next_value::<Json<'de>>()?.text() {
+                        self.0.attribute(&name.0, &text);
+                    }
+                }
+                Ok(true)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(false)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+                Ok(false)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+                Ok(false)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+                Ok(false)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+                Ok(false)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+                Ok(false)
+            }
+            fn visit_unit<E>(self) -> Result<bool, E> {
+                Ok(false)
+            }
+        }
+        d.deserialize_any(V(self.0))
+    }
+}
+
+impl Wire<'_> {
+    fn answer(self, kind: TokenKind, token: &str, now_ms: i64) -> Result<Answer, ServiceFailure> {
+        let object = self.object.ok_or_else(|| {
+            ServiceFailure("token service answer is not a JSON object".to_string())
+        })?;
+        let active = match object.active {
+            Some(Json::Bool(b)) => b,
+            _ => {
+                return Err(ServiceFailure(
+                    "token service answer has no boolean \"active\" member".to_string(),
+                ))
+            }
+        };
+        match object.profile {
+            None => {}
+            Some(WireProfile::NotObject) => {
+                return Err(ServiceFailure(
+                    "token service answer: \"profile\" is not an object".to_string(),
+                ))
+            }
+            Some(WireProfile::AttributesNotObject) => {
+                return Err(ServiceFailure(
+                    "token service answer: \"profile.attributes\" is not an object".to_string(),
+                ))
+            }
+            Some(WireProfile::Object(mut out)) => {
+                if active {
+                    out.flags |= ACTIVE;
+                }
+                return Ok(Answer::Known(out.finish()));
+            }
+        }
+
+        // A plain RFC 7662 server: map the standard members.
+        let exp_ms = object
+            .exp
+            .as_ref()
+            .and_then(Json::as_i64)
+            .map(|s| s.saturating_mul(1000));
+        if !active && exp_ms.is_none_or(|e| e > now_ms) {
+            return Ok(Answer::Unknown);
+        }
+        let mut out = ProfileBuilder::new(active, true);
+        for (member, field) in [
+            (&object.client_id, Field::ClientId),
+            (&object.scope, Field::Scope),
+            (&object.token_type, Field::TokenType),
+        ] {
+            if let Some(s) = member.as_ref().and_then(Json::text) {
+                out.field(field, &s);
+            }
+        }
+        let iat_ms = object
+            .iat
+            .as_ref()
+            .and_then(Json::as_i64)
+            .map(|s| s.saturating_mul(1000).to_string());
+        let exp_ms = exp_ms.map_or_else(|| "-1".to_string(), |e| e.to_string());
+        let (status, expires, issued) = match kind {
+            TokenKind::RefreshToken => (
+                Field::RefreshTokenStatus,
+                Field::RefreshTokenExpiresAt,
+                Field::RefreshTokenIssuedAt,
+            ),
+            _ => (Field::Status, Field::ExpiresAt, Field::IssuedAt),
+        };
+        out.field(kind.own_field(), token);
+        out.field(status, "approved");
+        out.field(expires, &exp_ms);
+        if let Some(iat) = iat_ms {
+            out.field(issued, &iat);
+        }
+        Ok(Answer::Known(out.finish()))
     }
 }
 
@@ -1084,6 +1387,70 @@ mod tests {
                 parse_introspection(*status, body, TokenKind::AccessToken, "t", NOW).is_err(),
                 "{status:?} {:?}",
                 String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    /// The answer is read in one pass, as a JSON object map would read it:
+    /// the last of a repeated member wins, members come in any order,
+    /// escapes are decoded, numbers and booleans become their JSON text,
+    /// arrays, objects and nulls are ignored; custom attributes are kept in
+    /// name order.
+    #[test]
+    fn answers_read_in_one_pass_mean_what_the_json_says() {
+        let body = br#"{"profile":{"client_id":"first","client_id":"c\u00e9\n","scope":"READ",
+            "refresh_count":3,"expires_in":1.5,"token_type":true,"status":null,
+            "developer.email":["x"],"organization_name":{"a":1},
+            "attributes":{"zeta":"z","alpha":"a","zeta":"z2","n":-7,"nested":{"x":1},"list":[1]}},
+            "ignored":[{"deep":[1,2,{"x":null}]}],"active":true}"#;
+        let Answer::Known(p) =
+            parse_introspection(Some(200), body, TokenKind::AccessToken, "t", NOW).unwrap()
+        else {
+            panic!("a known token");
+        };
+        let p = p.view();
+        assert!(p.active(), "active came after the profile");
+        assert!(!p.plain());
+        assert_eq!(p.field(Field::ClientId), Some("c\u{e9}\n".as_bytes()));
+        assert_eq!(p.field(Field::Scope), Some(&b"READ"[..]));
+        assert_eq!(p.field(Field::RefreshCount), Some(&b"3"[..]));
+        assert_eq!(p.field(Field::TokenType), Some(&b"true"[..]));
+        assert_eq!(p.field(Field::Status), None, "null is no value");
+        assert_eq!(p.field(Field::DeveloperEmail), None);
+        assert_eq!(p.field(Field::OrganizationName), None);
+        let attributes: Vec<(&[u8], &[u8])> = p.attributes().collect();
+        assert_eq!(
+            attributes,
+            [
+                (&b"alpha"[..], &b"a"[..]),
+                (&b"n"[..], &b"-7"[..]),
+                (&b"zeta"[..], &b"z2"[..])
+            ]
+        );
+        // The float as JSON writes it.
+        let body = br#"{"active":true,"profile":{"issued_at":1.5}}"#;
+        let Answer::Known(p) =
+            parse_introspection(Some(200), body, TokenKind::AccessToken, "t", NOW).unwrap()
+        else {
+            panic!("a known token");
+        };
+        assert_eq!(p.view().field(Field::IssuedAt), Some(&b"1.5"[..]));
+        // A repeated "attributes" member: the last one.
+        let body = br#"{"active":true,"profile":{"attributes":{"a":"1"},"attributes":{"b":"2"}}}"#;
+        let Answer::Known(p) =
+            parse_introspection(Some(200), body, TokenKind::AccessToken, "t", NOW).unwrap()
+        else {
+            panic!("a known token");
+        };
+        assert_eq!(p.view().attributes().count(), 1);
+        assert_eq!(p.view().attribute(b"b"), Some(&b"2"[..]));
+        // Trailing bytes, and a profile that is null, are refused.
+        for body in [
+            &br#"{"active":true} x"#[..],
+            br#"{"active":true,"profile":null}"#,
+        ] {
+            assert!(
+                parse_introspection(Some(200), body, TokenKind::AccessToken, "t", NOW).is_err()
             );
         }
     }
