@@ -874,15 +874,17 @@ def report(ids, rows, rounds_done, rss, lat, wasm_size, meta, hot=None):
         targets.append(f"{'PASS' if ok_if else 'MISS'}  {name}: {shown}")
 
     def floor(sid):
-        """The ratio setup `sid` would have if the filter's own work on a
-        hit (row 2d, nothing published, minus row 0, the smallest filter)
-        cost nothing: what the publishing and the rest of its chain cost
-        alone (docs/performance.md#the-floors)."""
+        """The ratio setup `sid` would have if the filter's whole work on a
+        hit (row 2d, nothing published, minus row 0, the smallest filter:
+        its host reads included) cost nothing: a bound above the floor, which
+        keeps the reads Envoy charges for (docs/performance.md#the-floors,
+        from bench/callgrind_envoy.py)."""
         if not has(sid, "1", "0", "2d"):
             return ""
         own = statistics.median(rows["2d"]["cpu_all"]) - statistics.median(rows["0"]["cpu_all"])
         rest = statistics.median(rows[sid]["cpu_all"]) - max(own, 0.0)
-        return f" (floor, the filter's own work free: {statistics.median(rows['1']['cpu_all']) / rest:.2f})"
+        return (f" (with the filter's whole hit, host reads included, free: "
+                f"{statistics.median(rows['1']['cpu_all']) / rest:.2f})")
 
     for sid in ("2", "2h"):
         if has(sid, "1"):

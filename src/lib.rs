@@ -229,6 +229,7 @@ impl Host for EnvoyHost {
         abi::define_metric(
             match kind {
                 MetricKind::Counter => 0,
+                MetricKind::Gauge => 1,
                 MetricKind::Histogram => 2,
             },
             name,

@@ -22,6 +22,9 @@ pub struct CacheConfig {
     pub ttl_ms: i64,
     pub negative_ttl_ms: i64,
     pub max_entries: usize,
+    /// Invalidation through the token service's change feed
+    /// (docs/configuration.md#cache-invalidation); off by default.
+    pub invalidation: Option<Invalidation>,
 }
 
 impl Default for CacheConfig {
@@ -31,8 +34,30 @@ impl Default for CacheConfig {
             ttl_ms: 30_000,
             negative_ttl_ms: 2_000,
             max_entries: 10_000,
+            invalidation: None,
         }
     }
+}
+
+/// `cache.invalidation`: where the change feed is and how often to read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalidation {
+    /// The feed's path on the token service (`/v1/changes`).
+    pub path: String,
+    /// How often the Envoy's one poller asks for changes.
+    pub poll_ms: u32,
+    /// No hit is served when the feed has not been read up to date for
+    /// this long.
+    pub max_stale_ms: i64,
+    /// Changes per answer.
+    pub limit: u32,
+}
+
+impl Invalidation {
+    pub const DEFAULT_PATH: &'static str = "/v1/changes";
+    pub const DEFAULT_POLL_MS: u32 = 1_000;
+    pub const DEFAULT_MAX_STALE_MS: i64 = 5_000;
+    pub const DEFAULT_LIMIT: u32 = 500;
 }
 
 const MAGIC: &[u8; 2] = b"C2";
@@ -129,9 +154,10 @@ pub struct SlotRead<'a> {
 }
 
 /// Plans storing what the token service said of (kind, token). An
-/// introspection answer does not overwrite an entry of the same token
-/// written after its callout started (a SetOAuthV2Info's newer profile);
-/// an attribute update always does. `None`: leave the cache as it is.
+/// introspection answer does not overwrite an entry of the same token dated
+/// as late as its callout or later (a SetOAuthV2Info's newer profile, a
+/// change-feed tombstone); an attribute update always does. `None`: leave
+/// the cache as it is.
 pub fn plan_store(
     read: [SlotRead<'_>; 2],
     kind: TokenKind,
@@ -197,7 +223,9 @@ pub struct EntryHead<'a> {
     pub token: &'a [u8],
     /// Served until this instant (epoch ms).
     pub deadline_ms: i64,
-    /// When it was written (epoch ms); see [`plan_store`].
+    /// The date of what it says (epoch ms): when the callout that fetched
+    /// it started (a tombstone: when the change was applied); see
+    /// [`plan_store`].
     pub stored_ms: i64,
     /// The rest: the lookup.
     body: &'a [u8],
@@ -298,6 +326,7 @@ mod tests {
             ttl_ms: 30_000,
             negative_ttl_ms: 2_000,
             max_entries: 10,
+            invalidation: None,
         }
     }
 

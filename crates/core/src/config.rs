@@ -24,7 +24,7 @@ pub struct TokenService {
     pub credentials: Option<String>,
 }
 
-pub use crate::cache::CacheConfig;
+pub use crate::cache::{CacheConfig, Invalidation};
 
 /// Which request headers a request must fetch from the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -660,10 +660,20 @@ fn cache(value: Option<Value>) -> Result<CacheConfig, ConfigError> {
     let enabled = optional_bool(&mut object, "enabled")
         .map_err(|_| ConfigError::field("cache.enabled", "must be true or false"))?
         .unwrap_or(true);
+    let invalidation = match object.remove("invalidation") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(invalidation(v)?),
+    };
     if let Some(key) = object.keys().next() {
         return Err(ConfigError::field(
             format!("cache.{key}"),
-            "unknown field (known: enabled, ttl_ms, negative_ttl_ms, max_entries)",
+            "unknown field (known: enabled, ttl_ms, negative_ttl_ms, max_entries, invalidation)",
+        ));
+    }
+    if invalidation.is_some() && !enabled {
+        return Err(ConfigError::field(
+            "cache.invalidation",
+            "needs the cache (\"enabled\": false turns it off)",
         ));
     }
     Ok(CacheConfig {
@@ -671,6 +681,71 @@ fn cache(value: Option<Value>) -> Result<CacheConfig, ConfigError> {
         ttl_ms,
         negative_ttl_ms,
         max_entries,
+        invalidation,
+    })
+}
+
+/// `cache.invalidation` (docs/configuration.md#cache-invalidation).
+fn invalidation(value: Value) -> Result<Invalidation, ConfigError> {
+    let mut object = match value {
+        Value::Object(o) => o,
+        _ => {
+            return Err(ConfigError::field(
+                "cache.invalidation",
+                "must be a JSON object (or absent: no invalidation)",
+            ))
+        }
+    };
+    let mut number = |key: &str, min: u64, max: u64| -> Result<Option<u64>, ConfigError> {
+        match object.remove(key) {
+            None => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+                _ => Err(ConfigError::field(
+                    format!("cache.invalidation.{key}"),
+                    format!("must be an integer from {min} to {max}"),
+                )),
+            },
+        }
+    };
+    let poll_ms =
+        number("poll_ms", 100, 60_000)?.map_or(Invalidation::DEFAULT_POLL_MS, |n| n as u32);
+    let max_stale_ms = number("max_stale_ms", 300, 3_600_000)?
+        .map_or(Invalidation::DEFAULT_MAX_STALE_MS, |n| n as i64);
+    let limit = number("limit", 1, 5_000)?.map_or(Invalidation::DEFAULT_LIMIT, |n| n as u32);
+    let path = match object.remove("path") {
+        None => Invalidation::DEFAULT_PATH.to_string(),
+        Some(Value::String(p))
+            if p.starts_with('/')
+                && !p.contains(['?', '#'])
+                && p.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            p
+        }
+        Some(_) => {
+            return Err(ConfigError::field(
+                "cache.invalidation.path",
+                "must be a path starting with / (no query, no spaces)",
+            ))
+        }
+    };
+    if let Some(key) = object.keys().next() {
+        return Err(ConfigError::field(
+            format!("cache.invalidation.{key}"),
+            "unknown field (known: path, poll_ms, max_stale_ms, limit)",
+        ));
+    }
+    if max_stale_ms < 2 * i64::from(poll_ms) {
+        return Err(ConfigError::field(
+            "cache.invalidation.max_stale_ms",
+            format!("must be at least twice poll_ms ({poll_ms}), else hits stop between two polls"),
+        ));
+    }
+    Ok(Invalidation {
+        path,
+        poll_ms,
+        max_stale_ms,
+        limit,
     })
 }
 

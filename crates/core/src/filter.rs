@@ -21,7 +21,8 @@ use log::{debug, error, info, warn};
 use oauthv2info_names::{token_hash, Fault};
 
 use crate::cache::{self, EntryHead, SlotRead};
-use crate::config::{parse_config, FilterConfig, HeaderReads, MetadataBridge};
+use crate::config::{parse_config, FilterConfig, HeaderReads, Invalidation, MetadataBridge};
+use crate::feed::{self, FeedAnswer, FeedState, FeedView};
 use crate::flow::{Event, Flow, Learned, Pending, Step};
 use crate::host::{Host, SharedWrite};
 use crate::metrics::{self, Metrics};
@@ -30,6 +31,30 @@ use crate::publish::{push_netstring, EMPTY_METADATA_VALUE, METADATA_BRIDGE_KEY};
 use crate::request::{
     header_text, ip_from_address, is_form_urlencoded, is_valid_header_value, Headers, RequestInfo,
 };
+
+/// How long a poller's lease lasts: two polls and a callout's timeout, so
+/// that a slow answer does not hand the feed to another poller.
+fn lease_ms(config: &FilterConfig, inv: &Invalidation) -> i64 {
+    2 * i64::from(inv.poll_ms) + i64::from(config.token_service.timeout_ms)
+}
+
+/// A poller id unique among the root contexts of this Envoy: a counter in
+/// shared data, taken with CAS.
+fn poller_id(host: &mut impl Host, root_id: u32) -> u64 {
+    for _ in 0..16 {
+        let (bytes, cas) = host.shared_data(feed::POLLER_IDS_KEY);
+        let last = bytes
+            .as_deref()
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes);
+        let id = last.wrapping_add(1).max(1);
+        if host.set_shared_data(feed::POLLER_IDS_KEY, &id.to_le_bytes(), cas) == SharedWrite::Ok {
+            return id;
+        }
+    }
+    // Contended beyond reason: the clock and the root context's id.
+    (host.now_ms() as u64) << 20 | u64::from(root_id & 0xf_ffff)
+}
 
 /// What the host should do with the request after a headers callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +120,21 @@ impl RateLimit {
     }
 }
 
+/// The change-feed side of a worker (cache invalidation on): its poller id,
+/// what it knows of the feed, and its poll in flight.
+#[derive(Debug, Default)]
+struct FeedWorker {
+    /// This root context's poller id (unique on this Envoy).
+    me: u64,
+    /// The feed record's shared-data key.
+    key: String,
+    view: FeedView,
+    /// The poll in flight: its callout token and when it was sent.
+    inflight: Option<(u32, i64)>,
+    next_poll_ms: i64,
+    warnings: RateLimit,
+}
+
 /// The per-VM state.
 #[derive(Debug, Default)]
 pub struct Worker {
@@ -115,6 +155,9 @@ pub struct Worker {
     buffers: Buffers,
     header_warnings: RateLimit,
     form_warnings: RateLimit,
+    /// The tick period when nothing is deferred.
+    tick_ms: u32,
+    feed: FeedWorker,
 }
 
 impl Worker {
@@ -162,8 +205,21 @@ impl Worker {
                     config.metadata.bridge.name(),
                 );
                 self.metrics = Metrics::define(host, &config);
+                self.tick_ms = TICK_MS;
+                if let Some(inv) = &config.cache.invalidation {
+                    self.tick_ms = TICK_MS.min(inv.poll_ms);
+                    self.feed.key =
+                        feed::feed_key(&config.token_service.cluster, config.cache.max_entries);
+                    if self.feed.me == 0 {
+                        self.feed.me = poller_id(host, self.root_id);
+                    }
+                    info!(
+                        "oauthv2info: cache invalidation on: the change feed {:?} of cluster {:?}, read every {} ms; no hit when it is more than {} ms behind",
+                        inv.path, config.token_service.cluster, inv.poll_ms, inv.max_stale_ms
+                    );
+                }
                 self.config = Some(Rc::new(config));
-                host.set_tick_period_ms(TICK_MS);
+                host.set_tick_period_ms(self.tick_ms);
                 true
             }
             Err(e) => {
@@ -213,6 +269,10 @@ impl Worker {
         token: u32,
         body_size: usize,
     ) {
+        if self.feed.inflight.is_some_and(|(t, _)| t == token) {
+            self.on_feed_answer(host, body_size);
+            return;
+        }
         let Some(id) = self.callouts.remove(&token) else {
             return;
         };
@@ -304,9 +364,213 @@ impl Worker {
         }
         host.set_effective_context(self.root_id);
         if self.deferred.is_empty() {
-            host.set_tick_period_ms(TICK_MS);
+            host.set_tick_period_ms(self.tick_ms.max(DEFERRED_TICK_MS));
         }
+        self.feed_tick(host);
         self.metrics.flush(host);
+    }
+
+    /// Cache invalidation, on the tick: learns what the feed record says
+    /// (the view the hits use), and polls when this root context holds the
+    /// lease, or takes it when it has lapsed.
+    fn feed_tick(&mut self, host: &mut impl Host) {
+        let Some(config) = self.config.clone() else {
+            return;
+        };
+        let Some(inv) = &config.cache.invalidation else {
+            return;
+        };
+        let now = host.now_ms();
+        let (bytes, cas) = host.shared_data(&self.feed.key);
+        let mut state = bytes
+            .as_deref()
+            .and_then(FeedState::decode)
+            .unwrap_or_default();
+        self.feed.view = FeedView::of(&state);
+        if let (Some(id), true) = (self.metrics.feed_lag, state.fresh_ms != i64::MIN) {
+            host.record_metric(id, u64::try_from(now - state.fresh_ms).unwrap_or(0));
+        }
+        if let Some((_, sent)) = self.feed.inflight {
+            if now - sent <= i64::from(config.token_service.timeout_ms) + i64::from(inv.poll_ms) {
+                return;
+            }
+            // An answer that never came (the host lost it): poll again.
+            self.feed.inflight = None;
+        }
+        let me = self.feed.me;
+        if !state.may_poll(me, now) || (state.owner == me && now < self.feed.next_poll_ms) {
+            return;
+        }
+        state.owner = me;
+        state.lease_until_ms = now + lease_ms(&config, inv);
+        if host.set_shared_data(&self.feed.key, &state.encode(), cas) != SharedWrite::Ok {
+            // Another poller took it first.
+            return;
+        }
+        self.poll(host, &config, inv, state.cursor, now);
+    }
+
+    /// Sends `GET <path>?after=<cursor>&limit=<limit>`.
+    fn poll(
+        &mut self,
+        host: &mut impl Host,
+        config: &FilterConfig,
+        inv: &Invalidation,
+        cursor: i64,
+        now: i64,
+    ) {
+        let service = &config.token_service;
+        let path = format!("{}?after={cursor}&limit={}", inv.path, inv.limit);
+        let mut headers = vec![
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", service.authority.as_str()),
+            ("accept", "application/json"),
+        ];
+        if let Some(credentials) = &service.credentials {
+            headers.push(("authorization", credentials.as_str()));
+        }
+        self.metrics.count(metrics::FEED_POLLS);
+        match host.dispatch(&service.cluster, &headers, b"", service.timeout_ms) {
+            Ok(token) => self.feed.inflight = Some((token, now)),
+            Err(reason) => {
+                self.metrics.count(metrics::FEED_ERRORS);
+                self.feed.next_poll_ms = now + i64::from(inv.poll_ms);
+                self.feed
+                    .warnings
+                    .warn(now, || format!("change feed not read: {reason}"));
+            }
+        }
+    }
+
+    /// The answer to this root context's poll: records the changes, then
+    /// drops their cache entries (in that order: see [`Worker::store`]).
+    fn on_feed_answer(&mut self, host: &mut impl Host, body_size: usize) {
+        let Some((_, sent)) = self.feed.inflight.take() else {
+            return;
+        };
+        let Some(config) = self.config.clone() else {
+            return;
+        };
+        let Some(inv) = &config.cache.invalidation else {
+            return;
+        };
+        let status = host.call_response_status();
+        let body = if body_size > 0 {
+            host.call_response_body(body_size)
+        } else {
+            Vec::new()
+        };
+        let now = host.now_ms();
+        let keep = FeedState::keep_ms(config.token_service.timeout_ms, inv.poll_ms);
+        let (changes, again) = match feed::parse_feed(status, &body) {
+            FeedAnswer::Page { changes, next } => {
+                let caught_up = changes.len() < inv.limit as usize;
+                let recorded = self.update_feed(host, &config, inv, now, |s| {
+                    s.applied(&changes, next, caught_up, sent, now, keep);
+                });
+                if !recorded {
+                    // Another poller holds the lease now: it reads these again.
+                    return;
+                }
+                (changes, !caught_up)
+            }
+            FeedAnswer::Expired => {
+                self.metrics.count(metrics::FEED_RESETS);
+                warn!("oauthv2info: the change feed no longer has the changes after this Envoy's cursor (410): the whole cache is dropped");
+                if !self.update_feed(host, &config, inv, now, |s| s.expired(now)) {
+                    return;
+                }
+                (Vec::new(), true)
+            }
+            FeedAnswer::Failure(reason) => {
+                self.metrics.count(metrics::FEED_ERRORS);
+                self.feed.next_poll_ms = now + i64::from(inv.poll_ms);
+                self.feed.warnings.warn(now, || reason);
+                return;
+            }
+        };
+        for change in &changes {
+            self.invalidate(host, &config, *change, now);
+        }
+        if again {
+            // More to read (a full page, or from the start after a 410).
+            let cursor = host
+                .shared_data(&self.feed.key)
+                .0
+                .as_deref()
+                .and_then(FeedState::decode)
+                .map_or(0, |s| s.cursor);
+            self.poll(host, &config, inv, cursor, now);
+        } else {
+            self.feed.next_poll_ms = now + i64::from(inv.poll_ms);
+        }
+    }
+
+    /// Rewrites the feed record with `change` while this root context holds
+    /// the lease; false when another one holds it.
+    fn update_feed(
+        &mut self,
+        host: &mut impl Host,
+        config: &FilterConfig,
+        inv: &Invalidation,
+        now: i64,
+        change: impl Fn(&mut FeedState),
+    ) -> bool {
+        for _ in 0..4 {
+            let (bytes, cas) = host.shared_data(&self.feed.key);
+            let mut state = bytes
+                .as_deref()
+                .and_then(FeedState::decode)
+                .unwrap_or_default();
+            if !state.may_poll(self.feed.me, now) {
+                self.feed.view = FeedView::of(&state);
+                return false;
+            }
+            change(&mut state);
+            state.owner = self.feed.me;
+            state.lease_until_ms = now + lease_ms(config, inv);
+            match host.set_shared_data(&self.feed.key, &state.encode(), cas) {
+                SharedWrite::Ok => {
+                    self.feed.view = FeedView::of(&state);
+                    return true;
+                }
+                SharedWrite::CasMismatch => continue,
+                SharedWrite::Failed => break,
+            }
+        }
+        self.metrics.count(metrics::FEED_ERRORS);
+        false
+    }
+
+    /// Drops the cache entry of a changed token: a tombstone in the slot
+    /// that holds it (shared data cannot delete), dated `now`, which no
+    /// lookup answers and no answer sent before it replaces.
+    fn invalidate(
+        &mut self,
+        host: &mut impl Host,
+        config: &FilterConfig,
+        c: feed::Change,
+        now: i64,
+    ) {
+        let slots = cache::slots(config.cache_seed, c.fingerprint, config.cache.max_entries);
+        let count = if slots[0] == slots[1] { 1 } else { 2 };
+        for slot in &slots[..count] {
+            cache::slot_key(&mut self.buffers.key, &config.cache_prefix, *slot);
+            let (Some(data), _) = host.shared_data(&self.buffers.key) else {
+                continue;
+            };
+            let Some(head) = EntryHead::parse(&data) else {
+                continue;
+            };
+            if head.kind != c.kind || token_hash(head.kind, head.token) != c.fingerprint {
+                continue;
+            }
+            let tombstone = cache::encode(head.kind, head.token, now, now, None);
+            if host.set_shared_data(&self.buffers.key, &tombstone, None) == SharedWrite::Ok {
+                self.metrics.count(metrics::FEED_INVALIDATIONS);
+            }
+        }
     }
 
     fn defer(&mut self, host: &mut impl Host, id: u32) {
@@ -414,7 +678,17 @@ impl Worker {
                 continue;
             };
             let at = match EntryHead::parse(&data) {
-                Some(head) if head.answers(kind, token, now) => head.body_at(),
+                Some(head) if head.answers(kind, token, now) => {
+                    if let Some(inv) = &config.cache.invalidation {
+                        if !self.feed.view.serves(now, inv.max_stale_ms, head.stored_ms) {
+                            // The feed is behind (or the cache was dropped):
+                            // ask the token service.
+                            self.metrics.count(metrics::CACHE_STALE);
+                            continue;
+                        }
+                    }
+                    head.body_at()
+                }
                 _ => continue,
             };
             found = Some((data, at));
@@ -498,10 +772,36 @@ impl Worker {
             Answer::Known(p) => Some(p),
             Answer::Unknown => None,
         };
-        let entry = cache::encode(learned.kind, token, deadline, now, profile);
+        // The entry is dated when its callout started: what it says held
+        // then.
+        let entry = cache::encode(learned.kind, token, deadline, started, profile);
         // A concurrent writer (CAS mismatch) wins: its answer is as fresh.
-        if host.set_shared_data(&keys[plan.slot], &entry, plan.cas) == SharedWrite::Failed {
-            debug!("oauthv2info: could not write a cache entry");
+        match host.set_shared_data(&keys[plan.slot], &entry, plan.cas) {
+            SharedWrite::Ok => {}
+            SharedWrite::CasMismatch => return,
+            SharedWrite::Failed => {
+                debug!("oauthv2info: could not write a cache entry");
+                return;
+            }
+        }
+        // With invalidation on, the feed record is read after the write: a
+        // change applied after this callout started, whose poller read the
+        // slot before this write, is found here, and the entry is taken
+        // back (a poller that records the change after this read finds the
+        // entry in the slot itself).
+        if config.cache.invalidation.is_some() {
+            let state = host
+                .shared_data(&self.feed.key)
+                .0
+                .as_deref()
+                .and_then(FeedState::decode)
+                .unwrap_or_default();
+            if !state.may_store(learned.kind, token_hash(learned.kind, token), started) {
+                // Dated as the answer it takes back: a later lookup's
+                // answer replaces it.
+                let tombstone = cache::encode(learned.kind, token, now, started, None);
+                host.set_shared_data(&keys[plan.slot], &tombstone, None);
+            }
         }
     }
 

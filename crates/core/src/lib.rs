@@ -6,7 +6,7 @@
 //! Floors, from the bottom: `oauthv2info-names` (shared facts); [`xml`],
 //! [`error`]; [`policy`] (the XML model), [`request`] (request variables),
 //! [`publish`] (patterns and encodings), [`profile`] (token profiles and
-//! status rules), [`cache`]; [`plan`] and [`config`] (the compiled
+//! status rules), [`cache`], [`feed`] (invalidation by the change feed); [`plan`] and [`config`] (the compiled
 //! configuration); [`flow`] (one request through the policies), [`catalog`]
 //! (what policies set, for the checker and the docs); [`host`], [`metrics`],
 //! [`filter`] (the per-worker driver).
@@ -15,6 +15,7 @@ pub mod cache;
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod feed;
 pub mod filter;
 pub mod flow;
 pub mod host;

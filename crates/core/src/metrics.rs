@@ -25,7 +25,12 @@ pub const CACHE_NEGATIVE_HITS: Counter = Counter(4);
 pub const CACHE_MISSES: Counter = Counter(5);
 pub const CACHE_EVICTIONS: Counter = Counter(6);
 pub const HEADERS_REFUSED: Counter = Counter(7);
-const FIXED: [&str; 8] = [
+pub const CACHE_STALE: Counter = Counter(8);
+pub const FEED_POLLS: Counter = Counter(9);
+pub const FEED_ERRORS: Counter = Counter(10);
+pub const FEED_INVALIDATIONS: Counter = Counter(11);
+pub const FEED_RESETS: Counter = Counter(12);
+const FIXED: [&str; 13] = [
     "policy_executions",
     "callouts",
     "callout_failures",
@@ -34,6 +39,11 @@ const FIXED: [&str; 8] = [
     "cache.misses",
     "cache.evictions",
     "request_headers_refused",
+    "cache.stale",
+    "feed.polls",
+    "feed.errors",
+    "feed.invalidations",
+    "feed.resets",
 ];
 
 /// Metric ids and the counts not yet handed to the host.
@@ -45,6 +55,9 @@ pub struct Metrics {
     dirty: bool,
     /// `callout_latency_ms` (recorded at once: callouts are not the hot path).
     pub latency: Option<u32>,
+    /// `feed.lag_ms`, a gauge: how long ago the change feed was last read
+    /// up to date (set on the tick, with cache invalidation on).
+    pub feed_lag: Option<u32>,
     policies: usize,
 }
 
@@ -69,6 +82,11 @@ impl Metrics {
             ids,
             dirty: false,
             latency: host.define_metric(MetricKind::Histogram, "oauthv2info.callout_latency_ms"),
+            feed_lag: config
+                .cache
+                .invalidation
+                .as_ref()
+                .and_then(|_| host.define_metric(MetricKind::Gauge, "oauthv2info.feed.lag_ms")),
             policies: config.policies.len(),
         }
     }
