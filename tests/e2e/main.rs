@@ -9,6 +9,10 @@ mod docs;
 mod hostile;
 mod kinds;
 mod metadata;
+#[path = "../../token-service/tests/api/pg.rs"]
+#[allow(dead_code)]
+mod pg;
+mod scale;
 mod service;
 mod set;
 mod support;

@@ -295,12 +295,22 @@ impl TokenService {
     }
 
     pub fn start_in(dir: tempfile::TempDir, port: u16) -> TokenService {
+        let db = dir.path().join("tokens.db").display().to_string();
+        TokenService::start_on(dir, port, &db)
+    }
+
+    /// A replica on a PostgreSQL database (`postgres://...`).
+    pub fn start_pg(url: &str) -> TokenService {
+        TokenService::start_on(tempfile::tempdir().unwrap(), free_port(), url)
+    }
+
+    fn start_on(dir: tempfile::TempDir, port: u16, db: &str) -> TokenService {
         let mut command = Command::new(built("token-service"));
         command
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--db")
-            .arg(dir.path().join("tokens.db"))
+            .arg(db)
             .env("TOKEN_SERVICE_KEY", SERVICE_KEY)
             .env("TOKEN_SERVICE_ADMIN_KEY", ADMIN_KEY);
         let proc = Proc::spawn(
@@ -312,6 +322,22 @@ impl TokenService {
             TcpStream::connect(("127.0.0.1", port)).is_ok() && get(port, "/healthz").status == 200
         });
         TokenService { proc, port, dir }
+    }
+
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the process: connections are
+    /// accepted by the kernel and never answered.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.proc.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Kills the process (SIGKILL) where it stands.
+    pub fn kill(&mut self) {
+        self.proc.kill();
     }
 
     /// Stops the service (SIGKILL) and returns its data directory.
@@ -430,6 +456,11 @@ pub struct EnvoySpec {
     pub access_log: Vec<(&'static str, String)>,
     /// Envoy worker threads.
     pub concurrency: u32,
+    /// More token-service replicas in the cluster (their ports).
+    pub more_token_service_ports: Vec<u16>,
+    /// The token-service cluster as the shipped configurations have it for
+    /// several replicas: health checks and outlier detection.
+    pub failover: bool,
 }
 
 impl EnvoySpec {
@@ -442,6 +473,8 @@ impl EnvoySpec {
             extra_filters: String::new(),
             access_log: Vec::new(),
             concurrency: 2,
+            more_token_service_ports: Vec::new(),
+            failover: false,
         }
     }
 }
@@ -457,10 +490,19 @@ pub fn envoy_yaml(
         other => other.to_string(),
     };
     let endpoints = match spec.token_service_port {
-        Some(port) => format!(
-            "endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}]}}]"
-        ),
+        Some(port) => {
+            let hosts: Vec<String> = std::iter::once(port)
+                .chain(spec.more_token_service_ports.iter().copied())
+                .map(|p| format!("{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {p}}}}}}}}}"))
+                .collect();
+            format!("endpoints: [{{lb_endpoints: [{}]}}]", hosts.join(", "))
+        }
         None => "endpoints: []".to_string(),
+    };
+    let failover = if spec.failover {
+        shipped_failover()
+    } else {
+        String::new()
     };
     let filters = if spec.generated_filters {
         generated_filters(&plugin)
@@ -528,7 +570,7 @@ static_resources:
       endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream}}}}}}}}}]}}]
   - name: token_service
     connect_timeout: 0.5s
-    load_assignment:
+{failover}    load_assignment:
       cluster_name: token_service
       {endpoints}
 "#,
@@ -537,6 +579,20 @@ static_resources:
         extra = spec.extra_filters,
         upstream = spec.upstream_port,
     )
+}
+
+/// The token-service cluster's health checks and outlier detection, as
+/// envoy/envoy.yaml ships them (indented for the configuration above).
+pub fn shipped_failover() -> String {
+    let shipped = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
+    let start = shipped
+        .find("    health_checks:\n")
+        .expect("envoy/envoy.yaml: the token_service cluster's health_checks");
+    let end = shipped[start..]
+        .find("    load_assignment:\n")
+        .map(|e| start + e)
+        .expect("health_checks and outlier_detection before load_assignment");
+    shipped[start..end].to_string()
 }
 
 /// The `oauthv2info` command (crates/check), built next to the tests.

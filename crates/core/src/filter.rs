@@ -32,6 +32,19 @@ use crate::request::{
     header_text, ip_from_address, is_form_urlencoded, is_valid_header_value, Headers, RequestInfo,
 };
 
+/// True for an answer Envoy made up because no token service answered:
+/// no status (a reset), or a 503 that is not the token service's JSON (a
+/// refused or failed connection, no healthy host). A timeout (504) is not
+/// one: the call may have reached the service, and another would double
+/// the wait.
+fn never_answered(status: Option<u16>, body: &[u8]) -> bool {
+    match status {
+        None => true,
+        Some(503) => !body.trim_ascii_start().starts_with(b"{"),
+        Some(_) => false,
+    }
+}
+
 /// How long a poller's lease lasts: two polls and a callout's timeout, so
 /// that a slow answer does not hand the feed to another poller.
 fn lease_ms(config: &FilterConfig, inv: &Invalidation) -> i64 {
@@ -65,6 +78,8 @@ pub enum Action {
 
 /// How often the root context's tick runs: metrics are handed over then.
 pub const TICK_MS: u32 = 1000;
+/// How many times a call no token service answered is sent again.
+const MAX_RETRIES: u8 = 2;
 /// The tick while requests wait for the root context to send their callout.
 const DEFERRED_TICK_MS: u32 = 1;
 
@@ -81,6 +96,9 @@ pub struct Stream {
     callout_started_ms: i64,
     /// The coalescing key of the introspection this request sent.
     leads: Option<String>,
+    /// How many times its callout was sent again after no token service
+    /// answered it.
+    retries: u8,
 }
 
 /// Scratch buffers reused by every request of the worker.
@@ -299,6 +317,25 @@ impl Worker {
         let Some(config) = stream.config.clone() else {
             return;
         };
+        // A call that never reached a token service (the connection was
+        // refused or reset before any answer: Envoy's own 503, or no status
+        // at all) is sent again, up to twice, to the cluster's next host:
+        // Envoy does not retry a Wasm callout itself, both calls are
+        // idempotent, and a replica that just died takes Envoy a moment to
+        // eject (docs/deploying.md).
+        if stream.retries < MAX_RETRIES && never_answered(status, &body) {
+            stream.retries += 1;
+            match self.dispatch(host, &config, &mut stream) {
+                Ok(token) => {
+                    debug!("oauthv2info: token service call failed before any answer: sent again");
+                    self.callouts.insert(token, id);
+                    self.streams.insert(id, stream);
+                    host.set_effective_context(active);
+                    return;
+                }
+                Err(reason) => debug!("oauthv2info: could not send the call again: {reason}"),
+            }
+        }
         let learned = stream.flow.on_response(&config, status, &body);
         if let Some(learned) = &learned {
             self.store(host, &config, learned, now, stream.callout_started_ms);
@@ -805,6 +842,32 @@ impl Worker {
         }
     }
 
+    /// Sends the pending callout of `stream` (see [`Worker::send`]).
+    fn dispatch(
+        &mut self,
+        host: &mut impl Host,
+        config: &FilterConfig,
+        stream: &mut Stream,
+    ) -> Result<u32, String> {
+        let Some((path, content_type, body)) = stream.flow.request_body(config) else {
+            return Err("nothing to send".to_string());
+        };
+        let service = &config.token_service;
+        let mut headers = vec![
+            (":method", "POST"),
+            (":path", path),
+            (":authority", service.authority.as_str()),
+            ("content-type", content_type),
+            ("accept", "application/json"),
+        ];
+        if let Some(credentials) = &service.credentials {
+            headers.push(("authorization", credentials.as_str()));
+        }
+        self.metrics.count(metrics::CALLOUTS);
+        stream.callout_started_ms = stream.flow.now_ms;
+        host.dispatch(&service.cluster, &headers, &body, service.timeout_ms)
+    }
+
     /// Sends (or joins, or defers) the pending callout.
     fn send(
         &mut self,
@@ -830,23 +893,8 @@ impl Worker {
             self.defer(host, stream.id);
             return Sent::Waiting;
         }
-        let Some((path, content_type, body)) = stream.flow.request_body(config) else {
-            return Sent::Failed;
-        };
-        let service = &config.token_service;
-        let mut headers = vec![
-            (":method", "POST"),
-            (":path", path),
-            (":authority", service.authority.as_str()),
-            ("content-type", content_type),
-            ("accept", "application/json"),
-        ];
-        if let Some(credentials) = &service.credentials {
-            headers.push(("authorization", credentials.as_str()));
-        }
-        self.metrics.count(metrics::CALLOUTS);
-        stream.callout_started_ms = stream.flow.now_ms;
-        match host.dispatch(&service.cluster, &headers, &body, service.timeout_ms) {
+        stream.retries = 0;
+        match self.dispatch(host, config, stream) {
             Ok(token) => {
                 self.callouts.insert(token, stream.id);
                 if let Some(key) = key {

@@ -525,8 +525,17 @@ fn every_failure_the_host_can_report_is_token_service_unavailable() {
     ] {
         let mut h = Harness::get(&[GET]);
         h.request(10, "/x?access_token=t", &[]);
-        let token = h.last_callout().token;
-        h.respond(token, status, body);
+        // No token service answered: the call is sent again, and fails
+        // again, until the filter gives up.
+        loop {
+            let sent = h.host.callouts.len();
+            let token = h.last_callout().token;
+            h.respond(token, status, body);
+            if h.host.callouts.len() == sent {
+                break;
+            }
+        }
+        let sent = h.host.callouts.len();
         let r = h.req(10);
         assert_eq!(
             r.reply.as_ref().map(|r| r.0),
@@ -539,7 +548,7 @@ fn every_failure_the_host_can_report_is_token_service_unavailable() {
         );
         // A failure is not cached: the next request calls out again.
         h.request(11, "/x?access_token=t", &[]);
-        assert_eq!(h.host.callouts.len(), 2);
+        assert_eq!(h.host.callouts.len(), sent + 1);
     }
     // The callout cannot even be sent (no healthy host, unknown cluster).
     let mut h = Harness::get(&[GET]);
@@ -1276,4 +1285,57 @@ fn feed_configuration_errors_name_the_field() {
         (inv.path.as_str(), inv.poll_ms, inv.max_stale_ms, inv.limit),
         ("/v1/changes", 1000, 5000, 500)
     );
+}
+
+#[test]
+fn a_call_no_token_service_answered_is_sent_again_up_to_twice() {
+    let mut h = Harness::get(&[GET]);
+    assert_eq!(h.request(10, "/x?access_token=tok", &[]), Action::Pause);
+    let first = h.last_callout().clone();
+    // Envoy's own 503 (the connection to that host failed): once more.
+    h.respond(
+        first.token,
+        Some(503),
+        "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+    );
+    assert_eq!(h.host.callouts.len(), 2, "sent again");
+    let second = h.last_callout().clone();
+    assert_eq!(second.body, first.body);
+    assert_eq!(second.context, 10);
+    h.respond(second.token, Some(200), &profile("tok", json!({})));
+    assert_eq!(h.req(10).resumed, 1);
+    assert_eq!(
+        h.req(10).state("oauthv2accesstoken.G.scope").as_deref(),
+        Some("READ WRITE")
+    );
+
+    // Three times in a row: the request fails; a reset (no status) counts
+    // too.
+    assert_eq!(h.request(11, "/x?access_token=other", &[]), Action::Pause);
+    for _ in 0..3 {
+        let t = h.last_callout().token;
+        h.respond(t, None, "");
+    }
+    assert_eq!(h.host.callouts.len(), 5, "no fourth call");
+    assert_eq!(
+        h.req(11).reply_json()["fault"]["detail"]["errorcode"],
+        "keymanagement.service.token_service_unavailable"
+    );
+
+    // The token service's own 503 and a timeout are not sent again.
+    for (status, body) in [
+        (Some(503), r#"{"error":"store_unavailable"}"#),
+        (Some(504), "upstream request timeout"),
+    ] {
+        let n = h.host.callouts.len();
+        let id = 20 + n as u32;
+        assert_eq!(
+            h.request(id, &format!("/x?access_token=t{n}"), &[]),
+            Action::Pause
+        );
+        let t = h.last_callout().token;
+        h.respond(t, status, body);
+        assert_eq!(h.host.callouts.len(), n + 1, "{status:?}: not sent again");
+        assert!(h.req(id).reply.is_some());
+    }
 }
