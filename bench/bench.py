@@ -15,8 +15,9 @@ budget allows, from BENCH_STARTED, which bench/run.sh sets; 5 without it),
 BENCH_DURATION (6 s, shortened to fit the budget), BENCH_WARMUP (2 s),
 BENCH_CONNECTIONS (16), BENCH_TOKENS (1000), BENCH_RSS_TOKENS (10000),
 BENCH_RATE (500 req/s), BENCH_RATE_SECS (10), BENCH_DISTURBED (15 %),
-BENCH_RETRIES (2), BENCH_SETUPS (comma-separated ids; default
-0,1,2,2h,2m,2f,2d,2n,2nl,3,5,6,7; comparison rows 0b, 2e, 3d on request), BENCH_WASM
+BENCH_RETRIES (2), BENCH_TRIALS (1000; 0 skips the cache-invalidation
+run), BENCH_SETUPS (comma-separated ids; default
+0,1,2,2i,2h,2m,2f,2d,2n,2nl,3,5,6,7; comparison rows 0b, 2e, 3d on request), BENCH_WASM
 (dist/oauthv2info.wasm), ENVOY (binary). BENCH_RSS_TOKENS=0 or
 BENCH_RATE_SECS=0 skip those parts.
 See docs/performance.md.
@@ -52,6 +53,9 @@ WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 TOKENS = int(os.environ.get("BENCH_TOKENS", "1000"))
 RSS_TOKENS = int(os.environ.get("BENCH_RSS_TOKENS", "10000"))
+TRIALS = int(os.environ.get("BENCH_TRIALS", "1000"))
+# Cache invalidation as the shipped configurations have it.
+INVALIDATION = {"poll_ms": 1000, "max_stale_ms": 5000}
 RATE = int(os.environ.get("BENCH_RATE", "500"))
 RATE_SECS = int(os.environ.get("BENCH_RATE_SECS", "10"))
 # A run during which other processes or the hypervisor took more than this
@@ -265,14 +269,15 @@ class Service:
         if resp.status != 201:
             raise RuntimeError(f"POST {path}: {resp.status} {data[:200]!r}")
 
-    def seed(self, tokens):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        self.admin(conn, "/v1/apps", {
-            "name": "bench-app", "developer_email": "bench@example.com",
-            "developer_id": "dev-bench", "api_products": ["FreeProduct", "Premium"],
-            "attributes": {"tier": "gold"}, "redirect_uris": ["https://example.com/cb"],
-            "client_id": CLIENT_ID, "client_secret": "bench-secret"})
-        conn.close()
+    def seed(self, tokens, app=True):
+        if app:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            self.admin(conn, "/v1/apps", {
+                "name": "bench-app", "developer_email": "bench@example.com",
+                "developer_id": "dev-bench", "api_products": ["FreeProduct", "Premium"],
+                "attributes": {"tier": "gold"}, "redirect_uris": ["https://example.com/cb"],
+                "client_id": CLIENT_ID, "client_secret": "bench-secret"})
+            conn.close()
         now = int(time.time() * 1000) - 1000
         chunks = [tokens[i::4] for i in range(4)]
         errors = []
@@ -300,6 +305,16 @@ class Service:
             t.join()
         if errors:
             raise errors[0]
+
+    def revoke(self, conn, token):
+        conn.request("POST", "/oauth2/revoke",
+                     body=f"token={urllib.parse.quote(token)}&token_type_hint=access_token",
+                     headers={"authorization": f"Bearer {ADMIN_KEY}",
+                              "content-type": "application/x-www-form-urlencoded"})
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"revoke: {resp.status}")
 
     def introspect(self, token):
         body = f"token={urllib.parse.quote(token)}&token_type_hint=access_token"
@@ -434,6 +449,8 @@ SETUPS = [
      lambda w: [], "get", None),
     ("2", "2 shipped chain, cache warm, publish all", "GetOAuthV2Info, warm cache, every variable to filter state and metadata (metadata_bridge auto: the Lua bridge here), fault metadata",
      lambda w: chain(w), "get", 500),
+    ("2i", "2i as 2 with cache invalidation", "as 2, reading the change feed every second (cache.invalidation as shipped)",
+     lambda w: chain(w, cache={"max_entries": CACHE_SLOTS, "invalidation": INVALIDATION}), "get", 500),
     ("2h", "2h make run's own configuration, warm", "envoy/harness.json: Get + Set + 5 request headers, everything published, its generated chain",
      lambda w: harness_chain(w), "get", 500),
     ("2m", "2m as 2 through header_to_metadata", "as 2, metadata_bridge header_to_metadata (Lua only for unknown attribute names)",
@@ -462,7 +479,7 @@ SETUPS = [
     ("3d", "3d cache off, publish nothing", "one callout per request, publish [] (the callout path alone)",
      lambda w: chain(w, publish=[], bridge="none", cache={"enabled": False}), "get", 500),
 ]
-DEFAULT_SETUPS = ["0", "1", "2", "2h", "2m", "2f", "2d", "2n", "2nl", "3", "5", "6", "7"]
+DEFAULT_SETUPS = ["0", "1", "2", "2i", "2h", "2m", "2f", "2d", "2n", "2nl", "3", "5", "6", "7"]
 
 
 def lua_inline(name, code):
@@ -690,6 +707,80 @@ def rss_run(workdir, upstream_port, service, all_tokens_file, count):
     return out
 
 
+# ------------------------------------------------------------ cache invalidation
+
+
+def invalidation_run(workdir, upstream_port, service, trials):
+    """Revocations seen by two Envoys through the change feed: `trials`
+    tokens cached on both (ttl 300 s), revoked in batches through the token
+    service; each is then asked of both Envoys once poll_ms + 1 s has passed
+    since its revocation (a stale answer is a 200), and the first of each
+    batch is asked every 20 ms from its revocation until both refuse it
+    (the time it took)."""
+    tokens = [f"RV{i:05d}{os.urandom(6).hex()}" for i in range(trials)]
+    service.seed(tokens, app=False)
+    filters = chain(workdir, cache={"max_entries": CACHE_SLOTS, "ttl_ms": 300_000,
+                                    "invalidation": INVALIDATION})
+    envoys = [Envoy(workdir, f"inv-{i}", filters, upstream_port, service.port) for i in (0, 1)]
+    bound = (INVALIDATION["poll_ms"] + 1000) / 1000
+    try:
+        conns = [http.client.HTTPConnection("127.0.0.1", e.port, timeout=10) for e in envoys]
+
+        def ask(i, token):
+            conns[i].request("GET", f"/get?access_token={token}")
+            r = conns[i].getresponse()
+            r.read()
+            return r.status
+
+        # Warm: every token cached on both (hits begin with the first poll).
+        deadline = time.monotonic() + 30
+        for t in tokens:
+            for i in (0, 1):
+                if ask(i, t) != 200:
+                    raise RuntimeError(f"invalidation run: {t} refused before its revocation")
+        while time.monotonic() < deadline:
+            before = [stat(e.stats(), "callouts") for e in envoys]
+            for t in tokens[:20]:
+                ask(0, t)
+                ask(1, t)
+            time.sleep(1.2)
+            if [stat(e.stats(), "callouts") for e in envoys] == before:
+                break
+        admin = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
+        stale, checks, seen = 0, 0, []
+        for b in range(0, trials, 100):
+            batch = tokens[b:b + 100]
+            revoked_at = []
+            for t in batch:
+                service.revoke(admin, t)
+                revoked_at.append(time.monotonic())
+            # The first of the batch: how long until both Envoys refuse it.
+            first, pending = revoked_at[0], {0, 1}
+            while pending and time.monotonic() - first < 10:
+                pending = {i for i in pending if ask(i, batch[0]) == 200}
+                if pending:
+                    time.sleep(0.02)
+            seen.append(time.monotonic() - first if not pending else float("inf"))
+            # Every one of the batch, once its bound has passed.
+            wait = revoked_at[-1] + bound - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            for t in batch:
+                for i in (0, 1):
+                    checks += 1
+                    stale += ask(i, t) == 200
+        admin.close()
+        for c in conns:
+            c.close()
+        s = [e.stats() for e in envoys]
+        return {"trials": trials, "checks": checks, "stale": stale, "bound_s": bound,
+                "seen_s": sorted(seen), "invalidations": sum(stat(x, "feed.invalidations") for x in s),
+                "feed_errors": sum(stat(x, "feed.errors") for x in s)}
+    finally:
+        for e in envoys:
+            e.close()
+
+
 # ------------------------------------------------------------ the warm path natively
 
 
@@ -798,7 +889,7 @@ def fmt_ms(v):
     return f"{v:.2f}" if v < 10 else f"{v:.1f}"
 
 
-def report(ids, rows, rounds_done, rss, lat, wasm_size, meta, hot=None):
+def report(ids, rows, rounds_done, rss, lat, wasm_size, meta, hot=None, inv=None):
     def ratio(a, b):
         return statistics.median(x / y for x, y in zip(rows[a]["rps_all"], rows[b]["rps_all"]))
 
@@ -868,6 +959,16 @@ def report(ids, rows, rounds_done, rss, lat, wasm_size, meta, hot=None):
             lines.append(f"| {name} | {h['instructions']} | {h['host_calls']} | {h['ns']} |")
         lines.append("")
 
+    if inv:
+        seen = inv["seen_s"]
+        lines += [
+            f"Cache invalidation, two Envoys (ttl_ms 300000, poll_ms {INVALIDATION['poll_ms']}): "
+            f"{inv['trials']} tokens cached on both, revoked through the token service; asked of "
+            f"both once poll_ms + 1 s had passed: {inv['stale']} stale answers in {inv['checks']}. "
+            f"Time until both refused a revoked token (one per batch of 100, n={len(seen)}): "
+            f"median {statistics.median(seen) * 1000:.0f} ms, max {max(seen) * 1000:.0f} ms. "
+            f"{inv['invalidations']} entries dropped, {inv['feed_errors']} feed errors.", ""]
+
     targets = []
 
     def target(name, value, ok_if, shown):
@@ -894,6 +995,15 @@ def report(ids, rows, rounds_done, rss, lat, wasm_size, meta, hot=None):
         if has(sid, "5"):
             v = ratio(sid, "5")
             target(f"{sid} >= 1.15 x setup 5 (ext_authz)", v, v >= 1.15, f"{v:.2f}x")
+    if has("2i", "2"):
+        v = ratio("2i", "2")
+        target("2i (invalidation on) within 3 % of 2 (off)", v, v >= 0.97, f"{v:.3f}")
+    if inv:
+        worst = max(inv["seen_s"])
+        target(f"revocation seen by every Envoy within poll_ms + 1 s ({inv['bound_s']:.1f} s)",
+               worst, worst <= inv["bound_s"], f"max {worst * 1000:.0f} ms")
+        target(f"0 stale answers after the bound in {inv['trials']} trials", inv["stale"],
+               inv["stale"] == 0, f"{inv['stale']} of {inv['checks']} checks")
     if has("2n", "1"):
         v = ratio("2n", "1")
         target("2n (3 variables + 3 headers) >= 0.70 of bare Envoy (1)", v, v >= 0.70,
@@ -1029,7 +1139,7 @@ def main():
         # make bench ends within 10 minutes of its start: a repeated run or
         # an extra round happens only if what must follow still fits.
         deadline = float(started) + 570 if started else float("inf")
-        tail = 45 if RSS_TOKENS > 0 else 10
+        tail = (45 if RSS_TOKENS > 0 else 10) + (35 if TRIALS > 0 else 0)
         run_cost = DURATION + WARMUP + 1.5
         rounds_done = 0
         for rnd in range(MAX_ROUNDS):
@@ -1062,6 +1172,12 @@ def main():
         if RSS_TOKENS > 0:
             log(f"RSS: {RSS_TOKENS} distinct tokens through the cache")
             rss = rss_run(workdir, upstream_port, service, all_file, RSS_TOKENS)
+        inv = None
+        if TRIALS > 0:
+            log(f"cache invalidation: {TRIALS} revocations seen by two Envoys")
+            inv = invalidation_run(workdir, upstream_port, service, TRIALS)
+            log(f"  {inv['stale']} stale answers in {inv['checks']}; seen within "
+                f"{max(inv['seen_s']) * 1000:.0f} ms at most")
     finally:
         service.close()
         stop_all()
@@ -1087,7 +1203,7 @@ def main():
     wasm_size = os.path.getsize(WASM)
     log("bench/hotpath under callgrind: instructions per warm hit")
     hot = hotpath_run()
-    text, targets = report(ids, rows, rounds_done, rss, lat, wasm_size, meta, hot)
+    text, targets = report(ids, rows, rounds_done, rss, lat, wasm_size, meta, hot, inv)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     md = f"# make bench, {meta['date']}\n\n{text}"
     for name in (f"bench-{stamp}.md", "bench-latest.md"):
@@ -1098,6 +1214,7 @@ def main():
             "rounds": rounds_done, "duration_s": DURATION, "warmup_s": WARMUP,
             "connections": CONNECTIONS, "tokens": TOKENS, "cache_slots": CACHE_SLOTS},
             "runs": runs, "rows": rows, "rss": rss, "introspection": lat, "hotpath": hot,
+            "invalidation": inv,
             "wasm_bytes": wasm_size, "targets": targets}, f, indent=1)
     png = os.path.join(RESULTS, "bench.png")
     drew = chart(ids, rows, png)

@@ -66,7 +66,17 @@ fn compose_file_runs_two_replicas_on_its_postgres() {
     let doc = &load("envoy/docker-compose-postgres.yaml")[0];
     let services = doc["services"].as_hash().unwrap();
     let names: Vec<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
-    assert_eq!(names, ["postgres", "token-service-1", "token-service-2"]);
+    assert_eq!(
+        names,
+        ["postgres", "token-service-1", "token-service-2", "echo-upstream", "envoy"]
+    );
+    // Envoy's token_service cluster (envoy/envoy-compose.yaml) resolves
+    // `token-service`: both replicas answer to it, and its key is theirs.
+    let envoy = &doc["services"]["envoy"];
+    let cmd = strs(&envoy["command"]);
+    assert_eq!(&cmd[..2], ["-c", "envoy/envoy-compose.yaml"]);
+    let envoy_config = std::fs::read_to_string(repo().join("envoy/envoy-compose.yaml")).unwrap();
+    assert!(envoy_config.contains("address: token-service, port_value: 8090"));
     let pg = &doc["services"]["postgres"];
     assert!(pg["image"].as_str().unwrap().starts_with("postgres:"));
     let dockerfile = std::fs::read_to_string(repo().join("token-service/Dockerfile")).unwrap();
@@ -96,6 +106,16 @@ fn compose_file_runs_two_replicas_on_its_postgres() {
             Some("service_healthy")
         );
         ports.extend(strs(&s["ports"]));
+        assert_eq!(
+            strs(&s["networks"]["default"]["aliases"]),
+            ["token-service"],
+            "{name}"
+        );
+        let key = s["environment"]["TOKEN_SERVICE_KEY"].as_str().unwrap();
+        assert!(
+            envoy_config.contains(&format!("Bearer {key}")),
+            "{name}: envoy-compose.yaml calls it with another key"
+        );
     }
     assert_eq!(ports, ["127.0.0.1:8091:8090", "127.0.0.1:8092:8090"]);
     let help = help();
