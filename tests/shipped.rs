@@ -352,6 +352,41 @@ fn istio_doc(kind: &str) -> Value {
         .unwrap_or_else(|| panic!("no {kind} in envoy/istio/"))
 }
 
+/// The DestinationRule gives the filter's token-service cluster the same
+/// ejection as envoy/envoy.yaml's outlier detection, for the host the
+/// WasmPlugin calls.
+#[test]
+fn istio_destination_rule_ejects_dead_replicas_of_the_called_host() {
+    let rule = istio_doc("DestinationRule");
+    let plugin = istio_doc("WasmPlugin");
+    let cluster = plugin["spec"]["pluginConfig"]["token_service"]["cluster"]
+        .as_str()
+        .unwrap();
+    let host = rule["spec"]["host"].as_str().unwrap();
+    assert!(
+        cluster.ends_with(&format!("||{host}")),
+        "{cluster} vs {host}"
+    );
+    let od = &rule["spec"]["trafficPolicy"]["outlierDetection"];
+    let shipped = &yaml_docs(&root().join("envoy/envoy.yaml"))[0]["static_resources"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "token_service")
+        .unwrap()["outlier_detection"]
+        .clone();
+    assert_eq!(
+        od["splitExternalLocalOriginErrors"],
+        shipped["split_external_local_origin_errors"]
+    );
+    assert_eq!(
+        od["consecutiveLocalOriginFailures"],
+        shipped["consecutive_local_origin_failure"]
+    );
+    assert_eq!(od["consecutive5xxErrors"], shipped["consecutive_5xx"]);
+    assert_eq!(od["baseEjectionTime"], shipped["base_ejection_time"]);
+}
+
 #[test]
 fn istio_manifests_parse_and_hold_the_filter_and_what_completes_it() {
     for path in files("envoy/istio", "yaml") {

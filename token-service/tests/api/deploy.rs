@@ -68,7 +68,13 @@ fn compose_file_runs_two_replicas_on_its_postgres() {
     let names: Vec<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["postgres", "token-service-1", "token-service-2", "echo-upstream", "envoy"]
+        [
+            "postgres",
+            "token-service-1",
+            "token-service-2",
+            "echo-upstream",
+            "envoy"
+        ]
     );
     // Envoy's token_service cluster (envoy/envoy-compose.yaml) resolves
     // `token-service`: both replicas answer to it, and its key is theirs.
