@@ -210,3 +210,71 @@ fn continue_on_error_and_enabled() {
     assert_eq!(r.upstream_header("x-fault"), None);
     assert_eq!(r.upstream_header("x-soft-failed").as_deref(), Some("false"));
 }
+
+// ------------------------------------------------ IgnoreUnresolvedVariables
+
+/// The two shipped examples, in one Envoy: `true` skips the attribute whose
+/// ref resolves to nothing; `false` makes it the UnresolvedVariable fault,
+/// without a call, and nothing is written.
+#[test]
+fn ignore_unresolved_variables_true_skips_and_false_faults() {
+    let read = |f: &str| std::fs::read_to_string(repo_root().join("policies").join(f)).unwrap();
+    for (file, strict) in [
+        ("set-ignore-unresolved-variables.xml", false),
+        ("set-unresolved-is-a-fault.xml", true),
+    ] {
+        let stack = Stack::start_with(plugin(&[&read(file)], json!({})), |spec| {
+            spec.access_log = vec![
+                ("fault", "%FILTER_STATE(wasm.fault.name:PLAIN)%".into()),
+                ("md_fault", "%DYNAMIC_METADATA(apigee:fault.name)%".into()),
+            ];
+        });
+        stack.service.create_app("iuv", json!({}));
+        stack.service.import_access_token(
+            "iuv",
+            "tok-iuv",
+            "approved",
+            3600,
+            json!({"keep": "me"}),
+        );
+        // Resolved: written either way.
+        let r = stack.envoy.get("/?access_token=tok-iuv&department_id=5");
+        assert_eq!(r.status, 200, "{file}: {}", r.text());
+        let v = stack.service.introspect("tok-iuv", "access_token");
+        assert_eq!(v["profile"]["attributes"]["department.id"], "5", "{file}");
+
+        let callouts = stack.envoy.stat("wasmcustom.oauthv2info.callouts");
+        let r = stack.envoy.get("/?access_token=tok-iuv");
+        let log = stack.envoy.access_log(2);
+        if strict {
+            assert_eq!(r.status, 500, "{file}: {}", r.text());
+            assert_eq!(
+                r.text(),
+                r#"{"fault":{"faultstring":"Unable to resolve variable","detail":{"errorcode":"steps.oauth.v2.UnresolvedVariable"}}}"#
+            );
+            assert_eq!(log[1]["fault"], "UnresolvedVariable");
+            assert_eq!(log[1]["md_fault"], "UnresolvedVariable", "{}", log[1]);
+            assert_eq!(
+                stack.envoy.stat("wasmcustom.oauthv2info.callouts"),
+                callouts,
+                "no call"
+            );
+            assert_eq!(
+                stack
+                    .envoy
+                    .stat("wasmcustom.oauthv2info.faults.UnresolvedVariable"),
+                1
+            );
+        } else {
+            // Nothing to write but the token is checked: the request goes on.
+            assert_eq!(r.status, 200, "{file}: {}", r.text());
+            assert!(log[1]["fault"].is_null(), "{file}: {}", log[1]);
+        }
+        let v = stack.service.introspect("tok-iuv", "access_token");
+        assert_eq!(
+            v["profile"]["attributes"]["department.id"], "5",
+            "{file}: unchanged"
+        );
+        assert_eq!(v["profile"]["attributes"]["keep"], "me");
+    }
+}

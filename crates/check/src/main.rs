@@ -432,16 +432,30 @@ fn what(policy: &Policy) -> String {
             }
             s
         }
-        PolicyKind::Set { token, attributes } => {
+        PolicyKind::Set {
+            token,
+            attributes,
+            ignore_unresolved_variables,
+        } => {
             let names: Vec<String> = attributes
                 .iter()
                 .map(|a| format!("{} ({})", a.name, source(&a.value, false)))
                 .collect();
-            format!(
+            let mut s = format!(
                 "sets {} on the access token from {}",
                 names.join(", "),
                 source(token, true)
-            )
+            );
+            match ignore_unresolved_variables {
+                Some(false) => s.push_str(
+                    "; IgnoreUnresolvedVariables false: a ref that resolves to nothing faults (UnresolvedVariable)",
+                ),
+                Some(true) => s.push_str(
+                    "; IgnoreUnresolvedVariables true: an attribute whose ref resolves to nothing is skipped",
+                ),
+                None => {}
+            }
+            s
         }
     };
     if !policy.enabled {

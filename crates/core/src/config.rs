@@ -297,6 +297,12 @@ fn compile(
                 "two policies have this name: policy names must be unique",
             ));
         }
+        for (element, what) in &policy.ignored {
+            warnings.push(format!(
+                "policy {:?}, element {element}: accepted and ignored: {what}",
+                policy.name
+            ));
+        }
         for (element, reference) in policy.references() {
             if VarRef::resolve(reference, &plans) == VarRef::Unset {
                 warnings.push(format!(
@@ -354,7 +360,7 @@ fn for_each_read(config: &mut FilterConfig, mut each: impl FnMut(&mut VarRef)) {
         if let Some(r) = plan.token.reference.as_mut() {
             each(r);
         }
-        if let plan::Action::Set { attributes } = &mut plan.action {
+        if let plan::Action::Set { attributes, .. } = &mut plan.action {
             for (_, value) in attributes {
                 if let Some(r) = value.reference.as_mut() {
                     each(r);
@@ -445,7 +451,7 @@ fn know_attributes(plans: &mut [PolicyPlan], mappings: &[HeaderMapping], publish
         if let Some(r) = &plan.token.reference {
             note(r);
         }
-        if let plan::Action::Set { attributes } = &plan.action {
+        if let plan::Action::Set { attributes, .. } = &plan.action {
             for (_, value) in attributes {
                 if let Some(r) = &value.reference {
                     note(r);

@@ -166,21 +166,36 @@ impl Flow {
                 self.next += 1;
                 continue;
             }
-            let token = self
-                .resolve(config, &plan.token, request)
-                .filter(|r| !r.is_empty());
+            let strict = matches!(plan.action, Action::Set { strict: true, .. });
+            let token = match self.resolve(config, &plan.token, request) {
+                // <IgnoreUnresolvedVariables>false: a ref that resolves to
+                // nothing is its own fault (an empty value is resolved).
+                None if strict => {
+                    self.fail(config, index, Fault::UnresolvedVariable);
+                    continue;
+                }
+                token => token.filter(|r| !r.is_empty()),
+            };
             let Some(token) = token else {
                 self.fail(config, index, plan.kind.invalid_fault());
                 continue;
             };
             self.pending = Some(match &plan.action {
                 Action::Get { kind, .. } => Pending::Lookup { kind: *kind, token },
-                Action::Set { attributes } => {
+                Action::Set { attributes, strict } => {
                     let mut resolved = Vec::with_capacity(attributes.len());
+                    let mut unresolved = false;
                     for (name, value) in attributes {
-                        if let Some(range) = self.resolve(config, value, request) {
-                            resolved.push((name.clone(), self.text(&range).to_string()));
+                        match self.resolve(config, value, request) {
+                            Some(range) => {
+                                resolved.push((name.clone(), self.text(&range).to_string()))
+                            }
+                            None => unresolved = true,
                         }
+                    }
+                    if unresolved && *strict {
+                        self.fail(config, index, Fault::UnresolvedVariable);
+                        continue;
                     }
                     if resolved.is_empty() {
                         // Nothing to write: check the token and report it.
@@ -992,6 +1007,69 @@ mod tests {
             flow.advance(&c, &req),
             Step::Reply(Fault::TokenServiceUnavailable)
         );
+    }
+
+    /// `<IgnoreUnresolvedVariables>`: absent or true, an attribute whose
+    /// ref resolves to nothing is skipped; false, the policy faults with
+    /// UnresolvedVariable before any call (an empty value is resolved).
+    #[test]
+    fn ignore_unresolved_variables_decides_what_an_unresolved_ref_does() {
+        let set = |ignore: &str| {
+            config(&[&format!(
+                r#"<SetOAuthV2Info name="S"><AccessToken ref="request.queryparam.t"/><Attributes>
+                     <Attribute name="dept" ref="request.queryparam.dept"/>
+                     <Attribute name="fixed">7</Attribute>
+                   </Attributes>{ignore}</SetOAuthV2Info>"#
+            )])
+        };
+        let ok = |_: &Call| (Some(200), profile(json!({})).to_string());
+        for ignore in [
+            "",
+            "<IgnoreUnresolvedVariables>true</IgnoreUnresolvedVariables>",
+        ] {
+            let c = set(ignore);
+            let (end, _, calls) = run(&c, &request("/?t=tok"), ok);
+            assert_eq!(end, Step::Continue, "{ignore}");
+            assert_eq!(
+                calls,
+                [Call::Update(
+                    "tok".into(),
+                    vec![("fixed".into(), "7".into())]
+                )],
+                "{ignore}: dept skipped"
+            );
+            // An unresolved token is no token, whatever the element says.
+            let (end, _, calls) = run(&c, &request("/"), ok);
+            assert_eq!(end, Step::Reply(Fault::InvalidAccessToken));
+            assert!(calls.is_empty());
+        }
+        let c = set("<IgnoreUnresolvedVariables>false</IgnoreUnresolvedVariables>");
+        for path in ["/?t=tok", "/?dept=1"] {
+            let (end, flow, calls) = run(&c, &request(path), ok);
+            assert_eq!(end, Step::Reply(Fault::UnresolvedVariable), "{path}");
+            assert!(calls.is_empty(), "{path}: no call");
+            assert_eq!(
+                var(&c, &flow, "fault.name").as_deref(),
+                Some("UnresolvedVariable")
+            );
+            assert_eq!(var(&c, &flow, "oauthV2.S.failed").as_deref(), Some("true"));
+            assert_eq!(
+                var(&c, &flow, "oauthV2.S.fault.cause").as_deref(),
+                Some("Unable to resolve variable")
+            );
+        }
+        // Set, even to "", is resolved; an empty token is still no token.
+        let (end, _, calls) = run(&c, &request("/?t=tok&dept="), ok);
+        assert_eq!(end, Step::Continue);
+        assert_eq!(
+            calls,
+            [Call::Update(
+                "tok".into(),
+                vec![("dept".into(), "".into()), ("fixed".into(), "7".into())]
+            )]
+        );
+        let (end, _, _) = run(&c, &request("/?t=&dept=1"), ok);
+        assert_eq!(end, Step::Reply(Fault::InvalidAccessToken));
     }
 
     #[test]

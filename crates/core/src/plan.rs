@@ -57,6 +57,9 @@ pub enum Action {
     },
     Set {
         attributes: Vec<(String, ValueRef)>,
+        /// `<IgnoreUnresolvedVariables>false`: a ref that resolves to
+        /// nothing faults (`UnresolvedVariable`) instead of being skipped.
+        strict: bool,
     },
 }
 
@@ -262,7 +265,11 @@ pub fn compile(
             ),
             Vec::new(),
         ),
-        PolicyKind::Set { token, attributes } => {
+        PolicyKind::Set {
+            token,
+            attributes,
+            ignore_unresolved_variables,
+        } => {
             // Duplicate names: the last one wins (one entry, at its last place).
             let mut set: Vec<(String, ValueRef)> = Vec::with_capacity(attributes.len());
             for a in attributes {
@@ -271,7 +278,10 @@ pub fn compile(
             }
             let names = set.iter().map(|(n, _)| n.clone()).collect();
             (
-                Action::Set { attributes: set },
+                Action::Set {
+                    attributes: set,
+                    strict: *ignore_unresolved_variables == Some(false),
+                },
                 TokenKind::AccessToken,
                 ValueRef::compile(token, earlier),
                 outputs_of(ACCESS_TOKEN_PREFIX, variables::SET),

@@ -32,6 +32,10 @@ pub enum PolicyKind {
     Set {
         token: ValueSource,
         attributes: Vec<AttributeSpec>,
+        /// `<IgnoreUnresolvedVariables>` (absent: `None`, which behaves
+        /// as `true`); `false` makes a ref that resolves to nothing a
+        /// fault (docs/faults.md#unresolvedvariable).
+        ignore_unresolved_variables: Option<bool>,
     },
 }
 
@@ -42,6 +46,9 @@ pub struct Policy {
     pub continue_on_error: bool,
     pub enabled: bool,
     pub kind: PolicyKind,
+    /// What Apigee's policy schema allows that has no effect here, accepted
+    /// and ignored: (element, what was ignored), for the load-time log.
+    pub ignored: Vec<(String, String)>,
 }
 
 impl Policy {
@@ -62,7 +69,9 @@ impl Policy {
                     refs.push((format!("<{}>", kind.element()), r.as_str()));
                 }
             }
-            PolicyKind::Set { token, attributes } => {
+            PolicyKind::Set {
+                token, attributes, ..
+            } => {
                 if let Some(r) = &token.reference {
                     refs.push(("<AccessToken>".to_string(), r.as_str()));
                 }
@@ -114,6 +123,7 @@ pub fn parse_policy(document: &str, index: usize) -> Result<Policy, ConfigError>
 
     let mut continue_on_error = false;
     let mut enabled = true;
+    let mut ignored: Vec<(String, String)> = Vec::new();
     for (key, value) in &root.attributes {
         match key.as_str() {
             "name" => {}
@@ -143,7 +153,19 @@ pub fn parse_policy(document: &str, index: usize) -> Result<Policy, ConfigError>
                 })?;
             }
             other if other.starts_with("xmlns") => {}
-            other => return Err(err(&root_element, format!("unknown attribute {other}"))),
+            // In Apigee's newer shared policy schema, documented nowhere.
+            "version" | "isHybrid" => ignored.push((
+                root_element.clone(),
+                format!("attribute {key}={value:?} (no documented effect)"),
+            )),
+            other => {
+                return Err(err(
+                    &root_element,
+                    format!(
+                        "unknown attribute {other} (known: name, continueOnError, enabled, async, version, isHybrid)"
+                    ),
+                ))
+            }
         }
     }
     if !root.text.trim().is_empty() {
@@ -161,35 +183,75 @@ pub fn parse_policy(document: &str, index: usize) -> Result<Policy, ConfigError>
             return Err(err(&element, "appears more than once".to_string()));
         }
         seen.push(&child.name);
-        let allowed = if is_get {
-            matches!(
-                child.name.as_str(),
-                "DisplayName"
-                    | "AccessToken"
-                    | "RefreshToken"
-                    | "AuthorizationCode"
-                    | "ClientId"
-                    | "IgnoreAccessTokenStatus"
-            )
-        } else {
-            matches!(
-                child.name.as_str(),
-                "DisplayName" | "AccessToken" | "Attributes"
-            )
-        };
-        if !allowed {
-            return Err(err(&element, format!("unknown element in <{}>", root.name)));
+        let known: &[&str] = if is_get { GET_ELEMENTS } else { SET_ELEMENTS };
+        if !known.contains(&child.name.as_str()) {
+            if is_get && child.name == "IgnoreUnresolvedVariables" {
+                return Err(err(
+                    &element,
+                    "applies to <SetOAuthV2Info> only (Apigee documents it for no GetOAuthV2Info)"
+                        .to_string(),
+                ));
+            }
+            return Err(err(
+                &element,
+                format!(
+                    "unknown element in <{}> (known: {})",
+                    root.name,
+                    known
+                        .iter()
+                        .map(|e| format!("<{e}>"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
         }
-        if child.name == "DisplayName" {
-            expect_leaf(child, &[]).map_err(|p| err(&element, p))?;
-            display_name = Some(child.text.trim().to_string());
+        match child.name.as_str() {
+            "DisplayName" => {
+                expect_leaf(child, &[]).map_err(|p| err(&element, p))?;
+                display_name = Some(child.text.trim().to_string());
+            }
+            // What the Apigee UI writes into a new policy: accepted, and
+            // ignored without a word when it says nothing.
+            "Description" => expect_leaf(child, &[]).map_err(|p| err(&element, p))?,
+            "Properties" => {
+                let names = properties(child).map_err(|p| err(&element, p))?;
+                if !names.is_empty() {
+                    ignored.push((
+                        element.clone(),
+                        format!(
+                            "properties {} (no documented effect on this policy)",
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
+            "FaultRules" => {
+                if !child.children.is_empty() || !child.text.trim().is_empty() {
+                    return Err(err(
+                        &element,
+                        "fault rules inside a policy never run in Apigee; handle faults in the flow (continueOnError and fault.name: docs/faults.md)"
+                            .to_string(),
+                    ));
+                }
+                expect_leaf(child, &[]).map_err(|p| err(&element, p))?;
+            }
+            // In Apigee's policy schema (an Edge-era setting), documented
+            // nowhere.
+            "OAuthConfig" => {
+                expect_leaf(child, &[]).map_err(|p| err(&element, p))?;
+                ignored.push((
+                    element.clone(),
+                    "the element (no documented effect)".to_string(),
+                ));
+            }
+            _ => {}
         }
     }
 
     let kind = if is_get {
-        parse_get(&root, &err)?
+        parse_get(&root, &err, &mut ignored)?
     } else {
-        parse_set(&root, &err)?
+        parse_set(&root, &err, &mut ignored)?
     };
 
     Ok(Policy {
@@ -198,12 +260,66 @@ pub fn parse_policy(document: &str, index: usize) -> Result<Policy, ConfigError>
         continue_on_error,
         enabled,
         kind,
+        ignored,
     })
+}
+
+/// The children each policy accepts (docs/configuration.md#policies).
+const GET_ELEMENTS: &[&str] = &[
+    "DisplayName",
+    "AccessToken",
+    "RefreshToken",
+    "AuthorizationCode",
+    "ClientId",
+    "IgnoreAccessTokenStatus",
+    "Description",
+    "Properties",
+    "FaultRules",
+    "OAuthConfig",
+];
+const SET_ELEMENTS: &[&str] = &[
+    "DisplayName",
+    "AccessToken",
+    "Attributes",
+    "IgnoreUnresolvedVariables",
+    "Description",
+    "Properties",
+    "FaultRules",
+];
+
+/// `<Properties>`: the names of its `<Property name="...">` children.
+fn properties(element: &Element) -> Result<Vec<String>, String> {
+    if !element.attributes.is_empty() {
+        return Err(format!("unknown attribute {}", element.attributes[0].0));
+    }
+    if !element.text.trim().is_empty() {
+        return Err(format!(
+            "unexpected text {:?}",
+            truncate(element.text.trim())
+        ));
+    }
+    element
+        .children
+        .iter()
+        .map(|p| {
+            if p.name != "Property" {
+                return Err(format!(
+                    "unexpected element <{}> inside it: only <Property> is allowed",
+                    p.name
+                ));
+            }
+            expect_leaf(p, &["name"]).map_err(|e| format!("<Property>: {e}"))?;
+            p.attribute("name")
+                .map(String::from)
+                .ok_or_else(|| "<Property>: the name attribute is required".to_string())
+        })
+        .collect()
 }
 
 fn parse_get(
     root: &Element,
     err: &dyn Fn(&str, String) -> ConfigError,
+    ignored: &mut Vec<(String, String)>,
 ) -> Result<PolicyKind, ConfigError> {
     let tokens: Vec<(TokenKind, &Element)> = root
         .children
@@ -231,7 +347,7 @@ fn parse_get(
         }
     };
     let element_name = format!("<{}>", kind.element());
-    let token = value_source(element).map_err(|p| err(&element_name, p))?;
+    let token = value_source(element, &element_name, ignored).map_err(|p| err(&element_name, p))?;
 
     let mut ignore_access_token_status = false;
     if let Some(ignore) = root
@@ -261,6 +377,7 @@ fn parse_get(
 fn parse_set(
     root: &Element,
     err: &dyn Fn(&str, String) -> ConfigError,
+    ignored: &mut Vec<(String, String)>,
 ) -> Result<PolicyKind, ConfigError> {
     let token_element = root
         .children
@@ -272,7 +389,8 @@ fn parse_set(
                 "is required in <SetOAuthV2Info>".to_string(),
             )
         })?;
-    let token = value_source(token_element).map_err(|p| err("<AccessToken>", p))?;
+    let token = value_source(token_element, "<AccessToken>", ignored)
+        .map_err(|p| err("<AccessToken>", p))?;
 
     let attributes_element = root
         .children
@@ -329,7 +447,7 @@ fn parse_set(
                 ),
             ));
         }
-        let value = value_source(child).map_err(|p| err(&element, p))?;
+        let value = value_source(child, &element, ignored).map_err(|p| err(&element, p))?;
         attributes.push(AttributeSpec { name, value });
     }
     if attributes.is_empty() {
@@ -338,17 +456,47 @@ fn parse_set(
             "needs at least one <Attribute>".to_string(),
         ));
     }
-    Ok(PolicyKind::Set { token, attributes })
+    let mut ignore_unresolved_variables = None;
+    if let Some(e) = root
+        .children
+        .iter()
+        .find(|c| c.name == "IgnoreUnresolvedVariables")
+    {
+        let element = "<IgnoreUnresolvedVariables>";
+        expect_leaf(e, &[]).map_err(|p| err(element, p))?;
+        let text = e.text.trim();
+        ignore_unresolved_variables = Some(
+            parse_bool(text)
+                .ok_or_else(|| err(element, format!("must be true or false, not {text:?}")))?,
+        );
+    }
+    Ok(PolicyKind::Set {
+        token,
+        attributes,
+        ignore_unresolved_variables,
+    })
 }
 
 /// Reads `ref` and literal text from a token element or `<Attribute>`.
-fn value_source(element: &Element) -> Result<ValueSource, String> {
-    let allowed: &[&str] = if element.name == "Attribute" {
-        &["name", "ref"]
+/// The schema's `type` (token elements) and `display` (`<Attribute>`)
+/// attributes are accepted and ignored (`label` names the element).
+fn value_source(
+    element: &Element,
+    label: &str,
+    ignored: &mut Vec<(String, String)>,
+) -> Result<ValueSource, String> {
+    let (allowed, schema_only): (&[&str], &str) = if element.name == "Attribute" {
+        (&["name", "ref", "display"], "display")
     } else {
-        &["ref"]
+        (&["ref", "type"], "type")
     };
     expect_leaf(element, allowed)?;
+    if let Some(v) = element.attribute(schema_only) {
+        ignored.push((
+            label.to_string(),
+            format!("attribute {schema_only}={v:?} (no documented effect on this policy)"),
+        ));
+    }
     let reference = match element.attribute("ref").map(str::trim) {
         None | Some("") => None,
         Some(r) => {
@@ -528,6 +676,128 @@ mod tests {
         assert_eq!(attributes[2].value.literal.as_deref(), Some("fallback"));
         assert_eq!(attributes[3].value.reference, None);
         assert_eq!(attributes[3].value.literal.as_deref(), Some("READ, WRITE"));
+    }
+
+    const SET_PREFIX: &str = "<SetOAuthV2Info name='S'><AccessToken ref='t'/><Attributes><Attribute name='a' ref='v'/></Attributes>";
+
+    fn set_with(extra: &str) -> String {
+        format!("{SET_PREFIX}{extra}</SetOAuthV2Info>")
+    }
+
+    #[test]
+    fn ignore_unresolved_variables_in_set() {
+        for (text, expected) in [
+            ("true", Some(true)),
+            (" false ", Some(false)),
+            ("TRUE", Some(true)),
+        ] {
+            let p = get(&set_with(&format!(
+                "<IgnoreUnresolvedVariables>{text}</IgnoreUnresolvedVariables>"
+            )));
+            let PolicyKind::Set {
+                ignore_unresolved_variables,
+                ..
+            } = p.kind
+            else {
+                panic!("not a Set")
+            };
+            assert_eq!(ignore_unresolved_variables, expected, "{text:?}");
+            assert!(p.ignored.is_empty());
+        }
+        let PolicyKind::Set {
+            ignore_unresolved_variables,
+            ..
+        } = get(&set_with("")).kind
+        else {
+            panic!("not a Set")
+        };
+        assert_eq!(ignore_unresolved_variables, None);
+        for (extra, problem) in [
+            ("<IgnoreUnresolvedVariables>yes</IgnoreUnresolvedVariables>", "must be true or false, not \"yes\""),
+            ("<IgnoreUnresolvedVariables/>", "must be true or false, not \"\""),
+            ("<IgnoreUnresolvedVariables>true</IgnoreUnresolvedVariables><IgnoreUnresolvedVariables>true</IgnoreUnresolvedVariables>", "appears more than once"),
+            ("<IgnoreUnresolvedVariables x='1'>true</IgnoreUnresolvedVariables>", "unknown attribute x"),
+        ] {
+            let e = error(&set_with(extra));
+            assert_eq!(e.element, "<IgnoreUnresolvedVariables>", "{e}");
+            assert!(e.problem.contains(problem), "{e}");
+        }
+        let e = error(
+            "<GetOAuthV2Info name='G'><AccessToken ref='a'/><IgnoreUnresolvedVariables>true</IgnoreUnresolvedVariables></GetOAuthV2Info>",
+        );
+        assert_eq!(e.element, "<IgnoreUnresolvedVariables>");
+        assert!(
+            e.problem.contains("applies to <SetOAuthV2Info> only"),
+            "{e}"
+        );
+    }
+
+    /// What Apigee's policy schema and UI allow besides the documented
+    /// elements (docs/decisions.md#elements-and-attributes-apigee-accepts):
+    /// accepted silently when it says nothing, accepted and reported when
+    /// it would have meant something, refused when accepting it would
+    /// mislead.
+    #[test]
+    fn schema_elements_and_attributes_apigee_accepts() {
+        let get_with = |inner: &str| {
+            format!("<GetOAuthV2Info name='G'><AccessToken ref='a'/>{inner}</GetOAuthV2Info>")
+        };
+        // Silent: UI residue that carries nothing.
+        for doc in [
+            get_with("<Properties/>"),
+            get_with("<Description>Reads the token</Description>"),
+            get_with("<FaultRules/>"),
+            set_with("<Properties></Properties><Description/><FaultRules/>"),
+        ] {
+            assert_eq!(get(&doc).ignored, Vec::<(String, String)>::new(), "{doc}");
+        }
+        // Accepted, reported at load time.
+        let reported = |doc: &str| {
+            get(doc)
+                .ignored
+                .into_iter()
+                .map(|(e, what)| format!("{e}: {what}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            reported(&get_with(
+                "<Properties><Property name='p1'>x</Property><Property name='p2'/></Properties>"
+            )),
+            ["<Properties>: properties p1, p2 (no documented effect on this policy)"]
+        );
+        assert_eq!(
+            reported(&get_with("<OAuthConfig>cfg</OAuthConfig>")),
+            ["<OAuthConfig>: the element (no documented effect)"]
+        );
+        assert_eq!(
+            reported("<GetOAuthV2Info name='G' version='1.0' isHybrid='false'><ClientId ref='c' type='string'/></GetOAuthV2Info>"),
+            [
+                "<GetOAuthV2Info>: attribute version=\"1.0\" (no documented effect)",
+                "<GetOAuthV2Info>: attribute isHybrid=\"false\" (no documented effect)",
+                "<ClientId>: attribute type=\"string\" (no documented effect on this policy)",
+            ]
+        );
+        assert_eq!(
+            reported("<SetOAuthV2Info name='S'><AccessToken ref='t' type='x'/><Attributes><Attribute name='a' ref='v' display='false'/></Attributes></SetOAuthV2Info>"),
+            [
+                "<AccessToken>: attribute type=\"x\" (no documented effect on this policy)",
+                "<Attribute name=\"a\">: attribute display=\"false\" (no documented effect on this policy)",
+            ]
+        );
+        // Refused, with the reason.
+        for (doc, element, problem) in [
+            (get_with("<FaultRules><FaultRule name='f'/></FaultRules>"), "<FaultRules>", "never run in Apigee"),
+            (get_with("<Properties><Other/></Properties>"), "<Properties>", "only <Property>"),
+            (get_with("<Properties><Property>x</Property></Properties>"), "<Properties>", "name attribute is required"),
+            (set_with("<OAuthConfig>cfg</OAuthConfig>"), "<OAuthConfig>", "unknown element in <SetOAuthV2Info> (known: <DisplayName>, <AccessToken>, <Attributes>, <IgnoreUnresolvedVariables>, <Description>, <Properties>, <FaultRules>)"),
+            (get_with("<Scope/>"), "<Scope>", "unknown element in <GetOAuthV2Info> (known: <DisplayName>, <AccessToken>, <RefreshToken>, <AuthorizationCode>, <ClientId>, <IgnoreAccessTokenStatus>, <Description>, <Properties>, <FaultRules>, <OAuthConfig>)"),
+            ("<SetOAuthV2Info name='S'><AccessToken ref='t'/><Attributes><Attribute name='a' ref='v' type='x'/></Attributes></SetOAuthV2Info>".to_string(), "<Attribute name=\"a\">", "unknown attribute type"),
+            ("<GetOAuthV2Info name='G'><AccessToken ref='a' display='x'/></GetOAuthV2Info>".to_string(), "<AccessToken>", "unknown attribute display"),
+        ] {
+            let e = error(&doc);
+            assert_eq!(e.element, element, "{doc}: {e}");
+            assert!(e.problem.contains(problem), "{doc}: {e}");
+        }
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! The faults the policies raise: names, statuses, fault strings and the
 //! JSON body of the local reply (docs/faults.md).
 
-/// Declares the faults once: variant, fault name, HTTP status, fault string.
-/// The reply body is built from the name and the fault string at compile
-/// time, so a fault reply allocates nothing.
+/// Declares the faults once: variant, fault name, HTTP status, fault string,
+/// error code. The reply body is built from the fault string and the error
+/// code at compile time, so a fault reply allocates nothing.
 macro_rules! faults {
-    ($($variant:ident => $name:literal, $status:literal, $faultstring:literal;)*) => {
+    ($($variant:ident => $name:literal, $status:literal, $faultstring:literal, $errorcode:literal;)*) => {
         /// A fault a policy raises (docs/faults.md).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Fault {
@@ -37,12 +37,19 @@ macro_rules! faults {
                 }
             }
 
+            /// The `errorcode` of the reply body.
+            pub const fn errorcode(self) -> &'static str {
+                match self {
+                    $(Fault::$variant => $errorcode,)*
+                }
+            }
+
             /// The local-reply body, exactly as docs/faults.md shows it.
             pub const fn body(self) -> &'static str {
                 match self {
                     $(Fault::$variant => concat!(
                         r#"{"fault":{"faultstring":""#, $faultstring,
-                        r#"","detail":{"errorcode":"keymanagement.service."#, $name, r#""}}}"#
+                        r#"","detail":{"errorcode":""#, $errorcode, r#""}}}"#
                     ),)*
                 }
             }
@@ -51,22 +58,20 @@ macro_rules! faults {
 }
 
 faults! {
-    InvalidAccessToken => "invalid_access_token", 500, "Invalid Access Token";
-    AccessTokenExpired => "access_token_expired", 500, "Access Token expired";
-    InvalidRefreshToken => "invalid_refresh_token", 500, "Invalid Refresh Token";
-    RefreshTokenExpired => "refresh_token_expired", 500, "Refresh Token expired";
-    InvalidAuthorizationCode => "invalid_request-authorization_code_invalid", 500, "Invalid Authorization Code";
-    AuthorizationCodeExpired => "authorization_code_expired", 500, "Authorization Code expired";
-    InvalidClientId => "invalid_client-invalid_client_id", 500, "ClientId is Invalid";
-    TokenServiceUnavailable => "token_service_unavailable", 503, "Token service unavailable";
+    InvalidAccessToken => "invalid_access_token", 500, "Invalid Access Token", "keymanagement.service.invalid_access_token";
+    AccessTokenExpired => "access_token_expired", 500, "Access Token expired", "keymanagement.service.access_token_expired";
+    InvalidRefreshToken => "invalid_refresh_token", 500, "Invalid Refresh Token", "keymanagement.service.invalid_refresh_token";
+    RefreshTokenExpired => "refresh_token_expired", 500, "Refresh Token expired", "keymanagement.service.refresh_token_expired";
+    InvalidAuthorizationCode => "invalid_request-authorization_code_invalid", 500, "Invalid Authorization Code", "keymanagement.service.invalid_request-authorization_code_invalid";
+    AuthorizationCodeExpired => "authorization_code_expired", 500, "Authorization Code expired", "keymanagement.service.authorization_code_expired";
+    InvalidClientId => "invalid_client-invalid_client_id", 500, "ClientId is Invalid", "keymanagement.service.invalid_client-invalid_client_id";
+    // SetOAuthV2Info with <IgnoreUnresolvedVariables>false: a ref that
+    // resolves to nothing (named as Apigee's AssignMessage names its own).
+    UnresolvedVariable => "UnresolvedVariable", 500, "Unable to resolve variable", "steps.oauth.v2.UnresolvedVariable";
+    TokenServiceUnavailable => "token_service_unavailable", 503, "Token service unavailable", "keymanagement.service.token_service_unavailable";
 }
 
 impl Fault {
-    /// The `errorcode` of the reply body: `keymanagement.service.` + name.
-    pub fn errorcode(self) -> String {
-        format!("keymanagement.service.{}", self.name())
-    }
-
     /// Parses a fault name (as the token service's `error` member gives it).
     pub fn from_name(name: &str) -> Option<Fault> {
         Fault::ALL.iter().copied().find(|f| f.name() == name)
@@ -92,7 +97,18 @@ mod tests {
             assert_eq!(f.body(), expected);
             assert_eq!(Fault::from_name(f.name()), Some(*f));
         }
-        assert_eq!(Fault::ALL.len(), 8);
+        assert_eq!(Fault::ALL.len(), 9);
+        // Every code is the filter's (keymanagement.service.<name>) but the
+        // one modeled on another Apigee policy's.
+        for f in Fault::ALL {
+            if *f != Fault::UnresolvedVariable {
+                assert_eq!(f.errorcode(), format!("keymanagement.service.{}", f.name()));
+            }
+        }
+        assert_eq!(
+            Fault::UnresolvedVariable.body(),
+            r#"{"fault":{"faultstring":"Unable to resolve variable","detail":{"errorcode":"steps.oauth.v2.UnresolvedVariable"}}}"#
+        );
         assert_eq!(Fault::from_name("nope"), None);
     }
 
