@@ -949,14 +949,19 @@ async fn changes_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
     st.require_key(req.headers(), KeyKind::Service)?;
     let (after, limit) = feed_query(req.uri().query())?;
     match st.store.changes(after, limit).await? {
-        Feed::Page { rows, next, oldest } => {
+        Feed::Page {
+            rows,
+            next,
+            oldest,
+            head,
+        } => {
             let changes: Vec<Value> = rows
                 .into_iter()
                 .map(|r| json!({"cursor": r.cursor, "kind": r.kind, "hash": r.hash, "op": r.op}))
                 .collect();
             Ok(respond(
                 StatusCode::OK,
-                json!({"changes": changes, "next": next, "oldest": oldest}),
+                json!({"changes": changes, "next": next, "oldest": oldest, "head": head}),
             ))
         }
         Feed::Expired { oldest } => {

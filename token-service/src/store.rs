@@ -172,6 +172,10 @@ pub struct FeedRead {
     pub pruned_through: i64,
     /// The highest cursor this database ever handed out (0: none).
     pub head: i64,
+    /// The highest cursor of a committed change, read in the same snapshot
+    /// as `rows` (at least `pruned_through`): every change committed later
+    /// has a higher cursor (cursor order is commit order).
+    pub committed: i64,
 }
 
 /// One answer of `GET /v1/changes`.
@@ -181,6 +185,9 @@ pub enum Feed {
         rows: Vec<ChangeRow>,
         next: i64,
         oldest: i64,
+        /// The highest committed cursor: a reader that has nothing cached
+        /// may start from it without reading the rest.
+        head: i64,
     },
     /// The cursor is older than the retention window, or was never handed
     /// out by this database: the caller must drop its whole cache.
@@ -209,6 +216,7 @@ pub fn feed_answer(after: i64, read: FeedRead) -> Feed {
     };
     let next = read.rows.last().map_or(effective, |r| r.cursor);
     Feed::Page {
+        head: read.committed.max(next).max(read.pruned_through),
         rows: read.rows,
         next,
         oldest,
@@ -636,14 +644,15 @@ mod tests {
             rows: rows.iter().copied().map(row).collect(),
             pruned_through,
             head,
+            committed: head,
         }
     }
 
     fn page(f: Feed) -> (Vec<i64>, i64, i64) {
         match f {
-            Feed::Page { rows, next, oldest } => {
-                (rows.iter().map(|r| r.cursor).collect(), next, oldest)
-            }
+            Feed::Page {
+                rows, next, oldest, ..
+            } => (rows.iter().map(|r| r.cursor).collect(), next, oldest),
             Feed::Expired { oldest } => panic!("expired (oldest {oldest})"),
         }
     }
@@ -673,6 +682,26 @@ mod tests {
             feed_answer(13, read(&[], 10, 12)),
             Feed::Expired { oldest: 11 }
         ));
+    }
+
+    #[test]
+    fn the_committed_head_is_at_least_what_the_page_shows() {
+        let head = |f: Feed| match f {
+            Feed::Page { head, .. } => head,
+            Feed::Expired { .. } => panic!("expired"),
+        };
+        // A change drawn but not committed (head 9) is not in it.
+        let r = FeedRead {
+            committed: 7,
+            ..read(&[5, 7], 0, 9)
+        };
+        assert_eq!(head(feed_answer(0, r)), 7);
+        // Everything pruned: the horizon.
+        let r = FeedRead {
+            committed: 0,
+            ..read(&[], 10, 10)
+        };
+        assert_eq!(head(feed_answer(0, r)), 10);
     }
 
     #[test]

@@ -23,7 +23,7 @@
 use oauthv2info_names::{parse_token_hash, TokenKind};
 
 const MAGIC: &[u8; 2] = b"F1";
-const HEAD: usize = 2 + 8 * 6 + 2;
+const HEAD: usize = 2 + 8 * 7 + 2;
 const RECENT: usize = 8 + 1 + 8;
 
 /// The most changes the record remembers for answers in flight; when more
@@ -69,6 +69,10 @@ pub struct FeedState {
     pub horizon_ms: i64,
     /// The changes applied lately, oldest first.
     pub recent: Vec<Recent>,
+    /// The cursor follows the feed: false for a new record and after a
+    /// 410, until the poller has started from the feed's head (or read it
+    /// to the end).
+    pub synced: bool,
 }
 
 impl Default for FeedState {
@@ -81,6 +85,7 @@ impl Default for FeedState {
             flush_before_ms: i64::MIN,
             horizon_ms: i64::MIN,
             recent: Vec::new(),
+            synced: false,
         }
     }
 }
@@ -100,6 +105,7 @@ impl FeedState {
             self.fresh_ms,
             self.flush_before_ms,
             self.horizon_ms,
+            i64::from(self.synced),
         ] {
             out.extend_from_slice(&n.to_le_bytes());
         }
@@ -136,6 +142,7 @@ impl FeedState {
             fresh_ms: n(3)?,
             flush_before_ms: n(4)?,
             horizon_ms: n(5)?,
+            synced: n(6)? != 0,
             recent,
         })
     }
@@ -167,6 +174,7 @@ impl FeedState {
         self.cursor = next;
         if caught_up {
             self.fresh_ms = self.fresh_ms.max(sent_ms);
+            self.synced = true;
         }
         self.recent.extend(changes.iter().map(|c| Recent {
             fingerprint: c.fingerprint,
@@ -187,12 +195,27 @@ impl FeedState {
     }
 
     /// The feed no longer has the changes after the cursor (410): drop the
-    /// whole cache, read the feed again from its oldest change.
+    /// whole cache, start again.
     pub fn expired(&mut self, now_ms: i64) {
         self.cursor = 0;
         self.flush_before_ms = now_ms;
         self.horizon_ms = self.horizon_ms.max(now_ms);
         self.recent.clear();
+        self.synced = false;
+    }
+
+    /// Starts following the feed at its head, skipping what came before:
+    /// every entry older than this answer (`now_ms`, when it arrived) stops
+    /// being served and no answer sent before it is cached, so no change
+    /// up to the head can be missed. (Used when the cursor does not follow
+    /// the feed yet: a first start, a 410.)
+    pub fn start_at(&mut self, head: i64, sent_ms: i64, now_ms: i64) {
+        self.cursor = head;
+        self.flush_before_ms = self.flush_before_ms.max(now_ms);
+        self.horizon_ms = self.horizon_ms.max(now_ms);
+        self.fresh_ms = self.fresh_ms.max(sent_ms);
+        self.recent.clear();
+        self.synced = true;
     }
 
     /// May an answer about (kind, fingerprint), whose callout started at
@@ -255,8 +278,13 @@ pub struct Change {
 /// What a poll's answer says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedAnswer {
-    /// Changes after the cursor, in order, and the next cursor.
-    Page { changes: Vec<Change>, next: i64 },
+    /// Changes after the cursor, in order, the next cursor, and the
+    /// feed's committed head (absent from a feed that does not give it).
+    Page {
+        changes: Vec<Change>,
+        next: i64,
+        head: Option<i64>,
+    },
     /// 410: the changes after the cursor are gone.
     Expired,
     /// Anything else: the poll failed (the reason for the log).
@@ -305,7 +333,12 @@ pub fn parse_feed(status: Option<u16>, body: &[u8]) -> FeedAnswer {
             }
         }
     }
-    FeedAnswer::Page { changes, next }
+    let head = value.get("head").and_then(|h| h.as_i64());
+    FeedAnswer::Page {
+        changes,
+        next,
+        head,
+    }
 }
 
 #[cfg(test)]
@@ -408,6 +441,30 @@ mod tests {
     }
 
     #[test]
+    fn starting_at_the_head_drops_everything_older_than_the_answer() {
+        let mut s = FeedState::default();
+        assert!(!s.synced);
+        s.start_at(5_000, 100, 120);
+        assert!(s.synced);
+        assert_eq!((s.cursor, s.fresh_ms), (5_000, 100));
+        let view = FeedView::of(&s);
+        assert!(
+            !view.serves(130, 5_000, 119),
+            "fetched before the answer arrived"
+        );
+        assert!(view.serves(130, 5_000, 120));
+        assert!(!s.may_store(TokenKind::AccessToken, 1, 119));
+        s.expired(200);
+        assert!(!s.synced);
+        // Read to the end instead (a feed without a head): synced then.
+        let mut s = FeedState::default();
+        s.applied(&[change(1)], 1, false, 10, 10, 5_000);
+        assert!(!s.synced);
+        s.applied(&[], 1, true, 20, 20, 5_000);
+        assert!(s.synced);
+    }
+
+    #[test]
     fn hits_stop_once_the_feed_is_stale() {
         let view = FeedView {
             fresh_ms: 1_000,
@@ -431,14 +488,19 @@ mod tests {
                     kind: TokenKind::RefreshToken,
                     fingerprint: oauthv2info_names::token_hash(TokenKind::RefreshToken, b"def"),
                 }],
-                next: 42
+                next: 42,
+                head: None,
             }
         );
         assert_eq!(
-            parse_feed(Some(200), br#"{"changes":[],"next":0,"oldest":1}"#),
+            parse_feed(
+                Some(200),
+                br#"{"changes":[],"next":0,"oldest":1,"head":77}"#
+            ),
             FeedAnswer::Page {
                 changes: vec![],
-                next: 0
+                next: 0,
+                head: Some(77),
             }
         );
         assert_eq!(parse_feed(Some(410), b"{}"), FeedAnswer::Expired);

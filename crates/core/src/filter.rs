@@ -501,21 +501,39 @@ impl Worker {
         let now = host.now_ms();
         let keep = FeedState::keep_ms(config.token_service.timeout_ms, inv.poll_ms);
         let (changes, again) = match feed::parse_feed(status, &body) {
-            FeedAnswer::Page { changes, next } => {
+            FeedAnswer::Page {
+                changes,
+                next,
+                head,
+            } => {
                 let caught_up = changes.len() < inv.limit as usize;
-                let recorded = self.update_feed(host, &config, inv, now, |s| {
-                    s.applied(&changes, next, caught_up, sent, now, keep);
+                let jumped = self.update_feed(host, &config, inv, now, |s| match head {
+                    // Not following the feed yet (a first start, a 410):
+                    // start at its head rather than read what came before.
+                    Some(head) if !s.synced => {
+                        s.start_at(head, sent, now);
+                        true
+                    }
+                    _ => {
+                        s.applied(&changes, next, caught_up, sent, now, keep);
+                        false
+                    }
                 });
-                if !recorded {
+                match jumped {
                     // Another poller holds the lease now: it reads these again.
-                    return;
+                    None => return,
+                    // Everything before the head is dropped with the cache.
+                    Some(true) => (Vec::new(), false),
+                    Some(false) => (changes, !caught_up),
                 }
-                (changes, !caught_up)
             }
             FeedAnswer::Expired => {
                 self.metrics.count(metrics::FEED_RESETS);
                 warn!("oauthv2info: the change feed no longer has the changes after this Envoy's cursor (410): the whole cache is dropped");
-                if !self.update_feed(host, &config, inv, now, |s| s.expired(now)) {
+                if self
+                    .update_feed(host, &config, inv, now, |s| s.expired(now))
+                    .is_none()
+                {
                     return;
                 }
                 (Vec::new(), true)
@@ -545,15 +563,16 @@ impl Worker {
     }
 
     /// Rewrites the feed record with `change` while this root context holds
-    /// the lease; false when another one holds it.
-    fn update_feed(
+    /// the lease, and answers what `change` did; `None` when another one
+    /// holds it (or the record could not be written).
+    fn update_feed<R>(
         &mut self,
         host: &mut impl Host,
         config: &FilterConfig,
         inv: &Invalidation,
         now: i64,
-        change: impl Fn(&mut FeedState),
-    ) -> bool {
+        mut change: impl FnMut(&mut FeedState) -> R,
+    ) -> Option<R> {
         for _ in 0..4 {
             let (bytes, cas) = host.shared_data(&self.feed.key);
             let mut state = bytes
@@ -562,22 +581,22 @@ impl Worker {
                 .unwrap_or_default();
             if !state.may_poll(self.feed.me, now) {
                 self.feed.view = FeedView::of(&state);
-                return false;
+                return None;
             }
-            change(&mut state);
+            let did = change(&mut state);
             state.owner = self.feed.me;
             state.lease_until_ms = now + lease_ms(config, inv);
             match host.set_shared_data(&self.feed.key, &state.encode(), cas) {
                 SharedWrite::Ok => {
                     self.feed.view = FeedView::of(&state);
-                    return true;
+                    return Some(did);
                 }
                 SharedWrite::CasMismatch => continue,
                 SharedWrite::Failed => break,
             }
         }
         self.metrics.count(metrics::FEED_ERRORS);
-        false
+        None
     }
 
     /// Drops the cache entry of a changed token: a tombstone in the slot

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::host::MetricKind;
+use oauthv2info_names::TokenKind;
 
 // ------------------------------------------------ counting allocator
 
@@ -1338,4 +1339,36 @@ fn a_call_no_token_service_answered_is_sent_again_up_to_twice() {
         assert_eq!(h.host.callouts.len(), n + 1, "{status:?}: not sent again");
         assert!(h.req(id).reply.is_some());
     }
+}
+
+#[test]
+fn a_first_start_begins_at_the_feeds_head() {
+    let mut h = Harness::new(invalidating());
+    // A lookup before the first poll: cached, but not served (and older
+    // than the poll's answer, so dropped with everything before the head).
+    assert!(!h.lookup(10, "tok"));
+    h.host.now += 5;
+    let body = json!({"changes": [
+            {"cursor": 1, "kind": "access_token", "hash": oauthv2info_names::token_hash_hex(TokenKind::AccessToken, b"tok"), "op": "import"}],
+        "next": 1, "oldest": 1, "head": 9_000}).to_string();
+    h.poll_answered(200, &body);
+    assert_eq!(
+        h.host.metric("feed.invalidations"),
+        0,
+        "the backlog is not read"
+    );
+    h.host.now += i64::from(FEED_POLL_MS);
+    h.poll_answered(200, &feed_page(&[], 9_000));
+    assert_eq!(
+        h.last_path(),
+        "/v1/changes?after=9000&limit=500",
+        "from the head on"
+    );
+    h.host.now += 1;
+    assert!(
+        !h.lookup(11, "tok"),
+        "the entry from before the start is not served"
+    );
+    h.host.now += 1;
+    assert!(h.lookup(12, "tok"));
 }

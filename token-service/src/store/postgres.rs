@@ -562,7 +562,8 @@ impl Postgres {
             let st = c
                 .prepare_cached(
                     "SELECT h.pruned_through, \
-                     (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM change_cursor) \
+                     (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM change_cursor), \
+                     (SELECT COALESCE(MAX(id), 0) FROM changes) \
                      FROM change_horizon h",
                 )
                 .await?;
@@ -571,6 +572,7 @@ impl Postgres {
                 rows,
                 pruned_through: row.try_get(0)?,
                 head: row.try_get(1)?,
+                committed: row.try_get(2)?,
             })
         })
         .await;

@@ -453,17 +453,19 @@ impl Sqlite {
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let (pruned_through, head) = c
+            let (pruned_through, head, committed) = c
                 .prepare_cached(
                     "SELECT pruned_through, \
-                     COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0) \
+                     COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0), \
+                     COALESCE((SELECT MAX(id) FROM changes), 0) \
                      FROM change_horizon",
                 )?
-                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             Ok(FeedRead {
                 rows,
                 pruned_through,
                 head,
+                committed,
             })
         })
     }

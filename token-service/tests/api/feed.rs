@@ -46,7 +46,10 @@ fn every_profile_change_is_listed() {
     use TokenKind::*;
     let s = Server::start();
     let empty = s.changes(0, 500);
-    assert_eq!(empty, json!({"changes": [], "next": 0, "oldest": 1}));
+    assert_eq!(
+        empty,
+        json!({"changes": [], "next": 0, "oldest": 1, "head": 0})
+    );
 
     s.std_app("fd");
     let now = now_ms();
@@ -140,9 +143,14 @@ fn every_profile_change_is_listed() {
     assert_eq!(cursors(page["changes"].as_array().unwrap()), c[2..4]);
     assert_eq!(page["next"], c[3]);
     assert_eq!(page["oldest"], 1);
+    // `head` is the newest committed cursor, whatever the page shows.
+    assert_eq!(page["head"], next);
     // Past the end: nothing, and `next` stays.
     let page = s.changes(next, 10);
-    assert_eq!(page, json!({"changes": [], "next": next, "oldest": 1}));
+    assert_eq!(
+        page,
+        json!({"changes": [], "next": next, "oldest": 1, "head": next})
+    );
     // Tokens never travel in the feed.
     let text = s.get_auth("/v1/changes?after=0&limit=5000", &svc()).text;
     for secret in [
@@ -161,6 +169,18 @@ fn every_profile_change_is_listed() {
         let keys: BTreeSet<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, BTreeSet::from(["cursor", "kind", "hash", "op"]));
     }
+    // And the page has exactly its documented members.
+    let keys: BTreeSet<String> = s
+        .changes(0, 5)
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["changes", "next", "oldest", "head"].map(String::from))
+    );
 }
 
 fn bad_feed_requests_are_refused() {
