@@ -36,11 +36,16 @@ use crate::request::{
 /// no status (a reset), or a 503 that is not the token service's JSON (a
 /// refused or failed connection, no healthy host). A timeout (504) is not
 /// one: the call may have reached the service, and another would double
-/// the wait.
+/// the wait. Nor is the cluster's circuit breaker refusing the call
+/// (Envoy's 503 "... reset reason: overflow"): another call would be
+/// refused too, and during a flood it would triple the work.
 fn never_answered(status: Option<u16>, body: &[u8]) -> bool {
     match status {
         None => true,
-        Some(503) => !body.trim_ascii_start().starts_with(b"{"),
+        Some(503) => {
+            !body.trim_ascii_start().starts_with(b"{")
+                && !body.windows(8).any(|w| w == b"overflow")
+        }
         Some(_) => false,
     }
 }
@@ -82,6 +87,9 @@ pub const TICK_MS: u32 = 1000;
 const MAX_RETRIES: u8 = 2;
 /// The tick while requests wait for the root context to send their callout.
 const DEFERRED_TICK_MS: u32 = 1;
+
+/// How early a tick may come and still send a poll that is due.
+const POLL_SLACK_MS: i64 = 100;
 
 const NOT_CONFIGURED: &[u8] = br#"{"fault":{"faultstring":"Filter not configured","detail":{"errorcode":"keymanagement.service.not_configured"}}}"#;
 
@@ -435,7 +443,11 @@ impl Worker {
             self.feed.inflight = None;
         }
         let me = self.feed.me;
-        if !state.may_poll(me, now) || (state.owner == me && now < self.feed.next_poll_ms) {
+        // Polls are due `poll_ms` after the last one was sent; a tick that
+        // fires a little early (timers jitter) still polls, or a 1 s poll
+        // on a 1 s tick would run every other tick.
+        let due = self.feed.next_poll_ms - POLL_SLACK_MS;
+        if !state.may_poll(me, now) || (state.owner == me && now < due) {
             return;
         }
         state.owner = me;
@@ -540,7 +552,7 @@ impl Worker {
             }
             FeedAnswer::Failure(reason) => {
                 self.metrics.count(metrics::FEED_ERRORS);
-                self.feed.next_poll_ms = now + i64::from(inv.poll_ms);
+                self.feed.next_poll_ms = sent + i64::from(inv.poll_ms);
                 self.feed.warnings.warn(now, || reason);
                 return;
             }
@@ -558,7 +570,7 @@ impl Worker {
                 .map_or(0, |s| s.cursor);
             self.poll(host, &config, inv, cursor, now);
         } else {
-            self.feed.next_poll_ms = now + i64::from(inv.poll_ms);
+            self.feed.next_poll_ms = sent + i64::from(inv.poll_ms);
         }
     }
 

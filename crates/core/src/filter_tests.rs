@@ -1134,6 +1134,32 @@ fn one_poller_per_envoy_reads_the_feed_from_its_cursor() {
     assert_eq!(h.last_callout().context, ROOT);
 }
 
+/// Polls keep to `poll_ms` from one send to the next, whatever the delay
+/// of the answer (150 ms here), and a tick that fires a little early still polls (a 1 s
+/// poll on a 1 s tick ran every other tick when the period counted from
+/// the answer: revocations took up to 2 s instead of poll_ms + a call).
+#[test]
+fn polls_keep_their_period_from_send_to_send() {
+    let mut h = Harness::new(invalidating());
+    h.poll_answered(200, &feed_page(&[], 0));
+    let mut sent = h.host.now;
+    for _ in 0..3 {
+        h.host.now = sent + i64::from(FEED_POLL_MS) - 3;
+        let before = h.host.callouts.len();
+        h.tick();
+        assert_eq!(h.host.callouts.len(), before + 1, "the tick polls");
+        sent = h.host.now;
+        let token = h.last_callout().token;
+        h.host.now = sent + 150;
+        h.respond(token, Some(200), &feed_page(&[], 0));
+    }
+    // Not long before it is due.
+    h.host.now = sent + i64::from(FEED_POLL_MS) / 4;
+    let before = h.host.callouts.len();
+    h.tick();
+    assert_eq!(h.host.callouts.len(), before, "poll_ms has not passed");
+}
+
 #[test]
 fn a_changed_token_is_looked_up_again_and_others_stay_cached() {
     let mut h = Harness::new(invalidating());
@@ -1323,10 +1349,16 @@ fn a_call_no_token_service_answered_is_sent_again_up_to_twice() {
         "keymanagement.service.token_service_unavailable"
     );
 
-    // The token service's own 503 and a timeout are not sent again.
+    // The token service's own 503, a timeout, and the cluster's circuit
+    // breaker refusing the call (another would be refused too) are not
+    // sent again.
     for (status, body) in [
         (Some(503), r#"{"error":"store_unavailable"}"#),
         (Some(504), "upstream request timeout"),
+        (
+            Some(503),
+            "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+        ),
     ] {
         let n = h.host.callouts.len();
         let id = 20 + n as u32;
