@@ -114,6 +114,95 @@ fn malformed_requests_never_panic_the_vm() {
     );
 }
 
+/// A control byte a client puts in a mapped value (Envoy refuses it in a
+/// header and used to answer its own `503 invalid header value`): the
+/// header is not set, the client's copy is still removed, the request goes
+/// on with its other headers, the counter counts it, and the warning is
+/// rate-limited (once a minute per worker, the rest at debug level).
+#[test]
+fn control_bytes_in_a_mapped_value_are_not_set_and_the_request_goes_on() {
+    let stack = Stack::start(plugin(
+        &[
+            r#"<GetOAuthV2Info name="G"><AccessToken ref="request.queryparam.access_token"/></GetOAuthV2Info>"#,
+        ],
+        json!({"request_headers": {
+            "x-out": "request.queryparam.v",
+            "x-client": "oauthv2accesstoken.G.client_id",
+        }}),
+    ));
+    stack.service.create_app("cb", json!({}));
+    stack
+        .service
+        .import_access_token("cb", "tok-cb", "approved", 3600, json!({}));
+    let controls: Vec<u8> = (0u8..0x20).filter(|&b| b != b'\t').chain([0x7f]).collect();
+    for &b in &controls {
+        let path = format!("/x?access_token=tok-cb&v=a%{b:02x}b");
+        let r = stack
+            .envoy
+            .request("GET", &path, &[("x-out", b"forged".as_slice())], b"");
+        assert_eq!(r.status, 200, "{b:#04x}: {}", r.text());
+        assert_eq!(
+            r.upstream_header("x-out"),
+            None,
+            "{b:#04x}: not set, copy removed"
+        );
+        assert_eq!(
+            r.upstream_header("x-client").as_deref(),
+            Some("cb"),
+            "{b:#04x}"
+        );
+    }
+    // A tab is a valid header byte: set as it is.
+    let r = stack.envoy.get("/x?access_token=tok-cb&v=a%09b");
+    assert_eq!(r.upstream_header("x-out").as_deref(), Some("a\tb"));
+    assert_eq!(
+        stack
+            .envoy
+            .stat("wasmcustom.oauthv2info.request_headers_refused"),
+        controls.len() as u64
+    );
+    let log = stack.envoy.log_text();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("[warning]") && l.contains("not set: the value of"))
+        .count();
+    assert!((1..=2).contains(&warnings), "{warnings} warnings: {log}");
+    assert!(!log.contains("tok-cb"), "the token in a log line");
+}
+
+/// A form POST with an empty body is an empty form, not a missing form
+/// filter: no warning (a client could trigger one per request), and the
+/// policy sees no form parameter.
+#[test]
+fn an_empty_form_body_is_an_empty_form() {
+    let stack = Stack::start(plugin(
+        &[
+            r#"<GetOAuthV2Info name="G"><AccessToken ref="request.formparam.access_token"/></GetOAuthV2Info>"#,
+        ],
+        json!({}),
+    ));
+    stack.service.create_app("ef", json!({}));
+    stack
+        .service
+        .import_access_token("ef", "tok-ef", "approved", 3600, json!({}));
+    let form: &[(&str, &[u8])] = &[("content-type", b"application/x-www-form-urlencoded")];
+    let r = stack
+        .envoy
+        .request("POST", "/", form, b"access_token=tok-ef");
+    assert_eq!(r.status, 200, "{}", r.text());
+    for _ in 0..3 {
+        // `content-length: 0`: the headers end the stream.
+        let r = stack.envoy.request("POST", "/", form, b"");
+        assert_eq!(r.status, 500, "{}", r.text());
+        assert_eq!(
+            r.json()["fault"]["detail"]["errorcode"],
+            "keymanagement.service.invalid_access_token"
+        );
+    }
+    let log = stack.envoy.log_text();
+    assert!(!log.contains("no form body was handed over"), "{log}");
+}
+
 // ------------------------------------------------------- load-time errors
 
 #[test]
