@@ -2,11 +2,7 @@
 //! talks to (RFC 7662 introspection, attribute merge, OAuth 2.0 token and
 //! revocation endpoints, admin import). See docs/token-service.md.
 
-mod error;
-mod http;
-mod store;
-mod util;
-mod views;
+use token_service::{http, store};
 
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
