@@ -311,6 +311,43 @@ mod tests {
 
     const NOW: i64 = 1_700_000_000_000;
 
+    /// The fuzz target for cache entries starts from a real entry
+    /// (fuzz/seeds/cache_entry/profile), which must stay one as the format
+    /// moves: `UPDATE_SEEDS=1 cargo test -p oauthv2info-core fuzz_seed`
+    /// rewrites it after a change of the format.
+    #[test]
+    fn the_fuzz_seed_is_a_real_entry() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/seeds/cache_entry/profile");
+        let mut p = ProfileBuilder::new(true, false);
+        p.field(Field::ClientId, "cid-fuzz");
+        p.field(Field::Scope, "read write");
+        p.field(Field::Status, "approved");
+        p.field(Field::ExpiresAt, &(NOW + 3_600_000).to_string());
+        p.field(Field::DeveloperEmail, "d@example.com");
+        p.attribute("department.id", "5");
+        p.attribute("note", "");
+        let entry = encode(
+            TokenKind::AccessToken,
+            b"tok-fuzz",
+            NOW + 1_000,
+            NOW,
+            Some(&p.finish()),
+        );
+        if std::env::var_os("UPDATE_SEEDS").is_some() {
+            std::fs::write(&path, &entry).unwrap();
+        }
+        let seed = std::fs::read(&path).unwrap();
+        assert_eq!(
+            seed, entry,
+            "fuzz seed out of date: run with UPDATE_SEEDS=1"
+        );
+        assert!(matches!(
+            EntryHead::parse(&seed).and_then(|h| h.lookup()),
+            Some(Lookup::Known(_))
+        ));
+    }
+
     fn profile(expires_at: i64) -> Profile {
         let mut p = ProfileBuilder::new(true, false);
         p.field(Field::ExpiresAt, &expires_at.to_string());
