@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cache;
+mod chaos;
 mod docs;
 mod hostile;
 mod kinds;

@@ -134,7 +134,7 @@ impl Drop for Proc {
     }
 }
 
-fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     let start = Instant::now();
     while start.elapsed() < timeout {
         if ready() {
@@ -188,6 +188,24 @@ pub fn http(
     headers: &[(&str, &[u8])],
     body: &[u8],
 ) -> Response {
+    try_http(port, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("status line (did the request hang?): {e:?}"))
+}
+
+/// A GET, or the error when the connection was closed or reset before
+/// any byte of an answer (what an HTTP client may retry an idempotent
+/// request on: RFC 9110, 9.2.2).
+pub fn try_get(port: u16, path: &str) -> std::io::Result<Response> {
+    try_http(port, "GET", path, &[], b"")
+}
+
+fn try_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+) -> std::io::Result<Response> {
     let mut stream =
         TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect {port}: {e}"));
     stream
@@ -206,12 +224,12 @@ pub fn http(
     }
     req.extend_from_slice(b"\r\n");
     req.extend_from_slice(body);
-    stream.write_all(&req).unwrap();
+    stream.write_all(&req)?;
     let mut reader = BufReader::new(stream);
     let mut status_line = String::new();
-    reader
-        .read_line(&mut status_line)
-        .expect("status line (did the request hang?)");
+    if reader.read_line(&mut status_line)? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
     let status: u16 = status_line
         .split_whitespace()
         .nth(1)
@@ -255,11 +273,11 @@ pub fn http(
     } else {
         reader.read_to_end(&mut body).unwrap();
     }
-    Response {
+    Ok(Response {
         status,
         headers,
         body,
-    }
+    })
 }
 
 pub fn get(port: u16, path: &str) -> Response {
@@ -581,6 +599,46 @@ static_resources:
     )
 }
 
+/// Splits a configuration of [`envoy_yaml`] into a bootstrap that reads
+/// its listener from `lds` (file-based LDS) and that file's contents.
+fn split_listener(config: &str, lds: &Path) -> (String, String) {
+    let head = "static_resources:\n  listeners:\n";
+    let start = config.find(head).expect("a static listener");
+    let body = start + head.len();
+    let end = body
+        + config[body..]
+            .find("\n  clusters:\n")
+            .expect("clusters after it")
+        + 1;
+    let mut listener = String::from("resources:\n");
+    for (i, line) in config[body..end].lines().enumerate() {
+        let line = line.strip_prefix("  ").unwrap_or(line);
+        if i == 0 {
+            listener
+                .push_str("- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n");
+            listener.push_str(&format!("  {}\n", line.trim_start_matches("- ")));
+        } else {
+            listener.push_str(line);
+            listener.push('\n');
+        }
+    }
+    let bootstrap = format!(
+        "node: {{id: e2e, cluster: e2e}}\n{}dynamic_resources:\n  lds_config:\n    resource_api_version: V3\n    path_config_source: {{path: {}}}\nstatic_resources:\n{}",
+        &config[..start],
+        lds.display(),
+        &config[end..]
+    );
+    (bootstrap, listener)
+}
+
+/// Writes a file under another name, then moves it into place (what a
+/// watching Envoy needs to see).
+fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// The token-service cluster's health checks and outlier detection, as
 /// envoy/envoy.yaml ships them (indented for the configuration above).
 pub fn shipped_failover() -> String {
@@ -686,6 +744,28 @@ impl Envoy {
         let access_log = dir.path().join("access.log");
         let config = envoy_yaml(spec, port, admin_port, &access_log);
         Envoy::start_config(dir, &config, port, admin_port, spec.concurrency)
+    }
+
+    /// Envoy with its listener in a file it watches (file-based LDS), so
+    /// that [`Envoy::reload`] can change the configuration under load.
+    pub fn start_lds(spec: &EnvoySpec) -> Envoy {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, admin_port) = (free_port(), free_port());
+        let access_log = dir.path().join("access.log");
+        let lds = dir.path().join("lds.yaml");
+        let (bootstrap, listener) =
+            split_listener(&envoy_yaml(spec, port, admin_port, &access_log), &lds);
+        write_atomically(&lds, &listener);
+        Envoy::start_config(dir, &bootstrap, port, admin_port, spec.concurrency)
+    }
+
+    /// Replaces the listener of an Envoy started with [`Envoy::start_lds`]
+    /// (same ports, same clusters): Envoy sees the file moved into place.
+    pub fn reload(&self, spec: &EnvoySpec) {
+        let lds = self.dir.path().join("lds.yaml");
+        let config = envoy_yaml(spec, self.port, self.admin_port, &self.access_log);
+        let (_, listener) = split_listener(&config, &lds);
+        write_atomically(&lds, &listener);
     }
 
     /// Envoy on a whole configuration (its listener on `port`, its admin
