@@ -16,7 +16,8 @@ BENCH_DURATION (6 s, shortened to fit the budget), BENCH_WARMUP (2 s),
 BENCH_CONNECTIONS (16), BENCH_TOKENS (1000), BENCH_RSS_TOKENS (10000),
 BENCH_RATE (500 req/s), BENCH_RATE_SECS (10), BENCH_DISTURBED (15 %),
 BENCH_RETRIES (2), BENCH_TRIALS (1000; 0 skips the cache-invalidation
-run), BENCH_SETUPS (comma-separated ids; default
+run), BENCH_FLOOD_SECS (6 per phase; 0 skips the flood run),
+BENCH_FLOOD_RATE (200), BENCH_FLOOD_CONNECTIONS (256), BENCH_SETUPS (comma-separated ids; default
 0,1,2,2i,2h,2m,2f,2d,2n,2nl,3,5,6,7; comparison rows 0b, 2e, 3d on request), BENCH_WASM
 (dist/oauthv2info.wasm), ENVOY (binary). BENCH_RSS_TOKENS=0 or
 BENCH_RATE_SECS=0 skip those parts.
@@ -58,6 +59,11 @@ TRIALS = int(os.environ.get("BENCH_TRIALS", "1000"))
 INVALIDATION = {"poll_ms": 1000, "max_stale_ms": 5000}
 RATE = int(os.environ.get("BENCH_RATE", "500"))
 RATE_SECS = int(os.environ.get("BENCH_RATE_SECS", "10"))
+# The flood run: random tokens at FLOOD_CONNECTIONS, the victim's valid
+# tokens at FLOOD_RATE req/s, FLOOD_SECS s per phase (0 skips it).
+FLOOD_SECS = int(os.environ.get("BENCH_FLOOD_SECS", "6"))
+FLOOD_RATE = int(os.environ.get("BENCH_FLOOD_RATE", "200"))
+FLOOD_CONNECTIONS = int(os.environ.get("BENCH_FLOOD_CONNECTIONS", "256"))
 # A run during which other processes or the hypervisor took more than this
 # share of a CPU (%) is measured again, at most RETRIES more times.
 DISTURBED = float(os.environ.get("BENCH_DISTURBED", "15"))
@@ -516,11 +522,15 @@ def envoy_config(listen, admin, filters, upstream_port, service_port):
 
 
 class Envoy:
-    def __init__(self, workdir, name, filters, upstream_port, service_port):
+    def __init__(self, workdir, name, filters, upstream_port, service_port, service_cluster=None):
         self.port, self.admin = free_port(), free_port()
         config = os.path.join(workdir, f"envoy-{name}.json")
+        doc = envoy_config(self.port, self.admin, filters, upstream_port, service_port)
+        for c in doc["static_resources"]["clusters"]:
+            if c["name"] == "token_service":
+                c.update(service_cluster or {})
         with open(config, "w") as f:
-            json.dump(envoy_config(self.port, self.admin, filters, upstream_port, service_port), f)
+            json.dump(doc, f)
         self.log = os.path.join(workdir, f"envoy-{name}.log")
         self.proc = spawn("envoy", pinned(CPU_ENVOY, [
             ENVOY, "-c", config, "--concurrency", "1", "--disable-hot-restart",
@@ -781,6 +791,114 @@ def invalidation_run(workdir, upstream_port, service, trials):
             e.close()
 
 
+# ------------------------------------------------------------ flood
+
+
+def shipped_breakers():
+    """The token_service cluster's circuit_breakers thresholds as
+    envoy/envoy.yaml ships them (the numbers a user copies)."""
+    with open(os.path.join(ROOT, "envoy", "envoy.yaml")) as f:
+        text = f.read()
+    block = text[text.index("    circuit_breakers:\n"):]
+    block = block[:block.index("\n    load_assignment:")]
+    out = {"priority": "DEFAULT"}
+    for key, value in re.findall(r"^\s+(max_\w+): (\d+)$", block, re.M):
+        out[key] = int(value)
+    if len(out) < 3:
+        raise RuntimeError("envoy/envoy.yaml: no circuit_breakers thresholds on token_service")
+    return {"thresholds": [out]}
+
+
+def paced_gets(port, paths, rate, seconds):
+    """`rate` GET req/s for `seconds` s over 4 persistent connections;
+    latency from each request's scheduled send time (queueing counts).
+    Returns (sorted latencies in ms, statuses that were not 200)."""
+    threads_n = 4
+    interval = threads_n / rate
+    lat, bad = [], []
+    lock = threading.Lock()
+    start = time.perf_counter() + 0.1
+
+    def worker(t):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        mine, wrong = [], []
+        try:
+            first = start + t * interval / threads_n
+            for n in range(int(rate / threads_n * seconds)):
+                due = first + n * interval
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                conn.request("GET", paths[(n * threads_n + t) % len(paths)])
+                resp = conn.getresponse()
+                resp.read()
+                mine.append((time.perf_counter() - due) * 1000)
+                if resp.status != 200:
+                    wrong.append(resp.status)
+        finally:
+            conn.close()
+        with lock:
+            lat.extend(mine)
+            bad.extend(wrong)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sorted(lat), bad
+
+
+def flood_run(workdir, upstream_port, service, tokens):
+    """A flood of random (unknown) tokens at one Envoy while another
+    Envoy's clients send valid tokens that need the token service (its
+    cache off: every request a lookup). The victim's latency at a fixed
+    rate: with no flood, with the flood at an Envoy whose token_service
+    cluster has Envoy's default circuit breakers (1,024 of everything),
+    and with the shipped ones."""
+    flood_file = os.path.join(workdir, "flood-tokens.txt")
+    with open(flood_file, "w") as f:
+        for i in range(200_000):
+            f.write(f"FL{i:06d}{os.urandom(8).hex()}\n")
+    victim = Envoy(workdir, "victim", chain(workdir, cache={"enabled": False}),
+                   upstream_port, service.port)
+    paths = [f"/get?access_token={t}" for t in tokens[:200]]
+    out = {"rate": FLOOD_RATE, "seconds": FLOOD_SECS, "connections": FLOOD_CONNECTIONS,
+           "breakers": shipped_breakers()["thresholds"][0]}
+    try:
+        for phase, breakers in (("none", None), ("default", None), ("shipped", shipped_breakers())):
+            flooded = flood = None
+            if phase != "none":
+                flooded = Envoy(workdir, f"flooded-{phase}", chain(workdir), upstream_port,
+                                service.port, service_cluster=({"circuit_breakers": breakers}
+                                                               if breakers else None))
+                flood = subprocess.Popen(pinned(CPU_REST, [
+                    "wrk", "-t1", f"-c{FLOOD_CONNECTIONS}", f"-d{FLOOD_SECS + 2}s",
+                    "--timeout", "5s", "-s", os.path.join(BENCH, "rotate.lua"),
+                    f"http://127.0.0.1:{flooded.port}", "--", flood_file, "get", "0"]),
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                time.sleep(1)
+            lat, bad = paced_gets(victim.port, paths, FLOOD_RATE, FLOOD_SECS)
+            row = {"n": len(lat), "errors": len(bad),
+                   "p50": lat[len(lat) // 2], "p99": lat[min(int(len(lat) * 0.99), len(lat) - 1)]}
+            if flood is not None:
+                text, _ = flood.communicate(timeout=FLOOD_SECS + 30)
+                m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+                row["flood_rps"] = float(m.group(1)) if m else 0.0
+                s = flooded.stats()
+                row["flood_callouts"] = stat(s, "callouts")
+                row["flood_failures"] = stat(s, "callout_failures")
+                flooded.close()
+            out[phase] = row
+            log(f"flood {phase:8s}: victim p50 {row['p50']:.2f} ms p99 {row['p99']:.2f} ms, "
+                f"{row['errors']} errors of {row['n']}" + (
+                    f"; flood {row['flood_rps']:.0f} req/s, {row['flood_callouts']} callouts, "
+                    f"{row['flood_failures']} failed" if "flood_rps" in row else ""))
+    finally:
+        victim.close()
+    return out
+
+
 # ------------------------------------------------------------ the warm path natively
 
 
@@ -889,7 +1007,7 @@ def fmt_ms(v):
     return f"{v:.2f}" if v < 10 else f"{v:.1f}"
 
 
-def report(ids, rows, rounds_done, rss, lat, wasm_size, meta, hot=None, inv=None):
+def report(ids, rows, rounds_done, rss, lat, wasm_size, meta, hot=None, inv=None, flood=None):
     def ratio(a, b):
         return statistics.median(x / y for x, y in zip(rows[a]["rps_all"], rows[b]["rps_all"]))
 
@@ -968,6 +1086,26 @@ def report(ids, rows, rounds_done, rss, lat, wasm_size, meta, hot=None, inv=None
             f"Time until both refused a revoked token (one per batch of 100, n={len(seen)}): "
             f"median {statistics.median(seen) * 1000:.0f} ms, max {max(seen) * 1000:.0f} ms. "
             f"{inv['invalidations']} entries dropped, {inv['feed_errors']} feed errors.", ""]
+
+    if flood:
+        b = flood["breakers"]
+        lines += [
+            f"A flood of random tokens ({flood['connections']} connections, wrk) at one Envoy; "
+            f"valid tokens at {flood['rate']} req/s through another Envoy whose every request is a "
+            f"lookup (cache off), {flood['seconds']} s per row. The flooded Envoy's token_service "
+            f"cluster: Envoy's default circuit breakers (1,024 connections, pending and requests) or "
+            f"the shipped ones (max_connections {b.get('max_connections')}, max_pending_requests "
+            f"{b.get('max_pending_requests')}, max_requests {b.get('max_requests')}).", "",
+            "| flood | valid requests p50 ms | p99 ms | errors | flood req/s | flood callouts | callouts failed (breaker open) |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+        for phase, label in (("none", "no flood"), ("default", "flood, default breakers"),
+                             ("shipped", "flood, shipped breakers")):
+            r = flood[phase]
+            lines.append(
+                f"| {label} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} | {r['errors']} of {r['n']} | "
+                + (f"{r['flood_rps']:.0f} | {r['flood_callouts']} | {r['flood_failures']} |"
+                   if "flood_rps" in r else "| | |"))
+        lines.append("")
 
     targets = []
 
@@ -1077,7 +1215,7 @@ def main():
         # included: shorten the measured runs (not below 3 s) if the builds
         # were slow. Seeding, latency run, RSS and reports take about 60 s; a
         # run adds about 1.5 s to its warm-up and measurement.
-        left = 570 - (time.time() - float(started)) - 75
+        left = 570 - (time.time() - float(started)) - 105
         per_run = left / max(ROUNDS * len(ids), 1) - WARMUP - 1.5
         if per_run < DURATION:
             DURATION = max(3, int(per_run))
@@ -1178,6 +1316,10 @@ def main():
             inv = invalidation_run(workdir, upstream_port, service, TRIALS)
             log(f"  {inv['stale']} stale answers in {inv['checks']}; seen within "
                 f"{max(inv['seen_s']) * 1000:.0f} ms at most")
+        flood = None
+        if FLOOD_SECS > 0:
+            log("flood: random tokens at one Envoy, valid ones through another")
+            flood = flood_run(workdir, upstream_port, service, tokens)
     finally:
         service.close()
         stop_all()
@@ -1203,7 +1345,7 @@ def main():
     wasm_size = os.path.getsize(WASM)
     log("bench/hotpath under callgrind: instructions per warm hit")
     hot = hotpath_run()
-    text, targets = report(ids, rows, rounds_done, rss, lat, wasm_size, meta, hot, inv)
+    text, targets = report(ids, rows, rounds_done, rss, lat, wasm_size, meta, hot, inv, flood)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     md = f"# make bench, {meta['date']}\n\n{text}"
     for name in (f"bench-{stamp}.md", "bench-latest.md"):
@@ -1215,6 +1357,7 @@ def main():
             "connections": CONNECTIONS, "tokens": TOKENS, "cache_slots": CACHE_SLOTS},
             "runs": runs, "rows": rows, "rss": rss, "introspection": lat, "hotpath": hot,
             "invalidation": inv,
+            "flood": flood,
             "wasm_bytes": wasm_size, "targets": targets}, f, indent=1)
     png = os.path.join(RESULTS, "bench.png")
     drew = chart(ids, rows, png)

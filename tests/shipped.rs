@@ -385,6 +385,49 @@ fn istio_destination_rule_ejects_dead_replicas_of_the_called_host() {
     );
     assert_eq!(od["consecutive5xxErrors"], shipped["consecutive_5xx"]);
     assert_eq!(od["baseEjectionTime"], shipped["base_ejection_time"]);
+    // The same caps on calls in flight as the circuit breakers.
+    let pool = &rule["spec"]["trafficPolicy"]["connectionPool"];
+    let breakers = &shipped_token_service("envoy/envoy.yaml")["circuit_breakers"]["thresholds"][0];
+    assert_eq!(pool["tcp"]["maxConnections"], breakers["max_connections"]);
+    assert_eq!(
+        pool["http"]["http1MaxPendingRequests"],
+        breakers["max_pending_requests"]
+    );
+    assert_eq!(pool["http"]["http2MaxRequests"], breakers["max_requests"]);
+    assert_eq!(pool["http"]["maxRetries"], breakers["max_retries"]);
+}
+
+fn shipped_token_service(path: &str) -> Value {
+    yaml_docs(&root().join(path))[0]["static_resources"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "token_service")
+        .unwrap()
+        .clone()
+}
+
+/// Both shipped Envoy configurations cap the calls in flight to the token
+/// service with the same circuit breakers (the numbers docs/deploying.md
+/// explains).
+#[test]
+fn the_token_service_cluster_has_circuit_breakers() {
+    let envoy = shipped_token_service("envoy/envoy.yaml");
+    let compose = shipped_token_service("envoy/envoy-compose.yaml");
+    let breakers = &envoy["circuit_breakers"]["thresholds"][0];
+    for key in ["max_connections", "max_pending_requests", "max_requests"] {
+        let n = breakers[key].as_u64().unwrap_or(0);
+        assert!(
+            (1..1024).contains(&n),
+            "{key}: {n} (Envoy's default is 1024)"
+        );
+    }
+    assert_eq!(envoy["circuit_breakers"], compose["circuit_breakers"]);
+    let deploying = read("docs/deploying.md");
+    assert!(
+        deploying.contains(&format!("max_requests: {}", breakers["max_requests"])),
+        "docs/deploying.md shows the shipped circuit breakers"
+    );
 }
 
 #[test]
