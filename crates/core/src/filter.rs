@@ -43,8 +43,7 @@ fn never_answered(status: Option<u16>, body: &[u8]) -> bool {
     match status {
         None => true,
         Some(503) => {
-            !body.trim_ascii_start().starts_with(b"{")
-                && !body.windows(8).any(|w| w == b"overflow")
+            !body.trim_ascii_start().starts_with(b"{") && !body.windows(8).any(|w| w == b"overflow")
         }
         Some(_) => false,
     }
