@@ -13,6 +13,7 @@
 
 pub mod cache;
 pub mod catalog;
+pub mod condition;
 pub mod config;
 pub mod error;
 pub mod feed;
