@@ -25,8 +25,10 @@ pub struct ConditionError {
 }
 
 impl fmt::Display for ConditionError {
+    /// One line, whatever the condition holds (it goes to the log).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "at character {}: {}", self.at, self.problem)
+        let problem = self.problem.replace(['\n', '\r'], " ");
+        write!(f, "at character {}: {problem}", self.at)
     }
 }
 
@@ -370,7 +372,7 @@ impl Tok {
     fn describe(&self) -> String {
         match self {
             Tok::Name(n) | Tok::QuotedName(n) => format!("{n:?}"),
-            Tok::Text(t) => format!("\"{t}\""),
+            Tok::Text(t) => format!("{t:?}"),
             Tok::Number(_, text) => text.clone(),
             Tok::Open => "\"(\"".into(),
             Tok::Close => "\")\"".into(),

@@ -263,6 +263,21 @@ fn malformed_conditions_are_refused_with_their_position() {
     }
 }
 
+/// Found by the fuzz target: a text with a line break in it, in the
+/// wrong place, made a two-line error (and a regex error is several lines
+/// long as its library writes it).
+#[test]
+fn an_error_is_one_line_whatever_the_condition_holds() {
+    for condition in [
+        "rathsuPath \"//de/\n/*\"",
+        "proxy.pathsuffix ~~ \"(\nx\"",
+        "a = \"1\" \"x\ny\"",
+    ] {
+        let e = Condition::parse(condition).expect_err(condition);
+        assert!(!e.to_string().contains(['\n', '\r']), "{e}");
+    }
+}
+
 #[test]
 fn an_evaluation_allocates_nothing_once_warm() {
     let c = Condition::parse(
