@@ -189,7 +189,7 @@ pub fn http(
     body: &[u8],
 ) -> Response {
     try_http(port, method, path, headers, body)
-        .unwrap_or_else(|e| panic!("status line (did the request hang?): {e:?}"))
+        .unwrap_or_else(|e| panic!("port {port}: no answer (refused, reset or hung?): {e:?}"))
 }
 
 /// A GET, or the error when the connection was closed or reset before
@@ -206,11 +206,8 @@ fn try_http(
     headers: &[(&str, &[u8])],
     body: &[u8],
 ) -> std::io::Result<Response> {
-    let mut stream =
-        TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect {port}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n").into_bytes();
     for (k, v) in headers {
@@ -337,7 +334,7 @@ impl TokenService {
             dir.path().join("token-service.log"),
         );
         wait_until("token service", Duration::from_secs(15), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok() && get(port, "/healthz").status == 200
+            try_get(port, "/healthz").is_ok_and(|r| r.status == 200)
         });
         TokenService { proc, port, dir }
     }
@@ -795,9 +792,9 @@ impl Envoy {
             if !proc.is_running() {
                 panic!("Envoy exited at start:\n{}", proc.log_text());
             }
-            if TcpStream::connect(("127.0.0.1", admin_port)).is_ok()
-                && get(admin_port, "/ready").text().trim() == "LIVE"
-            {
+            // Still starting: the admin port may refuse, or accept and
+            // then reset, a connection (seen under load).
+            if try_get(admin_port, "/ready").is_ok_and(|r| r.text().trim() == "LIVE") {
                 break;
             }
             assert!(
