@@ -7,7 +7,8 @@
 //! [`error`]; [`policy`] (the XML model), [`request`] (request variables),
 //! [`publish`] (patterns and encodings), [`profile`] (token profiles and
 //! status rules), [`cache`], [`feed`] (invalidation by the change feed); [`plan`] and [`config`] (the compiled
-//! configuration); [`flow`] (one request through the policies), [`catalog`]
+//! configuration); [`condition`] (Apigee's condition language, not yet read
+//! by the configuration); [`flow`] (one request through the policies), [`catalog`]
 //! (what policies set, for the checker and the docs); [`host`], [`metrics`],
 //! [`filter`] (the per-worker driver).
 
