@@ -33,13 +33,41 @@ impl ConfigError {
 }
 
 impl fmt::Display for ConfigError {
+    /// One log line, whatever the policy's text holds: the element shows
+    /// attribute values as written, and an XML character reference
+    /// (`&#xd;`) can put a line break in one.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let problem = self.problem.replace(['\n', '\r'], " ");
+        let one_line = |s: &str| s.replace(|c: char| c.is_control(), " ");
+        let problem = one_line(&self.problem);
         match &self.policy {
-            Some(policy) => write!(f, "policy {policy:?}, element {}: {problem}", self.element),
+            Some(policy) => write!(
+                f,
+                "policy {policy:?}, element {}: {problem}",
+                one_line(&self.element)
+            ),
             None => write!(f, "configuration field {:?}: {problem}", self.element),
         }
     }
 }
 
 impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::parse_policy;
+
+    /// Found by the fuzz target for policies: an attribute value holding a
+    /// line break (written `&#xd;` or `&#xa;`) made a two-line refusal.
+    #[test]
+    fn a_refusal_is_one_line_whatever_the_policy_holds() {
+        for xml in [
+            r#"<SetOAuthV2Info name="S"><AccessToken ref="t"/><Attributes><Attribute name="a&#xd;b"/></Attributes></SetOAuthV2Info>"#,
+            r#"<SetOAuthV2Info name="S"><AccessToken ref="t"/><Attributes><Attribute name="a&#xa;b&#9;c"/></Attributes></SetOAuthV2Info>"#,
+        ] {
+            let e = parse_policy(xml, 0).expect_err(xml);
+            let line = e.to_string();
+            assert!(!line.contains(|c: char| c.is_control()), "{line:?}");
+            assert!(line.contains("element <Attribute name=\"a b"), "{line}");
+        }
+    }
+}
