@@ -810,43 +810,11 @@ def shipped_breakers():
 
 
 def paced_gets(port, paths, rate, seconds):
-    """`rate` GET req/s for `seconds` s over 4 persistent connections;
-    latency from each request's scheduled send time (queueing counts).
-    Returns (sorted latencies in ms, statuses that were not 200)."""
-    threads_n = 4
-    interval = threads_n / rate
-    lat, bad = [], []
-    lock = threading.Lock()
-    start = time.perf_counter() + 0.1
-
-    def worker(t):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        mine, wrong = [], []
-        try:
-            first = start + t * interval / threads_n
-            for n in range(int(rate / threads_n * seconds)):
-                due = first + n * interval
-                wait = due - time.perf_counter()
-                if wait > 0:
-                    time.sleep(wait)
-                conn.request("GET", paths[(n * threads_n + t) % len(paths)])
-                resp = conn.getresponse()
-                resp.read()
-                mine.append((time.perf_counter() - due) * 1000)
-                if resp.status != 200:
-                    wrong.append(resp.status)
-        finally:
-            conn.close()
-        with lock:
-            lat.extend(mine)
-            bad.extend(wrong)
-
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sorted(lat), bad
+    """`rate` GET req/s for `seconds` s (paths in turn); returns (sorted
+    latencies in ms, statuses that were not 200)."""
+    lat, bad = paced(port, "GET", [(p, None) for p in paths], {}, rate, seconds,
+                     lambda status, _: status == 200, timeout=10)
+    return [x * 1000 for x in lat], bad
 
 
 def flood_run(workdir, upstream_port, service, tokens):
@@ -929,20 +897,21 @@ def hotpath_run():
 # ------------------------------------------------------------ introspection latency
 
 
-def fixed_rate(port, path, headers, bodies, seconds, ok):
-    """RATE req/s for `seconds` s over 4 persistent connections (POST
-    `path`, bodies in turn); latency measured from each request's scheduled
-    send time, so queueing counts. `ok(status, data)` checks each answer."""
+def paced(port, method, requests, headers, rate, seconds, ok, timeout=5):
+    """`rate` req/s for `seconds` s over 4 persistent connections
+    (`requests`, (path, body) pairs, in turn); latency measured from each
+    request's scheduled send time, so queueing counts. Returns (sorted
+    latencies in s, the statuses `ok(status, data)` refused)."""
     threads_n = 4
-    per_thread = RATE / threads_n
+    per_thread = rate / threads_n
     interval = 1.0 / per_thread
     lat, errors = [], []
     lock = threading.Lock()
     start = time.perf_counter() + 0.2
 
     def worker(t):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        mine = []
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        mine, wrong = [], []
         try:
             first = start + t * interval / threads_n
             for n in range(int(per_thread * seconds)):
@@ -950,34 +919,41 @@ def fixed_rate(port, path, headers, bodies, seconds, ok):
                 wait = due - time.perf_counter()
                 if wait > 0:
                     time.sleep(wait)
-                conn.request("POST", path, body=bodies[(n * threads_n + t) % len(bodies)],
-                             headers=headers)
+                path, body = requests[(n * threads_n + t) % len(requests)]
+                conn.request(method, path, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
                 mine.append(time.perf_counter() - due)
                 if not ok(resp.status, data):
-                    errors.append(resp.status)
+                    wrong.append(resp.status)
         finally:
             conn.close()
         with lock:
             lat.extend(mine)
+            errors.extend(wrong)
 
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sorted(lat), errors
+
+
+def fixed_rate(port, path, headers, bodies, seconds, ok):
+    """RATE req/s for `seconds` s (POST `path`, bodies in turn): the
+    latency percentiles; bad answers fail the run."""
     # The client on the CPU Envoy uses in the other runs (idle now); the
     # server on CPU 0 as always.
     if PIN:
         os.sched_setaffinity(0, {int(CPU_ENVOY)})
     try:
-        threads = [threading.Thread(target=worker, args=(t,)) for t in range(threads_n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        lat, errors = paced(port, "POST", [(path, b) for b in bodies], headers, RATE, seconds, ok)
     finally:
         if PIN:
             os.sched_setaffinity(0, ALL_CPUS)
     if errors:
         raise RuntimeError(f"fixed-rate run on {path}: {len(errors)} bad answers")
-    lat.sort()
 
     def pct(p):
         return lat[min(int(len(lat) * p), len(lat) - 1)] * 1000

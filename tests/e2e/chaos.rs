@@ -17,38 +17,6 @@ use crate::support::*;
 
 const GET_DEPT: &str = r#"<GetOAuthV2Info name="G"><AccessToken ref="request.queryparam.access_token"/></GetOAuthV2Info>"#;
 
-/// Runs `f(i)` for i in 0..count on `threads` threads; the results in
-/// order of i.
-fn spread<T: Send + 'static>(
-    threads: usize,
-    count: usize,
-    f: impl Fn(usize) -> T + Send + Sync + 'static,
-) -> Vec<T> {
-    let f = Arc::new(f);
-    let next = Arc::new(AtomicUsize::new(0));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let (f, next) = (f.clone(), next.clone());
-            std::thread::spawn(move || {
-                let mut out = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= count {
-                        return out;
-                    }
-                    out.push((i, f(i)));
-                }
-            })
-        })
-        .collect();
-    let mut all: Vec<(usize, T)> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
-    all.sort_by_key(|(i, _)| *i);
-    all.into_iter().map(|(_, t)| t).collect()
-}
-
 /// 300 tokens of 30 apps, 2,400 requests on 12 threads through both
 /// workers, each token asked for 8 times in a shuffled order (so its first
 /// lookups race each other, cold, and later ones hit): every answer

@@ -197,30 +197,12 @@ fn writes_through_two_replicas_survive_a_kill() {
     let envoy = Arc::new(envoy(&p, &[&a, &b], &upstream));
 
     // 200 concurrent writes, one per token, split across the replicas.
-    let next = Arc::new(AtomicUsize::new(0));
-    let threads: Vec<_> = (0..20)
-        .map(|_| {
-            let (envoy, next) = (envoy.clone(), next.clone());
-            std::thread::spawn(move || {
-                let mut statuses = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= TOKENS {
-                        return statuses;
-                    }
-                    statuses.push(
-                        envoy
-                            .get(&format!("/x?access_token=w-{i}&dept=d{i}"))
-                            .status,
-                    );
-                }
-            })
-        })
-        .collect();
-    let statuses: Vec<u16> = threads
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
+    let writer = envoy.clone();
+    let statuses = spread(20, TOKENS, move |i| {
+        writer
+            .get(&format!("/x?access_token=w-{i}&dept=d{i}"))
+            .status
+    });
     assert_eq!(statuses.len(), TOKENS);
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     for i in 0..TOKENS {

@@ -646,18 +646,8 @@ fn cache(value: Option<Value>) -> Result<CacheConfig, ConfigError> {
         Some(_) => return Err(ConfigError::field("cache", "must be a JSON object")),
     };
     let defaults = CacheConfig::default();
-    let mut number = |key: &str, min: u64, max: u64| -> Result<Option<u64>, ConfigError> {
-        match object.remove(key) {
-            None => Ok(None),
-            Some(v) => match v.as_u64() {
-                Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-                _ => Err(ConfigError::field(
-                    format!("cache.{key}"),
-                    format!("must be an integer from {min} to {max}"),
-                )),
-            },
-        }
-    };
+    let mut number =
+        |key: &str, min: u64, max: u64| bounded_integer(&mut object, "cache", key, min, max);
     let ttl_ms = number("ttl_ms", 1, 86_400_000)?.map_or(defaults.ttl_ms, |n| n as i64);
     let negative_ttl_ms =
         number("negative_ttl_ms", 0, 3_600_000)?.map_or(defaults.negative_ttl_ms, |n| n as i64);
@@ -702,17 +692,8 @@ fn invalidation(value: Value) -> Result<Invalidation, ConfigError> {
             ))
         }
     };
-    let mut number = |key: &str, min: u64, max: u64| -> Result<Option<u64>, ConfigError> {
-        match object.remove(key) {
-            None => Ok(None),
-            Some(v) => match v.as_u64() {
-                Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-                _ => Err(ConfigError::field(
-                    format!("cache.invalidation.{key}"),
-                    format!("must be an integer from {min} to {max}"),
-                )),
-            },
-        }
+    let mut number = |key: &str, min: u64, max: u64| {
+        bounded_integer(&mut object, "cache.invalidation", key, min, max)
     };
     let poll_ms =
         number("poll_ms", 100, 60_000)?.map_or(Invalidation::DEFAULT_POLL_MS, |n| n as u32);
@@ -855,6 +836,27 @@ fn optional_path(
         }
     }
     Ok(path)
+}
+
+/// Takes `key` out of `object`: absent, or an integer in `min..=max`
+/// (the error names the field as `<prefix>.<key>`).
+fn bounded_integer(
+    object: &mut Map<String, Value>,
+    prefix: &str,
+    key: &str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, ConfigError> {
+    match object.remove(key) {
+        None => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(ConfigError::field(
+                format!("{prefix}.{key}"),
+                format!("must be an integer from {min} to {max}"),
+            )),
+        },
+    }
 }
 
 fn optional_bool(object: &mut Map<String, Value>, key: &str) -> Result<Option<bool>, ConfigError> {

@@ -49,6 +49,17 @@ fn never_answered(status: Option<u16>, body: &[u8]) -> bool {
     }
 }
 
+/// The callout answer being delivered: its status and its body.
+fn call_response(host: &mut impl Host, body_size: usize) -> (Option<u16>, Vec<u8>) {
+    let status = host.call_response_status();
+    let body = if body_size > 0 {
+        host.call_response_body(body_size)
+    } else {
+        Vec::new()
+    };
+    (status, body)
+}
+
 /// How long a poller's lease lasts: two polls and a callout's timeout, so
 /// that a slow answer does not hand the feed to another poller.
 fn lease_ms(config: &FilterConfig, inv: &Invalidation) -> i64 {
@@ -304,12 +315,7 @@ impl Worker {
         let Some(mut stream) = self.streams.remove(&id) else {
             return;
         };
-        let status = host.call_response_status();
-        let body = if body_size > 0 {
-            host.call_response_body(body_size)
-        } else {
-            Vec::new()
-        };
+        let (status, body) = call_response(host, body_size);
         if active != id {
             host.set_effective_context(id);
         }
@@ -503,12 +509,7 @@ impl Worker {
         let Some(inv) = &config.cache.invalidation else {
             return;
         };
-        let status = host.call_response_status();
-        let body = if body_size > 0 {
-            host.call_response_body(body_size)
-        } else {
-            Vec::new()
-        };
+        let (status, body) = call_response(host, body_size);
         let now = host.now_ms();
         let keep = FeedState::keep_ms(config.token_service.timeout_ms, inv.poll_ms);
         let (changes, again) = match feed::parse_feed(status, &body) {
