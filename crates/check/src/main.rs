@@ -387,7 +387,7 @@ fn report(out: &mut dyn Write, file: &str, config: &FilterConfig) {
         config.metadata_namespace,
         config.metadata.bridge.name(),
     );
-    for policy in &config.policies {
+    for (index, policy) in config.policies.iter().enumerate() {
         let _ = writeln!(
             out,
             "  {} {:?}: {}",
@@ -397,6 +397,14 @@ fn report(out: &mut dyn Write, file: &str, config: &FilterConfig) {
         );
         if !policy.enabled {
             continue;
+        }
+        if let Some(Some(step)) = config.conditions.get(index) {
+            let _ = writeln!(out, "    runs when: {}", one_line(&step.text));
+            let _ = writeln!(
+                out,
+                "    condition reads: {}",
+                step.condition.variables().join(", ")
+            );
         }
         let vars = catalog::variables(policy);
         for (when, title) in [
@@ -416,6 +424,11 @@ fn report(out: &mut dyn Write, file: &str, config: &FilterConfig) {
             let _ = writeln!(out, "    {}: {}", mapping.header, mapping.variable);
         }
     }
+}
+
+/// A condition as written, on one line (it may span lines in the XML).
+fn one_line(text: &str) -> String {
+    text.trim().replace(|c: char| c.is_control(), " ")
 }
 
 /// What a policy does, in one line.
@@ -454,6 +467,26 @@ fn what(policy: &Policy) -> String {
                     "; IgnoreUnresolvedVariables true: an attribute whose ref resolves to nothing is skipped",
                 ),
                 None => {}
+            }
+            s
+        }
+        PolicyKind::Verify {
+            token,
+            prefix,
+            scopes,
+        } => {
+            let from = match (token, prefix.as_str()) {
+                (None, "") => "the Authorization header".to_string(),
+                (None, p) => format!("the Authorization header after {p:?}"),
+                (Some(v), "") => format!("variable {v}"),
+                (Some(v), p) => format!("variable {v} after {p:?}"),
+            };
+            let mut s = format!("VerifyAccessToken: verifies the access token from {from}");
+            if !scopes.is_empty() {
+                s.push_str(&format!(
+                    "; needs one of the scopes {} (else InsufficientScope, 403)",
+                    scopes.join(" ")
+                ));
             }
             s
         }

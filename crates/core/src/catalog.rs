@@ -83,6 +83,20 @@ pub fn variables(policy: &Policy) -> Vec<CatalogVar> {
             }
             out.push(family(ACCESS_TOKEN_PREFIX, ""));
         }
+        PolicyKind::Verify { .. } => {
+            out.extend(variables::VERIFY.iter().map(|s| CatalogVar {
+                name: s.name.to_string(),
+                when: When::Success,
+                secret: s.secret,
+                family: false,
+            }));
+            out.push(CatalogVar {
+                name: format!("{}{{name}}", variables::VERIFY_ATTRIBUTE_PREFIX),
+                when: When::Success,
+                secret: false,
+                family: true,
+            });
+        }
     }
     out.push(CatalogVar {
         name: variables::failed(name),

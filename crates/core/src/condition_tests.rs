@@ -302,3 +302,38 @@ fn an_evaluation_allocates_nothing_once_warm() {
     }
     assert_eq!((scratch.left.capacity(), scratch.right.capacity()), (l, r));
 }
+
+/// Numbers compare exactly as decimals (no float conversion): leading and
+/// trailing zeros, signs, type suffixes.
+#[test]
+fn numbers_compare_as_decimals() {
+    let number = |v: &str| {
+        let mut vars = Map(vec![Some((Kind::Number, v.to_string()))]);
+        move |condition: &str| {
+            let c = Condition::parse(condition).unwrap_or_else(|e| panic!("{condition}: {e}"));
+            c.eval(&mut vars, &mut Scratch::default())
+        }
+    };
+    for (value, condition, want) in [
+        ("10", "n > 9", true),
+        ("9", "n < 10", true),
+        ("007", "n = 7", true),
+        ("1.50", "n = 1.5", true),
+        ("1.5", "n > 1.25", true),
+        ("-1.5", "n < -1.25", true),
+        ("-0", "n = 0", true),
+        ("0.0", "n = 0", true),
+        (
+            "12345678901234567890123",
+            "n > 12345678901234567890122",
+            true,
+        ),
+        ("5", "n = 5L", true),
+        ("-3", "n > -4", true),
+        ("-3", "n >= 2", false),
+        (".5", "n < 1", true),
+        ("1e5", "n > 1", false), // not a decimal: no comparison holds
+    ] {
+        assert_eq!(number(value)(condition), want, "{value} {condition}");
+    }
+}

@@ -5,8 +5,9 @@ use serde_json::{Map, Value};
 
 use oauthv2info_names::variables::FAULT_NAME;
 
+use crate::condition::Condition;
 pub use crate::error::ConfigError;
-use crate::plan::{self, PolicyPlan, Var, VarRef};
+use crate::plan::{self, PolicyPlan, StepCondition, Var, VarRef};
 use crate::policy::{parse_policy, Policy};
 use crate::publish::Publish;
 use crate::request::RequestVar;
@@ -116,6 +117,10 @@ pub struct FilterConfig {
     pub policies: Vec<Policy>,
     /// The policies compiled, in order (the same indices as `policies`).
     pub plans: Vec<PolicyPlan>,
+    /// Each policy's step condition, if it has one (the same indices).
+    pub conditions: Vec<Option<StepCondition>>,
+    /// `basepath`: the proxy's base path, for `proxy.pathsuffix`.
+    pub basepath: String,
     pub metadata_namespace: String,
     pub request_headers: Vec<HeaderMapping>,
     pub publish: Publish,
@@ -171,7 +176,11 @@ pub fn parse_config(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
         ));
     }
     if trimmed.starts_with('<') {
-        return compile(Map::new(), vec![trimmed.to_string()]);
+        let entry = Entry {
+            document: trimmed.to_string(),
+            condition: None,
+        };
+        return compile(Map::new(), vec![entry]);
     }
     let value: Value = serde_json::from_str(trimmed)
         .map_err(|e| ConfigError::field("configuration", format!("malformed JSON: {e}")))?;
@@ -182,15 +191,7 @@ pub fn parse_config(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
         Some(Value::Array(items)) => {
             let mut policies = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
-                match item {
-                    Value::String(s) => policies.push(s),
-                    _ => {
-                        return Err(ConfigError::field(
-                            format!("policies[{i}]"),
-                            "must be a string holding one policy's XML",
-                        ))
-                    }
-                }
+                policies.push(entry(i, item)?);
             }
             if policies.is_empty() {
                 return Err(ConfigError::field(
@@ -203,7 +204,7 @@ pub fn parse_config(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
         Some(_) => {
             return Err(ConfigError::field(
                 "policies",
-                "must be an array of policy XML strings",
+                "must be an array of policy XML strings or {\"policy\", \"condition\"} objects",
             ))
         }
         None => return Err(ConfigError::field("policies", "is required")),
@@ -211,13 +212,82 @@ pub fn parse_config(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
     compile(object, policies)
 }
 
-const KNOWN_FIELDS: &str = "token_service, policies, metadata_namespace, metadata_bridge, request_headers, publish, export_secrets, cache";
+/// One entry of `policies`: a policy's XML, and the condition of its step
+/// (docs/configuration.md#steps-and-conditions).
+struct Entry {
+    document: String,
+    condition: Option<String>,
+}
+
+fn entry(i: usize, item: Value) -> Result<Entry, ConfigError> {
+    let field = |key: &str| format!("policies[{i}].{key}");
+    match item {
+        Value::String(document) => Ok(Entry {
+            document,
+            condition: None,
+        }),
+        Value::Object(mut object) => {
+            let document = match object.remove("policy") {
+                Some(Value::String(s)) => s,
+                Some(_) => {
+                    return Err(ConfigError::field(
+                        field("policy"),
+                        "must be a string holding one policy's XML",
+                    ))
+                }
+                None => return Err(ConfigError::field(field("policy"), "is required")),
+            };
+            let condition = match object.remove("condition") {
+                None => None,
+                Some(Value::String(s)) => Some(s),
+                Some(_) => {
+                    return Err(ConfigError::field(
+                        field("condition"),
+                        "must be a string holding an Apigee condition",
+                    ))
+                }
+            };
+            if let Some(key) = object.keys().next() {
+                return Err(ConfigError::field(
+                    field(key),
+                    "unknown field (known: policy, condition)",
+                ));
+            }
+            Ok(Entry {
+                document,
+                condition,
+            })
+        }
+        _ => Err(ConfigError::field(
+            format!("policies[{i}]"),
+            "must be a string holding one policy's XML, or an object {\"policy\": \"<xml>\", \"condition\": \"...\"}",
+        )),
+    }
+}
+
+const KNOWN_FIELDS: &str = "token_service, policies, basepath, metadata_namespace, metadata_bridge, request_headers, publish, export_secrets, cache";
 
 fn compile(
     mut object: Map<String, Value>,
-    documents: Vec<String>,
+    entries: Vec<Entry>,
 ) -> Result<FilterConfig, ConfigError> {
     let token_service = token_service(object.remove("token_service"))?;
+    let basepath = match object.remove("basepath") {
+        None => "/".to_string(),
+        Some(Value::String(s))
+            if s.starts_with('/')
+                && !s.contains(['?', '#'])
+                && !s.contains(|c: char| c.is_whitespace() || c.is_control()) =>
+        {
+            s
+        }
+        Some(_) => {
+            return Err(ConfigError::field(
+                "basepath",
+                "must be a path starting with \"/\", without a query (\"/v1/orders\")",
+            ))
+        }
+    };
     let metadata_namespace = match object.remove("metadata_namespace") {
         None => "apigee".to_string(),
         Some(Value::String(s)) if !s.trim().is_empty() && !s.contains(char::is_whitespace) => s,
@@ -285,11 +355,12 @@ fn compile(
         ));
     }
 
-    let mut policies: Vec<Policy> = Vec::with_capacity(documents.len());
-    let mut plans: Vec<PolicyPlan> = Vec::with_capacity(documents.len());
+    let mut policies: Vec<Policy> = Vec::with_capacity(entries.len());
+    let mut plans: Vec<PolicyPlan> = Vec::with_capacity(entries.len());
+    let mut conditions: Vec<Option<StepCondition>> = Vec::with_capacity(entries.len());
     let mut warnings = Vec::new();
-    for (index, document) in documents.iter().enumerate() {
-        let policy = parse_policy(document, index)?;
+    for (index, entry) in entries.iter().enumerate() {
+        let policy = parse_policy(&entry.document, index)?;
         if policies.iter().any(|p| p.name == policy.name) {
             return Err(ConfigError::policy(
                 &policy.name,
@@ -311,8 +382,13 @@ fn compile(
                 ));
             }
         }
+        let condition = match &entry.condition {
+            Some(text) => Some(step_condition(&policy.name, text, &plans, &mut warnings)?),
+            None => None,
+        };
         plans.push(plan::compile(&policy, &plans, &publish, export_secrets));
         policies.push(policy);
+        conditions.push(condition);
     }
     let request_headers = request_headers(raw_headers, &plans, &mut warnings)?;
     know_attributes(&mut plans, &request_headers, &publish);
@@ -335,6 +411,8 @@ fn compile(
         token_service,
         policies,
         plans,
+        conditions,
+        basepath,
         metadata_namespace,
         request_headers,
         publish,
@@ -356,6 +434,11 @@ fn compile(
 
 /// Every `ValueRef` an enabled policy or a mapping reads, mutably.
 fn for_each_read(config: &mut FilterConfig, mut each: impl FnMut(&mut VarRef)) {
+    for (plan, condition) in config.plans.iter().zip(config.conditions.iter_mut()) {
+        if let (true, Some(condition)) = (plan.enabled, condition) {
+            condition.reads.iter_mut().for_each(&mut each);
+        }
+    }
     for plan in config.plans.iter_mut().filter(|p| p.enabled) {
         if let Some(r) = plan.token.reference.as_mut() {
             each(r);
@@ -376,6 +459,15 @@ fn for_each_read(config: &mut FilterConfig, mut each: impl FnMut(&mut VarRef)) {
 /// Decides what a request must read from the host, and gives each named
 /// header read its index.
 fn plan_reads(config: &mut FilterConfig) {
+    let configured = config.basepath.clone();
+    for_each_read(config, |r| {
+        if let VarRef::Request(
+            RequestVar::BasePath { basepath } | RequestVar::PathSuffix { basepath },
+        ) = r
+        {
+            basepath.clone_from(&configured);
+        }
+    });
     let mut names: Vec<String> = Vec::new();
     let mut all = false;
     let (mut method, mut path, mut form, mut ip) = (false, false, false, false);
@@ -388,17 +480,21 @@ fn plan_reads(config: &mut FilterConfig) {
             RequestVar::Path
             | RequestVar::Uri
             | RequestVar::QueryString
-            | RequestVar::QueryParam(_),
+            | RequestVar::QueryParam(_)
+            | RequestVar::PathSuffix { .. },
         ) => path = true,
         Some(RequestVar::FormParam(_)) => form = true,
         Some(RequestVar::ClientIp) => ip = true,
-        None => {}
+        Some(RequestVar::BasePath { .. }) | None => {}
     });
     if form && !names.iter().any(|n| n == "content-type") {
         names.push("content-type".to_string());
     }
     for_each_read(config, |r| {
-        if let VarRef::Request(RequestVar::Header { name, named_index }) = r {
+        if let VarRef::Request(RequestVar::Header {
+            name, named_index, ..
+        }) = r
+        {
             *named_index = if all {
                 None
             } else {
@@ -419,6 +515,43 @@ fn plan_reads(config: &mut FilterConfig) {
     config.needs_path = path;
     config.needs_form_body = form;
     config.needs_client_ip = ip;
+}
+
+/// Parses a step's condition and resolves the variables it reads against
+/// the request and the policies before it (docs/configuration.md#steps-and-conditions).
+fn step_condition(
+    policy: &str,
+    text: &str,
+    earlier: &[PolicyPlan],
+    warnings: &mut Vec<String>,
+) -> Result<StepCondition, ConfigError> {
+    let condition = Condition::parse(text)
+        .map_err(|e| ConfigError::policy(policy, "<Condition>", e.to_string()))?;
+    for warning in &condition.warnings {
+        warnings.push(format!("policy {policy:?}, element <Condition>: {warning}"));
+    }
+    let mut reads = Vec::with_capacity(condition.variables().len());
+    for name in condition.variables() {
+        if name.starts_with("response.") {
+            return Err(ConfigError::policy(
+                policy,
+                "<Condition>",
+                format!("variable {name:?}: the filter runs in the request flow, before any response; use request variables and those of earlier policies"),
+            ));
+        }
+        let read = VarRef::resolve(name, earlier);
+        if read == VarRef::Unset {
+            warnings.push(format!(
+                "policy {policy:?}, element <Condition>: variable {name:?} is neither a request variable nor set by an earlier policy; it will be unset (null) at run time"
+            ));
+        }
+        reads.push(read);
+    }
+    Ok(StepCondition {
+        text: text.to_string(),
+        condition,
+        reads,
+    })
 }
 
 impl FilterConfig {
@@ -876,6 +1009,57 @@ mod tests {
         parse_config(json.to_string().as_bytes())
     }
 
+    /// A step condition is checked when the configuration loads: a
+    /// malformed one is refused with the policy and the position, a
+    /// response variable is refused, an unknown variable is a warning.
+    #[test]
+    fn step_conditions_are_checked_at_load_time() {
+        let with = |condition: &str| {
+            config(serde_json::json!({"policies": [{"policy": GET, "condition": condition}]}))
+        };
+        let e = with("request.verb = \"GET").unwrap_err();
+        assert_eq!(e.policy.as_deref(), Some("GetTokenAttributes"));
+        assert_eq!(e.element, "<Condition>");
+        assert!(e.problem.starts_with("at character 16: "), "{e}");
+        let line = e.to_string();
+        assert!(
+            line.starts_with(
+                "policy \"GetTokenAttributes\", element <Condition>: at character 16: "
+            ),
+            "{line}"
+        );
+        let e = with("request.verb = = \"GET\"").unwrap_err();
+        assert!(e.problem.starts_with("at character 16"), "{e}");
+        let e = with("response.status.code = 200").unwrap_err();
+        assert!(e.problem.contains("\"response.status.code\""), "{e}");
+        let c = with("request.verb = \"GET\" and nobody.sets = 1 or x.y").unwrap();
+        assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.contains("\"nobody.sets\" is neither")));
+        assert!(
+            c.warnings.iter().any(|w| w.contains("parentheses")),
+            "{:?}",
+            c.warnings
+        );
+        // A condition's reads are the request's reads.
+        let c = with("request.header.X-Mode = \"a\" and proxy.pathsuffix = \"/\"").unwrap();
+        assert!(c.needs_path);
+        assert!(
+            matches!(&c.header_reads, HeaderReads::Named(n) if n.contains(&"x-mode".to_string())),
+            "{:?}",
+            c.header_reads
+        );
+        let reads = &c.conditions[0].as_ref().unwrap().reads;
+        assert_eq!(
+            reads[1],
+            VarRef::Request(RequestVar::PathSuffix {
+                basepath: "/".into()
+            })
+        );
+    }
+
     #[test]
     fn defaults() {
         let c = config(serde_json::json!({ "policies": [GET] })).unwrap();
@@ -1060,6 +1244,36 @@ mod tests {
                 "from 1",
             ),
             (serde_json::json!([GET]), "configuration", "JSON object"),
+            (
+                serde_json::json!({"policies": [{"condition": "a = 1"}]}),
+                "policies[0].policy",
+                "is required",
+            ),
+            (
+                serde_json::json!({"policies": [{"policy": GET, "conditon": "a = 1"}]}),
+                "policies[0].conditon",
+                "unknown field (known: policy, condition)",
+            ),
+            (
+                serde_json::json!({"policies": [{"policy": GET, "condition": true}]}),
+                "policies[0].condition",
+                "must be a string",
+            ),
+            (
+                serde_json::json!({"policies": [{"policy": 1}]}),
+                "policies[0].policy",
+                "must be a string",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "basepath": "v1"}),
+                "basepath",
+                "starting with",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "basepath": "/v1?x"}),
+                "basepath",
+                "without a query",
+            ),
         ];
         for (json, field, problem) in cases {
             let e = config(json.clone()).unwrap_err();

@@ -1011,8 +1011,11 @@ impl Worker {
         }
         self.buffers = b;
         if let Some(fault) = fault {
-            let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(reply_headers.len() + 1);
+            let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(reply_headers.len() + 2);
             headers.push(("content-type", b"application/json"));
+            if let Some(challenge) = fault.www_authenticate() {
+                headers.push(("www-authenticate", challenge.as_bytes()));
+            }
             for (h, empty, v) in &reply_headers {
                 if let Some(meta) = config.metadata.headers.get(*h) {
                     if *empty {
@@ -1022,7 +1025,12 @@ impl Worker {
                     }
                 }
             }
-            if !host.send_local_response(fault.status(), &headers, fault.body().as_bytes()) {
+            let body = stream
+                .flow
+                .reply_policy()
+                .and_then(|i| config.plans.get(i))
+                .map_or(fault.body(), |plan| plan.fault_body(fault));
+            if !host.send_local_response(fault.status(), &headers, body.as_bytes()) {
                 warn!("oauthv2info: could not send the local reply");
             }
         }

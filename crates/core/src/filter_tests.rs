@@ -516,6 +516,80 @@ fn faults_reply_with_their_body_and_variables() {
     assert_eq!(h.host.callouts.len(), 1);
 }
 
+/// VerifyAccessToken's faults reply with their own statuses, a
+/// `WWW-Authenticate` challenge and, for a missing scope, a body naming
+/// the policy's scopes; a valid Bearer token resumes the request.
+#[test]
+fn verify_access_token_replies_401_and_403() {
+    let mut h = Harness::get(&[
+        r#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation><Scope>ADMIN WRITE</Scope></OAuthV2>"#,
+    ]);
+    assert_eq!(
+        h.request(10, "/x", &[("authorization", "Bearer tok")]),
+        Action::Pause
+    );
+    let token = h.last_callout().token;
+    h.respond(token, Some(200), &profile("tok", json!({"tier": "gold"})));
+    let r = h.req(10);
+    assert_eq!((r.resumed, r.reply.is_none()), (1, true));
+    assert_eq!(r.state("client_id").as_deref(), Some("app"));
+    assert_eq!(r.state("accesstoken.tier").as_deref(), Some("gold"));
+    assert_eq!(r.state("access_token"), None, "a secret");
+
+    assert_eq!(
+        h.request(11, "/x", &[("authorization", "Basic abc")]),
+        Action::Pause
+    );
+    let (status, headers, _) = h.req(11).reply.clone().unwrap();
+    assert_eq!(status, 401);
+    let challenge = headers
+        .iter()
+        .find(|(k, _)| k == "www-authenticate")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&challenge.1)
+        .starts_with("Bearer realm=\"null\",error=\"invalid_token\""));
+    assert_eq!(
+        h.req(11).reply_json(),
+        json!({"fault": {"faultstring": "Invalid access token", "detail": {"errorcode": "oauth.v2.InvalidAccessToken"}}})
+    );
+    assert_eq!(
+        h.req(11).state("fault.name").as_deref(),
+        Some("InvalidAccessToken")
+    );
+
+    assert_eq!(
+        h.request(12, "/x", &[("authorization", "Bearer nope")]),
+        Action::Pause
+    );
+    let token = h.last_callout().token;
+    h.respond(token, Some(200), UNKNOWN);
+    assert_eq!(h.req(12).reply.as_ref().unwrap().0, 401);
+    assert_eq!(
+        h.req(12).reply_json()["fault"]["detail"]["errorcode"],
+        "keymanagement.service.invalid_access_token"
+    );
+
+    let mut h = Harness::get(&[
+        r#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation><Scope>ADMIN</Scope></OAuthV2>"#,
+    ]);
+    assert_eq!(
+        h.request(13, "/x", &[("authorization", "Bearer tok")]),
+        Action::Pause
+    );
+    let token = h.last_callout().token;
+    h.respond(token, Some(200), &profile("tok", json!({})));
+    let (status, _, body) = h.req(13).reply.clone().unwrap();
+    assert_eq!(status, 403);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        r#"{"fault":{"faultstring":"Required scope(s): ADMIN","detail":{"errorcode":"steps.oauth.v2.InsufficientScope"}}}"#
+    );
+    assert_eq!(
+        h.req(13).state("oauthV2.V.fault.cause").as_deref(),
+        Some("Required scope(s): ADMIN")
+    );
+}
+
 #[test]
 fn every_failure_the_host_can_report_is_token_service_unavailable() {
     for (status, body) in [

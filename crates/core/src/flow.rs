@@ -12,10 +12,12 @@
 
 use std::ops::Range;
 
+use oauthv2info_names::variables::Field;
 use oauthv2info_names::{Fault, TokenKind};
 
+use crate::condition::{Kind, Scratch, Vars};
 use crate::config::FilterConfig;
-use crate::plan::{Action, PolicyPlan, ValueRef, VarRef};
+use crate::plan::{Action, PolicyPlan, StepCondition, ValueRef, VarRef};
 use crate::profile::{
     check_get, parse_introspection, parse_set_response, Answer, Layout, Lookup, NumberBuf, Profile,
     ProfileRef, ServiceFailure,
@@ -66,6 +68,25 @@ pub enum Event {
     },
 }
 
+/// A step condition's variables, read from the request and the results of
+/// the policies before it. Every variable is text, as in Apigee, where the
+/// flow variables these policies set are strings.
+struct StepVars<'a> {
+    flow: &'a Flow,
+    config: &'a FilterConfig,
+    request: &'a RequestInfo,
+    step: &'a StepCondition,
+}
+
+impl Vars for StepVars<'_> {
+    fn read(&mut self, index: usize, out: &mut String) -> Option<Kind> {
+        let var = self.step.reads.get(index)?;
+        self.flow
+            .read(self.config, var, self.request, out)
+            .then_some(Kind::Text)
+    }
+}
+
 /// Where a successful policy's profile lies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Data {
@@ -111,6 +132,8 @@ pub struct Flow {
     /// Resolved values (tokens, attribute values), by range.
     arena: String,
     scratch: String,
+    /// The buffers step conditions compare in.
+    condition_scratch: Scratch,
     /// When this request's clock was read (one read per host callback).
     pub now_ms: i64,
     pub events: Vec<Event>,
@@ -143,6 +166,12 @@ impl Flow {
         self.arena.get(range.clone()).unwrap_or_default()
     }
 
+    /// The policy whose fault ends the request, once the flow replies.
+    pub fn reply_policy(&self) -> Option<usize> {
+        self.reply?;
+        self.results.last().map(|r| r.policy)
+    }
+
     /// The policy being run (or waited for).
     pub fn current(&self) -> usize {
         self.next
@@ -162,7 +191,9 @@ impl Flow {
             let Some(plan) = config.plans.get(index) else {
                 return Step::Continue;
             };
-            if !plan.enabled {
+            if !plan.enabled || !self.holds(config, index, request) {
+                // Disabled, or its step's condition is false: it does not
+                // run and sets nothing.
                 self.next += 1;
                 continue;
             }
@@ -176,12 +207,41 @@ impl Flow {
                 }
                 token => token.filter(|r| !r.is_empty()),
             };
-            let Some(token) = token else {
-                self.fail(config, index, plan.kind.invalid_fault());
-                continue;
+            let token = match &plan.action {
+                Action::Verify { prefix, .. } => match token.and_then(|r| self.bearer(r, prefix)) {
+                    Some(token) => token,
+                    None => {
+                        self.fail(config, index, Fault::MissingAccessToken);
+                        continue;
+                    }
+                },
+                _ => match token {
+                    Some(token) => token,
+                    None => {
+                        self.fail(config, index, plan.kind.invalid_fault());
+                        continue;
+                    }
+                },
             };
+            // A token an earlier policy of this request found is not
+            // looked up again (VerifyAccessToken, then GetOAuthV2Info on
+            // `access_token`).
+            if !matches!(plan.action, Action::Set { .. }) {
+                let kind = plan.kind;
+                if let Some(data) = self.found(config, kind, &token) {
+                    match self.check(config, index, kind, Lookup::Known(data_view(&data))) {
+                        Ok(()) => self.succeed(index, data, token),
+                        Err(fault) => self.fail(config, index, fault),
+                    }
+                    continue;
+                }
+            }
             self.pending = Some(match &plan.action {
                 Action::Get { kind, .. } => Pending::Lookup { kind: *kind, token },
+                Action::Verify { .. } => Pending::Lookup {
+                    kind: TokenKind::AccessToken,
+                    token,
+                },
                 Action::Set { attributes, strict } => {
                     let mut resolved = Vec::with_capacity(attributes.len());
                     let mut unresolved = false;
@@ -213,6 +273,67 @@ impl Flow {
             });
             return Step::Wait;
         }
+    }
+
+    /// The token in `range` after VerifyAccessToken's prefix: the prefix
+    /// (any case), then one or more spaces or tabs, then the token; the
+    /// whole value, trimmed, when the prefix is empty. `None`: no token
+    /// (docs/faults.md#invalidaccesstoken-verifyaccesstoken).
+    fn bearer(&self, range: Range<usize>, prefix: &str) -> Option<Range<usize>> {
+        let value = self.text(&range);
+        let rest = if prefix.is_empty() {
+            value
+        } else {
+            let head = value.get(..prefix.len())?;
+            let rest = value.get(prefix.len()..)?;
+            if !head.eq_ignore_ascii_case(prefix) || !rest.starts_with([' ', '\t']) {
+                return None;
+            }
+            rest
+        };
+        let token = rest.trim_matches([' ', '\t']);
+        if token.is_empty() {
+            return None;
+        }
+        // The token's place inside the arena.
+        let start = range.start + (token.as_ptr() as usize - value.as_ptr() as usize);
+        Some(start..start + token.len())
+    }
+
+    /// What an earlier policy of this request found for this value, if one
+    /// looked it up (or updated it) successfully.
+    fn found(&self, config: &FilterConfig, kind: TokenKind, token: &Range<usize>) -> Option<Data> {
+        let text = self.text(token);
+        // The latest: an update's answer replaces what a lookup found.
+        self.results.iter().rev().find_map(|r| match &r.outcome {
+            Outcome::Success { data, token: t }
+                if self.text(t) == text
+                    && config.plans.get(r.policy).is_some_and(|p| p.kind == kind) =>
+            {
+                Some(data.clone())
+            }
+            _ => None,
+        })
+    }
+
+    /// True when policy `index` has no step condition or its condition
+    /// holds now (docs/configuration.md#steps-and-conditions).
+    fn holds(&mut self, config: &FilterConfig, index: usize, request: &RequestInfo) -> bool {
+        let Some(Some(step)) = config.conditions.get(index) else {
+            return true;
+        };
+        let mut scratch = std::mem::take(&mut self.condition_scratch);
+        let holds = step.condition.eval(
+            &mut StepVars {
+                flow: self,
+                config,
+                request,
+                step,
+            },
+            &mut scratch,
+        );
+        self.condition_scratch = scratch;
+        holds
     }
 
     /// Resolves a value source into the arena (docs/variables.md#ref-and-literal):
@@ -324,10 +445,17 @@ impl Flow {
                 Some(Outcome::Fault(f)) => push(out, f.name().as_bytes()),
                 _ => false,
             },
-            VarRef::FaultCause { policy } => match self.result(*policy).map(|r| &r.outcome) {
-                Some(Outcome::Fault(f)) => push(out, f.faultstring().as_bytes()),
-                _ => false,
-            },
+            VarRef::FaultCause { policy } => {
+                match (
+                    self.result(*policy).map(|r| &r.outcome),
+                    config.plans.get(*policy),
+                ) {
+                    (Some(Outcome::Fault(f)), Some(plan)) => {
+                        push(out, plan.faultstring(*f).as_bytes())
+                    }
+                    _ => false,
+                }
+            }
             VarRef::LastFault => match self.last_fault {
                 Some(f) => push(out, f.name().as_bytes()),
                 None => false,
@@ -427,6 +555,19 @@ impl Flow {
                 ignore_access_token_status,
                 ..
             }) => *ignore_access_token_status,
+            Some(Action::Verify { scopes, .. }) => {
+                let profile =
+                    check_get(kind, false, lookup, self.now_ms).map_err(Fault::for_verify)?;
+                let held = profile.field(Field::Scope).unwrap_or_default();
+                let holds = |scope: &String| {
+                    held.split(|b| b.is_ascii_whitespace())
+                        .any(|s| s == scope.as_bytes())
+                };
+                if !scopes.is_empty() && !scopes.iter().any(holds) {
+                    return Err(Fault::InsufficientScope);
+                }
+                return Ok(());
+            }
             // A Set with no attribute to write: the token must be valid.
             _ => false,
         };
@@ -574,7 +715,7 @@ impl Flow {
                     for (var, value) in [
                         (&plan.failed, "true"),
                         (&plan.fault_name, fault.name()),
-                        (&plan.fault_cause, fault.faultstring()),
+                        (&plan.fault_cause, plan.faultstring(*fault)),
                     ] {
                         if var.published {
                             each(Published::of(var, value.as_bytes()));
@@ -635,7 +776,7 @@ impl Flow {
                     each(plan.fault_name.name.as_bytes(), fault.name().as_bytes());
                     each(
                         plan.fault_cause.name.as_bytes(),
-                        fault.faultstring().as_bytes(),
+                        plan.faultstring(*fault).as_bytes(),
                     );
                 }
             }
@@ -936,6 +1077,299 @@ mod tests {
         );
     }
 
+    /// A step whose condition is false is skipped like a disabled policy;
+    /// conditions read request variables, `proxy.pathsuffix` and what
+    /// earlier policies set.
+    #[test]
+    fn step_conditions_decide_which_policies_run() {
+        let c = parse_config(
+            json!({
+                "basepath": "/v1/orders",
+                "policies": [
+                    {"policy": GET, "condition": "request.header.x-skip != \"yes\""},
+                    {"policy": r#"<SetOAuthV2Info name="S"><AccessToken ref="request.queryparam.access_token"/><Attributes><Attribute name="seen">1</Attribute></Attributes></SetOAuthV2Info>"#,
+                     "condition": "(request.verb = \"POST\" or request.verb = \"PUT\") and proxy.pathsuffix MatchesPath \"/*/items\" and oauthv2accesstoken.G.scope = \"READ\""},
+                ]
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let answer = |call: &Call| match call {
+            Call::Lookup(..) => (Some(200), profile(json!({})).to_string()),
+            Call::Update(..) => (Some(200), profile(json!({"seen": "1"})).to_string()),
+        };
+        let at = |method: &str, path: &str, headers: &[(&str, &str)]| {
+            let mut r = with_headers(request(path), headers);
+            r.method = method.as_bytes().to_vec();
+            r
+        };
+        let calls = |r: &RequestInfo| run(&c, r, answer).2;
+        let update = Call::Update("good".into(), vec![("seen".into(), "1".into())]);
+        let lookup = Call::Lookup(TokenKind::AccessToken, "good".into());
+        assert_eq!(
+            calls(&at("POST", "/v1/orders/7/items?access_token=good", &[])),
+            vec![lookup.clone(), update.clone()]
+        );
+        assert_eq!(
+            calls(&at("PUT", "/v1/orders/8/items?access_token=good", &[])),
+            vec![lookup.clone(), update]
+        );
+        assert_eq!(
+            calls(&at("GET", "/v1/orders/7/items?access_token=good", &[])),
+            vec![lookup.clone()],
+            "the verb is not POST or PUT"
+        );
+        assert_eq!(
+            calls(&at("POST", "/v1/orders/7?access_token=good", &[])),
+            vec![lookup],
+            "the path suffix does not match"
+        );
+        // G skipped: its scope is unset, so S's condition is false too.
+        let (end, flow, calls) = run(
+            &c,
+            &at(
+                "POST",
+                "/v1/orders/7/items?access_token=good",
+                &[("x-skip", "yes")],
+            ),
+            answer,
+        );
+        assert_eq!((end, calls), (Step::Continue, vec![]));
+        assert_eq!(
+            var(&c, &flow, "oauthV2.G.failed"),
+            None,
+            "a skipped policy sets nothing"
+        );
+        assert_eq!(var(&c, &flow, "oauthV2.S.failed"), None);
+    }
+
+    /// A condition that reads `fault.name` runs a policy only after an
+    /// earlier one failed with `continueOnError`.
+    #[test]
+    fn a_condition_can_read_an_earlier_fault() {
+        let c = parse_config(
+            json!({"policies": [
+                r#"<GetOAuthV2Info name="Soft" continueOnError="true"><AccessToken ref="request.queryparam.t"/></GetOAuthV2Info>"#,
+                {"policy": r#"<GetOAuthV2Info name="Fallback"><AccessToken>good</AccessToken></GetOAuthV2Info>"#,
+                 "condition": "oauthV2.Soft.failed = true and fault.name = \"invalid_access_token\""},
+            ]})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let answer = |call: &Call| match call {
+            Call::Lookup(_, t) if t == "good" => (Some(200), profile(json!({})).to_string()),
+            _ => (Some(200), r#"{"active":false}"#.into()),
+        };
+        let (_, _, calls) = run(&c, &request("/?t=bad"), answer);
+        assert_eq!(
+            calls,
+            vec![
+                Call::Lookup(TokenKind::AccessToken, "bad".into()),
+                Call::Lookup(TokenKind::AccessToken, "good".into())
+            ]
+        );
+        let (_, _, calls) = run(&c, &request("/?t=good"), answer);
+        assert_eq!(
+            calls,
+            vec![Call::Lookup(TokenKind::AccessToken, "good".into())]
+        );
+    }
+
+    const VERIFY: &str =
+        r#"<OAuthV2 name="Verify"><Operation>VerifyAccessToken</Operation></OAuthV2>"#;
+
+    fn bearer(authorization: &str) -> RequestInfo {
+        with_headers(request("/"), &[("authorization", authorization)])
+    }
+
+    /// Tokens the tests' service knows: `good` (scope READ), `old`
+    /// (expired), `gone` (revoked).
+    fn verify_service(call: &Call) -> (Option<u16>, String) {
+        match call {
+            Call::Lookup(_, t) if t == "good" => {
+                (Some(200), profile(json!({"tier": "gold"})).to_string())
+            }
+            Call::Lookup(_, t) if t == "old" => {
+                let mut p = profile(json!({}));
+                p["profile"]["expires_at"] = json!((NOW - 1).to_string());
+                (Some(200), p.to_string())
+            }
+            Call::Lookup(_, t) if t == "gone" => {
+                let mut p = profile(json!({}));
+                p["profile"]["status"] = json!("revoked");
+                (Some(200), p.to_string())
+            }
+            Call::Update(t, _) if t == "good" => (
+                Some(200),
+                profile(json!({"tier": "gold", "seen": "1"})).to_string(),
+            ),
+            _ => (Some(200), r#"{"active":false}"#.into()),
+        }
+    }
+
+    /// VerifyAccessToken reads `Authorization: Bearer <token>` (the scheme
+    /// in any case, then spaces) and sets its variables without a prefix.
+    #[test]
+    fn verify_access_token_reads_the_bearer_token() {
+        let c = config(&[VERIFY]);
+        for header in [
+            "Bearer good",
+            "bearer good",
+            "BEARER   good ",
+            "Bearer\tgood",
+        ] {
+            let (end, flow, calls) = run(&c, &bearer(header), verify_service);
+            assert_eq!(end, Step::Continue, "{header:?}");
+            assert_eq!(
+                calls,
+                vec![Call::Lookup(TokenKind::AccessToken, "good".into())]
+            );
+            assert_eq!(var(&c, &flow, "client_id").as_deref(), Some("app"));
+            assert_eq!(var(&c, &flow, "scope").as_deref(), Some("READ"));
+            assert_eq!(var(&c, &flow, "status").as_deref(), Some("approved"));
+            assert_eq!(var(&c, &flow, "expires_in").as_deref(), Some("60"));
+            assert_eq!(var(&c, &flow, "accesstoken.tier").as_deref(), Some("gold"));
+            assert_eq!(var(&c, &flow, "access_token").as_deref(), Some("good"));
+            assert_eq!(
+                var(&c, &flow, "oauthV2.Verify.failed").as_deref(),
+                Some("false")
+            );
+        }
+        // The token value is a secret: not published by default.
+        let (_, flow, _) = run(&c, &bearer("Bearer good"), verify_service);
+        let mut published = Vec::new();
+        flow.visit_published(&c, &mut Vec::new(), |p| published.push(p.name.to_vec()));
+        assert!(published.iter().any(|n| n == b"client_id"));
+        assert!(published.iter().all(|n| n != b"access_token"));
+    }
+
+    #[test]
+    fn verify_access_token_faults_have_their_statuses() {
+        let c = config(&[VERIFY]);
+        for (header, fault) in [
+            (None, Fault::MissingAccessToken),
+            (Some("good"), Fault::MissingAccessToken),
+            (Some("Bearergood"), Fault::MissingAccessToken),
+            (Some("Bearer"), Fault::MissingAccessToken),
+            (Some("Bearer   "), Fault::MissingAccessToken),
+            (Some("Basic dXNlcjpwYXNz"), Fault::MissingAccessToken),
+            (Some("Bearer nope"), Fault::VerifyInvalidAccessToken),
+            (Some("Bearer gone"), Fault::VerifyInvalidAccessToken),
+            (Some("Bearer old"), Fault::VerifyAccessTokenExpired),
+        ] {
+            let r = match header {
+                Some(h) => bearer(h),
+                None => request("/"),
+            };
+            let (end, flow, calls) = run(&c, &r, verify_service);
+            assert_eq!(end, Step::Reply(fault), "{header:?}");
+            assert_eq!(
+                calls.is_empty(),
+                fault == Fault::MissingAccessToken,
+                "{header:?}"
+            );
+            assert_eq!(var(&c, &flow, "fault.name").as_deref(), Some(fault.name()));
+            assert_eq!(
+                var(&c, &flow, "oauthV2.Verify.failed").as_deref(),
+                Some("true")
+            );
+            assert_eq!(var(&c, &flow, "client_id"), None);
+            assert_eq!(flow.reply_policy(), Some(0));
+        }
+        assert_eq!(Fault::MissingAccessToken.status(), 401);
+        assert_eq!(Fault::VerifyAccessTokenExpired.status(), 401);
+    }
+
+    #[test]
+    fn verify_access_token_scopes_prefix_and_variable() {
+        let scoped = |scope: &str| {
+            config(&[&format!(
+                r#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation><Scope>{scope}</Scope></OAuthV2>"#
+            )])
+        };
+        let c = scoped("WRITE  READ");
+        assert_eq!(
+            run(&c, &bearer("Bearer good"), verify_service).0,
+            Step::Continue
+        );
+        let c = scoped("WRITE ADMIN");
+        let (end, flow, _) = run(&c, &bearer("Bearer good"), verify_service);
+        assert_eq!(end, Step::Reply(Fault::InsufficientScope));
+        assert_eq!(
+            var(&c, &flow, "oauthV2.V.fault.cause").as_deref(),
+            Some("Required scope(s): WRITE ADMIN")
+        );
+        assert_eq!(
+            c.plans[0].fault_body(Fault::InsufficientScope),
+            r#"{"fault":{"faultstring":"Required scope(s): WRITE ADMIN","detail":{"errorcode":"steps.oauth.v2.InsufficientScope"}}}"#
+        );
+        assert_eq!(Fault::InsufficientScope.status(), 403);
+        // Scopes compare exactly.
+        let c = scoped("read");
+        assert_eq!(
+            run(&c, &bearer("Bearer good"), verify_service).0,
+            Step::Reply(Fault::InsufficientScope)
+        );
+        // A token from a variable, with and without a prefix.
+        let c = config(&[
+            r#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation><AccessToken>request.header.x-token</AccessToken><AccessTokenPrefix/></OAuthV2>"#,
+        ]);
+        let r = with_headers(
+            request("/"),
+            &[("x-token", "good"), ("authorization", "Bearer nope")],
+        );
+        assert_eq!(run(&c, &r, verify_service).0, Step::Continue);
+        let c = config(&[
+            r#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation><AccessToken>request.queryparam.t</AccessToken><AccessTokenPrefix>Token</AccessTokenPrefix></OAuthV2>"#,
+        ]);
+        assert_eq!(
+            run(&c, &request("/?t=Token%20good"), verify_service).0,
+            Step::Continue
+        );
+        assert_eq!(
+            run(&c, &request("/?t=good"), verify_service).0,
+            Step::Reply(Fault::MissingAccessToken)
+        );
+    }
+
+    /// VerifyAccessToken, then GetOAuthV2Info and SetOAuthV2Info on
+    /// `access_token`: one lookup serves both reads.
+    #[test]
+    fn verify_then_get_and_set_on_access_token() {
+        let c = config(&[
+            VERIFY,
+            r#"<GetOAuthV2Info name="G"><AccessToken ref="access_token"/></GetOAuthV2Info>"#,
+            r#"<SetOAuthV2Info name="S"><AccessToken ref="access_token"/><Attributes><Attribute name="seen">1</Attribute><Attribute name="app" ref="client_id"/></Attributes></SetOAuthV2Info>"#,
+        ]);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let (end, flow, calls) = run(&c, &bearer("Bearer good"), verify_service);
+        assert_eq!(end, Step::Continue);
+        assert_eq!(
+            calls,
+            vec![
+                Call::Lookup(TokenKind::AccessToken, "good".into()),
+                Call::Update(
+                    "good".into(),
+                    vec![("seen".into(), "1".into()), ("app".into(), "app".into())]
+                ),
+            ]
+        );
+        assert_eq!(
+            var(&c, &flow, "oauthv2accesstoken.G.accesstoken.tier").as_deref(),
+            Some("gold")
+        );
+        // The lookup served to G is checked by G's own rules: a revoked
+        // token fails Verify, and G never runs.
+        let (end, _, calls) = run(&c, &bearer("Bearer gone"), verify_service);
+        assert_eq!(
+            (end, calls.len()),
+            (Step::Reply(Fault::VerifyInvalidAccessToken), 1)
+        );
+    }
+
     #[test]
     fn continue_on_error_and_enabled() {
         let c = config(&[
@@ -1137,13 +1571,19 @@ mod tests {
         ]);
         let answer = json!({"active": true, "profile": {"status": "approved", "expires_at": "-1"}})
             .to_string();
-        let (end, _, calls) = run(&c, &request("/?access_token=tok%2B1"), |_| {
+        let (end, flow, calls) = run(&c, &request("/?access_token=tok%2B1"), |_| {
             (Some(200), answer.clone())
         });
         assert_eq!(end, Step::Continue);
+        // The second policy's value is the looked-up token, which the
+        // first one already found: no second lookup.
         assert_eq!(
-            calls[1],
-            Call::Lookup(TokenKind::AccessToken, "tok+1".into())
+            calls,
+            [Call::Lookup(TokenKind::AccessToken, "tok+1".into())]
+        );
+        assert_eq!(
+            var(&c, &flow, "oauthv2accesstoken.Again.access_token").as_deref(),
+            Some("tok+1")
         );
     }
 

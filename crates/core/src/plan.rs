@@ -8,8 +8,9 @@
 //! every `ref` resolved to what sets it ([`VarRef`]).
 
 use oauthv2info_names::variables::{self, Source, Suffix, ACCESS_TOKEN_PREFIX, FAULT_NAME};
-use oauthv2info_names::TokenKind;
+use oauthv2info_names::{Fault, TokenKind};
 
+use crate::condition::Condition;
 use crate::policy::{Policy, PolicyKind, ValueSource};
 use crate::publish::{Family, Publish};
 use crate::request::RequestVar;
@@ -61,6 +62,18 @@ pub enum Action {
         /// nothing faults (`UnresolvedVariable`) instead of being skipped.
         strict: bool,
     },
+    /// OAuthV2 VerifyAccessToken (docs/configuration.md#verifyaccesstoken).
+    Verify {
+        /// Stripped from the token's value (compared ignoring case, and
+        /// followed by spaces); empty: the whole value is the token.
+        prefix: String,
+        /// `<Scope>`: any one of them will do; empty: no scope check.
+        scopes: Vec<String>,
+        /// The `InsufficientScope` fault string and reply body, naming
+        /// the scopes.
+        scope_faultstring: String,
+        scope_body: String,
+    },
 }
 
 /// A policy, compiled.
@@ -100,16 +113,48 @@ impl PolicyPlan {
         let kind_prefix = match self.action {
             Action::Get { kind, .. } => kind.attribute_prefix(),
             Action::Set { .. } => "",
+            Action::Verify { .. } => variables::VERIFY_ATTRIBUTE_PREFIX,
         };
         suffix.strip_prefix(kind_prefix).filter(|n| !n.is_empty())
     }
 
-    fn prefix(&self) -> &'static str {
+    /// The prefix of the policy's variables; `None` for VerifyAccessToken,
+    /// whose variables have none.
+    fn prefix(&self) -> Option<&'static str> {
         match self.action {
-            Action::Get { kind, .. } => kind.variable_prefix(),
-            Action::Set { .. } => ACCESS_TOKEN_PREFIX,
+            Action::Get { kind, .. } => Some(kind.variable_prefix()),
+            Action::Set { .. } => Some(ACCESS_TOKEN_PREFIX),
+            Action::Verify { .. } => None,
         }
     }
+
+    /// The fault string of `fault` as this policy raises it.
+    pub fn faultstring(&self, fault: Fault) -> &str {
+        match &self.action {
+            Action::Verify {
+                scope_faultstring, ..
+            } if fault == Fault::InsufficientScope => scope_faultstring,
+            _ => fault.faultstring(),
+        }
+    }
+
+    /// The reply body of `fault` as this policy raises it.
+    pub fn fault_body(&self, fault: Fault) -> &str {
+        match &self.action {
+            Action::Verify { scope_body, .. } if fault == Fault::InsufficientScope => scope_body,
+            _ => fault.body(),
+        }
+    }
+}
+
+/// A step's `<Condition>`, compiled: the policy runs only when it holds.
+#[derive(Debug, Clone)]
+pub struct StepCondition {
+    /// As written (for the checker and log lines).
+    pub text: String,
+    pub condition: Condition,
+    /// What each of [`Condition::variables`] reads, by the same index.
+    pub reads: Vec<VarRef>,
 }
 
 /// Where a value comes from (`ref` and literal text), compiled.
@@ -166,6 +211,28 @@ impl VarRef {
                 VarRef::Unset
             };
         }
+        // VerifyAccessToken's variables have no prefix: the last earlier
+        // VerifyAccessToken policy sets them.
+        let verified = earlier
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, p)| p.enabled && p.prefix().is_none());
+        if let Some((policy, plan)) = verified {
+            if let Some(output) = plan.outputs.iter().position(|o| o.var.name == name) {
+                return VarRef::Output {
+                    policy,
+                    output,
+                    or_attribute: None,
+                };
+            }
+            if let Some(attr) = plan.attribute_of(name) {
+                return VarRef::Attribute {
+                    policy,
+                    name: attr.to_string(),
+                };
+            }
+        }
         for (policy, plan) in earlier.iter().enumerate().filter(|(_, p)| p.enabled) {
             if let Some(suffix) = variables::suffix_of(name, variables::POLICY_PREFIX, &plan.name) {
                 match suffix {
@@ -175,7 +242,10 @@ impl VarRef {
                     _ => {}
                 }
             }
-            let Some(suffix) = variables::suffix_of(name, plan.prefix(), &plan.name) else {
+            let Some(suffix) = plan
+                .prefix()
+                .and_then(|prefix| variables::suffix_of(name, prefix, &plan.name))
+            else {
                 continue;
             };
             let standard = plan.outputs.iter().position(|o| o.var.name == name);
@@ -289,6 +359,54 @@ pub fn compile(
                 names,
             )
         }
+        PolicyKind::Verify {
+            token,
+            prefix,
+            scopes,
+        } => {
+            let scope_faultstring = format!("Required scope(s): {}", scopes.join(" "));
+            // The fault body's members in their documented order.
+            let scope_body = format!(
+                r#"{{"fault":{{"faultstring":{},"detail":{{"errorcode":"{}"}}}}}}"#,
+                serde_json::Value::from(scope_faultstring.as_str()),
+                Fault::InsufficientScope.errorcode()
+            );
+            let token = match token {
+                Some(variable) => ValueRef {
+                    reference: Some(VarRef::resolve(variable, earlier)),
+                    literal: None,
+                },
+                // The whole Authorization header (not its first
+                // comma-separated value).
+                None => ValueRef {
+                    reference: Some(VarRef::Request(RequestVar::Header {
+                        name: "authorization".to_string(),
+                        named_index: None,
+                        whole: true,
+                    })),
+                    literal: None,
+                },
+            };
+            (
+                Action::Verify {
+                    prefix: prefix.clone(),
+                    scopes: scopes.clone(),
+                    scope_faultstring,
+                    scope_body,
+                },
+                TokenKind::AccessToken,
+                token,
+                variables::VERIFY
+                    .iter()
+                    .map(|s| Output {
+                        var: Var::new(s.name.to_string(), s.secret, publish, export_secrets),
+                        source: s.source,
+                    })
+                    .collect(),
+                variables::VERIFY_ATTRIBUTE_PREFIX.to_string(),
+                Vec::new(),
+            )
+        }
     };
     // Custom attributes are never secrets.
     let attributes_published = publish.family(&attribute_prefix);
@@ -305,6 +423,7 @@ pub fn compile(
         bare_attributes: match &policy.kind {
             PolicyKind::Get { kind, .. } => kind.attribute_prefix().is_empty(),
             PolicyKind::Set { .. } => true,
+            PolicyKind::Verify { .. } => false,
         },
         known_attributes: Vec::new(),
         failed: Var::new(variables::failed(name), false, publish, export_secrets),

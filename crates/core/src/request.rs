@@ -90,7 +90,12 @@ impl RequestInfo {
                 Some(ip) => out.push_str(ip),
                 None => return false,
             },
-            RequestVar::Header { name, named_index } => match self.header(name, *named_index) {
+            RequestVar::Header {
+                name,
+                named_index,
+                whole,
+            } => match self.header(name, *named_index) {
+                Some(v) if *whole => push_text(out, v),
                 Some(v) => push_text(out, first_value(v)),
                 None => return false,
             },
@@ -103,6 +108,13 @@ impl RequestInfo {
                 Some(body) => return resolve_param(body, param, out),
                 None => return false,
             },
+            RequestVar::BasePath { basepath } => out.push_str(basepath),
+            RequestVar::PathSuffix { basepath } => {
+                match path_suffix(split_query(&self.path).0, basepath.as_bytes()) {
+                    Some(suffix) => push_text(out, suffix),
+                    None => return false,
+                }
+            }
         }
         true
     }
@@ -173,6 +185,9 @@ pub enum RequestVar {
     Header {
         name: String,
         named_index: Option<usize>,
+        /// The whole value, commas included (VerifyAccessToken's
+        /// `Authorization`); no ref names this form.
+        whole: bool,
     },
     /// `request.header.{name}.N`, `.values.string`, `.values.count`.
     HeaderIndexed {
@@ -180,6 +195,16 @@ pub enum RequestVar {
     },
     QueryParam(Param),
     FormParam(Param),
+    /// `proxy.basepath`: the configuration's `basepath`.
+    BasePath {
+        basepath: String,
+    },
+    /// `proxy.pathsuffix`: the path after `basepath` (docs/variables.md#proxy-variables);
+    /// unset when the path is not under it. `basepath` is filled in when
+    /// the configuration is compiled.
+    PathSuffix {
+        basepath: String,
+    },
 }
 
 /// A query or form parameter ref, split at load time: `name`, or `name.N`
@@ -213,6 +238,12 @@ impl RequestVar {
             "request.uri" => RequestVar::Uri,
             "request.querystring" => RequestVar::QueryString,
             "client.ip" => RequestVar::ClientIp,
+            "proxy.basepath" => RequestVar::BasePath {
+                basepath: String::new(),
+            },
+            "proxy.pathsuffix" => RequestVar::PathSuffix {
+                basepath: String::new(),
+            },
             _ => {
                 if let Some(rest) = name.strip_prefix("request.header.") {
                     let rest = non_empty(rest)?;
@@ -222,6 +253,7 @@ impl RequestVar {
                         RequestVar::Header {
                             name: rest.to_ascii_lowercase(),
                             named_index: None,
+                            whole: false,
                         }
                     }
                 } else if let Some(rest) = name.strip_prefix("request.queryparam.") {
@@ -295,6 +327,16 @@ fn split_index(rest: &str) -> (&str, Option<usize>) {
         }
     }
     (rest, None)
+}
+
+/// The path after `basepath`, which must end there or at a `/`: under
+/// `/v1/orders`, `/v1/orders/7` has the suffix `/7`, `/v1/orders` the empty
+/// suffix, and `/v1/ordersX` none. A basepath of `/` (or empty) leaves the
+/// whole path.
+fn path_suffix<'a>(path: &'a [u8], basepath: &[u8]) -> Option<&'a [u8]> {
+    let base = basepath.strip_suffix(b"/").unwrap_or(basepath);
+    let rest = path.strip_prefix(base)?;
+    (rest.is_empty() || rest.starts_with(b"/")).then_some(rest)
 }
 
 fn split_query(path: &[u8]) -> (&[u8], Option<&[u8]>) {
@@ -480,6 +522,41 @@ mod tests {
     }
 
     #[test]
+    fn proxy_path_suffix_is_the_path_after_the_basepath() {
+        let suffix = |basepath: &str, path: &str| {
+            let r = RequestInfo {
+                path: path.as_bytes().to_vec(),
+                ..RequestInfo::default()
+            };
+            let var = RequestVar::PathSuffix {
+                basepath: basepath.to_string(),
+            };
+            let mut out = String::new();
+            r.resolve_into(&var, &mut out).then_some(out)
+        };
+        assert_eq!(
+            suffix("/v1/orders", "/v1/orders/7?x=1").as_deref(),
+            Some("/7")
+        );
+        assert_eq!(
+            suffix("/v1/orders/", "/v1/orders/7/a").as_deref(),
+            Some("/7/a")
+        );
+        assert_eq!(suffix("/v1/orders", "/v1/orders").as_deref(), Some(""));
+        assert_eq!(suffix("/v1/orders", "/v1/orders?x").as_deref(), Some(""));
+        assert_eq!(suffix("/v1/orders", "/v1/ordersX"), None);
+        assert_eq!(suffix("/v1/orders", "/v2/orders/7"), None);
+        assert_eq!(suffix("/", "/a/b").as_deref(), Some("/a/b"));
+        assert_eq!(suffix("", "/a/b").as_deref(), Some("/a/b"));
+        let base = RequestVar::BasePath {
+            basepath: "/v1".into(),
+        };
+        let mut out = String::new();
+        assert!(RequestInfo::default().resolve_into(&base, &mut out));
+        assert_eq!(out, "/v1");
+    }
+
+    #[test]
     fn request_line_variables() {
         let r = request();
         assert_eq!(resolve(&r, "request.verb").as_deref(), Some("POST"));
@@ -547,13 +624,23 @@ mod tests {
         let var = RequestVar::Header {
             name: "x-b".into(),
             named_index: Some(1),
+            whole: false,
         };
         let mut out = String::new();
         assert!(r.resolve_into(&var, &mut out));
         assert_eq!(out, "v1");
+        let whole = RequestVar::Header {
+            name: "x-b".into(),
+            named_index: Some(1),
+            whole: true,
+        };
+        out.clear();
+        assert!(r.resolve_into(&whole, &mut out));
+        assert_eq!(out, " v1 , v2");
         let absent = RequestVar::Header {
             name: "x-a".into(),
             named_index: Some(0),
+            whole: false,
         };
         assert!(!r.resolve_into(&absent, &mut out));
     }
@@ -608,7 +695,8 @@ mod tests {
             RequestVar::parse("request.header.X-A"),
             Some(RequestVar::Header {
                 name: "x-a".into(),
-                named_index: None
+                named_index: None,
+                whole: false,
             })
         );
         assert!(matches!(

@@ -69,12 +69,43 @@ faults! {
     // resolves to nothing (named as Apigee's AssignMessage names its own).
     UnresolvedVariable => "UnresolvedVariable", 500, "Unable to resolve variable", "steps.oauth.v2.UnresolvedVariable";
     TokenServiceUnavailable => "token_service_unavailable", 503, "Token service unavailable", "keymanagement.service.token_service_unavailable";
+    // OAuthV2 VerifyAccessToken: Apigee answers its faults with 401 and
+    // 403, and names the missing-token case apart from the bad token.
+    MissingAccessToken => "InvalidAccessToken", 401, "Invalid access token", "oauth.v2.InvalidAccessToken";
+    VerifyInvalidAccessToken => "invalid_access_token", 401, "Invalid Access Token", "keymanagement.service.invalid_access_token";
+    VerifyAccessTokenExpired => "access_token_expired", 401, "Access Token expired", "keymanagement.service.access_token_expired";
+    // The fault string names the policy's scopes: the policy's plan holds
+    // it and the body ("Required scope(s): A B"); these are the fallbacks.
+    InsufficientScope => "InsufficientScope", 403, "Required scope(s)", "steps.oauth.v2.InsufficientScope";
 }
 
 impl Fault {
-    /// Parses a fault name (as the token service's `error` member gives it).
+    /// Parses a fault name (as the token service's `error` member gives it):
+    /// GetOAuthV2Info's and SetOAuthV2Info's fault of that name.
     pub fn from_name(name: &str) -> Option<Fault> {
         Fault::ALL.iter().copied().find(|f| f.name() == name)
+    }
+
+    /// VerifyAccessToken's fault for what a lookup found (the other
+    /// policies' fault of the same name, with VerifyAccessToken's status).
+    pub const fn for_verify(self) -> Fault {
+        match self {
+            Fault::InvalidAccessToken => Fault::VerifyInvalidAccessToken,
+            Fault::AccessTokenExpired => Fault::VerifyAccessTokenExpired,
+            other => other,
+        }
+    }
+
+    /// The `WWW-Authenticate` header of a VerifyAccessToken fault reply
+    /// (RFC 6750 section 3; Apigee sends one on its 401 replies).
+    pub const fn www_authenticate(self) -> Option<&'static str> {
+        Some(match self {
+            Fault::MissingAccessToken => "Bearer realm=\"null\",error=\"invalid_token\",error_description=\"oauth.v2.InvalidAccessToken: Invalid access token\"",
+            Fault::VerifyInvalidAccessToken => "Bearer realm=\"null\",error=\"invalid_token\",error_description=\"keymanagement.service.invalid_access_token: Invalid Access Token\"",
+            Fault::VerifyAccessTokenExpired => "Bearer realm=\"null\",error=\"invalid_token\",error_description=\"keymanagement.service.access_token_expired: Access Token expired\"",
+            Fault::InsufficientScope => "Bearer realm=\"null\",error=\"insufficient_scope\",error_description=\"steps.oauth.v2.InsufficientScope: Required scope(s)\"",
+            _ => return None,
+        })
     }
 }
 
@@ -95,13 +126,19 @@ mod tests {
                 f.errorcode()
             );
             assert_eq!(f.body(), expected);
-            assert_eq!(Fault::from_name(f.name()), Some(*f));
+            // A name is the Get/Set fault's; VerifyAccessToken's own
+            // faults of the same name map to it.
+            let named = Fault::from_name(f.name()).unwrap();
+            assert!(named == *f || named.for_verify() == *f, "{f:?}");
         }
-        assert_eq!(Fault::ALL.len(), 9);
+        assert_eq!(Fault::ALL.len(), 13);
         // Every code is the filter's (keymanagement.service.<name>) but the
-        // one modeled on another Apigee policy's.
+        // ones modeled on other Apigee policies'.
         for f in Fault::ALL {
-            if *f != Fault::UnresolvedVariable {
+            if !matches!(
+                f,
+                Fault::UnresolvedVariable | Fault::MissingAccessToken | Fault::InsufficientScope
+            ) {
                 assert_eq!(f.errorcode(), format!("keymanagement.service.{}", f.name()));
             }
         }
@@ -115,10 +152,21 @@ mod tests {
     #[test]
     fn statuses() {
         assert_eq!(Fault::TokenServiceUnavailable.status(), 503);
+        assert_eq!(Fault::InsufficientScope.status(), 403);
         for f in Fault::ALL {
-            if *f != Fault::TokenServiceUnavailable {
-                assert_eq!(f.status(), 500, "{f:?}");
+            let verify = f.www_authenticate().is_some();
+            match f {
+                Fault::TokenServiceUnavailable | Fault::InsufficientScope => {}
+                _ if verify => assert_eq!(f.status(), 401, "{f:?}"),
+                _ => assert_eq!(f.status(), 500, "{f:?}"),
+            }
+            if let Some(h) = f.www_authenticate() {
+                assert!(h.contains(f.errorcode()), "{h}");
             }
         }
+        assert_eq!(
+            Fault::MissingAccessToken.body(),
+            r#"{"fault":{"faultstring":"Invalid access token","detail":{"errorcode":"oauth.v2.InvalidAccessToken"}}}"#
+        );
     }
 }

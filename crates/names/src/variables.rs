@@ -218,6 +218,29 @@ pub const CLIENT: &[Suffix] = &[
 /// What SetOAuthV2Info sets from the updated profile, after
 /// `oauthv2accesstoken.P.` (the SetOAuthV2Info page's list); custom
 /// attributes follow with no prefix segment.
+/// OAuthV2 VerifyAccessToken's variables: full names, with no prefix
+/// (`client_id`, `scope`...), as Apigee's OAuth flow-variables page lists
+/// them for a token the policy verified.
+pub const VERIFY: &[Suffix] = &[
+    secret("access_token", Field::AccessToken),
+    field("client_id", Field::ClientId),
+    field("scope", Field::Scope),
+    STATUS,
+    EXPIRES_IN,
+    field("issued_at", Field::IssuedAt),
+    field("token_type", Field::TokenType),
+    field("organization_name", Field::OrganizationName),
+    field("api_product_list", Field::ApiProductList),
+    field("developer.id", Field::DeveloperId),
+    field("developer.email", Field::DeveloperEmail),
+    field("developer.app.name", Field::DeveloperAppName),
+    field("developer.app.id", Field::DeveloperAppId),
+];
+
+/// The prefix of VerifyAccessToken's custom-attribute variables
+/// (`accesstoken.{name}`).
+pub const VERIFY_ATTRIBUTE_PREFIX: &str = "accesstoken.";
+
 pub const SET: &[Suffix] = &[
     secret("access_token", Field::AccessToken),
     field("client_id", Field::ClientId),
