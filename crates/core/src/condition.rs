@@ -1,8 +1,8 @@
 //! Apigee's condition language: the `<Condition>` of a step, parsed and
 //! checked once at load time into a tree, evaluated per request over the
 //! variables a [`Vars`] reads, without allocating once its scratch buffers
-//! have grown. (Steps that carry a condition are the next part of this
-//! work; nothing in the configuration reads conditions yet.)
+//! have grown. A policy entry's `condition` (docs/configuration.md#steps-and-conditions)
+//! is one of these.
 //!
 //! What the Conditions reference page defines, with the decisions where it
 //! is silent or disagrees with apigeelint's grammar
@@ -11,7 +11,7 @@
 //! every operator (words in any case), spaces around symbols optional, the
 //! page's null table, string comparison whenever either side is a string,
 //! `Matches` a whole-string glob with `*`, `JavaRegex` a whole-string
-//! regular expression, `MatchesPath` path elements with `*`, `**` and
+//! regular expression ([`crate::regex`]), `MatchesPath` path elements with `*`, `**` and
 //! `{name}`.
 
 use std::fmt;
@@ -54,6 +54,7 @@ pub trait Vars {
 pub struct Scratch {
     left: String,
     right: String,
+    regex: crate::regex::Cache,
 }
 
 /// A parsed condition.
@@ -62,7 +63,7 @@ pub struct Condition {
     nodes: Vec<Node>,
     root: usize,
     variables: Vec<String>,
-    regexes: Vec<regex_lite::Regex>,
+    regexes: Vec<crate::regex::Regex>,
     /// Load-time notes that do not refuse the condition.
     pub warnings: Vec<String>,
 }
@@ -186,12 +187,25 @@ impl Condition {
                     Operand::Bool(b) => Some(Value::Text(if *b { "true" } else { "false" })),
                 };
                 let left = left.map(|k| Value::of(k, &s.left));
-                self.compare(op, left, right, matches!(rhs, Operand::Bool(_)))
+                self.compare(
+                    op,
+                    left,
+                    right,
+                    matches!(rhs, Operand::Bool(_)),
+                    &mut s.regex,
+                )
             }
         }
     }
 
-    fn compare(&self, op: &Op, left: Option<Value>, right: Option<Value>, boolean: bool) -> bool {
+    fn compare(
+        &self,
+        op: &Op,
+        left: Option<Value>,
+        right: Option<Value>,
+        boolean: bool,
+        regex: &mut crate::regex::Cache,
+    ) -> bool {
         let (l, r) = match (left, right) {
             (Some(l), Some(r)) => (l, r),
             // The null table of the Conditions reference, as documented.
@@ -219,7 +233,7 @@ impl Condition {
             Op::StartsWith => l.text().starts_with(r.text()),
             Op::Matches => glob(r.text().as_bytes(), l.text().as_bytes()),
             Op::NotMatches => !glob(r.text().as_bytes(), l.text().as_bytes()),
-            Op::Regex(i) => self.regexes[*i].is_match(l.text()),
+            Op::Regex(i) => self.regexes[*i].is_match(l.text(), regex),
             Op::Path(parts) => path_matches(parts, l.text()),
         }
     }
@@ -465,8 +479,11 @@ const SYMBOLS: &[(&str, &str)] = &[
     ("!", "not"),
 ];
 
+/// Variable names are ASCII, as Apigee's are; any other character outside
+/// a quoted text is refused with its position (a pasted typographic quote
+/// is caught that way).
 fn is_name_char(c: char) -> bool {
-    c.is_alphanumeric() || matches!(c, '_' | '.' | '-')
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
 }
 
 fn lex(text: &str) -> Result<Vec<Token>, ConditionError> {
@@ -774,7 +791,7 @@ impl Parser {
             }
             "~~" => {
                 let pattern = text_only(self)?;
-                let regex = regex_lite::Regex::new(&format!("^(?:{pattern})$"))
+                let regex = crate::regex::Regex::new(&pattern)
                     .map_err(|e| self.error_at(rhs_at, format!("not a regular expression: {e}")))?;
                 self.c.regexes.push(regex);
                 Op::Regex(self.c.regexes.len() - 1)

@@ -1,16 +1,18 @@
-//! The pure core of oauthv2info: Apigee's GetOAuthV2Info and SetOAuthV2Info
-//! as host-independent code. Nothing here calls proxy-wasm; the filter in
-//! `src/` is a thin adapter that implements [`host::Host`] over the host
-//! calls and forwards Envoy's callbacks to [`filter::Worker`].
+//! The pure core of oauthv2info: Apigee's GetOAuthV2Info, SetOAuthV2Info
+//! and OAuthV2 VerifyAccessToken, with step conditions, as host-independent
+//! code. Nothing here calls proxy-wasm; the filter in `src/` is a thin
+//! adapter that implements [`host::Host`] over the host calls and forwards
+//! Envoy's callbacks to [`filter::Worker`].
 //!
 //! Floors, from the bottom: `oauthv2info-names` (shared facts); [`xml`],
-//! [`error`]; [`policy`] (the XML model), [`request`] (request variables),
-//! [`publish`] (patterns and encodings), [`profile`] (token profiles and
-//! status rules), [`cache`], [`feed`] (invalidation by the change feed); [`plan`] and [`config`] (the compiled
-//! configuration); [`condition`] (Apigee's condition language, not yet read
-//! by the configuration); [`flow`] (one request through the policies), [`catalog`]
-//! (what policies set, for the checker and the docs); [`host`], [`metrics`],
-//! [`filter`] (the per-worker driver).
+//! [`error`], [`regex`] (JavaRegex's matcher); [`policy`] (the XML model),
+//! [`request`] (request variables), [`publish`] (patterns and encodings),
+//! [`profile`] (token profiles and status rules), [`condition`] (Apigee's
+//! condition language), [`cache`], [`feed`] (invalidation by the change
+//! feed); [`plan`] and [`config`] (the compiled configuration); [`flow`]
+//! (one request through the policies), [`catalog`] (what policies set, for
+//! the checker and the docs); [`host`], [`metrics`], [`filter`] (the
+//! per-worker driver).
 
 pub mod cache;
 pub mod catalog;
@@ -26,6 +28,7 @@ pub mod plan;
 pub mod policy;
 pub mod profile;
 pub mod publish;
+pub mod regex;
 pub mod request;
 pub mod xml;
 

@@ -454,8 +454,7 @@ fn parse_verify(
                 | "Properties"
                 | "FaultRules"
         );
-        let empty =
-            e.children.is_empty() && e.text.trim().is_empty() && e.attributes.is_empty();
+        let empty = e.children.is_empty() && e.text.trim().is_empty() && e.attributes.is_empty();
         if !(verify_own || empty) {
             ignored.push((
                 format!("<{}>", e.name),
