@@ -17,3 +17,4 @@ mod scale;
 mod service;
 mod set;
 mod support;
+mod verify;

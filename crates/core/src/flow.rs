@@ -68,6 +68,24 @@ pub enum Event {
     },
 }
 
+/// VerifyAccessToken's rules for a lookup: an approved, unexpired token
+/// holding one of `scopes` (any, when there are none). Apart from
+/// [`Flow::check`], so that GetOAuthV2Info's hit path stays inlined.
+#[inline(never)]
+fn verify_check(scopes: &[String], lookup: Lookup<'_>, now_ms: i64) -> Result<(), Fault> {
+    let profile =
+        check_get(TokenKind::AccessToken, false, lookup, now_ms).map_err(Fault::for_verify)?;
+    let held = profile.field(Field::Scope).unwrap_or_default();
+    let holds = |scope: &String| {
+        held.split(|b| b.is_ascii_whitespace())
+            .any(|s| s == scope.as_bytes())
+    };
+    if !scopes.is_empty() && !scopes.iter().any(holds) {
+        return Err(Fault::InsufficientScope);
+    }
+    Ok(())
+}
+
 /// A step condition's variables, read from the request and the results of
 /// the policies before it. Every variable is text, as in Apigee, where the
 /// flow variables these policies set are strings.
@@ -208,7 +226,7 @@ impl Flow {
                 token => token.filter(|r| !r.is_empty()),
             };
             let token = match &plan.action {
-                Action::Verify { prefix, .. } => match token.and_then(|r| self.bearer(r, prefix)) {
+                Action::Verify(v) => match token.and_then(|r| self.bearer(r, &v.prefix)) {
                     Some(token) => token,
                     None => {
                         self.fail(config, index, Fault::MissingAccessToken);
@@ -226,7 +244,7 @@ impl Flow {
             // A token an earlier policy of this request found is not
             // looked up again (VerifyAccessToken, then GetOAuthV2Info on
             // `access_token`).
-            if !matches!(plan.action, Action::Set { .. }) {
+            if !self.results.is_empty() && !matches!(plan.action, Action::Set { .. }) {
                 let kind = plan.kind;
                 if let Some(data) = self.found(config, kind, &token) {
                     match self.check(config, index, kind, Lookup::Known(data_view(&data))) {
@@ -238,7 +256,7 @@ impl Flow {
             }
             self.pending = Some(match &plan.action {
                 Action::Get { kind, .. } => Pending::Lookup { kind: *kind, token },
-                Action::Verify { .. } => Pending::Lookup {
+                Action::Verify(_) => Pending::Lookup {
                     kind: TokenKind::AccessToken,
                     token,
                 },
@@ -543,6 +561,7 @@ impl Flow {
     }
 
     /// The status rules of the policy being run, for a lookup.
+    #[inline]
     fn check(
         &self,
         config: &FilterConfig,
@@ -555,19 +574,7 @@ impl Flow {
                 ignore_access_token_status,
                 ..
             }) => *ignore_access_token_status,
-            Some(Action::Verify { scopes, .. }) => {
-                let profile =
-                    check_get(kind, false, lookup, self.now_ms).map_err(Fault::for_verify)?;
-                let held = profile.field(Field::Scope).unwrap_or_default();
-                let holds = |scope: &String| {
-                    held.split(|b| b.is_ascii_whitespace())
-                        .any(|s| s == scope.as_bytes())
-                };
-                if !scopes.is_empty() && !scopes.iter().any(holds) {
-                    return Err(Fault::InsufficientScope);
-                }
-                return Ok(());
-            }
+            Some(Action::Verify(v)) => return verify_check(&v.scopes, lookup, self.now_ms),
             // A Set with no attribute to write: the token must be valid.
             _ => false,
         };

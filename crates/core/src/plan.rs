@@ -62,18 +62,23 @@ pub enum Action {
         /// nothing faults (`UnresolvedVariable`) instead of being skipped.
         strict: bool,
     },
-    /// OAuthV2 VerifyAccessToken (docs/configuration.md#verifyaccesstoken).
-    Verify {
-        /// Stripped from the token's value (compared ignoring case, and
-        /// followed by spaces); empty: the whole value is the token.
-        prefix: String,
-        /// `<Scope>`: any one of them will do; empty: no scope check.
-        scopes: Vec<String>,
-        /// The `InsufficientScope` fault string and reply body, naming
-        /// the scopes.
-        scope_faultstring: String,
-        scope_body: String,
-    },
+    /// OAuthV2 VerifyAccessToken (docs/configuration.md#verifyaccesstoken),
+    /// boxed: GetOAuthV2Info's plan stays small.
+    Verify(Box<Verify>),
+}
+
+/// VerifyAccessToken's settings, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verify {
+    /// Stripped from the token's value (compared ignoring case, and
+    /// followed by spaces); empty: the whole value is the token.
+    pub prefix: String,
+    /// `<Scope>`: any one of them will do; empty: no scope check.
+    pub scopes: Vec<String>,
+    /// The `InsufficientScope` fault string and reply body, naming the
+    /// scopes.
+    pub scope_faultstring: String,
+    pub scope_body: String,
 }
 
 /// A policy, compiled.
@@ -113,7 +118,7 @@ impl PolicyPlan {
         let kind_prefix = match self.action {
             Action::Get { kind, .. } => kind.attribute_prefix(),
             Action::Set { .. } => "",
-            Action::Verify { .. } => variables::VERIFY_ATTRIBUTE_PREFIX,
+            Action::Verify(_) => variables::VERIFY_ATTRIBUTE_PREFIX,
         };
         suffix.strip_prefix(kind_prefix).filter(|n| !n.is_empty())
     }
@@ -124,16 +129,14 @@ impl PolicyPlan {
         match self.action {
             Action::Get { kind, .. } => Some(kind.variable_prefix()),
             Action::Set { .. } => Some(ACCESS_TOKEN_PREFIX),
-            Action::Verify { .. } => None,
+            Action::Verify(_) => None,
         }
     }
 
     /// The fault string of `fault` as this policy raises it.
     pub fn faultstring(&self, fault: Fault) -> &str {
         match &self.action {
-            Action::Verify {
-                scope_faultstring, ..
-            } if fault == Fault::InsufficientScope => scope_faultstring,
+            Action::Verify(v) if fault == Fault::InsufficientScope => &v.scope_faultstring,
             _ => fault.faultstring(),
         }
     }
@@ -141,7 +144,7 @@ impl PolicyPlan {
     /// The reply body of `fault` as this policy raises it.
     pub fn fault_body(&self, fault: Fault) -> &str {
         match &self.action {
-            Action::Verify { scope_body, .. } if fault == Fault::InsufficientScope => scope_body,
+            Action::Verify(v) if fault == Fault::InsufficientScope => &v.scope_body,
             _ => fault.body(),
         }
     }
@@ -388,12 +391,12 @@ pub fn compile(
                 },
             };
             (
-                Action::Verify {
+                Action::Verify(Box::new(Verify {
                     prefix: prefix.clone(),
                     scopes: scopes.clone(),
                     scope_faultstring,
                     scope_body,
-                },
+                })),
                 TokenKind::AccessToken,
                 token,
                 variables::VERIFY
