@@ -219,11 +219,20 @@ cat <<EOF
 
 Ready. Try these in another terminal (the access log lines appear below):
 
-# GetOAuthV2Info: the token's variables, copied into request headers
-# (x-developer-email, x-scope, ...) that the echo upstream shows
+# OAuthV2 VerifyAccessToken: a Bearer token; its variables (client_id,
+# scope) are copied into request headers (x-client-id, x-verified-scope)
+curl -s '$PROXY_URL/hello' -H 'Authorization: Bearer $TOKEN'
+
+# ...and without a token, Apigee's 401 (VerifyAccessToken runs unless the
+# request carries ?access_token=: a step condition)
+curl -si '$PROXY_URL/hello'
+
+# GetOAuthV2Info: the token from ?access_token=, its variables copied into
+# request headers (x-developer-email, x-scope, ...) that the echo upstream shows
 curl -s '$PROXY_URL/hello?access_token=$TOKEN'
 
-# SetOAuthV2Info: set the custom attribute department.id on the token...
+# SetOAuthV2Info, when there is a department_id (a step condition): set the
+# custom attribute department.id on the token...
 curl -s '$PROXY_URL/hello?access_token=$TOKEN&department_id=sales'
 
 # ...and read it back on the next request (x-department-id)

@@ -248,6 +248,14 @@ fn harness_config_has_the_documented_shape() {
     }
 }
 
+/// A `policies` entry's XML: the string, or an object's `policy`.
+fn policy_xml(entry: &Value) -> &str {
+    entry
+        .as_str()
+        .or_else(|| entry["policy"].as_str())
+        .unwrap_or_else(|| panic!("a policies entry without XML: {entry}"))
+}
+
 /// Each policy inlined in a shipped configuration is, byte for byte, a file
 /// in policies/.
 fn assert_policies_are_files(what: &str, config: &Value, expected: &[&str]) {
@@ -258,7 +266,7 @@ fn assert_policies_are_files(what: &str, config: &Value, expected: &[&str]) {
     let policies = config["policies"].as_array().unwrap();
     let mut used = Vec::new();
     for policy in policies {
-        let policy = policy.as_str().unwrap();
+        let policy = policy_xml(policy);
         let file = files
             .iter()
             .find(|(_, text)| text == policy)
@@ -276,10 +284,26 @@ fn inline_policies_equal_the_policy_files() {
     assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
     let harness: Value = serde_json::from_str(&harness).unwrap();
     let expected = [
+        "policies/verify-access-token.xml",
         "policies/get-access-token.xml",
         "policies/set-department.xml",
     ];
     assert_policies_are_files("envoy/envoy.yaml", &harness, &expected);
+    // make run demonstrates step conditions: VerifyAccessToken unless the
+    // request carries ?access_token=, which GetOAuthV2Info reads.
+    let conditions: Vec<&str> = harness["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["condition"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        conditions[..2],
+        [
+            "request.queryparam.access_token = null",
+            "request.queryparam.access_token != null"
+        ]
+    );
 
     // The compose config runs the same plugin configuration, but its key.
     let compose = wasm_plugin_config(&yaml_docs(&root().join("envoy/envoy-compose.yaml"))[0]);
@@ -298,7 +322,10 @@ fn inline_policies_equal_the_policy_files() {
     assert_policies_are_files(
         "envoy/istio/wasmplugin.yaml",
         &plugin["spec"]["pluginConfig"],
-        &expected,
+        &[
+            "policies/get-access-token.xml",
+            "policies/set-department.xml",
+        ],
     );
     // The WasmPlugin's pluginConfig is envoy/istio/plugin.json, from which
     // the EnvoyFilter is generated.
@@ -653,9 +680,24 @@ fn every_policy_example_passes_the_checker() {
         "async=",
         "request.formparam.",
         "request.header.",
+        "<OAuthV2",
+        "<Operation>VerifyAccessToken</Operation>",
+        "<AccessTokenPrefix>",
+        "<Scope>",
     ] {
         assert!(all.contains(element), "no example with {element}");
     }
+    // A whole migrated proxy: VerifyAccessToken, then steps under conditions.
+    let migrated: Value = serde_json::from_str(&read("policies/migrated-proxy.json")).unwrap();
+    let steps = migrated["policies"].as_array().unwrap();
+    assert!(policy_xml(&steps[0]).contains("VerifyAccessToken"));
+    assert!(steps[1..].iter().all(|s| s["condition"].is_string()));
+    let out = checker(&["check", "policies/migrated-proxy.json"], None);
+    let report = text(&out.stdout);
+    assert!(
+        report.contains("    runs when: request.verb = \"POST\" or request.verb = \"PUT\"\n    condition reads: request.verb\n"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -850,7 +892,12 @@ fn variables_doc_lists_every_variable() {
     };
     use oauthv2info_core::names::variables;
     type Suffixes = &'static [variables::Suffix];
-    let cases: [(&str, &str, Suffixes); 4] = [
+    let cases: [(&str, &str, Suffixes); 5] = [
+        (
+            "## OAuthV2 VerifyAccessToken",
+            "## Fault variables",
+            variables::VERIFY,
+        ),
         ("### Access token", "### Refresh token", variables::TOKEN),
         (
             "### Authorization code",
@@ -893,20 +940,30 @@ fn variables_doc_lists_every_variable() {
 #[test]
 fn faults_doc_has_every_fault_and_body() {
     let doc = read("docs/faults.md");
-    for fault in oauthv2info_core::names::Fault::ALL {
+    use oauthv2info_core::names::Fault;
+    for fault in Fault::ALL {
+        // InsufficientScope's fault string and body name the policy's scopes.
+        let (faultstring, body) = match fault {
+            Fault::InsufficientScope => (
+                "Required scope(s): <the policy's scopes>".to_string(),
+                fault
+                    .body()
+                    .replace("Required scope(s)", "Required scope(s): READ WRITE"),
+            ),
+            _ => (fault.faultstring().to_string(), fault.body().to_string()),
+        };
         let row = format!(
-            "| `{}` | {} | `{}` |",
+            "| `{}` | {} | `{faultstring}` |",
             fault.name(),
             fault.status(),
-            fault.faultstring()
         );
         assert!(doc.contains(&row), "no row {row}");
-        assert!(
-            doc.contains(&format!("\n{}\n", fault.body())),
-            "{}",
-            fault.body()
-        );
+        assert!(doc.contains(&format!("\n{body}\n")), "{body}");
     }
+    // The body the filter builds for a policy's scopes is the documented one.
+    let c = parse_config(br#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation><Scope>READ WRITE</Scope></OAuthV2>"#).unwrap();
+    let body = c.plans[0].fault_body(Fault::InsufficientScope);
+    assert!(doc.contains(&format!("\n{body}\n")), "{body}");
 }
 
 #[test]
@@ -933,6 +990,7 @@ fn configuration_doc_has_every_field_and_default() {
     assert!(doc.contains(&format!("Default `{}`", defaults.metadata_namespace)));
     for field in [
         "### `policies` (required)",
+        "### `basepath`",
         "### `token_service`",
         "### `metadata_namespace`",
         "### `metadata_bridge`",
@@ -1066,7 +1124,7 @@ fn envoy_configs_in_the_docs_pass_envoy_validate() {
                 assert!(
                     files("policies", "xml")
                         .iter()
-                        .any(|p| std::fs::read_to_string(p).unwrap() == policy.as_str().unwrap()),
+                        .any(|p| std::fs::read_to_string(p).unwrap() == policy_xml(policy)),
                     "{}: a policy that is no file in policies/",
                     name(&doc)
                 );
