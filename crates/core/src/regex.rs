@@ -448,6 +448,11 @@ impl Parser {
             let low = match c {
                 ']' if !first => break,
                 '[' => return Err(format!("nested classes are not supported (position {at})")),
+                '&' if self.peek() == Some('&') => {
+                    return Err(format!(
+                        "class intersection (&&) is not supported (position {at})"
+                    ))
+                }
                 '\\' => match self.escape(at)? {
                     Escaped::Char(c) => c,
                     Escaped::Class(class) => {
@@ -621,6 +626,7 @@ mod tests {
             ("a{x}", "needs a number"),
             ("[z-a]", "backwards"),
             ("[[a]]", "nested"),
+            ("[a-z&&[^aeiou]]", "intersection"),
             ("a)", "unexpected"),
             ("x\\", "backslash"),
             ("(a{1000}){1000}", "too large"),
