@@ -664,3 +664,65 @@ fn envoy_validate_refuses_a_malformed_condition_naming_policy_and_element() {
         );
     }
 }
+
+// ------------------------------------------------------- a migrated proxy
+
+/// policies/migrated-proxy.json, as shipped (only the service key
+/// changed): VerifyAccessToken, then GetOAuthV2Info on the verified
+/// token's client for GETs under the base path, SetOAuthV2Info on
+/// `access_token` for POST and PUT.
+#[test]
+fn the_shipped_migrated_proxy_runs_its_steps_under_their_conditions() {
+    let text = std::fs::read_to_string(repo_root().join("policies/migrated-proxy.json")).unwrap();
+    let mut config: Value = serde_json::from_str(&text).unwrap();
+    config["token_service"]["credentials"] = json!(format!("Bearer {SERVICE_KEY}"));
+    let stack = Stack::start(config);
+    stack.service.create_app("shop", json!({}));
+    stack
+        .service
+        .import_access_token("shop", "tok-shop", "approved", 3600, json!({}));
+    let bearer = Some("Bearer tok-shop");
+
+    // GET under the base path: VerifyAccessToken and GetApp; no write.
+    let r = with_auth(&stack.envoy, "/v1/orders/7", bearer);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.upstream_header("x-client-id").as_deref(), Some("shop"));
+    assert_eq!(
+        r.upstream_header("x-developer-email").as_deref(),
+        Some("shop@example.com")
+    );
+    assert_eq!(
+        r.upstream_header("x-redirect-uris").as_deref(),
+        Some("https://example.com/cb")
+    );
+    assert_eq!(r.upstream_header("x-last-order"), None);
+
+    // POST: SetLastOrder writes the path suffix; GetApp does not run.
+    let auth = [("authorization", &b"Bearer tok-shop"[..])];
+    let r = stack.envoy.request("POST", "/v1/orders/42", &auth, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.upstream_header("x-last-order").as_deref(), Some("/42"));
+    assert_eq!(r.upstream_header("x-redirect-uris"), None);
+    let stored = stack.service.introspect("tok-shop", "access_token");
+    assert_eq!(
+        stored["profile"]["attributes"]["last.order"], "/42",
+        "{stored}"
+    );
+
+    // Outside the base path, GetApp's condition is false (no suffix).
+    let r = with_auth(&stack.envoy, "/v2/other", bearer);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.upstream_header("x-client-id").as_deref(), Some("shop"));
+    assert_eq!(r.upstream_header("x-redirect-uris"), None);
+
+    // No token: VerifyAccessToken's 401, whatever the method.
+    for method in ["GET", "POST"] {
+        let r = stack.envoy.request(method, "/v1/orders/7", &[], b"");
+        assert_eq!(r.status, 401, "{method}: {}", r.text());
+        assert!(
+            r.text().contains("oauth.v2.InvalidAccessToken"),
+            "{}",
+            r.text()
+        );
+    }
+}

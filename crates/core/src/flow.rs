@@ -1342,6 +1342,32 @@ mod tests {
         );
     }
 
+    /// `continueOnError` lets the request go on after a VerifyAccessToken
+    /// fault, with the fault variables set; `enabled="false"` skips it.
+    #[test]
+    fn verify_access_token_continue_on_error_and_enabled() {
+        let c = config(&[
+            r#"<OAuthV2 name="Soft" continueOnError="true"><Operation>VerifyAccessToken</Operation></OAuthV2>"#,
+            r#"<OAuthV2 name="Off" enabled="false"><Operation>VerifyAccessToken</Operation></OAuthV2>"#,
+        ]);
+        let (end, flow, calls) = run(&c, &request("/"), verify_service);
+        assert_eq!((end, calls.len()), (Step::Continue, 0));
+        assert_eq!(
+            var(&c, &flow, "oauthV2.Soft.failed").as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            var(&c, &flow, "fault.name").as_deref(),
+            Some("InvalidAccessToken")
+        );
+        assert_eq!(
+            var(&c, &flow, "oauthV2.Soft.fault.cause").as_deref(),
+            Some("Invalid access token")
+        );
+        assert_eq!(var(&c, &flow, "oauthV2.Off.failed"), None);
+        assert_eq!(flow.reply_policy(), None);
+    }
+
     /// VerifyAccessToken, then GetOAuthV2Info and SetOAuthV2Info on
     /// `access_token`: one lookup serves both reads.
     #[test]
