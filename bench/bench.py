@@ -18,7 +18,7 @@ BENCH_RATE (500 req/s), BENCH_RATE_SECS (10), BENCH_DISTURBED (15 %),
 BENCH_RETRIES (2), BENCH_TRIALS (1000; 0 skips the cache-invalidation
 run), BENCH_FLOOD_SECS (6 per phase; 0 skips the flood run),
 BENCH_FLOOD_RATE (200), BENCH_FLOOD_CONNECTIONS (256), BENCH_SETUPS (comma-separated ids; default
-0,1,2,2i,2h,2m,2f,2d,2n,2nl,3,5,6,7; comparison rows 0b, 2e, 3d on request), BENCH_WASM
+0,1,2,2i,2h,2v,2c,2m,2f,2d,2n,2nl,3,5,6,7; comparison rows 0b, 2e, 3d on request), BENCH_WASM
 (dist/oauthv2info.wasm), ENVOY (binary). BENCH_RSS_TOKENS=0 or
 BENCH_RATE_SECS=0 skip those parts.
 See docs/performance.md.
@@ -96,6 +96,13 @@ SET_POLICY = (
     '<Attributes><Attribute name="department.id" ref="request.queryparam.dept"/></Attributes>'
     "</SetOAuthV2Info>"
 )
+# OAuthV2 VerifyAccessToken: the token from `Authorization: Bearer` (setup 2v).
+VERIFY_POLICY = (
+    '<OAuthV2 name="VerifyAccessToken"><Operation>VerifyAccessToken</Operation></OAuthV2>'
+)
+# Setup 2c's second step: SET_POLICY under a condition that is false for the
+# benchmark's GETs (true for a POST, which check_setup sends once).
+FALSE_STEP = {"policy": SET_POLICY, "condition": 'request.verb = "POST"'}
 NARROW = [
     f"oauthv2accesstoken.{POLICY}.client_id",
     f"oauthv2accesstoken.{POLICY}.scope",
@@ -457,8 +464,12 @@ SETUPS = [
      lambda w: chain(w), "get", 500),
     ("2i", "2i as 2 with cache invalidation", "as 2, reading the change feed every second (cache.invalidation as shipped)",
      lambda w: chain(w, cache={"max_entries": CACHE_SLOTS, "invalidation": INVALIDATION}), "get", 500),
-    ("2h", "2h make run's own configuration, warm", "envoy/harness.json: Get + Set + 5 request headers, everything published, its generated chain",
+    ("2h", "2h make run's own configuration, warm", "envoy/harness.json as make run ships it: its steps under their conditions (with ?access_token= only GetOAuthV2Info runs), its request headers, everything published, its generated chain",
      lambda w: harness_chain(w), "get", 500),
+    ("2v", "2v VerifyAccessToken (Bearer), cache warm, publish all", "OAuthV2 VerifyAccessToken reading Authorization: Bearer <token>, warm cache, every (unprefixed) variable published, its generated chain; compare with 2 (GetOAuthV2Info from the query)",
+     lambda w: generated(w, plugin([VERIFY_POLICY])), "bearer", 401),
+    ("2c", "2c as 2 plus a step whose condition is false", "as 2, plus a SetOAuthV2Info step with condition request.verb = \"POST\" (false for these GETs: skipped, no write): what a false condition costs; compare with 2",
+     lambda w: generated(w, plugin([GET_POLICY, FALSE_STEP])), "get", 500),
     ("2m", "2m as 2 through header_to_metadata", "as 2, metadata_bridge header_to_metadata (Lua only for unknown attribute names)",
      lambda w: chain(w, bridge="header_to_metadata"), "get", 500),
     ("2f", "2f as 2, filter state only", "as 2, metadata_bridge none: no dynamic metadata",
@@ -485,7 +496,20 @@ SETUPS = [
     ("3d", "3d cache off, publish nothing", "one callout per request, publish [] (the callout path alone)",
      lambda w: chain(w, publish=[], bridge="none", cache={"enabled": False}), "get", 500),
 ]
-DEFAULT_SETUPS = ["0", "1", "2", "2i", "2h", "2m", "2f", "2d", "2n", "2nl", "3", "5", "6", "7"]
+DEFAULT_SETUPS = ["0", "1", "2", "2i", "2h", "2v", "2c", "2m", "2f", "2d", "2n", "2nl", "3", "5", "6",
+                  "7"]
+# Rows read against another row rather than against bare Envoy alone: the
+# report gives their ratio to it (bench/callgrind_envoy.py too).
+COMPARED = {"2v": "2", "2c": "2"}
+
+
+def setup_request(mode, token, extra=""):
+    """The path and headers of a GET carrying `token` as a wrk mode's
+    requests do (bench/rotate.lua): "get" and "set" in the query (`extra`
+    appended: set's &dept=...), "bearer" in Authorization: Bearer."""
+    if mode == "bearer":
+        return "/get", {"authorization": f"Bearer {token}"}
+    return f"/get?access_token={token}{extra}", {}
 
 
 def lua_inline(name, code):
@@ -593,13 +617,34 @@ def check_setup(setup, envoy, service, token):
     """The setup really does its job: a seeded token passes, a bad one does not."""
     sid, _, _, _, mode, bad_status = setup
     extra = "&dept=sanity" if mode == "set" else ""
-    status, _, body = request(envoy.port, "GET", f"/get?access_token={token}{extra}")
+    status, _, body = request(envoy.port, "GET", *setup_request(mode, token, extra))
     if status != 200:
         raise RuntimeError(f"setup {sid}: a seeded token got {status}: {body[:300]!r}")
     if bad_status is not None:
-        status, _, body = request(envoy.port, "GET", "/get?access_token=not-a-token" + extra)
+        status, _, body = request(envoy.port, "GET", *setup_request(mode, "not-a-token", extra))
         if status != bad_status:
             raise RuntimeError(f"setup {sid}: an unknown token got {status}, not {bad_status}")
+    if mode == "bearer":
+        # No token at all: VerifyAccessToken refuses it too.
+        status, _, body = request(envoy.port, "GET", "/get")
+        if status != bad_status:
+            raise RuntimeError(f"setup {sid}: a request without a token got {status}, "
+                               f"not {bad_status}")
+    if sid == "2c":
+        # The condition decides: a GET skips the step (no write), a POST
+        # runs it (then the seeded value is written back).
+        def dept():
+            return service.introspect(token)["profile"]["attributes"].get("department.id")
+
+        before = dept()
+        request(envoy.port, "GET", f"/get?access_token={token}&dept=skipped")
+        if dept() != before:
+            raise RuntimeError(f"setup 2c: a GET ran the step whose condition is false ({dept()!r})")
+        for value in ("by-post", before):
+            status, _, body = request(envoy.port, "POST", f"/get?access_token={token}&dept={value}")
+            if status != 200 or dept() != value:
+                raise RuntimeError(f"setup 2c: a POST got {status} and left department.id "
+                                   f"{dept()!r}, not {value!r}: {body[:300]!r}")
     if sid == "5":
         status, _, body = request(envoy.port, "GET", f"/get?access_token={token}")
         if b"x-apigee-client-id" not in body:
@@ -878,7 +923,7 @@ def hotpath_run():
         log("no bench/hotpath build or no valgrind: no instruction counts")
         return None
     out = {}
-    for name in ("default", "h2m", "narrow"):
+    for name in ("default", "h2m", "narrow", "verify", "condition"):
         def refs(n):
             run = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
                                   HOTPATH, str(n), name], capture_output=True, text=True, timeout=120)
@@ -1017,6 +1062,24 @@ def report(ids, rows, rounds_done, rss, lat, wasm_size, meta, hot=None, inv=None
         calls = f"{r['callouts']:.3f}" if sid[0] in "237" else ""
         lines.append(f"| {label} | {r['rps']:.0f} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} | {to1} "
                      f"| {x5} | {x6} | {r['cpu']:.0f} | {cpu_ratio(sid)} | {r['util']:.0f} | {calls} |")
+    lines.append("")
+    pairs = [(sid, COMPARED[sid]) for sid in ids if sid in COMPARED and COMPARED[sid] in rows]
+    if pairs:
+        lines += [
+            "Rows read against another row (ratios: median of the per-round ratios; CPU: Envoy's "
+            "CPU per request, the row's minus the other's, medians):", "",
+            "| setup | compared with | req/s ratio | CPU µs/req difference | CPU ratio (other's / row's) |",
+            "|---|---|---:|---:|---:|"]
+        for sid, other in pairs:
+            cpu = statistics.median(rows[sid]["cpu_all"]) - statistics.median(rows[other]["cpu_all"])
+            cpu_r = statistics.median(y / x for x, y in zip(rows[sid]["cpu_all"], rows[other]["cpu_all"]))
+            lines.append(f"| {sid} | {other} | {ratio(sid, other):.3f} | {cpu:+.1f} | {cpu_r:.3f} |")
+        lines.append("")
+    lines += ["Setups:", ""]
+    for sid in ids:
+        setup = next(s for s in SETUPS if s[0] == sid)
+        lines.append(f"- **{sid}**: {setup[2]} (wrk mode {setup[4]}"
+                     + (f", an unknown token gets {setup[5]}" if setup[5] else "") + ")")
     lines.append("")
     if rss:
         per = (rss["full_kib"] - rss["empty_kib"]) * 1024 / max(rss["tokens"], 1)
@@ -1331,6 +1394,9 @@ def main():
         json.dump({"meta": meta, "settings": {
             "rounds": rounds_done, "duration_s": DURATION, "warmup_s": WARMUP,
             "connections": CONNECTIONS, "tokens": TOKENS, "cache_slots": CACHE_SLOTS},
+            "setups": {sid: {"label": s[1], "description": s[2], "mode": s[4], "bad_status": s[5],
+                             "compared_with": COMPARED.get(sid)}
+                       for sid in ids for s in SETUPS if s[0] == sid},
             "runs": runs, "rows": rows, "rss": rss, "introspection": lat, "hotpath": hot,
             "invalidation": inv,
             "flood": flood,

@@ -1,7 +1,9 @@
 -- wrk script: one GET per request, rotating round-robin through a file of
 -- access tokens (one per line), so that every token is used in turn.
---   wrk -s bench/rotate.lua URL -- <tokens file> [get|set] [first index]
--- With "set", each request also carries &dept=<n> (SetOAuthV2Info, setup 7).
+--   wrk -s bench/rotate.lua URL -- <tokens file> [get|set|bearer] [first index]
+-- With "set", each request also carries &dept=<n> (SetOAuthV2Info, setup 7);
+-- with "bearer", the token is in "Authorization: Bearer <token>" of a GET
+-- /get instead of the query (VerifyAccessToken, setup 2v).
 -- The rotation starts at the given index (0-based, default 0), so that
 -- successive short runs can continue through a long list.
 -- The requests are built once in init(), so wrk spends no time per request
@@ -13,13 +15,18 @@ local next_index = 0
 function init(args)
   local file = args[1]
   local with_dept = args[2] == "set"
+  local bearer = args[2] == "bearer"
   for token in io.lines(file) do
     count = count + 1
-    local path = "/get?access_token=" .. token
-    if with_dept then
-      path = path .. "&dept=d" .. (count % 100)
+    if bearer then
+      requests[count] = wrk.format("GET", "/get", {["Authorization"] = "Bearer " .. token})
+    else
+      local path = "/get?access_token=" .. token
+      if with_dept then
+        path = path .. "&dept=d" .. (count % 100)
+      end
+      requests[count] = wrk.format("GET", path)
     end
-    requests[count] = wrk.format("GET", path)
   end
   if count == 0 then
     error("no tokens in " .. tostring(file))

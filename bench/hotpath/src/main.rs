@@ -14,7 +14,13 @@
 //!                          `miss` (as default with the cache off: each
 //!                          request a callout, its answer parsed and
 //!                          published; the host's side of the callout is
-//!                          not in the count)
+//!                          not in the count), `verify` (OAuthV2
+//!                          VerifyAccessToken instead, the token in
+//!                          `Authorization: Bearer`, every variable
+//!                          published: bench/bench.py's setup 2v),
+//!                          `condition` (default plus a SetOAuthV2Info step
+//!                          whose condition, `request.verb = "POST"`, is
+//!                          false for these GETs: setup 2c)
 //!
 //! For instruction counts, run it twice under callgrind and take the
 //! difference (docs/performance.md#tools):
@@ -42,6 +48,22 @@ struct BenchHost {
     callout_body: Vec<u8>,
     writes: usize,
     calls: usize,
+    /// The request's headers other than `:path`: none but in `verify`
+    /// and `condition`, which read `authorization` and `:method`.
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl BenchHost {
+    /// A header other than `:path`: out of line (and cold), so that the
+    /// configurations reading only `:path` keep their instruction counts.
+    #[cold]
+    #[inline(never)]
+    fn other_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
 }
 
 impl Host for BenchHost {
@@ -51,11 +73,16 @@ impl Host for BenchHost {
     }
     fn request_header(&mut self, name: &str) -> Option<Vec<u8>> {
         self.calls += 1;
-        (name == ":path").then(|| self.path.clone())
+        if name == ":path" {
+            return Some(self.path.clone());
+        }
+        self.other_header(name)
     }
     fn request_headers(&mut self) -> Vec<(String, Vec<u8>)> {
         self.calls += 1;
-        vec![(":path".to_string(), self.path.clone())]
+        let mut all = vec![(":path".to_string(), self.path.clone())];
+        all.extend(self.headers.iter().cloned());
+        all
     }
     fn set_request_header(&mut self, _name: &str, value: &[u8]) -> bool {
         self.calls += 1;
@@ -92,7 +119,13 @@ impl Host for BenchHost {
         self.shared.push((key.to_string(), value.to_vec()));
         SharedWrite::Ok
     }
-    fn dispatch(&mut self, _c: &str, _h: &[(&str, &str)], _b: &[u8], _t: u32) -> Result<u32, String> {
+    fn dispatch(
+        &mut self,
+        _c: &str,
+        _h: &[(&str, &str)],
+        _b: &[u8],
+        _t: u32,
+    ) -> Result<u32, String> {
         self.calls += 1;
         Ok(1)
     }
@@ -121,6 +154,21 @@ impl Host for BenchHost {
 /// The plugin configuration of `make bench`'s warm setups (bench/bench.py).
 fn plugin(mode: &str) -> String {
     let policy = r#"<GetOAuthV2Info name=\"GetTokenAttributes\"><AccessToken ref=\"request.queryparam.access_token\"/></GetOAuthV2Info>"#;
+    if mode == "verify" {
+        return r#"{"token_service": {"cluster": "token_service", "credentials": "Bearer k"},
+                "policies": ["<OAuthV2 name=\"VerifyAccessToken\"><Operation>VerifyAccessToken</Operation></OAuthV2>"],
+                "metadata_bridge": "auto", "cache": {"max_entries": 1000000}}"#
+            .to_string();
+    }
+    if mode == "condition" {
+        // bench/bench.py's SET_POLICY, in a step of its own (setup 2c).
+        let set = r#"<SetOAuthV2Info name=\"SetDept\"><AccessToken ref=\"request.queryparam.access_token\"/><Attributes><Attribute name=\"department.id\" ref=\"request.queryparam.dept\"/></Attributes></SetOAuthV2Info>"#;
+        return format!(
+            r#"{{"token_service": {{"cluster": "token_service", "credentials": "Bearer k"}},
+                "policies": ["{policy}", {{"policy": "{set}", "condition": "request.verb = \"POST\""}}],
+                "metadata_bridge": "auto", "cache": {{"max_entries": 1000000}}}}"#
+        );
+    }
     if mode == "h2m" {
         return format!(
             r#"{{"token_service": {{"cluster": "token_service", "credentials": "Bearer k"}},
@@ -155,8 +203,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let iterations: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let mode = args.get(1).map_or("default", String::as_str);
-    if !["default", "h2m", "narrow", "miss"].contains(&mode) {
-        eprintln!("hotpath: unknown configuration {mode:?} (default, h2m, narrow, miss)");
+    if !["default", "h2m", "narrow", "miss", "verify", "condition"].contains(&mode) {
+        eprintln!(
+            "hotpath: unknown configuration {mode:?} (default, h2m, narrow, miss, verify, condition)"
+        );
         std::process::exit(2);
     }
     // What the token service answers for a benchmark token (bench/bench.py
@@ -169,6 +219,23 @@ fn main() {
         callout_body: body.into_bytes(),
         ..BenchHost::default()
     };
+    match mode {
+        // bench/bench.py's "bearer" requests (setup 2v): the token in the
+        // header only, and the method, which a request always has.
+        "verify" => {
+            host.path = b"/get".to_vec();
+            host.headers = vec![
+                (":method".to_string(), b"GET".to_vec()),
+                (
+                    "authorization".to_string(),
+                    format!("Bearer {TOKEN}").into_bytes(),
+                ),
+            ];
+        }
+        // The step's condition reads the method (setup 2c).
+        "condition" => host.headers = vec![(":method".to_string(), b"GET".to_vec())],
+        _ => {}
+    }
     let mut worker = Worker::new(1);
     if !worker.configure(&mut host, plugin(mode).as_bytes()) {
         eprintln!("hotpath: the benchmark configuration was refused");
