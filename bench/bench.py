@@ -18,7 +18,7 @@ BENCH_RATE (500 req/s), BENCH_RATE_SECS (10), BENCH_DISTURBED (15 %),
 BENCH_RETRIES (2), BENCH_TRIALS (1000; 0 skips the cache-invalidation
 run), BENCH_FLOOD_SECS (6 per phase; 0 skips the flood run),
 BENCH_FLOOD_RATE (200), BENCH_FLOOD_CONNECTIONS (256), BENCH_SETUPS (comma-separated ids; default
-0,1,2,2i,2h,2v,2c,2m,2f,2d,2n,2nl,3,5,6,7; comparison rows 0b, 2e, 3d on request), BENCH_WASM
+0,1,2,2i,2h,2v,2c,2m,2f,2d,2n,2nl,3,5,6,7; comparison rows 0b, 2e, 2q, 3d on request), BENCH_WASM
 (dist/oauthv2info.wasm), ENVOY (binary). BENCH_RSS_TOKENS=0 or
 BENCH_RATE_SECS=0 skip those parts.
 See docs/performance.md.
@@ -103,6 +103,9 @@ VERIFY_POLICY = (
 # Setup 2c's second step: SET_POLICY under a condition that is false for the
 # benchmark's GETs (true for a POST, which check_setup sends once).
 FALSE_STEP = {"policy": SET_POLICY, "condition": 'request.verb = "POST"'}
+# Setup 2q's: a condition on the query (which the filter reads anyway), so
+# that no header read is added: the evaluation's own cost.
+FALSE_QUERY_STEP = {"policy": SET_POLICY, "condition": 'request.queryparam.dept = "never"'}
 NARROW = [
     f"oauthv2accesstoken.{POLICY}.client_id",
     f"oauthv2accesstoken.{POLICY}.scope",
@@ -493,6 +496,8 @@ SETUPS = [
      lambda w: [wasm_filter(MINIMAL_WASM, "minimal", ""), lua_inline("idle", IDLE_LUA)], "get", None),
     ("2e", "2e as 2, default cache size (10,000 slots)", "as 2 with the default max_entries",
      lambda w: chain(w, cache={"max_entries": 10_000}), "get", 500),
+    ("2q", "2q as 2c, the condition on the query", "as 2c with condition request.queryparam.dept = \"never\" (the query is read anyway: no added host call): the evaluation's own cost; compare with 2",
+     lambda w: generated(w, plugin([GET_POLICY, FALSE_QUERY_STEP])), "get", 500),
     ("3d", "3d cache off, publish nothing", "one callout per request, publish [] (the callout path alone)",
      lambda w: chain(w, publish=[], bridge="none", cache={"enabled": False}), "get", 500),
 ]
@@ -500,7 +505,7 @@ DEFAULT_SETUPS = ["0", "1", "2", "2i", "2h", "2v", "2c", "2m", "2f", "2d", "2n",
                   "7"]
 # Rows read against another row rather than against bare Envoy alone: the
 # report gives their ratio to it (bench/callgrind_envoy.py too).
-COMPARED = {"2v": "2", "2c": "2"}
+COMPARED = {"2v": "2", "2c": "2", "2q": "2"}
 
 
 def setup_request(mode, token, extra=""):
