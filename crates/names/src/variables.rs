@@ -215,32 +215,19 @@ pub const CLIENT: &[Suffix] = &[
     field("developer.app.name", Field::DeveloperAppName),
 ];
 
-/// What SetOAuthV2Info sets from the updated profile, after
-/// `oauthv2accesstoken.P.` (the SetOAuthV2Info page's list); custom
-/// attributes follow with no prefix segment.
 /// OAuthV2 VerifyAccessToken's variables: full names, with no prefix
 /// (`client_id`, `scope`...), as Apigee's OAuth flow-variables page lists
-/// them for a token the policy verified.
-pub const VERIFY: &[Suffix] = &[
-    secret("access_token", Field::AccessToken),
-    field("client_id", Field::ClientId),
-    field("scope", Field::Scope),
-    STATUS,
-    EXPIRES_IN,
-    field("issued_at", Field::IssuedAt),
-    field("token_type", Field::TokenType),
-    field("organization_name", Field::OrganizationName),
-    field("api_product_list", Field::ApiProductList),
-    field("developer.id", Field::DeveloperId),
-    field("developer.email", Field::DeveloperEmail),
-    field("developer.app.name", Field::DeveloperAppName),
-    field("developer.app.id", Field::DeveloperAppId),
-];
+/// them for a token the policy verified: the access token's own variables,
+/// the first 13 of [`TOKEN`] (no refresh-token ones).
+pub const VERIFY: &[Suffix] = TOKEN.split_at(13).0;
 
 /// The prefix of VerifyAccessToken's custom-attribute variables
 /// (`accesstoken.{name}`).
 pub const VERIFY_ATTRIBUTE_PREFIX: &str = "accesstoken.";
 
+/// What SetOAuthV2Info sets from the updated profile, after
+/// `oauthv2accesstoken.P.` (the SetOAuthV2Info page's list); custom
+/// attributes follow with no prefix segment.
 pub const SET: &[Suffix] = &[
     secret("access_token", Field::AccessToken),
     field("client_id", Field::ClientId),
@@ -294,6 +281,15 @@ pub fn suffix_of<'a>(variable: &'a str, prefix: &str, policy: &str) -> Option<&'
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verify_sets_the_access_token_variables_and_no_refresh_token_one() {
+        let names: Vec<&str> = VERIFY.iter().map(|s| s.name).collect();
+        assert_eq!(names.first(), Some(&"access_token"));
+        assert_eq!(names.last(), Some(&"developer.app.id"));
+        assert!(names.iter().all(|n| !n.starts_with("refresh")));
+        assert_eq!(VERIFY.len(), 13);
+    }
 
     #[test]
     fn names_are_built_and_taken_apart_alike() {
