@@ -1065,6 +1065,12 @@ fn a_warm_hit_allocates_nothing_beyond_the_host_buffers() {
         json!({"policies": [GET], "metadata_bridge": "header_to_metadata",
                "publish": ["oauthv2accesstoken.*.scope"],
                "request_headers": {"x-a": "oauthv2accesstoken.G.client_id"}}),
+        // Step conditions, a true one (a regex, a path pattern, an earlier
+        // policy's variable) and a false one, evaluate without allocating.
+        json!({"policies": [
+            {"policy": GET, "condition": "request.queryparam.access_token ~~ \"[a-z]+\" and request.path MatchesPath \"/*\""},
+            {"policy": "<SetOAuthV2Info name='S'><AccessToken ref='request.queryparam.access_token'/><Attributes><Attribute name='a'>b</Attribute></Attributes></SetOAuthV2Info>",
+             "condition": "oauthv2accesstoken.G.scope != \"READ WRITE\" or request.queryparam.dept = \"never\""}]}),
     ] {
         let mut h = warm(plugin.clone(), "tok");
         // Warm the buffers with one more request, then count.
