@@ -225,21 +225,16 @@ impl Flow {
                 }
                 token => token.filter(|r| !r.is_empty()),
             };
-            let token = match &plan.action {
-                Action::Verify(v) => match token.and_then(|r| self.bearer(r, &v.prefix)) {
-                    Some(token) => token,
-                    None => {
-                        self.fail(config, index, Fault::MissingAccessToken);
-                        continue;
-                    }
-                },
-                _ => match token {
-                    Some(token) => token,
-                    None => {
-                        self.fail(config, index, plan.kind.invalid_fault());
-                        continue;
-                    }
-                },
+            let (token, missing) = match &plan.action {
+                Action::Verify(v) => (
+                    token.and_then(|r| self.bearer(r, &v.prefix)),
+                    Fault::MissingAccessToken,
+                ),
+                _ => (token, plan.kind.invalid_fault()),
+            };
+            let Some(token) = token else {
+                self.fail(config, index, missing);
+                continue;
             };
             // A token an earlier policy of this request found is not
             // looked up again (VerifyAccessToken, then GetOAuthV2Info on
@@ -255,9 +250,8 @@ impl Flow {
                 }
             }
             self.pending = Some(match &plan.action {
-                Action::Get { kind, .. } => Pending::Lookup { kind: *kind, token },
-                Action::Verify(_) => Pending::Lookup {
-                    kind: TokenKind::AccessToken,
+                Action::Get { .. } | Action::Verify(_) => Pending::Lookup {
+                    kind: plan.kind,
                     token,
                 },
                 Action::Set { attributes, strict } => {
