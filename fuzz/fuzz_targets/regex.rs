@@ -6,7 +6,13 @@
 //! (case folding beyond ASCII is regex-lite's, not the filter's), and
 //! patterns with regex-lite's class set operations (`--`, `~~`, `&&`,
 //! `[:alpha:]`) or word boundaries (`\<`, `\>`), which Java reads
-//! otherwise (as literals).
+//! otherwise (as literals). Patterns with `(?i)`, a class and a `-` are
+//! left out too: a range that holds letters of both cases (`[A-c]`,
+//! `[\x1e-c]`) folds differently. Java folds each character it tests (`y`
+//! is in `(?i)[A-c]` because `Y` is; a unit test holds that), regex-lite
+//! folds only one letter half of the range. And a class whose leading
+//! `]` starts a range (`[]-c]`, `[^]-c]`): Java reads the range `]`..`c`,
+//! regex-lite the three characters (unit tests hold Java's reading).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -25,6 +31,10 @@ fuzz_target!(|data: &[u8]| {
         .iter()
         .any(|op| pattern.contains(op));
     if !pattern.is_ascii() || !value.is_ascii() || value.contains('\r') || set_operation {
+        return;
+    }
+    let leading_bracket_range = pattern.contains("[]-") || pattern.contains("[^]-");
+    if leading_bracket_range || pattern.contains("(?i") && pattern.contains('[') && pattern.contains('-') {
         return;
     }
     if let Ok(theirs) = regex_lite::Regex::new(&format!("^(?:{pattern})$")) {

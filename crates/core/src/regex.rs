@@ -585,6 +585,17 @@ mod tests {
             ("(?i)get|post", "POST", true),
             ("get|post", "POST", false),
             ("(?i)[a-c]+", "ABC", true),
+            // Java folds each character, not the range: 'y' is in [A-c]
+            // because 'Y' is (regex-lite folds only the a-c half).
+            ("(?i)[A-c]", "y", true),
+            ("(?i)[X-c]", "A", true),
+            ("(?i)[X-c]", "w", false),
+            // A leading ']' is a literal, and can start a range (Java's
+            // reading; regex-lite reads ']', '-', 'c').
+            ("[]-c]", "a", true),
+            ("[]-c]", "-", false),
+            ("[^]-c]+", "-x", true),
+            ("[]a]+", "]a", true),
             ("^/v1/.*$", "/v1/x", true),
             ("a^b", "ab", false),
             ("(a*)*b", "aaaab", true),
