@@ -3,11 +3,26 @@
 
 use std::fmt;
 
+/// Boxed: a `Result<_, ConfigError>` is then one word wider than its
+/// `Ok`, and the load-time code that hands errors up (hundreds of `?`)
+/// moves a pointer, not three strings (docs/performance.md#module-size).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
+pub struct ConfigError(Box<Details>);
+
+/// What a [`ConfigError`] says (its fields read through it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Details {
     pub policy: Option<String>,
     pub element: String,
     pub problem: String,
+}
+
+impl std::ops::Deref for ConfigError {
+    type Target = Details;
+
+    fn deref(&self) -> &Details {
+        &self.0
+    }
 }
 
 impl ConfigError {
@@ -16,19 +31,19 @@ impl ConfigError {
         element: impl Into<String>,
         problem: impl Into<String>,
     ) -> Self {
-        ConfigError {
+        ConfigError(Box::new(Details {
             policy: Some(policy.into()),
             element: element.into(),
             problem: problem.into(),
-        }
+        }))
     }
 
     pub fn field(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        ConfigError {
+        ConfigError(Box::new(Details {
             policy: None,
             element: field.into(),
             problem: problem.into(),
-        }
+        }))
     }
 }
 

@@ -114,7 +114,10 @@ impl ProfileBuilder {
             data.get(a[0] as usize..(a[0] + a[1]) as usize)
                 .unwrap_or_default()
         };
-        self.attributes.sort_by(|a, b| name(a).cmp(name(b)));
+        // Names are unique (`attribute` replaces a repeated one): an
+        // unstable sort gives the one order, in less code than a stable one.
+        self.attributes
+            .sort_unstable_by(|a, b| name(a).cmp(name(b)));
         let mut out = Vec::with_capacity(ATTRS_AT + self.attributes.len() * 16 + self.data.len());
         out.push(self.flags);
         for field in TIMED {
