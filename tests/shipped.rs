@@ -1093,6 +1093,58 @@ fn doc_links_point_to_files_and_headings_that_exist() {
     }
 }
 
+/// Every `docs/<file>.md#<heading>` a source file names (a code comment's
+/// pointer to what the code follows) is a file with that heading.
+#[test]
+fn code_points_to_docs_and_headings_that_exist() {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let skip = ["target", ".venv", "results", "corpus", "artifacts", ".git"];
+            if path.is_dir() {
+                if !skip.iter().any(|s| path.ends_with(s)) {
+                    walk(&path, out);
+                }
+            } else if path
+                .extension()
+                .is_some_and(|x| ["rs", "py", "sh", "lua"].iter().any(|e| x == *e))
+            {
+                out.push(path);
+            }
+        }
+    }
+    let mut sources = Vec::new();
+    walk(&root(), &mut sources);
+    let mut checked = 0;
+    for source in sources {
+        let text = std::fs::read_to_string(&source).unwrap();
+        for (at, _) in text.match_indices("docs/") {
+            let reference: String = text[at..]
+                .chars()
+                .take_while(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '#' | '-' | '_')
+                })
+                .collect();
+            let reference = reference.trim_end_matches('.');
+            let Some((path, anchor)) = reference.split_once(".md") else {
+                continue;
+            };
+            let file = root().join(format!("{path}.md"));
+            assert!(file.exists(), "{}: no file {path}.md", name(&source));
+            if let Some(anchor) = anchor.strip_prefix('#') {
+                let headings = anchors(&std::fs::read_to_string(&file).unwrap());
+                assert!(
+                    headings.contains(anchor),
+                    "{}: no heading #{anchor} in {path}.md",
+                    name(&source)
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "{checked} references");
+}
+
 /// Envoy configurations shown whole in the docs are valid.
 #[test]
 fn envoy_configs_in_the_docs_pass_envoy_validate() {

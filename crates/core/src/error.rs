@@ -1,5 +1,5 @@
 //! The configuration error: one line naming the policy (when there is
-//! one), the element or field, and the problem (docs/configuration.md#errors).
+//! one), the element or field, and the problem (docs/configuration.md#configuration-errors).
 
 use std::fmt;
 

@@ -290,7 +290,7 @@ impl Flow {
     /// The token in `range` after VerifyAccessToken's prefix: the prefix
     /// (any case), then one or more spaces or tabs, then the token; the
     /// whole value, trimmed, when the prefix is empty. `None`: no token
-    /// (docs/faults.md#invalidaccesstoken-verifyaccesstoken).
+    /// (docs/faults.md#verifyaccesstoken).
     fn bearer(&self, range: Range<usize>, prefix: &str) -> Option<Range<usize>> {
         let value = self.text(&range);
         let rest = if prefix.is_empty() {
@@ -348,7 +348,7 @@ impl Flow {
         holds
     }
 
-    /// Resolves a value source into the arena (docs/variables.md#ref-and-literal):
+    /// Resolves a value source into the arena (docs/variables.md#variables-a-ref-can-read):
     /// the ref's value when the variable is set (even to ""), else the
     /// literal text, else unresolved.
     fn resolve(

@@ -4,7 +4,7 @@
 //!
 //! For each policy, the variables it can set, in the order it sets them,
 //! each with its full name, where its value comes from, whether it is
-//! published and through which internal header (docs/configuration.md#publishing);
+//! published and through which internal header (docs/configuration.md#publish);
 //! every `ref` resolved to what sets it ([`VarRef`]).
 
 use oauthv2info_names::variables::{self, Source, Suffix, ACCESS_TOKEN_PREFIX, FAULT_NAME};

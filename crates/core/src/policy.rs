@@ -1,5 +1,5 @@
 //! The policy model and its parser from Apigee policy XML
-//! (docs/configuration.md#policies, the element table in the README).
+//! (docs/configuration.md#policies-required, the element table in the README).
 
 use oauthv2info_names::{is_protected_attribute, TokenKind};
 
@@ -7,7 +7,7 @@ use crate::error::ConfigError;
 use crate::xml::{self, Element};
 
 /// Where a value comes from: a `ref` to a variable, literal text, or both
-/// (docs/variables.md#ref-and-literal: the ref wins when the variable is
+/// (docs/variables.md#variables-a-ref-can-read: the ref wins when the variable is
 /// set, even to "").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValueSource {
@@ -288,7 +288,7 @@ pub fn parse_policy(document: &str, index: usize) -> Result<Policy, ConfigError>
     })
 }
 
-/// The children each policy accepts (docs/configuration.md#policies).
+/// The children each policy accepts (docs/configuration.md#policies-required).
 const GET_ELEMENTS: &[&str] = &[
     "DisplayName",
     "AccessToken",

@@ -434,7 +434,7 @@ pub enum Lookup<'a> {
     Known(ProfileRef<'a>),
 }
 
-/// Applies GetOAuthV2Info's status rules (docs/variables.md#status-rules):
+/// Applies GetOAuthV2Info's status rules (docs/variables.md#access-token-accesstoken):
 /// the profile to map, or the fault to raise.
 pub fn check_get<'a>(
     kind: TokenKind,

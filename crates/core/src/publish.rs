@@ -1,4 +1,4 @@
-//! What a request publishes (docs/configuration.md#publishing): the
+//! What a request publishes (docs/configuration.md#publish): the
 //! `publish` patterns, and the encodings that carry published variables to
 //! Envoy's dynamic metadata (docs/configuration.md#dynamic-metadata): the
 //! Lua bridge's one filter-state entry, and the values of the internal

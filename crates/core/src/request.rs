@@ -1,4 +1,4 @@
-//! The request variables a `ref` can read (docs/variables.md#request-variables):
+//! The request variables a `ref` can read (docs/variables.md#variables-a-ref-can-read):
 //! what the filter captured of the request, and how each variable resolves.
 //!
 //! Variables are parsed once at load time into [`RequestVar`]; at run time a
@@ -199,7 +199,7 @@ pub enum RequestVar {
     BasePath {
         basepath: String,
     },
-    /// `proxy.pathsuffix`: the path after `basepath` (docs/variables.md#proxy-variables);
+    /// `proxy.pathsuffix`: the path after `basepath` (docs/variables.md#variables-a-ref-can-read);
     /// unset when the path is not under it. `basepath` is filled in when
     /// the configuration is compiled.
     PathSuffix {
