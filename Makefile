@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV        ?= .venv
 ENVOY       ?= $(VENV)/bin/envoy
 ENVOY_VERSION ?= 1.40.0
-WASM_TARGET := wasm32-wasip1
+WASM_TARGET := wasm32-unknown-unknown
 WASM_RAW    := target/$(WASM_TARGET)/wasm/oauthv2info.wasm
 WASM        := dist/oauthv2info.wasm
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

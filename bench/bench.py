@@ -77,7 +77,7 @@ WASM = os.environ.get("BENCH_WASM") or os.path.join(ROOT, "dist", "oauthv2info.w
 CHECKER = os.path.join(ROOT, "target", "release", "oauthv2info")
 HOTPATH = os.path.join(BENCH, "hotpath", "target", "release", "hotpath")
 MINIMAL_WASM = os.path.join(
-    BENCH, "minimal-filter", "target", "wasm32-wasip1", "release", "minimal_filter.wasm"
+    BENCH, "minimal-filter", "target", "wasm32-unknown-unknown", "release", "minimal_filter.wasm"
 )
 # Slots of the filter's direct-mapped cache: far more than the tokens, so that
 # (almost) no two of the 1,000 tokens share a slot and a warm cache stays warm.

@@ -96,6 +96,14 @@ extern "C" {
     fn proxy_log(level: u32, message: *const u8, message_len: usize) -> u32;
 }
 
+// The one WASI call the filter makes: proxy-wasm hosts provide WASI's
+// `random_get` to every module (the proxy-wasm ABI has no call of its own
+// for random bytes).
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+extern "C" {
+    fn random_get(buf: *mut u8, len: usize) -> u16;
+}
+
 /// Takes ownership of a buffer the host allocated through this module's
 /// allocator (`proxy_on_memory_allocate`); an empty value may come as null.
 ///
@@ -300,6 +308,18 @@ pub fn increment_metric(id: u32, delta: i64) {
 pub fn record_metric(id: u32, value: u64) {
     // SAFETY: plain values.
     let _ = unsafe { proxy_record_metric(id, value) };
+}
+
+/// Sixteen random bytes from the host, as two keys; `None` if it has none.
+pub fn random_keys() -> Option<[u64; 2]> {
+    let mut bytes = [0u8; 16];
+    // SAFETY: the pointer and length describe `bytes`, writable for the call.
+    let errno = unsafe { random_get(bytes.as_mut_ptr(), bytes.len()) };
+    let (a, b) = bytes.split_at(8);
+    match (errno, a.try_into(), b.try_into()) {
+        (0, Ok(a), Ok(b)) => Some([u64::from_le_bytes(a), u64::from_le_bytes(b)]),
+        _ => None,
+    }
 }
 
 pub fn log(level: u32, message: &str) {

@@ -15,6 +15,7 @@
 //! directly (docs/performance.md#the-warm-path).
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::rc::Rc;
 
 use log::{debug, error, info, warn};
@@ -171,6 +172,24 @@ struct FeedWorker {
     warnings: RateLimit,
 }
 
+/// SipHash-2-4 under keys the host drew at random: the hasher of the map
+/// whose keys a client chooses (its tokens). The standard library's
+/// `RandomState` cannot be given keys, and on the filter's Wasm target it
+/// takes them from addresses (docs/decisions.md#the-wasm-target).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Keyed(pub [u64; 2]);
+
+impl BuildHasher for Keyed {
+    // Deprecated only in favour of `DefaultHasher`, which takes no keys.
+    #[allow(deprecated)]
+    type Hasher = std::hash::SipHasher;
+
+    #[allow(deprecated)]
+    fn build_hasher(&self) -> Self::Hasher {
+        std::hash::SipHasher::new_with_keys(self.0[0], self.0[1])
+    }
+}
+
 /// The per-VM state.
 #[derive(Debug, Default)]
 pub struct Worker {
@@ -183,7 +202,8 @@ pub struct Worker {
     spare: Option<Box<Stream>>,
     /// Introspections in flight, by (cluster, kind, token): the requests
     /// waiting on the one callout (its sender is not listed).
-    inflight: HashMap<String, Vec<u32>>,
+    /// Keyed by the host's random keys once a configuration loads.
+    inflight: HashMap<String, Vec<u32>, Keyed>,
     /// Requests whose callout the root context must send (see `can_send`).
     deferred: Vec<u32>,
     /// Callouts in flight: callout token → request context id.
@@ -217,10 +237,18 @@ impl Worker {
         self.streams.len()
     }
 
+    /// The keys of the map of introspections in flight (tests).
+    pub fn inflight_keys(&self) -> [u64; 2] {
+        self.inflight.hasher().0
+    }
+
     /// Loads the plugin configuration; false refuses it (with one log line
     /// naming the policy, the element and the problem). Requests in flight
     /// keep the configuration they started with.
     pub fn configure(&mut self, host: &mut impl Host, bytes: &[u8]) -> bool {
+        if *self.inflight.hasher() == Keyed::default() {
+            self.inflight = HashMap::with_hasher(Keyed(host.random_keys()));
+        }
         match parse_config(bytes) {
             Ok(config) => {
                 for warning in &config.warnings {

@@ -167,10 +167,17 @@ impl FakeHost {
     }
 }
 
+/// What the fake host's `random_keys` draws.
+const FAKE_KEYS: [u64; 2] = [0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210];
+
 impl Host for FakeHost {
     fn now_ms(&mut self) -> i64 {
         self.log("now_ms");
         self.now
+    }
+    fn random_keys(&mut self) -> [u64; 2] {
+        self.log("random_keys");
+        FAKE_KEYS
     }
     fn request_header(&mut self, name: &str) -> Option<Vec<u8>> {
         self.log("request_header");
@@ -656,6 +663,26 @@ fn concurrent_lookups_of_one_token_share_one_callout() {
     assert_eq!(
         h.host.active, 10,
         "the callback's own context is active again"
+    );
+}
+
+/// The map that coalesces lookups is keyed by what the host drew once, at
+/// the first configuration, and keeps those keys on a reload (its
+/// entries stay findable).
+#[test]
+fn the_coalescing_map_is_keyed_by_the_hosts_random_keys_drawn_once() {
+    let mut h = Harness::get(&[GET]);
+    assert_eq!(h.worker.inflight_keys(), FAKE_KEYS);
+    assert_eq!(h.host.count("random_keys"), 1);
+    assert_eq!(h.request(10, "/x?access_token=same", &[]), Action::Pause);
+    let config = json!({"policies": [GET]}).to_string();
+    assert!(h.worker.configure(&mut h.host, config.as_bytes()));
+    assert_eq!(h.host.count("random_keys"), 1, "not drawn again");
+    assert_eq!(h.request(11, "/x?access_token=same", &[]), Action::Pause);
+    assert_eq!(
+        h.host.callouts.len(),
+        1,
+        "the second request waits on the first's callout"
     );
 }
 

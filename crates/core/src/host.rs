@@ -28,6 +28,12 @@ pub trait Host {
     /// The clock (epoch milliseconds).
     fn now_ms(&mut self) -> i64;
 
+    /// Two random keys, drawn once per worker, for the one hash map whose
+    /// keys a client chooses (the introspections in flight, by token):
+    /// on the filter's Wasm target the standard library's maps are keyed
+    /// from addresses, not at random (docs/decisions.md#the-wasm-target).
+    fn random_keys(&mut self) -> [u64; 2];
+
     /// One request header (or pseudo-header such as `:path`), as bytes;
     /// `None` when absent.
     fn request_header(&mut self, name: &str) -> Option<Vec<u8>>;
