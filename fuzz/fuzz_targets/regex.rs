@@ -34,7 +34,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let leading_bracket_range = pattern.contains("[]-") || pattern.contains("[^]-");
-    if leading_bracket_range || pattern.contains("(?i") && pattern.contains('[') && pattern.contains('-') {
+    if leading_bracket_range
+        || pattern.contains("(?i") && pattern.contains('[') && pattern.contains('-')
+    {
         return;
     }
     if let Ok(theirs) = regex_lite::Regex::new(&format!("^(?:{pattern})$")) {
