@@ -1058,6 +1058,26 @@ fn anchors(markdown: &str) -> BTreeSet<String> {
     out
 }
 
+/// `from` points to `file`, at its heading `anchor` unless that is empty:
+/// both exist.
+fn assert_points_to(from: &Path, file: &Path, anchor: &str) {
+    assert!(
+        file.exists(),
+        "{}: points to {}, which does not exist",
+        name(from),
+        name(file)
+    );
+    if !anchor.is_empty() {
+        let headings = anchors(&std::fs::read_to_string(file).unwrap());
+        assert!(
+            headings.contains(anchor),
+            "{}: no heading #{anchor} in {}",
+            name(from),
+            name(file)
+        );
+    }
+}
+
 #[test]
 fn doc_links_point_to_files_and_headings_that_exist() {
     let mut docs = vec![root().join("README.md"), root().join("policies/README.md")];
@@ -1079,16 +1099,7 @@ fn doc_links_point_to_files_and_headings_that_exist() {
             } else {
                 doc.parent().unwrap().join(path)
             };
-            assert!(file.exists(), "{}: broken link {target}", name(&doc));
-            if !anchor.is_empty() {
-                let headings = anchors(&std::fs::read_to_string(&file).unwrap());
-                assert!(
-                    headings.contains(anchor),
-                    "{}: no heading #{anchor} in {}",
-                    name(&doc),
-                    name(&file)
-                );
-            }
+            assert_points_to(&doc, &file, anchor);
         }
     }
 }
@@ -1129,16 +1140,8 @@ fn code_points_to_docs_and_headings_that_exist() {
             let Some((path, anchor)) = reference.split_once(".md") else {
                 continue;
             };
-            let file = root().join(format!("{path}.md"));
-            assert!(file.exists(), "{}: no file {path}.md", name(&source));
-            if let Some(anchor) = anchor.strip_prefix('#') {
-                let headings = anchors(&std::fs::read_to_string(&file).unwrap());
-                assert!(
-                    headings.contains(anchor),
-                    "{}: no heading #{anchor} in {path}.md",
-                    name(&source)
-                );
-            }
+            let anchor = anchor.strip_prefix('#').unwrap_or_default();
+            assert_points_to(&source, &root().join(format!("{path}.md")), anchor);
             checked += 1;
         }
     }
