@@ -43,7 +43,7 @@ fn the_vm_starts_and_a_good_configuration_is_loaded() {
         )]
     );
     assert!(emu.logs_at(WARN).is_empty() && emu.logs_at(ERROR).is_empty());
-    assert_eq!(emu.host().tick_ms, 1000);
+    assert_eq!(emu.tick_ms(ROOT), 1000);
     // Every host call of the configuration is the root context's.
     assert!(emu.calls().iter().all(|r| r.context == ROOT));
 }
@@ -178,4 +178,42 @@ fn a_panic_is_logged_at_critical_and_the_trap_is_seen() {
         critical[0].starts_with("oauthv2info: panic: ") && critical[0].contains("invalid token_id"),
         "{critical:?}"
     );
+}
+
+/// Two plugins sharing one VM (two filters with the same `vm_id`): each
+/// root context has its own worker, policies and callouts (`src/lib.rs`
+/// keeps them by root context id), and Envoy answers a callout through the
+/// root context that made it.
+#[test]
+fn two_plugins_in_one_vm_keep_their_own_policies() {
+    let mut emu = Emulator::start(&get_config());
+    let verify = r#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation></OAuthV2>"#;
+    let other = emu.add_plugin(&serde_json::json!({ "policies": [verify] }).to_string());
+    assert_ne!(other, ROOT);
+
+    // The second plugin runs VerifyAccessToken: no Authorization, 401.
+    let (refused, _) = emu.request_on(other, "/orders?access_token=tok", &[], &[]);
+    assert_eq!(
+        emu.stream(refused).reply.as_ref().map(|r| r.status),
+        Some(401)
+    );
+
+    // One lookup in each plugin; each answer resumes its own request.
+    let (get, _) = emu.request("/orders?access_token=tok", &[]);
+    let (verified, _) = emu.request_on(other, "/orders", &[("authorization", "Bearer tok")], &[]);
+    let calls = emu.http_calls();
+    assert_eq!(calls.len(), 2, "no coalescing across plugins");
+    assert_eq!((calls[0].root, calls[1].root), (ROOT, other));
+    for call in calls.iter().rev() {
+        emu.respond(call.token, Some(200), &crate::profile("tok"));
+    }
+    let (g, v) = (emu.stream(get), emu.stream(verified));
+    assert_eq!((g.resumed, v.resumed), (1, 1));
+    assert_eq!(
+        g.state("oauthv2accesstoken.G.scope").as_deref(),
+        Some("READ WRITE")
+    );
+    assert_eq!(v.state("scope").as_deref(), Some("READ WRITE"));
+    assert!(v.state("oauthv2accesstoken.G.scope").is_none());
+    assert!(emu.tick_ms(other) > 0);
 }

@@ -293,6 +293,108 @@ fn an_expired_entry_is_replaced_with_the_cas_it_was_read_with() {
     );
 }
 
+/// Two requests for one token while its lookup is in flight: one callout;
+/// its answer resumes both, each from its own context.
+#[test]
+fn two_requests_for_one_token_share_one_callout_and_both_resume() {
+    let mut emu = Emulator::start(&get_config());
+    let (a, _) = emu.request("/orders?access_token=tok", &[]);
+    let (b, action) = emu.request("/orders?access_token=tok", &[]);
+    assert_eq!(action, Action::Pause);
+    let token = one_callout(&emu);
+    emu.clear_calls();
+    emu.respond(token, Some(200), &profile("tok"));
+    let resumes: Vec<u32> = emu
+        .calls()
+        .iter()
+        .filter(|r| r.call == Call::ContinueStream { stream: 0 })
+        .map(|r| r.context)
+        .collect();
+    assert_eq!(resumes, vec![a, b]);
+    for id in [a, b] {
+        let s = emu.stream(id);
+        assert_eq!(s.resumed, 1);
+        assert_eq!(
+            s.state("oauthv2accesstoken.G.scope").as_deref(),
+            Some("READ WRITE")
+        );
+        assert_eq!(
+            s.header("x-developer-email").as_deref(),
+            Some("dev@example.com")
+        );
+    }
+}
+
+/// A request that ends (the client went away) before its answer: the
+/// answer touches nothing of it, and the next request is served.
+#[test]
+fn a_request_that_ends_before_its_answer_is_forgotten() {
+    let mut emu = Emulator::start(&get_config());
+    let (gone, _) = emu.request("/orders?access_token=tok", &[]);
+    let token = one_callout(&emu);
+    emu.end(gone);
+    emu.clear_calls();
+    emu.respond(token, Some(200), &profile("tok"));
+    assert_eq!(emu.count("proxy_continue_stream"), 0);
+    assert!(emu.stream(gone).filter_state.is_empty());
+    let (next, _) = emu.request("/orders?access_token=tok", &[]);
+    assert!(emu.stream(next).reply.is_none());
+}
+
+/// What the metadata bridges need of the host: the Lua bridge one
+/// filter-state entry of netstrings, header_to_metadata one request header
+/// per variable (docs/configuration.md#metadata_bridge).
+#[test]
+fn the_metadata_bridges_write_through_the_host() {
+    let mut emu = Emulator::start(&get_config());
+    let (lua, _) = emu.request("/orders?access_token=tok", &[]);
+    emu.respond(one_callout(&emu), Some(200), &profile("tok"));
+    let blob = emu
+        .stream(lua)
+        .state("oauthv2info.metadata")
+        .expect("the Lua bridge's entry");
+    assert!(blob.starts_with("6:apigee,"), "{blob}");
+    assert!(
+        blob.contains("36:oauthv2accesstoken.G.developer.email,15:dev@example.com,"),
+        "{blob}"
+    );
+
+    let config =
+        json!({"policies": [crate::GET], "metadata_bridge": "header_to_metadata"}).to_string();
+    let mut emu = Emulator::start(&config);
+    let (id, _) = emu.request("/orders?access_token=tok", &[]);
+    emu.respond(one_callout(&emu), Some(200), &profile("tok"));
+    let added: Vec<(String, String)> = emu
+        .calls()
+        .iter()
+        .filter_map(|r| match &r.call {
+            Call::AddHeader {
+                map: REQUEST_HEADERS,
+                key,
+                value,
+            } if r.context == id => {
+                Some((key.clone(), String::from_utf8_lossy(value).into_owned()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(!added.is_empty());
+    assert!(
+        added
+            .iter()
+            .all(|(k, _)| k.starts_with("x-oauthv2info-md-")),
+        "{added:?}"
+    );
+    assert!(
+        added.iter().any(|(_, v)| v == "dev@example.com"),
+        "{added:?}"
+    );
+    let s = emu.stream(id);
+    assert!(added
+        .iter()
+        .all(|(k, v)| s.header(k).as_deref() == Some(v.as_str())));
+}
+
 /// The whole header map (a variable counting a header's values) and a
 /// property (the client's address) are read through the host.
 #[test]

@@ -36,7 +36,7 @@ fn poll(emu: &Emulator, cursor: i64) -> u32 {
 #[test]
 fn the_tick_polls_the_change_feed_and_drops_a_changed_entry() {
     let mut emu = Emulator::start(&invalidation_config());
-    assert_eq!(emu.host().tick_ms, 1000);
+    assert_eq!(emu.tick_ms(ROOT), 1000);
     // The feed's lag gauge exists only with invalidation.
     assert_eq!(emu.metric("oauthv2info.feed.lag_ms"), Some(0));
 

@@ -687,7 +687,8 @@ fn link_stream(linker: &mut Linker<Host>) -> Result<(), wasmi::Error> {
             if let Some(status) = h.injected("proxy_set_tick_period_milliseconds") {
                 return h.record(call, status);
             }
-            h.tick_ms = ms as u32;
+            let root = h.root();
+            h.tick_ms.insert(root, ms as u32);
             h.record(call, OK)
         },
     )?;
@@ -825,8 +826,10 @@ fn link_http_call(linker: &mut Linker<Host>) -> Result<(), wasmi::Error> {
                 trailers: text_pairs(trailers),
                 timeout_ms: timeout as u32,
                 token: 0,
+                root: 0,
             };
             let h = c.data_mut();
+            callout.root = h.root();
             if let Some(status) = h.injected(name) {
                 return h.record(Call::Callout(callout), status);
             }

@@ -217,6 +217,8 @@ pub struct Callout {
     pub timeout_ms: u32,
     /// Its token (0 when the host refused it).
     pub token: u32,
+    /// The root context it belongs to (Envoy answers there).
+    pub root: u32,
 }
 
 impl Callout {
@@ -231,6 +233,8 @@ impl Callout {
 /// One HTTP stream as the host sees it.
 #[derive(Debug, Default, Clone)]
 pub struct Stream {
+    /// The root context (plugin) it was created for.
+    pub root: u32,
     pub headers: Vec<(String, Vec<u8>)>,
     /// Properties the filter may read, by path (segments joined with NUL).
     pub properties: HashMap<String, Vec<u8>>,
@@ -308,7 +312,8 @@ pub struct Host {
     next_token: u32,
     call_response: (Vec<(String, Vec<u8>)>, Vec<u8>),
     pub metrics: Vec<Metric>,
-    pub tick_ms: u32,
+    /// Each root context's tick period.
+    tick_ms: HashMap<u32, u32>,
     calls: Vec<Record>,
     injected: Vec<Injected>,
     violations: Vec<String>,
@@ -331,7 +336,7 @@ impl Host {
             next_token: 1,
             call_response: (Vec::new(), Vec::new()),
             metrics: Vec::new(),
-            tick_ms: 0,
+            tick_ms: HashMap::new(),
             calls: Vec::new(),
             injected: Vec::new(),
             violations: Vec::new(),
@@ -364,6 +369,13 @@ impl Host {
             status,
         });
         status as i32
+    }
+
+    /// The root context of the effective context.
+    fn root(&self) -> u32 {
+        self.streams
+            .get(&self.effective)
+            .map_or(self.effective, |s| s.root)
     }
 
     /// The effective context's stream, when it is a live HTTP stream.
@@ -424,7 +436,8 @@ fn compiled() -> Result<(Engine, Module), String> {
 pub struct Emulator {
     store: Store<Host>,
     instance: Instance,
-    next_stream: u32,
+    /// The next context id (roots and streams share them, as in Envoy).
+    next_context: u32,
 }
 
 impl Emulator {
@@ -476,7 +489,7 @@ impl Emulator {
         let mut emu = Emulator {
             store,
             instance,
-            next_stream: ROOT + 1,
+            next_context: ROOT + 1,
         };
         emu.call::<(), ()>("_initialize", (), Phase::Other, ROOT)?;
         Ok(emu)
@@ -530,29 +543,51 @@ impl Emulator {
 
     /// `proxy_on_context_create` for the root, then `proxy_on_vm_start`.
     pub fn vm_start(&mut self) -> bool {
+        self.start_root(ROOT)
+    }
+
+    fn start_root(&mut self, root: u32) -> bool {
         let r = self.call::<(i32, i32), ()>(
             "proxy_on_context_create",
-            (ROOT as i32, 0),
+            (root as i32, 0),
             Phase::Other,
-            ROOT,
+            root,
         );
         self.must(r);
         let r =
-            self.call::<(i32, i32), i32>("proxy_on_vm_start", (ROOT as i32, 0), Phase::Other, ROOT);
+            self.call::<(i32, i32), i32>("proxy_on_vm_start", (root as i32, 0), Phase::Other, root);
         self.must(r) != 0
     }
 
     /// `proxy_on_configure` with `config` as the plugin configuration.
     pub fn configure(&mut self, config: &str) -> bool {
+        self.configure_root(ROOT, config)
+    }
+
+    fn configure_root(&mut self, root: u32, config: &str) -> bool {
         self.store.data_mut().plugin_config = config.as_bytes().to_vec();
         let len = config.len() as i32;
         let r = self.call::<(i32, i32), i32>(
             "proxy_on_configure",
-            (ROOT as i32, len),
+            (root as i32, len),
             Phase::Configure,
-            ROOT,
+            root,
         );
         self.must(r) != 0
+    }
+
+    /// A second plugin in the same VM (Envoy: another filter with the same
+    /// `vm_id`), started and configured with `config`: its root context.
+    pub fn add_plugin(&mut self, config: &str) -> u32 {
+        let root = self.next_context;
+        self.next_context += 1;
+        assert!(self.start_root(root), "on_vm_start refused");
+        assert!(
+            self.configure_root(root, config),
+            "the configuration was refused; log: {:?}",
+            self.logs()
+        );
+        root
     }
 
     /// A new stream whose request headers are `headers` (after the
@@ -565,8 +600,19 @@ impl Emulator {
         headers: &[(&str, &str)],
         properties: &[(&str, &[u8])],
     ) -> (u32, Action) {
-        let id = self.next_stream;
-        self.next_stream += 1;
+        self.request_on(ROOT, path, headers, properties)
+    }
+
+    /// [`Emulator::request_with`] for the plugin of root context `root`.
+    pub fn request_on(
+        &mut self,
+        root: u32,
+        path: &str,
+        headers: &[(&str, &str)],
+        properties: &[(&str, &[u8])],
+    ) -> (u32, Action) {
+        let id = self.next_context;
+        self.next_context += 1;
         let mut all: Vec<(String, Vec<u8>)> = vec![
             (":authority".into(), b"api.example.com".to_vec()),
             (":path".into(), path.as_bytes().to_vec()),
@@ -579,6 +625,7 @@ impl Emulator {
                 .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())),
         );
         let stream = Stream {
+            root,
             headers: all,
             properties: properties
                 .iter()
@@ -590,7 +637,7 @@ impl Emulator {
         self.store.data_mut().streams.insert(id, stream);
         let r = self.call::<(i32, i32), ()>(
             "proxy_on_context_create",
-            (id as i32, ROOT as i32),
+            (id as i32, root as i32),
             Phase::Other,
             id,
         );
@@ -640,6 +687,11 @@ impl Emulator {
         body: &str,
     ) -> Result<(), String> {
         let h = self.store.data_mut();
+        let root = h
+            .callouts
+            .iter()
+            .find(|c| c.token == token)
+            .map_or(ROOT, |c| c.root);
         let mut headers = Vec::new();
         if let Some(s) = status {
             headers.push((":status".to_string(), s.to_string().into_bytes()));
@@ -647,12 +699,12 @@ impl Emulator {
         headers.push(("content-type".to_string(), b"application/json".to_vec()));
         let count = headers.len() as i32;
         h.call_response = (headers, body.as_bytes().to_vec());
-        let params = (ROOT as i32, token as i32, count, body.len() as i32, 0);
+        let params = (root as i32, token as i32, count, body.len() as i32, 0);
         let r = self.call::<(i32, i32, i32, i32, i32), ()>(
             "proxy_on_http_call_response",
             params,
             Phase::CallResponse,
-            ROOT,
+            root,
         );
         self.store.data_mut().call_response = (Vec::new(), Vec::new());
         r
@@ -660,8 +712,17 @@ impl Emulator {
 
     /// The root context's tick.
     pub fn tick(&mut self) {
-        let r = self.call::<i32, ()>("proxy_on_tick", ROOT as i32, Phase::Other, ROOT);
+        self.tick_root(ROOT)
+    }
+
+    pub fn tick_root(&mut self, root: u32) {
+        let r = self.call::<i32, ()>("proxy_on_tick", root as i32, Phase::Other, root);
         self.must(r)
+    }
+
+    /// The tick period root context `root` asked for (0: none).
+    pub fn tick_ms(&self, root: u32) -> u32 {
+        self.host().tick_ms.get(&root).copied().unwrap_or(0)
     }
 
     /// The stream ends: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`.
