@@ -16,22 +16,23 @@ fn memory(caller: &Ctx<'_>) -> Result<Memory, wasmi::Error> {
 /// Reads `len` bytes at `ptr`; `None` (and a violation) outside memory.
 fn read(caller: &mut Ctx<'_>, ptr: i32, len: i32, what: &str) -> Option<Vec<u8>> {
     let mem = memory(caller).ok()?;
-    let mut buf = vec![0u8; len as u32 as usize];
-    if ptr == 0 && len != 0 {
+    let (at, len) = (ptr as u32 as usize, len as u32 as usize);
+    if at == 0 && len != 0 {
         caller
             .data_mut()
             .violation(format!("{what}: a null pointer with length {len}"));
         return None;
     }
-    match mem.read(&*caller, ptr as u32 as usize, &mut buf) {
-        Ok(()) => Some(buf),
-        Err(_) => {
-            caller.data_mut().violation(format!(
-                "{what}: {len} bytes at {ptr:#x} lie outside the module's memory"
-            ));
-            None
-        }
+    // Checked before allocating: a garbage length must not exhaust ours.
+    if at.saturating_add(len) > mem.data_size(&*caller) {
+        caller.data_mut().violation(format!(
+            "{what}: {len} bytes at {at:#x} lie outside the module's memory"
+        ));
+        return None;
     }
+    let mut buf = vec![0u8; len];
+    mem.read(&*caller, at, &mut buf).ok()?;
+    Some(buf)
 }
 
 fn read_string(caller: &mut Ctx<'_>, ptr: i32, len: i32, what: &str) -> Option<String> {
@@ -51,7 +52,8 @@ fn write(caller: &mut Ctx<'_>, ptr: i32, bytes: &[u8], what: &str) -> bool {
     };
     if mem.write(&mut *caller, ptr as u32 as usize, bytes).is_err() {
         caller.data_mut().violation(format!(
-            "{what}: the out-pointer {ptr:#x} lies outside the module's memory"
+            "{what}: {} bytes at {ptr:#x} lie outside the module's memory",
+            bytes.len()
         ));
         return false;
     }
