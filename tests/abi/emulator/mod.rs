@@ -14,8 +14,9 @@
 //! return an error status ([`Emulator::fail`]).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::SystemTime;
 
 mod imports;
 
@@ -405,13 +406,55 @@ impl Host {
 
 /// The path of the built filter; a clear failure when it is missing.
 pub fn wasm_path() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dist/oauthv2info.wasm");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("dist/oauthv2info.wasm");
     assert!(
         path.is_file(),
         "{} is missing: build it first with `make wasm` (`make test` and `make abi` do)",
         path.display()
     );
+    // Testing an old build would pass or fail for the wrong code.
+    let built = modified(&path);
+    let sources = [
+        "src",
+        "crates/core/src",
+        "crates/names/src",
+        "Cargo.toml",
+        "Cargo.lock",
+    ];
+    let mut newer = Vec::new();
+    for source in sources {
+        newest(&root.join(source), &mut |file, at| {
+            if at > built {
+                newer.push(file.display().to_string());
+            }
+        });
+    }
+    assert!(
+        newer.is_empty(),
+        "{} is older than {newer:?}: rebuild it with `make wasm` (`make abi` does)",
+        path.display()
+    );
     path
+}
+
+fn modified(path: &Path) -> SystemTime {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// Calls `f` with every file under `path` (or `path` itself) and its
+/// modification time.
+fn newest(path: &Path, f: &mut impl FnMut(&Path, SystemTime)) {
+    match std::fs::read_dir(path) {
+        Ok(entries) => {
+            for entry in entries.flatten() {
+                newest(&entry.path(), f);
+            }
+        }
+        Err(_) => f(path, modified(path)),
+    }
 }
 
 /// The module, validated and compiled once for all the tests of the run
