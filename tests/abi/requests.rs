@@ -263,32 +263,46 @@ fn an_expired_entry_is_replaced_with_the_cas_it_was_read_with() {
     let (first, _) = emu.request("/orders?access_token=tok", &[]);
     emu.respond(one_callout(&emu), Some(200), &profile("tok"));
     emu.end(first);
+    let (slot, stored_cas) = emu
+        .calls()
+        .iter()
+        .find_map(|r| match &r.call {
+            Call::SetSharedData { key, .. } if r.status == 0 => Some(key.clone()),
+            _ => None,
+        })
+        .map(|key| {
+            let cas = emu.shared_data(&key).unwrap().1;
+            (key, cas)
+        })
+        .expect("the answer stored");
     // Past the cache's 30 s TTL: a miss, another callout.
     emu.advance_ms(30_001);
-    emu.clear_calls();
     let (_, action) = emu.request("/orders?access_token=tok", &[]);
     assert_eq!(action, Action::Pause);
-    let token = one_callout(&emu);
+    let token = emu.http_calls().last().unwrap().token;
     emu.clear_calls();
     emu.respond(token, Some(200), &profile("tok"));
-    let mut read_cas = std::collections::HashMap::new();
-    let mut written = None;
-    for r in emu.calls() {
-        match &r.call {
-            Call::GetSharedData { key } if r.status == 0 => {
-                read_cas.insert(key.clone(), ());
-            }
-            Call::SetSharedData { key, cas, .. } => written = Some((key.clone(), *cas, r.status)),
-            _ => {}
-        }
-    }
-    let (key, cas, status) = written.expect("the entry written again");
-    assert!(read_cas.contains_key(&key), "the slot was read first");
-    assert_ne!(cas, 0, "written with the CAS it was read with");
-    assert_eq!(status, 0);
+    let slot_calls: Vec<(&Call, u32)> = emu
+        .calls()
+        .iter()
+        .filter(|r| match &r.call {
+            Call::GetSharedData { key } | Call::SetSharedData { key, .. } => *key == slot,
+            _ => false,
+        })
+        .map(|r| (&r.call, r.status))
+        .collect();
+    // Read (with its CAS), then written with that CAS, accepted.
+    assert!(
+        matches!(slot_calls.first(), Some((Call::GetSharedData { .. }, 0))),
+        "{slot_calls:?}"
+    );
+    assert!(
+        matches!(slot_calls.last(), Some((Call::SetSharedData { cas, .. }, 0)) if *cas == stored_cas),
+        "{slot_calls:?} (the slot's CAS was {stored_cas})"
+    );
     assert_ne!(
-        emu.shared_data(&key).unwrap().1,
-        cas,
+        emu.shared_data(&slot).unwrap().1,
+        stored_cas,
         "the write moved the CAS on"
     );
 }
