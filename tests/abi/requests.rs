@@ -307,6 +307,29 @@ fn an_expired_entry_is_replaced_with_the_cas_it_was_read_with() {
     );
 }
 
+/// SetOAuthV2Info's callout: the attribute merge, a JSON body.
+#[test]
+fn set_oauthv2info_sends_the_attribute_merge() {
+    let set = r#"<SetOAuthV2Info name="S"><AccessToken ref="request.queryparam.access_token"/><Attributes><Attribute name="dept" ref="request.header.x-dept"/></Attributes></SetOAuthV2Info>"#;
+    let mut emu = Emulator::start(&json!({ "policies": [set] }).to_string());
+    let (id, action) = emu.request("/orders?access_token=tok", &[("x-dept", "7")]);
+    assert_eq!(action, Action::Pause);
+    let calls = emu.http_calls();
+    assert_eq!(calls.len(), 1);
+    let c = &calls[0];
+    assert_eq!(c.header(":method"), Some("POST"));
+    assert_eq!(c.header(":path"), Some("/v1/accesstokens/attributes"));
+    assert_eq!(c.header("content-type"), Some("application/json"));
+    let body: serde_json::Value = serde_json::from_slice(&c.body).unwrap();
+    assert_eq!(
+        body,
+        json!({"token": "tok", "attributes": [{"name": "dept", "value": "7"}]})
+    );
+    emu.respond(c.token, Some(200), &profile("tok"));
+    assert_eq!(emu.stream(id).resumed, 1);
+    assert!(emu.stream(id).reply.is_none());
+}
+
 /// Two requests for one token while its lookup is in flight: one callout;
 /// its answer resumes both, each from its own context.
 #[test]
