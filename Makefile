@@ -21,7 +21,7 @@ FUZZ_FLAGS  := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 4
 
-.PHONY: help setup wasm build run test unit e2e validate lint fmt bench hotpath fuzz fuzz-build fuzz-smoke soak envoy-configs envoy-filters check-policies clean
+.PHONY: help setup wasm build run test unit abi e2e validate lint fmt bench hotpath fuzz fuzz-build fuzz-smoke soak envoy-configs envoy-filters check-policies clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ run: setup build ## Start the local harness: token service + echo upstream + Env
 unit: ## Unit tests of the pure logic (native, no Envoy)
 	cargo test --workspace --lib --bins
 
+abi: wasm ## The built .wasm in a host emulator that checks every host call (tests/abi/, no Envoy)
+	cargo test --test abi
+
 e2e: setup wasm ## End-to-end tests in the real Envoy (plus the token service's own tests)
 	cargo build --workspace --bins
 	ENVOY=$(abspath $(ENVOY)) cargo test --workspace --tests
@@ -57,7 +60,7 @@ e2e: setup wasm ## End-to-end tests in the real Envoy (plus the token service's 
 validate: setup wasm ## Check every shipped Envoy config with `envoy --mode validate`
 	@for f in $(filter-out envoy/docker-compose%.yaml,$(wildcard envoy/*.yaml)); do $(ENVOY) --mode validate -c $$f -l critical --disable-hot-restart >/dev/null && echo "valid: $$f" || { echo "INVALID: $$f"; exit 1; }; done
 
-test: setup wasm lint hotpath ## Every test: lint, unit, token service, end-to-end in Envoy, the benchmarks built, a fuzz smoke (what CI runs)
+test: setup wasm lint hotpath ## Every test: lint, unit, the .wasm in the host emulator, token service, end-to-end in Envoy, the benchmarks built, a fuzz smoke (what CI runs)
 	cargo build --workspace --bins
 	ENVOY=$(abspath $(ENVOY)) cargo test --workspace
 	$(MAKE) --no-print-directory fuzz-smoke
