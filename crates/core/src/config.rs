@@ -8,7 +8,7 @@ use oauthv2info_names::variables::FAULT_NAME;
 use crate::condition::Condition;
 pub use crate::error::ConfigError;
 use crate::plan::{self, PolicyPlan, StepCondition, Var, VarRef};
-use crate::policy::{parse_policy, Policy};
+use crate::policies::{parse_policy, Policy};
 use crate::publish::Publish;
 use crate::request::RequestVar;
 
@@ -445,13 +445,7 @@ fn for_each_read(config: &mut FilterConfig, mut each: impl FnMut(&mut VarRef)) {
         if let Some(r) = plan.token.reference.as_mut() {
             each(r);
         }
-        if let plan::Action::Set { attributes, .. } = &mut plan.action {
-            for (_, value) in attributes {
-                if let Some(r) = value.reference.as_mut() {
-                    each(r);
-                }
-            }
-        }
+        plan.action.values_mut(&mut each);
     }
     for mapping in &mut config.request_headers {
         each(&mut mapping.source);
@@ -586,13 +580,7 @@ fn know_attributes(plans: &mut [PolicyPlan], mappings: &[HeaderMapping], publish
         if let Some(r) = &plan.token.reference {
             note(r);
         }
-        if let plan::Action::Set { attributes, .. } = &plan.action {
-            for (_, value) in attributes {
-                if let Some(r) = &value.reference {
-                    note(r);
-                }
-            }
-        }
+        plan.action.values(&mut note);
     }
     for (policy, name) in named {
         if let Some(plan) = plans.get_mut(policy) {

@@ -69,7 +69,7 @@ impl std::error::Error for ConfigError {}
 
 #[cfg(test)]
 mod tests {
-    use crate::policy::parse_policy;
+    use crate::policies::parse_policy;
 
     /// Found by the fuzz target for policies: an attribute value holding a
     /// line break (written `&#xd;` or `&#xa;`) made a two-line refusal.

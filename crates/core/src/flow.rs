@@ -12,12 +12,11 @@
 
 use std::ops::Range;
 
-use oauthv2info_names::variables::Field;
 use oauthv2info_names::{Fault, TokenKind};
 
 use crate::condition::{Kind, Scratch, Vars};
 use crate::config::FilterConfig;
-use crate::plan::{Action, PolicyPlan, StepCondition, ValueRef, VarRef};
+use crate::plan::{PolicyPlan, StepCondition, ValueRef, VarRef};
 use crate::profile::{
     check_get, parse_introspection, parse_set_response, Answer, Layout, Lookup, NumberBuf, Profile,
     ProfileRef, ServiceFailure,
@@ -66,24 +65,6 @@ pub enum Event {
         policy: usize,
         reason: String,
     },
-}
-
-/// VerifyAccessToken's rules for a lookup: an approved, unexpired token
-/// holding one of `scopes` (any, when there are none). Apart from
-/// [`Flow::check`], so that GetOAuthV2Info's hit path stays inlined.
-#[inline(never)]
-fn verify_check(scopes: &[String], lookup: Lookup<'_>, now_ms: i64) -> Result<(), Fault> {
-    let profile =
-        check_get(TokenKind::AccessToken, false, lookup, now_ms).map_err(Fault::for_verify)?;
-    let held = profile.field(Field::Scope).unwrap_or_default();
-    let holds = |scope: &String| {
-        held.split(|b| b.is_ascii_whitespace())
-            .any(|s| s == scope.as_bytes())
-    };
-    if !scopes.is_empty() && !scopes.iter().any(holds) {
-        return Err(Fault::InsufficientScope);
-    }
-    Ok(())
 }
 
 /// A step condition's variables, read from the request and the results of
@@ -215,31 +196,29 @@ impl Flow {
                 self.next += 1;
                 continue;
             }
-            let strict = matches!(plan.action, Action::Set { strict: true, .. });
+            let action = &plan.action;
             let token = match self.resolve(config, &plan.token, request) {
                 // <IgnoreUnresolvedVariables>false: a ref that resolves to
                 // nothing is its own fault (an empty value is resolved).
-                None if strict => {
+                None if action.unresolved_token_faults() => {
                     self.fail(config, index, Fault::UnresolvedVariable);
                     continue;
                 }
                 token => token.filter(|r| !r.is_empty()),
             };
-            let (token, missing) = match &plan.action {
-                Action::Verify(v) => (
-                    token.and_then(|r| self.bearer(r, &v.prefix)),
-                    Fault::MissingAccessToken,
-                ),
-                _ => (token, plan.kind.invalid_fault()),
-            };
+            // The token's place inside the arena.
+            let token = token.and_then(|r| {
+                let inner = action.token_in(self.text(&r))?;
+                Some(r.start + inner.start..r.start + inner.end)
+            });
             let Some(token) = token else {
-                self.fail(config, index, missing);
+                self.fail(config, index, action.missing_fault(plan.kind));
                 continue;
             };
             // A token an earlier policy of this request found is not
             // looked up again (VerifyAccessToken, then GetOAuthV2Info on
             // `access_token`).
-            if !self.results.is_empty() && !matches!(plan.action, Action::Set { .. }) {
+            if !self.results.is_empty() && action.reuses_lookup() {
                 let kind = plan.kind;
                 if let Some(data) = self.found(config, kind, &token) {
                     match self.check(config, index, kind, Lookup::Known(data_view(&data))) {
@@ -249,67 +228,15 @@ impl Flow {
                     continue;
                 }
             }
-            self.pending = Some(match &plan.action {
-                Action::Get { .. } | Action::Verify(_) => Pending::Lookup {
-                    kind: plan.kind,
-                    token,
-                },
-                Action::Set { attributes, strict } => {
-                    let mut resolved = Vec::with_capacity(attributes.len());
-                    let mut unresolved = false;
-                    for (name, value) in attributes {
-                        match self.resolve(config, value, request) {
-                            Some(range) => {
-                                resolved.push((name.clone(), self.text(&range).to_string()))
-                            }
-                            None => unresolved = true,
-                        }
-                    }
-                    if unresolved && *strict {
-                        self.fail(config, index, Fault::UnresolvedVariable);
-                        continue;
-                    }
-                    if resolved.is_empty() {
-                        // Nothing to write: check the token and report it.
-                        Pending::Lookup {
-                            kind: TokenKind::AccessToken,
-                            token,
-                        }
-                    } else {
-                        Pending::Update {
-                            token,
-                            attributes: resolved,
-                        }
-                    }
+            match action.pending(self, config, request, plan.kind, token) {
+                Ok(pending) => self.pending = Some(pending),
+                Err(fault) => {
+                    self.fail(config, index, fault);
+                    continue;
                 }
-            });
+            }
             return Step::Wait;
         }
-    }
-
-    /// The token in `range` after VerifyAccessToken's prefix: the prefix
-    /// (any case), then one or more spaces or tabs, then the token; the
-    /// whole value, trimmed, when the prefix is empty. `None`: no token
-    /// (docs/faults.md#verifyaccesstoken).
-    fn bearer(&self, range: Range<usize>, prefix: &str) -> Option<Range<usize>> {
-        let value = self.text(&range);
-        let rest = if prefix.is_empty() {
-            value
-        } else {
-            let head = value.get(..prefix.len())?;
-            let rest = value.get(prefix.len()..)?;
-            if !head.eq_ignore_ascii_case(prefix) || !rest.starts_with([' ', '\t']) {
-                return None;
-            }
-            rest
-        };
-        let token = rest.trim_matches([' ', '\t']);
-        if token.is_empty() {
-            return None;
-        }
-        // The token's place inside the arena.
-        let start = range.start + (token.as_ptr() as usize - value.as_ptr() as usize);
-        Some(start..start + token.len())
     }
 
     /// What an earlier policy of this request found for this value, if one
@@ -351,7 +278,7 @@ impl Flow {
     /// Resolves a value source into the arena (docs/variables.md#variables-a-ref-can-read):
     /// the ref's value when the variable is set (even to ""), else the
     /// literal text, else unresolved.
-    fn resolve(
+    pub(crate) fn resolve(
         &mut self,
         config: &FilterConfig,
         value: &ValueRef,
@@ -563,16 +490,11 @@ impl Flow {
         kind: TokenKind,
         lookup: Lookup<'_>,
     ) -> Result<(), Fault> {
-        let ignore = match config.plans.get(index).map(|p| &p.action) {
-            Some(Action::Get {
-                ignore_access_token_status,
-                ..
-            }) => *ignore_access_token_status,
-            Some(Action::Verify(v)) => return verify_check(&v.scopes, lookup, self.now_ms),
-            // A Set with no attribute to write: the token must be valid.
-            _ => false,
-        };
-        check_get(kind, ignore, lookup, self.now_ms).map(|_| ())
+        match config.plans.get(index) {
+            Some(plan) => plan.action.check(kind, lookup, self.now_ms),
+            // Not reached: the flow runs configured policies only.
+            None => check_get(kind, false, lookup, self.now_ms).map(|_| ()),
+        }
     }
 
     /// Takes the token service's HTTP answer to the pending lookup or

@@ -25,7 +25,7 @@ pub mod flow;
 pub mod host;
 pub mod metrics;
 pub mod plan;
-pub mod policy;
+pub mod policies;
 pub mod profile;
 pub mod publish;
 pub mod regex;

@@ -7,11 +7,11 @@
 //! published and through which internal header (docs/configuration.md#publish);
 //! every `ref` resolved to what sets it ([`VarRef`]).
 
-use oauthv2info_names::variables::{self, Source, Suffix, ACCESS_TOKEN_PREFIX, FAULT_NAME};
+use oauthv2info_names::variables::{self, Source, FAULT_NAME};
 use oauthv2info_names::{Fault, TokenKind};
 
 use crate::condition::Condition;
-use crate::policy::{Policy, PolicyKind, ValueSource};
+use crate::policies::{CompileContext, Policy, PolicyAction, ValueSource};
 use crate::publish::{Family, Publish};
 use crate::request::RequestVar;
 
@@ -49,45 +49,13 @@ pub struct Output {
     pub source: Source,
 }
 
-/// What a policy does at run time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    Get {
-        kind: TokenKind,
-        ignore_access_token_status: bool,
-    },
-    Set {
-        attributes: Vec<(String, ValueRef)>,
-        /// `<IgnoreUnresolvedVariables>false`: a ref that resolves to
-        /// nothing faults (`UnresolvedVariable`) instead of being skipped.
-        strict: bool,
-    },
-    /// OAuthV2 VerifyAccessToken (docs/configuration.md#verifyaccesstoken),
-    /// boxed: GetOAuthV2Info's plan stays small.
-    Verify(Box<Verify>),
-}
-
-/// VerifyAccessToken's settings, compiled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verify {
-    /// Stripped from the token's value (compared ignoring case, and
-    /// followed by spaces); empty: the whole value is the token.
-    pub prefix: String,
-    /// `<Scope>`: any one of them will do; empty: no scope check.
-    pub scopes: Vec<String>,
-    /// The `InsufficientScope` fault string and reply body, naming the
-    /// scopes.
-    pub scope_faultstring: String,
-    pub scope_body: String,
-}
-
 /// A policy, compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyPlan {
     pub name: String,
     pub enabled: bool,
     pub continue_on_error: bool,
-    pub action: Action,
+    pub(crate) action: PolicyAction,
     /// The kind looked up (an access token for SetOAuthV2Info).
     pub kind: TokenKind,
     pub token: ValueRef,
@@ -115,38 +83,25 @@ impl PolicyPlan {
     /// The custom attribute named `name` (an attribute of this policy's
     /// result), when `suffix` (after `prefix.P.`) names one.
     fn attribute_of<'a>(&self, suffix: &'a str) -> Option<&'a str> {
-        let kind_prefix = match self.action {
-            Action::Get { kind, .. } => kind.attribute_prefix(),
-            Action::Set { .. } => "",
-            Action::Verify(_) => variables::VERIFY_ATTRIBUTE_PREFIX,
-        };
-        suffix.strip_prefix(kind_prefix).filter(|n| !n.is_empty())
+        suffix
+            .strip_prefix(self.action.attribute_segment())
+            .filter(|n| !n.is_empty())
     }
 
     /// The prefix of the policy's variables; `None` for VerifyAccessToken,
     /// whose variables have none.
     fn prefix(&self) -> Option<&'static str> {
-        match self.action {
-            Action::Get { kind, .. } => Some(kind.variable_prefix()),
-            Action::Set { .. } => Some(ACCESS_TOKEN_PREFIX),
-            Action::Verify(_) => None,
-        }
+        self.action.variable_prefix()
     }
 
     /// The fault string of `fault` as this policy raises it.
     pub fn faultstring(&self, fault: Fault) -> &str {
-        match &self.action {
-            Action::Verify(v) if fault == Fault::InsufficientScope => &v.scope_faultstring,
-            _ => fault.faultstring(),
-        }
+        self.action.faultstring(fault)
     }
 
     /// The reply body of `fault` as this policy raises it.
     pub fn fault_body(&self, fault: Fault) -> &str {
-        match &self.action {
-            Action::Verify(v) if fault == Fault::InsufficientScope => &v.scope_body,
-            _ => fault.body(),
-        }
+        self.action.fault_body(fault)
     }
 }
 
@@ -302,138 +257,31 @@ pub fn compile(
     export_secrets: bool,
 ) -> PolicyPlan {
     let name = &policy.name;
-    let var = |prefix: &str, suffix: &str, secret: bool| {
-        Var::new(
-            variables::name(prefix, name, suffix),
-            secret,
-            publish,
-            export_secrets,
-        )
-    };
-    let outputs_of = |prefix: &str, list: &[Suffix]| {
-        list.iter()
-            .map(|s| Output {
-                var: var(prefix, s.name, s.secret),
-                source: s.source,
-            })
-            .collect::<Vec<_>>()
-    };
-    let (action, kind, token, outputs, attribute_prefix, set_names) = match &policy.kind {
-        PolicyKind::Get {
-            kind,
-            token,
-            ignore_access_token_status,
-        } => (
-            Action::Get {
-                kind: *kind,
-                ignore_access_token_status: *ignore_access_token_status,
-            },
-            *kind,
-            ValueRef::compile(token, earlier),
-            outputs_of(kind.variable_prefix(), kind.suffixes()),
-            format!(
-                "{}.{name}.{}",
-                kind.variable_prefix(),
-                kind.attribute_prefix()
-            ),
-            Vec::new(),
-        ),
-        PolicyKind::Set {
-            token,
-            attributes,
-            ignore_unresolved_variables,
-        } => {
-            // Duplicate names: the last one wins (one entry, at its last place).
-            let mut set: Vec<(String, ValueRef)> = Vec::with_capacity(attributes.len());
-            for a in attributes {
-                set.retain(|(n, _)| *n != a.name);
-                set.push((a.name.clone(), ValueRef::compile(&a.value, earlier)));
-            }
-            let names = set.iter().map(|(n, _)| n.clone()).collect();
-            (
-                Action::Set {
-                    attributes: set,
-                    strict: *ignore_unresolved_variables == Some(false),
-                },
-                TokenKind::AccessToken,
-                ValueRef::compile(token, earlier),
-                outputs_of(ACCESS_TOKEN_PREFIX, variables::SET),
-                format!("{ACCESS_TOKEN_PREFIX}.{name}."),
-                names,
-            )
-        }
-        PolicyKind::Verify {
-            token,
-            prefix,
-            scopes,
-        } => {
-            let scope_faultstring = format!("Required scope(s): {}", scopes.join(" "));
-            // The fault body's members in their documented order.
-            let scope_body = format!(
-                r#"{{"fault":{{"faultstring":{},"detail":{{"errorcode":"{}"}}}}}}"#,
-                serde_json::Value::from(scope_faultstring.as_str()),
-                Fault::InsufficientScope.errorcode()
-            );
-            let token = match token {
-                Some(variable) => ValueRef {
-                    reference: Some(VarRef::resolve(variable, earlier)),
-                    literal: None,
-                },
-                // The whole Authorization header (not its first
-                // comma-separated value).
-                None => ValueRef {
-                    reference: Some(VarRef::Request(RequestVar::Header {
-                        name: "authorization".to_string(),
-                        named_index: None,
-                        whole: true,
-                    })),
-                    literal: None,
-                },
-            };
-            (
-                Action::Verify(Box::new(Verify {
-                    prefix: prefix.clone(),
-                    scopes: scopes.clone(),
-                    scope_faultstring,
-                    scope_body,
-                })),
-                TokenKind::AccessToken,
-                token,
-                variables::VERIFY
-                    .iter()
-                    .map(|s| Output {
-                        var: Var::new(s.name.to_string(), s.secret, publish, export_secrets),
-                        source: s.source,
-                    })
-                    .collect(),
-                variables::VERIFY_ATTRIBUTE_PREFIX.to_string(),
-                Vec::new(),
-            )
-        }
-    };
+    let compiled = policy.kind.compile(&CompileContext {
+        name,
+        earlier,
+        publish,
+        export_secrets,
+    });
     // Custom attributes are never secrets.
-    let attributes_published = publish.family(&attribute_prefix);
+    let attributes_published = publish.family(&compiled.attribute_prefix);
     let mut plan = PolicyPlan {
         name: name.clone(),
         enabled: policy.enabled,
         continue_on_error: policy.continue_on_error,
-        action,
-        kind,
-        token,
-        outputs,
-        attribute_prefix,
+        action: compiled.run,
+        kind: compiled.kind,
+        token: compiled.token,
+        outputs: compiled.outputs,
+        attribute_prefix: compiled.attribute_prefix,
         attributes_published,
-        bare_attributes: match &policy.kind {
-            PolicyKind::Get { kind, .. } => kind.attribute_prefix().is_empty(),
-            PolicyKind::Set { .. } => true,
-            PolicyKind::Verify { .. } => false,
-        },
+        bare_attributes: compiled.bare_attributes,
         known_attributes: Vec::new(),
         failed: Var::new(variables::failed(name), false, publish, export_secrets),
         fault_name: Var::new(variables::fault_name(name), false, publish, export_secrets),
         fault_cause: Var::new(variables::fault_cause(name), false, publish, export_secrets),
     };
-    for attribute in set_names {
+    for attribute in compiled.known_attributes {
         plan.know_attribute(&attribute, publish);
     }
     plan
