@@ -100,7 +100,7 @@ pub fn is_published(var: &CatalogVar, publish: &Publish, export_secrets: bool) -
 mod tests {
     use super::*;
     use crate::config::parse_config;
-    use crate::flow::{Flow, Step};
+    use crate::flow::{Flow, FlowOutcome};
     use crate::request::RequestInfo;
     use oauthv2info_names::TokenKind;
     use serde_json::json;
@@ -140,9 +140,9 @@ mod tests {
         let mut flow = Flow::new();
         flow.now_ms = NOW;
         let request = RequestInfo::default();
-        assert_eq!(flow.advance(&config, &request), Step::Wait);
+        assert_eq!(flow.advance(&config, &request), FlowOutcome::Wait);
         flow.on_response(&config, Some(200), full_answer().as_bytes());
-        assert_eq!(flow.advance(&config, &request), Step::Continue);
+        assert_eq!(flow.advance(&config, &request), FlowOutcome::Continue);
         let mut names = Vec::new();
         flow.visit_all(&config, &mut Vec::new(), |k, _| {
             names.push(String::from_utf8_lossy(k).into_owned())
@@ -239,7 +239,10 @@ mod tests {
         .unwrap();
         let mut flow = Flow::new();
         let request = RequestInfo::default();
-        assert!(matches!(flow.advance(&config, &request), Step::Reply(_)));
+        assert!(matches!(
+            flow.advance(&config, &request),
+            FlowOutcome::Reply(_)
+        ));
         let catalog = variables(&config.policies[0]);
         let mut set = Vec::new();
         flow.visit_all(&config, &mut Vec::new(), |k, _| {

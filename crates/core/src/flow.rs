@@ -21,7 +21,7 @@ use crate::profile::{
     check_get, parse_introspection, parse_set_response, Answer, Layout, Lookup, NumberBuf, Profile,
     ProfileRef, ServiceFailure,
 };
-use crate::request::{percent_encode_into, RequestInfo};
+use crate::request::RequestInfo;
 
 /// What the flow waits for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub enum Pending {
 
 /// What the flow needs next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub enum FlowOutcome {
     /// A lookup or an update ([`Flow::pending`]).
     Wait,
     /// All policies ran: continue to the upstream.
@@ -178,17 +178,17 @@ impl Flow {
 
     /// Runs policies until one waits for a lookup or update, or the flow
     /// ends.
-    pub fn advance(&mut self, config: &FilterConfig, request: &RequestInfo) -> Step {
+    pub fn advance(&mut self, config: &FilterConfig, request: &RequestInfo) -> FlowOutcome {
         if self.pending.is_some() {
-            return Step::Wait;
+            return FlowOutcome::Wait;
         }
         loop {
             if let Some(fault) = self.reply {
-                return Step::Reply(fault);
+                return FlowOutcome::Reply(fault);
             }
             let index = self.next;
             let Some(plan) = config.plans.get(index) else {
-                return Step::Continue;
+                return FlowOutcome::Continue;
             };
             if !plan.enabled || !self.holds(config, index, request) {
                 // Disabled, or its step's condition is false: it does not
@@ -235,7 +235,7 @@ impl Flow {
                     continue;
                 }
             }
-            return Step::Wait;
+            return FlowOutcome::Wait;
         }
     }
 
@@ -407,40 +407,6 @@ impl Flow {
         match &result.outcome {
             Outcome::Success { data, token } => Some((data_view(data), self.text(token))),
             Outcome::Fault(_) => None,
-        }
-    }
-
-    /// The introspection request of the pending lookup: path, content
-    /// type and body.
-    pub fn request_body<'c>(
-        &self,
-        config: &'c FilterConfig,
-    ) -> Option<(&'c str, &'static str, Vec<u8>)> {
-        match self.pending.as_ref()? {
-            Pending::Lookup { kind, token } => {
-                let mut body = String::with_capacity(32 + token.len() * 3);
-                body.push_str("token=");
-                percent_encode_into(self.text(token), &mut body);
-                body.push_str("&token_type_hint=");
-                body.push_str(kind.hint());
-                Some((
-                    config.token_service.path.as_str(),
-                    "application/x-www-form-urlencoded",
-                    body.into_bytes(),
-                ))
-            }
-            Pending::Update { token, attributes } => {
-                let attributes: Vec<serde_json::Value> = attributes
-                    .iter()
-                    .map(|(name, value)| serde_json::json!({"name": name, "value": value}))
-                    .collect();
-                let body = serde_json::json!({"token": self.text(token), "attributes": attributes});
-                Some((
-                    config.token_service.attributes_path.as_str(),
-                    "application/json",
-                    body.to_string().into_bytes(),
-                ))
-            }
         }
     }
 
@@ -859,13 +825,13 @@ mod tests {
         config: &FilterConfig,
         request: &RequestInfo,
         mut service: impl FnMut(&Call) -> (Option<u16>, String),
-    ) -> (Step, Flow, Vec<Call>) {
+    ) -> (FlowOutcome, Flow, Vec<Call>) {
         let mut flow = Flow::new();
         flow.now_ms = NOW;
         let mut calls = Vec::new();
         loop {
             match flow.advance(config, request) {
-                Step::Wait => {
+                FlowOutcome::Wait => {
                     let call = match flow.pending().unwrap() {
                         Pending::Lookup { kind, token } => {
                             Call::Lookup(*kind, flow.text(token).to_string())
@@ -895,7 +861,7 @@ mod tests {
         let (end, flow, calls) = run(&c, &request("/?access_token=good"), |_| {
             (Some(200), profile(json!({"dept": "7"})).to_string())
         });
-        assert_eq!(end, Step::Continue);
+        assert_eq!(end, FlowOutcome::Continue);
         assert_eq!(
             calls,
             vec![Call::Lookup(TokenKind::AccessToken, "good".into())]
@@ -925,7 +891,7 @@ mod tests {
         let (end, flow, calls) = run(&c, &request("/?access_token=bad"), |_| {
             (Some(200), r#"{"active":false}"#.into())
         });
-        assert_eq!(end, Step::Reply(Fault::InvalidAccessToken));
+        assert_eq!(end, FlowOutcome::Reply(Fault::InvalidAccessToken));
         assert_eq!(calls.len(), 1, "the second policy must not run");
         assert_eq!(
             var(&c, &flow, "fault.name").as_deref(),
@@ -947,11 +913,11 @@ mod tests {
     fn unresolved_token_faults_without_a_callout() {
         let c = config(&[GET]);
         let (end, _, calls) = run(&c, &request("/"), |_| unreachable!());
-        assert_eq!(end, Step::Reply(Fault::InvalidAccessToken));
+        assert_eq!(end, FlowOutcome::Reply(Fault::InvalidAccessToken));
         assert!(calls.is_empty());
         // Set to "" counts as set, and an empty token is invalid.
         let (end, _, calls) = run(&c, &request("/?access_token="), |_| unreachable!());
-        assert_eq!(end, Step::Reply(Fault::InvalidAccessToken));
+        assert_eq!(end, FlowOutcome::Reply(Fault::InvalidAccessToken));
         assert!(calls.is_empty());
         for (xml, fault) in [
             (
@@ -968,7 +934,7 @@ mod tests {
             ),
         ] {
             let (end, _, _) = run(&config(&[xml]), &request("/"), |_| unreachable!());
-            assert_eq!(end, Step::Reply(fault));
+            assert_eq!(end, FlowOutcome::Reply(fault));
         }
     }
 
@@ -1059,7 +1025,7 @@ mod tests {
             ),
             answer,
         );
-        assert_eq!((end, calls), (Step::Continue, vec![]));
+        assert_eq!((end, calls), (FlowOutcome::Continue, vec![]));
         assert_eq!(
             var(&c, &flow, "oauthV2.G.failed"),
             None,
@@ -1145,7 +1111,7 @@ mod tests {
             "Bearer\tgood",
         ] {
             let (end, flow, calls) = run(&c, &bearer(header), verify_service);
-            assert_eq!(end, Step::Continue, "{header:?}");
+            assert_eq!(end, FlowOutcome::Continue, "{header:?}");
             assert_eq!(
                 calls,
                 vec![Call::Lookup(TokenKind::AccessToken, "good".into())]
@@ -1188,7 +1154,7 @@ mod tests {
                 None => request("/"),
             };
             let (end, flow, calls) = run(&c, &r, verify_service);
-            assert_eq!(end, Step::Reply(fault), "{header:?}");
+            assert_eq!(end, FlowOutcome::Reply(fault), "{header:?}");
             assert_eq!(
                 calls.is_empty(),
                 fault == Fault::MissingAccessToken,
@@ -1216,11 +1182,11 @@ mod tests {
         let c = scoped("WRITE  READ");
         assert_eq!(
             run(&c, &bearer("Bearer good"), verify_service).0,
-            Step::Continue
+            FlowOutcome::Continue
         );
         let c = scoped("WRITE ADMIN");
         let (end, flow, _) = run(&c, &bearer("Bearer good"), verify_service);
-        assert_eq!(end, Step::Reply(Fault::InsufficientScope));
+        assert_eq!(end, FlowOutcome::Reply(Fault::InsufficientScope));
         assert_eq!(
             var(&c, &flow, "oauthV2.V.fault.cause").as_deref(),
             Some("Required scope(s): WRITE ADMIN")
@@ -1234,7 +1200,7 @@ mod tests {
         let c = scoped("read");
         assert_eq!(
             run(&c, &bearer("Bearer good"), verify_service).0,
-            Step::Reply(Fault::InsufficientScope)
+            FlowOutcome::Reply(Fault::InsufficientScope)
         );
         // A token from a variable, with and without a prefix.
         let c = config(&[
@@ -1244,17 +1210,17 @@ mod tests {
             request("/"),
             &[("x-token", "good"), ("authorization", "Bearer nope")],
         );
-        assert_eq!(run(&c, &r, verify_service).0, Step::Continue);
+        assert_eq!(run(&c, &r, verify_service).0, FlowOutcome::Continue);
         let c = config(&[
             r#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation><AccessToken>request.queryparam.t</AccessToken><AccessTokenPrefix>Token</AccessTokenPrefix></OAuthV2>"#,
         ]);
         assert_eq!(
             run(&c, &request("/?t=Token%20good"), verify_service).0,
-            Step::Continue
+            FlowOutcome::Continue
         );
         assert_eq!(
             run(&c, &request("/?t=good"), verify_service).0,
-            Step::Reply(Fault::MissingAccessToken)
+            FlowOutcome::Reply(Fault::MissingAccessToken)
         );
     }
 
@@ -1267,7 +1233,7 @@ mod tests {
             r#"<OAuthV2 name="Off" enabled="false"><Operation>VerifyAccessToken</Operation></OAuthV2>"#,
         ]);
         let (end, flow, calls) = run(&c, &request("/"), verify_service);
-        assert_eq!((end, calls.len()), (Step::Continue, 0));
+        assert_eq!((end, calls.len()), (FlowOutcome::Continue, 0));
         assert_eq!(
             var(&c, &flow, "oauthV2.Soft.failed").as_deref(),
             Some("true")
@@ -1295,7 +1261,7 @@ mod tests {
         ]);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         let (end, flow, calls) = run(&c, &bearer("Bearer good"), verify_service);
-        assert_eq!(end, Step::Continue);
+        assert_eq!(end, FlowOutcome::Continue);
         assert_eq!(
             calls,
             vec![
@@ -1315,7 +1281,7 @@ mod tests {
         let (end, _, calls) = run(&c, &bearer("Bearer gone"), verify_service);
         assert_eq!(
             (end, calls.len()),
-            (Step::Reply(Fault::VerifyInvalidAccessToken), 1)
+            (FlowOutcome::Reply(Fault::VerifyInvalidAccessToken), 1)
         );
     }
 
@@ -1330,7 +1296,7 @@ mod tests {
             Call::Lookup(_, t) if t == "good" => (Some(200), profile(json!({})).to_string()),
             _ => (Some(200), r#"{"active":false}"#.into()),
         });
-        assert_eq!(end, Step::Continue);
+        assert_eq!(end, FlowOutcome::Continue);
         assert_eq!(calls.len(), 2);
         let mut names = Vec::new();
         flow.visit_all(&c, &mut Vec::new(), |k, _| {
@@ -1370,7 +1336,7 @@ mod tests {
             });
             assert_eq!(
                 end,
-                Step::Reply(Fault::TokenServiceUnavailable),
+                FlowOutcome::Reply(Fault::TokenServiceUnavailable),
                 "{status:?} {body}"
             );
             assert_eq!(
@@ -1380,7 +1346,7 @@ mod tests {
         }
         let mut flow = Flow::new();
         let req = request("/?access_token=t");
-        assert_eq!(flow.advance(&c, &req), Step::Wait);
+        assert_eq!(flow.advance(&c, &req), FlowOutcome::Wait);
         flow.on_dispatch_failure(&c, "no healthy upstream".into());
         assert!(flow
             .events
@@ -1388,7 +1354,7 @@ mod tests {
             .any(|e| matches!(e, Event::ServiceFailure { .. })));
         assert_eq!(
             flow.advance(&c, &req),
-            Step::Reply(Fault::TokenServiceUnavailable)
+            FlowOutcome::Reply(Fault::TokenServiceUnavailable)
         );
     }
 
@@ -1412,7 +1378,7 @@ mod tests {
         ] {
             let c = set(ignore);
             let (end, _, calls) = run(&c, &request("/?t=tok"), ok);
-            assert_eq!(end, Step::Continue, "{ignore}");
+            assert_eq!(end, FlowOutcome::Continue, "{ignore}");
             assert_eq!(
                 calls,
                 [Call::Update(
@@ -1423,13 +1389,13 @@ mod tests {
             );
             // An unresolved token is no token, whatever the element says.
             let (end, _, calls) = run(&c, &request("/"), ok);
-            assert_eq!(end, Step::Reply(Fault::InvalidAccessToken));
+            assert_eq!(end, FlowOutcome::Reply(Fault::InvalidAccessToken));
             assert!(calls.is_empty());
         }
         let c = set("<IgnoreUnresolvedVariables>false</IgnoreUnresolvedVariables>");
         for path in ["/?t=tok", "/?dept=1"] {
             let (end, flow, calls) = run(&c, &request(path), ok);
-            assert_eq!(end, Step::Reply(Fault::UnresolvedVariable), "{path}");
+            assert_eq!(end, FlowOutcome::Reply(Fault::UnresolvedVariable), "{path}");
             assert!(calls.is_empty(), "{path}: no call");
             assert_eq!(
                 var(&c, &flow, "fault.name").as_deref(),
@@ -1443,7 +1409,7 @@ mod tests {
         }
         // Set, even to "", is resolved; an empty token is still no token.
         let (end, _, calls) = run(&c, &request("/?t=tok&dept="), ok);
-        assert_eq!(end, Step::Continue);
+        assert_eq!(end, FlowOutcome::Continue);
         assert_eq!(
             calls,
             [Call::Update(
@@ -1452,7 +1418,7 @@ mod tests {
             )]
         );
         let (end, _, _) = run(&c, &request("/?t=&dept=1"), ok);
-        assert_eq!(end, Step::Reply(Fault::InvalidAccessToken));
+        assert_eq!(end, FlowOutcome::Reply(Fault::InvalidAccessToken));
     }
 
     #[test]
@@ -1478,7 +1444,7 @@ mod tests {
                 (Some(200), profile(stored.clone()).to_string())
             }
         });
-        assert_eq!(end, Step::Continue);
+        assert_eq!(end, FlowOutcome::Continue);
         assert_eq!(
             calls[1],
             Call::Update(
@@ -1523,7 +1489,7 @@ mod tests {
         let (end, flow, calls) = run(&c, &request("/?access_token=tok%2B1"), |_| {
             (Some(200), answer.clone())
         });
-        assert_eq!(end, Step::Continue);
+        assert_eq!(end, FlowOutcome::Continue);
         // The second policy's value is the looked-up token, which the
         // first one already found: no second lookup.
         assert_eq!(
@@ -1568,7 +1534,7 @@ mod tests {
             let (end, flow, _) = run(&c, &request("/?t=x&a=1"), |_| {
                 (Some(status), body.to_string())
             });
-            assert_eq!(end, Step::Reply(fault), "{status} {body}");
+            assert_eq!(end, FlowOutcome::Reply(fault), "{status} {body}");
             assert_eq!(
                 var(&c, &flow, "oauthV2.S.fault.name").as_deref(),
                 Some(fault.name())
@@ -1578,7 +1544,7 @@ mod tests {
         let (end, flow, calls) = run(&c, &request("/?t=good"), |_| {
             (Some(200), profile(json!({"k": "v"})).to_string())
         });
-        assert_eq!(end, Step::Continue);
+        assert_eq!(end, FlowOutcome::Continue);
         assert!(matches!(calls[0], Call::Lookup(TokenKind::AccessToken, _)));
         assert_eq!(
             var(&c, &flow, "oauthv2accesstoken.S.k").as_deref(),
@@ -1587,7 +1553,7 @@ mod tests {
         let (end, _, _) = run(&c, &request("/?t=bad"), |_| {
             (Some(200), r#"{"active":false}"#.into())
         });
-        assert_eq!(end, Step::Reply(Fault::InvalidAccessToken));
+        assert_eq!(end, FlowOutcome::Reply(Fault::InvalidAccessToken));
     }
 
     #[test]
@@ -1596,8 +1562,8 @@ mod tests {
             r#"<GetOAuthV2Info name="R"><RefreshToken>a b&amp;c=d</RefreshToken></GetOAuthV2Info>"#,
         ]);
         let mut flow = Flow::new();
-        assert_eq!(flow.advance(&c, &request("/")), Step::Wait);
-        let (path, content_type, body) = flow.request_body(&c).unwrap();
+        assert_eq!(flow.advance(&c, &request("/")), FlowOutcome::Wait);
+        let (path, content_type, body) = crate::protocol::request(&flow, &c).unwrap();
         assert_eq!(path, "/oauth2/introspect");
         assert_eq!(content_type, "application/x-www-form-urlencoded");
         assert_eq!(body, b"token=a%20b%26c%3Dd&token_type_hint=refresh_token");
@@ -1605,8 +1571,8 @@ mod tests {
             r#"<SetOAuthV2Info name="S"><AccessToken>t"</AccessToken><Attributes><Attribute name="n">v&#1;</Attribute></Attributes></SetOAuthV2Info>"#,
         ]);
         let mut flow = Flow::new();
-        assert_eq!(flow.advance(&c, &request("/")), Step::Wait);
-        let (path, content_type, body) = flow.request_body(&c).unwrap();
+        assert_eq!(flow.advance(&c, &request("/")), FlowOutcome::Wait);
+        let (path, content_type, body) = crate::protocol::request(&flow, &c).unwrap();
         assert_eq!(path, "/v1/accesstokens/attributes");
         assert_eq!(content_type, "application/json");
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -1622,7 +1588,7 @@ mod tests {
         let req = request("/?access_token=good");
         let mut flow = Flow::new();
         flow.now_ms = NOW;
-        assert_eq!(flow.advance(&c, &req), Step::Wait);
+        assert_eq!(flow.advance(&c, &req), FlowOutcome::Wait);
         let learned = flow
             .on_response(&c, Some(200), profile(json!({})).to_string().as_bytes())
             .unwrap();
@@ -1635,16 +1601,16 @@ mod tests {
         let at = crate::cache::EntryHead::parse(&entry).unwrap().body_at();
         let mut again = Flow::new();
         again.now_ms = NOW + 30_000;
-        assert_eq!(again.advance(&c, &req), Step::Wait);
+        assert_eq!(again.advance(&c, &req), FlowOutcome::Wait);
         assert!(again.on_cached(&c, entry, at));
-        assert_eq!(again.advance(&c, &req), Step::Continue);
+        assert_eq!(again.advance(&c, &req), FlowOutcome::Continue);
         assert_eq!(
             var(&c, &again, "oauthv2accesstoken.G.expires_in").as_deref(),
             Some("30")
         );
         // A corrupt entry is refused and the flow still waits.
         let mut third = Flow::new();
-        assert_eq!(third.advance(&c, &req), Step::Wait);
+        assert_eq!(third.advance(&c, &req), FlowOutcome::Wait);
         assert!(!third.on_cached(&c, vec![1, 2, 3], 1));
         assert!(third.pending().is_some());
     }

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::host::MetricKind;
+use crate::host::{MetricKind, SharedWrite};
+use crate::publish::METADATA_BRIDGE_KEY;
 use oauthv2info_names::TokenKind;
 
 // ------------------------------------------------ counting allocator
