@@ -7,7 +7,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use oauthv2info_core::cache::{self, EntryHead};
-use oauthv2info_core::profile::{parse_introspection, parse_set_response, Answer, Lookup, Profile};
+use oauthv2info_core::profile::{Lookup, Profile};
+use oauthv2info_core::protocol::{parse_introspection, parse_set_response, Answer};
 use oauthv2info_names::TokenKind;
 
 const NOW: i64 = 1_764_633_600_000;

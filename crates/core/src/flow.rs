@@ -17,10 +17,8 @@ use oauthv2info_names::{Fault, TokenKind};
 use crate::condition::{Kind, Scratch, Vars};
 use crate::config::FilterConfig;
 use crate::plan::{PolicyPlan, StepCondition, ValueRef, VarRef};
-use crate::profile::{
-    check_get, parse_introspection, parse_set_response, Answer, Layout, Lookup, NumberBuf, Profile,
-    ProfileRef, ServiceFailure,
-};
+use crate::profile::{check_get, Layout, Lookup, NumberBuf, Profile, ProfileRef};
+use crate::protocol::{parse_introspection, parse_set_response, Answer, ServiceFailure};
 use crate::request::RequestInfo;
 
 /// What the flow waits for.

@@ -27,7 +27,7 @@ pub mod metrics;
 pub mod plan;
 pub mod policies;
 pub mod profile;
-mod protocol;
+pub mod protocol;
 pub mod publish;
 pub mod regex;
 pub mod request;

@@ -11,7 +11,7 @@ use crate::feed::FeedState;
 use crate::flow::{Learned, Pending};
 use crate::host::{Host, SharedWrite};
 use crate::metrics;
-use crate::profile::Answer;
+use crate::protocol::Answer;
 
 /// The one slot probe: the entry of each distinct slot `fingerprint` may
 /// be in (two, or one when they are the same), until `each` takes one.
