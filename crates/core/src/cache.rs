@@ -96,18 +96,7 @@ pub fn slots(seed: u64, fingerprint: u64, max_entries: usize) -> [u64; 2] {
 pub fn slot_key(out: &mut String, prefix: &str, slot: u64) {
     out.clear();
     out.push_str(prefix);
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = slot;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[i..] {
+    for &d in crate::number::NumberBuf::default().format_unsigned(slot) {
         out.push(char::from(d));
     }
 }

@@ -16,7 +16,7 @@ use oauthv2info_names::{Fault, TokenKind};
 
 use crate::condition::{Kind, Scratch, Vars};
 use crate::config::FilterConfig;
-use crate::plan::{PolicyPlan, StepCondition, ValueRef, VarRef};
+use crate::plan::{PolicyPlan, StepCondition, ValueRef, Var, VarRef};
 use crate::profile::{check_get, Layout, Lookup, NumberBuf, Profile, ProfileRef};
 use crate::protocol::{parse_introspection, parse_set_response, Answer, ServiceFailure};
 use crate::request::RequestInfo;
@@ -569,56 +569,23 @@ impl Flow {
         self.next = index + 1;
     }
 
-    /// Calls `each(name, value, header)` for every published variable the
-    /// policies set in this request, in the order they were set (and
-    /// `fault.name`, with its last value, at the end). `name_buf` holds the
-    /// names built at run time (custom attributes).
+    /// Calls `each` for every published variable the policies set in this
+    /// request, in the order they were set (and `fault.name`, with its
+    /// last value, at the end). `name_buf` holds the names built at run
+    /// time (custom attributes).
     pub fn visit_published(
         &self,
         config: &FilterConfig,
         name_buf: &mut Vec<u8>,
-        mut each: impl FnMut(Published<'_>),
+        each: impl FnMut(Published<'_>),
     ) {
-        let mut number = NumberBuf::default();
-        for result in &self.results {
-            let Some(plan) = config.plans.get(result.policy) else {
-                continue;
-            };
-            match &result.outcome {
-                Outcome::Success { data, token } => {
-                    let profile = data_view(data);
-                    let own = (plan.kind.own_field(), self.text(token).as_bytes());
-                    for output in plan.outputs.iter().filter(|o| o.var.published) {
-                        if let Some(v) = profile.value(output.source, own, self.now_ms) {
-                            each(Published::of(&output.var, v.bytes(&mut number)));
-                        }
-                    }
-                    visit_attributes(config, plan, profile, own, self.now_ms, name_buf, &mut each);
-                    if plan.failed.published {
-                        each(Published::of(&plan.failed, b"false"));
-                    }
-                }
-                Outcome::Fault(fault) => {
-                    for (var, value) in [
-                        (&plan.failed, "true"),
-                        (&plan.fault_name, fault.name()),
-                        (&plan.fault_cause, plan.faultstring(*fault)),
-                    ] {
-                        if var.published {
-                            each(Published::of(var, value.as_bytes()));
-                        }
-                    }
-                }
-            }
-        }
-        if let (Some(fault), true) = (self.last_fault, config.fault_name.published) {
-            each(Published::of(&config.fault_name, fault.name().as_bytes()));
-        }
+        self.walk::<false>(config, name_buf, each);
     }
 
-    /// The value of variable `name` set in this request (tests and the
-    /// fake host's checks): what a later policy's ref would read.
-    pub fn variable(&self, config: &FilterConfig, name: &str) -> Option<String> {
+    /// The value of variable `name` set in this request: what a later
+    /// policy's ref would read.
+    #[cfg(test)]
+    pub(crate) fn variable(&self, config: &FilterConfig, name: &str) -> Option<String> {
         let mut found = None;
         let mut buf = Vec::new();
         self.visit_all(config, &mut buf, |k, v| {
@@ -629,13 +596,26 @@ impl Flow {
         found
     }
 
-    /// Every variable set in this request, published or not (tests).
-    pub fn visit_all(
+    /// Every variable set in this request, published or not.
+    #[cfg(test)]
+    pub(crate) fn visit_all(
         &self,
         config: &FilterConfig,
         name_buf: &mut Vec<u8>,
         mut each: impl FnMut(&[u8], &[u8]),
     ) {
+        self.walk::<true>(config, name_buf, |p| each(p.name, p.value));
+    }
+
+    /// The one walk over the variables set in this request: every one
+    /// (`ALL`), or those published.
+    fn walk<const ALL: bool>(
+        &self,
+        config: &FilterConfig,
+        name_buf: &mut Vec<u8>,
+        mut each: impl FnMut(Published<'_>),
+    ) {
+        let shown = |var: &Var| ALL || var.published;
         let mut number = NumberBuf::default();
         for result in &self.results {
             let Some(plan) = config.plans.get(result.policy) else {
@@ -645,31 +625,39 @@ impl Flow {
                 Outcome::Success { data, token } => {
                     let profile = data_view(data);
                     let own = (plan.kind.own_field(), self.text(token).as_bytes());
-                    for output in &plan.outputs {
+                    for output in plan.outputs.iter().filter(|o| shown(&o.var)) {
                         if let Some(v) = profile.value(output.source, own, self.now_ms) {
-                            each(output.var.name.as_bytes(), v.bytes(&mut number));
+                            each(Published::of(&output.var, v.bytes(&mut number)));
                         }
                     }
-                    for (name, value) in attributes_of(plan, profile, own, self.now_ms) {
-                        name_buf.clear();
-                        name_buf.extend_from_slice(plan.attribute_prefix.as_bytes());
-                        name_buf.extend_from_slice(name);
-                        each(name_buf, value);
+                    visit_attributes::<ALL>(
+                        config,
+                        plan,
+                        profile,
+                        own,
+                        self.now_ms,
+                        name_buf,
+                        &mut each,
+                    );
+                    if shown(&plan.failed) {
+                        each(Published::of(&plan.failed, b"false"));
                     }
-                    each(plan.failed.name.as_bytes(), b"false");
                 }
                 Outcome::Fault(fault) => {
-                    each(plan.failed.name.as_bytes(), b"true");
-                    each(plan.fault_name.name.as_bytes(), fault.name().as_bytes());
-                    each(
-                        plan.fault_cause.name.as_bytes(),
-                        plan.faultstring(*fault).as_bytes(),
-                    );
+                    for (var, value) in [
+                        (&plan.failed, "true"),
+                        (&plan.fault_name, fault.name()),
+                        (&plan.fault_cause, plan.faultstring(*fault)),
+                    ] {
+                        if shown(var) {
+                            each(Published::of(var, value.as_bytes()));
+                        }
+                    }
                 }
             }
         }
-        if let Some(fault) = self.last_fault {
-            each(config.fault_name.name.as_bytes(), fault.name().as_bytes());
+        if let (Some(fault), true) = (self.last_fault, shown(&config.fault_name)) {
+            each(Published::of(&config.fault_name, fault.name().as_bytes()));
         }
     }
 }
@@ -687,7 +675,7 @@ pub struct Published<'a> {
 
 impl<'a> Published<'a> {
     #[inline]
-    fn of(var: &'a crate::plan::Var, value: &'a [u8]) -> Published<'a> {
+    fn of(var: &'a Var, value: &'a [u8]) -> Published<'a> {
         Published {
             name: var.name.as_bytes(),
             bridge_key: Some(&var.bridge_key),
@@ -726,8 +714,9 @@ fn attributes_of<'a>(
     })
 }
 
-/// Publishes the custom attributes of a result.
-fn visit_attributes(
+/// The custom attributes of a result: every one (`ALL`), or those
+/// published.
+fn visit_attributes<const ALL: bool>(
     config: &FilterConfig,
     plan: &PolicyPlan,
     profile: ProfileRef<'_>,
@@ -737,7 +726,7 @@ fn visit_attributes(
     each: &mut impl FnMut(Published<'_>),
 ) {
     use crate::publish::Family;
-    if plan.attributes_published == Family::None || profile.attribute_count() == 0 {
+    if !ALL && (plan.attributes_published == Family::None || profile.attribute_count() == 0) {
         return;
     }
     for (name, value) in attributes_of(plan, profile, own, now_ms) {
@@ -750,16 +739,17 @@ fn visit_attributes(
             .find(|(n, _)| n.as_bytes() == name)
             .map(|(_, v)| v);
         match known {
-            Some(var) if var.published => each(Published::of(var, value)),
+            Some(var) if ALL || var.published => each(Published::of(var, value)),
             Some(_) => {}
             None => {
-                let published = match plan.attributes_published {
-                    Family::All => true,
-                    Family::None => false,
-                    Family::Some => {
-                        std::str::from_utf8(name_buf).is_ok_and(|n| config.publish.matches(n))
-                    }
-                };
+                let published = ALL
+                    || match plan.attributes_published {
+                        Family::All => true,
+                        Family::None => false,
+                        Family::Some => {
+                            std::str::from_utf8(name_buf).is_ok_and(|n| config.publish.matches(n))
+                        }
+                    };
                 if published {
                     each(Published {
                         name: name_buf,

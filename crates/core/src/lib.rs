@@ -24,6 +24,7 @@ pub mod filter;
 pub mod flow;
 pub mod host;
 pub mod metrics;
+mod number;
 pub mod plan;
 pub mod policies;
 pub mod profile;

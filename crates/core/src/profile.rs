@@ -372,31 +372,7 @@ impl<'a> Value<'a> {
     }
 }
 
-/// Room for a decimal i64.
-#[derive(Debug, Default)]
-pub struct NumberBuf([u8; 20]);
-
-impl NumberBuf {
-    #[inline]
-    pub fn format(&mut self, n: i64) -> &[u8] {
-        let negative = n < 0;
-        let mut m = n.unsigned_abs();
-        let mut i = self.0.len();
-        loop {
-            i -= 1;
-            self.0[i] = b'0' + (m % 10) as u8;
-            m /= 10;
-            if m == 0 {
-                break;
-            }
-        }
-        if negative {
-            i -= 1;
-            self.0[i] = b'-';
-        }
-        &self.0[i..]
-    }
-}
+pub use crate::number::NumberBuf;
 
 /// A decimal integer (ASCII white space around it allowed), as
 /// `str::parse` reads it, without going through a `str`.

@@ -170,25 +170,12 @@ pub fn push_netstring(out: &mut Vec<u8>, s: &[u8]) {
     } else if n < 100 {
         out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
     } else {
-        push_decimal(out, n);
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        out.extend_from_slice(crate::number::NumberBuf::default().format_unsigned(n));
     }
     out.push(b':');
     out.extend_from_slice(s);
     out.push(b',');
-}
-
-fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// Encodes a whole bridge entry (tests and the checker).
