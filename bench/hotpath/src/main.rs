@@ -1,5 +1,5 @@
 //! One warm cache hit, natively, through the very code the filter runs in
-//! Envoy: `oauthv2info_core::filter::Worker::on_request_headers`, over the
+//! Envoy: `oauthv2info_core::Worker::on_request_headers`, over the
 //! core's fake host (`host::fake`, feature `test-host`), which answers the
 //! way Envoy's does (the request's headers, the clock, the shared cache
 //! entry) and, with `record` off, keeps nothing of what the filter writes. What it measures is the
@@ -31,8 +31,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use oauthv2info_core::filter::{Action, Worker};
 use oauthv2info_core::host::fake::{FakeHost, FakeRequest};
+use oauthv2info_core::{Action, Worker};
 
 const TOKEN: &str = "BT00042a1b2c3d4e5f6";
 const NOW: i64 = 1_795_356_400_000;

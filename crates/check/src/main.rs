@@ -4,7 +4,7 @@
 //! - `oauthv2info envoy-filters CONFIG`: the Envoy filters a plugin
 //!   configuration needs ([`envoy`]).
 //!
-//! `check` runs the filter's own configuration code (`oauthv2info_core::config::parse_config`,
+//! `check` runs the filter's own configuration code (`oauthv2info_core::parse_config`,
 //! the code `on_configure` runs in Envoy) over policy XML files (each one a
 //! bare-XML configuration) or JSON plugin configurations, and prints for each
 //! policy its type and the flow variables it will set, and the load-time
@@ -21,7 +21,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use oauthv2info_core::catalog::{self, CatalogVar, When};
-use oauthv2info_core::config::{parse_config, FilterConfig};
+use oauthv2info_core::{parse_config, FilterConfig};
 
 const HELP: &str = "\
 oauthv2info: checks Apigee GetOAuthV2Info / SetOAuthV2Info policies with the

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use oauthv2info_names::variables::FAULT_NAME;
 
 use crate::condition::Condition;
-pub use crate::error::ConfigError;
+pub(crate) use crate::error::ConfigError;
 use crate::plan::{self, PolicyPlan, StepCondition, Var, VarRef};
 use crate::policies::{parse_policy, Policy};
 use crate::publish::Publish;
@@ -16,20 +16,20 @@ use crate::request::RequestVar;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenService {
     pub cluster: String,
-    pub authority: String,
+    pub(crate) authority: String,
     /// Introspection path (`path` in the configuration).
     pub path: String,
     pub attributes_path: String,
     pub timeout_ms: u32,
     /// The `Authorization` header value sent with every call.
-    pub credentials: Option<String>,
+    pub(crate) credentials: Option<String>,
 }
 
-pub use crate::cache::{CacheConfig, Invalidation};
+pub(crate) use crate::cache::{CacheConfig, Invalidation};
 
 /// Which request headers a request must fetch from the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HeaderReads {
+pub(crate) enum HeaderReads {
     /// These (lower-cased) names, one host call each: the common case.
     Named(Vec<String>),
     /// Every header: a ref uses `.N` or `.values.*`, which see repeated
@@ -80,7 +80,7 @@ pub struct MetadataHeader {
 
 /// The prefix of internal metadata headers (`x-oauthv2info-md-<n>`, and
 /// `x-oauthv2info-md-<n>-e` for empty values).
-pub const METADATA_HEADER_PREFIX: &str = "x-oauthv2info-md-";
+pub(crate) const METADATA_HEADER_PREFIX: &str = "x-oauthv2info-md-";
 
 /// The dynamic-metadata plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +93,7 @@ pub struct MetadataPlan {
     pub needs_lua: bool,
     /// header_to_metadata mode without the Lua bridge: an empty value goes
     /// through its header's companion (`empty_header`).
-    pub empty_companions: bool,
+    pub(crate) empty_companions: bool,
     /// The Lua bridge must also copy on fault replies (its response hook):
     /// always with the Lua bridge; in header_to_metadata mode when a policy
     /// whose values it carries can be followed by one that ends the request.
@@ -107,7 +107,7 @@ pub struct HeaderMapping {
     pub header: String,
     /// The variable's name, as configured.
     pub variable: String,
-    pub source: VarRef,
+    pub(crate) source: VarRef,
 }
 
 /// The validated, compiled configuration.
@@ -120,7 +120,7 @@ pub struct FilterConfig {
     /// Each policy's step condition, if it has one (the same indices).
     pub conditions: Vec<Option<StepCondition>>,
     /// `basepath`: the proxy's base path, for `proxy.pathsuffix`.
-    pub basepath: String,
+    pub(crate) basepath: String,
     pub metadata_namespace: String,
     pub request_headers: Vec<HeaderMapping>,
     pub publish: Publish,
@@ -128,24 +128,24 @@ pub struct FilterConfig {
     pub cache: CacheConfig,
     /// The shared-data key prefix of cache slots and the seed of their
     /// hashes (both from the token-service cluster).
-    pub cache_prefix: String,
-    pub cache_seed: u64,
+    pub(crate) cache_prefix: String,
+    pub(crate) cache_seed: u64,
     /// `fault.name`, the one variable every policy's fault sets.
-    pub fault_name: Var,
+    pub(crate) fault_name: Var,
     pub metadata: MetadataPlan,
     /// The request headers the policies and mappings read.
-    pub header_reads: HeaderReads,
+    pub(crate) header_reads: HeaderReads,
     /// For each named read: the header is mapped by `request_headers`, so
     /// the client's copy is never read.
-    pub header_reads_mapped: Vec<bool>,
+    pub(crate) header_reads_mapped: Vec<bool>,
     /// Some enabled policy or mapping reads `request.verb`.
-    pub needs_method: bool,
+    pub(crate) needs_method: bool,
     /// ... the path or query.
-    pub needs_path: bool,
+    pub(crate) needs_path: bool,
     /// ... `request.formparam.*`.
     pub needs_form_body: bool,
     /// ... `client.ip`.
-    pub needs_client_ip: bool,
+    pub(crate) needs_client_ip: bool,
     /// Load-time warnings (refs to variables nothing sets), logged once.
     pub warnings: Vec<String>,
 }
@@ -552,7 +552,7 @@ fn step_condition(
 
 impl FilterConfig {
     /// The named-read index of `content-type` (read when forms are used).
-    pub fn content_type_index(&self) -> Option<usize> {
+    pub(crate) fn content_type_index(&self) -> Option<usize> {
         match &self.header_reads {
             HeaderReads::Named(names) => names.iter().position(|n| n == "content-type"),
             HeaderReads::All => None,
@@ -601,7 +601,7 @@ fn know_attributes(plans: &mut [PolicyPlan], mappings: &[HeaderMapping], publish
 /// on: each costs a header the filter adds and a rule that reads it, more
 /// than a key the Lua bridge sets from its one entry; the Lua filter costs
 /// more per request, fixed. The crossover is measured (docs/performance.md#dynamic-metadata).
-pub const AUTO_HEADER_TO_METADATA_MAX: usize = 8;
+pub(crate) const AUTO_HEADER_TO_METADATA_MAX: usize = 8;
 
 /// `metadata_bridge: "auto"`: header_to_metadata when few variables with
 /// names known at load time are published and no custom attribute family

@@ -23,7 +23,7 @@ use crate::request::RequestInfo;
 
 /// What the flow waits for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pending {
+pub(crate) enum Pending {
     /// The profile of a value (a cache hit or an introspection answers it).
     Lookup {
         kind: TokenKind,
@@ -38,7 +38,7 @@ pub enum Pending {
 
 /// What the flow needs next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlowOutcome {
+pub(crate) enum FlowOutcome {
     /// A lookup or an update ([`Flow::pending`]).
     Wait,
     /// All policies ran: continue to the upstream.
@@ -49,7 +49,7 @@ pub enum FlowOutcome {
 
 /// Something worth a metric or a log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// A policy ran (it succeeded or failed).
     Executed {
         policy: usize,
@@ -111,16 +111,16 @@ struct PolicyResult {
 
 /// What the token service said of a lookup or update, for the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Learned {
-    pub kind: TokenKind,
-    pub token: String,
-    pub answer: Answer,
+pub(crate) struct Learned {
+    pub(crate) kind: TokenKind,
+    pub(crate) token: String,
+    pub(crate) answer: Answer,
     /// From an attribute update (SetOAuthV2Info), not an introspection.
-    pub from_update: bool,
+    pub(crate) from_update: bool,
 }
 
 #[derive(Debug, Default)]
-pub struct Flow {
+pub(crate) struct Flow {
     next: usize,
     pending: Option<Pending>,
     reply: Option<Fault>,
@@ -132,17 +132,18 @@ pub struct Flow {
     /// The buffers step conditions compare in.
     condition_scratch: Scratch,
     /// When this request's clock was read (one read per host callback).
-    pub now_ms: i64,
-    pub events: Vec<Event>,
+    pub(crate) now_ms: i64,
+    pub(crate) events: Vec<Event>,
 }
 
 impl Flow {
+    #[cfg(test)]
     pub fn new() -> Self {
         Flow::default()
     }
 
     /// Empties the flow for another request, keeping its allocations.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = 0;
         self.pending = None;
         self.reply = None;
@@ -154,29 +155,24 @@ impl Flow {
     }
 
     /// What the flow waits for, if anything.
-    pub fn pending(&self) -> Option<&Pending> {
+    pub(crate) fn pending(&self) -> Option<&Pending> {
         self.pending.as_ref()
     }
 
     /// The bytes of a range of the flow's resolved values.
-    pub fn text(&self, range: &Range<usize>) -> &str {
+    pub(crate) fn text(&self, range: &Range<usize>) -> &str {
         self.arena.get(range.clone()).unwrap_or_default()
     }
 
     /// The policy whose fault ends the request, once the flow replies.
-    pub fn reply_policy(&self) -> Option<usize> {
+    pub(crate) fn reply_policy(&self) -> Option<usize> {
         self.reply?;
         self.results.last().map(|r| r.policy)
     }
 
-    /// The policy being run (or waited for).
-    pub fn current(&self) -> usize {
-        self.next
-    }
-
     /// Runs policies until one waits for a lookup or update, or the flow
     /// ends.
-    pub fn advance(&mut self, config: &FilterConfig, request: &RequestInfo) -> FlowOutcome {
+    pub(crate) fn advance(&mut self, config: &FilterConfig, request: &RequestInfo) -> FlowOutcome {
         if self.pending.is_some() {
             return FlowOutcome::Wait;
         }
@@ -311,7 +307,7 @@ impl Flow {
     }
 
     /// Appends the value of a variable to `out`; false when it is unset.
-    pub fn read(
+    pub(crate) fn read(
         &self,
         config: &FilterConfig,
         var: &VarRef,
@@ -411,7 +407,7 @@ impl Flow {
     /// Answers the pending lookup from a cache entry (its bytes as the
     /// host gave them, whose lookup starts at `at`). False when the entry
     /// is corrupt (the flow still waits).
-    pub fn on_cached(&mut self, config: &FilterConfig, bytes: Vec<u8>, at: usize) -> bool {
+    pub(crate) fn on_cached(&mut self, config: &FilterConfig, bytes: Vec<u8>, at: usize) -> bool {
         let Some(Pending::Lookup { kind, token }) = &self.pending else {
             return false;
         };
@@ -464,7 +460,7 @@ impl Flow {
     /// Takes the token service's HTTP answer to the pending lookup or
     /// update (status `None` when the call failed without one). Returns
     /// what the cache may keep.
-    pub fn on_response(
+    pub(crate) fn on_response(
         &mut self,
         config: &FilterConfig,
         status: Option<u16>,
@@ -525,7 +521,7 @@ impl Flow {
 
     /// The lookup or update could not even be sent (no healthy host,
     /// unknown cluster...).
-    pub fn on_dispatch_failure(&mut self, config: &FilterConfig, reason: String) {
+    pub(crate) fn on_dispatch_failure(&mut self, config: &FilterConfig, reason: String) {
         if self.pending.take().is_some() {
             let index = self.next;
             self.service_failure(config, index, ServiceFailure(reason));
@@ -573,7 +569,7 @@ impl Flow {
     /// request, in the order they were set (and `fault.name`, with its
     /// last value, at the end). `name_buf` holds the names built at run
     /// time (custom attributes).
-    pub fn visit_published(
+    pub(crate) fn visit_published(
         &self,
         config: &FilterConfig,
         name_buf: &mut Vec<u8>,
@@ -664,13 +660,13 @@ impl Flow {
 
 /// One published variable, as [`Flow::visit_published`] hands it over.
 #[derive(Debug, Clone, Copy)]
-pub struct Published<'a> {
-    pub name: &'a [u8],
+pub(crate) struct Published<'a> {
+    pub(crate) name: &'a [u8],
     /// The name as a netstring, when it was built at load time.
-    pub bridge_key: Option<&'a [u8]>,
-    pub value: &'a [u8],
+    pub(crate) bridge_key: Option<&'a [u8]>,
+    pub(crate) value: &'a [u8],
     /// Its internal metadata header (header_to_metadata mode).
-    pub header: Option<u16>,
+    pub(crate) header: Option<u16>,
 }
 
 impl<'a> Published<'a> {

@@ -4,12 +4,12 @@
 
 /// Room for a decimal i64 or u64.
 #[derive(Debug, Default)]
-pub struct NumberBuf([u8; 20]);
+pub(crate) struct NumberBuf([u8; 20]);
 
 impl NumberBuf {
     /// `n` in decimal.
     #[inline]
-    pub fn format(&mut self, n: i64) -> &[u8] {
+    pub(crate) fn format(&mut self, n: i64) -> &[u8] {
         let mut i = self.digits(n.unsigned_abs());
         if n < 0 {
             i -= 1;
@@ -20,7 +20,7 @@ impl NumberBuf {
 
     /// `n` in decimal.
     #[inline]
-    pub fn format_unsigned(&mut self, n: u64) -> &[u8] {
+    pub(crate) fn format_unsigned(&mut self, n: u64) -> &[u8] {
         let i = self.digits(n);
         &self.0[i..]
     }

@@ -17,16 +17,16 @@ use crate::request::RequestVar;
 
 /// A variable with a name known at load time.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Var {
-    pub name: String,
+pub(crate) struct Var {
+    pub(crate) name: String,
     /// Reaches filter state and dynamic metadata.
-    pub published: bool,
+    pub(crate) published: bool,
     /// The internal header that carries it to `header_to_metadata`
     /// (`metadata_bridge: "header_to_metadata"`), an index into
     /// [`crate::config::MetadataPlan::headers`].
-    pub header: Option<u16>,
+    pub(crate) header: Option<u16>,
     /// The name as a netstring, ready for the Lua bridge's entry.
-    pub bridge_key: Vec<u8>,
+    pub(crate) bridge_key: Vec<u8>,
 }
 
 impl Var {
@@ -44,39 +44,39 @@ impl Var {
 
 /// One standard variable of a policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Output {
-    pub var: Var,
-    pub source: Source,
+pub(crate) struct Output {
+    pub(crate) var: Var,
+    pub(crate) source: Source,
 }
 
 /// A policy, compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyPlan {
-    pub name: String,
-    pub enabled: bool,
-    pub continue_on_error: bool,
+    pub(crate) name: String,
+    pub(crate) enabled: bool,
+    pub(crate) continue_on_error: bool,
     pub(crate) action: PolicyAction,
     /// The kind looked up (an access token for SetOAuthV2Info).
-    pub kind: TokenKind,
-    pub token: ValueRef,
+    pub(crate) kind: TokenKind,
+    pub(crate) token: ValueRef,
     /// The standard variables, in the order they are set.
-    pub outputs: Vec<Output>,
+    pub(crate) outputs: Vec<Output>,
     /// The prefix of the custom-attribute variables:
     /// `oauthv2accesstoken.P.accesstoken.`, `oauthv2authcode.P.`, ...
-    pub attribute_prefix: String,
+    pub(crate) attribute_prefix: String,
     /// Which custom attributes are published.
-    pub attributes_published: Family,
+    pub(crate) attributes_published: Family,
     /// Custom attributes have no prefix segment (`oauthv2authcode.P.{name}`),
     /// so a name can be a standard variable's.
-    pub bare_attributes: bool,
+    pub(crate) bare_attributes: bool,
     /// Custom attributes whose names are known at load time (set by this
     /// policy, mapped to a header, read by a later policy, or named by a
     /// `publish` pattern), with their variable: these can have internal
     /// headers.
-    pub known_attributes: Vec<(String, Var)>,
-    pub failed: Var,
-    pub fault_name: Var,
-    pub fault_cause: Var,
+    pub(crate) known_attributes: Vec<(String, Var)>,
+    pub(crate) failed: Var,
+    pub(crate) fault_name: Var,
+    pub(crate) fault_cause: Var,
 }
 
 impl PolicyPlan {
@@ -95,7 +95,7 @@ impl PolicyPlan {
     }
 
     /// The fault string of `fault` as this policy raises it.
-    pub fn faultstring(&self, fault: Fault) -> &str {
+    pub(crate) fn faultstring(&self, fault: Fault) -> &str {
         self.action.faultstring(fault)
     }
 
@@ -112,19 +112,19 @@ pub struct StepCondition {
     pub text: String,
     pub condition: Condition,
     /// What each of [`Condition::variables`] reads, by the same index.
-    pub reads: Vec<VarRef>,
+    pub(crate) reads: Vec<VarRef>,
 }
 
 /// Where a value comes from (`ref` and literal text), compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValueRef {
-    pub reference: Option<VarRef>,
-    pub literal: Option<String>,
+pub(crate) struct ValueRef {
+    pub(crate) reference: Option<VarRef>,
+    pub(crate) literal: Option<String>,
 }
 
 /// What a `ref` reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VarRef {
+pub(crate) enum VarRef {
     Request(RequestVar),
     /// A standard variable of an earlier policy (index into its outputs);
     /// when `or_attribute` is given and the standard value is absent, the
@@ -158,7 +158,7 @@ pub enum VarRef {
 impl VarRef {
     /// Resolves a variable name against the request variables and the
     /// policies that run before (`earlier`).
-    pub fn resolve(name: &str, earlier: &[PolicyPlan]) -> VarRef {
+    pub(crate) fn resolve(name: &str, earlier: &[PolicyPlan]) -> VarRef {
         if let Some(var) = RequestVar::parse(name) {
             return VarRef::Request(var);
         }
@@ -229,7 +229,7 @@ impl VarRef {
     }
 
     /// The request variable this reads, if it reads one.
-    pub fn request(&self) -> Option<&RequestVar> {
+    pub(crate) fn request(&self) -> Option<&RequestVar> {
         match self {
             VarRef::Request(var) => Some(var),
             _ => None,
@@ -238,7 +238,7 @@ impl VarRef {
 }
 
 impl ValueRef {
-    pub fn compile(source: &ValueSource, earlier: &[PolicyPlan]) -> ValueRef {
+    pub(crate) fn compile(source: &ValueSource, earlier: &[PolicyPlan]) -> ValueRef {
         ValueRef {
             reference: source
                 .reference
@@ -250,7 +250,7 @@ impl ValueRef {
 }
 
 /// Compiles a policy; `earlier` are the policies before it.
-pub fn compile(
+pub(crate) fn compile(
     policy: &Policy,
     earlier: &[PolicyPlan],
     publish: &Publish,
@@ -289,7 +289,7 @@ pub fn compile(
 
 impl PolicyPlan {
     /// Records a custom attribute name known at load time.
-    pub fn know_attribute(&mut self, name: &str, publish: &Publish) {
+    pub(crate) fn know_attribute(&mut self, name: &str, publish: &Publish) {
         let full = format!("{}{name}", self.attribute_prefix);
         // A name that is also a standard variable is that variable.
         if self.outputs.iter().any(|o| o.var.name == full)
@@ -303,7 +303,7 @@ impl PolicyPlan {
 
     /// The custom attribute a full variable name names, if it is one of
     /// this policy's.
-    pub fn attribute_named<'a>(&self, variable: &'a str) -> Option<&'a str> {
+    pub(crate) fn attribute_named<'a>(&self, variable: &'a str) -> Option<&'a str> {
         variable
             .strip_prefix(self.attribute_prefix.as_str())
             .filter(|n| !n.is_empty())

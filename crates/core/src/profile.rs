@@ -31,7 +31,7 @@ pub struct Profile(Vec<u8>);
 
 impl Profile {
     /// The encoded bytes (what a cache entry carries).
-    pub fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 
@@ -81,7 +81,7 @@ impl ProfileBuilder {
 
     /// Sets the field named `name`, when it is a standard field; other
     /// members of a profile are not kept.
-    pub fn named_field(&mut self, name: &str, value: &str) {
+    pub(crate) fn named_field(&mut self, name: &str, value: &str) {
         if let Some(field) = Field::from_name(name) {
             self.field(field, value);
         }
@@ -229,7 +229,7 @@ impl<'a> ProfileRef<'a> {
 
     /// Where the profile's parts lie, to rebuild this view later over the
     /// same bytes without checking them again ([`ProfileRef::rebuild`]).
-    pub fn layout(&self) -> Layout {
+    pub(crate) fn layout(&self) -> Layout {
         Layout {
             attribute_count: self.attribute_count,
             data_at: self.data_at,
@@ -239,7 +239,7 @@ impl<'a> ProfileRef<'a> {
     /// A view over bytes that [`ProfileRef::parse`] accepted with this
     /// layout. (Every read stays bounds-checked: wrong bytes give wrong
     /// values, never a panic.)
-    pub fn rebuild(bytes: &'a [u8], layout: Layout) -> ProfileRef<'a> {
+    pub(crate) fn rebuild(bytes: &'a [u8], layout: Layout) -> ProfileRef<'a> {
         ProfileRef {
             bytes,
             attribute_count: layout.attribute_count,
@@ -264,7 +264,7 @@ impl<'a> ProfileRef<'a> {
 
     /// True when the server sent no `profile` member: only the RFC 7662
     /// members are known (docs/variables.md).
-    pub fn plain(&self) -> bool {
+    pub(crate) fn plain(&self) -> bool {
         self.bytes.first().is_some_and(|f| f & PLAIN != 0)
     }
 
@@ -290,25 +290,30 @@ impl<'a> ProfileRef<'a> {
         })
     }
 
-    pub fn attribute(&self, name: &[u8]) -> Option<&'a [u8]> {
+    pub(crate) fn attribute(&self, name: &[u8]) -> Option<&'a [u8]> {
         self.attributes().find(|(k, _)| *k == name).map(|(_, v)| v)
     }
 
-    pub fn attribute_count(&self) -> usize {
+    pub(crate) fn attribute_count(&self) -> usize {
         self.attribute_count
     }
 
     /// True when the field holds an instant (epoch ms) at or before `now`
     /// (`-1` never expires).
     #[inline]
-    pub fn is_past(&self, field: Field, now_ms: i64) -> bool {
+    pub(crate) fn is_past(&self, field: Field, now_ms: i64) -> bool {
         matches!(self.instant(field), Instant::At(at) if at != -1 && at <= now_ms)
     }
 
     /// The value of a standard variable. `own` is the kind's own field and
     /// the looked-up value, shown when the profile omits the field.
     #[inline]
-    pub fn value(&self, source: Source, own: (Field, &'a [u8]), now_ms: i64) -> Option<Value<'a>> {
+    pub(crate) fn value(
+        &self,
+        source: Source,
+        own: (Field, &'a [u8]),
+        now_ms: i64,
+    ) -> Option<Value<'a>> {
         match source {
             Source::Field(field) => match self.field(field) {
                 Some(v) => Some(Value::Bytes(v)),
@@ -345,7 +350,7 @@ enum Instant {
 
 /// See [`ProfileRef::layout`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Layout {
+pub(crate) struct Layout {
     attribute_count: usize,
     data_at: usize,
 }
@@ -353,7 +358,7 @@ pub struct Layout {
 /// A variable's value: bytes of the profile (or a constant), or a number
 /// computed from the clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Value<'a> {
+pub(crate) enum Value<'a> {
     Bytes(&'a [u8]),
     Number(i64),
 }
@@ -361,7 +366,7 @@ pub enum Value<'a> {
 impl<'a> Value<'a> {
     /// The value as bytes; numbers are written into `buf`.
     #[inline]
-    pub fn bytes<'b>(&self, buf: &'b mut NumberBuf) -> &'b [u8]
+    pub(crate) fn bytes<'b>(&self, buf: &'b mut NumberBuf) -> &'b [u8]
     where
         'a: 'b,
     {
@@ -372,11 +377,11 @@ impl<'a> Value<'a> {
     }
 }
 
-pub use crate::number::NumberBuf;
+pub(crate) use crate::number::NumberBuf;
 
 /// A decimal integer (ASCII white space around it allowed), as
 /// `str::parse` reads it, without going through a `str`.
-pub fn parse_i64(raw: &[u8]) -> Option<i64> {
+pub(crate) fn parse_i64(raw: &[u8]) -> Option<i64> {
     let start = raw.iter().position(|b| !b.is_ascii_whitespace())?;
     let end = raw.iter().rposition(|b| !b.is_ascii_whitespace())? + 1;
     let (negative, digits) = match &raw[start..end] {
@@ -413,7 +418,7 @@ pub enum Lookup<'a> {
 
 /// Applies GetOAuthV2Info's status rules (docs/variables.md#access-token-accesstoken):
 /// the profile to map, or the fault to raise.
-pub fn check_get<'a>(
+pub(crate) fn check_get<'a>(
     kind: TokenKind,
     ignore_access_token_status: bool,
     lookup: Lookup<'a>,

@@ -113,7 +113,7 @@ pub enum Answer {
 }
 
 impl Answer {
-    pub fn lookup(&self) -> Lookup<'_> {
+    pub(crate) fn lookup(&self) -> Lookup<'_> {
         match self {
             Answer::Unknown => Lookup::Unknown,
             Answer::Known(p) => Lookup::Known(p.view()),

@@ -44,7 +44,7 @@ pub enum Action {
 }
 
 /// How often the root context's tick runs: metrics are handed over then.
-pub const TICK_MS: u32 = 1000;
+pub(crate) const TICK_MS: u32 = 1000;
 /// The tick while requests wait for the root context to send their callout.
 const DEFERRED_TICK_MS: u32 = 1;
 
@@ -63,7 +63,7 @@ const NOT_CONFIGURED: &[u8] = br#"{"fault":{"faultstring":"Filter not configured
 
 /// One request the filter is running.
 #[derive(Debug, Default)]
-pub struct Stream {
+pub(crate) struct Stream {
     id: u32,
     config: Option<Rc<FilterConfig>>,
     request: RequestInfo,
@@ -119,7 +119,7 @@ impl RateLimit {
 /// `RandomState` cannot be given keys, and on the filter's Wasm target it
 /// takes them from addresses (docs/decisions.md#the-wasm-target).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Keyed(pub [u64; 2]);
+pub(crate) struct Keyed(pub [u64; 2]);
 
 impl BuildHasher for Keyed {
     // Deprecated only in favour of `DefaultHasher`, which takes no keys.
@@ -170,17 +170,15 @@ impl Worker {
         self.config.as_ref()
     }
 
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    /// Requests paused on a callout (tests).
-    pub fn paused(&self) -> usize {
+    /// Requests paused on a callout.
+    #[cfg(test)]
+    pub(crate) fn paused(&self) -> usize {
         self.streams.len()
     }
 
-    /// The keys of the map of introspections in flight (tests).
-    pub fn inflight_keys(&self) -> [u64; 2] {
+    /// The keys of the map of introspections in flight.
+    #[cfg(test)]
+    pub(crate) fn inflight_keys(&self) -> [u64; 2] {
         self.inflight.hasher().0
     }
 

@@ -12,9 +12,9 @@ pub(crate) const MAX_NAME_LEN: usize = 255;
 /// (docs/variables.md#variables-a-ref-can-read: the ref wins when the variable is
 /// set, even to "").
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValueSource {
-    pub reference: Option<String>,
-    pub literal: Option<String>,
+pub(crate) struct ValueSource {
+    pub(crate) reference: Option<String>,
+    pub(crate) literal: Option<String>,
 }
 
 impl ValueSource {

@@ -13,15 +13,15 @@ use crate::profile::{check_get, Lookup};
 
 /// `<GetOAuthV2Info>`, as parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GetOAuthV2Info {
-    pub kind: TokenKind,
-    pub token: ValueSource,
-    pub ignore_access_token_status: bool,
+pub(crate) struct GetOAuthV2Info {
+    pub(crate) kind: TokenKind,
+    pub(crate) token: ValueSource,
+    pub(crate) ignore_access_token_status: bool,
 }
 
 /// GetOAuthV2Info, compiled: what its run step needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GetRun {
+pub(crate) struct GetRun {
     kind: TokenKind,
     ignore_access_token_status: bool,
 }

@@ -30,11 +30,11 @@ pub(crate) mod get;
 pub(crate) mod set;
 pub(crate) mod verify;
 
-pub use elements::ValueSource;
+pub(crate) use elements::ValueSource;
 use elements::{expect_leaf, parse_bool, properties, truncate, validate_policy_name, Reader};
-pub use get::GetOAuthV2Info;
-pub use set::{AttributeSpec, SetOAuthV2Info};
-pub use verify::VerifyAccessToken;
+pub(crate) use get::GetOAuthV2Info;
+pub(crate) use set::SetOAuthV2Info;
+pub(crate) use verify::VerifyAccessToken;
 
 /// The one dispatch: each policy type, the variant naming it and its
 /// module's type. Adding a policy adds a line here.
@@ -42,7 +42,7 @@ macro_rules! policies {
     ($($variant:ident($policy:ty)),+ $(,)?) => {
         /// What a policy is, as parsed: one variant per policy type.
         #[derive(Debug, Clone, PartialEq, Eq)]
-        pub enum PolicyKind {
+        pub(crate) enum PolicyKind {
             $($variant($policy)),+
         }
 
@@ -78,7 +78,7 @@ macro_rules! policies {
             }
 
             /// The policy type, as its XML root element is named.
-            pub fn type_name(&self) -> &'static str {
+            pub(crate) fn type_name(&self) -> &'static str {
                 match self { $(PolicyKind::$variant(_) => <$policy as ApigeePolicy>::ROOT),+ }
             }
 
@@ -301,13 +301,13 @@ impl<R> Compiled<R> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     pub name: String,
-    pub display_name: Option<String>,
-    pub continue_on_error: bool,
+    pub(crate) display_name: Option<String>,
+    pub(crate) continue_on_error: bool,
     pub enabled: bool,
-    pub kind: PolicyKind,
+    pub(crate) kind: PolicyKind,
     /// What Apigee's policy schema allows that has no effect here, accepted
     /// and ignored: (element, what was ignored), for the load-time log.
-    pub ignored: Vec<(String, String)>,
+    pub(crate) ignored: Vec<(String, String)>,
 }
 
 impl Policy {
@@ -317,7 +317,7 @@ impl Policy {
     }
 
     /// Every `ref` of the policy, with the element it appears on.
-    pub fn references(&self) -> Vec<(String, &str)> {
+    pub(crate) fn references(&self) -> Vec<(String, &str)> {
         let mut refs = Vec::new();
         self.kind.references(&mut refs);
         refs

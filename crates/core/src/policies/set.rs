@@ -19,25 +19,25 @@ use crate::request::RequestInfo;
 
 /// One `<Attribute>` of SetOAuthV2Info.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttributeSpec {
-    pub name: String,
-    pub value: ValueSource,
+pub(crate) struct AttributeSpec {
+    pub(crate) name: String,
+    pub(crate) value: ValueSource,
 }
 
 /// `<SetOAuthV2Info>`, as parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SetOAuthV2Info {
-    pub token: ValueSource,
-    pub attributes: Vec<AttributeSpec>,
+pub(crate) struct SetOAuthV2Info {
+    pub(crate) token: ValueSource,
+    pub(crate) attributes: Vec<AttributeSpec>,
     /// `<IgnoreUnresolvedVariables>` (absent: `None`, which behaves
     /// as `true`); `false` makes a ref that resolves to nothing a
     /// fault (docs/faults.md#unresolvedvariable).
-    pub ignore_unresolved_variables: Option<bool>,
+    pub(crate) ignore_unresolved_variables: Option<bool>,
 }
 
 /// SetOAuthV2Info, compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SetRun {
+pub(crate) struct SetRun {
     /// The attributes to write, each name once (the last one wins).
     attributes: Vec<(String, ValueRef)>,
     /// `<IgnoreUnresolvedVariables>false`: a ref that resolves to

@@ -17,21 +17,21 @@ use crate::request::RequestVar;
 
 /// `<OAuthV2>` with the VerifyAccessToken operation, as parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifyAccessToken {
+pub(crate) struct VerifyAccessToken {
     /// `<AccessToken>`: the variable holding the token (Apigee writes
     /// its name as the element's text); `None`: the `Authorization`
     /// header.
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
     /// `<AccessTokenPrefix>`: `Bearer` unless given; empty: none.
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// `<Scope>`: the token must hold at least one of these.
-    pub scopes: Vec<String>,
+    pub(crate) scopes: Vec<String>,
 }
 
 /// VerifyAccessToken's settings, compiled; boxed in the plan, so that
 /// GetOAuthV2Info's plan stays small.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifyRun {
+pub(crate) struct VerifyRun {
     /// Stripped from the token's value (compared ignoring case, and
     /// followed by spaces); empty: the whole value is the token.
     prefix: String,
