@@ -200,11 +200,7 @@ impl Flow {
                 }
                 token => token.filter(|r| !r.is_empty()),
             };
-            // The token's place inside the arena.
-            let token = token.and_then(|r| {
-                let inner = action.token_in(self.text(&r))?;
-                Some(r.start + inner.start..r.start + inner.end)
-            });
+            let token = token.and_then(|r| action.token_in(self.text(&r), r));
             let Some(token) = token else {
                 self.fail(config, index, action.missing_fault(plan.kind));
                 continue;
@@ -407,6 +403,7 @@ impl Flow {
     /// Answers the pending lookup from a cache entry (its bytes as the
     /// host gave them, whose lookup starts at `at`). False when the entry
     /// is corrupt (the flow still waits).
+    #[inline]
     pub(crate) fn on_cached(&mut self, config: &FilterConfig, bytes: Vec<u8>, at: usize) -> bool {
         let Some(Pending::Lookup { kind, token }) = &self.pending else {
             return false;

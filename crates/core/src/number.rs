@@ -27,7 +27,7 @@ impl NumberBuf {
 
     /// Writes the digits of `m` at the end; answers where they start (one
     /// byte is left in front for a sign, unless `m` has 20 digits).
-    #[inline]
+    #[inline(always)]
     fn digits(&mut self, mut m: u64) -> usize {
         let mut i = self.0.len();
         loop {

@@ -158,7 +158,7 @@ impl Harness {
     }
 
     fn req(&self, id: u32) -> &FakeRequest {
-        &self.host.requests[&id]
+        self.host.requests.get(&id).expect("a request")
     }
 
     fn last_callout(&self) -> &FakeCallout {
@@ -761,7 +761,7 @@ fn form_parameters_come_from_the_before_filter_and_an_empty_body_is_an_empty_for
 
 #[test]
 fn the_filter_answers_500_until_it_is_configured() {
-    let mut host = FakeHost {
+    let mut host: FakeHost = FakeHost {
         active: 10,
         ..FakeHost::default()
     };
@@ -771,7 +771,15 @@ fn the_filter_answers_500_until_it_is_configured() {
         worker.on_request_headers(&mut host, 10, true),
         Action::Pause
     );
-    assert_eq!(host.requests[&10].reply.as_ref().map(|r| r.0), Some(500));
+    assert_eq!(
+        host.requests
+            .get(&10)
+            .expect("a request")
+            .reply
+            .as_ref()
+            .map(|r| r.0),
+        Some(500)
+    );
 }
 
 // ------------------------------------------------ the warm path's cost

@@ -1,12 +1,11 @@
 //! The one fake host: [`Host`] the way Envoy's proxy-wasm host behaves,
 //! for the unit tests (`crate::filter`'s whole requests, with every call
 //! recorded) and for `bench/hotpath` (the `test-host` feature; with
-//! `record` off it keeps nothing of what the filter writes but the shared
+//! `RECORD` off it keeps nothing of what the filter writes but the shared
 //! data, so that its own work stays small in the instruction count:
 //! docs/performance.md#the-warm-path).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use super::{Host, MetricKind, SharedWrite};
 
@@ -63,29 +62,52 @@ pub struct FakeCallout {
     pub body: Vec<u8>,
 }
 
-/// The hasher of the requests by context id: the id itself.
-#[derive(Default)]
-pub struct IdHasher(u64);
+/// The requests, by context id: a list, as the few a test or the
+/// benchmark has are found at next to no cost.
+#[derive(Debug, Default, Clone)]
+pub struct Requests(Vec<(u32, FakeRequest)>);
 
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+impl Requests {
+    /// Sets request `id` (replacing one of that id).
+    pub fn insert(&mut self, id: u32, request: FakeRequest) {
+        match self.get_mut(&id) {
+            Some(r) => *r = request,
+            None => self.0.push((id, request)),
         }
     }
-    fn write_u32(&mut self, n: u32) {
-        self.0 = u64::from(n);
+
+    #[inline]
+    pub fn get(&self, id: &u32) -> Option<&FakeRequest> {
+        self.0.iter().find(|(i, _)| i == id).map(|(_, r)| r)
+    }
+
+    pub fn get_mut(&mut self, id: &u32) -> Option<&mut FakeRequest> {
+        self.0.iter_mut().find(|(i, _)| i == id).map(|(_, r)| r)
+    }
+
+    /// Request `id`, created empty when there is none.
+    pub fn entry(&mut self, id: u32) -> &mut FakeRequest {
+        let at = match self.0.iter().position(|(i, _)| *i == id) {
+            Some(at) => at,
+            None => {
+                self.0.push((id, FakeRequest::default()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[at].1
     }
 }
 
-pub struct FakeHost {
+/// `RECORD`: keep what the filter writes (headers, filter state, replies,
+/// callouts, metrics, the name of each call), as the unit tests do; off
+/// (`FakeHost<false>`, the benchmark), only the shared data is kept, and
+/// the calls and bytes written are counted. A type parameter, so that the
+/// benchmark's host pays nothing for it.
+pub struct FakeHost<const RECORD: bool = true> {
     pub now: i64,
     /// The effective context.
     pub active: u32,
-    pub requests: HashMap<u32, FakeRequest, BuildHasherDefault<IdHasher>>,
+    pub requests: Requests,
     /// Shared data: key, value, CAS. A list: the few keys a test or the
     /// benchmark uses are found at next to no cost.
     pub shared: Vec<(String, Vec<u8>, u32)>,
@@ -99,11 +121,7 @@ pub struct FakeHost {
     pub metric_names: Vec<String>,
     pub metrics: HashMap<u32, i64>,
     pub tick_ms: u32,
-    /// Keep what the filter writes (headers, filter state, replies,
-    /// callouts, metrics, the name of each call); off, only the shared
-    /// data is kept, and the calls and bytes written are counted.
-    pub record: bool,
-    /// Every host call, by name, since the last `calls.clear()` (`record`).
+    /// Every host call, by name, since the last `calls.clear()` (`RECORD`).
     pub calls: Vec<&'static str>,
     /// How many host calls, and how many bytes the filter wrote through
     /// them (headers, filter state).
@@ -111,12 +129,12 @@ pub struct FakeHost {
     pub written: usize,
 }
 
-impl Default for FakeHost {
-    fn default() -> FakeHost {
+impl<const RECORD: bool> Default for FakeHost<RECORD> {
+    fn default() -> FakeHost<RECORD> {
         FakeHost {
             now: 0,
             active: 0,
-            requests: HashMap::default(),
+            requests: Requests::default(),
             shared: Vec::new(),
             next_cas: 0,
             callouts: Vec::new(),
@@ -126,7 +144,6 @@ impl Default for FakeHost {
             metric_names: Vec::new(),
             metrics: HashMap::new(),
             tick_ms: 0,
-            record: true,
             calls: Vec::new(),
             call_count: 0,
             written: 0,
@@ -134,11 +151,11 @@ impl Default for FakeHost {
     }
 }
 
-impl FakeHost {
+impl<const RECORD: bool> FakeHost<RECORD> {
     /// The effective context's request (created empty when the tests gave
     /// none).
     pub fn req(&mut self) -> &mut FakeRequest {
-        self.requests.entry(self.active).or_default()
+        self.requests.entry(self.active)
     }
 
     /// A metric's value by its name (without the `oauthv2info.` prefix).
@@ -152,7 +169,7 @@ impl FakeHost {
             .unwrap_or(0)
     }
 
-    /// How many times `call` was made (`record`).
+    /// How many times `call` was made (`RECORD`).
     pub fn count(&self, call: &str) -> usize {
         self.calls.iter().filter(|c| **c == call).count()
     }
@@ -160,12 +177,12 @@ impl FakeHost {
     #[inline]
     fn log(&mut self, call: &'static str) {
         self.call_count += 1;
-        if self.record {
+        if RECORD {
             self.log_name(call);
         }
     }
 
-    // What `record` keeps, out of line (and cold), so that with `record`
+    // What `RECORD` keeps, out of line (and cold), so that with `RECORD`
     // off the host's side of a call stays a few instructions.
 
     #[cold]
@@ -196,7 +213,7 @@ impl FakeHost {
     }
 }
 
-impl Host for FakeHost {
+impl<const RECORD: bool> Host for FakeHost<RECORD> {
     #[inline]
     fn now_ms(&mut self) -> i64 {
         self.log("now_ms");
@@ -228,7 +245,7 @@ impl Host for FakeHost {
     fn set_request_header(&mut self, name: &str, value: &[u8]) -> bool {
         self.log("set_request_header");
         self.written += value.len();
-        if self.record {
+        if RECORD {
             self.keep_header(name, value, true);
         }
         true
@@ -237,14 +254,14 @@ impl Host for FakeHost {
     fn add_request_header(&mut self, name: &str, value: &[u8]) -> bool {
         self.log("add_request_header");
         self.written += value.len();
-        if self.record {
+        if RECORD {
             self.keep_header(name, value, false);
         }
         true
     }
     fn remove_request_header(&mut self, name: &str) {
         self.log("remove_request_header");
-        if self.record {
+        if RECORD {
             host_side(|| {
                 self.req()
                     .headers
@@ -267,7 +284,7 @@ impl Host for FakeHost {
     fn set_filter_state(&mut self, key: &[u8], value: &[u8]) -> bool {
         self.log("set_filter_state");
         self.written += key.len() + value.len();
-        if self.record {
+        if RECORD {
             self.keep_filter_state(key, value);
         }
         true
@@ -311,7 +328,7 @@ impl Host for FakeHost {
                 return Err(e);
             }
             self.next_token += 1;
-            if self.record {
+            if RECORD {
                 self.callouts.push(FakeCallout {
                     token: self.next_token,
                     context: self.active,
@@ -340,7 +357,7 @@ impl Host for FakeHost {
     }
     fn send_local_response(&mut self, status: u32, headers: &[(&str, &[u8])], body: &[u8]) -> bool {
         self.log("send_local_response");
-        if self.record {
+        if RECORD {
             host_side(|| {
                 let headers = headers
                     .iter()
@@ -353,7 +370,7 @@ impl Host for FakeHost {
     }
     fn resume_request(&mut self) {
         self.log("resume_request");
-        if self.record {
+        if RECORD {
             self.req().resumed += 1;
         }
     }
@@ -371,7 +388,7 @@ impl Host for FakeHost {
     }
     fn increment_metric(&mut self, id: u32, delta: i64) {
         self.log("increment_metric");
-        if self.record {
+        if RECORD {
             *self.metrics.entry(id).or_default() += delta;
         }
     }

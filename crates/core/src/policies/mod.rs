@@ -119,8 +119,8 @@ macro_rules! policies {
                 match self { $(PolicyAction::$variant(r) => r.unresolved_token_faults()),+ }
             }
             #[inline]
-            pub(crate) fn token_in(&self, value: &str) -> Option<Range<usize>> {
-                match self { $(PolicyAction::$variant(r) => r.token_in(value)),+ }
+            pub(crate) fn token_in(&self, value: &str, range: Range<usize>) -> Option<Range<usize>> {
+                match self { $(PolicyAction::$variant(r) => r.token_in(value, range)),+ }
             }
             #[inline]
             pub(crate) fn missing_fault(&self, kind: TokenKind) -> Fault {
@@ -208,10 +208,12 @@ pub(crate) trait PolicyRun {
     fn unresolved_token_faults(&self) -> bool {
         false
     }
-    /// Where the token lies in the resolved (non-empty) value.
+    /// Where the token lies in the resolved (non-empty) `value`, which
+    /// lies at `range` in the flow's arena: all of it, unless the policy
+    /// strips something.
     #[inline]
-    fn token_in(&self, value: &str) -> Option<Range<usize>> {
-        Some(0..value.len())
+    fn token_in(&self, _value: &str, range: Range<usize>) -> Option<Range<usize>> {
+        Some(range)
     }
     /// The fault when there is no token.
     #[inline]

@@ -304,7 +304,7 @@ impl PolicyRun for Box<VerifyRun> {
     /// one or more spaces or tabs, then the token; the whole value,
     /// trimmed, when the prefix is empty. `None`: no token
     /// (docs/faults.md#verifyaccesstoken).
-    fn token_in(&self, value: &str) -> Option<Range<usize>> {
+    fn token_in(&self, value: &str, range: Range<usize>) -> Option<Range<usize>> {
         let prefix = self.prefix.as_str();
         let rest = if prefix.is_empty() {
             value
@@ -320,7 +320,8 @@ impl PolicyRun for Box<VerifyRun> {
         if token.is_empty() {
             return None;
         }
-        let start = token.as_ptr() as usize - value.as_ptr() as usize;
+        // The token's place inside the arena.
+        let start = range.start + (token.as_ptr() as usize - value.as_ptr() as usize);
         Some(start..start + token.len())
     }
 
