@@ -247,7 +247,7 @@ impl<'a> EntryHead<'a> {
     }
 
     /// Where the lookup starts in the entry's bytes.
-    pub(crate) fn body_at(&self) -> usize {
+    pub fn body_at(&self) -> usize {
         self.body_at
     }
 

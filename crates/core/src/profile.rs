@@ -264,7 +264,7 @@ impl<'a> ProfileRef<'a> {
 
     /// True when the server sent no `profile` member: only the RFC 7662
     /// members are known (docs/variables.md).
-    pub(crate) fn plain(&self) -> bool {
+    pub fn plain(&self) -> bool {
         self.bytes.first().is_some_and(|f| f & PLAIN != 0)
     }
 
@@ -290,18 +290,18 @@ impl<'a> ProfileRef<'a> {
         })
     }
 
-    pub(crate) fn attribute(&self, name: &[u8]) -> Option<&'a [u8]> {
+    pub fn attribute(&self, name: &[u8]) -> Option<&'a [u8]> {
         self.attributes().find(|(k, _)| *k == name).map(|(_, v)| v)
     }
 
-    pub(crate) fn attribute_count(&self) -> usize {
+    pub fn attribute_count(&self) -> usize {
         self.attribute_count
     }
 
     /// True when the field holds an instant (epoch ms) at or before `now`
     /// (`-1` never expires).
     #[inline]
-    pub(crate) fn is_past(&self, field: Field, now_ms: i64) -> bool {
+    pub fn is_past(&self, field: Field, now_ms: i64) -> bool {
         matches!(self.instant(field), Instant::At(at) if at != -1 && at <= now_ms)
     }
 

@@ -13,14 +13,14 @@ use std::borrow::Cow;
 #[derive(Debug, Clone, Default)]
 pub struct RequestInfo {
     /// `:method` (read only when a ref uses `request.verb`).
-    pub(crate) method: Vec<u8>,
+    pub method: Vec<u8>,
     /// `:path`: path and query (read only when a ref needs it).
-    pub(crate) path: Vec<u8>,
-    pub(crate) headers: Headers,
-    pub(crate) client_ip: Option<String>,
+    pub path: Vec<u8>,
+    pub headers: Headers,
+    pub client_ip: Option<String>,
     /// The urlencoded request body, when a policy reads form parameters and
     /// the body was handed over.
-    pub(crate) form_body: Option<Vec<u8>>,
+    pub form_body: Option<Vec<u8>>,
 }
 
 /// The request headers the filter read.
@@ -80,7 +80,7 @@ impl RequestInfo {
     }
 
     /// Appends the value of `var` to `out`; false when it is unset.
-    pub(crate) fn resolve_into(&self, var: &RequestVar, out: &mut String) -> bool {
+    pub fn resolve_into(&self, var: &RequestVar, out: &mut String) -> bool {
         match var {
             RequestVar::Verb => push_text(out, &self.method),
             RequestVar::Uri => push_text(out, &self.path),
