@@ -369,11 +369,50 @@ pub fn parse_policy(document: &str, index: usize) -> Result<Policy, ConfigError>
         }
     };
     validate_policy_name(&name).map_err(|p| ConfigError::policy(&name, &root_element, p))?;
-    let err = |element: &str, problem: String| ConfigError::policy(&name, element, problem);
 
+    let mut ignored: Vec<(String, String)> = Vec::new();
+    let (continue_on_error, enabled) = root_attributes(&root, &name, &mut ignored)?;
+    let err = |element: &str, problem: String| ConfigError::policy(&name, element, problem);
+    if !root.text.trim().is_empty() {
+        return Err(err(
+            &root_element,
+            format!("unexpected text {:?}", truncate(root.text.trim())),
+        ));
+    }
+
+    let display_name = shared_children(&root, &name, known, misplaced, &mut ignored)?;
+
+    let mut reader = Reader {
+        root: &root,
+        policy: &name,
+        ignored: &mut ignored,
+    };
+    let kind = match PolicyKind::parse(&mut reader) {
+        Some(kind) => kind?,
+        None => return Err(err(&root_element, "unknown policy type".to_string())),
+    };
+
+    Ok(Policy {
+        name,
+        display_name,
+        continue_on_error,
+        enabled,
+        kind,
+        ignored,
+    })
+}
+
+/// The root element's attributes: `continueOnError` and `enabled`; the
+/// others Apigee's schema allows are checked and ignored.
+fn root_attributes(
+    root: &xml::Element,
+    name: &str,
+    ignored: &mut Vec<(String, String)>,
+) -> Result<(bool, bool), ConfigError> {
+    let root_element = format!("<{}>", root.name);
+    let err = |element: &str, problem: String| ConfigError::policy(name, element, problem);
     let mut continue_on_error = false;
     let mut enabled = true;
-    let mut ignored: Vec<(String, String)> = Vec::new();
     for (key, value) in &root.attributes {
         match key.as_str() {
             "name" => {}
@@ -418,13 +457,21 @@ pub fn parse_policy(document: &str, index: usize) -> Result<Policy, ConfigError>
             }
         }
     }
-    if !root.text.trim().is_empty() {
-        return Err(err(
-            &root_element,
-            format!("unexpected text {:?}", truncate(root.text.trim())),
-        ));
-    }
+    Ok((continue_on_error, enabled))
+}
 
+/// The children every policy shares (`<DisplayName>`, `<Description>`,
+/// `<Properties>`, `<FaultRules>`...), and the check that each child is
+/// one the policy type accepts (`known`), at most once. Answers the
+/// display name.
+fn shared_children(
+    root: &xml::Element,
+    name: &str,
+    known: &[&str],
+    misplaced: fn(&str) -> Option<&'static str>,
+    ignored: &mut Vec<(String, String)>,
+) -> Result<Option<String>, ConfigError> {
+    let err = |element: &str, problem: String| ConfigError::policy(name, element, problem);
     let mut display_name = None;
     let mut seen: Vec<&str> = Vec::new();
     for child in &root.children {
@@ -493,24 +540,7 @@ pub fn parse_policy(document: &str, index: usize) -> Result<Policy, ConfigError>
         }
     }
 
-    let mut reader = Reader {
-        root: &root,
-        policy: &name,
-        ignored: &mut ignored,
-    };
-    let kind = match PolicyKind::parse(&mut reader) {
-        Some(kind) => kind?,
-        None => return Err(err(&root_element, "unknown policy type".to_string())),
-    };
-
-    Ok(Policy {
-        name,
-        display_name,
-        continue_on_error,
-        enabled,
-        kind,
-        ignored,
-    })
+    Ok(display_name)
 }
 
 #[cfg(test)]
