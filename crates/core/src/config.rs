@@ -274,80 +274,12 @@ fn compile(
     entries: Vec<Entry>,
 ) -> Result<FilterConfig, ConfigError> {
     let token_service = token_service(object.remove("token_service"))?;
-    let basepath = match object.remove("basepath") {
-        None => "/".to_string(),
-        Some(Value::String(s))
-            if s.starts_with('/')
-                && !s.contains(['?', '#'])
-                && !s.contains(|c: char| c.is_whitespace() || c.is_control()) =>
-        {
-            s
-        }
-        Some(_) => {
-            return Err(ConfigError::field(
-                "basepath",
-                "must be a path starting with \"/\", without a query (\"/v1/orders\")",
-            ))
-        }
-    };
-    let metadata_namespace = match object.remove("metadata_namespace") {
-        None => "apigee".to_string(),
-        Some(Value::String(s)) if !s.trim().is_empty() && !s.contains(char::is_whitespace) => s,
-        Some(_) => {
-            return Err(ConfigError::field(
-                "metadata_namespace",
-                "must be a non-empty string without spaces",
-            ))
-        }
-    };
+    let basepath = basepath(object.remove("basepath"))?;
+    let metadata_namespace = metadata_namespace(object.remove("metadata_namespace"))?;
     // `None` here: "auto", decided once the policies are known.
-    let bridge = match object.remove("metadata_bridge") {
-        None => Some(MetadataBridge::Lua),
-        Some(Value::String(s)) => match s.as_str() {
-            "lua" => Some(MetadataBridge::Lua),
-            "header_to_metadata" => Some(MetadataBridge::HeaderToMetadata),
-            "none" => Some(MetadataBridge::None),
-            "auto" => None,
-            _ => {
-                return Err(ConfigError::field(
-                    "metadata_bridge",
-                    format!(
-                        "must be \"auto\", \"lua\", \"header_to_metadata\" or \"none\", not {s:?}"
-                    ),
-                ))
-            }
-        },
-        Some(_) => {
-            return Err(ConfigError::field(
-                "metadata_bridge",
-                "must be \"auto\", \"lua\", \"header_to_metadata\" or \"none\"",
-            ))
-        }
-    };
+    let bridge = metadata_bridge(object.remove("metadata_bridge"))?;
     let export_secrets = optional_bool(&mut object, "export_secrets")?.unwrap_or(false);
-    let publish = match object.remove("publish") {
-        None => Publish::everything(),
-        Some(Value::Array(items)) => {
-            let mut patterns = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                let Value::String(s) = item else {
-                    return Err(ConfigError::field(
-                        format!("publish[{i}]"),
-                        "must be a string",
-                    ));
-                };
-                patterns.push(s.as_str());
-            }
-            Publish::new(&patterns)
-                .map_err(|(i, p)| ConfigError::field(format!("publish[{i}]"), p))?
-        }
-        Some(_) => {
-            return Err(ConfigError::field(
-                "publish",
-                "must be an array of variable names or patterns",
-            ))
-        }
-    };
+    let publish = publish(object.remove("publish"))?;
     let cache = cache(object.remove("cache"))?;
     let raw_headers = object.remove("request_headers");
     if let Some(key) = object.keys().next() {
@@ -357,41 +289,12 @@ fn compile(
         ));
     }
 
-    let mut policies: Vec<Policy> = Vec::with_capacity(entries.len());
-    let mut plans: Vec<PolicyPlan> = Vec::with_capacity(entries.len());
-    let mut conditions: Vec<Option<StepCondition>> = Vec::with_capacity(entries.len());
-    let mut warnings = Vec::new();
-    for (index, entry) in entries.iter().enumerate() {
-        let policy = parse_policy(&entry.document, index)?;
-        if policies.iter().any(|p| p.name == policy.name) {
-            return Err(ConfigError::policy(
-                &policy.name,
-                format!("<{}>", policy.type_name()),
-                "two policies have this name: policy names must be unique",
-            ));
-        }
-        for (element, what) in &policy.ignored {
-            warnings.push(format!(
-                "policy {:?}, element {element}: accepted and ignored: {what}",
-                policy.name
-            ));
-        }
-        for (element, reference) in policy.references() {
-            if VarRef::resolve(reference, &plans) == VarRef::Unset {
-                warnings.push(format!(
-                    "policy {:?}, element {element}: ref {reference:?} is neither a request variable nor set by an earlier policy; it will be unset at run time",
-                    policy.name
-                ));
-            }
-        }
-        let condition = match &entry.condition {
-            Some(text) => Some(step_condition(&policy.name, text, &plans, &mut warnings)?),
-            None => None,
-        };
-        plans.push(plan::compile(&policy, &plans, &publish, export_secrets));
-        policies.push(policy);
-        conditions.push(condition);
-    }
+    let PolicySet {
+        policies,
+        mut plans,
+        conditions,
+        mut warnings,
+    } = compile_policies(&entries, &publish, export_secrets)?;
     let request_headers = request_headers(raw_headers, &plans, &mut warnings)?;
     know_attributes(&mut plans, &request_headers, &publish);
     let bridge = bridge.unwrap_or_else(|| auto_bridge(&plans));
@@ -432,6 +335,153 @@ fn compile(
     };
     plan_reads(&mut config);
     Ok(config)
+}
+
+/// The policies and their step conditions, parsed and compiled in order
+/// (each ref resolved against the policies before it), with the load-time
+/// warnings.
+fn compile_policies(
+    entries: &[Entry],
+    publish: &Publish,
+    export_secrets: bool,
+) -> Result<PolicySet, ConfigError> {
+    let mut policies: Vec<Policy> = Vec::with_capacity(entries.len());
+    let mut plans: Vec<PolicyPlan> = Vec::with_capacity(entries.len());
+    let mut conditions: Vec<Option<StepCondition>> = Vec::with_capacity(entries.len());
+    let mut warnings = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let policy = parse_policy(&entry.document, index)?;
+        if policies.iter().any(|p| p.name == policy.name) {
+            return Err(ConfigError::policy(
+                &policy.name,
+                format!("<{}>", policy.type_name()),
+                "two policies have this name: policy names must be unique",
+            ));
+        }
+        for (element, what) in &policy.ignored {
+            warnings.push(format!(
+                "policy {:?}, element {element}: accepted and ignored: {what}",
+                policy.name
+            ));
+        }
+        for (element, reference) in policy.references() {
+            if VarRef::resolve(reference, &plans) == VarRef::Unset {
+                warnings.push(format!(
+                    "policy {:?}, element {element}: ref {reference:?} is neither a request variable nor set by an earlier policy; it will be unset at run time",
+                    policy.name
+                ));
+            }
+        }
+        let condition = match &entry.condition {
+            Some(text) => Some(step_condition(&policy.name, text, &plans, &mut warnings)?),
+            None => None,
+        };
+        plans.push(plan::compile(&policy, &plans, publish, export_secrets));
+        policies.push(policy);
+        conditions.push(condition);
+    }
+    Ok(PolicySet {
+        policies,
+        plans,
+        conditions,
+        warnings,
+    })
+}
+
+/// What [`compile_policies`] answers.
+struct PolicySet {
+    policies: Vec<Policy>,
+    plans: Vec<PolicyPlan>,
+    conditions: Vec<Option<StepCondition>>,
+    warnings: Vec<String>,
+}
+
+/// `basepath`: a path starting with `/`, without a query; `/` unless given.
+fn basepath(value: Option<Value>) -> Result<String, ConfigError> {
+    Ok(match value {
+        None => "/".to_string(),
+        Some(Value::String(s))
+            if s.starts_with('/')
+                && !s.contains(['?', '#'])
+                && !s.contains(|c: char| c.is_whitespace() || c.is_control()) =>
+        {
+            s
+        }
+        Some(_) => {
+            return Err(ConfigError::field(
+                "basepath",
+                "must be a path starting with \"/\", without a query (\"/v1/orders\")",
+            ))
+        }
+    })
+}
+
+/// `metadata_namespace`: `apigee` unless given.
+fn metadata_namespace(value: Option<Value>) -> Result<String, ConfigError> {
+    Ok(match value {
+        None => "apigee".to_string(),
+        Some(Value::String(s)) if !s.trim().is_empty() && !s.contains(char::is_whitespace) => s,
+        Some(_) => {
+            return Err(ConfigError::field(
+                "metadata_namespace",
+                "must be a non-empty string without spaces",
+            ))
+        }
+    })
+}
+
+/// `metadata_bridge`; `None`: `auto`.
+fn metadata_bridge(value: Option<Value>) -> Result<Option<MetadataBridge>, ConfigError> {
+    Ok(match value {
+        None => Some(MetadataBridge::Lua),
+        Some(Value::String(s)) => match s.as_str() {
+            "lua" => Some(MetadataBridge::Lua),
+            "header_to_metadata" => Some(MetadataBridge::HeaderToMetadata),
+            "none" => Some(MetadataBridge::None),
+            "auto" => None,
+            _ => {
+                return Err(ConfigError::field(
+                    "metadata_bridge",
+                    format!(
+                        "must be \"auto\", \"lua\", \"header_to_metadata\" or \"none\", not {s:?}"
+                    ),
+                ))
+            }
+        },
+        Some(_) => {
+            return Err(ConfigError::field(
+                "metadata_bridge",
+                "must be \"auto\", \"lua\", \"header_to_metadata\" or \"none\"",
+            ))
+        }
+    })
+}
+
+/// `publish`: every variable unless given.
+fn publish(value: Option<Value>) -> Result<Publish, ConfigError> {
+    Ok(match value {
+        None => Publish::everything(),
+        Some(Value::Array(items)) => {
+            let mut patterns = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let Value::String(s) = item else {
+                    return Err(ConfigError::field(
+                        format!("publish[{i}]"),
+                        "must be a string",
+                    ));
+                };
+                patterns.push(s.as_str());
+            }
+            Publish::new(&patterns)
+                .map_err(|(i, p)| ConfigError::field(format!("publish[{i}]"), p))?
+        }
+        Some(_) => {
+            return Err(ConfigError::field(
+                "publish",
+                "must be an array of variable names or patterns",
+            ))
+        }
+    })
 }
 
 /// Every `ValueRef` an enabled policy or a mapping reads, mutably.
