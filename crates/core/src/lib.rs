@@ -8,7 +8,7 @@
 //! for the flow's run steps, which the policies provide):
 //!
 //! - `oauthv2info-names` (shared facts: variable names, faults, token kinds);
-//!   [`xml`](crate::xml), `error`, `regex` (JavaRegex's matcher), `number`
+//!   `xml`, `error`, `regex` (JavaRegex's matcher), `number`
 //!   (the one decimal writer);
 //! - `request` (request variables), `publish` (patterns and encodings),
 //!   `profile` (the binary token profile and Apigee's status rules),

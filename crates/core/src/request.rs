@@ -27,7 +27,7 @@ pub struct RequestInfo {
 #[derive(Debug, Clone)]
 pub enum Headers {
     /// The values of the names the configuration reads, in its order
-    /// ([`crate::config::HeaderReads::Named`]); `None` when absent.
+    /// (`HeaderReads::Named` in the configuration); `None` when absent.
     Named(Vec<Option<Vec<u8>>>),
     /// Every header, names lower-cased, in the host's order (a ref uses
     /// `.N` or `.values.*`, which see repeated headers as one list).
@@ -425,7 +425,7 @@ pub(crate) fn percent_decode_into(input: &[u8], out: &mut String) {
     push_text(out, &bytes);
 }
 
-/// [`percent_decode_into`] into a new string.
+/// `percent_decode_into` into a new string.
 pub fn percent_decode(input: &str) -> String {
     let mut out = String::with_capacity(input.len());
     percent_decode_into(input.as_bytes(), &mut out);

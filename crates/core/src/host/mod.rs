@@ -1,7 +1,7 @@
 //! What the filter needs from its host (Envoy, through proxy-wasm): the one
 //! interface between the pure core and the adapter in `src/`. Each method
 //! is one host call; none can fail in a way that panics. A fake host
-//! implements the same trait: [`fake`], for the unit tests and, behind the
+//! implements the same trait: `fake`, for the unit tests and, behind the
 //! `test-host` feature, `bench/hotpath`.
 
 #[cfg(any(test, feature = "test-host"))]
