@@ -10,8 +10,7 @@ mod memory;
 use std::cell::RefCell;
 use std::time::Duration;
 
-use oauthv2info_core::filter::{Action, Worker};
-use oauthv2info_core::host::{Host, MetricKind, SharedWrite};
+use oauthv2info_core::{Action, Host, MetricKind, SharedWrite, Worker};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{self, ContextType, LogLevel};
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use oauthv2info_core::catalog;
-use oauthv2info_core::config::parse_config;
+use oauthv2info_core::parse_config;
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};
 

@@ -6,8 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oauthv2info_core::cache::{self, EntryHead};
-use oauthv2info_core::profile::{parse_introspection, parse_set_response, Answer, Lookup, Profile};
+use oauthv2info_core::{encode_cache_entry, EntryHead};
+use oauthv2info_core::{parse_introspection, parse_set_response, Answer, Lookup, Profile};
 use oauthv2info_names::TokenKind;
 
 const NOW: i64 = 1_764_633_600_000;
@@ -28,7 +28,7 @@ fn survives_the_cache(kind: TokenKind, profile: &Profile) {
         profile.view().validate(),
         "a parsed profile's spans lie inside it"
     );
-    let entry = cache::encode(kind, TOKEN.as_bytes(), NOW + 1000, NOW, Some(profile));
+    let entry = encode_cache_entry(kind, TOKEN.as_bytes(), NOW + 1000, NOW, Some(profile));
     let head = EntryHead::parse(&entry).expect("an encoded entry parses");
     assert!(head.answers(kind, TOKEN.as_bytes(), NOW));
     match head.lookup() {

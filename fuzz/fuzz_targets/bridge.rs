@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oauthv2info_core::publish::{decode_bridge, encode_bridge};
+use oauthv2info_core::{decode_bridge, encode_bridge};
 
 fuzz_target!(|data: &[u8]| {
     let _ = decode_bridge(data);

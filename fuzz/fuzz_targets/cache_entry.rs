@@ -4,8 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oauthv2info_core::cache::EntryHead;
-use oauthv2info_core::profile::Lookup;
+use oauthv2info_core::{EntryHead, Lookup};
 use oauthv2info_names::variables::Field;
 use oauthv2info_names::TokenKind;
 

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oauthv2info_core::condition::{Condition, Kind, Scratch, Vars};
+use oauthv2info_core::{Condition, ConditionKind as Kind, Scratch, Vars};
 
 struct Values<'a>(Vec<&'a str>);
 

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oauthv2info_core::config::parse_config;
+use oauthv2info_core::parse_config;
 
 fuzz_target!(|data: &[u8]| {
     match parse_config(data) {

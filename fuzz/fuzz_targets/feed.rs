@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oauthv2info_core::feed::{parse_feed, FeedAnswer, FeedState};
+use oauthv2info_core::{parse_feed, FeedAnswer, FeedState};
 
 fuzz_target!(|data: &[u8]| {
     if let FeedAnswer::Failure(reason) = parse_feed(Some(200), data) {

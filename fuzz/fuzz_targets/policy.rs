@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oauthv2info_core::policy::parse_policy;
+use oauthv2info_core::parse_policy;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

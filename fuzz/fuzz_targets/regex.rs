@@ -16,7 +16,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oauthv2info_core::regex::{Cache, Regex};
+use oauthv2info_core::{Regex, RegexCache as Cache};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

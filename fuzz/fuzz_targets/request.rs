@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oauthv2info_core::request::{
+use oauthv2info_core::{
     is_valid_header_value, percent_decode, percent_encode, Headers, RequestInfo, RequestVar,
 };
 

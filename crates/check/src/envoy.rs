@@ -29,7 +29,7 @@
 //! `oauthv2info-after`. With `none`: the form filter (when needed) and the
 //! Wasm filter.
 
-use oauthv2info_core::config::{FilterConfig, MetadataBridge, MetadataHeader};
+use oauthv2info_core::{FilterConfig, MetadataBridge, MetadataHeader};
 use serde_json::{json, Map, Value};
 
 const FORM: &str = include_str!("lua/form.lua");

@@ -4,7 +4,7 @@
 //! - `oauthv2info envoy-filters CONFIG`: the Envoy filters a plugin
 //!   configuration needs ([`envoy`]).
 //!
-//! `check` runs the filter's own configuration code (`oauthv2info_core::config::parse_config`,
+//! `check` runs the filter's own configuration code (`oauthv2info_core::parse_config`,
 //! the code `on_configure` runs in Envoy) over policy XML files (each one a
 //! bare-XML configuration) or JSON plugin configurations, and prints for each
 //! policy its type and the flow variables it will set, and the load-time
@@ -21,8 +21,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use oauthv2info_core::catalog::{self, CatalogVar, When};
-use oauthv2info_core::config::{parse_config, FilterConfig};
-use oauthv2info_core::policy::{Policy, PolicyKind, ValueSource};
+use oauthv2info_core::{parse_config, FilterConfig};
 
 const HELP: &str = "\
 oauthv2info: checks Apigee GetOAuthV2Info / SetOAuthV2Info policies with the
@@ -393,7 +392,7 @@ fn report(out: &mut dyn Write, file: &str, config: &FilterConfig) {
             "  {} {:?}: {}",
             policy.type_name(),
             policy.name,
-            what(policy)
+            policy.describe()
         );
         if !policy.enabled {
             continue;
@@ -429,92 +428,6 @@ fn report(out: &mut dyn Write, file: &str, config: &FilterConfig) {
 /// A condition as written, on one line (it may span lines in the XML).
 fn one_line(text: &str) -> String {
     text.trim().replace(|c: char| c.is_control(), " ")
-}
-
-/// What a policy does, in one line.
-fn what(policy: &Policy) -> String {
-    let mut text = match &policy.kind {
-        PolicyKind::Get {
-            kind,
-            token,
-            ignore_access_token_status,
-        } => {
-            let mut s = format!("looks up {} from {}", kind.noun(), source(token, true));
-            if *ignore_access_token_status {
-                s.push_str("; IgnoreAccessTokenStatus: revoked and expired tokens are returned");
-            }
-            s
-        }
-        PolicyKind::Set {
-            token,
-            attributes,
-            ignore_unresolved_variables,
-        } => {
-            let names: Vec<String> = attributes
-                .iter()
-                .map(|a| format!("{} ({})", a.name, source(&a.value, false)))
-                .collect();
-            let mut s = format!(
-                "sets {} on the access token from {}",
-                names.join(", "),
-                source(token, true)
-            );
-            match ignore_unresolved_variables {
-                Some(false) => s.push_str(
-                    "; IgnoreUnresolvedVariables false: a ref that resolves to nothing faults (UnresolvedVariable)",
-                ),
-                Some(true) => s.push_str(
-                    "; IgnoreUnresolvedVariables true: an attribute whose ref resolves to nothing is skipped",
-                ),
-                None => {}
-            }
-            s
-        }
-        PolicyKind::Verify {
-            token,
-            prefix,
-            scopes,
-        } => {
-            let from = match (token, prefix.as_str()) {
-                (None, "") => "the Authorization header".to_string(),
-                (None, p) => format!("the Authorization header after {p:?}"),
-                (Some(v), "") => format!("variable {v}"),
-                (Some(v), p) => format!("variable {v} after {p:?}"),
-            };
-            let mut s = format!("VerifyAccessToken: verifies the access token from {from}");
-            if !scopes.is_empty() {
-                s.push_str(&format!(
-                    "; needs one of the scopes {} (else InsufficientScope, 403)",
-                    scopes.join(" ")
-                ));
-            }
-            s
-        }
-    };
-    if !policy.enabled {
-        text.push_str(" [enabled=\"false\": skipped, sets nothing]");
-    } else if policy.continue_on_error {
-        text.push_str(" [continueOnError: a fault does not end the request]");
-    }
-    text
-}
-
-/// Where a value comes from. Literal tokens are secrets: only their length
-/// is shown.
-fn source(value: &ValueSource, secret: bool) -> String {
-    let literal = value.literal.as_deref().map(|l| {
-        if secret {
-            format!("a literal of {} characters", l.chars().count())
-        } else {
-            format!("literal {l:?}")
-        }
-    });
-    match (&value.reference, literal) {
-        (Some(r), Some(l)) => format!("ref {r}, else {l}"),
-        (Some(r), None) => format!("ref {r}"),
-        (None, Some(l)) => l,
-        (None, None) => "nothing".to_string(),
-    }
 }
 
 fn notes(var: &CatalogVar, config: &FilterConfig) -> String {

@@ -24,7 +24,7 @@ pub struct CacheConfig {
     pub max_entries: usize,
     /// Invalidation through the token service's change feed
     /// (docs/configuration.md#cache-invalidation); off by default.
-    pub invalidation: Option<Invalidation>,
+    pub(crate) invalidation: Option<Invalidation>,
 }
 
 impl Default for CacheConfig {
@@ -41,23 +41,23 @@ impl Default for CacheConfig {
 
 /// `cache.invalidation`: where the change feed is and how often to read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalidation {
+pub(crate) struct Invalidation {
     /// The feed's path on the token service (`/v1/changes`).
-    pub path: String,
+    pub(crate) path: String,
     /// How often the Envoy's one poller asks for changes.
-    pub poll_ms: u32,
+    pub(crate) poll_ms: u32,
     /// No hit is served when the feed has not been read up to date for
     /// this long.
-    pub max_stale_ms: i64,
+    pub(crate) max_stale_ms: i64,
     /// Changes per answer.
-    pub limit: u32,
+    pub(crate) limit: u32,
 }
 
 impl Invalidation {
-    pub const DEFAULT_PATH: &'static str = "/v1/changes";
-    pub const DEFAULT_POLL_MS: u32 = 1_000;
-    pub const DEFAULT_MAX_STALE_MS: i64 = 5_000;
-    pub const DEFAULT_LIMIT: u32 = 500;
+    pub(crate) const DEFAULT_PATH: &'static str = "/v1/changes";
+    pub(crate) const DEFAULT_POLL_MS: u32 = 1_000;
+    pub(crate) const DEFAULT_MAX_STALE_MS: i64 = 5_000;
+    pub(crate) const DEFAULT_LIMIT: u32 = 500;
 }
 
 const MAGIC: &[u8; 2] = b"C2";
@@ -73,7 +73,7 @@ fn mix(mut h: u64) -> u64 {
 }
 
 /// The seed that keeps two token services' entries apart (their clusters).
-pub fn scope_seed(cluster: &str) -> u64 {
+pub(crate) fn scope_seed(cluster: &str) -> u64 {
     token_hash(TokenKind::ClientId, cluster.as_bytes())
 }
 
@@ -82,7 +82,7 @@ pub fn scope_seed(cluster: &str) -> u64 {
 /// fingerprint only, and the same slots are found from it. Two choices
 /// instead of one keep two live tokens that hash alike from evicting each
 /// other on every request.
-pub fn slots(seed: u64, fingerprint: u64, max_entries: usize) -> [u64; 2] {
+pub(crate) fn slots(seed: u64, fingerprint: u64, max_entries: usize) -> [u64; 2] {
     let n = max_entries.max(1) as u64;
     let h = fingerprint ^ seed;
     [
@@ -93,21 +93,10 @@ pub fn slots(seed: u64, fingerprint: u64, max_entries: usize) -> [u64; 2] {
 
 /// Writes a slot's shared-data key (`prefix` is
 /// the configuration's `cache_prefix`) into `out`.
-pub fn slot_key(out: &mut String, prefix: &str, slot: u64) {
+pub(crate) fn slot_key(out: &mut String, prefix: &str, slot: u64) {
     out.clear();
     out.push_str(prefix);
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = slot;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[i..] {
+    for &d in crate::number::NumberBuf::default().format_unsigned(slot) {
         out.push(char::from(d));
     }
 }
@@ -116,7 +105,7 @@ pub fn slot_key(out: &mut String, prefix: &str, slot: u64) {
 /// holding this token, else an empty or unreadable one, else one whose
 /// entry has expired, else the one whose entry expires first. The flag says
 /// whether a live entry of another token is evicted.
-pub fn choose_slot(
+pub(crate) fn choose_slot(
     slots: [Option<&EntryHead<'_>>; 2],
     kind: TokenKind,
     token: &[u8],
@@ -136,21 +125,21 @@ pub fn choose_slot(
 
 /// Where and whether to store a new entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StorePlan {
+pub(crate) struct StorePlan {
     /// 0 or 1: which of the token's slots.
-    pub slot: usize,
+    pub(crate) slot: usize,
     /// The CAS of what the slot held when it was read: a writer that came
     /// in between wins (its answer is as fresh).
-    pub cas: Option<u32>,
+    pub(crate) cas: Option<u32>,
     /// A live entry of another token is evicted.
-    pub evicts: bool,
+    pub(crate) evicts: bool,
 }
 
 /// What a slot held when it was read.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SlotRead<'a> {
-    pub head: Option<EntryHead<'a>>,
-    pub cas: Option<u32>,
+pub(crate) struct SlotRead<'a> {
+    pub(crate) head: Option<EntryHead<'a>>,
+    pub(crate) cas: Option<u32>,
 }
 
 /// Plans storing what the token service said of (kind, token). An
@@ -158,7 +147,7 @@ pub struct SlotRead<'a> {
 /// as late as its callout or later (a SetOAuthV2Info's newer profile, a
 /// change-feed tombstone); an attribute update always does. `None`: leave
 /// the cache as it is.
-pub fn plan_store(
+pub(crate) fn plan_store(
     read: [SlotRead<'_>; 2],
     kind: TokenKind,
     token: &[u8],
@@ -192,7 +181,7 @@ pub fn plan_store(
 /// - known tokens: `ttl_ms`, but never past the token's own expiry;
 /// - tokens already past their expiry: `negative_ttl_ms`, like unknown
 ///   ones (an expiry does not move back).
-pub fn deadline(
+pub(crate) fn deadline(
     config: &CacheConfig,
     kind: TokenKind,
     lookup: Lookup<'_>,
@@ -219,14 +208,14 @@ pub fn deadline(
 /// An entry's header, read in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryHead<'a> {
-    pub kind: TokenKind,
-    pub token: &'a [u8],
+    pub(crate) kind: TokenKind,
+    pub(crate) token: &'a [u8],
     /// Served until this instant (epoch ms).
-    pub deadline_ms: i64,
+    pub(crate) deadline_ms: i64,
     /// The date of what it says (epoch ms): when the callout that fetched
     /// it started (a tombstone: when the change was applied); see
     /// [`plan_store`].
-    pub stored_ms: i64,
+    pub(crate) stored_ms: i64,
     /// The rest: the lookup.
     body: &'a [u8],
     body_at: usize,

@@ -6,9 +6,9 @@
 //! family with a `{name}` placeholder for the custom attributes of the token,
 //! code or app, which the configuration cannot know.
 
-use oauthv2info_names::variables::{self, ACCESS_TOKEN_PREFIX, FAULT_NAME};
+use oauthv2info_names::variables::{self, FAULT_NAME};
 
-use crate::policy::{Policy, PolicyKind};
+use crate::policies::Policy;
 use crate::publish::Publish;
 
 /// When a variable is set.
@@ -35,6 +35,28 @@ pub struct CatalogVar {
     pub family: bool,
 }
 
+impl CatalogVar {
+    /// The fixed variable `prefix.P.suffix`, set on success.
+    pub(crate) fn fixed(prefix: &str, policy: &str, suffix: &str, secret: bool) -> CatalogVar {
+        CatalogVar {
+            name: variables::name(prefix, policy, suffix),
+            when: When::Success,
+            secret,
+            family: false,
+        }
+    }
+
+    /// The custom attributes `prefix.P.{custom}{name}`, set on success.
+    pub(crate) fn family(prefix: &str, policy: &str, custom: &str) -> CatalogVar {
+        CatalogVar {
+            name: variables::name(prefix, policy, &format!("{custom}{{name}}")),
+            when: When::Success,
+            secret: false,
+            family: true,
+        }
+    }
+}
+
 /// Every variable `policy` can set, success variables first, then
 /// `oauthV2.P.failed`, then the fault variables. A disabled policy sets
 /// nothing: the list is empty.
@@ -44,60 +66,7 @@ pub fn variables(policy: &Policy) -> Vec<CatalogVar> {
     }
     let name = &policy.name;
     let mut out = Vec::new();
-    let fixed = |prefix: &str, suffix: &str, secret: bool| CatalogVar {
-        name: variables::name(prefix, name, suffix),
-        when: When::Success,
-        secret,
-        family: false,
-    };
-    let family = |prefix: &str, custom: &str| CatalogVar {
-        name: variables::name(prefix, name, &format!("{custom}{{name}}")),
-        when: When::Success,
-        secret: false,
-        family: true,
-    };
-    match &policy.kind {
-        PolicyKind::Get { kind, .. } => {
-            let prefix = kind.variable_prefix();
-            out.extend(
-                kind.suffixes()
-                    .iter()
-                    .map(|s| fixed(prefix, s.name, s.secret)),
-            );
-            out.push(family(prefix, kind.attribute_prefix()));
-        }
-        PolicyKind::Set { attributes, .. } => {
-            out.extend(
-                variables::SET
-                    .iter()
-                    .map(|s| fixed(ACCESS_TOKEN_PREFIX, s.name, s.secret)),
-            );
-            // The attributes this policy writes, then every other custom
-            // attribute the token already has. A name equal to a standard
-            // suffix is listed once.
-            for attribute in attributes {
-                let var = fixed(ACCESS_TOKEN_PREFIX, &attribute.name, false);
-                if !out.iter().any(|v| v.name == var.name) {
-                    out.push(var);
-                }
-            }
-            out.push(family(ACCESS_TOKEN_PREFIX, ""));
-        }
-        PolicyKind::Verify { .. } => {
-            out.extend(variables::VERIFY.iter().map(|s| CatalogVar {
-                name: s.name.to_string(),
-                when: When::Success,
-                secret: s.secret,
-                family: false,
-            }));
-            out.push(CatalogVar {
-                name: format!("{}{{name}}", variables::VERIFY_ATTRIBUTE_PREFIX),
-                when: When::Success,
-                secret: false,
-                family: true,
-            });
-        }
-    }
+    policy.kind.success_variables(name, &mut out);
     out.push(CatalogVar {
         name: variables::failed(name),
         when: When::Always,
@@ -131,7 +100,7 @@ pub fn is_published(var: &CatalogVar, publish: &Publish, export_secrets: bool) -
 mod tests {
     use super::*;
     use crate::config::parse_config;
-    use crate::flow::{Flow, Step};
+    use crate::flow::{Flow, FlowOutcome};
     use crate::request::RequestInfo;
     use oauthv2info_names::TokenKind;
     use serde_json::json;
@@ -171,9 +140,9 @@ mod tests {
         let mut flow = Flow::new();
         flow.now_ms = NOW;
         let request = RequestInfo::default();
-        assert_eq!(flow.advance(&config, &request), Step::Wait);
+        assert_eq!(flow.advance(&config, &request), FlowOutcome::Wait);
         flow.on_response(&config, Some(200), full_answer().as_bytes());
-        assert_eq!(flow.advance(&config, &request), Step::Continue);
+        assert_eq!(flow.advance(&config, &request), FlowOutcome::Continue);
         let mut names = Vec::new();
         flow.visit_all(&config, &mut Vec::new(), |k, _| {
             names.push(String::from_utf8_lossy(k).into_owned())
@@ -270,7 +239,10 @@ mod tests {
         .unwrap();
         let mut flow = Flow::new();
         let request = RequestInfo::default();
-        assert!(matches!(flow.advance(&config, &request), Step::Reply(_)));
+        assert!(matches!(
+            flow.advance(&config, &request),
+            FlowOutcome::Reply(_)
+        ));
         let catalog = variables(&config.policies[0]);
         let mut set = Vec::new();
         flow.visit_all(&config, &mut Vec::new(), |k, _| {

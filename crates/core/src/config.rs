@@ -6,9 +6,9 @@ use serde_json::{Map, Value};
 use oauthv2info_names::variables::FAULT_NAME;
 
 use crate::condition::Condition;
-pub use crate::error::ConfigError;
+pub(crate) use crate::error::ConfigError;
 use crate::plan::{self, PolicyPlan, StepCondition, Var, VarRef};
-use crate::policy::{parse_policy, Policy};
+use crate::policies::{parse_policy, Policy};
 use crate::publish::Publish;
 use crate::request::RequestVar;
 
@@ -16,20 +16,20 @@ use crate::request::RequestVar;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenService {
     pub cluster: String,
-    pub authority: String,
+    pub(crate) authority: String,
     /// Introspection path (`path` in the configuration).
     pub path: String,
     pub attributes_path: String,
     pub timeout_ms: u32,
     /// The `Authorization` header value sent with every call.
-    pub credentials: Option<String>,
+    pub(crate) credentials: Option<String>,
 }
 
-pub use crate::cache::{CacheConfig, Invalidation};
+pub(crate) use crate::cache::{CacheConfig, Invalidation};
 
 /// Which request headers a request must fetch from the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HeaderReads {
+pub(crate) enum HeaderReads {
     /// These (lower-cased) names, one host call each: the common case.
     Named(Vec<String>),
     /// Every header: a ref uses `.N` or `.values.*`, which see repeated
@@ -80,7 +80,7 @@ pub struct MetadataHeader {
 
 /// The prefix of internal metadata headers (`x-oauthv2info-md-<n>`, and
 /// `x-oauthv2info-md-<n>-e` for empty values).
-pub const METADATA_HEADER_PREFIX: &str = "x-oauthv2info-md-";
+pub(crate) const METADATA_HEADER_PREFIX: &str = "x-oauthv2info-md-";
 
 /// The dynamic-metadata plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +93,7 @@ pub struct MetadataPlan {
     pub needs_lua: bool,
     /// header_to_metadata mode without the Lua bridge: an empty value goes
     /// through its header's companion (`empty_header`).
-    pub empty_companions: bool,
+    pub(crate) empty_companions: bool,
     /// The Lua bridge must also copy on fault replies (its response hook):
     /// always with the Lua bridge; in header_to_metadata mode when a policy
     /// whose values it carries can be followed by one that ends the request.
@@ -107,7 +107,7 @@ pub struct HeaderMapping {
     pub header: String,
     /// The variable's name, as configured.
     pub variable: String,
-    pub source: VarRef,
+    pub(crate) source: VarRef,
 }
 
 /// The validated, compiled configuration.
@@ -120,7 +120,7 @@ pub struct FilterConfig {
     /// Each policy's step condition, if it has one (the same indices).
     pub conditions: Vec<Option<StepCondition>>,
     /// `basepath`: the proxy's base path, for `proxy.pathsuffix`.
-    pub basepath: String,
+    pub(crate) basepath: String,
     pub metadata_namespace: String,
     pub request_headers: Vec<HeaderMapping>,
     pub publish: Publish,
@@ -128,24 +128,24 @@ pub struct FilterConfig {
     pub cache: CacheConfig,
     /// The shared-data key prefix of cache slots and the seed of their
     /// hashes (both from the token-service cluster).
-    pub cache_prefix: String,
-    pub cache_seed: u64,
+    pub(crate) cache_prefix: String,
+    pub(crate) cache_seed: u64,
     /// `fault.name`, the one variable every policy's fault sets.
-    pub fault_name: Var,
+    pub(crate) fault_name: Var,
     pub metadata: MetadataPlan,
     /// The request headers the policies and mappings read.
-    pub header_reads: HeaderReads,
+    pub(crate) header_reads: HeaderReads,
     /// For each named read: the header is mapped by `request_headers`, so
     /// the client's copy is never read.
-    pub header_reads_mapped: Vec<bool>,
+    pub(crate) header_reads_mapped: Vec<bool>,
     /// Some enabled policy or mapping reads `request.verb`.
-    pub needs_method: bool,
+    pub(crate) needs_method: bool,
     /// ... the path or query.
-    pub needs_path: bool,
+    pub(crate) needs_path: bool,
     /// ... `request.formparam.*`.
     pub needs_form_body: bool,
     /// ... `client.ip`.
-    pub needs_client_ip: bool,
+    pub(crate) needs_client_ip: bool,
     /// Load-time warnings (refs to variables nothing sets), logged once.
     pub warnings: Vec<String>,
 }
@@ -274,80 +274,12 @@ fn compile(
     entries: Vec<Entry>,
 ) -> Result<FilterConfig, ConfigError> {
     let token_service = token_service(object.remove("token_service"))?;
-    let basepath = match object.remove("basepath") {
-        None => "/".to_string(),
-        Some(Value::String(s))
-            if s.starts_with('/')
-                && !s.contains(['?', '#'])
-                && !s.contains(|c: char| c.is_whitespace() || c.is_control()) =>
-        {
-            s
-        }
-        Some(_) => {
-            return Err(ConfigError::field(
-                "basepath",
-                "must be a path starting with \"/\", without a query (\"/v1/orders\")",
-            ))
-        }
-    };
-    let metadata_namespace = match object.remove("metadata_namespace") {
-        None => "apigee".to_string(),
-        Some(Value::String(s)) if !s.trim().is_empty() && !s.contains(char::is_whitespace) => s,
-        Some(_) => {
-            return Err(ConfigError::field(
-                "metadata_namespace",
-                "must be a non-empty string without spaces",
-            ))
-        }
-    };
+    let basepath = basepath(object.remove("basepath"))?;
+    let metadata_namespace = metadata_namespace(object.remove("metadata_namespace"))?;
     // `None` here: "auto", decided once the policies are known.
-    let bridge = match object.remove("metadata_bridge") {
-        None => Some(MetadataBridge::Lua),
-        Some(Value::String(s)) => match s.as_str() {
-            "lua" => Some(MetadataBridge::Lua),
-            "header_to_metadata" => Some(MetadataBridge::HeaderToMetadata),
-            "none" => Some(MetadataBridge::None),
-            "auto" => None,
-            _ => {
-                return Err(ConfigError::field(
-                    "metadata_bridge",
-                    format!(
-                        "must be \"auto\", \"lua\", \"header_to_metadata\" or \"none\", not {s:?}"
-                    ),
-                ))
-            }
-        },
-        Some(_) => {
-            return Err(ConfigError::field(
-                "metadata_bridge",
-                "must be \"auto\", \"lua\", \"header_to_metadata\" or \"none\"",
-            ))
-        }
-    };
+    let bridge = metadata_bridge(object.remove("metadata_bridge"))?;
     let export_secrets = optional_bool(&mut object, "export_secrets")?.unwrap_or(false);
-    let publish = match object.remove("publish") {
-        None => Publish::everything(),
-        Some(Value::Array(items)) => {
-            let mut patterns = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                let Value::String(s) = item else {
-                    return Err(ConfigError::field(
-                        format!("publish[{i}]"),
-                        "must be a string",
-                    ));
-                };
-                patterns.push(s.as_str());
-            }
-            Publish::new(&patterns)
-                .map_err(|(i, p)| ConfigError::field(format!("publish[{i}]"), p))?
-        }
-        Some(_) => {
-            return Err(ConfigError::field(
-                "publish",
-                "must be an array of variable names or patterns",
-            ))
-        }
-    };
+    let publish = publish(object.remove("publish"))?;
     let cache = cache(object.remove("cache"))?;
     let raw_headers = object.remove("request_headers");
     if let Some(key) = object.keys().next() {
@@ -357,41 +289,12 @@ fn compile(
         ));
     }
 
-    let mut policies: Vec<Policy> = Vec::with_capacity(entries.len());
-    let mut plans: Vec<PolicyPlan> = Vec::with_capacity(entries.len());
-    let mut conditions: Vec<Option<StepCondition>> = Vec::with_capacity(entries.len());
-    let mut warnings = Vec::new();
-    for (index, entry) in entries.iter().enumerate() {
-        let policy = parse_policy(&entry.document, index)?;
-        if policies.iter().any(|p| p.name == policy.name) {
-            return Err(ConfigError::policy(
-                &policy.name,
-                format!("<{}>", policy.type_name()),
-                "two policies have this name: policy names must be unique",
-            ));
-        }
-        for (element, what) in &policy.ignored {
-            warnings.push(format!(
-                "policy {:?}, element {element}: accepted and ignored: {what}",
-                policy.name
-            ));
-        }
-        for (element, reference) in policy.references() {
-            if VarRef::resolve(reference, &plans) == VarRef::Unset {
-                warnings.push(format!(
-                    "policy {:?}, element {element}: ref {reference:?} is neither a request variable nor set by an earlier policy; it will be unset at run time",
-                    policy.name
-                ));
-            }
-        }
-        let condition = match &entry.condition {
-            Some(text) => Some(step_condition(&policy.name, text, &plans, &mut warnings)?),
-            None => None,
-        };
-        plans.push(plan::compile(&policy, &plans, &publish, export_secrets));
-        policies.push(policy);
-        conditions.push(condition);
-    }
+    let PolicySet {
+        policies,
+        mut plans,
+        conditions,
+        mut warnings,
+    } = compile_policies(&entries, &publish, export_secrets)?;
     let request_headers = request_headers(raw_headers, &plans, &mut warnings)?;
     know_attributes(&mut plans, &request_headers, &publish);
     let bridge = bridge.unwrap_or_else(|| auto_bridge(&plans));
@@ -434,6 +337,153 @@ fn compile(
     Ok(config)
 }
 
+/// The policies and their step conditions, parsed and compiled in order
+/// (each ref resolved against the policies before it), with the load-time
+/// warnings.
+fn compile_policies(
+    entries: &[Entry],
+    publish: &Publish,
+    export_secrets: bool,
+) -> Result<PolicySet, ConfigError> {
+    let mut policies: Vec<Policy> = Vec::with_capacity(entries.len());
+    let mut plans: Vec<PolicyPlan> = Vec::with_capacity(entries.len());
+    let mut conditions: Vec<Option<StepCondition>> = Vec::with_capacity(entries.len());
+    let mut warnings = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let policy = parse_policy(&entry.document, index)?;
+        if policies.iter().any(|p| p.name == policy.name) {
+            return Err(ConfigError::policy(
+                &policy.name,
+                format!("<{}>", policy.type_name()),
+                "two policies have this name: policy names must be unique",
+            ));
+        }
+        for (element, what) in &policy.ignored {
+            warnings.push(format!(
+                "policy {:?}, element {element}: accepted and ignored: {what}",
+                policy.name
+            ));
+        }
+        for (element, reference) in policy.references() {
+            if VarRef::resolve(reference, &plans) == VarRef::Unset {
+                warnings.push(format!(
+                    "policy {:?}, element {element}: ref {reference:?} is neither a request variable nor set by an earlier policy; it will be unset at run time",
+                    policy.name
+                ));
+            }
+        }
+        let condition = match &entry.condition {
+            Some(text) => Some(step_condition(&policy.name, text, &plans, &mut warnings)?),
+            None => None,
+        };
+        plans.push(plan::compile(&policy, &plans, publish, export_secrets));
+        policies.push(policy);
+        conditions.push(condition);
+    }
+    Ok(PolicySet {
+        policies,
+        plans,
+        conditions,
+        warnings,
+    })
+}
+
+/// What [`compile_policies`] answers.
+struct PolicySet {
+    policies: Vec<Policy>,
+    plans: Vec<PolicyPlan>,
+    conditions: Vec<Option<StepCondition>>,
+    warnings: Vec<String>,
+}
+
+/// `basepath`: a path starting with `/`, without a query; `/` unless given.
+fn basepath(value: Option<Value>) -> Result<String, ConfigError> {
+    Ok(match value {
+        None => "/".to_string(),
+        Some(Value::String(s))
+            if s.starts_with('/')
+                && !s.contains(['?', '#'])
+                && !s.contains(|c: char| c.is_whitespace() || c.is_control()) =>
+        {
+            s
+        }
+        Some(_) => {
+            return Err(ConfigError::field(
+                "basepath",
+                "must be a path starting with \"/\", without a query (\"/v1/orders\")",
+            ))
+        }
+    })
+}
+
+/// `metadata_namespace`: `apigee` unless given.
+fn metadata_namespace(value: Option<Value>) -> Result<String, ConfigError> {
+    Ok(match value {
+        None => "apigee".to_string(),
+        Some(Value::String(s)) if !s.trim().is_empty() && !s.contains(char::is_whitespace) => s,
+        Some(_) => {
+            return Err(ConfigError::field(
+                "metadata_namespace",
+                "must be a non-empty string without spaces",
+            ))
+        }
+    })
+}
+
+/// `metadata_bridge`; `None`: `auto`.
+fn metadata_bridge(value: Option<Value>) -> Result<Option<MetadataBridge>, ConfigError> {
+    Ok(match value {
+        None => Some(MetadataBridge::Lua),
+        Some(Value::String(s)) => match s.as_str() {
+            "lua" => Some(MetadataBridge::Lua),
+            "header_to_metadata" => Some(MetadataBridge::HeaderToMetadata),
+            "none" => Some(MetadataBridge::None),
+            "auto" => None,
+            _ => {
+                return Err(ConfigError::field(
+                    "metadata_bridge",
+                    format!(
+                        "must be \"auto\", \"lua\", \"header_to_metadata\" or \"none\", not {s:?}"
+                    ),
+                ))
+            }
+        },
+        Some(_) => {
+            return Err(ConfigError::field(
+                "metadata_bridge",
+                "must be \"auto\", \"lua\", \"header_to_metadata\" or \"none\"",
+            ))
+        }
+    })
+}
+
+/// `publish`: every variable unless given.
+fn publish(value: Option<Value>) -> Result<Publish, ConfigError> {
+    Ok(match value {
+        None => Publish::everything(),
+        Some(Value::Array(items)) => {
+            let mut patterns = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let Value::String(s) = item else {
+                    return Err(ConfigError::field(
+                        format!("publish[{i}]"),
+                        "must be a string",
+                    ));
+                };
+                patterns.push(s.as_str());
+            }
+            Publish::new(&patterns)
+                .map_err(|(i, p)| ConfigError::field(format!("publish[{i}]"), p))?
+        }
+        Some(_) => {
+            return Err(ConfigError::field(
+                "publish",
+                "must be an array of variable names or patterns",
+            ))
+        }
+    })
+}
+
 /// Every `ValueRef` an enabled policy or a mapping reads, mutably.
 fn for_each_read(config: &mut FilterConfig, mut each: impl FnMut(&mut VarRef)) {
     for (plan, condition) in config.plans.iter().zip(config.conditions.iter_mut()) {
@@ -445,13 +495,7 @@ fn for_each_read(config: &mut FilterConfig, mut each: impl FnMut(&mut VarRef)) {
         if let Some(r) = plan.token.reference.as_mut() {
             each(r);
         }
-        if let plan::Action::Set { attributes, .. } = &mut plan.action {
-            for (_, value) in attributes {
-                if let Some(r) = value.reference.as_mut() {
-                    each(r);
-                }
-            }
-        }
+        plan.action.values_mut(&mut each);
     }
     for mapping in &mut config.request_headers {
         each(&mut mapping.source);
@@ -558,7 +602,7 @@ fn step_condition(
 
 impl FilterConfig {
     /// The named-read index of `content-type` (read when forms are used).
-    pub fn content_type_index(&self) -> Option<usize> {
+    pub(crate) fn content_type_index(&self) -> Option<usize> {
         match &self.header_reads {
             HeaderReads::Named(names) => names.iter().position(|n| n == "content-type"),
             HeaderReads::All => None,
@@ -586,13 +630,7 @@ fn know_attributes(plans: &mut [PolicyPlan], mappings: &[HeaderMapping], publish
         if let Some(r) = &plan.token.reference {
             note(r);
         }
-        if let plan::Action::Set { attributes, .. } = &plan.action {
-            for (_, value) in attributes {
-                if let Some(r) = &value.reference {
-                    note(r);
-                }
-            }
-        }
+        plan.action.values(&mut note);
     }
     for (policy, name) in named {
         if let Some(plan) = plans.get_mut(policy) {
@@ -613,7 +651,7 @@ fn know_attributes(plans: &mut [PolicyPlan], mappings: &[HeaderMapping], publish
 /// on: each costs a header the filter adds and a rule that reads it, more
 /// than a key the Lua bridge sets from its one entry; the Lua filter costs
 /// more per request, fixed. The crossover is measured (docs/performance.md#dynamic-metadata).
-pub const AUTO_HEADER_TO_METADATA_MAX: usize = 8;
+pub(crate) const AUTO_HEADER_TO_METADATA_MAX: usize = 8;
 
 /// `metadata_bridge: "auto"`: header_to_metadata when few variables with
 /// names known at load time are published and no custom attribute family

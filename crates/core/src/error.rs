@@ -12,8 +12,8 @@ pub struct ConfigError(Box<Details>);
 /// What a [`ConfigError`] says (its fields read through it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Details {
-    pub policy: Option<String>,
-    pub element: String,
+    pub(crate) policy: Option<String>,
+    pub(crate) element: String,
     pub problem: String,
 }
 
@@ -26,7 +26,7 @@ impl std::ops::Deref for ConfigError {
 }
 
 impl ConfigError {
-    pub fn policy(
+    pub(crate) fn policy(
         policy: impl Into<String>,
         element: impl Into<String>,
         problem: impl Into<String>,
@@ -38,7 +38,7 @@ impl ConfigError {
         }))
     }
 
-    pub fn field(field: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub(crate) fn field(field: impl Into<String>, problem: impl Into<String>) -> Self {
         ConfigError(Box::new(Details {
             policy: None,
             element: field.into(),
@@ -69,7 +69,7 @@ impl std::error::Error for ConfigError {}
 
 #[cfg(test)]
 mod tests {
-    use crate::policy::parse_policy;
+    use crate::policies::parse_policy;
 
     /// Found by the fuzz target for policies: an attribute value holding a
     /// line break (written `&#xd;` or `&#xa;`) made a two-line refusal.

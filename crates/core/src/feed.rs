@@ -29,16 +29,16 @@ const RECENT: usize = 8 + 1 + 8;
 /// The most changes the record remembers for answers in flight; when more
 /// arrive within [`FeedState::keep_ms`], the oldest go and
 /// [`FeedState::horizon_ms`] moves past them.
-pub const MAX_RECENT: usize = 256;
+pub(crate) const MAX_RECENT: usize = 256;
 
 /// The shared-data key of the feed record of a cache (one per token-service
 /// cluster and cache size: the slots of a token depend on both).
-pub fn feed_key(cluster: &str, max_entries: usize) -> String {
+pub(crate) fn feed_key(cluster: &str, max_entries: usize) -> String {
     format!("oauthv2info.feed.{cluster}.{max_entries}")
 }
 
 /// The shared-data key of the counter that hands out poller ids.
-pub const POLLER_IDS_KEY: &str = "oauthv2info.feed.ids";
+pub(crate) const POLLER_IDS_KEY: &str = "oauthv2info.feed.ids";
 
 /// A change the poller applied, remembered for answers in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,20 +149,20 @@ impl FeedState {
 
     /// May poller `me` poll at `now_ms`: it holds the lease, or the lease
     /// has lapsed (its holder stopped).
-    pub fn may_poll(&self, me: u64, now_ms: i64) -> bool {
+    pub(crate) fn may_poll(&self, me: u64, now_ms: i64) -> bool {
         self.owner == me || self.lease_until_ms <= now_ms
     }
 
     /// How long a change must be remembered for answers in flight: the
     /// longest a callout can take, and one more poll.
-    pub fn keep_ms(timeout_ms: u32, poll_ms: u32) -> i64 {
+    pub(crate) fn keep_ms(timeout_ms: u32, poll_ms: u32) -> i64 {
         i64::from(timeout_ms) + i64::from(poll_ms) + 1_000
     }
 
     /// Records a page of changes applied at `now_ms`. `sent_ms`: when its
     /// poll was sent; `caught_up`: the page was not full (the feed has no
     /// more), so every change committed before `sent_ms` is now applied.
-    pub fn applied(
+    pub(crate) fn applied(
         &mut self,
         changes: &[Change],
         next: i64,
@@ -196,7 +196,7 @@ impl FeedState {
 
     /// The feed no longer has the changes after the cursor (410): drop the
     /// whole cache, start again.
-    pub fn expired(&mut self, now_ms: i64) {
+    pub(crate) fn expired(&mut self, now_ms: i64) {
         self.cursor = 0;
         self.flush_before_ms = now_ms;
         self.horizon_ms = self.horizon_ms.max(now_ms);
@@ -209,7 +209,7 @@ impl FeedState {
     /// being served and no answer sent before it is cached, so no change
     /// up to the head can be missed. (Used when the cursor does not follow
     /// the feed yet: a first start, a 410.)
-    pub fn start_at(&mut self, head: i64, sent_ms: i64, now_ms: i64) {
+    pub(crate) fn start_at(&mut self, head: i64, sent_ms: i64, now_ms: i64) {
         self.cursor = head;
         self.flush_before_ms = self.flush_before_ms.max(now_ms);
         self.horizon_ms = self.horizon_ms.max(now_ms);
@@ -221,7 +221,7 @@ impl FeedState {
     /// May an answer about (kind, fingerprint), whose callout started at
     /// `started_ms`, be cached? Not when a change to it was applied after
     /// the callout started (the answer may predate the change).
-    pub fn may_store(&self, kind: TokenKind, fingerprint: u64, started_ms: i64) -> bool {
+    pub(crate) fn may_store(&self, kind: TokenKind, fingerprint: u64, started_ms: i64) -> bool {
         started_ms >= self.horizon_ms
             && started_ms >= self.flush_before_ms
             && !self
@@ -233,9 +233,9 @@ impl FeedState {
 
 /// What a worker knows of the feed between two ticks (from the record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FeedView {
-    pub fresh_ms: i64,
-    pub flush_before_ms: i64,
+pub(crate) struct FeedView {
+    pub(crate) fresh_ms: i64,
+    pub(crate) flush_before_ms: i64,
 }
 
 impl Default for FeedView {
@@ -248,7 +248,7 @@ impl Default for FeedView {
 }
 
 impl FeedView {
-    pub fn of(state: &FeedState) -> FeedView {
+    pub(crate) fn of(state: &FeedState) -> FeedView {
         FeedView {
             fresh_ms: state.fresh_ms,
             flush_before_ms: state.flush_before_ms,
@@ -258,12 +258,12 @@ impl FeedView {
     /// Serves the feed's hits at `now_ms`: read up to date within
     /// `max_stale_ms`. (The view may lag the record by a tick: it then
     /// holds an older `fresh_ms`, which stops hits sooner, never later.)
-    pub fn fresh(&self, now_ms: i64, max_stale_ms: i64) -> bool {
+    pub(crate) fn fresh(&self, now_ms: i64, max_stale_ms: i64) -> bool {
         now_ms < self.fresh_ms.saturating_add(max_stale_ms)
     }
 
     /// May an entry whose data dates from `as_of_ms` be served?
-    pub fn serves(&self, now_ms: i64, max_stale_ms: i64, as_of_ms: i64) -> bool {
+    pub(crate) fn serves(&self, now_ms: i64, max_stale_ms: i64, as_of_ms: i64) -> bool {
         self.fresh(now_ms, max_stale_ms) && as_of_ms >= self.flush_before_ms
     }
 }
@@ -271,8 +271,8 @@ impl FeedView {
 /// One listed change: which token's profile changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Change {
-    pub kind: TokenKind,
-    pub fingerprint: u64,
+    pub(crate) kind: TokenKind,
+    pub(crate) fingerprint: u64,
 }
 
 /// What a poll's answer says.

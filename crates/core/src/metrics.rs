@@ -15,21 +15,21 @@ use crate::host::{Host, MetricKind};
 
 /// A counter, as an index into [`Metrics`]'s pending counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counter(usize);
+pub(crate) struct Counter(usize);
 
-pub const EXECUTIONS: Counter = Counter(0);
-pub const CALLOUTS: Counter = Counter(1);
-pub const CALLOUT_FAILURES: Counter = Counter(2);
-pub const CACHE_HITS: Counter = Counter(3);
-pub const CACHE_NEGATIVE_HITS: Counter = Counter(4);
-pub const CACHE_MISSES: Counter = Counter(5);
-pub const CACHE_EVICTIONS: Counter = Counter(6);
-pub const HEADERS_REFUSED: Counter = Counter(7);
-pub const CACHE_STALE: Counter = Counter(8);
-pub const FEED_POLLS: Counter = Counter(9);
-pub const FEED_ERRORS: Counter = Counter(10);
-pub const FEED_INVALIDATIONS: Counter = Counter(11);
-pub const FEED_RESETS: Counter = Counter(12);
+pub(crate) const EXECUTIONS: Counter = Counter(0);
+pub(crate) const CALLOUTS: Counter = Counter(1);
+pub(crate) const CALLOUT_FAILURES: Counter = Counter(2);
+pub(crate) const CACHE_HITS: Counter = Counter(3);
+pub(crate) const CACHE_NEGATIVE_HITS: Counter = Counter(4);
+pub(crate) const CACHE_MISSES: Counter = Counter(5);
+pub(crate) const CACHE_EVICTIONS: Counter = Counter(6);
+pub(crate) const HEADERS_REFUSED: Counter = Counter(7);
+pub(crate) const CACHE_STALE: Counter = Counter(8);
+pub(crate) const FEED_POLLS: Counter = Counter(9);
+pub(crate) const FEED_ERRORS: Counter = Counter(10);
+pub(crate) const FEED_INVALIDATIONS: Counter = Counter(11);
+pub(crate) const FEED_RESETS: Counter = Counter(12);
 const FIXED: [&str; 13] = [
     "policy_executions",
     "callouts",
@@ -48,21 +48,21 @@ const FIXED: [&str; 13] = [
 
 /// Metric ids and the counts not yet handed to the host.
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Host ids of the counters (0: the host refused it).
     ids: Vec<u32>,
     pending: Vec<i64>,
     dirty: bool,
     /// `callout_latency_ms` (recorded at once: callouts are not the hot path).
-    pub latency: Option<u32>,
+    pub(crate) latency: Option<u32>,
     /// `feed.lag_ms`, a gauge: how long ago the change feed was last read
     /// up to date (set on the tick, with cache invalidation on).
-    pub feed_lag: Option<u32>,
+    pub(crate) feed_lag: Option<u32>,
     policies: usize,
 }
 
 impl Metrics {
-    pub fn define(host: &mut impl Host, config: &FilterConfig) -> Metrics {
+    pub(crate) fn define(host: &mut impl Host, config: &FilterConfig) -> Metrics {
         let mut names: Vec<String> = FIXED.iter().map(|n| n.to_string()).collect();
         names.extend(Fault::ALL.iter().map(|f| format!("faults.{}", f.name())));
         for policy in &config.policies {
@@ -91,20 +91,20 @@ impl Metrics {
         }
     }
 
-    pub fn count(&mut self, counter: Counter) {
+    pub(crate) fn count(&mut self, counter: Counter) {
         if let Some(n) = self.pending.get_mut(counter.0) {
             *n += 1;
             self.dirty = true;
         }
     }
 
-    pub fn fault(&mut self, fault: Fault) {
+    pub(crate) fn fault(&mut self, fault: Fault) {
         if let Some(i) = Fault::ALL.iter().position(|f| *f == fault) {
             self.count(Counter(FIXED.len() + i));
         }
     }
 
-    pub fn policy(&mut self, policy: usize, fault: bool) {
+    pub(crate) fn policy(&mut self, policy: usize, fault: bool) {
         if policy < self.policies {
             let base = FIXED.len() + Fault::ALL.len() + policy * 2;
             self.count(Counter(base + usize::from(fault)));
@@ -112,7 +112,7 @@ impl Metrics {
     }
 
     /// Hands the pending counts to the host (the root context's tick).
-    pub fn flush(&mut self, host: &mut impl Host) {
+    pub(crate) fn flush(&mut self, host: &mut impl Host) {
         if !self.dirty {
             return;
         }
@@ -126,20 +126,10 @@ impl Metrics {
         }
         self.dirty = false;
     }
-
-    /// Pending counts, by metric name (tests).
-    pub fn pending(&self, name: &str) -> i64 {
-        FIXED
-            .iter()
-            .position(|n| *n == name)
-            .and_then(|i| self.pending.get(i))
-            .copied()
-            .unwrap_or(0)
-    }
 }
 
 /// Policy names may hold spaces and periods; stat names keep `[A-Za-z0-9_-]`.
-pub fn stat_name(name: &str) -> String {
+pub(crate) fn stat_name(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' {

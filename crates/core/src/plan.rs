@@ -7,26 +7,26 @@
 //! published and through which internal header (docs/configuration.md#publish);
 //! every `ref` resolved to what sets it ([`VarRef`]).
 
-use oauthv2info_names::variables::{self, Source, Suffix, ACCESS_TOKEN_PREFIX, FAULT_NAME};
+use oauthv2info_names::variables::{self, Source, FAULT_NAME};
 use oauthv2info_names::{Fault, TokenKind};
 
 use crate::condition::Condition;
-use crate::policy::{Policy, PolicyKind, ValueSource};
+use crate::policies::{CompileContext, Policy, PolicyAction, ValueSource};
 use crate::publish::{Family, Publish};
 use crate::request::RequestVar;
 
 /// A variable with a name known at load time.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Var {
-    pub name: String,
+pub(crate) struct Var {
+    pub(crate) name: String,
     /// Reaches filter state and dynamic metadata.
-    pub published: bool,
+    pub(crate) published: bool,
     /// The internal header that carries it to `header_to_metadata`
     /// (`metadata_bridge: "header_to_metadata"`), an index into
     /// [`crate::config::MetadataPlan::headers`].
-    pub header: Option<u16>,
+    pub(crate) header: Option<u16>,
     /// The name as a netstring, ready for the Lua bridge's entry.
-    pub bridge_key: Vec<u8>,
+    pub(crate) bridge_key: Vec<u8>,
 }
 
 impl Var {
@@ -44,109 +44,64 @@ impl Var {
 
 /// One standard variable of a policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Output {
-    pub var: Var,
-    pub source: Source,
-}
-
-/// What a policy does at run time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    Get {
-        kind: TokenKind,
-        ignore_access_token_status: bool,
-    },
-    Set {
-        attributes: Vec<(String, ValueRef)>,
-        /// `<IgnoreUnresolvedVariables>false`: a ref that resolves to
-        /// nothing faults (`UnresolvedVariable`) instead of being skipped.
-        strict: bool,
-    },
-    /// OAuthV2 VerifyAccessToken (docs/configuration.md#verifyaccesstoken),
-    /// boxed: GetOAuthV2Info's plan stays small.
-    Verify(Box<Verify>),
-}
-
-/// VerifyAccessToken's settings, compiled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verify {
-    /// Stripped from the token's value (compared ignoring case, and
-    /// followed by spaces); empty: the whole value is the token.
-    pub prefix: String,
-    /// `<Scope>`: any one of them will do; empty: no scope check.
-    pub scopes: Vec<String>,
-    /// The `InsufficientScope` fault string and reply body, naming the
-    /// scopes.
-    pub scope_faultstring: String,
-    pub scope_body: String,
+pub(crate) struct Output {
+    pub(crate) var: Var,
+    pub(crate) source: Source,
 }
 
 /// A policy, compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyPlan {
-    pub name: String,
-    pub enabled: bool,
-    pub continue_on_error: bool,
-    pub action: Action,
+    pub(crate) name: String,
+    pub(crate) enabled: bool,
+    pub(crate) continue_on_error: bool,
+    pub(crate) action: PolicyAction,
     /// The kind looked up (an access token for SetOAuthV2Info).
-    pub kind: TokenKind,
-    pub token: ValueRef,
+    pub(crate) kind: TokenKind,
+    pub(crate) token: ValueRef,
     /// The standard variables, in the order they are set.
-    pub outputs: Vec<Output>,
+    pub(crate) outputs: Vec<Output>,
     /// The prefix of the custom-attribute variables:
     /// `oauthv2accesstoken.P.accesstoken.`, `oauthv2authcode.P.`, ...
-    pub attribute_prefix: String,
+    pub(crate) attribute_prefix: String,
     /// Which custom attributes are published.
-    pub attributes_published: Family,
+    pub(crate) attributes_published: Family,
     /// Custom attributes have no prefix segment (`oauthv2authcode.P.{name}`),
     /// so a name can be a standard variable's.
-    pub bare_attributes: bool,
+    pub(crate) bare_attributes: bool,
     /// Custom attributes whose names are known at load time (set by this
     /// policy, mapped to a header, read by a later policy, or named by a
     /// `publish` pattern), with their variable: these can have internal
     /// headers.
-    pub known_attributes: Vec<(String, Var)>,
-    pub failed: Var,
-    pub fault_name: Var,
-    pub fault_cause: Var,
+    pub(crate) known_attributes: Vec<(String, Var)>,
+    pub(crate) failed: Var,
+    pub(crate) fault_name: Var,
+    pub(crate) fault_cause: Var,
 }
 
 impl PolicyPlan {
     /// The custom attribute named `name` (an attribute of this policy's
     /// result), when `suffix` (after `prefix.P.`) names one.
     fn attribute_of<'a>(&self, suffix: &'a str) -> Option<&'a str> {
-        let kind_prefix = match self.action {
-            Action::Get { kind, .. } => kind.attribute_prefix(),
-            Action::Set { .. } => "",
-            Action::Verify(_) => variables::VERIFY_ATTRIBUTE_PREFIX,
-        };
-        suffix.strip_prefix(kind_prefix).filter(|n| !n.is_empty())
+        suffix
+            .strip_prefix(self.action.attribute_segment())
+            .filter(|n| !n.is_empty())
     }
 
     /// The prefix of the policy's variables; `None` for VerifyAccessToken,
     /// whose variables have none.
     fn prefix(&self) -> Option<&'static str> {
-        match self.action {
-            Action::Get { kind, .. } => Some(kind.variable_prefix()),
-            Action::Set { .. } => Some(ACCESS_TOKEN_PREFIX),
-            Action::Verify(_) => None,
-        }
+        self.action.variable_prefix()
     }
 
     /// The fault string of `fault` as this policy raises it.
-    pub fn faultstring(&self, fault: Fault) -> &str {
-        match &self.action {
-            Action::Verify(v) if fault == Fault::InsufficientScope => &v.scope_faultstring,
-            _ => fault.faultstring(),
-        }
+    pub(crate) fn faultstring(&self, fault: Fault) -> &str {
+        self.action.faultstring(fault)
     }
 
     /// The reply body of `fault` as this policy raises it.
     pub fn fault_body(&self, fault: Fault) -> &str {
-        match &self.action {
-            Action::Verify(v) if fault == Fault::InsufficientScope => &v.scope_body,
-            _ => fault.body(),
-        }
+        self.action.fault_body(fault)
     }
 }
 
@@ -157,19 +112,19 @@ pub struct StepCondition {
     pub text: String,
     pub condition: Condition,
     /// What each of [`Condition::variables`] reads, by the same index.
-    pub reads: Vec<VarRef>,
+    pub(crate) reads: Vec<VarRef>,
 }
 
 /// Where a value comes from (`ref` and literal text), compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValueRef {
-    pub reference: Option<VarRef>,
-    pub literal: Option<String>,
+pub(crate) struct ValueRef {
+    pub(crate) reference: Option<VarRef>,
+    pub(crate) literal: Option<String>,
 }
 
 /// What a `ref` reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VarRef {
+pub(crate) enum VarRef {
     Request(RequestVar),
     /// A standard variable of an earlier policy (index into its outputs);
     /// when `or_attribute` is given and the standard value is absent, the
@@ -203,7 +158,7 @@ pub enum VarRef {
 impl VarRef {
     /// Resolves a variable name against the request variables and the
     /// policies that run before (`earlier`).
-    pub fn resolve(name: &str, earlier: &[PolicyPlan]) -> VarRef {
+    pub(crate) fn resolve(name: &str, earlier: &[PolicyPlan]) -> VarRef {
         if let Some(var) = RequestVar::parse(name) {
             return VarRef::Request(var);
         }
@@ -274,7 +229,7 @@ impl VarRef {
     }
 
     /// The request variable this reads, if it reads one.
-    pub fn request(&self) -> Option<&RequestVar> {
+    pub(crate) fn request(&self) -> Option<&RequestVar> {
         match self {
             VarRef::Request(var) => Some(var),
             _ => None,
@@ -283,7 +238,7 @@ impl VarRef {
 }
 
 impl ValueRef {
-    pub fn compile(source: &ValueSource, earlier: &[PolicyPlan]) -> ValueRef {
+    pub(crate) fn compile(source: &ValueSource, earlier: &[PolicyPlan]) -> ValueRef {
         ValueRef {
             reference: source
                 .reference
@@ -295,145 +250,38 @@ impl ValueRef {
 }
 
 /// Compiles a policy; `earlier` are the policies before it.
-pub fn compile(
+pub(crate) fn compile(
     policy: &Policy,
     earlier: &[PolicyPlan],
     publish: &Publish,
     export_secrets: bool,
 ) -> PolicyPlan {
     let name = &policy.name;
-    let var = |prefix: &str, suffix: &str, secret: bool| {
-        Var::new(
-            variables::name(prefix, name, suffix),
-            secret,
-            publish,
-            export_secrets,
-        )
-    };
-    let outputs_of = |prefix: &str, list: &[Suffix]| {
-        list.iter()
-            .map(|s| Output {
-                var: var(prefix, s.name, s.secret),
-                source: s.source,
-            })
-            .collect::<Vec<_>>()
-    };
-    let (action, kind, token, outputs, attribute_prefix, set_names) = match &policy.kind {
-        PolicyKind::Get {
-            kind,
-            token,
-            ignore_access_token_status,
-        } => (
-            Action::Get {
-                kind: *kind,
-                ignore_access_token_status: *ignore_access_token_status,
-            },
-            *kind,
-            ValueRef::compile(token, earlier),
-            outputs_of(kind.variable_prefix(), kind.suffixes()),
-            format!(
-                "{}.{name}.{}",
-                kind.variable_prefix(),
-                kind.attribute_prefix()
-            ),
-            Vec::new(),
-        ),
-        PolicyKind::Set {
-            token,
-            attributes,
-            ignore_unresolved_variables,
-        } => {
-            // Duplicate names: the last one wins (one entry, at its last place).
-            let mut set: Vec<(String, ValueRef)> = Vec::with_capacity(attributes.len());
-            for a in attributes {
-                set.retain(|(n, _)| *n != a.name);
-                set.push((a.name.clone(), ValueRef::compile(&a.value, earlier)));
-            }
-            let names = set.iter().map(|(n, _)| n.clone()).collect();
-            (
-                Action::Set {
-                    attributes: set,
-                    strict: *ignore_unresolved_variables == Some(false),
-                },
-                TokenKind::AccessToken,
-                ValueRef::compile(token, earlier),
-                outputs_of(ACCESS_TOKEN_PREFIX, variables::SET),
-                format!("{ACCESS_TOKEN_PREFIX}.{name}."),
-                names,
-            )
-        }
-        PolicyKind::Verify {
-            token,
-            prefix,
-            scopes,
-        } => {
-            let scope_faultstring = format!("Required scope(s): {}", scopes.join(" "));
-            // The fault body's members in their documented order.
-            let scope_body = format!(
-                r#"{{"fault":{{"faultstring":{},"detail":{{"errorcode":"{}"}}}}}}"#,
-                serde_json::Value::from(scope_faultstring.as_str()),
-                Fault::InsufficientScope.errorcode()
-            );
-            let token = match token {
-                Some(variable) => ValueRef {
-                    reference: Some(VarRef::resolve(variable, earlier)),
-                    literal: None,
-                },
-                // The whole Authorization header (not its first
-                // comma-separated value).
-                None => ValueRef {
-                    reference: Some(VarRef::Request(RequestVar::Header {
-                        name: "authorization".to_string(),
-                        named_index: None,
-                        whole: true,
-                    })),
-                    literal: None,
-                },
-            };
-            (
-                Action::Verify(Box::new(Verify {
-                    prefix: prefix.clone(),
-                    scopes: scopes.clone(),
-                    scope_faultstring,
-                    scope_body,
-                })),
-                TokenKind::AccessToken,
-                token,
-                variables::VERIFY
-                    .iter()
-                    .map(|s| Output {
-                        var: Var::new(s.name.to_string(), s.secret, publish, export_secrets),
-                        source: s.source,
-                    })
-                    .collect(),
-                variables::VERIFY_ATTRIBUTE_PREFIX.to_string(),
-                Vec::new(),
-            )
-        }
-    };
+    let compiled = policy.kind.compile(&CompileContext {
+        name,
+        earlier,
+        publish,
+        export_secrets,
+    });
     // Custom attributes are never secrets.
-    let attributes_published = publish.family(&attribute_prefix);
+    let attributes_published = publish.family(&compiled.attribute_prefix);
     let mut plan = PolicyPlan {
         name: name.clone(),
         enabled: policy.enabled,
         continue_on_error: policy.continue_on_error,
-        action,
-        kind,
-        token,
-        outputs,
-        attribute_prefix,
+        action: compiled.run,
+        kind: compiled.kind,
+        token: compiled.token,
+        outputs: compiled.outputs,
+        attribute_prefix: compiled.attribute_prefix,
         attributes_published,
-        bare_attributes: match &policy.kind {
-            PolicyKind::Get { kind, .. } => kind.attribute_prefix().is_empty(),
-            PolicyKind::Set { .. } => true,
-            PolicyKind::Verify { .. } => false,
-        },
+        bare_attributes: compiled.bare_attributes,
         known_attributes: Vec::new(),
         failed: Var::new(variables::failed(name), false, publish, export_secrets),
         fault_name: Var::new(variables::fault_name(name), false, publish, export_secrets),
         fault_cause: Var::new(variables::fault_cause(name), false, publish, export_secrets),
     };
-    for attribute in set_names {
+    for attribute in compiled.known_attributes {
         plan.know_attribute(&attribute, publish);
     }
     plan
@@ -441,7 +289,7 @@ pub fn compile(
 
 impl PolicyPlan {
     /// Records a custom attribute name known at load time.
-    pub fn know_attribute(&mut self, name: &str, publish: &Publish) {
+    pub(crate) fn know_attribute(&mut self, name: &str, publish: &Publish) {
         let full = format!("{}{name}", self.attribute_prefix);
         // A name that is also a standard variable is that variable.
         if self.outputs.iter().any(|o| o.var.name == full)
@@ -455,7 +303,7 @@ impl PolicyPlan {
 
     /// The custom attribute a full variable name names, if it is one of
     /// this policy's.
-    pub fn attribute_named<'a>(&self, variable: &'a str) -> Option<&'a str> {
+    pub(crate) fn attribute_named<'a>(&self, variable: &'a str) -> Option<&'a str> {
         variable
             .strip_prefix(self.attribute_prefix.as_str())
             .filter(|n| !n.is_empty())

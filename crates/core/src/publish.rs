@@ -7,7 +7,7 @@
 /// Filter-state key (without Envoy's `wasm.` prefix) of the entry the Lua
 /// bridge (envoy/oauthv2info-after.lua; envoy/oauthv2info-before.lua for
 /// requests the filter ends with a fault) turns into dynamic metadata.
-pub const METADATA_BRIDGE_KEY: &str = "oauthv2info.metadata";
+pub(crate) const METADATA_BRIDGE_KEY: &str = "oauthv2info.metadata";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
@@ -39,7 +39,7 @@ pub enum Family {
 }
 
 impl Publish {
-    pub fn everything() -> Self {
+    pub(crate) fn everything() -> Self {
         Publish {
             patterns: vec![vec![Segment::Rest]],
             everything: true,
@@ -83,7 +83,7 @@ impl Publish {
     }
 
     /// The patterns that name one variable exactly (no wildcard).
-    pub fn exact_names(&self) -> impl Iterator<Item = String> + '_ {
+    pub(crate) fn exact_names(&self) -> impl Iterator<Item = String> + '_ {
         self.patterns
             .iter()
             .filter(|p| p.iter().all(|s| matches!(s, Segment::Exact(_))))
@@ -162,7 +162,7 @@ fn matches(pattern: &[Segment], name: &str) -> bool {
 /// Appends one netstring (`<len>:<bytes>,`) to the Lua bridge's entry. The
 /// entry is the namespace, then each key and value (lengths in bytes).
 #[inline]
-pub fn push_netstring(out: &mut Vec<u8>, s: &[u8]) {
+pub(crate) fn push_netstring(out: &mut Vec<u8>, s: &[u8]) {
     let n = s.len();
     // Variables are short: one or two digits, without a loop.
     if n < 10 {
@@ -170,25 +170,12 @@ pub fn push_netstring(out: &mut Vec<u8>, s: &[u8]) {
     } else if n < 100 {
         out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
     } else {
-        push_decimal(out, n);
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        out.extend_from_slice(crate::number::NumberBuf::default().format_unsigned(n));
     }
     out.push(b':');
     out.extend_from_slice(s);
     out.push(b',');
-}
-
-fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// Encodes a whole bridge entry (tests and the checker).
@@ -237,7 +224,7 @@ pub fn decode_bridge(mut data: &[u8]) -> Option<(String, Vec<(String, String)>)>
 /// in base64 without padding, for a `header_to_metadata` rule of
 /// `type: PROTOBUF_VALUE, encode: BASE64` (a `STRING` rule sets no empty
 /// value).
-pub const EMPTY_METADATA_VALUE: &[u8] = b"GgA";
+pub(crate) const EMPTY_METADATA_VALUE: &[u8] = b"GgA";
 
 #[cfg(test)]
 mod tests {

@@ -27,7 +27,7 @@ pub struct RequestInfo {
 #[derive(Debug, Clone)]
 pub enum Headers {
     /// The values of the names the configuration reads, in its order
-    /// ([`crate::config::HeaderReads::Named`]); `None` when absent.
+    /// (`HeaderReads::Named` in the configuration); `None` when absent.
     Named(Vec<Option<Vec<u8>>>),
     /// Every header, names lower-cased, in the host's order (a ref uses
     /// `.N` or `.values.*`, which see repeated headers as one list).
@@ -42,7 +42,7 @@ impl Default for Headers {
 
 impl RequestInfo {
     /// Empties the request for reuse, keeping the allocations.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.method.clear();
         self.path.clear();
         match &mut self.headers {
@@ -54,7 +54,7 @@ impl RequestInfo {
     }
 
     /// The first value of header `name` (lower-case), in either mode.
-    pub fn header(&self, name: &str, named_index: Option<usize>) -> Option<&[u8]> {
+    pub(crate) fn header(&self, name: &str, named_index: Option<usize>) -> Option<&[u8]> {
         match (&self.headers, named_index) {
             (Headers::Named(values), Some(i)) => values.get(i)?.as_deref(),
             (Headers::Named(_), None) => None,
@@ -213,9 +213,9 @@ pub enum RequestVar {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Param {
     /// Everything after `request.queryparam.` / `request.formparam.`.
-    pub rest: String,
+    pub(crate) rest: String,
     /// `(name, N)` when `rest` ends with `.N`.
-    pub indexed: Option<(String, usize)>,
+    pub(crate) indexed: Option<(String, usize)>,
 }
 
 impl Param {
@@ -277,9 +277,9 @@ fn is_indexed_header(rest: &str) -> bool {
     indexed || rest.ends_with(".values.string") || rest.ends_with(".values.count")
 }
 
-/// True for the request variables docs/variables.md lists (used to warn
-/// at load time about refs that can never be set).
-pub fn is_request_variable(name: &str) -> bool {
+/// True for the request variables docs/variables.md lists.
+#[cfg(test)]
+fn is_request_variable(name: &str) -> bool {
     RequestVar::parse(name).is_some()
 }
 
@@ -296,7 +296,7 @@ fn push_text(out: &mut String, bytes: &[u8]) {
 }
 
 /// Header bytes as text, without a copy when they are UTF-8.
-pub fn header_text(bytes: Vec<u8>) -> String {
+pub(crate) fn header_text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
@@ -401,7 +401,7 @@ fn decoded_equals(raw: &[u8], name: &str) -> bool {
 /// Decodes `%XX` escapes and `+` (as a space) into `out`. A malformed
 /// escape is kept as it is; bytes that are not UTF-8 after decoding become
 /// U+FFFD. Plain text is copied as it is, without a temporary buffer.
-pub fn percent_decode_into(input: &[u8], out: &mut String) {
+pub(crate) fn percent_decode_into(input: &[u8], out: &mut String) {
     if !input.iter().any(|&b| b == b'%' || b == b'+') {
         push_text(out, input);
         return;
@@ -425,7 +425,7 @@ pub fn percent_decode_into(input: &[u8], out: &mut String) {
     push_text(out, &bytes);
 }
 
-/// [`percent_decode_into`] into a new string.
+/// `percent_decode_into` into a new string.
 pub fn percent_decode(input: &str) -> String {
     let mut out = String::with_capacity(input.len());
     percent_decode_into(input.as_bytes(), &mut out);
@@ -433,7 +433,7 @@ pub fn percent_decode(input: &str) -> String {
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn percent_encode_into(input: &str, out: &mut String) {
+pub(crate) fn percent_encode_into(input: &str, out: &mut String) {
     for b in input.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(b as char);
@@ -461,7 +461,7 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// The IP part of an Envoy address (`1.2.3.4:5678`, `[::1]:5678`).
-pub fn ip_from_address(address: &str) -> String {
+pub(crate) fn ip_from_address(address: &str) -> String {
     if let Some(rest) = address.strip_prefix('[') {
         if let Some((ip, _)) = rest.split_once(']') {
             return ip.to_string();
@@ -476,7 +476,7 @@ pub fn ip_from_address(address: &str) -> String {
 }
 
 /// True when a content type is `application/x-www-form-urlencoded`.
-pub fn is_form_urlencoded(content_type: &[u8]) -> bool {
+pub(crate) fn is_form_urlencoded(content_type: &[u8]) -> bool {
     let text = String::from_utf8_lossy(content_type);
     text.split(';').next().is_some_and(|t| {
         t.trim()

@@ -6,11 +6,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use oauthv2info_core::cache::{self, EntryHead};
-use oauthv2info_core::feed::{FeedState, Recent};
-use oauthv2info_core::profile::{Lookup, ProfileBuilder};
-use oauthv2info_core::publish::{decode_bridge, encode_bridge, Family, Publish};
-use oauthv2info_core::request::{percent_decode, percent_encode};
+use oauthv2info_core::{decode_bridge, encode_bridge, Family, Publish};
+use oauthv2info_core::{encode_cache_entry, EntryHead};
+use oauthv2info_core::{percent_decode, percent_encode};
+use oauthv2info_core::{FeedState, Recent};
+use oauthv2info_core::{Lookup, ProfileBuilder};
 use oauthv2info_names::variables::Field;
 use oauthv2info_names::TokenKind;
 use proptest::prelude::*;
@@ -99,7 +99,7 @@ proptest! {
         let got: Vec<(&[u8], &[u8])> = view.attributes().collect();
         prop_assert_eq!(got, want.into_iter().collect::<Vec<_>>());
 
-        let entry = cache::encode(kind, token.as_bytes(), 2_000, 1_000, Some(&profile));
+        let entry = encode_cache_entry(kind, token.as_bytes(), 2_000, 1_000, Some(&profile));
         let head = EntryHead::parse(&entry).expect("an encoded entry parses");
         prop_assert!(head.answers(kind, token.as_bytes(), 1_999));
         prop_assert!(!head.answers(kind, token.as_bytes(), 2_000), "expired at its deadline");

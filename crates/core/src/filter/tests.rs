@@ -3,21 +3,16 @@
 //! (docs/performance.md#host-calls-per-request counts its calls).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
 use super::*;
-use crate::host::MetricKind;
+use crate::host::fake::counting::{ALLOCATIONS, COUNTING};
+use crate::host::fake::{FakeCallout, FakeHost, FakeRequest, FAKE_KEYS};
+use crate::publish::METADATA_BRIDGE_KEY;
 use oauthv2info_names::TokenKind;
 
 // ------------------------------------------------ counting allocator
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
 
 struct Counting;
 static TRACE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -72,253 +67,17 @@ fn allocations(f: impl FnOnce()) -> usize {
     ALLOCATIONS.with(|a| a.get())
 }
 
-/// Runs `f` with allocation counting paused (inside the fake host: the
-/// buffers a real host hands over are allocated by the host ABI).
-fn host_side<T>(f: impl FnOnce() -> T) -> T {
-    let was = COUNTING.with(|c| c.replace(false));
-    let out = f();
-    COUNTING.with(|c| c.set(was));
-    out
-}
-
 // ------------------------------------------------ the fake host
 
-/// A local reply: status, headers, body.
-type Reply = (u32, Vec<(String, Vec<u8>)>, Vec<u8>);
-
-#[derive(Debug, Default, Clone)]
-struct FakeRequest {
-    headers: Vec<(String, Vec<u8>)>,
-    properties: HashMap<String, Vec<u8>>,
-    filter_state: Vec<(String, Vec<u8>)>,
-    resumed: u32,
-    reply: Option<Reply>,
+/// The tests' reading of a local reply.
+trait ReplyJson {
+    fn reply_json(&self) -> Value;
 }
 
-impl FakeRequest {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-    }
-
-    fn state(&self, key: &str) -> Option<String> {
-        self.filter_state
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-    }
-
+impl ReplyJson for FakeRequest {
     fn reply_json(&self) -> Value {
         let (_, _, body) = self.reply.as_ref().expect("a local reply");
         serde_json::from_slice(body).expect("a JSON reply")
-    }
-}
-
-#[derive(Debug, Clone)]
-struct FakeCallout {
-    token: u32,
-    /// The effective context when it was sent.
-    context: u32,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-#[derive(Default)]
-struct FakeHost {
-    now: i64,
-    active: u32,
-    requests: HashMap<u32, FakeRequest>,
-    shared: HashMap<String, (Vec<u8>, u32)>,
-    next_cas: u32,
-    callouts: Vec<FakeCallout>,
-    next_token: u32,
-    response: Option<(Option<u16>, Vec<u8>)>,
-    dispatch_error: Option<String>,
-    metric_names: Vec<String>,
-    metrics: HashMap<u32, i64>,
-    tick_ms: u32,
-    /// Every host call, by name, since the last `calls.clear()`.
-    calls: Vec<&'static str>,
-}
-
-impl FakeHost {
-    fn req(&mut self) -> &mut FakeRequest {
-        self.requests.entry(self.active).or_default()
-    }
-
-    fn metric(&self, name: &str) -> i64 {
-        self.metric_names
-            .iter()
-            .position(|n| n == &format!("oauthv2info.{name}"))
-            .and_then(|i| self.metrics.get(&(i as u32 + 1)))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    fn log(&mut self, call: &'static str) {
-        host_side(|| self.calls.push(call));
-    }
-
-    fn count(&self, call: &str) -> usize {
-        self.calls.iter().filter(|c| **c == call).count()
-    }
-}
-
-/// What the fake host's `random_keys` draws.
-const FAKE_KEYS: [u64; 2] = [0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210];
-
-impl Host for FakeHost {
-    fn now_ms(&mut self) -> i64 {
-        self.log("now_ms");
-        self.now
-    }
-    fn random_keys(&mut self) -> [u64; 2] {
-        self.log("random_keys");
-        FAKE_KEYS
-    }
-    fn request_header(&mut self, name: &str) -> Option<Vec<u8>> {
-        self.log("request_header");
-        host_side(|| {
-            self.req()
-                .headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
-        })
-    }
-    fn request_headers(&mut self) -> Vec<(String, Vec<u8>)> {
-        self.log("request_headers");
-        host_side(|| self.req().headers.clone())
-    }
-    fn set_request_header(&mut self, name: &str, value: &[u8]) -> bool {
-        self.log("set_request_header");
-        host_side(|| {
-            let r = self.req();
-            r.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
-            r.headers.push((name.to_string(), value.to_vec()));
-        });
-        true
-    }
-    fn add_request_header(&mut self, name: &str, value: &[u8]) -> bool {
-        self.log("add_request_header");
-        host_side(|| self.req().headers.push((name.to_string(), value.to_vec())));
-        true
-    }
-    fn remove_request_header(&mut self, name: &str) {
-        self.log("remove_request_header");
-        host_side(|| {
-            self.req()
-                .headers
-                .retain(|(k, _)| !k.eq_ignore_ascii_case(name))
-        });
-    }
-    fn property(&mut self, path: &[&str]) -> Option<Vec<u8>> {
-        self.log("property");
-        host_side(|| self.req().properties.get(&path.join(".")).cloned())
-    }
-    fn set_filter_state(&mut self, key: &[u8], value: &[u8]) -> bool {
-        self.log("set_filter_state");
-        host_side(|| {
-            let key = String::from_utf8_lossy(key).into_owned();
-            self.req().filter_state.push((key, value.to_vec()))
-        });
-        true
-    }
-    fn shared_data(&mut self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        self.log("shared_data");
-        host_side(|| match self.shared.get(key) {
-            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-            None => (None, None),
-        })
-    }
-    fn set_shared_data(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> SharedWrite {
-        self.log("set_shared_data");
-        host_side(|| {
-            if let (Some(cas), Some((_, current))) = (cas, self.shared.get(key)) {
-                if cas != *current {
-                    return SharedWrite::CasMismatch;
-                }
-            }
-            self.next_cas += 1;
-            self.shared
-                .insert(key.to_string(), (value.to_vec(), self.next_cas));
-            SharedWrite::Ok
-        })
-    }
-    fn dispatch(
-        &mut self,
-        _cluster: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-        _timeout_ms: u32,
-    ) -> Result<u32, String> {
-        self.log("dispatch");
-        host_side(|| {
-            if let Some(e) = self.dispatch_error.clone() {
-                return Err(e);
-            }
-            self.next_token += 1;
-            self.callouts.push(FakeCallout {
-                token: self.next_token,
-                context: self.active,
-                headers: headers
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                body: body.to_vec(),
-            });
-            Ok(self.next_token)
-        })
-    }
-    fn call_response_status(&mut self) -> Option<u16> {
-        self.log("call_response_status");
-        self.response.as_ref().and_then(|r| r.0)
-    }
-    fn call_response_body(&mut self, _size: usize) -> Vec<u8> {
-        self.log("call_response_body");
-        host_side(|| {
-            self.response
-                .as_ref()
-                .map(|r| r.1.clone())
-                .unwrap_or_default()
-        })
-    }
-    fn send_local_response(&mut self, status: u32, headers: &[(&str, &[u8])], body: &[u8]) -> bool {
-        self.log("send_local_response");
-        host_side(|| {
-            let headers = headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_vec()))
-                .collect();
-            self.req().reply = Some((status, headers, body.to_vec()));
-        });
-        true
-    }
-    fn resume_request(&mut self) {
-        self.log("resume_request");
-        self.req().resumed += 1;
-    }
-    fn set_effective_context(&mut self, context: u32) {
-        self.log("set_effective_context");
-        self.active = context;
-    }
-    fn set_tick_period_ms(&mut self, ms: u32) {
-        self.log("set_tick_period_ms");
-        self.tick_ms = ms;
-    }
-    fn define_metric(&mut self, _kind: MetricKind, name: &str) -> Option<u32> {
-        self.metric_names.push(name.to_string());
-        Some(self.metric_names.len() as u32)
-    }
-    fn increment_metric(&mut self, id: u32, delta: i64) {
-        self.log("increment_metric");
-        *self.metrics.entry(id).or_default() += delta;
-    }
-    fn record_metric(&mut self, _id: u32, _value: u64) {
-        self.log("record_metric");
     }
 }
 
@@ -399,7 +158,7 @@ impl Harness {
     }
 
     fn req(&self, id: u32) -> &FakeRequest {
-        &self.host.requests[&id]
+        self.host.requests.get(&id).expect("a request")
     }
 
     fn last_callout(&self) -> &FakeCallout {
@@ -1002,7 +761,7 @@ fn form_parameters_come_from_the_before_filter_and_an_empty_body_is_an_empty_for
 
 #[test]
 fn the_filter_answers_500_until_it_is_configured() {
-    let mut host = FakeHost {
+    let mut host: FakeHost = FakeHost {
         active: 10,
         ..FakeHost::default()
     };
@@ -1012,7 +771,15 @@ fn the_filter_answers_500_until_it_is_configured() {
         worker.on_request_headers(&mut host, 10, true),
         Action::Pause
     );
-    assert_eq!(host.requests[&10].reply.as_ref().map(|r| r.0), Some(500));
+    assert_eq!(
+        host.requests
+            .get(&10)
+            .expect("a request")
+            .reply
+            .as_ref()
+            .map(|r| r.0),
+        Some(500)
+    );
 }
 
 // ------------------------------------------------ the warm path's cost

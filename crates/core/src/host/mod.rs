@@ -1,8 +1,11 @@
 //! What the filter needs from its host (Envoy, through proxy-wasm): the one
 //! interface between the pure core and the adapter in `src/`. Each method
 //! is one host call; none can fail in a way that panics. A fake host
-//! implements the same trait in the tests (`crate::filter` drives whole
-//! requests through it).
+//! implements the same trait: `fake`, for the unit tests and, behind the
+//! `test-host` feature, `bench/hotpath`.
+
+#[cfg(any(test, feature = "test-host"))]
+pub mod fake;
 
 /// A metric kind, as proxy-wasm defines them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
