@@ -1,0 +1,179 @@
+//! What the importer does with each policy type: translate it into a step of
+//! the filter, inline it (FlowCallout), or report it, with what to use in
+//! Envoy instead and whether it guards access (docs/decisions.md#import).
+//!
+//! Adding a policy type the filter learns to run is one row in
+//! [`classify`]; one the report should advise on, one row in [`TABLE`].
+
+use super::model::PolicyFile;
+
+/// What becomes of a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Class {
+    /// A step of the filter's plugin configuration.
+    Translated,
+    /// A FlowCallout: the steps of the shared flow it names.
+    FlowCallout { shared_flow: String },
+    /// Not translated. `guard`: it can refuse a request Apigee refuses, so
+    /// leaving it out lets requests through (fail closed: named first,
+    /// exit 1 unless acknowledged).
+    Untranslated { guard: bool, advice: &'static str },
+}
+
+/// Policy types the report knows: (type, guards access, what to use in
+/// Envoy instead).
+const TABLE: &[(&str, bool, &str)] = &[
+    ("VerifyAPIKey", true, "not covered by the filter: an API-key check (Envoy's api_key_auth filter, or ext_authz)"),
+    ("VerifyJWT", true, "Envoy's jwt_authn filter"),
+    ("VerifyJWS", true, "Envoy's jwt_authn filter"),
+    ("DecodeJWT", false, "Envoy's jwt_authn filter (payload_in_metadata) decodes a verified JWT"),
+    ("GenerateJWT", false, "not covered: issue JWTs in a service"),
+    ("GenerateJWS", false, "not covered: sign in a service"),
+    ("BasicAuthentication", true, "Envoy's basic_auth filter (Decode and a check), or ext_authz"),
+    ("Quota", true, "Envoy's global rate limiting (ratelimit filter and a rate limit service)"),
+    ("SpikeArrest", true, "Envoy's local_ratelimit filter"),
+    ("ConcurrentRatelimit", true, "Envoy's circuit breakers (max_requests) or local_ratelimit"),
+    ("RaiseFault", true, "not translated yet: a route with direct_response, or the filter's FaultRules when they land"),
+    ("AccessControl", true, "Envoy's rbac filter (remote IP rules)"),
+    ("OASValidation", true, "not covered: validate the request in the service or an ext_proc filter"),
+    ("MessageValidation", true, "not covered: validate the request in the service or an ext_proc filter"),
+    ("JSONThreatProtection", true, "not covered: limits in the service, Envoy's buffer limits for sizes"),
+    ("XMLThreatProtection", true, "not covered: limits in the service, Envoy's buffer limits for sizes"),
+    ("RegularExpressionProtection", true, "not covered: a WAF (ext_proc) or checks in the service"),
+    ("HMAC", true, "not covered: verify the signature in the service or ext_authz"),
+    ("VerifyIAM", true, "not covered: ext_authz"),
+    ("OAuthV1", true, "not covered: ext_authz"),
+    ("SAMLAssertion", true, "not covered: ext_authz"),
+    ("AssignMessage", false, "header-only: route request_headers_to_add / request_headers_to_remove; otherwise not covered"),
+    ("ExtractVariables", false, "not covered: the filter's conditions and refs read request variables directly"),
+    ("Javascript", false, "not covered: a Lua filter, or the service"),
+    ("JavaCallout", false, "not covered: the service, or ext_proc"),
+    ("PythonScript", false, "not covered: a Lua filter, or the service"),
+    ("ServiceCallout", false, "not covered: the service, or ext_proc"),
+    ("ExternalCallout", false, "not covered: Envoy's ext_proc filter"),
+    ("KeyValueMapOperations", false, "not covered: configuration of the service"),
+    ("LookupCache", false, "not covered: a cache in the service"),
+    ("PopulateCache", false, "not covered: a cache in the service"),
+    ("InvalidateCache", false, "not covered: a cache in the service"),
+    ("ResponseCache", false, "not covered: an HTTP cache (Envoy's cache filter)"),
+    ("AccessEntity", false, "not covered: the token service's admin API"),
+    ("StatisticsCollector", false, "not covered: Envoy's access log and stats"),
+    ("MessageLogging", false, "Envoy's access log"),
+    ("DataCapture", false, "Envoy's access log"),
+    ("TraceCapture", false, "Envoy's tracing"),
+    ("CORS", false, "Envoy's cors filter and the route's cors policy"),
+    ("HTTPModifier", false, "route header rules"),
+    ("XMLToJSON", false, "not covered: the service"),
+    ("JSONToXML", false, "not covered: the service"),
+    ("XSL", false, "not covered: the service"),
+    ("SetIntegrationRequest", false, "not covered"),
+    ("GetOAuthV1Info", false, "not covered"),
+    ("DeleteOAuthV2Info", false, "not covered: the token service's admin API"),
+];
+
+/// What becomes of a step of `policy`.
+pub fn classify(policy: &PolicyFile) -> Class {
+    match policy.type_name.as_str() {
+        "GetOAuthV2Info" | "SetOAuthV2Info" => Class::Translated,
+        "OAuthV2" => match operation(policy).as_deref() {
+            Some("VerifyAccessToken") => Class::Translated,
+            _ => Class::Untranslated {
+                guard: false,
+                advice: "the token service issues and changes tokens (docs/token-service.md): route this path to it",
+            },
+        },
+        "FlowCallout" => Class::FlowCallout {
+            shared_flow: policy
+                .root
+                .children
+                .iter()
+                .find(|c| c.name == "SharedFlowBundle")
+                .map(|c| c.text.trim().to_string())
+                .unwrap_or_default(),
+        },
+        other => match TABLE.iter().find(|(t, _, _)| *t == other) {
+            Some((_, guard, advice)) => Class::Untranslated {
+                guard: *guard,
+                advice,
+            },
+            None => Class::Untranslated {
+                guard: false,
+                advice: "not covered (a policy type the importer does not know)",
+            },
+        },
+    }
+}
+
+/// OAuthV2's `<Operation>`.
+pub fn operation(policy: &PolicyFile) -> Option<String> {
+    policy
+        .root
+        .children
+        .iter()
+        .find(|c| c.name == "Operation")
+        .map(|c| c.text.trim().to_string())
+}
+
+/// The policy's type as the report names it (`OAuthV2/VerifyAccessToken`).
+pub fn type_label(policy: &PolicyFile) -> String {
+    match (policy.type_name.as_str(), operation(policy)) {
+        ("OAuthV2", Some(op)) => format!("OAuthV2/{op}"),
+        (t, _) => t.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::core::parse_xml;
+    use super::*;
+
+    fn policy(xml: &str) -> PolicyFile {
+        let root = parse_xml(xml).unwrap();
+        PolicyFile {
+            type_name: root.name.clone(),
+            name: "P".into(),
+            enabled: true,
+            xml: xml.into(),
+            root,
+            origin: "p".into(),
+        }
+    }
+
+    #[test]
+    fn classifies_the_oauth_policies_guards_and_callouts() {
+        let verify =
+            policy("<OAuthV2 name=\"P\"><Operation>VerifyAccessToken</Operation></OAuthV2>");
+        assert_eq!(classify(&verify), Class::Translated);
+        assert_eq!(type_label(&verify), "OAuthV2/VerifyAccessToken");
+        let generate =
+            policy("<OAuthV2 name=\"P\"><Operation>GenerateAccessToken</Operation></OAuthV2>");
+        assert!(matches!(
+            classify(&generate),
+            Class::Untranslated { guard: false, .. }
+        ));
+        assert!(matches!(
+            classify(&policy("<VerifyAPIKey name=\"P\"/>")),
+            Class::Untranslated { guard: true, .. }
+        ));
+        assert!(matches!(
+            classify(&policy("<Quota name=\"P\"/>")),
+            Class::Untranslated { guard: true, .. }
+        ));
+        assert!(matches!(
+            classify(&policy("<Javascript name=\"P\"/>")),
+            Class::Untranslated { guard: false, .. }
+        ));
+        assert!(matches!(
+            classify(&policy("<Unheard name=\"P\"/>")),
+            Class::Untranslated { guard: false, .. }
+        ));
+        assert_eq!(
+            classify(&policy(
+                "<FlowCallout name=\"P\"><SharedFlowBundle> sf </SharedFlowBundle></FlowCallout>"
+            )),
+            Class::FlowCallout {
+                shared_flow: "sf".into()
+            }
+        );
+    }
+}
