@@ -260,15 +260,20 @@ fn endpoint(root: &Element, file: &str) -> Endpoint {
             f.children
                 .iter()
                 .filter(|c| c.name == "FaultRule")
-                .map(|c| format!("FaultRule {:?}", c.attribute("name").unwrap_or("")))
+                .map(|c| {
+                    format!("FaultRule {}", c.attribute("name").unwrap_or(""))
+                        .trim_end()
+                        .to_string()
+                })
                 .collect()
         })
         .unwrap_or_default();
     if let Some(d) = child(root, "DefaultFaultRule") {
-        fault_rules.push(format!(
-            "DefaultFaultRule {:?}",
-            d.attribute("name").unwrap_or("")
-        ));
+        fault_rules.push(
+            format!("DefaultFaultRule {}", d.attribute("name").unwrap_or(""))
+                .trim_end()
+                .to_string(),
+        );
     }
     let http_target = child(root, "HTTPTargetConnection");
     let connection = match http_target {
@@ -340,7 +345,7 @@ mod tests {
         assert_eq!(e.flows[0].request[0].condition.as_deref(), Some("x = 1"));
         assert_eq!(e.flows[1].condition, None);
         assert_eq!(e.route_rules[0].target.as_deref(), Some("default"));
-        assert_eq!(e.fault_rules, ["FaultRule \"fr\""]);
+        assert_eq!(e.fault_rules, ["FaultRule fr"]);
     }
 
     #[test]

@@ -4,10 +4,10 @@
 //! and the Istio form (a WasmPlugin and an EnvoyFilter per ProxyEndpoint).
 //!
 //! Several ProxyEndpoints: each one's filters are in the chain, renamed
-//! after it and `disabled: true`; its routes enable them with an empty
-//! `FilterConfig` in `typed_per_filter_config`, so a request runs the
-//! steps of the ProxyEndpoint whose base path it is under, as on Apigee
-//! (docs/decisions.md#import).
+//! after it; every route turns the other endpoints' filters off with a
+//! `FilterConfig` `disabled: true` in `typed_per_filter_config`, so a
+//! request runs the steps of the ProxyEndpoint whose base path it is
+//! under, as on Apigee (docs/decisions.md#import).
 
 use serde_json::{json, Map, Value};
 
@@ -208,8 +208,22 @@ fn rename(filter: &Value, suffix: &str) -> Value {
     if let Some(name) = f.get("name").and_then(Value::as_str) {
         f["name"] = json!(format!("{name}.{suffix}"));
     }
-    f["disabled"] = json!(true);
     f
+}
+
+/// `typed_per_filter_config` turning off the filters of every endpoint but
+/// `own` (a FilterConfig that enables a filter disabled in the chain is
+/// refused for the Wasm filter, which has no per-route configuration).
+fn disable_others(names: &[(String, Vec<String>)], own: Option<&str>) -> Option<Value> {
+    let mut off = Map::new();
+    for (endpoint, filters) in names {
+        if Some(endpoint.as_str()) != own {
+            for n in filters {
+                off.insert(n.clone(), json!({"@type": FILTER_CONFIG, "disabled": true}));
+            }
+        }
+    }
+    (!off.is_empty()).then_some(Value::Object(off))
 }
 
 /// The bootstrap.
@@ -227,30 +241,35 @@ pub fn bootstrap(plans: &[EndpointPlan], options: &EnvoyOptions) -> Result<Value
         let segs = p.base_path.trim_end_matches('/').split('/').count();
         (std::cmp::Reverse(segs), p.base_path.contains('*'))
     });
-    for plan in order {
-        let mut per_filter = None;
-        if let Some(plugin) = &plan.plugin {
-            let chain = chain_of(plugin, &options.wasm)?;
-            for r in &chain.response_headers_to_remove {
-                if !removals.contains(r) {
-                    removals.push(r.clone());
-                }
-            }
-            if per_route {
-                let suffix = slug(&plan.name);
-                let mut enable = Map::new();
-                for f in chain.all() {
-                    let renamed = rename(&f, &suffix);
-                    if let Some(n) = renamed.get("name").and_then(Value::as_str) {
-                        enable.insert(n.to_string(), json!({"@type": FILTER_CONFIG}));
-                    }
-                    filters.push(renamed);
-                }
-                per_filter = Some(Value::Object(enable));
-            } else {
-                filters.extend(chain.all());
+    // Each endpoint's filters, renamed after it when there are several.
+    let mut names: Vec<(String, Vec<String>)> = Vec::new();
+    for plan in &order {
+        let Some(plugin) = &plan.plugin else { continue };
+        let chain = chain_of(plugin, &options.wasm)?;
+        for r in &chain.response_headers_to_remove {
+            if !removals.contains(r) {
+                removals.push(r.clone());
             }
         }
+        let mut own = Vec::new();
+        for f in chain.all() {
+            let f = if per_route {
+                rename(&f, &slug(&plan.name))
+            } else {
+                f
+            };
+            if let Some(n) = f.get("name").and_then(Value::as_str) {
+                own.push(n.to_string());
+            }
+            filters.push(f);
+        }
+        names.push((plan.name.clone(), own));
+    }
+    for plan in order {
+        // A route turns the other endpoints' filters off (a FilterConfig
+        // that enables a filter disabled in the chain is refused for the
+        // Wasm filter, which has no per-route configuration).
+        let per_filter = disable_others(&names, Some(&plan.name));
         let target = match &plan.target {
             Target::Url { name, url } => {
                 let parsed = parse_url(url)
@@ -277,7 +296,11 @@ pub fn bootstrap(plans: &[EndpointPlan], options: &EnvoyOptions) -> Result<Value
         .any(|p| p.base_path.trim_end_matches('/').is_empty())
     {
         // No base path matches: Apigee answers 404 (no proxy for the path).
-        routes.push(json!({"name": "no-proxy", "match": {"prefix": "/"}, "direct_response": {"status": 404}}));
+        let mut no_proxy = json!({"name": "no-proxy", "match": {"prefix": "/"}, "direct_response": {"status": 404}});
+        if let Some(off) = disable_others(&names, None) {
+            no_proxy["typed_per_filter_config"] = off;
+        }
+        routes.push(no_proxy);
     }
     let token = parse_url(&options.token_service).map_err(|e| format!("--token-service: {e}"))?;
     clusters.push(cluster("token_service", &token, &options.ca_file));
@@ -291,10 +314,22 @@ pub fn bootstrap(plans: &[EndpointPlan], options: &EnvoyOptions) -> Result<Value
         "static_resources": {
             "listeners": [{"name": "proxy", "address": {"socket_address": {"address": options.listen.0, "port_value": options.listen.1}},
                 "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
-                    "@type": HCM, "stat_prefix": "proxy", "route_config": route_config, "http_filters": filters}}]}]}],
+                    "@type": HCM, "stat_prefix": "proxy", "route_config": route_config, "http_filters": filters,
+                    "access_log": [access_log()]}}]}]}],
             "clusters": clusters,
         },
     }))
+}
+
+/// One JSON line per request on standard output: the route (the
+/// ProxyEndpoint), the status, and the variables published to dynamic
+/// metadata (what the untranslated steps read).
+fn access_log() -> Value {
+    json!({"name": "envoy.access_loggers.stdout", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+        "log_format": {"json_format": {
+            "method": "%REQ(:METHOD)%", "path": "%REQ(:PATH)%", "status": "%RESPONSE_CODE%",
+            "route": "%ROUTE_NAME%", "variables": "%DYNAMIC_METADATA(apigee)%"}}}})
 }
 
 /// The Istio form of one endpoint: a WasmPlugin and the EnvoyFilter around
