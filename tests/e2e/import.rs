@@ -408,3 +408,77 @@ fn find_bundles(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// A `*` element in the base path sets proxy.pathsuffix; a MatchesPath
+/// wildcard glued to an element (`/export**`) matches as on Apigee.
+#[test]
+fn a_wildcard_base_path_and_a_glued_path_wildcard_select_their_flows() {
+    let service = TokenService::start();
+    let upstream = Upstream::start();
+    service.create_app("bank-app", json!({}));
+    token(&service, "bank-app", "read-tok", "bank:transactions:read");
+    token(&service, "bank-app", "export-tok", "bank:export");
+    let (envoy, _out) = run_imported("tests/bundles/banking", &[], &service, &upstream);
+    let base = "/cds-au/v1/banking/accounts/acc-1/transactions";
+
+    // Flow "detail": proxy.pathsuffix is "/t9" under the wildcard base path.
+    let r = call(&envoy, "GET", &format!("{base}/t9"), None, &[]);
+    assert_eq!((r.status, r.text()), (401, MISSING.to_string()));
+    let r = call(
+        &envoy,
+        "GET",
+        &format!("{base}/t9"),
+        Some("export-tok"),
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.text()),
+        (403, insufficient("bank:transactions:read"))
+    );
+    let r = call(&envoy, "GET", &format!("{base}/t9"), Some("read-tok"), &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["path"], "/api/t9");
+
+    // Flow "export": "/export**" matches /export and /export/2026/01.
+    for suffix in ["/export", "/export/2026/01"] {
+        let r = call(&envoy, "GET", &format!("{base}{suffix}"), None, &[]);
+        assert_eq!((r.status, r.text()), (401, MISSING.to_string()), "{suffix}");
+        let r = call(
+            &envoy,
+            "GET",
+            &format!("{base}{suffix}"),
+            Some("read-tok"),
+            &[],
+        );
+        assert_eq!(
+            (r.status, r.text()),
+            (403, insufficient("bank:export")),
+            "{suffix}"
+        );
+        let r = call(
+            &envoy,
+            "GET",
+            &format!("{base}{suffix}"),
+            Some("export-tok"),
+            &[],
+        );
+        assert_eq!(r.status, 200, "{suffix}: {}", r.text());
+    }
+    // Another account: the same flows; two elements where * is one: no proxy.
+    let r = call(
+        &envoy,
+        "GET",
+        "/cds-au/v1/banking/accounts/acc-2/transactions/t1",
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 401);
+    let r = call(
+        &envoy,
+        "GET",
+        "/cds-au/v1/banking/accounts/a/b/transactions/t1",
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 404);
+}
