@@ -327,3 +327,95 @@ fn write_out(a: &Args, files: &[(String, String)]) -> Result<(), String> {
 fn write_file(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    /// The revision zip Apigee exports: `apiproxy/...` at its root.
+    fn zip_dir(dir: &Path, prefix: &str, w: &mut zip::ZipWriter<std::fs::File>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = format!("{prefix}{}", path.file_name().unwrap().to_str().unwrap());
+            if path.is_dir() {
+                zip_dir(&path, &format!("{name}/"), w);
+            } else {
+                let options = zip::write::SimpleFileOptions::default()
+                    .compression_method(zip::CompressionMethod::Deflated);
+                w.start_file(name, options).unwrap();
+                w.write_all(&std::fs::read(&path).unwrap()).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn imports_a_revision_zip_and_a_shared_flow_alone() {
+        let tmp = std::env::temp_dir().join(format!("oauthv2info-import-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).unwrap();
+        let zip_path = tmp.join("banking-rev1.zip");
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        zip_dir(&repo().join("tests/bundles/banking"), "", &mut w);
+        w.finish().unwrap();
+
+        let out_dir = tmp.join("out");
+        let args: Vec<String> = [
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--json",
+            zip_path.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(
+            run(&args, &mut out, &mut err),
+            0,
+            "{}",
+            String::from_utf8_lossy(&err)
+        );
+        let report: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(report["translated"].as_array().unwrap().len(), 2);
+        let plugin: Value = serde_json::from_str(
+            &std::fs::read_to_string(out_dir.join("plugins/default.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            plugin["basepath"],
+            "/cds-au/v1/banking/accounts/*/transactions"
+        );
+        assert_eq!(plugin["publish"], json!([]));
+        let envoy = std::fs::read_to_string(out_dir.join("envoy.yaml")).unwrap();
+        assert!(
+            envoy.contains("^/cds-au/v1/banking/accounts/[^/]+/transactions(/.*)?$"),
+            "{envoy}"
+        );
+
+        // A shared flow bundle alone: one plugin configuration, every route.
+        let shared_out = tmp.join("shared");
+        let shared = repo().join("tests/bundles/audit");
+        let args: Vec<String> = [
+            "--out",
+            shared_out.to_str().unwrap(),
+            shared.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(
+            run(&args, &mut out, &mut err),
+            0,
+            "{}",
+            String::from_utf8_lossy(&err)
+        );
+        let plugin = std::fs::read_to_string(shared_out.join("plugins/audit.json")).unwrap();
+        assert!(plugin.contains("Set-Audited"), "{plugin}");
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+}

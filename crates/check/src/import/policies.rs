@@ -82,6 +82,14 @@ pub fn classify(policy: &PolicyFile) -> Class {
                 advice: "the token service issues and changes tokens (docs/token-service.md): route this path to it",
             },
         },
+        // Encode builds an Authorization header; Decode reads one, and
+        // faults when it is missing or malformed.
+        "BasicAuthentication" if operation(policy).as_deref() == Some("Encode") => {
+            Class::Untranslated {
+                guard: false,
+                advice: "Encode: the route's request_headers_to_add (a static credential), or the service",
+            }
+        }
         "FlowCallout" => Class::FlowCallout {
             shared_flow: policy
                 .root
@@ -161,6 +169,18 @@ mod tests {
         ));
         assert!(matches!(
             classify(&policy("<Javascript name=\"P\"/>")),
+            Class::Untranslated { guard: false, .. }
+        ));
+        let decode =
+            "<BasicAuthentication name=\"P\"><Operation>Decode</Operation></BasicAuthentication>";
+        assert!(matches!(
+            classify(&policy(decode)),
+            Class::Untranslated { guard: true, .. }
+        ));
+        let encode =
+            "<BasicAuthentication name=\"P\"><Operation>Encode</Operation></BasicAuthentication>";
+        assert!(matches!(
+            classify(&policy(encode)),
             Class::Untranslated { guard: false, .. }
         ));
         assert!(matches!(
