@@ -264,14 +264,28 @@ impl Translator<'_> {
             }
             self.unread
                 .extend(step.condition.clone().map(|c| (String::new(), c)));
-            self.report.untranslated.push(Entry {
+            // A token check on the response still refuses the reply on
+            // Apigee: leaving it out lets it through (fail closed).
+            let verify = policy.is_some_and(|p| {
+                p.enabled && policies::operation(p).as_deref() == Some("VerifyAccessToken")
+            });
+            let entry = Entry {
                 policy: step.name.clone(),
                 policy_type,
                 endpoint: self.endpoint.clone(),
                 flow: label,
                 condition: step.condition.clone(),
-                advice: "runs on the response: the filter runs on the request (Envoy's response header rules, or the service)".into(),
-            });
+                advice: if verify {
+                    "runs on the response, after the target: the filter runs on the request; move it to the request flow in the bundle (the import does not reorder)".into()
+                } else {
+                    "runs on the response: the filter runs on the request (Envoy's response header rules, or the service)".into()
+                },
+            };
+            if verify {
+                self.report.guards.push(entry);
+            } else {
+                self.report.untranslated.push(entry);
+            }
         }
         for rule in &endpoint.fault_rules {
             self.report.untranslated.push(Entry {
@@ -1060,6 +1074,19 @@ mod tests {
             "{:?}",
             report.problems
         );
+    }
+
+    #[test]
+    fn a_token_check_on_the_response_is_an_access_check_not_translated() {
+        let m = proxy(
+            "<Flows><Flow name=\"r\"><Response><Step><Name>V</Name></Step></Response></Flow></Flows>",
+            &[("V", VERIFY)],
+        );
+        let mut report = Report::default();
+        let plans = translate(&m, &BTreeMap::new(), &options(), &mut report).unwrap();
+        assert!(plans[0].plugin.is_none());
+        assert_eq!(report.guards.len(), 1);
+        assert_eq!(report.guards[0].flow, "Flow \"r\" (response)");
     }
 
     #[test]
