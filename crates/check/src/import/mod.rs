@@ -24,8 +24,8 @@ use serde_json::{json, Map, Value};
 
 use report::Report;
 
-pub const USAGE: &str = "\
-  oauthv2info import --out DIR [--force] [--shared-flow BUNDLE]... [--json]
+pub const USAGE: &str =
+    "  oauthv2info import --out DIR [--force] [--shared-flow BUNDLE]... [--json]
                      [--allow-untranslated] [--target NAME=URL]...
                      [--token-service URL] [--service-key-file FILE]
                      [--listen HOST:PORT] [--admin HOST:PORT] [--wasm FILE]
