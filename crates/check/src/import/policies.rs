@@ -112,6 +112,57 @@ pub fn classify(policy: &PolicyFile) -> Class {
     }
 }
 
+/// The variables an untranslated policy sets, where its XML says so:
+/// ExtractVariables (`<VariablePrefix>` and each `{name}` of its patterns,
+/// each `<Variable name>`), AssignMessage's `<AssignVariable><Name>`,
+/// KeyValueMapOperations' `assignTo`, ServiceCallout's and
+/// AssignMessage's response variables are not listed: a name a step reads
+/// and none of these sets is reported by the filter's own warning.
+pub fn sets_of(policy: &PolicyFile) -> Vec<String> {
+    let root = &policy.root;
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    let prefix = root
+        .children
+        .iter()
+        .find(|c| c.name == "VariablePrefix")
+        .map(|c| c.text.trim().to_string())
+        .filter(|p| !p.is_empty());
+    let with_prefix = |name: &str| match &prefix {
+        Some(p) => format!("{p}.{name}"),
+        None => name.to_string(),
+    };
+    while let Some(e) = stack.pop() {
+        match (policy.type_name.as_str(), e.name.as_str()) {
+            ("ExtractVariables", "Pattern") => {
+                let mut rest = e.text.as_str();
+                while let Some(open) = rest.find('{') {
+                    let Some(close) = rest[open..].find('}') else {
+                        break;
+                    };
+                    out.push(with_prefix(&rest[open + 1..open + close]));
+                    rest = &rest[open + close + 1..];
+                }
+            }
+            ("ExtractVariables", "Variable") => {
+                out.extend(e.attribute("name").map(with_prefix));
+            }
+            ("AssignMessage", "AssignVariable") => {
+                out.extend(
+                    e.children
+                        .iter()
+                        .find(|c| c.name == "Name")
+                        .map(|c| c.text.trim().to_string()),
+                );
+            }
+            _ => {}
+        }
+        out.extend(e.attribute("assignTo").map(str::to_string));
+        stack.extend(e.children.iter());
+    }
+    out
+}
+
 /// OAuthV2's `<Operation>`.
 pub fn operation(policy: &PolicyFile) -> Option<String> {
     policy
@@ -145,6 +196,18 @@ mod tests {
             root,
             origin: "p".into(),
         }
+    }
+
+    #[test]
+    fn what_untranslated_policies_set() {
+        let ev = policy(
+            "<ExtractVariables name=\"E\"><VariablePrefix>apigee</VariablePrefix><Header name=\"x-token\"><Pattern>Bearer {token}</Pattern></Header><JSONPayload><Variable name=\"user\"><JSONPath>$.u</JSONPath></Variable></JSONPayload></ExtractVariables>",
+        );
+        let mut sets = sets_of(&ev);
+        sets.sort();
+        assert_eq!(sets, ["apigee.token", "apigee.user"]);
+        let am = policy("<AssignMessage name=\"A\"><AssignVariable><Name>flow.t</Name><Ref>x</Ref></AssignVariable></AssignMessage>");
+        assert_eq!(sets_of(&am), ["flow.t"]);
     }
 
     #[test]

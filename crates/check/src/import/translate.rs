@@ -120,6 +120,8 @@ struct Translator<'a> {
     /// The untranslated steps' policies (name, XML) and conditions: what
     /// the proxy still reads once the filter has run.
     unread: Vec<(String, String)>,
+    /// The untranslated policies and the variables they set.
+    setters: Vec<(String, Vec<String>)>,
 }
 
 impl Translator<'_> {
@@ -226,6 +228,10 @@ impl Translator<'_> {
                         .push((policy.name.clone(), reads_of(&policy.root)));
                     self.unread
                         .extend(e.condition.clone().map(|c| (String::new(), c)));
+                    if policy.enabled {
+                        self.setters
+                            .push((policy.name.clone(), policies::sets_of(policy)));
+                    }
                     if guard && policy.enabled {
                         self.report.guards.push(e);
                     } else {
@@ -442,6 +448,7 @@ pub fn translate(
             report: &mut *report,
             endpoint: endpoint.name.clone(),
             unread: Vec::new(),
+            setters: Vec::new(),
         };
         let mut blocks = blocks_of(endpoint, "", tr.report, &endpoint.name);
         let target = match model.kind {
@@ -747,6 +754,7 @@ fn build_plugin(
     tr: &mut Translator<'_>,
 ) -> Option<Value> {
     let unread = std::mem::take(&mut tr.unread);
+    let setters = std::mem::take(&mut tr.setters);
     let report = &mut *tr.report;
     if steps.is_empty() {
         report.notes.push(format!(
@@ -786,7 +794,7 @@ fn build_plugin(
     match core::load(&plugin) {
         Ok(loaded) => {
             for w in loaded.warnings {
-                let hint = unset_hint(&w, &unread);
+                let hint = unset_hint(&w, &setters);
                 report
                     .warnings
                     .push(format!("{}: {w}{hint}", endpoint.name));
@@ -863,21 +871,25 @@ pub fn narrow_publish(sets: &[String], texts: &[String]) -> Vec<String> {
 }
 
 /// For a warning about a variable nothing sets: the untranslated policies
-/// that mention it (one of them may set it on Apigee).
-fn unset_hint(warning: &str, unread: &[(String, String)]) -> String {
-    let Some(var) = warning.split('"').nth(1).filter(|v| v.contains('.')) else {
+/// that set it on Apigee (so it will be unset here).
+fn unset_hint(warning: &str, setters: &[(String, Vec<String>)]) -> String {
+    let Some(var) = warning.split('"').nth(3).or(warning.split('"').nth(1)) else {
         return String::new();
     };
-    let names: BTreeSet<&str> = unread
+    let names: BTreeSet<&str> = setters
         .iter()
-        .filter(|(name, xml)| !name.is_empty() && xml.contains(var))
+        .filter(|(_, sets)| sets.iter().any(|s| s == var))
         .map(|(name, _)| name.as_str())
         .collect();
     if names.is_empty() {
         String::new()
     } else {
         let list: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
-        format!(" (the untranslated {} mention it)", list.join(", "))
+        format!(
+            " (only the untranslated {} set{} it: it will be unset)",
+            list.join(", "),
+            if names.len() == 1 { "s" } else { "" }
+        )
     }
 }
 
@@ -1087,6 +1099,24 @@ mod tests {
         assert!(plans[0].plugin.is_none());
         assert_eq!(report.guards.len(), 1);
         assert_eq!(report.guards[0].flow, "Flow \"r\" (response)");
+    }
+
+    #[test]
+    fn a_variable_only_an_untranslated_step_sets_is_named() {
+        let ev = "<ExtractVariables name=\"EV\"><VariablePrefix>apigee</VariablePrefix><Header name=\"x-t\"><Pattern>{token}</Pattern></Header></ExtractVariables>";
+        let get = "<GetOAuthV2Info name=\"G\"><AccessToken ref=\"apigee.token\"/></GetOAuthV2Info>";
+        let m = proxy(
+            "<PreFlow><Request><Step><Name>EV</Name></Step><Step><Name>G</Name></Step></Request></PreFlow>",
+            &[("EV", ev), ("G", get)],
+        );
+        let mut report = Report::default();
+        translate(&m, &BTreeMap::new(), &options(), &mut report).unwrap();
+        assert!(
+            report.warnings.iter().any(|w| w.contains("apigee.token")
+                && w.contains("only the untranslated \"EV\" sets it: it will be unset")),
+            "{:?}",
+            report.warnings
+        );
     }
 
     #[test]
