@@ -262,7 +262,7 @@ fn import(a: &Args) -> Result<(Report, Vec<(String, String)>), String> {
         wasm: a.wasm.clone(),
         ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
     };
-    match output::bootstrap(&plans, &envoy_options) {
+    match output::bootstrap(&plans, &envoy_options, &mut report.problems) {
         Ok(b) => files.push((
             "envoy.yaml".to_string(),
             format!(

@@ -227,7 +227,13 @@ fn disable_others(names: &[(String, Vec<String>)], own: Option<&str>) -> Option<
 }
 
 /// The bootstrap.
-pub fn bootstrap(plans: &[EndpointPlan], options: &EnvoyOptions) -> Result<Value, String> {
+/// The bootstrap; a target whose URL is not one (a variable, a target
+/// server) is a problem, its route answering 404.
+pub fn bootstrap(
+    plans: &[EndpointPlan],
+    options: &EnvoyOptions,
+    problems: &mut Vec<String>,
+) -> Result<Value, String> {
     let with_filter = plans.iter().filter(|p| p.plugin.is_some()).count();
     let per_route = with_filter > 1;
     let mut filters = Vec::new();
@@ -271,18 +277,25 @@ pub fn bootstrap(plans: &[EndpointPlan], options: &EnvoyOptions) -> Result<Value
         // Wasm filter, which has no per-route configuration).
         let per_filter = disable_others(&names, Some(&plan.name));
         let target = match &plan.target {
-            Target::Url { name, url } => {
-                let parsed = parse_url(url)
-                    .map_err(|e| format!("ProxyEndpoint {:?}, target {name:?}: {e}", plan.name))?;
-                let cluster_name = format!("target-{}", slug(name));
-                if !clusters
-                    .iter()
-                    .any(|c: &Value| c["name"] == json!(cluster_name))
-                {
-                    clusters.push(cluster(&cluster_name, &parsed, &options.ca_file));
+            Target::Url { name, url } => match parse_url(url) {
+                Ok(parsed) => {
+                    let cluster_name = format!("target-{}", slug(name));
+                    if !clusters
+                        .iter()
+                        .any(|c: &Value| c["name"] == json!(cluster_name))
+                    {
+                        clusters.push(cluster(&cluster_name, &parsed, &options.ca_file));
+                    }
+                    Some((cluster_name, parsed))
                 }
-                Some((cluster_name, parsed))
-            }
+                Err(e) => {
+                    problems.push(format!(
+                            "{}: TargetEndpoint {name:?}: {e}; its route answers 404 until --target {name}=URL gives one",
+                            plan.name
+                        ));
+                    None
+                }
+            },
             Target::None => None,
         };
         routes.push(route(
