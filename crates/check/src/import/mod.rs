@@ -280,7 +280,7 @@ fn import(a: &Args) -> Result<(Report, Vec<(String, String)>), String> {
     let with_plugin = plans.iter().filter(|p| p.plugin.is_some()).count();
     if with_plugin > 1 {
         report.notes.push(format!(
-            "Istio: {with_plugin} WasmPlugins on the same workloads each run on every request (a WasmPlugin cannot select routes): their steps' conditions read proxy.pathsuffix, unset outside each base path, but unconditional steps run for every base path"
+            "Istio: {with_plugin} WasmPlugins on the same workloads each run on every request (a WasmPlugin cannot select routes): each one's steps also need the path under its base path and under no more specific base path of the bundle"
         ));
     }
     for plan in &plans {
@@ -292,6 +292,10 @@ fn import(a: &Args) -> Result<(Report, Vec<(String, String)>), String> {
             json!("outbound|8090||token-service.apigee.svc.cluster.local");
         istio_plugin["token_service"]["authority"] =
             json!("token-service.apigee.svc.cluster.local");
+        if with_plugin > 1 {
+            let bases: Vec<&str> = plans.iter().map(|p| p.base_path.as_str()).collect();
+            base_path_guard(&mut istio_plugin, &plan.base_path, &bases);
+        }
         match output::istio(plan, &istio_plugin, &a.namespace, &labels, &a.wasm) {
             Ok(text) => files.push((format!("istio/{slug}.yaml"), text)),
             Err(problem) => report.problems.push(problem),
@@ -300,6 +304,38 @@ fn import(a: &Args) -> Result<(Report, Vec<(String, String)>), String> {
     files.push(("report.txt".into(), report.to_text(a.allow_untranslated)));
     files.push(("report.json".into(), format!("{:#}\n", report.to_json())));
     Ok((report, files))
+}
+
+/// In Istio every WasmPlugin of a workload runs on every request: each
+/// step of one ProxyEndpoint's configuration also needs the path under its
+/// base path (`proxy.pathsuffix` set) and under no more specific base path
+/// of the bundle, which Apigee would pick instead.
+fn base_path_guard(plugin: &mut Value, base: &str, bases: &[&str]) {
+    let own = base.trim_end_matches('/');
+    let mut parts = vec!["proxy.pathsuffix != null".to_string()];
+    for other in bases {
+        let other = other.trim_end_matches('/');
+        if other != own && other.starts_with(&format!("{own}/")) {
+            parts.push(format!(
+                "not (request.path MatchesPath \"{other}\" or request.path MatchesPath \"{other}/**\")"
+            ));
+        }
+    }
+    let Some(policies) = plugin["policies"].as_array_mut() else {
+        return;
+    };
+    for step in policies.iter_mut() {
+        let (xml, condition) = match &*step {
+            Value::String(xml) => (xml.clone(), None),
+            other => (
+                other["policy"].as_str().unwrap_or_default().to_string(),
+                other["condition"].as_str().map(str::to_string),
+            ),
+        };
+        let mut all = parts.clone();
+        all.extend(condition);
+        *step = json!({"policy": xml, "condition": translate::and_all(&all)});
+    }
 }
 
 /// Writes the files under `--out`, which is created; a non-empty one only
@@ -350,6 +386,27 @@ mod tests {
                 w.write_all(&std::fs::read(&path).unwrap()).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn in_istio_each_endpoint_keeps_to_its_base_path() {
+        let mut plugin = json!({"policies": ["<A/>", {"policy": "<B/>", "condition": "x = 1"}]});
+        base_path_guard(&mut plugin, "/v1", &["/v1", "/v1/partners", "/v2"]);
+        let guard = "(proxy.pathsuffix != null) and (not (request.path MatchesPath \"/v1/partners\" or request.path MatchesPath \"/v1/partners/**\"))";
+        assert_eq!(
+            plugin["policies"][0],
+            json!({"policy": "<A/>", "condition": guard})
+        );
+        assert_eq!(
+            plugin["policies"][1]["condition"],
+            "(proxy.pathsuffix != null) and (not (request.path MatchesPath \"/v1/partners\" or request.path MatchesPath \"/v1/partners/**\")) and (x = 1)"
+        );
+        let mut plugin = json!({"policies": ["<A/>"]});
+        base_path_guard(&mut plugin, "/v1/partners", &["/v1", "/v1/partners"]);
+        assert_eq!(
+            plugin["policies"][0]["condition"],
+            "proxy.pathsuffix != null"
+        );
     }
 
     #[test]
