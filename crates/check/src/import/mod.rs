@@ -4,6 +4,7 @@
 //!
 //! One file per job: [`bundle`] reads the files, [`model`] the endpoints,
 //! flows and policies, [`policies`] says what becomes of each policy type,
+//! [`reads`] what the untranslated steps read and set,
 //! [`translate`] builds the plugin configurations, [`output`] the Envoy
 //! bootstrap and the Istio form, [`report`] the migration report; [`core`]
 //! holds the calls into the filter's core.
@@ -13,6 +14,7 @@ mod core;
 mod model;
 mod output;
 mod policies;
+mod reads;
 mod report;
 mod translate;
 
