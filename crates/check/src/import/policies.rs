@@ -44,7 +44,7 @@ const TABLE: &[(&str, bool, &str)] = &[
     ("VerifyIAM", true, "not covered: ext_authz"),
     ("OAuthV1", true, "not covered: ext_authz"),
     ("SAMLAssertion", true, "not covered: ext_authz"),
-    ("AssignMessage", false, "header-only: route request_headers_to_add / request_headers_to_remove; otherwise not covered"),
+    ("AssignMessage", false, "header-only: the route's request_headers_to_add / request_headers_to_remove (a {variable} value: a request_headers mapping of the plugin configuration)"),
     ("ExtractVariables", false, "not covered: the filter's conditions and refs read request variables directly"),
     ("Javascript", false, "not covered: a Lua filter, or the service"),
     ("JavaCallout", false, "not covered: the service, or ext_proc"),
@@ -90,6 +90,10 @@ pub fn classify(policy: &PolicyFile) -> Class {
                 advice: "Encode: the route's request_headers_to_add (a static credential), or the service",
             }
         }
+        "AssignMessage" if !header_only(policy) => Class::Untranslated {
+            guard: false,
+            advice: "not covered: it changes more than headers (payload, verb, path, parameters or variables): the service, or a Lua filter",
+        },
         "FlowCallout" => Class::FlowCallout {
             shared_flow: policy
                 .root
@@ -163,6 +167,21 @@ pub fn sets_of(policy: &PolicyFile) -> Vec<String> {
     out
 }
 
+/// An AssignMessage that only sets, adds or removes headers.
+fn header_only(policy: &PolicyFile) -> bool {
+    const META: [&str; 5] = [
+        "DisplayName",
+        "Description",
+        "Properties",
+        "IgnoreUnresolvedVariables",
+        "AssignTo",
+    ];
+    policy.root.children.iter().all(|c| match c.name.as_str() {
+        "Set" | "Add" | "Remove" => c.children.iter().all(|h| h.name == "Headers"),
+        name => META.contains(&name) || name == "FaultRules",
+    })
+}
+
 /// OAuthV2's `<Operation>`.
 pub fn operation(policy: &PolicyFile) -> Option<String> {
     policy
@@ -234,6 +253,26 @@ mod tests {
             classify(&policy("<Javascript name=\"P\"/>")),
             Class::Untranslated { guard: false, .. }
         ));
+        let headers = "<AssignMessage name=\"P\"><Set><Headers><Header name=\"x\">1</Header></Headers></Set><AssignTo type=\"request\"/></AssignMessage>";
+        match classify(&policy(headers)) {
+            Class::Untranslated {
+                guard: false,
+                advice,
+            } => {
+                assert!(advice.starts_with("header-only"), "{advice}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let payload = "<AssignMessage name=\"P\"><Set><Payload>x</Payload></Set></AssignMessage>";
+        match classify(&policy(payload)) {
+            Class::Untranslated {
+                guard: false,
+                advice,
+            } => {
+                assert!(advice.starts_with("not covered"), "{advice}")
+            }
+            other => panic!("{other:?}"),
+        }
         let decode =
             "<BasicAuthentication name=\"P\"><Operation>Decode</Operation></BasicAuthentication>";
         assert!(matches!(
