@@ -502,6 +502,9 @@ pub fn translate(
                 tr.expand(&segment.steps, &model.policies, segment, &root, 0, &mut out)?;
                 per_segment.push((segment, out));
             }
+            if matches!(block, Block::Alt(_)) {
+                check_guards_read_no_step(&per_segment, tr.report, &endpoint.name);
+            }
             add_block(&mut tr, &per_segment, &mut steps);
         }
         check_verify_bindings(&steps, tr.report, &endpoint.name);
@@ -514,6 +517,47 @@ pub fn translate(
         });
     }
     Ok(plans)
+}
+
+/// Apigee evaluates a Flow's condition once, before its steps; the filter
+/// evaluates each step's guard before that step. They agree unless a guard
+/// reads a variable a step of the Flows sets: named as a problem.
+fn check_guards_read_no_step(
+    per_segment: &[(&Segment, Vec<Expanded>)],
+    report: &mut Report,
+    endpoint: &str,
+) {
+    let mut sets: Vec<(String, String)> = Vec::new();
+    for (_, expanded) in per_segment {
+        for e in expanded {
+            let one = json!({"policies": [e.policy.xml]});
+            if let Ok(loaded) = core::load(&one) {
+                sets.extend(loaded.sets.into_iter().map(|v| (e.policy.name.clone(), v)));
+            }
+        }
+    }
+    let mut named = BTreeSet::new();
+    for (segment, _) in per_segment {
+        let Some(guard) = &segment.guard else {
+            continue;
+        };
+        let Ok(reads) = core::condition_variables(guard) else {
+            continue;
+        };
+        for var in reads {
+            let setter = sets.iter().find(|(_, set)| match set.split_once("{name}") {
+                Some((prefix, _)) => var.starts_with(prefix) && var.len() > prefix.len(),
+                None => *set == var,
+            });
+            if let Some((policy, _)) = setter {
+                if named.insert(var.clone()) {
+                    report.problems.push(format!(
+                        "{endpoint}: a Flow condition reads {var}, which policy {policy:?} of the Flows sets: Apigee reads it once before the Flow, the filter before each step"
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// Adds one block's translated steps, merged, to `steps`.

@@ -239,3 +239,23 @@ fn publish_keeps_what_untranslated_steps_read() {
     ];
     assert_eq!(narrow_publish(&sets, &texts), ["accesstoken.tier", "scope"]);
 }
+
+#[test]
+fn a_flow_condition_reading_what_a_flow_step_sets_is_a_problem() {
+    let m = proxy(
+        &format!(
+            "<Flows>{}{}</Flows>",
+            flow("one", Some("scope = \"a\""), &["V"]),
+            flow("two", Some("x = 2"), &["V"]),
+        ),
+        &[("V", VERIFY)],
+    );
+    let mut report = Report::default();
+    translate(&m, &BTreeMap::new(), &options(), &mut report).unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert!(
+        report.problems[0].contains("reads scope, which policy \"V\""),
+        "{:?}",
+        report.problems
+    );
+}
