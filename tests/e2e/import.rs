@@ -240,6 +240,13 @@ fn an_imported_proxy_answers_each_flow_as_apigee_does() {
     // No base path: 404, no step runs.
     assert_eq!(call(&envoy, "GET", "/v2/other", None, &[]).status, 404);
 
+    // The files holding the service key are readable by their owner only.
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["envoy.yaml", "plugins/default.json", "istio/partners.yaml"] {
+        let mode = std::fs::metadata(out.join(f)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+
     // The report names the untranslated response step; the outputs exist.
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();

@@ -357,13 +357,35 @@ fn write_out(a: &Args, files: &[(String, String)]) -> Result<(), String> {
             std::fs::create_dir_all(parent)
                 .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
-        write_file(&path, text)?;
+        // The configurations hold the token service key when one is given:
+        // readable by their owner only.
+        let secret = a.service_key_file.is_some() && !relative.starts_with("report.");
+        write_file(&path, text, secret)?;
     }
     Ok(())
 }
 
-fn write_file(path: &Path, text: &str) -> Result<(), String> {
-    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+fn write_file(path: &Path, text: &str, secret: bool) -> Result<(), String> {
+    let cannot = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = secret;
+    let mut file = options.open(path).map_err(cannot)?;
+    file.write_all(text.as_bytes()).map_err(cannot)?;
+    #[cfg(unix)]
+    if secret {
+        // An existing file (--force) keeps its mode on open: set it.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(cannot)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
