@@ -1205,3 +1205,38 @@ fn wasm_config_of(config: &Value) -> String {
         })
         .unwrap()
 }
+
+/// docs/migrating-from-apigee.md's worked example is what `oauthv2info
+/// import` prints for the bundle it names, and `--help` names the command.
+#[test]
+fn the_migration_guide_import_example_is_what_import_prints() {
+    let guide = read("docs/migrating-from-apigee.md");
+    let command =
+        "oauthv2info import --shared-flow tests/bundles/audit --out /tmp/shop tests/bundles/shop";
+    assert!(
+        guide.contains(command),
+        "the guide's command moved: update this test"
+    );
+    let expected = guide
+        .split("```text\n")
+        .skip(1)
+        .map(|b| &b[..b.find("```").unwrap()])
+        .find(|b| b.starts_with("oauthv2info import: shop"))
+        .expect("the guide's report block");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("shop");
+    let args = [
+        "import",
+        "--shared-flow",
+        "tests/bundles/audit",
+        "--out",
+        out.to_str().unwrap(),
+        "tests/bundles/shop",
+    ];
+    let run = checker(&args, None);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    assert_eq!(text(&run.stdout), expected);
+    let help = checker(&["--help"], None);
+    assert!(text(&help.stdout).contains("oauthv2info import --out DIR"));
+    assert!(read("README.md").contains("oauthv2info import"));
+}

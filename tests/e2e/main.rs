@@ -8,6 +8,7 @@ mod cache;
 mod chaos;
 mod docs;
 mod hostile;
+mod import;
 mod kinds;
 mod metadata;
 #[path = "../../token-service/tests/api/pg.rs"]

@@ -2,7 +2,9 @@
 //!
 //! - `oauthv2info check FILE...`: the policy checker;
 //! - `oauthv2info envoy-filters CONFIG`: the Envoy filters a plugin
-//!   configuration needs ([`envoy`]).
+//!   configuration needs ([`envoy`]);
+//! - `oauthv2info import --out DIR BUNDLE`: an Apigee proxy bundle into
+//!   Envoy and Istio configuration and a migration report ([`import`]).
 //!
 //! `check` runs the filter's own configuration code (`oauthv2info_core::parse_config`,
 //! the code `on_configure` runs in Envoy) over policy XML files (each one a
@@ -15,6 +17,7 @@
 //! read).
 
 mod envoy;
+mod import;
 mod yaml;
 
 use std::io::{Read, Write};
@@ -32,6 +35,7 @@ Usage:
   oauthv2info envoy-filters [--wasm FILE] [--part PART] [--indent N] [--json] CONFIG
   oauthv2info envoy-filters --istio NAMESPACE/NAME --label KEY=VALUE... CONFIG
   oauthv2info envoy-filters --update FILE... | --check FILE...
+{IMPORT_USAGE}
   oauthv2info --help | --version
 
 envoy-filters prints what Envoy needs to run the JSON plugin configuration
@@ -87,11 +91,11 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn usage_error(err: &mut dyn Write, problem: &str) -> u8 {
+pub(crate) fn usage_error(err: &mut dyn Write, problem: &str) -> u8 {
     let _ = writeln!(err, "oauthv2info: {problem}");
     let _ = writeln!(
         err,
-        "usage: oauthv2info check [--quiet] FILE... | envoy-filters [OPTIONS] CONFIG   (oauthv2info --help for more)"
+        "usage: oauthv2info check [--quiet] FILE... | envoy-filters [OPTIONS] CONFIG | import --out DIR BUNDLE   (oauthv2info --help for more)"
     );
     2
 }
@@ -99,7 +103,8 @@ fn usage_error(err: &mut dyn Write, problem: &str) -> u8 {
 fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     if args.iter().any(|a| a == "--help" || a == "-h") || args.first().is_some_and(|a| a == "help")
     {
-        let _ = out.write_all(HELP.as_bytes());
+        let help = HELP.replace("{IMPORT_USAGE}\n", &format!("{}\n", import::USAGE));
+        let _ = write!(out, "{help}\n{}", import::HELP);
         return 0;
     }
     if args.first().is_some_and(|a| a == "--version" || a == "-V") {
@@ -116,6 +121,7 @@ fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             return update_generated(&args[2..], args[1] == "--check", out, err)
         }
         Some("envoy-filters") => return envoy_filters(&args[1..], out, err),
+        Some("import") => return import::run(&args[1..], out, err),
         Some(other) => return usage_error(err, &format!("unknown command {other:?}")),
         None => return usage_error(err, "no command given"),
     }

@@ -370,6 +370,59 @@ fn compile_path(pattern: &str) -> Vec<PathPart> {
         .collect()
 }
 
+/// A `MatchesPath` pattern with a wildcard glued to other characters in
+/// an element (`/music**`, `/a*`, `*b`, `/v1/*.json`), as a whole-string
+/// regular expression; `None` when every wildcard is a whole element. As
+/// on Apigee: a glued `*` is any run of characters within the element, a
+/// glued `**` any run of characters, `/` included (`/music**` matches
+/// `/music`, `/music/x` and `/musicals`); the whole elements `*`, `**` and
+/// `{name}` keep their meaning.
+fn glued_path_regex(pattern: &str) -> Option<String> {
+    let glued = pattern
+        .split('/')
+        .any(|e| e.contains('*') && e != "*" && e != "**");
+    if !glued {
+        return None;
+    }
+    let mut re = String::new();
+    for (i, element) in pattern.split('/').enumerate() {
+        if i > 0 {
+            re.push('/');
+        }
+        match element {
+            "*" => re.push_str("[^/]*"),
+            "**" => re.push_str("[^/]*(/[^/]*)*"),
+            e if e.len() >= 2 && e.starts_with('{') && e.ends_with('}') && !e.contains('%') => {
+                re.push_str("[^/]*")
+            }
+            e => {
+                let mut chars = e.chars().peekable();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '*' if chars.peek() == Some(&'*') => {
+                            chars.next();
+                            re.push_str("(/|[^/])*");
+                        }
+                        '*' => re.push_str("[^/]*"),
+                        '%' if matches!(chars.peek(), Some('{' | '}' | '%')) => {
+                            if let Some(next) = chars.next() {
+                                re.push('\\');
+                                re.push(next);
+                            }
+                        }
+                        c if "\\.[]{}()+?^$|".contains(c) => {
+                            re.push('\\');
+                            re.push(c);
+                        }
+                        c => re.push(c),
+                    }
+                }
+            }
+        }
+    }
+    Some(re)
+}
+
 /// `MatchesPath`: the value's `/`-separated elements against the
 /// pattern's: a literal element is itself, `*` and `{name}` any one
 /// element, `**` one or more.
@@ -796,7 +849,21 @@ impl Parser {
                 self.c.regexes.push(regex);
                 Op::Regex(self.c.regexes.len() - 1)
             }
-            "~/" => Op::Path(compile_path(&text_only(self)?)),
+            "~/" => {
+                let pattern = text_only(self)?;
+                match glued_path_regex(&pattern) {
+                    // A wildcard inside an element: the whole pattern as a
+                    // regular expression (docs/decisions.md#conditions).
+                    Some(re) => {
+                        let regex = crate::regex::Regex::new(&re).map_err(|e| {
+                            self.error_at(rhs_at, format!("path pattern {pattern:?}: {e}"))
+                        })?;
+                        self.c.regexes.push(regex);
+                        Op::Regex(self.c.regexes.len() - 1)
+                    }
+                    None => Op::Path(compile_path(&pattern)),
+                }
+            }
             other => return Err(self.error_at(op_at, format!("unexpected {other:?}"))),
         };
         let node = self.push(Node::Compare { var, op, rhs });

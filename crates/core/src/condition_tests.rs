@@ -165,6 +165,24 @@ fn paths() {
         ("/statuses/", "/statuses/**", true),
         ("/statuses", "/statuses/**", false),
         ("/orders/7/items", "/orders/**", true),
+        // A wildcard glued to an element (docs/decisions.md#conditions).
+        ("/music", "/music**", true),
+        ("/music/", "/music**", true),
+        ("/music/jazz/1", "/music**", true),
+        ("/musicals", "/music**", true),
+        ("/musi", "/music**", false),
+        ("/a", "/a*", true),
+        ("/a12", "/a*", true),
+        ("/a1/2", "/a*", false),
+        ("/xb", "/*b", true),
+        ("/b", "/*b", true),
+        ("/x/b", "/*b", false),
+        ("/v1/a.json", "/v1/*.json", true),
+        ("/v1/axjson", "/v1/*.json", false),
+        ("/v1/x/a.json", "/*/x/*.json", true),
+        ("/v1/x/y/a.json", "/*/x/*.json", false),
+        ("/v1/x/y/a.json", "/**/a.js*", true),
+        ("/{a}b", "/%{a%}*", true),
     ] {
         let condition = format!(r#"proxy.pathsuffix MatchesPath "{pattern}""#);
         assert_eq!(eval_in(&condition, path), want, "{path} {pattern}");

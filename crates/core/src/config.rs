@@ -405,6 +405,9 @@ fn basepath(value: Option<Value>) -> Result<String, ConfigError> {
                 && !s.contains(['?', '#'])
                 && !s.contains(|c: char| c.is_whitespace() || c.is_control()) =>
         {
+            if let Some(problem) = crate::request::basepath_problem(&s) {
+                return Err(ConfigError::field("basepath", problem));
+            }
             s
         }
         Some(_) => {

@@ -61,6 +61,10 @@ pub use config::{parse_config, FilterConfig, MetadataBridge, MetadataHeader};
 pub use error::ConfigError;
 pub use policies::{parse_policy, Policy};
 
+// The XML tree policies are read into, for the importer of Apigee bundles
+// (`crates/check/src/import`).
+pub use xml::{parse as parse_xml, Element};
+
 // The parsers of untrusted input and their encoders, for the fuzz targets
 // and the property tests (docs/testing.md#fuzzing).
 pub use cache::{encode as encode_cache_entry, EntryHead};

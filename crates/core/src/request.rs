@@ -332,11 +332,42 @@ fn split_index(rest: &str) -> (&str, Option<usize>) {
 /// The path after `basepath`, which must end there or at a `/`: under
 /// `/v1/orders`, `/v1/orders/7` has the suffix `/7`, `/v1/orders` the empty
 /// suffix, and `/v1/ordersX` none. A basepath of `/` (or empty) leaves the
-/// whole path.
+/// whole path. An element `*` of the base path is any one non-empty path
+/// element, as in Apigee X's wildcard base paths (`/team/*/members`:
+/// docs/decisions.md#wildcard-base-paths).
 fn path_suffix<'a>(path: &'a [u8], basepath: &[u8]) -> Option<&'a [u8]> {
     let base = basepath.strip_suffix(b"/").unwrap_or(basepath);
-    let rest = path.strip_prefix(base)?;
-    (rest.is_empty() || rest.starts_with(b"/")).then_some(rest)
+    if !base.contains(&b'*') {
+        let rest = path.strip_prefix(base)?;
+        return (rest.is_empty() || rest.starts_with(b"/")).then_some(rest);
+    }
+    let mut rest = path;
+    for element in base.split(|&b| b == b'/').skip(1) {
+        rest = rest.strip_prefix(b"/")?;
+        let end = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+        let (segment, after) = rest.split_at(end);
+        let fits = match element {
+            b"*" => !segment.is_empty(),
+            literal => segment == literal,
+        };
+        if !fits {
+            return None;
+        }
+        rest = after;
+    }
+    Some(rest)
+}
+
+/// Why a configured base path cannot be matched as Apigee matches it:
+/// Apigee X allows `*` only as a whole element (`/team/*/members`), not
+/// `/**`, `/something*` or `/*something`.
+pub fn basepath_problem(basepath: &str) -> Option<&'static str> {
+    basepath
+        .split('/')
+        .any(|element| element.contains('*') && element != "*")
+        .then_some(
+            "a wildcard must be a whole element between two / (\"/team/*/members\"): Apigee takes no /**, /something* or /*something in a base path",
+        )
 }
 
 fn split_query(path: &[u8]) -> (&[u8], Option<&[u8]>) {
@@ -554,6 +585,44 @@ mod tests {
         let mut out = String::new();
         assert!(RequestInfo::default().resolve_into(&base, &mut out));
         assert_eq!(out, "/v1");
+    }
+
+    #[test]
+    fn a_wildcard_element_of_the_base_path_is_any_one_element() {
+        fn suffix<'a>(basepath: &str, path: &'a str) -> Option<&'a [u8]> {
+            path_suffix(path.as_bytes(), basepath.as_bytes())
+        }
+        let base = "/cds-au/v1/banking/accounts/*/transactions";
+        assert_eq!(
+            suffix(base, "/cds-au/v1/banking/accounts/a1/transactions"),
+            Some(&b""[..])
+        );
+        assert_eq!(
+            suffix(base, "/cds-au/v1/banking/accounts/a1/transactions/t9"),
+            Some(&b"/t9"[..])
+        );
+        assert_eq!(
+            suffix(base, "/cds-au/v1/banking/accounts//transactions"),
+            None
+        );
+        assert_eq!(
+            suffix(base, "/cds-au/v1/banking/accounts/a/b/transactions"),
+            None
+        );
+        assert_eq!(
+            suffix(base, "/cds-au/v1/banking/accounts/a1/transactionsX"),
+            None
+        );
+        assert_eq!(suffix(base, "/cds-au/v1/banking/accounts/a1"), None);
+        assert_eq!(
+            suffix("/team/*", "/team/blue/x").map(|s| s.to_vec()),
+            Some(b"/x".to_vec())
+        );
+        assert_eq!(suffix("/*/*/", "/a/b"), Some(&b""[..]));
+        assert_eq!(basepath_problem(base), None);
+        for bad in ["/a/**", "/a/b*", "/*b/c", "/a/*.json"] {
+            assert!(basepath_problem(bad).is_some(), "{bad}");
+        }
     }
 
     #[test]

@@ -12,16 +12,16 @@ use quick_xml::{Reader, XmlVersion};
 /// One XML element: name, attributes in document order, child elements, and
 /// the concatenated character data directly inside it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct Element {
-    pub(crate) name: String,
-    pub(crate) attributes: Vec<(String, String)>,
-    pub(crate) children: Vec<Element>,
-    pub(crate) text: String,
+pub struct Element {
+    pub name: String,
+    pub attributes: Vec<(String, String)>,
+    pub children: Vec<Element>,
+    pub text: String,
 }
 
 impl Element {
     /// The value of attribute `name`, if present.
-    pub(crate) fn attribute(&self, name: &str) -> Option<&str> {
+    pub fn attribute(&self, name: &str) -> Option<&str> {
         self.attributes
             .iter()
             .find(|(k, _)| k == name)
