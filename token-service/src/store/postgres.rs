@@ -413,8 +413,17 @@ impl Postgres {
             let err = match store.pool.get().await {
                 Ok(mut c) => {
                     match timeout_at(Instant::now() + opts.timeout * 4, migrate(&mut c)).await {
-                        Ok(Ok(version)) => {
-                            info!(db = %store.display, schema_version = version, "schema ready");
+                        Ok(Ok(Schema::Ready)) => {
+                            info!(db = %store.display, schema_version = SCHEMA_VERSION, "schema ready");
+                            return Ok(store);
+                        }
+                        Ok(Ok(Schema::ReadOnly)) => {
+                            warn!(
+                                db = %store.display,
+                                schema_version = SCHEMA_VERSION,
+                                "the database is read-only (a standby?): serving reads; writes \
+                                 answer 503 store_unavailable until it accepts writes"
+                            );
                             return Ok(store);
                         }
                         Ok(Err(e)) => return Err(format!("schema migration failed: {e}")),
@@ -902,14 +911,67 @@ impl Postgres {
     }
 }
 
+/// What the start found the database to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schema {
+    /// Migrated (or already current) and writable.
+    Ready,
+    /// Read-only (a hot standby, or `default_transaction_read_only`) with
+    /// the current schema: reads are served, writes answer 503.
+    ReadOnly,
+}
+
+/// A migration step's error for the start's one line: the server's
+/// message and SQLSTATE (`pg_text`), never tokio-postgres' bare "db error".
+fn step(what: &'static str) -> impl Fn(tokio_postgres::Error) -> String {
+    move |err| format!("{what}: {}", pg_text(&err))
+}
+
 /// Applies the missing migrations in one transaction under an advisory
-/// lock, so replicas starting together migrate once. Answers the version.
-async fn migrate(c: &mut Object) -> std::result::Result<i64, String> {
-    let e = |what: &'static str| move |err: tokio_postgres::Error| format!("{what}: {err}");
-    let tx = c.transaction().await.map_err(e("begin"))?;
+/// lock, so replicas starting together migrate once. A read-only database
+/// is not written: it is accepted when its schema is current, and refused
+/// otherwise (docs/token-service.md, "Schema migrations").
+async fn migrate(c: &mut Object) -> std::result::Result<Schema, String> {
+    let read_only: bool = c
+        .query_one(
+            "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'",
+            &[],
+        )
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(step("read whether the database is read-only"))?;
+    if read_only {
+        // Two statements: a query naming a missing table fails to plan.
+        let has_table: bool = c
+            .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(step("read schema_migrations"))?;
+        let version: i64 = if has_table {
+            c.query_one(
+                "SELECT COALESCE(max(version), 0)::bigint FROM schema_migrations",
+                &[],
+            )
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(step("read schema_migrations"))?
+        } else {
+            0
+        };
+        return if version == SCHEMA_VERSION {
+            Ok(Schema::ReadOnly)
+        } else {
+            Err(format!(
+                "the database is read-only (a standby, or default_transaction_read_only) and its \
+                 schema version is {version}, not {SCHEMA_VERSION}: it cannot be migrated; start \
+                 this version on the writable primary first"
+            ))
+        };
+    }
+    let tx = c.transaction().await.map_err(step("begin"))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
-        .map_err(e("migration lock"))?;
+        .map_err(step("migration lock"))?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version    BIGINT PRIMARY KEY,
@@ -917,7 +979,7 @@ async fn migrate(c: &mut Object) -> std::result::Result<i64, String> {
          );",
     )
     .await
-    .map_err(e("create schema_migrations"))?;
+    .map_err(step("create schema_migrations"))?;
     let version: i64 = tx
         .query_one(
             "SELECT COALESCE(max(version), 0)::bigint FROM schema_migrations",
@@ -925,7 +987,7 @@ async fn migrate(c: &mut Object) -> std::result::Result<i64, String> {
         )
         .await
         .and_then(|r| r.try_get(0))
-        .map_err(e("read schema_migrations"))?;
+        .map_err(step("read schema_migrations"))?;
     if version > SCHEMA_VERSION {
         return Err(format!(
             "the database has schema version {version}; this token-service knows up to {SCHEMA_VERSION}"
@@ -937,16 +999,16 @@ async fn migrate(c: &mut Object) -> std::result::Result<i64, String> {
         }
         tx.batch_execute(sql)
             .await
-            .map_err(|err| format!("migration {v}: {err}"))?;
+            .map_err(|err| format!("migration {v}: {}", pg_text(&err)))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
             &[&v, &now_ms()],
         )
         .await
-        .map_err(e("record the schema version"))?;
+        .map_err(step("record the schema version"))?;
     }
-    tx.commit().await.map_err(e("commit the schema"))?;
-    Ok(SCHEMA_VERSION)
+    tx.commit().await.map_err(step("commit the schema"))?;
+    Ok(Schema::Ready)
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {

@@ -138,6 +138,16 @@ impl Sqlite {
     /// Opens (creating if missing) the database at `path`, migrates the
     /// schema and opens `readers` read connections.
     pub fn open(path: &Path, readers: usize) -> std::result::Result<Self, String> {
+        // Read what the file is before anything writes to it (the WAL
+        // switch below rewrites its header).
+        if path.exists() {
+            let c = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(err("cannot open the database"))?;
+            check_ours(&c, path)?;
+        }
         let mut writer = Connection::open(path).map_err(err("cannot open the database"))?;
         writer
             .busy_timeout(Duration::from_secs(5))
@@ -492,6 +502,79 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(Error::internal)
 }
 
+/// Every table and index the service's schema versions create.
+const OWN_OBJECTS: [&str; 9] = [
+    "apps",
+    "access_tokens",
+    "token_attributes",
+    "authorization_codes",
+    "code_attributes",
+    "changes",
+    "changes_at",
+    "change_horizon",
+    "schema_migrations",
+];
+
+/// A SQLite error on one line: the message without the SQL it quotes.
+fn sqlite_text(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
+        rusqlite::Error::SqliteFailure(_, Some(msg)) => msg.clone(),
+        other => other.to_string(),
+    }
+    .split_whitespace()
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+/// Refuses a file that is neither empty nor the service's own: one made
+/// by another application must not be adopted (or changed). The service's
+/// own has `apps`, `access_tokens` and `schema_migrations` (or, made before
+/// that table, `PRAGMA user_version` 1 and only the service's tables).
+fn check_ours(c: &Connection, path: &Path) -> std::result::Result<(), String> {
+    let unreadable = |e: rusqlite::Error| {
+        format!(
+            "cannot read {} as a SQLite database: {}",
+            path.display(),
+            sqlite_text(&e)
+        )
+    };
+    let names: Vec<String> = c
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+             ORDER BY name",
+        )
+        .and_then(|mut st| {
+            st.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(unreadable)?;
+    if names.is_empty() {
+        return Ok(());
+    }
+    let has = |n: &str| names.iter().any(|x| x == n);
+    let user_version: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(unreadable)?;
+    let ours = has("apps")
+        && has("access_tokens")
+        && (has("schema_migrations")
+            || (user_version == 1 && names.iter().all(|n| OWN_OBJECTS.contains(&n.as_str()))));
+    if ours {
+        return Ok(());
+    }
+    let mut shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+    if names.len() > 5 {
+        shown.push("…");
+    }
+    Err(format!(
+        "{} is not a token-service database (it holds {}): refusing to use or change it; \
+         give --db a new file or the service's own",
+        path.display(),
+        shown.join(", ")
+    ))
+}
+
 /// The schema version of an open database: `schema_migrations`' highest
 /// version, else `PRAGMA user_version` (a file made before the table).
 fn schema_version(c: &Connection) -> std::result::Result<i64, String> {
@@ -548,7 +631,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> std::result::Result<(), String> 
             continue;
         }
         tx.execute_batch(sql)
-            .map_err(|e| format!("cannot apply schema migration {v}: {e}"))?;
+            .map_err(|e| format!("cannot apply schema migration {v}: {}", sqlite_text(&e)))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
             [v, now],

@@ -37,3 +37,4 @@ mod merge;
 mod oauth;
 mod pg;
 mod replicas;
+mod schema;
