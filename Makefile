@@ -5,8 +5,9 @@ SHELL := /bin/bash
 VENV        ?= .venv
 ENVOY       ?= $(VENV)/bin/envoy
 ENVOY_VERSION ?= 1.40.0
-# PyPI packages the tests run: the manifests' schema check (tests/manifests.py).
-PY_TEST_PACKAGES := kubernetes-validate==1.37.0 jsonschema==4.26.0
+# PyPI packages the tests run: the manifests' schema check (tests/manifests.py) and
+# the token service's OpenAPI run (token-service/tests/api/openapi.rs).
+PY_TEST_PACKAGES := kubernetes-validate==1.37.0 jsonschema==4.26.0 schemathesis==4.32.5
 WASM_TARGET := wasm32-unknown-unknown
 WASM_RAW    := target/$(WASM_TARGET)/wasm/oauthv2info.wasm
 WASM        := dist/oauthv2info.wasm

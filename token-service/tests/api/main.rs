@@ -35,6 +35,7 @@ mod introspect;
 mod lifecycle;
 mod merge;
 mod oauth;
+mod openapi;
 mod pg;
 mod replicas;
 mod schema;
