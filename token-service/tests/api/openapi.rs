@@ -92,6 +92,8 @@ fn schemathesis_finds_every_answer_in_the_description() {
             .env("TS_CLIENT_SECRET", "change-me")
             .env("TS_DB_PATH", &s.db)
             .env("NO_COLOR", "1")
+            // Its caches (.schemathesis/) go to the test's directory.
+            .current_dir(s.dir.path())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(s.dir.path().join("st.out")).unwrap())
             .stderr(std::fs::File::create(s.dir.path().join("st.err")).unwrap())
