@@ -61,9 +61,10 @@ e2e: setup wasm ## End-to-end tests in the real Envoy (plus the token service's 
 validate: setup wasm ## Check every shipped Envoy config with `envoy --mode validate`
 	@for f in $(filter-out envoy/docker-compose%.yaml,$(wildcard envoy/*.yaml)); do $(ENVOY) --mode validate -c $$f -l critical --disable-hot-restart >/dev/null && echo "valid: $$f" || { echo "INVALID: $$f"; exit 1; }; done
 
-test: setup wasm lint hotpath ## Every test: lint, unit, token service, end-to-end in Envoy, the benchmarks built, a fuzz smoke (what CI runs)
+test: setup wasm lint hotpath ## Every test: lint, unit, token service (tokens plain, then hashed), end-to-end in Envoy, the benchmarks built, a fuzz smoke (what CI runs)
 	cargo build --workspace --bins
 	ENVOY=$(abspath $(ENVOY)) cargo test --workspace
+	TS_HASH_TOKENS=1 cargo test -p token-service --test api
 	$(MAKE) --no-print-directory fuzz-smoke
 
 lint: ## cargo fmt --check, clippy (host and wasm32) with warnings denied, shellcheck

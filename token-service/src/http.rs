@@ -755,6 +755,7 @@ async fn import_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
             non_empty("client_id", &b.client_id)?;
             let issued_at = non_negative("issued_at", b.issued_at)?;
             let code = AuthCode {
+                fp: None,
                 expires_at: expiry(issued_at, b.expires_in, "expires_in")?,
                 code: b.token,
                 client_id: b.client_id,
@@ -795,6 +796,7 @@ fn access_from_import(b: ImportAccess, default_refresh: i64) -> Result<(AccessTo
             )?;
             Some(RefreshToken {
                 token: rt,
+                fp: None,
                 status: b
                     .refresh_token_status
                     .unwrap_or(Status::Approved)
@@ -821,6 +823,7 @@ fn access_from_import(b: ImportAccess, default_refresh: i64) -> Result<(AccessTo
         }
     };
     let t = AccessToken {
+        token_fp: None,
         expires_at: expiry(issued_at, b.expires_in, "expires_in")?,
         token: b.token,
         client_id: b.client_id,

@@ -30,6 +30,7 @@ mod bench;
 mod common;
 mod deploy;
 mod feed;
+mod hashing;
 mod http1;
 mod introspect;
 mod lifecycle;

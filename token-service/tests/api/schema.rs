@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// Runs the service on `db` until it exits (it must: the start is refused
 /// within 30 s); answers its exit code and its output.
-fn refused_start(db: &str) -> (Option<i32>, String) {
+pub(crate) fn refused_start(db: &str) -> (Option<i32>, String) {
     let mut child = Command::new(BIN)
         .args([
             "--listen",
@@ -50,7 +50,7 @@ fn refused_start(db: &str) -> (Option<i32>, String) {
 
 /// The one error line of a refused start.
 #[track_caller]
-fn one_error_line(text: &str) -> String {
+pub(crate) fn one_error_line(text: &str) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one line expected:\n{text}");
     assert!(lines[0].contains("cannot open the store"), "{text}");
