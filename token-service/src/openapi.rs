@@ -353,12 +353,29 @@ pub struct ApiDoc;
 
 /// The description, as JSON (what `GET /openapi.json` answers and
 /// docs/token-service.openapi.json holds, with a final newline).
+/// Keys sorted at every level, so that the text does not depend on
+/// whether serde_json's `preserve_order` is on (another crate of the
+/// workspace turns it on when they are built together).
 pub fn json() -> String {
-    let mut text = ApiDoc::openapi()
-        .to_pretty_json()
+    let mut text = serde_json::to_value(ApiDoc::openapi())
+        .map(sorted)
+        .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     text.push('\n');
     text
+}
+
+fn sorted(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 #[cfg(test)]
