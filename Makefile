@@ -64,7 +64,7 @@ validate: setup wasm ## Check every shipped Envoy config with `envoy --mode vali
 test: setup wasm lint hotpath ## Every test: lint, unit, token service (tokens plain, then hashed), end-to-end in Envoy, the benchmarks built, a fuzz smoke (what CI runs)
 	cargo build --workspace --bins
 	ENVOY=$(abspath $(ENVOY)) cargo test --workspace
-	TS_HASH_TOKENS=1 cargo test -p token-service --test api
+	TS_HASH_TOKENS=1 cargo test -p token-service --test api -- --show-output
 	$(MAKE) --no-print-directory fuzz-smoke
 
 lint: ## cargo fmt --check, clippy (host and wasm32) with warnings denied, shellcheck
