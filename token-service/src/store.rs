@@ -865,6 +865,24 @@ mod tests {
     }
 
     #[test]
+    fn hashed_keys_are_the_sha256_of_the_value() {
+        // FIPS 180-2's "abc" vector.
+        assert_eq!(
+            Hashing::Sha256.key("abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(Hashing::Plain.key("abc"), "abc");
+        // A hashed profile shows the presented value, never a hash.
+        let h = Hashing::Sha256;
+        let v = serde_json::json!({"active": true, "profile": {
+            "access_token": h.key("at-1"), "refresh_token": h.key("rt-1"), "scope": "s"}});
+        let shown = h.reveal(v, "at-1");
+        assert_eq!(shown["profile"]["access_token"], "at-1");
+        assert_eq!(shown["profile"]["refresh_token"], "");
+        assert_eq!(shown["profile"]["scope"], "s");
+    }
+
+    #[test]
     fn targets() {
         assert!(matches!(
             Target::parse("postgres://u@h/db"),
