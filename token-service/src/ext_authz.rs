@@ -35,6 +35,19 @@ const PROFILE_HEADERS: &[(&str, &str)] = &[
     ("expires_in", "x-apigee-expires-in"),
 ];
 
+/// For Envoy's ext_authz (HTTP service): any method; described as GET.
+#[utoipa::path(get, path = "/v1/ext_authz/{path}",
+    params(
+        ("path" = String, Path, description = "the original request's path"),
+        ("access_token" = Option<String>, Query, description = "the access token (else Authorization: Bearer)"),
+    ),
+    responses(
+        (status = 200, description = "an active access token: `x-apigee-*` headers, no body"),
+        (status = 401, description = "unauthorized: no, or no active, access token", body = crate::openapi::ErrorBody),
+        (status = 403, description = "forbidden: no service key in x-token-service-key", body = crate::openapi::ErrorBody),
+        (status = 503, description = "store_unavailable", body = crate::openapi::ErrorBody),
+    ),
+    security(("ext_authz_key" = [])))]
 pub async fn check(State(st): St, req: Request) -> Response {
     super::answer(check_inner(&st, req.headers(), req.uri().query()).await)
 }

@@ -24,7 +24,14 @@ use subtle::ConstantTimeEq;
 use tracing::{debug, info};
 
 #[path = "ext_authz.rs"]
-mod ext_authz;
+pub(crate) mod ext_authz;
+
+use crate::openapi::{
+    AppCreated, ErrorBody, FeedPage, Health, Imported, IntrospectForm, Introspection, RevokeForm,
+    TokenForm, TokenIssued,
+};
+pub use ext_authz::KEY_HEADER as EXT_AUTHZ_KEY_HEADER;
+use utoipa::ToSchema;
 
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -61,6 +68,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tokens", post(import_token))
         .route("/v1/changes", get(changes))
         .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi_json))
         .route("/v1/ext_authz/", any(ext_authz::check))
         .route("/v1/ext_authz/{*path}", any(ext_authz::check))
         .fallback(not_found)
@@ -452,9 +460,9 @@ fn check_attributes(attrs: &Attributes, max: usize) -> Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-enum Status {
+pub(crate) enum Status {
     Approved,
     Revoked,
 }
@@ -485,7 +493,18 @@ fn non_negative(field: &str, v: i64) -> Result<i64> {
 
 // ---------------------------------------------------------------- service endpoints
 
-async fn introspect(State(st): St, req: Request) -> Response {
+/// RFC 7662 introspection with the Apigee profile.
+#[utoipa::path(post, path = "/oauth2/introspect",
+    request_body(content = IntrospectForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "the profile, or `{\"active\": false}` for an unknown value", body = Introspection),
+        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 401, description = "unauthorized: not the service key", body = ErrorBody),
+        (status = 413, description = "request_too_large", body = ErrorBody),
+        (status = 503, description = "store_unavailable", body = ErrorBody),
+    ),
+    security(("service_key" = [])))]
+pub(crate) async fn introspect(State(st): St, req: Request) -> Response {
     answer(introspect_inner(&st, req).await)
 }
 
@@ -510,20 +529,39 @@ async fn introspect_inner(st: &Arc<AppState>, req: Request) -> Result<Response> 
     Ok(respond(StatusCode::OK, v))
 }
 
-#[derive(Deserialize)]
-struct MergeBody {
+/// The SetOAuthV2Info write: attributes merged into an access token.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"token": "AT-example-0001",
+    "attributes": [{"name": "department.id", "value": "43"}]}))]
+pub(crate) struct MergeBody {
+    #[schema(min_length = 1)]
     token: String,
+    #[schema(min_items = 1)]
     attributes: Vec<AttributeIn>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AttributeIn {
+pub(crate) struct AttributeIn {
+    #[schema(min_length = 1, max_length = 255)]
     name: String,
     value: String,
 }
 
-async fn merge_attributes(State(st): St, req: Request) -> Response {
+/// Merges custom attributes into an access token (one atomic write).
+#[utoipa::path(post, path = "/v1/accesstokens/attributes",
+    request_body(content = MergeBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the introspection of the token after the write", body = Introspection),
+        (status = 400, description = "invalid_request or protected_attribute", body = ErrorBody),
+        (status = 401, description = "unauthorized: not the service key", body = ErrorBody),
+        (status = 404, description = "invalid_access_token: unknown token", body = ErrorBody),
+        (status = 409, description = "invalid_access_token (revoked) or access_token_expired", body = ErrorBody),
+        (status = 413, description = "request_too_large", body = ErrorBody),
+        (status = 503, description = "store_unavailable", body = ErrorBody),
+    ),
+    security(("service_key" = [])))]
+pub(crate) async fn merge_attributes(State(st): St, req: Request) -> Response {
     answer(merge_inner(&st, req).await)
 }
 
@@ -551,10 +589,13 @@ async fn merge_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
 
 // ---------------------------------------------------------------- admin endpoints
 
-#[derive(Deserialize)]
+/// A developer app (OAuth client) to create.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewApp {
+pub(crate) struct NewApp {
+    #[schema(min_length = 1)]
     name: String,
+    #[schema(min_length = 1)]
     developer_email: String,
     developer_id: Option<String>,
     #[serde(default)]
@@ -567,7 +608,19 @@ struct NewApp {
     client_secret: Option<String>,
 }
 
-async fn create_app(State(st): St, req: Request) -> Response {
+/// Creates a developer app (OAuth client).
+#[utoipa::path(post, path = "/v1/apps",
+    request_body(content = NewApp, content_type = "application/json"),
+    responses(
+        (status = 201, description = "the app", body = AppCreated),
+        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 401, description = "unauthorized: not the admin key", body = ErrorBody),
+        (status = 409, description = "client_exists", body = ErrorBody),
+        (status = 413, description = "request_too_large", body = ErrorBody),
+        (status = 503, description = "store_unavailable", body = ErrorBody),
+    ),
+    security(("admin_key" = [])))]
+pub(crate) async fn create_app(State(st): St, req: Request) -> Response {
     answer(create_app_inner(&st, req).await)
 }
 
@@ -611,10 +664,13 @@ async fn create_app_inner(st: &Arc<AppState>, req: Request) -> Result<Response> 
     ))
 }
 
-#[derive(Deserialize)]
+/// An access token to import (with `"type": "access_token"`).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ImportAccess {
+pub(crate) struct ImportAccess {
+    #[schema(min_length = 1)]
     token: String,
+    #[schema(min_length = 1)]
     client_id: String,
     #[serde(default)]
     scope: String,
@@ -630,10 +686,13 @@ struct ImportAccess {
     attributes: Attributes,
 }
 
-#[derive(Deserialize)]
+/// An authorization code to import (with `"type": "authorization_code"`).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ImportCode {
+pub(crate) struct ImportCode {
+    #[schema(min_length = 1)]
     token: String,
+    #[schema(min_length = 1)]
     client_id: String,
     redirect_uri: Option<String>,
     #[serde(default)]
@@ -645,7 +704,21 @@ struct ImportCode {
     attributes: Attributes,
 }
 
-async fn import_token(State(st): St, req: Request) -> Response {
+/// Imports an access token (with its refresh token) or an authorization
+/// code exactly as given.
+#[utoipa::path(post, path = "/v1/tokens",
+    request_body(content_type = "application/json",
+        content = inline(crate::openapi::ImportRequest)),
+    responses(
+        (status = 201, description = "imported (the value is not echoed)", body = Imported),
+        (status = 400, description = "invalid_request, invalid_client or protected_attribute", body = ErrorBody),
+        (status = 401, description = "unauthorized: not the admin key", body = ErrorBody),
+        (status = 409, description = "token_exists", body = ErrorBody),
+        (status = 413, description = "request_too_large", body = ErrorBody),
+        (status = 503, description = "store_unavailable", body = ErrorBody),
+    ),
+    security(("admin_key" = [])))]
+pub(crate) async fn import_token(State(st): St, req: Request) -> Response {
     answer(import_inner(&st, req).await)
 }
 
@@ -682,6 +755,7 @@ async fn import_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
             non_empty("client_id", &b.client_id)?;
             let issued_at = non_negative("issued_at", b.issued_at)?;
             let code = AuthCode {
+                fp: None,
                 expires_at: expiry(issued_at, b.expires_in, "expires_in")?,
                 code: b.token,
                 client_id: b.client_id,
@@ -722,6 +796,7 @@ fn access_from_import(b: ImportAccess, default_refresh: i64) -> Result<(AccessTo
             )?;
             Some(RefreshToken {
                 token: rt,
+                fp: None,
                 status: b
                     .refresh_token_status
                     .unwrap_or(Status::Approved)
@@ -748,6 +823,7 @@ fn access_from_import(b: ImportAccess, default_refresh: i64) -> Result<(AccessTo
         }
     };
     let t = AccessToken {
+        token_fp: None,
         expires_at: expiry(issued_at, b.expires_in, "expires_in")?,
         token: b.token,
         client_id: b.client_id,
@@ -762,7 +838,18 @@ fn access_from_import(b: ImportAccess, default_refresh: i64) -> Result<(AccessTo
 
 // ---------------------------------------------------------------- OAuth endpoints
 
-async fn token(State(st): St, req: Request) -> Response {
+/// The OAuth 2.0 token endpoint (RFC 6749).
+#[utoipa::path(post, path = "/oauth2/token",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "the issued tokens", body = TokenIssued),
+        (status = 400, description = "invalid_request, invalid_grant or unsupported_grant_type", body = ErrorBody),
+        (status = 401, description = "invalid_client", body = ErrorBody),
+        (status = 413, description = "request_too_large", body = ErrorBody),
+        (status = 503, description = "store_unavailable", body = ErrorBody),
+    ),
+    security(("client" = []), ()))]
+pub(crate) async fn token(State(st): St, req: Request) -> Response {
     answer(token_inner(&st, req).await)
 }
 
@@ -831,7 +918,18 @@ fn auth_headers(h: &HeaderMap) -> HeaderMap {
     out
 }
 
-async fn revoke(State(st): St, req: Request) -> Response {
+/// Token revocation (RFC 7009), by the owning client or the admin key.
+#[utoipa::path(post, path = "/oauth2/revoke",
+    request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "revoked, or unknown", body = crate::openapi::Empty),
+        (status = 400, description = "invalid_request, unauthorized_client or unsupported_token_type", body = ErrorBody),
+        (status = 401, description = "invalid_client or unauthorized", body = ErrorBody),
+        (status = 413, description = "request_too_large", body = ErrorBody),
+        (status = 503, description = "store_unavailable", body = ErrorBody),
+    ),
+    security(("client" = []), ("admin_key" = []), ()))]
+pub(crate) async fn revoke(State(st): St, req: Request) -> Response {
     answer(revoke_inner(&st, req).await)
 }
 
@@ -883,7 +981,13 @@ async fn revoke_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
     Ok(respond(StatusCode::OK, json!({})))
 }
 
-async fn healthz(State(st): St) -> Response {
+/// Readiness: a query on the store.
+#[utoipa::path(get, path = "/healthz",
+    responses(
+        (status = 200, description = "the store answers", body = Health),
+        (status = 503, description = "the store does not answer", body = Health),
+    ))]
+pub(crate) async fn healthz(State(st): St) -> Response {
     match st.store.health().await {
         Ok(()) => respond(StatusCode::OK, json!({"status": "ok"})),
         Err(_) => {
@@ -898,6 +1002,21 @@ async fn healthz(State(st): St) -> Response {
             resp
         }
     }
+}
+
+/// This description (OpenAPI 3.1), generated from the code.
+#[utoipa::path(get, path = "/openapi.json",
+    responses((status = 200, description = "the OpenAPI description of this API",
+        content_type = "application/json", body = Object)))]
+pub(crate) async fn openapi_json() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        crate::openapi::json(),
+    )
+        .into_response()
 }
 
 // ---------------------------------------------------------------- the change feed
@@ -941,7 +1060,21 @@ fn feed_query(query: Option<&str>) -> Result<(i64, i64)> {
     Ok((after, limit))
 }
 
-async fn changes(State(st): St, req: Request) -> Response {
+/// The change feed: which cached profiles changed.
+#[utoipa::path(get, path = "/v1/changes",
+    params(
+        ("after" = Option<i64>, Query, minimum = 0, description = "a cursor: changes after it (0 or absent: from the oldest retained)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 5000, description = "the most changes in one answer (default 500)"),
+    ),
+    responses(
+        (status = 200, description = "a page", body = FeedPage),
+        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 401, description = "unauthorized: not the service key", body = ErrorBody),
+        (status = 410, description = "cursor_expired (with `oldest`)", body = ErrorBody),
+        (status = 503, description = "store_unavailable", body = ErrorBody),
+    ),
+    security(("service_key" = [])))]
+pub(crate) async fn changes(State(st): St, req: Request) -> Response {
     answer(changes_inner(&st, req).await)
 }
 

@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod http;
+pub mod openapi;
 pub mod store;
 pub mod util;
 pub mod views;

@@ -128,6 +128,14 @@ struct Args {
           value_parser = clap::value_parser!(u64).range(1..=30 * 24 * 3600))]
     change_retention_secs: u64,
 
+    /// Keep only a SHA-256 of access tokens, refresh tokens and codes (and
+    /// the change feed's fingerprint): a stolen database or backup holds no
+    /// usable token. A plain store is hashed in place at start; a hashed
+    /// store needs this flag (it cannot be undone). See
+    /// docs/token-service.md, "Tokens hashed at rest".
+    #[arg(long)]
+    hash_tokens: bool,
+
     /// Log level: error, warn, info, debug (one line per request) or trace
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: LevelFilter,
@@ -242,17 +250,21 @@ async fn open_store(args: &Args) -> Result<store::Store, (String, String)> {
             // Reads run on the executor threads: one read connection each, at least.
             let readers = usize::from(args.read_connections).max(executor_threads());
             let shown = path.display().to_string();
-            tokio::task::spawn_blocking(move || store::sqlite::Sqlite::open(&path, readers))
-                .await
-                .map_err(|e| (shown.clone(), e.to_string()))?
-                .map(|s| store::Store::Sqlite(Arc::new(s)))
-                .map_err(|e| (shown, e))
+            let hash = args.hash_tokens;
+            tokio::task::spawn_blocking(move || {
+                store::sqlite::Sqlite::open_with(&path, readers, hash)
+            })
+            .await
+            .map_err(|e| (shown.clone(), e.to_string()))?
+            .map(|s| store::Store::Sqlite(Arc::new(s)))
+            .map_err(|e| (shown, e))
         }
         store::Target::Postgres(url) => {
             let opts = store::postgres::Options {
                 pool_size: usize::from(args.db_pool_size),
                 timeout: Duration::from_millis(args.db_timeout_ms),
                 start_wait: Duration::from_secs(args.db_start_wait_secs),
+                hash_tokens: args.hash_tokens,
             };
             let shown = store::postgres::config(&url, opts.timeout)
                 .map(|c| store::postgres::describe(&c))
@@ -321,6 +333,7 @@ async fn run(args: Args, service_key: String, admin_key: String) -> ExitCode {
         db = %db,
         store = mode,
         schema_version = store::SCHEMA_VERSION,
+        hash_tokens = store.hashing() == store::Hashing::Sha256,
         change_retention_secs = args.change_retention_secs,
         org = %args.org_name,
         access_token_lifetime = args.access_token_lifetime,

@@ -18,8 +18,96 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The newest schema version this build knows (`schema_migrations`):
-/// 1 is the original schema, 2 adds the change feed.
-pub const SCHEMA_VERSION: i64 = 2;
+/// 1 is the original schema, 2 adds the change feed, 3 the fingerprint
+/// columns and `store_settings` of tokens hashed at rest.
+pub const SCHEMA_VERSION: i64 = 3;
+
+// ---------------------------------------------------------------- tokens hashed at rest
+
+/// How the store keeps token values (access tokens, refresh tokens,
+/// codes): as they are, or (`--hash-tokens`) only as a SHA-256 of the value
+/// plus the change feed's fingerprint, so that the database holds no usable
+/// token (docs/token-service.md, "Tokens hashed at rest").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hashing {
+    Plain,
+    Sha256,
+}
+
+/// The prefix of a hashed value in the database: `sha256:` and 64 hex digits.
+pub const HASH_PREFIX: &str = "sha256:";
+/// `store_settings` row that records the mode (absent: plain).
+pub const HASHING_SETTING: &str = "token_hashing";
+
+impl Hashing {
+    /// What the store keeps for a token value, and looks it up by.
+    pub fn key(self, value: &str) -> String {
+        match self {
+            Hashing::Plain => value.to_owned(),
+            Hashing::Sha256 => sha256_key(value),
+        }
+    }
+
+    /// The feed's fingerprint of a value, kept beside its hash (None: the
+    /// value itself is kept, and the fingerprint is computed from it).
+    pub fn fingerprint(self, kind: TokenKind, value: &str) -> Option<String> {
+        match self {
+            Hashing::Plain => None,
+            Hashing::Sha256 => Some(token_hash_hex(kind, value.as_bytes())),
+        }
+    }
+
+    /// An access token (and its refresh token) as the store keeps it.
+    pub fn access(self, mut t: AccessToken) -> AccessToken {
+        t.token_fp = self.fingerprint(TokenKind::AccessToken, &t.token);
+        t.token = self.key(&t.token);
+        if let Some(r) = t.refresh.as_mut() {
+            r.fp = self.fingerprint(TokenKind::RefreshToken, &r.token);
+            r.token = self.key(&r.token);
+        }
+        t
+    }
+
+    /// A code as the store keeps it.
+    pub fn code(self, mut cd: AuthCode) -> AuthCode {
+        cd.fp = self.fingerprint(TokenKind::AuthorizationCode, &cd.code);
+        cd.code = self.key(&cd.code);
+        cd
+    }
+
+    /// An introspection answer for the caller who presented `presented`:
+    /// the profile's token members that hold a hash become the presented
+    /// value (when it is that token) or `""` (the value is not kept).
+    pub fn reveal(self, mut v: Value, presented: &str) -> Value {
+        if self == Hashing::Plain {
+            return v;
+        }
+        let key = self.key(presented);
+        if let Some(profile) = v.get_mut("profile").and_then(Value::as_object_mut) {
+            for member in ["access_token", "refresh_token", "code"] {
+                if let Some(Value::String(s)) = profile.get_mut(member) {
+                    if *s == key {
+                        *s = presented.to_owned();
+                    } else if s.starts_with(HASH_PREFIX) {
+                        s.clear();
+                    }
+                }
+            }
+        }
+        v
+    }
+}
+
+fn sha256_key(value: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(value.as_bytes());
+    let mut out = String::with_capacity(HASH_PREFIX.len() + 64);
+    out.push_str(HASH_PREFIX);
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
 
 /// Which kind of token a value is looked up as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,10 +214,12 @@ pub struct Change {
 }
 
 impl Change {
-    fn new(kind: TokenKind, value: &str, op: Op) -> Self {
+    /// The change of a stored value: its kept fingerprint (hashed store),
+    /// else the fingerprint of the value itself.
+    fn new(kind: TokenKind, value: &str, fp: Option<&str>, op: Op) -> Self {
         Change {
             kind,
-            hash: token_hash_hex(kind, value.as_bytes()),
+            hash: fp.map_or_else(|| token_hash_hex(kind, value.as_bytes()), str::to_owned),
             op,
         }
     }
@@ -138,19 +228,34 @@ impl Change {
 /// The changes to an access token's profile: the access token's, and its
 /// refresh token's (a refresh token's introspection shows the same profile).
 pub fn access_changes(t: &AccessToken, op: Op) -> Vec<Change> {
-    let mut out = vec![Change::new(TokenKind::AccessToken, &t.token, op)];
+    let mut out = vec![Change::new(
+        TokenKind::AccessToken,
+        &t.token,
+        t.token_fp.as_deref(),
+        op,
+    )];
     if let Some(r) = &t.refresh {
-        out.push(Change::new(TokenKind::RefreshToken, &r.token, op));
+        out.push(Change::new(
+            TokenKind::RefreshToken,
+            &r.token,
+            r.fp.as_deref(),
+            op,
+        ));
     }
     out
 }
 
-pub fn code_changes(code: &str, op: Op) -> Vec<Change> {
-    vec![Change::new(TokenKind::AuthorizationCode, code, op)]
+pub fn code_changes(cd: &AuthCode, op: Op) -> Vec<Change> {
+    vec![Change::new(
+        TokenKind::AuthorizationCode,
+        &cd.code,
+        cd.fp.as_deref(),
+        op,
+    )]
 }
 
 pub fn client_changes(client_id: &str, op: Op) -> Vec<Change> {
-    vec![Change::new(TokenKind::ClientId, client_id, op)]
+    vec![Change::new(TokenKind::ClientId, client_id, None, op)]
 }
 
 /// A stored change, as the feed lists it.
@@ -224,6 +329,13 @@ pub fn feed_answer(after: i64, read: FeedRead) -> Feed {
 }
 
 // ---------------------------------------------------------------- shared rules
+
+/// The refusal of a hashed store started without `--hash-tokens`.
+pub fn hashed_store_needs_the_flag() -> String {
+    "the store keeps its tokens hashed (it was started with --hash-tokens): start every replica \
+     with --hash-tokens; hashing cannot be undone"
+        .to_owned()
+}
 
 pub fn token_exists() -> Error {
     Error::new(
@@ -379,6 +491,7 @@ pub fn new_access(
     let refresh = match refresh {
         Some((value, lifetime)) => Some(RefreshToken {
             token: value,
+            fp: None,
             status: APPROVED.into(),
             issued_at: now,
             expires_at: views::expires_at(now, lifetime).ok_or_else(lifetime_err)?,
@@ -387,6 +500,7 @@ pub fn new_access(
     };
     Ok(AccessToken {
         token,
+        token_fp: None,
         client_id: client_id.to_owned(),
         scope: scope.to_owned(),
         status: APPROVED.into(),
@@ -452,6 +566,14 @@ where
 }
 
 impl Store {
+    /// How this store keeps token values.
+    pub fn hashing(&self) -> Hashing {
+        match self {
+            Store::Sqlite(s) => s.hashing(),
+            Store::Postgres(p) => p.hashing(),
+        }
+    }
+
     /// The database for the start log line (a PostgreSQL URL without its
     /// password) and the store's mode.
     pub fn describe(&self) -> (String, &'static str) {
@@ -479,10 +601,17 @@ impl Store {
     // the blocking pool would cost more than the read (a thread wake-up).
 
     pub async fn introspect(&self, value: &str, lookup: Lookup, org: &str) -> Result<Value> {
-        match self {
-            Store::Sqlite(s) => s.introspect(value, lookup, org),
-            Store::Postgres(p) => p.introspect(value, lookup, org).await,
-        }
+        let h = self.hashing();
+        // A client id is kept as it is.
+        let key = match lookup {
+            Lookup::Client => value.to_owned(),
+            _ => h.key(value),
+        };
+        let v = match self {
+            Store::Sqlite(s) => s.introspect(&key, lookup, org)?,
+            Store::Postgres(p) => p.introspect(&key, lookup, org).await?,
+        };
+        Ok(h.reveal(v, value))
     }
 
     pub async fn app_by_client(&self, client_id: &str) -> Result<Option<App>> {
@@ -517,6 +646,7 @@ impl Store {
 
     /// Imports an access token (and its refresh token) as given.
     pub async fn import_access(&self, t: AccessToken, attrs: Attributes) -> Result<()> {
+        let t = self.hashing().access(t);
         match self {
             Store::Sqlite(s) => blocking(s, move |s| s.import_access(&t, &attrs)).await,
             Store::Postgres(p) => p.import_access(&t, &attrs).await,
@@ -525,6 +655,7 @@ impl Store {
 
     /// Imports an authorization code as given.
     pub async fn import_code(&self, code: AuthCode, attrs: Attributes) -> Result<()> {
+        let code = self.hashing().code(code);
         match self {
             Store::Sqlite(s) => blocking(s, move |s| s.import_code(&code, &attrs)).await,
             Store::Postgres(p) => p.import_code(&code, &attrs).await,
@@ -540,18 +671,21 @@ impl Store {
         max_attributes: usize,
         org: String,
     ) -> Result<Value> {
-        match self {
+        let h = self.hashing();
+        let key = h.key(&token);
+        let v = match self {
             Store::Sqlite(s) => {
                 blocking(s, move |s| {
-                    s.merge_attributes(&token, &attrs, max_attributes, &org)
+                    s.merge_attributes(&key, &attrs, max_attributes, &org)
                 })
-                .await
+                .await?
             }
             Store::Postgres(p) => {
-                p.merge_attributes(&token, &attrs, max_attributes, &org)
-                    .await
+                p.merge_attributes(&key, &attrs, max_attributes, &org)
+                    .await?
             }
-        }
+        };
+        Ok(h.reveal(v, &token))
     }
 
     /// `client_credentials` grant: a new access token, no refresh token.
@@ -581,6 +715,7 @@ impl Store {
         redirect_uri: Option<String>,
         lifetimes: Lifetimes,
     ) -> Result<Issued> {
+        let code = self.hashing().key(&code);
         match self {
             Store::Sqlite(s) => {
                 blocking(s, move |s| {
@@ -603,6 +738,7 @@ impl Store {
         refresh_token: String,
         lifetimes: Lifetimes,
     ) -> Result<Issued> {
+        let refresh_token = self.hashing().key(&refresh_token);
         match self {
             Store::Sqlite(s) => {
                 blocking(s, move |s| s.refresh(&client_id, &refresh_token, lifetimes)).await
@@ -618,6 +754,7 @@ impl Store {
         hint: Option<Kind>,
         caller: Caller,
     ) -> Result<Revoked> {
+        let value = self.hashing().key(&value);
         match self {
             Store::Sqlite(s) => blocking(s, move |s| s.revoke(&value, hint, &caller)).await,
             Store::Postgres(p) => p.revoke(&value, hint, &caller).await,
@@ -725,6 +862,24 @@ mod tests {
         assert_eq!(c[0].kind, TokenKind::AccessToken);
         assert_eq!(c[1].kind, TokenKind::RefreshToken);
         assert!(!format!("{c:?}").contains("rt-value"));
+    }
+
+    #[test]
+    fn hashed_keys_are_the_sha256_of_the_value() {
+        // FIPS 180-2's "abc" vector.
+        assert_eq!(
+            Hashing::Sha256.key("abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(Hashing::Plain.key("abc"), "abc");
+        // A hashed profile shows the presented value, never a hash.
+        let h = Hashing::Sha256;
+        let v = serde_json::json!({"active": true, "profile": {
+            "access_token": h.key("at-1"), "refresh_token": h.key("rt-1"), "scope": "s"}});
+        let shown = h.reveal(v, "at-1");
+        assert_eq!(shown["profile"]["access_token"], "at-1");
+        assert_eq!(shown["profile"]["refresh_token"], "");
+        assert_eq!(shown["profile"]["scope"], "s");
     }
 
     #[test]

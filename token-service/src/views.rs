@@ -25,7 +25,10 @@ pub struct App {
 /// Times are epoch ms; an `expires_at` of -1 means "never expires".
 #[derive(Debug, Clone)]
 pub struct AccessToken {
+    /// The value, or in a hashed store its key (`Hashing::key`).
     pub token: String,
+    /// A hashed store's kept feed fingerprint (None: computed from `token`).
+    pub token_fp: Option<String>,
     pub client_id: String,
     pub scope: String,
     pub status: String,
@@ -38,6 +41,7 @@ pub struct AccessToken {
 #[derive(Debug, Clone)]
 pub struct RefreshToken {
     pub token: String,
+    pub fp: Option<String>,
     pub status: String,
     pub issued_at: i64,
     pub expires_at: i64,
@@ -46,6 +50,7 @@ pub struct RefreshToken {
 #[derive(Debug, Clone)]
 pub struct AuthCode {
     pub code: String,
+    pub fp: Option<String>,
     pub client_id: String,
     pub redirect_uri: Option<String>,
     pub scope: String,
@@ -301,6 +306,7 @@ mod tests {
     fn token(expires_at: i64, refresh: Option<RefreshToken>) -> AccessToken {
         AccessToken {
             token: "tok".into(),
+            token_fp: None,
             client_id: "abc".into(),
             scope: "READ WRITE".into(),
             status: APPROVED.into(),
@@ -381,6 +387,7 @@ mod tests {
     fn refresh_introspection_describes_the_refresh_token() {
         let r = RefreshToken {
             token: "rt".into(),
+            fp: None,
             status: APPROVED.into(),
             issued_at: 1_000,
             expires_at: 100_000,

@@ -51,7 +51,7 @@ CONFIG (docs/configuration.md, section \"Dynamic metadata\"), as YAML:
                                with metadata_bridge \"header_to_metadata\")
 --part http_filters prints the filters alone (a bare list), --part
 route_config the route fields alone (nothing when there are none);
---indent N indents every line by N spaces; --json
+--indent N indents every line by N spaces (0 to 256); --json
 prints JSON instead of YAML (for scripts). With
 --istio, it prints instead an Istio EnvoyFilter that inserts those filters
 (but the Wasm filter) around the Wasm filter of the WasmPlugin
@@ -173,6 +173,11 @@ fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     u8::from(refused)
 }
 
+/// The most spaces `--indent` takes (the only numeric option): deeper
+/// than any configuration nests, and it bounds the output to the YAML's
+/// size times a small factor.
+const MAX_INDENT: usize = 256;
+
 fn envoy_filters(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let mut wasm = "dist/oauthv2info.wasm".to_string();
     let mut indent = 0usize;
@@ -201,10 +206,14 @@ fn envoy_filters(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u
                 }
                 _ => Err(format!("--part is http_filters or route_config, not {v:?}")),
             }),
-            "--indent" => value("a number").and_then(|v| {
-                v.parse()
-                    .map(|n| indent = n)
-                    .map_err(|_| format!("--indent needs a number, not {v:?}"))
+            "--indent" => value("a number").and_then(|v| match v.parse::<usize>() {
+                Ok(n) if n <= MAX_INDENT => {
+                    indent = n;
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "--indent needs a number from 0 to {MAX_INDENT}, not {v:?}"
+                )),
             }),
             "--istio" => value("NAMESPACE/NAME").and_then(|v| match v.split_once('/') {
                 Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {

@@ -26,6 +26,7 @@ use super::{
     unknown_client, Caller, Change, ChangeRow, FeedRead, Issued, Kind, Lifetimes, Lookup, Op,
     Revoked, FRESH_VALUE_TRIES, SCHEMA_VERSION,
 };
+use super::{Hashing, HASHING_SETTING};
 use crate::error::{Error, Result};
 use crate::util::{now_ms, random_alnum};
 use crate::views::{self, AccessToken, App, Attributes, AuthCode, RefreshToken};
@@ -50,7 +51,7 @@ const VALUE_LOCK_SPACE: i32 = 0x6f61_7476; // "oatv"
 
 /// `MIGRATIONS[i]` makes schema version `i + 1` (the same versions as the
 /// SQLite store's).
-const MIGRATIONS: [&str; 2] = [SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: [&str; 3] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE apps (
@@ -124,16 +125,28 @@ CREATE TABLE change_horizon (
 INSERT INTO change_horizon (one, pruned_through) VALUES (1, 0);
 ";
 
+/// Tokens hashed at rest (`--hash-tokens`): the feed fingerprints kept
+/// beside the hashes, and the store's settings (`token_hashing`).
+const SCHEMA_V3: &str = "
+ALTER TABLE access_tokens ADD COLUMN token_fp TEXT;
+ALTER TABLE access_tokens ADD COLUMN refresh_token_fp TEXT;
+ALTER TABLE authorization_codes ADD COLUMN code_fp TEXT;
+CREATE TABLE store_settings (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
 const ACCESS_COLS: &str = "t.token, t.client_id, t.scope, t.status, t.issued_at, t.expires_at, \
      t.refresh_token, t.refresh_token_status, t.refresh_token_issued_at, \
-     t.refresh_token_expires_at, t.refresh_count";
+     t.refresh_token_expires_at, t.refresh_count, t.token_fp, t.refresh_token_fp";
 const APP_COLS: &str = "a.app_id, a.name, a.developer_email, a.developer_id, a.api_products, \
      a.attributes, a.redirect_uris, a.client_id, a.client_secret";
 const CODE_COLS: &str =
-    "c.code, c.client_id, c.redirect_uri, c.scope, c.status, c.issued_at, c.expires_at";
-const N_ACCESS: usize = 11;
+    "c.code, c.client_id, c.redirect_uri, c.scope, c.status, c.issued_at, c.expires_at, c.code_fp";
+const N_ACCESS: usize = 13;
 const N_APP: usize = 9;
-const N_CODE: usize = 7;
+const N_CODE: usize = 8;
 
 /// How to reach the database and how long to wait for it.
 #[derive(Debug, Clone)]
@@ -143,12 +156,15 @@ pub struct Options {
     pub timeout: Duration,
     /// How long the start waits for the database before giving up.
     pub start_wait: Duration,
+    /// `--hash-tokens`: keep tokens hashed (hashing a plain store in place).
+    pub hash_tokens: bool,
 }
 
 pub struct Postgres {
     pool: Pool,
     timeout: Duration,
     display: String,
+    hashing: Hashing,
 }
 
 /// A URL for a log line: user, hosts, ports, database and sslmode, never the
@@ -401,10 +417,11 @@ impl Postgres {
             .recycle_timeout(Some(opts.timeout))
             .build()
             .map_err(|e| format!("cannot build the connection pool: {e}"))?;
-        let store = Postgres {
+        let mut store = Postgres {
             pool,
             timeout: opts.timeout,
             display,
+            hashing: Hashing::Plain,
         };
         let give_up = Instant::now() + opts.start_wait;
         let mut tries = 0u32;
@@ -412,9 +429,26 @@ impl Postgres {
             tries += 1;
             let err = match store.pool.get().await {
                 Ok(mut c) => {
-                    match timeout_at(Instant::now() + opts.timeout * 4, migrate(&mut c)).await {
-                        Ok(Ok(version)) => {
-                            info!(db = %store.display, schema_version = version, "schema ready");
+                    let migrated = timeout_at(
+                        Instant::now() + opts.timeout * 4,
+                        migrate(&mut c, opts.hash_tokens),
+                    )
+                    .await;
+                    if let Ok(Ok((_, hashing))) = &migrated {
+                        store.hashing = *hashing;
+                    }
+                    match migrated.map(|r| r.map(|(schema, _)| schema)) {
+                        Ok(Ok(Schema::Ready)) => {
+                            info!(db = %store.display, schema_version = SCHEMA_VERSION, "schema ready");
+                            return Ok(store);
+                        }
+                        Ok(Ok(Schema::ReadOnly)) => {
+                            warn!(
+                                db = %store.display,
+                                schema_version = SCHEMA_VERSION,
+                                "the database is read-only (a standby?): serving reads; writes \
+                                 answer 503 store_unavailable until it accepts writes"
+                            );
                             return Ok(store);
                         }
                         Ok(Err(e)) => return Err(format!("schema migration failed: {e}")),
@@ -444,6 +478,10 @@ impl Postgres {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    pub fn hashing(&self) -> Hashing {
+        self.hashing
     }
 
     pub fn display(&self) -> &str {
@@ -694,7 +732,8 @@ impl Postgres {
             let inserted = tx
                 .execute(
                     "INSERT INTO authorization_codes (code, client_id, redirect_uri, scope, \
-                     status, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                     status, issued_at, expires_at, code_fp) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     &[
                         &code.code,
                         &code.client_id,
@@ -703,6 +742,7 @@ impl Postgres {
                         &code.status,
                         &code.issued_at,
                         &code.expires_at,
+                        &code.fp,
                     ],
                 )
                 .await;
@@ -711,7 +751,7 @@ impl Postgres {
                 other => other?,
             };
             put_attributes(&tx, true, &code.code, attrs).await?;
-            insert_changes(&tx, &code_changes(&code.code, Op::Import)).await?;
+            insert_changes(&tx, &code_changes(code, Op::Import)).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -762,6 +802,7 @@ impl Postgres {
             let tx = c.transaction().await?;
             let out = issue(
                 &tx,
+                self.hashing,
                 client_id,
                 scope,
                 lifetimes,
@@ -798,6 +839,7 @@ impl Postgres {
             let attrs = attributes(&tx, true, code).await?;
             let out = issue(
                 &tx,
+                self.hashing,
                 client_id,
                 &cd.scope,
                 lifetimes,
@@ -806,7 +848,7 @@ impl Postgres {
                 &attrs,
             )
             .await?;
-            insert_changes(&tx, &code_changes(code, Op::Exchange)).await?;
+            insert_changes(&tx, &code_changes(&cd, Op::Exchange)).await?;
             tx.commit().await?;
             Ok(out)
         })
@@ -835,6 +877,7 @@ impl Postgres {
             let attrs = attributes(&tx, false, &old.token).await?;
             let out = issue(
                 &tx,
+                self.hashing,
                 client_id,
                 &old.scope,
                 lifetimes,
@@ -879,7 +922,7 @@ impl Postgres {
                     Kind::Code => (
                         code_by_code(&tx, value, true)
                             .await?
-                            .map(|cd| (cd.client_id, code_changes(value, Op::Revoke))),
+                            .map(|cd| (cd.client_id.clone(), code_changes(&cd, Op::Revoke))),
                         "UPDATE authorization_codes SET status = 'revoked' WHERE code = $1",
                     ),
                 };
@@ -902,14 +945,80 @@ impl Postgres {
     }
 }
 
+/// What the start found the database to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schema {
+    /// Migrated (or already current) and writable.
+    Ready,
+    /// Read-only (a hot standby, or `default_transaction_read_only`) with
+    /// the current schema: reads are served, writes answer 503.
+    ReadOnly,
+}
+
+/// A migration step's error for the start's one line: the server's
+/// message and SQLSTATE (`pg_text`), never tokio-postgres' bare "db error".
+fn step(what: &'static str) -> impl Fn(tokio_postgres::Error) -> String {
+    move |err| format!("{what}: {}", pg_text(&err))
+}
+
 /// Applies the missing migrations in one transaction under an advisory
-/// lock, so replicas starting together migrate once. Answers the version.
-async fn migrate(c: &mut Object) -> std::result::Result<i64, String> {
-    let e = |what: &'static str| move |err: tokio_postgres::Error| format!("{what}: {err}");
-    let tx = c.transaction().await.map_err(e("begin"))?;
+/// lock, so replicas starting together migrate once. A read-only database
+/// is not written: it is accepted when its schema is current, and refused
+/// otherwise (docs/token-service.md, "Schema migrations").
+async fn migrate(
+    c: &mut Object,
+    hash_tokens: bool,
+) -> std::result::Result<(Schema, Hashing), String> {
+    let read_only: bool = c
+        .query_one(
+            "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'",
+            &[],
+        )
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(step("read whether the database is read-only"))?;
+    if read_only {
+        // Two statements: a query naming a missing table fails to plan.
+        let has_table: bool = c
+            .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(step("read schema_migrations"))?;
+        let version: i64 = if has_table {
+            c.query_one(
+                "SELECT COALESCE(max(version), 0)::bigint FROM schema_migrations",
+                &[],
+            )
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(step("read schema_migrations"))?
+        } else {
+            0
+        };
+        return if version == SCHEMA_VERSION {
+            let setting = hashing_setting(&*c).await?;
+            match (setting.as_deref(), hash_tokens) {
+                (None, false) => Ok((Schema::ReadOnly, Hashing::Plain)),
+                (Some("sha256"), true) => Ok((Schema::ReadOnly, Hashing::Sha256)),
+                (Some(_), false) => Err(super::hashed_store_needs_the_flag()),
+                (_, true) => Err(
+                    "--hash-tokens: the database is read-only, so its tokens cannot be hashed in \
+                     place; start on the writable primary first"
+                        .to_owned(),
+                ),
+            }
+        } else {
+            Err(format!(
+                "the database is read-only (a standby, or default_transaction_read_only) and its \
+                 schema version is {version}, not {SCHEMA_VERSION}: it cannot be migrated; start \
+                 this version on the writable primary first"
+            ))
+        };
+    }
+    let tx = c.transaction().await.map_err(step("begin"))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
-        .map_err(e("migration lock"))?;
+        .map_err(step("migration lock"))?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version    BIGINT PRIMARY KEY,
@@ -917,7 +1026,7 @@ async fn migrate(c: &mut Object) -> std::result::Result<i64, String> {
          );",
     )
     .await
-    .map_err(e("create schema_migrations"))?;
+    .map_err(step("create schema_migrations"))?;
     let version: i64 = tx
         .query_one(
             "SELECT COALESCE(max(version), 0)::bigint FROM schema_migrations",
@@ -925,7 +1034,7 @@ async fn migrate(c: &mut Object) -> std::result::Result<i64, String> {
         )
         .await
         .and_then(|r| r.try_get(0))
-        .map_err(e("read schema_migrations"))?;
+        .map_err(step("read schema_migrations"))?;
     if version > SCHEMA_VERSION {
         return Err(format!(
             "the database has schema version {version}; this token-service knows up to {SCHEMA_VERSION}"
@@ -937,16 +1046,120 @@ async fn migrate(c: &mut Object) -> std::result::Result<i64, String> {
         }
         tx.batch_execute(sql)
             .await
-            .map_err(|err| format!("migration {v}: {err}"))?;
+            .map_err(|err| format!("migration {v}: {}", pg_text(&err)))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
             &[&v, &now_ms()],
         )
         .await
-        .map_err(e("record the schema version"))?;
+        .map_err(step("record the schema version"))?;
     }
-    tx.commit().await.map_err(e("commit the schema"))?;
-    Ok(SCHEMA_VERSION)
+    let setting = hashing_setting(&tx).await?;
+    let hashing = match (setting.as_deref(), hash_tokens) {
+        (None, false) => Hashing::Plain,
+        (Some("sha256"), true) => Hashing::Sha256,
+        (Some(_), false) => return Err(super::hashed_store_needs_the_flag()),
+        (Some(other), true) => {
+            return Err(format!("unknown token hashing {other:?} in store_settings"))
+        }
+        (None, true) => {
+            let (tokens, codes) = hash_in_place(&tx)
+                .await
+                .map_err(step("hash the tokens in place"))?;
+            tx.execute(
+                "INSERT INTO store_settings (name, value) VALUES ($1, 'sha256')",
+                &[&HASHING_SETTING],
+            )
+            .await
+            .map_err(step("record the token hashing"))?;
+            info!(
+                access_tokens = tokens,
+                codes, "tokens hashed in place (--hash-tokens)"
+            );
+            Hashing::Sha256
+        }
+    };
+    tx.commit().await.map_err(step("commit the schema"))?;
+    Ok((Schema::Ready, hashing))
+}
+
+/// The store's `token_hashing` setting (None: plain).
+async fn hashing_setting<C: GenericClient>(c: &C) -> std::result::Result<Option<String>, String> {
+    c.query_opt(
+        "SELECT value FROM store_settings WHERE name = $1",
+        &[&HASHING_SETTING],
+    )
+    .await
+    .and_then(|r| r.map(|r| r.try_get(0)).transpose())
+    .map_err(step("read store_settings"))
+}
+
+/// Rewrites every access token (with its refresh token and attributes) and
+/// every code (with its attributes) under its key: a copy under the key,
+/// the attributes moved to it, the old row deleted (the foreign keys hold
+/// at every step). Answers the counts.
+async fn hash_in_place<C: GenericClient>(
+    c: &C,
+) -> std::result::Result<(usize, usize), tokio_postgres::Error> {
+    use oauthv2info_names::TokenKind;
+    let h = Hashing::Sha256;
+    let rows = c
+        .query("SELECT token, refresh_token FROM access_tokens", &[])
+        .await?;
+    for r in &rows {
+        let token: String = r.try_get(0)?;
+        let refresh: Option<String> = r.try_get(1)?;
+        let key = h.key(&token);
+        c.execute(
+            "INSERT INTO access_tokens (token, client_id, scope, status, issued_at, expires_at, \
+             refresh_token, refresh_token_status, refresh_token_issued_at, \
+             refresh_token_expires_at, refresh_count, token_fp, refresh_token_fp) \
+             SELECT $1, client_id, scope, status, issued_at, expires_at, $2, \
+             refresh_token_status, refresh_token_issued_at, refresh_token_expires_at, \
+             refresh_count, $3, $4 FROM access_tokens WHERE token = $5",
+            &[
+                &key,
+                &refresh.as_deref().map(|r| h.key(r)),
+                &h.fingerprint(TokenKind::AccessToken, &token),
+                &refresh
+                    .as_deref()
+                    .and_then(|r| h.fingerprint(TokenKind::RefreshToken, r)),
+                &token,
+            ],
+        )
+        .await?;
+        c.execute(
+            "UPDATE token_attributes SET token = $1 WHERE token = $2",
+            &[&key, &token],
+        )
+        .await?;
+        c.execute("DELETE FROM access_tokens WHERE token = $1", &[&token])
+            .await?;
+    }
+    let codes = c.query("SELECT code FROM authorization_codes", &[]).await?;
+    for r in &codes {
+        let code: String = r.try_get(0)?;
+        let key = h.key(&code);
+        c.execute(
+            "INSERT INTO authorization_codes (code, client_id, redirect_uri, scope, status, \
+             issued_at, expires_at, code_fp) SELECT $1, client_id, redirect_uri, scope, status, \
+             issued_at, expires_at, $2 FROM authorization_codes WHERE code = $3",
+            &[
+                &key,
+                &h.fingerprint(TokenKind::AuthorizationCode, &code),
+                &code,
+            ],
+        )
+        .await?;
+        c.execute(
+            "UPDATE code_attributes SET code = $1 WHERE code = $2",
+            &[&key, &code],
+        )
+        .await?;
+        c.execute("DELETE FROM authorization_codes WHERE code = $1", &[&code])
+            .await?;
+    }
+    Ok((rows.len(), codes.len()))
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
@@ -976,6 +1189,7 @@ fn access_row(r: &Row) -> Result<AccessToken> {
     let refresh = match r.try_get::<_, Option<String>>(6)? {
         Some(token) => Some(RefreshToken {
             token,
+            fp: r.try_get(12)?,
             status: r.try_get(7)?,
             issued_at: r.try_get(8)?,
             expires_at: r.try_get(9)?,
@@ -984,6 +1198,7 @@ fn access_row(r: &Row) -> Result<AccessToken> {
     };
     Ok(AccessToken {
         token: r.try_get(0)?,
+        token_fp: r.try_get(11)?,
         client_id: r.try_get(1)?,
         scope: r.try_get(2)?,
         status: r.try_get(3)?,
@@ -997,6 +1212,7 @@ fn access_row(r: &Row) -> Result<AccessToken> {
 fn code_row(r: &Row) -> Result<AuthCode> {
     Ok(AuthCode {
         code: r.try_get(0)?,
+        fp: r.try_get(7)?,
         client_id: r.try_get(1)?,
         redirect_uri: r.try_get(2)?,
         scope: r.try_get(3)?,
@@ -1155,8 +1371,8 @@ async fn insert_access<C: GenericClient>(
         .prepare_cached(
             "INSERT INTO access_tokens (token, client_id, scope, status, issued_at, expires_at, \
              refresh_token, refresh_token_status, refresh_token_issued_at, \
-             refresh_token_expires_at, refresh_count) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             refresh_token_expires_at, refresh_count, token_fp, refresh_token_fp) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .await?;
     c.execute(
@@ -1173,23 +1389,27 @@ async fn insert_access<C: GenericClient>(
             &r.map(|r| r.issued_at),
             &r.map(|r| r.expires_at),
             &t.refresh_count,
+            &t.token_fp,
+            &r.and_then(|r| r.fp.as_deref()),
         ],
     )
     .await
 }
 
-async fn fresh_value<C: GenericClient>(c: &C) -> Result<String> {
+async fn fresh_value<C: GenericClient>(c: &C, h: Hashing) -> Result<String> {
     for _ in 0..FRESH_VALUE_TRIES {
         let v = random_alnum(32);
-        if !value_in_use(c, &v).await? {
+        if !value_in_use(c, &h.key(&v)).await? {
             return Ok(v);
         }
     }
     Err(Error::internal("could not generate an unused token value"))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn issue<C: GenericClient>(
     c: &C,
+    h: Hashing,
     client_id: &str,
     scope: &str,
     lifetimes: Lifetimes,
@@ -1198,9 +1418,9 @@ async fn issue<C: GenericClient>(
     attrs: &Attributes,
 ) -> Result<Issued> {
     let now = now_ms();
-    let token = fresh_value(c).await?;
+    let token = fresh_value(c, h).await?;
     let refresh = match refresh_lifetime {
-        Some(l) => Some((fresh_value(c).await?, l)),
+        Some(l) => Some((fresh_value(c, h).await?, l)),
         None => None,
     };
     let t = new_access(
@@ -1212,8 +1432,9 @@ async fn issue<C: GenericClient>(
         refresh_count,
         now,
     )?;
-    insert_access(c, &t).await?;
-    put_attributes(c, false, &t.token, attrs).await?;
+    let stored = h.access(t.clone());
+    insert_access(c, &stored).await?;
+    put_attributes(c, false, &stored.token, attrs).await?;
     Ok(issued(t, lifetimes))
 }
 

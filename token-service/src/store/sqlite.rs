@@ -8,8 +8,8 @@
 use super::{
     access_changes, check_exchange, check_mergeable, check_refresh, check_revoker, client_changes,
     client_exists, code_changes, issued, merged, missing_app, new_access, revoke_order,
-    token_exists, unknown_client, Caller, Change, ChangeRow, FeedRead, Issued, Kind, Lifetimes,
-    Lookup, Op, Revoked, FRESH_VALUE_TRIES, SCHEMA_VERSION,
+    token_exists, unknown_client, Caller, Change, ChangeRow, FeedRead, Hashing, Issued, Kind,
+    Lifetimes, Lookup, Op, Revoked, FRESH_VALUE_TRIES, HASHING_SETTING, SCHEMA_VERSION,
 };
 use crate::error::{Error, Result};
 use crate::util::{now_ms, random_alnum};
@@ -23,7 +23,7 @@ use std::time::Duration;
 /// The migrations, in order: `MIGRATIONS[i]` makes version `i + 1`. A file
 /// made before `schema_migrations` existed has `PRAGMA user_version = 1`
 /// and no such table: it is adopted as version 1.
-const MIGRATIONS: [&str; 2] = [SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: [&str; 3] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 pub(crate) const SCHEMA_V1: &str = "
 CREATE TABLE apps (
@@ -96,16 +96,28 @@ CREATE TABLE change_horizon (
 INSERT INTO change_horizon (one, pruned_through) VALUES (1, 0);
 ";
 
+/// Tokens hashed at rest (`--hash-tokens`): the feed fingerprints kept
+/// beside the hashes, and the store's settings (`token_hashing`).
+const SCHEMA_V3: &str = "
+ALTER TABLE access_tokens ADD COLUMN token_fp TEXT;
+ALTER TABLE access_tokens ADD COLUMN refresh_token_fp TEXT;
+ALTER TABLE authorization_codes ADD COLUMN code_fp TEXT;
+CREATE TABLE store_settings (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
 const APP_BY_CLIENT: &str = "SELECT app_id, name, developer_email, developer_id, api_products, \
      attributes, redirect_uris, client_id, client_secret FROM apps WHERE client_id = ?1";
 const ACCESS_BY_TOKEN: &str = "SELECT token, client_id, scope, status, issued_at, expires_at, \
      refresh_token, refresh_token_status, refresh_token_issued_at, refresh_token_expires_at, \
-     refresh_count FROM access_tokens WHERE token = ?1";
+     refresh_count, token_fp, refresh_token_fp FROM access_tokens WHERE token = ?1";
 const ACCESS_BY_REFRESH: &str = "SELECT token, client_id, scope, status, issued_at, expires_at, \
      refresh_token, refresh_token_status, refresh_token_issued_at, refresh_token_expires_at, \
-     refresh_count FROM access_tokens WHERE refresh_token = ?1";
+     refresh_count, token_fp, refresh_token_fp FROM access_tokens WHERE refresh_token = ?1";
 const CODE_BY_CODE: &str = "SELECT code, client_id, redirect_uri, scope, status, issued_at, \
-     expires_at FROM authorization_codes WHERE code = ?1";
+     expires_at, code_fp FROM authorization_codes WHERE code = ?1";
 const TOKEN_ATTRS: &str = "SELECT name, value FROM token_attributes WHERE token = ?1";
 const CODE_ATTRS: &str = "SELECT name, value FROM code_attributes WHERE code = ?1";
 const PUT_TOKEN_ATTR: &str =
@@ -119,6 +131,7 @@ const VALUE_IN_USE: &str = "SELECT EXISTS (SELECT 1 FROM access_tokens WHERE tok
 
 pub struct Sqlite {
     path: PathBuf,
+    hashing: Hashing,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     reader_free: Condvar,
@@ -136,8 +149,28 @@ fn err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
 
 impl Sqlite {
     /// Opens (creating if missing) the database at `path`, migrates the
-    /// schema and opens `readers` read connections.
+    /// schema and opens `readers` read connections; tokens as they are.
     pub fn open(path: &Path, readers: usize) -> std::result::Result<Self, String> {
+        Self::open_with(path, readers, false)
+    }
+
+    /// `open`, with tokens hashed at rest when `hash_tokens` (a plain store
+    /// is hashed in place; a hashed store needs it).
+    pub fn open_with(
+        path: &Path,
+        readers: usize,
+        hash_tokens: bool,
+    ) -> std::result::Result<Self, String> {
+        // Read what the file is before anything writes to it (the WAL
+        // switch below rewrites its header).
+        if path.exists() {
+            let c = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(err("cannot open the database"))?;
+            check_ours(&c, path)?;
+        }
         let mut writer = Connection::open(path).map_err(err("cannot open the database"))?;
         writer
             .busy_timeout(Duration::from_secs(5))
@@ -155,6 +188,7 @@ impl Sqlite {
             .map_err(err("pragmas"))?;
         writer.set_prepared_statement_cache_capacity(32);
         migrate(&mut writer)?;
+        let hashing = hashing_mode(&mut writer, hash_tokens)?;
 
         let mut pool = Vec::with_capacity(readers.max(1));
         for _ in 0..readers.max(1) {
@@ -172,6 +206,7 @@ impl Sqlite {
         }
         Ok(Self {
             path: path.to_owned(),
+            hashing,
             writer: Mutex::new(writer),
             readers: Mutex::new(pool),
             reader_free: Condvar::new(),
@@ -180,6 +215,10 @@ impl Sqlite {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn hashing(&self) -> Hashing {
+        self.hashing
     }
 
     /// Runs `f` in a read transaction (one consistent snapshot) on a pooled
@@ -305,7 +344,7 @@ impl Sqlite {
             }
             insert_code(c, code)?;
             put_attributes(c, PUT_CODE_ATTR, &code.code, attrs)?;
-            insert_changes(c, &code_changes(&code.code, Op::Import))
+            insert_changes(c, &code_changes(code, Op::Import))
         })
     }
 
@@ -336,7 +375,18 @@ impl Sqlite {
         scope: &str,
         lifetimes: Lifetimes,
     ) -> Result<Issued> {
-        self.write(|c| issue(c, client_id, scope, lifetimes, None, 0, &Attributes::new()))
+        self.write(|c| {
+            issue(
+                c,
+                self.hashing,
+                client_id,
+                scope,
+                lifetimes,
+                None,
+                0,
+                &Attributes::new(),
+            )
+        })
     }
 
     /// `authorization_code` grant: the code becomes revoked; a new access and
@@ -356,6 +406,7 @@ impl Sqlite {
             let attrs = attributes(c, CODE_ATTRS, code)?;
             let out = issue(
                 c,
+                self.hashing,
                 client_id,
                 &cd.scope,
                 lifetimes,
@@ -363,7 +414,7 @@ impl Sqlite {
                 0,
                 &attrs,
             )?;
-            insert_changes(c, &code_changes(code, Op::Exchange))?;
+            insert_changes(c, &code_changes(&cd, Op::Exchange))?;
             Ok(out)
         })
     }
@@ -387,6 +438,7 @@ impl Sqlite {
             let attrs = attributes(c, TOKEN_ATTRS, &old.token)?;
             let out = issue(
                 c,
+                self.hashing,
                 client_id,
                 &old.scope,
                 lifetimes,
@@ -417,7 +469,7 @@ impl Sqlite {
                     ),
                     Kind::Code => (
                         code_by_code(c, value)?
-                            .map(|cd| (cd.client_id, code_changes(value, Op::Revoke))),
+                            .map(|cd| (cd.client_id.clone(), code_changes(&cd, Op::Revoke))),
                         "UPDATE authorization_codes SET status = 'revoked' WHERE code = ?1",
                     ),
                 };
@@ -492,6 +544,79 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(Error::internal)
 }
 
+/// Every table and index the service's schema versions create.
+const OWN_OBJECTS: [&str; 9] = [
+    "apps",
+    "access_tokens",
+    "token_attributes",
+    "authorization_codes",
+    "code_attributes",
+    "changes",
+    "changes_at",
+    "change_horizon",
+    "schema_migrations",
+];
+
+/// A SQLite error on one line: the message without the SQL it quotes.
+fn sqlite_text(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
+        rusqlite::Error::SqliteFailure(_, Some(msg)) => msg.clone(),
+        other => other.to_string(),
+    }
+    .split_whitespace()
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+/// Refuses a file that is neither empty nor the service's own: one made
+/// by another application must not be adopted (or changed). The service's
+/// own has `apps`, `access_tokens` and `schema_migrations` (or, made before
+/// that table, `PRAGMA user_version` 1 and only the service's tables).
+fn check_ours(c: &Connection, path: &Path) -> std::result::Result<(), String> {
+    let unreadable = |e: rusqlite::Error| {
+        format!(
+            "cannot read {} as a SQLite database: {}",
+            path.display(),
+            sqlite_text(&e)
+        )
+    };
+    let names: Vec<String> = c
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+             ORDER BY name",
+        )
+        .and_then(|mut st| {
+            st.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(unreadable)?;
+    if names.is_empty() {
+        return Ok(());
+    }
+    let has = |n: &str| names.iter().any(|x| x == n);
+    let user_version: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(unreadable)?;
+    let ours = has("apps")
+        && has("access_tokens")
+        && (has("schema_migrations")
+            || (user_version == 1 && names.iter().all(|n| OWN_OBJECTS.contains(&n.as_str()))));
+    if ours {
+        return Ok(());
+    }
+    let mut shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+    if names.len() > 5 {
+        shown.push("…");
+    }
+    Err(format!(
+        "{} is not a token-service database (it holds {}): refusing to use or change it; \
+         give --db a new file or the service's own",
+        path.display(),
+        shown.join(", ")
+    ))
+}
+
 /// The schema version of an open database: `schema_migrations`' highest
 /// version, else `PRAGMA user_version` (a file made before the table).
 fn schema_version(c: &Connection) -> std::result::Result<i64, String> {
@@ -548,7 +673,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> std::result::Result<(), String> 
             continue;
         }
         tx.execute_batch(sql)
-            .map_err(|e| format!("cannot apply schema migration {v}: {e}"))?;
+            .map_err(|e| format!("cannot apply schema migration {v}: {}", sqlite_text(&e)))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
             [v, now],
@@ -558,6 +683,114 @@ pub(crate) fn migrate(conn: &mut Connection) -> std::result::Result<(), String> 
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(err("cannot set the schema version"))?;
     tx.commit().map_err(err("cannot commit the schema"))
+}
+
+/// The store's hashing mode (`store_settings`), after hashing a plain
+/// store in place when `want` (one `BEGIN IMMEDIATE` transaction: every
+/// token, refresh token and code becomes its key, its fingerprints kept).
+/// A hashed store started without `want` is refused: it cannot go back.
+fn hashing_mode(conn: &mut Connection, want: bool) -> std::result::Result<Hashing, String> {
+    if want {
+        // What the in-place hashing deletes is overwritten, not left in
+        // free pages.
+        conn.execute_batch("PRAGMA secure_delete = ON")
+            .map_err(err("cannot set secure_delete"))?;
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err("cannot begin reading the store's settings"))?;
+    let setting: Option<String> = tx
+        .query_row(
+            "SELECT value FROM store_settings WHERE name = ?1",
+            [HASHING_SETTING],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(err("cannot read store_settings"))?;
+    match (setting.as_deref(), want) {
+        (None, false) => Ok(Hashing::Plain),
+        (Some("sha256"), true) => Ok(Hashing::Sha256),
+        (Some(_), false) => Err(super::hashed_store_needs_the_flag()),
+        (Some(other), true) => Err(format!("unknown token hashing {other:?} in store_settings")),
+        (None, true) => {
+            let (tokens, codes) = hash_in_place(&tx)
+                .map_err(|e| format!("cannot hash the tokens in place: {}", e.description))?;
+            tx.execute(
+                "INSERT INTO store_settings (name, value) VALUES (?1, 'sha256')",
+                [HASHING_SETTING],
+            )
+            .map_err(err("cannot record the token hashing"))?;
+            tx.commit()
+                .map_err(err("cannot commit the token hashing"))?;
+            // Copy the rewritten pages into the file and empty the WAL, so
+            // that neither holds a page with the old values.
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(err("cannot checkpoint the hashed store"))?;
+            tracing::info!(
+                access_tokens = tokens,
+                codes,
+                "tokens hashed in place (--hash-tokens)"
+            );
+            Ok(Hashing::Sha256)
+        }
+    }
+}
+
+/// Rewrites every access token (with its refresh token and attributes) and
+/// every code (with its attributes) under its key: a copy under the key,
+/// the attributes moved to it, the old row deleted. Answers the counts.
+fn hash_in_place(c: &Connection) -> Result<(usize, usize)> {
+    let h = Hashing::Sha256;
+    let rows: Vec<(String, Option<String>)> = c
+        .prepare("SELECT token, refresh_token FROM access_tokens")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (token, refresh) in &rows {
+        c.execute(
+            "INSERT INTO access_tokens (token, client_id, scope, status, issued_at, expires_at, \
+             refresh_token, refresh_token_status, refresh_token_issued_at, \
+             refresh_token_expires_at, refresh_count, token_fp, refresh_token_fp) \
+             SELECT ?1, client_id, scope, status, issued_at, expires_at, ?2, \
+             refresh_token_status, refresh_token_issued_at, refresh_token_expires_at, \
+             refresh_count, ?3, ?4 FROM access_tokens WHERE token = ?5",
+            rusqlite::params![
+                h.key(token),
+                refresh.as_deref().map(|r| h.key(r)),
+                h.fingerprint(oauthv2info_names::TokenKind::AccessToken, token),
+                refresh
+                    .as_deref()
+                    .and_then(|r| h.fingerprint(oauthv2info_names::TokenKind::RefreshToken, r)),
+                token,
+            ],
+        )?;
+        c.execute(
+            "UPDATE token_attributes SET token = ?1 WHERE token = ?2",
+            [h.key(token).as_str(), token.as_str()],
+        )?;
+        c.execute("DELETE FROM access_tokens WHERE token = ?1", [token])?;
+    }
+    let codes: Vec<String> = c
+        .prepare("SELECT code FROM authorization_codes")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for code in &codes {
+        c.execute(
+            "INSERT INTO authorization_codes (code, client_id, redirect_uri, scope, status, \
+             issued_at, expires_at, code_fp) SELECT ?1, client_id, redirect_uri, scope, status, \
+             issued_at, expires_at, ?2 FROM authorization_codes WHERE code = ?3",
+            rusqlite::params![
+                h.key(code),
+                h.fingerprint(oauthv2info_names::TokenKind::AuthorizationCode, code),
+                code,
+            ],
+        )?;
+        c.execute(
+            "UPDATE code_attributes SET code = ?1 WHERE code = ?2",
+            [h.key(code).as_str(), code.as_str()],
+        )?;
+        c.execute("DELETE FROM authorization_codes WHERE code = ?1", [code])?;
+    }
+    Ok((rows.len(), codes.len()))
 }
 
 /// Writes the feed rows of a change, in the change's transaction.
@@ -618,6 +851,7 @@ fn access_row(r: &Row) -> rusqlite::Result<AccessToken> {
     let refresh = match r.get::<_, Option<String>>(6)? {
         Some(token) => Some(RefreshToken {
             token,
+            fp: r.get(12)?,
             status: r.get(7)?,
             issued_at: r.get(8)?,
             expires_at: r.get(9)?,
@@ -626,6 +860,7 @@ fn access_row(r: &Row) -> rusqlite::Result<AccessToken> {
     };
     Ok(AccessToken {
         token: r.get(0)?,
+        token_fp: r.get(11)?,
         client_id: r.get(1)?,
         scope: r.get(2)?,
         status: r.get(3)?,
@@ -653,6 +888,7 @@ fn code_by_code(c: &Connection, code: &str) -> Result<Option<AuthCode>> {
         .query_row([code], |r| {
             Ok(AuthCode {
                 code: r.get(0)?,
+                fp: r.get(7)?,
                 client_id: r.get(1)?,
                 redirect_uri: r.get(2)?,
                 scope: r.get(3)?,
@@ -693,7 +929,8 @@ fn insert_access(c: &Connection, t: &AccessToken) -> Result<()> {
     c.prepare_cached(
         "INSERT INTO access_tokens (token, client_id, scope, status, issued_at, expires_at, \
          refresh_token, refresh_token_status, refresh_token_issued_at, refresh_token_expires_at, \
-         refresh_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+         refresh_count, token_fp, refresh_token_fp) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(rusqlite::params![
         t.token,
@@ -707,6 +944,8 @@ fn insert_access(c: &Connection, t: &AccessToken) -> Result<()> {
         r.map(|r| r.issued_at),
         r.map(|r| r.expires_at),
         t.refresh_count,
+        t.token_fp,
+        r.and_then(|r| r.fp.as_deref()),
     ])?;
     Ok(())
 }
@@ -714,7 +953,7 @@ fn insert_access(c: &Connection, t: &AccessToken) -> Result<()> {
 fn insert_code(c: &Connection, code: &AuthCode) -> Result<()> {
     c.prepare_cached(
         "INSERT INTO authorization_codes (code, client_id, redirect_uri, scope, status, \
-         issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         issued_at, expires_at, code_fp) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(rusqlite::params![
         code.code,
@@ -724,15 +963,16 @@ fn insert_code(c: &Connection, code: &AuthCode) -> Result<()> {
         code.status,
         code.issued_at,
         code.expires_at,
+        code.fp,
     ])?;
     Ok(())
 }
 
 /// A fresh random token value not used by any token, refresh token or code.
-fn fresh_value(c: &Connection) -> Result<String> {
+fn fresh_value(c: &Connection, h: Hashing) -> Result<String> {
     for _ in 0..FRESH_VALUE_TRIES {
         let v = random_alnum(32);
-        if !value_in_use(c, &v)? {
+        if !value_in_use(c, &h.key(&v))? {
             return Ok(v);
         }
     }
@@ -741,8 +981,10 @@ fn fresh_value(c: &Connection) -> Result<String> {
 
 /// Inserts a new access token (and refresh token when `refresh_lifetime`
 /// is given) with `attrs` copied onto it.
+#[allow(clippy::too_many_arguments)]
 fn issue(
     c: &Connection,
+    h: Hashing,
     client_id: &str,
     scope: &str,
     lifetimes: Lifetimes,
@@ -751,9 +993,9 @@ fn issue(
     attrs: &Attributes,
 ) -> Result<Issued> {
     let now = now_ms();
-    let token = fresh_value(c)?;
+    let token = fresh_value(c, h)?;
     let refresh = match refresh_lifetime {
-        Some(l) => Some((fresh_value(c)?, l)),
+        Some(l) => Some((fresh_value(c, h)?, l)),
         None => None,
     };
     let t = new_access(
@@ -765,8 +1007,9 @@ fn issue(
         refresh_count,
         now,
     )?;
-    insert_access(c, &t)?;
-    put_attributes(c, PUT_TOKEN_ATTR, &t.token, attrs)?;
+    let stored = h.access(t.clone());
+    insert_access(c, &stored)?;
+    put_attributes(c, PUT_TOKEN_ATTR, &stored.token, attrs)?;
     Ok(issued(t, lifetimes))
 }
 
@@ -845,7 +1088,7 @@ mod tests {
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
-        assert_eq!(versions, vec![1, 2]);
+        assert_eq!(versions, vec![1, 2, 3]);
         let uv: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();

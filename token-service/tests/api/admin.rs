@@ -223,7 +223,8 @@ fn import_errors_write_nothing() {
     );
     // The existing token kept its refresh token and status.
     let p = s.introspect("AT-ie-1", None)["profile"].clone();
-    assert_eq!(p["refresh_token"], "RT-ie-1");
+    assert_eq!(p["refresh_token"], kept("RT-ie-1"));
+    assert_eq!(p["refresh_token_status"], "approved");
     assert_eq!(p["status"], "approved");
 }
 

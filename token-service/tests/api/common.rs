@@ -50,6 +50,26 @@ pub fn fresh_db(dir: &std::path::Path) -> String {
     }
 }
 
+/// Whether this run starts every server with `--hash-tokens`
+/// (`TS_HASH_TOKENS=1`; `make test` runs the suite both ways).
+pub fn hashing() -> bool {
+    std::env::var_os("TS_HASH_TOKENS").is_some_and(|v| v == "1")
+}
+
+/// What a profile shows for a token value the store keeps: the value, or
+/// with hashing `""` (only the presented value can be shown).
+pub fn kept(value: &str) -> &str {
+    if hashing() {
+        ""
+    } else {
+        value
+    }
+}
+
+/// In a server's environment: start it without `--hash-tokens` even in
+/// a hashed run (the in-place hashing test needs a plain store first).
+pub const PLAIN_STORE_ENV: &str = "TS_PLAIN_STORE";
+
 pub const SK: &str = "test-service-key-5f1c0a";
 pub const AK: &str = "test-admin-key-9b27e4";
 pub const BIN: &str = env!("CARGO_BIN_EXE_token-service");
@@ -163,6 +183,10 @@ impl Server {
             db,
         ])
         .args(args)
+        .args(
+            (hashing() && !env.iter().any(|(k, _)| k == PLAIN_STORE_ENV))
+                .then_some("--hash-tokens"),
+        )
         .env("TOKEN_SERVICE_KEY", SK)
         .env("TOKEN_SERVICE_ADMIN_KEY", AK)
         .env_remove("TOKEN_SERVICE_DB")

@@ -141,8 +141,23 @@ fn k8s_manifests_line_up() {
     let names: Vec<&str> = kinds.keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        ["Deployment", "PodDisruptionBudget", "Secret", "Service"]
+        [
+            "Deployment",
+            "Namespace",
+            "PodDisruptionBudget",
+            "Secret",
+            "Service"
+        ]
     );
+    // One namespace for all, the one the kustomization sets (and that
+    // envoy/istio/ expects; tests/manifests.py checks that side).
+    let ns = kust["namespace"].as_str().unwrap();
+    assert_eq!(kinds["Namespace"]["metadata"]["name"].as_str(), Some(ns));
+    for (kind, doc) in &kinds {
+        if kind != "Namespace" {
+            assert_eq!(doc["metadata"]["namespace"].as_str(), Some(ns), "{kind}");
+        }
+    }
     let (dep, secret, svc) = (&kinds["Deployment"], &kinds["Secret"], &kinds["Service"]);
     let pod = &dep["spec"]["template"];
     let labels = &pod["metadata"]["labels"];

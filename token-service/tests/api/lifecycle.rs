@@ -153,7 +153,11 @@ fn start_line_names_address_and_store() {
         Backend::Sqlite => assert!(line.contains("store=\"sqlite"), "{line}"),
         Backend::Postgres => assert!(line.contains("store=\"postgres\""), "{line}"),
     }
-    assert!(line.contains("schema_version=2"), "{line}");
+    assert!(line.contains("schema_version=3"), "{line}");
+    assert!(
+        line.contains(&format!("hash_tokens={}", hashing())),
+        "{line}"
+    );
 }
 
 fn healthz_unknown_routes_and_methods() {
