@@ -366,7 +366,8 @@ fn verify_access_token_faults_have_their_statuses() {
         (Some("Bearer   "), Fault::MissingAccessToken),
         (Some("Basic dXNlcjpwYXNz"), Fault::MissingAccessToken),
         (Some("Bearer nope"), Fault::VerifyInvalidAccessToken),
-        (Some("Bearer gone"), Fault::VerifyInvalidAccessToken),
+        // Revoked: Apigee's own fault for it.
+        (Some("Bearer gone"), Fault::AccessTokenNotApproved),
         (Some("Bearer old"), Fault::VerifyAccessTokenExpired),
     ] {
         let r = match header {
@@ -431,6 +432,45 @@ fn verify_access_token_scopes_prefix_and_variable() {
         &[("x-token", "good"), ("authorization", "Bearer nope")],
     );
     assert_eq!(run(&c, &r, verify_service).0, FlowOutcome::Continue);
+    // A variable named without <AccessTokenPrefix> holds the bare token
+    // (apigee-samples apiproduct-operations sends it in `token`).
+    let c = config(&[
+        r#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation><AccessToken>request.header.token</AccessToken></OAuthV2>"#,
+    ]);
+    let (end, _, calls) = run(
+        &c,
+        &with_headers(request("/"), &[("token", "good")]),
+        verify_service,
+    );
+    assert_eq!(end, FlowOutcome::Continue);
+    assert_eq!(
+        calls,
+        vec![Call::Lookup(TokenKind::AccessToken, "good".into())]
+    );
+    // ... so "Bearer good" there is looked up whole, and is invalid.
+    let (end, _, calls) = run(
+        &c,
+        &with_headers(request("/"), &[("token", "Bearer good")]),
+        verify_service,
+    );
+    assert_eq!(end, FlowOutcome::Reply(Fault::VerifyInvalidAccessToken));
+    assert_eq!(
+        calls,
+        vec![Call::Lookup(TokenKind::AccessToken, "Bearer good".into())]
+    );
+    // The Authorization header named keeps the default: Bearer stripped,
+    // in any case.
+    let c = config(&[
+        r#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation><AccessToken>request.header.Authorization</AccessToken></OAuthV2>"#,
+    ]);
+    assert_eq!(
+        run(&c, &bearer("bEaReR good"), verify_service).0,
+        FlowOutcome::Continue
+    );
+    assert_eq!(
+        run(&c, &bearer("good"), verify_service).0,
+        FlowOutcome::Reply(Fault::MissingAccessToken)
+    );
     let c = config(&[
         r#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation><AccessToken>request.queryparam.t</AccessToken><AccessTokenPrefix>Token</AccessTokenPrefix></OAuthV2>"#,
     ]);
@@ -501,7 +541,7 @@ fn verify_then_get_and_set_on_access_token() {
     let (end, _, calls) = run(&c, &bearer("Bearer gone"), verify_service);
     assert_eq!(
         (end, calls.len()),
-        (FlowOutcome::Reply(Fault::VerifyInvalidAccessToken), 1)
+        (FlowOutcome::Reply(Fault::AccessTokenNotApproved), 1)
     );
 }
 
