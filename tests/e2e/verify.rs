@@ -353,6 +353,51 @@ fn a_bare_token_in_a_named_variable_and_ignore_status_beside_a_refresh_token() {
     );
 }
 
+/// Two Flows, each with its VerifyAccessToken, then a step that reads the
+/// unprefixed `access_token`: it reads the VerifyAccessToken that ran, as
+/// on Apigee, not the last one in the list.
+#[test]
+fn a_later_step_reads_the_verify_access_token_that_ran() {
+    let mut config = plugin(
+        &[],
+        json!({"request_headers": {
+            "x-client-id": "client_id",
+            "x-g-scope": "oauthv2accesstoken.G.scope"
+        }}),
+    );
+    config["policies"] = json!([
+        {"policy": r#"<OAuthV2 name="V1"><Operation>VerifyAccessToken</Operation></OAuthV2>"#,
+         "condition": "request.header.flow = \"one\""},
+        {"policy": r#"<OAuthV2 name="V2"><Operation>VerifyAccessToken</Operation><Scope>ADMIN</Scope></OAuthV2>"#,
+         "condition": "request.header.flow = \"two\""},
+        {"policy": r#"<GetOAuthV2Info name="G"><AccessToken ref="access_token"/></GetOAuthV2Info>"#},
+    ]);
+    let stack = Stack::start(config);
+    stack.service.create_app("c1", json!({}));
+    stack
+        .service
+        .import_access_token("c1", "good", "approved", 3600, json!({}));
+    let get = |flow: &[u8]| {
+        stack.envoy.request(
+            "GET",
+            "/",
+            &[("flow", flow), ("authorization", b"Bearer good")],
+            b"",
+        )
+    };
+    // Flow one: V1 runs, V2 is skipped; G reads V1's access_token.
+    let r = get(b"one");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.upstream_header("x-client-id").as_deref(), Some("c1"));
+    assert_eq!(
+        r.upstream_header("x-g-scope").as_deref(),
+        Some("READ WRITE")
+    );
+    // Flow two: V2 runs and wants a scope the token lacks.
+    let r = get(b"two");
+    assert_eq!(r.status, 403, "{}", r.text());
+}
+
 #[test]
 fn verify_access_token_without_a_required_scope_replies_403() {
     let stack = Stack::start_with(

@@ -907,3 +907,60 @@ fn published_variables_follow_publish_and_secrets() {
         ]
     );
 }
+
+/// VerifyAccessToken's unprefixed variables are those of the
+/// VerifyAccessToken that ran, as on Apigee: a later `ref="access_token"`
+/// reads it even when another VerifyAccessToken, skipped by its condition
+/// (another Flow) or failed under `continueOnError`, lies between them in
+/// the list.
+#[test]
+fn unprefixed_verify_variables_are_the_ones_of_the_verify_that_ran() {
+    let c = parse_config(
+        json!({
+            "policies": [
+                {"policy": r#"<OAuthV2 name="V1"><Operation>VerifyAccessToken</Operation><AccessToken>request.header.x-a</AccessToken></OAuthV2>"#,
+                 "condition": "request.header.flow = \"one\""},
+                {"policy": r#"<OAuthV2 name="V2" continueOnError="true"><Operation>VerifyAccessToken</Operation><AccessToken>request.header.x-b</AccessToken></OAuthV2>"#,
+                 "condition": "request.header.flow != \"none\""},
+                {"policy": r#"<GetOAuthV2Info name="G"><AccessToken ref="access_token"/></GetOAuthV2Info>"#,
+                 "condition": "client_id = \"app\""},
+            ],
+            "request_headers": {"x-tier": "accesstoken.tier"}
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    // V1 runs and succeeds; V2 runs (no x-b: fails, continueOnError); G
+    // reads V1's access_token and client_id, and reuses V1's lookup.
+    let r = with_headers(request("/"), &[("flow", "one"), ("x-a", "good")]);
+    let (end, flow, calls) = run(&c, &r, verify_service);
+    assert_eq!(end, FlowOutcome::Continue);
+    assert_eq!(
+        calls,
+        vec![Call::Lookup(TokenKind::AccessToken, "good".into())]
+    );
+    assert_eq!(var(&c, &flow, "oauthV2.V2.failed").as_deref(), Some("true"));
+    assert_eq!(
+        var(&c, &flow, "oauthv2accesstoken.G.access_token").as_deref(),
+        Some("good")
+    );
+    let mut tier = String::new();
+    assert!(flow.read(&c, &c.request_headers[0].source, &r, &mut tier));
+    assert_eq!(tier, "gold");
+    // V1 skipped (another Flow), V2 succeeds: G reads V2's.
+    let r = with_headers(request("/"), &[("flow", "two"), ("x-b", "good")]);
+    let (end, flow, _) = run(&c, &r, verify_service);
+    assert_eq!(end, FlowOutcome::Continue);
+    assert_eq!(var(&c, &flow, "oauthV2.V1.failed"), None);
+    assert_eq!(
+        var(&c, &flow, "oauthv2accesstoken.G.access_token").as_deref(),
+        Some("good")
+    );
+    // No VerifyAccessToken succeeded: the variables are unset, G's
+    // condition is false and G does not run.
+    let r = with_headers(request("/"), &[("flow", "two")]);
+    let (end, flow, calls) = run(&c, &r, verify_service);
+    assert_eq!((end, calls.len()), (FlowOutcome::Continue, 0));
+    assert_eq!(var(&c, &flow, "oauthV2.G.failed"), None);
+}
