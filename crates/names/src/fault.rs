@@ -74,8 +74,8 @@ faults! {
     MissingAccessToken => "InvalidAccessToken", 401, "Invalid access token", "oauth.v2.InvalidAccessToken";
     VerifyInvalidAccessToken => "invalid_access_token", 401, "Invalid Access Token", "keymanagement.service.invalid_access_token";
     VerifyAccessTokenExpired => "access_token_expired", 401, "Access Token expired", "keymanagement.service.access_token_expired";
-    // A revoked token (the OAuthV2 policy's runtime errors; Apigee's reply
-    // as observed: docs/decisions.md#verifyaccesstoken).
+    // A revoked token: Apigee's reply as clients record it
+    // (docs/decisions.md#verifyaccesstoken).
     AccessTokenNotApproved => "access_token_not_approved", 401, "Access Token not approved", "keymanagement.service.access_token_not_approved";
     // The fault string names the policy's scopes: the policy's plan holds
     // it and the body ("Required scope(s): A B"); these are the fallbacks.
