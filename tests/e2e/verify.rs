@@ -217,6 +217,8 @@ fn verify_access_token_faults_reply_401_with_a_bearer_challenge() {
 
     const MISSING: &str = r#"{"fault":{"faultstring":"Invalid access token","detail":{"errorcode":"oauth.v2.InvalidAccessToken"}}}"#;
     const EXPIRED: &str = r#"{"fault":{"faultstring":"Access Token expired","detail":{"errorcode":"keymanagement.service.access_token_expired"}}}"#;
+    // Revoked: Apigee's own fault (docs/decisions.md#verifyaccesstoken).
+    const NOT_APPROVED: &str = r#"{"fault":{"faultstring":"Access Token not approved","detail":{"errorcode":"keymanagement.service.access_token_not_approved"}}}"#;
     let check = |r: &Response, what: &str, body: &str| {
         assert_eq!(r.status, 401, "{what}: {}", r.text());
         assert_eq!(r.header("content-type"), Some("application/json"), "{what}");
@@ -254,11 +256,7 @@ fn verify_access_token_faults_reply_401_with_a_bearer_challenge() {
             FAULT_INVALID_ACCESS,
             "invalid_access_token",
         ),
-        (
-            "Bearer revoked",
-            FAULT_INVALID_ACCESS,
-            "invalid_access_token",
-        ),
+        ("Bearer revoked", NOT_APPROVED, "access_token_not_approved"),
         ("Bearer expired", EXPIRED, "access_token_expired"),
     ];
     for (auth, body, name) in refused {
@@ -287,13 +285,15 @@ fn verify_access_token_faults_reply_401_with_a_bearer_challenge() {
     }
     assert_eq!(log[0]["cause"], "Invalid access token");
     assert_eq!(log[missing.len()]["cause"], "Invalid Access Token");
+    assert_eq!(log[missing.len() + 1]["cause"], "Access Token not approved");
     assert_eq!(log[missing.len() + 2]["cause"], "Access Token expired");
 
     // The fault counters: the missing token has its own name; the
     // service's refusals count under the Get/Set faults' names.
     let stat = |n: &str| stack.envoy.stat(&format!("wasmcustom.oauthv2info.{n}"));
     assert_eq!(stat("faults.InvalidAccessToken"), missing.len() as u64);
-    assert_eq!(stat("faults.invalid_access_token"), 2);
+    assert_eq!(stat("faults.invalid_access_token"), 1);
+    assert_eq!(stat("faults.access_token_not_approved"), 1);
     assert_eq!(stat("faults.access_token_expired"), 1);
     assert_eq!(
         stat("policy.V.faults"),
@@ -305,6 +305,97 @@ fn verify_access_token_faults_reply_401_with_a_bearer_challenge() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("www-authenticate"), None);
     assert_eq!(r.upstream_header("x-client-id").as_deref(), Some("c1"));
+}
+
+/// Real policies as Apigee loads them: a VerifyAccessToken that names a
+/// variable without `<AccessTokenPrefix>` reads the bare token there
+/// (apigee-samples apiproduct-operations), and a GetOAuthV2Info with
+/// `<IgnoreAccessTokenStatus>` beside `<RefreshToken>` (apigee/devrel
+/// identity-facade) loads and returns the refresh token's variables.
+#[test]
+fn a_bare_token_in_a_named_variable_and_ignore_status_beside_a_refresh_token() {
+    let stack = Stack::start(plugin(
+        &[
+            r#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation><AccessToken>request.header.token</AccessToken></OAuthV2>"#,
+            r#"<GetOAuthV2Info name="R"><RefreshToken ref="request.header.rt"/><IgnoreAccessTokenStatus>false</IgnoreAccessTokenStatus></GetOAuthV2Info>"#,
+        ],
+        json!({"request_headers": {
+            "x-client-id": "client_id",
+            "x-refresh-status": "oauthv2refreshtoken.R.refresh_token_status"
+        }}),
+    ));
+    stack.service.create_app("c1", json!({}));
+    stack
+        .service
+        .import_access_token("c1", "good", "approved", 3600, json!({}));
+    let get = |headers: &[(&str, &[u8])]| stack.envoy.request("GET", "/", headers, b"");
+
+    // The bare token, and the refresh token of the same grant.
+    let r = get(&[("token", b"good"), ("rt", b"good-refresh")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.upstream_header("x-client-id").as_deref(), Some("c1"));
+    assert_eq!(
+        r.upstream_header("x-refresh-status").as_deref(),
+        Some("approved")
+    );
+    // `Bearer` in that variable is part of the value: looked up whole,
+    // unknown.
+    let r = get(&[("token", b"Bearer good"), ("rt", b"good-refresh")]);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.text(), FAULT_INVALID_ACCESS);
+    // The Authorization header is not read when a variable is named.
+    let r = get(&[("authorization", b"Bearer good"), ("rt", b"good-refresh")]);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(
+        r.text().contains("oauth.v2.InvalidAccessToken"),
+        "{}",
+        r.text()
+    );
+}
+
+/// Two Flows, each with its VerifyAccessToken, then a step that reads the
+/// unprefixed `access_token`: it reads the VerifyAccessToken that ran, as
+/// on Apigee, not the last one in the list.
+#[test]
+fn a_later_step_reads_the_verify_access_token_that_ran() {
+    let mut config = plugin(
+        &[],
+        json!({"request_headers": {
+            "x-client-id": "client_id",
+            "x-g-scope": "oauthv2accesstoken.G.scope"
+        }}),
+    );
+    config["policies"] = json!([
+        {"policy": r#"<OAuthV2 name="V1"><Operation>VerifyAccessToken</Operation></OAuthV2>"#,
+         "condition": "request.header.flow = \"one\""},
+        {"policy": r#"<OAuthV2 name="V2"><Operation>VerifyAccessToken</Operation><Scope>ADMIN</Scope></OAuthV2>"#,
+         "condition": "request.header.flow = \"two\""},
+        {"policy": r#"<GetOAuthV2Info name="G"><AccessToken ref="access_token"/></GetOAuthV2Info>"#},
+    ]);
+    let stack = Stack::start(config);
+    stack.service.create_app("c1", json!({}));
+    stack
+        .service
+        .import_access_token("c1", "good", "approved", 3600, json!({}));
+    let get = |flow: &[u8]| {
+        stack.envoy.request(
+            "GET",
+            "/",
+            &[("flow", flow), ("authorization", b"Bearer good")],
+            b"",
+        )
+    };
+    // Flow one: V1 runs, V2 is skipped; G reads V1's access_token.
+    let r = get(b"one");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.upstream_header("x-client-id").as_deref(), Some("c1"));
+    assert_eq!(
+        r.upstream_header("x-g-scope").as_deref(),
+        Some("READ WRITE")
+    );
+    // Flow two: V2 runs and wants a scope the token lacks.
+    let r = get(b"two");
+    assert_eq!(r.status, 403, "{}", r.text());
 }
 
 #[test]

@@ -636,8 +636,15 @@ fn know_attributes(plans: &mut [PolicyPlan], mappings: &[HeaderMapping], publish
         plan.action.values(&mut note);
     }
     for (policy, name) in named {
-        if let Some(plan) = plans.get_mut(policy) {
-            plan.know_attribute(&name, publish);
+        // A VerifyAccessToken's attribute is read from whichever
+        // VerifyAccessToken ran (flow/mod.rs, `bound`): known to them all.
+        let verify = plans
+            .get(policy)
+            .is_some_and(|p| p.action.variable_prefix().is_none());
+        for (i, plan) in plans.iter_mut().enumerate() {
+            if i == policy || (verify && plan.action.variable_prefix().is_none()) {
+                plan.know_attribute(&name, publish);
+            }
         }
     }
     for plan in plans.iter_mut() {

@@ -169,8 +169,9 @@ impl VarRef {
                 VarRef::Unset
             };
         }
-        // VerifyAccessToken's variables have no prefix: the last earlier
-        // VerifyAccessToken policy sets them.
+        // VerifyAccessToken's variables have no prefix: bound to the last
+        // earlier VerifyAccessToken here; at run time they are read from the
+        // last one that succeeded, which may be another (flow/mod.rs, `bound`).
         let verified = earlier
             .iter()
             .enumerate()

@@ -74,6 +74,9 @@ faults! {
     MissingAccessToken => "InvalidAccessToken", 401, "Invalid access token", "oauth.v2.InvalidAccessToken";
     VerifyInvalidAccessToken => "invalid_access_token", 401, "Invalid Access Token", "keymanagement.service.invalid_access_token";
     VerifyAccessTokenExpired => "access_token_expired", 401, "Access Token expired", "keymanagement.service.access_token_expired";
+    // A revoked token: Apigee's reply as clients record it
+    // (docs/decisions.md#verifyaccesstoken).
+    AccessTokenNotApproved => "access_token_not_approved", 401, "Access Token not approved", "keymanagement.service.access_token_not_approved";
     // The fault string names the policy's scopes: the policy's plan holds
     // it and the body ("Required scope(s): A B"); these are the fallbacks.
     InsufficientScope => "InsufficientScope", 403, "Required scope(s)", "steps.oauth.v2.InsufficientScope";
@@ -103,6 +106,7 @@ impl Fault {
             Fault::MissingAccessToken => "Bearer realm=\"null\",error=\"invalid_token\",error_description=\"oauth.v2.InvalidAccessToken: Invalid access token\"",
             Fault::VerifyInvalidAccessToken => "Bearer realm=\"null\",error=\"invalid_token\",error_description=\"keymanagement.service.invalid_access_token: Invalid Access Token\"",
             Fault::VerifyAccessTokenExpired => "Bearer realm=\"null\",error=\"invalid_token\",error_description=\"keymanagement.service.access_token_expired: Access Token expired\"",
+            Fault::AccessTokenNotApproved => "Bearer realm=\"null\",error=\"invalid_token\",error_description=\"keymanagement.service.access_token_not_approved: Access Token not approved\"",
             Fault::InsufficientScope => "Bearer realm=\"null\",error=\"insufficient_scope\",error_description=\"steps.oauth.v2.InsufficientScope: Required scope(s)\"",
             _ => return None,
         })
@@ -131,7 +135,7 @@ mod tests {
             let named = Fault::from_name(f.name()).unwrap();
             assert!(named == *f || named.for_verify() == *f, "{f:?}");
         }
-        assert_eq!(Fault::ALL.len(), 13);
+        assert_eq!(Fault::ALL.len(), 14);
         // Every code is the filter's (keymanagement.service.<name>) but the
         // ones modeled on other Apigee policies'.
         for f in Fault::ALL {

@@ -363,11 +363,6 @@ struct PluginStep {
     xml: String,
     condition: Option<String>,
     entry: Entry,
-    /// The PreFlow, Flows, PostFlow it runs in.
-    segments: Vec<String>,
-    verify: bool,
-    /// The `ref`s and `<AccessToken>` names of the policy.
-    refs: Vec<String>,
 }
 
 /// The steps of several sequences (the Flows of one block) in one order that
@@ -507,7 +502,6 @@ pub fn translate(
             }
             add_block(&mut tr, &per_segment, &mut steps);
         }
-        check_verify_bindings(&steps, tr.report, &endpoint.name);
         let plugin = build_plugin(endpoint, &steps, options, &mut tr);
         plans.push(EndpointPlan {
             name: endpoint.name.clone(),
@@ -647,68 +641,12 @@ fn add_block(
             condition: condition.clone(),
             advice: String::new(),
         };
-        let segments = per_segment
-            .iter()
-            .filter(|(_, ex)| ex.iter().any(|x| x.policy.name == name))
-            .map(|(s, _)| s.label.clone())
-            .collect();
         steps.push(PluginStep {
             name,
             xml: e.policy.xml.clone(),
             condition,
             entry,
-            segments,
-            verify: policies::operation(&e.policy).as_deref() == Some("VerifyAccessToken"),
-            refs: refs_of(&e.policy.root),
         });
-    }
-}
-
-/// A policy's `ref` attributes and `<AccessToken>` text (OAuthV2 names a
-/// variable there).
-fn refs_of(root: &core::Element) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root];
-    while let Some(e) = stack.pop() {
-        out.extend(e.attribute("ref").map(str::to_string));
-        if e.name == "AccessToken" && !e.text.trim().is_empty() {
-            out.push(e.text.trim().to_string());
-        }
-        stack.extend(e.children.iter());
-    }
-    out
-}
-
-/// VerifyAccessToken's variables have no prefix: the filter binds a later
-/// policy's `ref="access_token"` to the last VerifyAccessToken before it in
-/// the list, Apigee to the last one that ran. They differ when that one
-/// runs in other Flows than the reader: a problem, named.
-fn check_verify_bindings(steps: &[PluginStep], report: &mut Report, endpoint: &str) {
-    let names = core::verify_variables();
-    let is_verify_var = |r: &str| {
-        names.iter().any(|n| match n.split_once("{name}") {
-            Some((prefix, _)) => r.starts_with(prefix) && r.len() > prefix.len(),
-            None => n == r,
-        })
-    };
-    for (i, step) in steps.iter().enumerate() {
-        let Some(var) = step.refs.iter().find(|r| is_verify_var(r)) else {
-            continue;
-        };
-        let Some(verify) = steps[..i].iter().rev().find(|s| s.verify) else {
-            continue;
-        };
-        let always = verify.condition.is_none();
-        let covers = step.segments.iter().all(|s| verify.segments.contains(s));
-        if !always && !covers {
-            report.problems.push(format!(
-                "{endpoint}: policy {:?} reads {var}, which the filter takes from the VerifyAccessToken before it in the list, {:?} (in {}), where Apigee takes the one that ran in {}: give each Flow's reader its own VerifyAccessToken before it, or read a prefixed variable",
-                step.name,
-                verify.name,
-                verify.segments.join(", "),
-                step.segments.join(", ")
-            ));
-        }
     }
 }
 

@@ -302,6 +302,30 @@ impl Flow {
         self.results.iter().find(|r| r.policy == policy)
     }
 
+    /// The result a ref to policy `policy`'s variables reads. For a
+    /// VerifyAccessToken, whose variables have no prefix (`access_token`,
+    /// `client_id`...), that is the last VerifyAccessToken that succeeded in
+    /// this request, whichever it is: the one that ran, as on Apigee, not
+    /// the one the ref was bound to at load time (docs/decisions.md#verifyaccesstoken).
+    /// Every VerifyAccessToken has the same outputs, so the ref's output
+    /// index holds. No allocation; a scan of this request's few results.
+    #[inline]
+    fn bound<'a>(
+        &'a self,
+        config: &'a FilterConfig,
+        policy: usize,
+    ) -> Option<(&'a PolicyResult, &'a PolicyPlan)> {
+        let plan = config.plans.get(policy)?;
+        if plan.action.variable_prefix().is_some() {
+            return self.result(policy).map(|r| (r, plan));
+        }
+        self.results.iter().rev().find_map(|r| {
+            let p = config.plans.get(r.policy)?;
+            (p.action.variable_prefix().is_none() && matches!(r.outcome, Outcome::Success { .. }))
+                .then_some((r, p))
+        })
+    }
+
     /// Appends the value of a variable to `out`; false when it is unset.
     pub(crate) fn read(
         &self,
@@ -321,8 +345,7 @@ impl Flow {
                 output,
                 or_attribute,
             } => {
-                let (Some(result), Some(plan)) = (self.result(*policy), config.plans.get(*policy))
-                else {
+                let Some((result, plan)) = self.bound(config, *policy) else {
                     return false;
                 };
                 let Some((profile, token)) = self.success(result) else {
@@ -348,7 +371,7 @@ impl Flow {
                 }
             }
             VarRef::Attribute { policy, name } => {
-                let Some(result) = self.result(*policy) else {
+                let Some((result, _)) = self.bound(config, *policy) else {
                     return false;
                 };
                 match self

@@ -366,7 +366,8 @@ fn verify_access_token_faults_have_their_statuses() {
         (Some("Bearer   "), Fault::MissingAccessToken),
         (Some("Basic dXNlcjpwYXNz"), Fault::MissingAccessToken),
         (Some("Bearer nope"), Fault::VerifyInvalidAccessToken),
-        (Some("Bearer gone"), Fault::VerifyInvalidAccessToken),
+        // Revoked: Apigee's own fault for it.
+        (Some("Bearer gone"), Fault::AccessTokenNotApproved),
         (Some("Bearer old"), Fault::VerifyAccessTokenExpired),
     ] {
         let r = match header {
@@ -431,6 +432,45 @@ fn verify_access_token_scopes_prefix_and_variable() {
         &[("x-token", "good"), ("authorization", "Bearer nope")],
     );
     assert_eq!(run(&c, &r, verify_service).0, FlowOutcome::Continue);
+    // A variable named without <AccessTokenPrefix> holds the bare token
+    // (apigee-samples apiproduct-operations sends it in `token`).
+    let c = config(&[
+        r#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation><AccessToken>request.header.token</AccessToken></OAuthV2>"#,
+    ]);
+    let (end, _, calls) = run(
+        &c,
+        &with_headers(request("/"), &[("token", "good")]),
+        verify_service,
+    );
+    assert_eq!(end, FlowOutcome::Continue);
+    assert_eq!(
+        calls,
+        vec![Call::Lookup(TokenKind::AccessToken, "good".into())]
+    );
+    // ... so "Bearer good" there is looked up whole, and is invalid.
+    let (end, _, calls) = run(
+        &c,
+        &with_headers(request("/"), &[("token", "Bearer good")]),
+        verify_service,
+    );
+    assert_eq!(end, FlowOutcome::Reply(Fault::VerifyInvalidAccessToken));
+    assert_eq!(
+        calls,
+        vec![Call::Lookup(TokenKind::AccessToken, "Bearer good".into())]
+    );
+    // The Authorization header named keeps the default: Bearer stripped,
+    // in any case.
+    let c = config(&[
+        r#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation><AccessToken>request.header.Authorization</AccessToken></OAuthV2>"#,
+    ]);
+    assert_eq!(
+        run(&c, &bearer("bEaReR good"), verify_service).0,
+        FlowOutcome::Continue
+    );
+    assert_eq!(
+        run(&c, &bearer("good"), verify_service).0,
+        FlowOutcome::Reply(Fault::MissingAccessToken)
+    );
     let c = config(&[
         r#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation><AccessToken>request.queryparam.t</AccessToken><AccessTokenPrefix>Token</AccessTokenPrefix></OAuthV2>"#,
     ]);
@@ -501,7 +541,7 @@ fn verify_then_get_and_set_on_access_token() {
     let (end, _, calls) = run(&c, &bearer("Bearer gone"), verify_service);
     assert_eq!(
         (end, calls.len()),
-        (FlowOutcome::Reply(Fault::VerifyInvalidAccessToken), 1)
+        (FlowOutcome::Reply(Fault::AccessTokenNotApproved), 1)
     );
 }
 
@@ -866,4 +906,61 @@ fn published_variables_follow_publish_and_secrets() {
             ("oauthV2.G.failed".to_string(), "false".to_string(), None),
         ]
     );
+}
+
+/// VerifyAccessToken's unprefixed variables are those of the
+/// VerifyAccessToken that ran, as on Apigee: a later `ref="access_token"`
+/// reads it even when another VerifyAccessToken, skipped by its condition
+/// (another Flow) or failed under `continueOnError`, lies between them in
+/// the list.
+#[test]
+fn unprefixed_verify_variables_are_the_ones_of_the_verify_that_ran() {
+    let c = parse_config(
+        json!({
+            "policies": [
+                {"policy": r#"<OAuthV2 name="V1"><Operation>VerifyAccessToken</Operation><AccessToken>request.header.x-a</AccessToken></OAuthV2>"#,
+                 "condition": "request.header.flow = \"one\""},
+                {"policy": r#"<OAuthV2 name="V2" continueOnError="true"><Operation>VerifyAccessToken</Operation><AccessToken>request.header.x-b</AccessToken></OAuthV2>"#,
+                 "condition": "request.header.flow != \"none\""},
+                {"policy": r#"<GetOAuthV2Info name="G"><AccessToken ref="access_token"/></GetOAuthV2Info>"#,
+                 "condition": "client_id = \"app\""},
+            ],
+            "request_headers": {"x-tier": "accesstoken.tier"}
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    // V1 runs and succeeds; V2 runs (no x-b: fails, continueOnError); G
+    // reads V1's access_token and client_id, and reuses V1's lookup.
+    let r = with_headers(request("/"), &[("flow", "one"), ("x-a", "good")]);
+    let (end, flow, calls) = run(&c, &r, verify_service);
+    assert_eq!(end, FlowOutcome::Continue);
+    assert_eq!(
+        calls,
+        vec![Call::Lookup(TokenKind::AccessToken, "good".into())]
+    );
+    assert_eq!(var(&c, &flow, "oauthV2.V2.failed").as_deref(), Some("true"));
+    assert_eq!(
+        var(&c, &flow, "oauthv2accesstoken.G.access_token").as_deref(),
+        Some("good")
+    );
+    let mut tier = String::new();
+    assert!(flow.read(&c, &c.request_headers[0].source, &r, &mut tier));
+    assert_eq!(tier, "gold");
+    // V1 skipped (another Flow), V2 succeeds: G reads V2's.
+    let r = with_headers(request("/"), &[("flow", "two"), ("x-b", "good")]);
+    let (end, flow, _) = run(&c, &r, verify_service);
+    assert_eq!(end, FlowOutcome::Continue);
+    assert_eq!(var(&c, &flow, "oauthV2.V1.failed"), None);
+    assert_eq!(
+        var(&c, &flow, "oauthv2accesstoken.G.access_token").as_deref(),
+        Some("good")
+    );
+    // No VerifyAccessToken succeeded: the variables are unset, G's
+    // condition is false and G does not run.
+    let r = with_headers(request("/"), &[("flow", "two")]);
+    let (end, flow, calls) = run(&c, &r, verify_service);
+    assert_eq!((end, calls.len()), (FlowOutcome::Continue, 0));
+    assert_eq!(var(&c, &flow, "oauthV2.G.failed"), None);
 }

@@ -83,16 +83,17 @@ impl ApigeePolicy for GetOAuthV2Info {
         if let Some(ignore) = reader.child("IgnoreAccessTokenStatus") {
             let element = "<IgnoreAccessTokenStatus>";
             super::elements::expect_leaf(ignore, &[]).map_err(|p| reader.err(element, p))?;
-            if kind != TokenKind::AccessToken {
-                return Err(reader.err(
-                    element,
-                    format!("applies to <AccessToken> only, not to {}", element_name),
-                ));
-            }
             let text = ignore.text.trim();
-            ignore_access_token_status = parse_bool(text).ok_or_else(|| {
+            let value = parse_bool(text).ok_or_else(|| {
                 reader.err(element, format!("must be true or false, not {text:?}"))
             })?;
+            // Beside another kind (Apigee's schema has it at policy level for
+            // every kind, and real bundles carry it beside <RefreshToken>):
+            // accepted, and it changes nothing, as on Apigee, which returns
+            // the other kinds regardless of their status already
+            // (docs/decisions.md#getoauthv2info). Nothing is lost, so no
+            // warning.
+            ignore_access_token_status = kind == TokenKind::AccessToken && value;
         }
         Ok(GetOAuthV2Info {
             kind,

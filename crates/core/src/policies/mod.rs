@@ -72,6 +72,15 @@ macro_rules! policies {
                 None
             }
 
+            /// A problem found before the elements are checked, that says
+            /// more than "unknown element" would: (element, problem).
+            fn precheck(root: &xml::Element) -> Option<(&'static str, String)> {
+                $(if root.name == <$policy as ApigeePolicy>::ROOT {
+                    return <$policy as ApigeePolicy>::precheck(root);
+                })+
+                None
+            }
+
             /// The known policy types, for the error on an unknown one.
             fn known() -> Vec<&'static str> {
                 vec![$(<$policy as ApigeePolicy>::SHOWN),+]
@@ -175,6 +184,12 @@ pub(crate) trait ApigeePolicy: Sized {
     /// A hint for an element this policy does not accept, when another
     /// policy does.
     fn misplaced(_element: &str) -> Option<&'static str> {
+        None
+    }
+    /// A problem that makes the element check moot (an OAuthV2 operation
+    /// the filter does not run, whose elements it does not know): (element,
+    /// problem).
+    fn precheck(_root: &xml::Element) -> Option<(&'static str, String)> {
         None
     }
     /// Reads the policy's own elements (the shared ones are read already).
@@ -380,6 +395,9 @@ pub fn parse_policy(document: &str, index: usize) -> Result<Policy, ConfigError>
         ));
     }
 
+    if let Some((element, problem)) = PolicyKind::precheck(&root) {
+        return Err(err(element, problem));
+    }
     let display_name = shared_children(&root, &name, known, misplaced, &mut ignored)?;
 
     let mut reader = Reader {

@@ -53,6 +53,28 @@ fn oauthv2_verify_access_token() {
             "<Operation>",
             "the token service does that",
         ),
+        // The operation is named before its elements would be "unknown"
+        // (6 of 25 real bundles).
+        (
+            r#"<OAuthV2 name="V"><Operation>RefreshAccessToken</Operation><RefreshToken>request.formparam.refresh_token</RefreshToken></OAuthV2>"#,
+            "<Operation>",
+            "RefreshAccessToken issues or changes tokens: the token service does that",
+        ),
+        (
+            r#"<OAuthV2 name="V"><ExternalAuthorizationCode>x</ExternalAuthorizationCode><Operation>GenerateAccessToken</Operation></OAuthV2>"#,
+            "<Operation>",
+            "GenerateAccessToken issues or changes tokens",
+        ),
+        (
+            r#"<OAuthV2 name="V"><Operation>GenerateJWTAccessToken</Operation><Algorithm>RS256</Algorithm></OAuthV2>"#,
+            "<Operation>",
+            "GenerateJWTAccessToken issues or changes tokens",
+        ),
+        (
+            r#"<OAuthV2 name="V"><Operation>InvalidateToken</Operation><Tokens><Token type="accesstoken" cascade="true">x</Token></Tokens></OAuthV2>"#,
+            "<Operation>",
+            "InvalidateToken issues or changes tokens",
+        ),
         (
             r#"<OAuthV2 name="V"><Operation>Fly</Operation></OAuthV2>"#,
             "<Operation>",
@@ -158,10 +180,33 @@ fn ignore_access_token_status() {
             ..
         })
     ));
+    // Beside another kind (real bundles: apigee/devrel identity-facade,
+    // consumer-data-standards-au oidc): loads, with no effect.
+    for (element, value) in [
+        ("RefreshToken", "true"),
+        ("AuthorizationCode", "true"),
+        ("ClientId", "false"),
+    ] {
+        let p = get(&format!(
+            r#"<GetOAuthV2Info name="G"><{element} ref="x"/><IgnoreAccessTokenStatus>{value}</IgnoreAccessTokenStatus></GetOAuthV2Info>"#
+        ));
+        assert!(matches!(
+            p.kind,
+            PolicyKind::Get(GetOAuthV2Info {
+                ignore_access_token_status: false,
+                ..
+            })
+        ));
+        // Nothing is lost (Apigee returns these kinds whatever their
+        // status), so no warning.
+        assert!(p.ignored.is_empty(), "{:?}", p.ignored);
+    }
+    // Still a boolean there.
     let e = error(
-        r#"<GetOAuthV2Info name="G"><RefreshToken ref="x"/><IgnoreAccessTokenStatus>true</IgnoreAccessTokenStatus></GetOAuthV2Info>"#,
+        r#"<GetOAuthV2Info name="G"><RefreshToken ref="x"/><IgnoreAccessTokenStatus>maybe</IgnoreAccessTokenStatus></GetOAuthV2Info>"#,
     );
     assert_eq!(e.element, "<IgnoreAccessTokenStatus>");
+    assert!(e.problem.contains("true or false"), "{e}");
     let e = error(
         r#"<GetOAuthV2Info name="G"><AccessToken ref="x"/><IgnoreAccessTokenStatus>yes</IgnoreAccessTokenStatus></GetOAuthV2Info>"#,
     );

@@ -22,7 +22,8 @@ pub(crate) struct VerifyAccessToken {
     /// its name as the element's text); `None`: the `Authorization`
     /// header.
     pub(crate) token: Option<String>,
-    /// `<AccessTokenPrefix>`: `Bearer` unless given; empty: none.
+    /// `<AccessTokenPrefix>`: when not given, `Bearer` for the
+    /// `Authorization` header and none for another variable; empty: none.
     pub(crate) prefix: String,
     /// `<Scope>`: the token must hold at least one of these.
     pub(crate) scopes: Vec<String>,
@@ -52,7 +53,15 @@ const TOKEN_SERVICE_OPERATIONS: &[&str] = &[
     "RefreshAccessToken",
     "InvalidateToken",
     "ValidateToken",
+    "GenerateJWTAccessToken",
+    "GenerateJWTAccessTokenImplicitGrant",
+    "RefreshJWTAccessToken",
 ];
+
+/// The one line for an operation the token service does.
+fn token_service_operation(op: &str) -> String {
+    format!("{op} issues or changes tokens: the token service does that (docs/token-service.md); the filter runs VerifyAccessToken only")
+}
 
 impl ApigeePolicy for VerifyAccessToken {
     const ROOT: &'static str = "OAuthV2";
@@ -93,19 +102,30 @@ impl ApigeePolicy for VerifyAccessToken {
     ];
     type Run = Box<VerifyRun>;
 
+    /// An operation that issues tokens is named before its elements
+    /// (`<RefreshToken>`, `<ExternalAuthorizationCode>`, `<Algorithm>`...)
+    /// would be "unknown" (docs/decisions.md#verifyaccesstoken).
+    fn precheck(root: &crate::xml::Element) -> Option<(&'static str, String)> {
+        let op = root.children.iter().find(|c| c.name == "Operation")?;
+        let op = op.text.trim();
+        TOKEN_SERVICE_OPERATIONS
+            .contains(&op)
+            .then(|| ("<Operation>", token_service_operation(op)))
+    }
+
     fn parse(reader: &mut Reader<'_>) -> Result<Self, ConfigError> {
         match reader.leaf("Operation")? {
             Some("VerifyAccessToken") => {}
             Some(op) if TOKEN_SERVICE_OPERATIONS.contains(&op) => {
-                return Err(reader.err(
-                    "<Operation>",
-                    format!("{op} issues or changes tokens: the token service does that (docs/token-service.md); the filter runs VerifyAccessToken only"),
-                ))
+                return Err(reader.err("<Operation>", token_service_operation(op)))
             }
             Some(op) => {
                 return Err(reader.err(
                     "<Operation>",
-                    format!("unknown operation {:?}: the filter runs VerifyAccessToken", truncate(op)),
+                    format!(
+                        "unknown operation {:?}: the filter runs VerifyAccessToken",
+                        truncate(op)
+                    ),
                 ))
             }
             None => {
@@ -147,7 +167,16 @@ impl ApigeePolicy for VerifyAccessToken {
                 ))
             }
             Some(p) => p.to_string(),
-            None => "Bearer".to_string(),
+            // The Authorization header, by default or named: `Bearer`
+            // stripped. A variable you name holds the bare token
+            // (docs/decisions.md#verifyaccesstoken).
+            None if token
+                .as_deref()
+                .is_none_or(|t| t.eq_ignore_ascii_case("request.header.authorization")) =>
+            {
+                "Bearer".to_string()
+            }
+            None => String::new(),
         };
         let scopes = reader
             .leaf("Scope")?
@@ -334,6 +363,16 @@ impl PolicyRun for Box<VerifyRun> {
     /// stays small.
     #[inline(never)]
     fn check(&self, _kind: TokenKind, lookup: Lookup<'_>, now_ms: i64) -> Result<(), Fault> {
+        // Revoked (a stored status other than approved) is a fault of its
+        // own here, checked before expiry as GetOAuthV2Info checks it.
+        if let Lookup::Known(profile) = &lookup {
+            if profile
+                .field(Field::Status)
+                .is_some_and(|s| !s.eq_ignore_ascii_case(b"approved"))
+            {
+                return Err(Fault::AccessTokenNotApproved);
+            }
+        }
         let profile =
             check_get(TokenKind::AccessToken, false, lookup, now_ms).map_err(Fault::for_verify)?;
         let held = profile.field(Field::Scope).unwrap_or_default();
