@@ -19,6 +19,10 @@ HOST        := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 FUZZ_FLAGS  := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
   -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
   -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing
+# The end-to-end tests the native module does not run (yet): the Wasm
+# build's metadata bridges, and cache invalidation (docs/native.md#not-yet).
+NATIVE_SKIP := --skip metadata::header_to_metadata --skip metadata::an_upstream_cannot_forge \
+  --skip scale::changes_reach_every_envoy --skip scale::without_the_feed
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 4
 
@@ -57,16 +61,18 @@ run: setup build ## Start the local harness: token service + echo upstream + Env
 unit: ## Unit tests of the pure logic (native, no Envoy)
 	cargo test --workspace --lib --bins
 
-e2e: setup wasm ## End-to-end tests in the real Envoy (plus the token service's own tests)
+e2e: setup wasm native ## End-to-end tests in the real Envoy, on the Wasm filter and the native module (plus the token service's own tests)
 	cargo build --workspace --bins
 	ENVOY=$(abspath $(ENVOY)) cargo test --workspace --tests
+	OAUTHV2INFO_BUILD=native ENVOY=$(abspath $(ENVOY)) cargo test --test e2e -- $(NATIVE_SKIP)
 
 validate: setup wasm ## Check every shipped Envoy config with `envoy --mode validate`
 	@for f in $(filter-out envoy/docker-compose%.yaml,$(wildcard envoy/*.yaml)); do $(ENVOY) --mode validate -c $$f -l critical --disable-hot-restart >/dev/null && echo "valid: $$f" || { echo "INVALID: $$f"; exit 1; }; done
 
-test: setup wasm lint hotpath ## Every test: lint, unit, token service, end-to-end in Envoy, the benchmarks built, a fuzz smoke (what CI runs)
+test: setup wasm native lint hotpath ## Every test: lint, unit, token service, end-to-end in Envoy (Wasm and native), the benchmarks built, a fuzz smoke (what CI runs)
 	cargo build --workspace --bins
 	ENVOY=$(abspath $(ENVOY)) cargo test --workspace
+	OAUTHV2INFO_BUILD=native ENVOY=$(abspath $(ENVOY)) cargo test --test e2e -- $(NATIVE_SKIP)
 	$(MAKE) --no-print-directory fuzz-smoke
 
 lint: ## cargo fmt --check, clippy (host and wasm32) with warnings denied, shellcheck

@@ -109,6 +109,8 @@ const METRICS_SUCCESS: u32 = 0;
 const REQUEST_HEADERS_CONTINUE: u32 = 0;
 const REQUEST_HEADERS_STOP_ITERATION: u32 = 1;
 const CONTINUE: u32 = 0;
+const REQUEST_BODY_STOP_ITERATION_AND_BUFFER: u32 = 1;
+const REQUEST_TRAILERS_STOP_ITERATION: u32 = 1;
 
 /// Log levels (`envoy_dynamic_module_type_log_level`).
 pub const LOG_TRACE: u32 = 0;
@@ -778,25 +780,32 @@ extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module: FilterM
     crate::guard((), || hooks::filter_destroy(&m));
 }
 
-// The hooks a filter that only reads request headers has no use for: Envoy
-// looks them up, so they exist, and let everything through.
-
+/// The body of a request the filter holds waits with it (buffered).
 #[no_mangle]
 extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     _f: FilterEnvoyPtr,
-    _m: FilterModulePtr,
+    m: FilterModulePtr,
     _end_of_stream: bool,
 ) -> u32 {
-    CONTINUE
+    match module(m) {
+        Some(m) if m.paused() => REQUEST_BODY_STOP_ITERATION_AND_BUFFER,
+        _ => CONTINUE,
+    }
 }
 
 #[no_mangle]
 extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     _f: FilterEnvoyPtr,
-    _m: FilterModulePtr,
+    m: FilterModulePtr,
 ) -> u32 {
-    CONTINUE
+    match module(m) {
+        Some(m) if m.paused() => REQUEST_TRAILERS_STOP_ITERATION,
+        _ => CONTINUE,
+    }
 }
+
+// The hooks a filter that only reads request headers has no use for: Envoy
+// looks them up, so they exist, and let everything through.
 
 #[no_mangle]
 extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
