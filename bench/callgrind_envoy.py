@@ -13,7 +13,7 @@ code). Two windows per setup, the lower one kept. Setups of wrk mode "set"
 against another (2v, 2c against 2) also gets its ratio to that one when
 both are measured.
 
-    .venv/bin/python bench/callgrind_envoy.py [SETUP,...]   (default: 1,0,2,2m,2f,2n,2nl,2d)
+    .venv/bin/python bench/callgrind_envoy.py [SETUP,...]   (default: 1,0,2,2m,2f,2n,2nl,2d,N,Nn,Nd,5)
 
 Settings: CG_REQUESTS (M, 300), CG_WARMUP (200). Needs what make bench
 builds (bench/run.sh) and valgrind. Prints a table and writes
@@ -57,7 +57,8 @@ def requests(port, tokens, n, first=0, mode="get"):
 
 
 def main():
-    wanted = sys.argv[1].split(",") if len(sys.argv) > 1 else ["1", "0", "2", "2m", "2f", "2n", "2nl", "2d"]
+    wanted = (sys.argv[1].split(",") if len(sys.argv) > 1
+              else ["1", "0", "2", "2m", "2f", "2n", "2nl", "2d", "N", "Nn", "Nd", "5"])
     setups = [s for s in bench.SETUPS if s[0] in wanted and s[4] in ("get", "bearer")]
     unknown = [w for w in wanted if not any(s[0] == w for s in bench.SETUPS)]
     if unknown or not setups:
