@@ -514,6 +514,10 @@ SETUPS = [
     ("Nd", "Nd native, publish nothing", "the native module as 2d: publish [], the filter's own work",
      lambda w: native_chain(w, publish=[]), "get", 500),
     # Comparison rows, not run by default (BENCH_SETUPS=...).
+    ("Nv", "Nv native, 3 variables, no header", "as Nn without its request headers: the 3 metadata keys alone; compare with Nd",
+     lambda w: native_chain(w, publish=NARROW), "get", 500),
+    ("Nh", "Nh native, 3 headers, nothing published", "as Nn with publish []: the 3 request headers alone; compare with Nd",
+     lambda w: native_chain(w, publish=[], headers=NARROW_HEADERS), "get", 500),
     ("Nf", "Nf native, publish all to metadata and filter state", "as N, with filter_state: true (what 2 publishes: filter state and metadata); compare with 2",
      lambda w: native_chain(w, filter_state=True), "get", 500),
     ("0b", "0b minimal filter + an idle Lua filter", "setup 0 plus a Lua filter whose envoy_on_request returns at once",
@@ -529,7 +533,8 @@ DEFAULT_SETUPS = ["0", "1", "2", "2i", "2h", "2v", "2c", "2m", "2f", "2d", "2n",
                   "7", "N", "Nn", "Nd"]
 # Rows read against another row rather than against bare Envoy alone: the
 # report gives their ratio to it (bench/callgrind_envoy.py too).
-COMPARED = {"2v": "2", "2c": "2", "2q": "2", "N": "2", "Nf": "2", "Nn": "2n", "Nd": "2d"}
+COMPARED = {"2v": "2", "2c": "2", "2q": "2", "N": "2", "Nf": "2", "Nn": "2n", "Nd": "2d", "Nv": "Nd",
+            "Nh": "Nd"}
 
 
 def setup_request(mode, token, extra=""):
