@@ -40,3 +40,18 @@ fn guard_stream(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::guard;
+
+    #[test]
+    fn a_panic_in_a_hook_gives_its_fallback() {
+        // Silence the default hook's report of the panic this test causes.
+        std::panic::set_hook(Box::new(|_| {}));
+        let out = guard(7, || -> i32 { panic!("a bug") });
+        let _ = std::panic::take_hook();
+        assert_eq!(out, 7);
+        assert_eq!(guard(7, || 3), 3);
+    }
+}
