@@ -304,7 +304,13 @@ pub fn request_headers(m: &FilterModule, filter: Filter, end_of_stream: bool) ->
         }
         pause
     })
-    .unwrap_or(false)
+    .unwrap_or_else(|| {
+        // Never a silent pass-through: a request the worker cannot take
+        // (its slot busy, which Envoy gives no reason for) is refused.
+        error!("oauthv2info: a request arrived while this thread's worker was busy: answered 503");
+        internal_error(filter);
+        true
+    })
 }
 
 pub fn callout_done(m: &FilterModule, filter: Filter, envoy_id: u64, answer: CallAnswer) {
