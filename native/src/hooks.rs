@@ -80,7 +80,9 @@ thread_local! {
     /// This thread's slots, one per configuration: each borrowed on its
     /// own, as a resumed request runs the next filter, which can be this
     /// module's filter of another configuration.
-    static SLOTS: RefCell<Vec<Rc<RefCell<Slot>>>> = const { RefCell::new(Vec::new()) };
+    /// By configuration id: a busy slot is still found (and reported busy),
+    /// never made twice.
+    static SLOTS: RefCell<Vec<(u64, Rc<RefCell<Slot>>)>> = const { RefCell::new(Vec::new()) };
     /// Filters Envoy destroyed while the slots were busy (a local reply or
     /// a resumed request can end a stream inside a call into Envoy): the
     /// host no longer calls them, and the slot forgets them when it is done.
@@ -225,13 +227,10 @@ struct Slot {
 fn slot_of(config: &Arc<SharedConfig>) -> Option<Rc<RefCell<Slot>>> {
     SLOTS.with(|slots| {
         let mut slots = slots.try_borrow_mut().ok()?;
-        if let Some(slot) = slots
-            .iter()
-            .find(|s| s.try_borrow().is_ok_and(|s| s.config_id == config.id))
-        {
+        if let Some((_, slot)) = slots.iter().find(|(id, _)| *id == config.id) {
             return Some(slot.clone());
         }
-        slots.retain(|s| s.try_borrow().map_or(true, |s| s.config.strong_count() > 0));
+        slots.retain(|(_, s)| s.try_borrow().map_or(true, |s| s.config.strong_count() > 0));
         let mut host = HostState::new(
             config.envoy,
             Arc::new(config.metrics.clone()),
@@ -246,7 +245,7 @@ fn slot_of(config: &Arc<SharedConfig>) -> Option<Rc<RefCell<Slot>>> {
             worker,
             host,
         }));
-        slots.push(slot.clone());
+        slots.push((config.id, slot.clone()));
         Some(slot)
     })
 }
@@ -349,10 +348,8 @@ pub fn recover(m: &FilterModule, filter: Filter) {
     let mut paused = Vec::new();
     let slot = SLOTS.with(|slots| {
         let mut slots = slots.try_borrow_mut().ok()?;
-        let i = slots
-            .iter()
-            .position(|s| s.try_borrow().map_or(true, |s| s.config_id == m.config.id))?;
-        Some(slots.remove(i))
+        let i = slots.iter().position(|(id, _)| *id == m.config.id)?;
+        Some(slots.remove(i).1)
     });
     if let Some(slot) = slot {
         if let Ok(slot) = slot.try_borrow() {
