@@ -173,11 +173,15 @@ pub fn config_new(envoy: abi::Config, _name: &[u8], bytes: &[u8]) -> Option<Arc<
             return None;
         }
     };
+    // What the adapter needs of the configuration (the worker below refuses
+    // a bad one, with its one line).
+    let mut namespace = String::new();
     if let Ok(config) = oauthv2info_core::config::parse_config(&bytes) {
         if config.cache.invalidation.is_some() {
             error!("oauthv2info: configuration refused: configuration field \"cache.invalidation\": not supported by the native module yet (docs/native.md#not-yet): use the Wasm filter");
             return None;
         }
+        namespace = config.metadata_namespace;
     }
     // The core checks the configuration and defines the metrics, once.
     let mut host = HostState::new(envoy, Arc::new(Vec::new()), String::new(), false);
@@ -186,10 +190,6 @@ pub fn config_new(envoy: abi::Config, _name: &[u8], bytes: &[u8]) -> Option<Arc<
     if !worker.configure(&mut host, &bytes) {
         return None;
     }
-    let namespace = worker
-        .config()
-        .map(|c| c.metadata_namespace.clone())
-        .unwrap_or_else(|| "apigee".to_string());
     Some(Arc::new(SharedConfig {
         id: NEXT_CONFIG.fetch_add(1, Ordering::Relaxed),
         envoy,
