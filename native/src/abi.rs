@@ -202,6 +202,24 @@ extern "C" {
     ) -> u32;
     fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: FilterEnvoyPtr);
 
+    fn envoy_dynamic_module_callback_is_validation_mode() -> bool;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+        config: ConfigEnvoyPtr,
+    ) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+        scheduler: *mut c_void,
+        event_id: u64,
+    );
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(scheduler: *mut c_void);
+    fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+        config: ConfigEnvoyPtr,
+        callout_id_out: *mut u64,
+        cluster_name: ModuleBuffer,
+        headers: *const ModulePair,
+        headers_size: usize,
+        body: ModuleBuffer,
+        timeout_milliseconds: u64,
+    ) -> u32;
     fn envoy_dynamic_module_callback_http_filter_config_define_counter(
         config: ConfigEnvoyPtr,
         name: ModuleBuffer,
@@ -494,6 +512,35 @@ unsafe impl Send for Config {}
 // SAFETY: as above.
 unsafe impl Sync for Config {}
 
+/// True under `envoy --mode validate` (main thread).
+pub fn is_validation_mode() -> bool {
+    // SAFETY: no arguments.
+    unsafe { envoy_dynamic_module_callback_is_validation_mode() }
+}
+
+/// The configuration's scheduler: `commit` (from any thread) runs
+/// `on_http_filter_config_scheduled` on the main thread.
+#[derive(Debug)]
+pub struct ConfigScheduler(*mut c_void);
+
+// SAFETY: abi.h: the configuration scheduler dispatches to the main thread
+// "from any thread".
+unsafe impl Send for ConfigScheduler {}
+// SAFETY: as above.
+unsafe impl Sync for ConfigScheduler {}
+
+impl ConfigScheduler {
+    pub fn commit(&self, event: u64) {
+        // SAFETY: not deleted yet (`delete` takes it by value).
+        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_commit(self.0, event) }
+    }
+
+    pub fn delete(self) {
+        // SAFETY: deleted once, here.
+        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.0) }
+    }
+}
+
 /// A metric kind of the configuration's metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
@@ -503,6 +550,46 @@ pub enum Metric {
 }
 
 impl Config {
+    /// The configuration's scheduler (main thread).
+    pub fn scheduler(self) -> Option<ConfigScheduler> {
+        // SAFETY: the configuration is live.
+        let s = unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.0) };
+        (!s.is_null()).then_some(ConfigScheduler(s))
+    }
+
+    /// An HTTP callout of the configuration (main thread), answered in
+    /// `on_http_filter_config_http_callout_done`; its id, or the init result.
+    pub fn http_callout(
+        self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, u32> {
+        let pairs: Vec<ModulePair> = headers
+            .iter()
+            .map(|(k, v)| pair(k.as_bytes(), v.as_bytes()))
+            .collect();
+        let mut id = 0u64;
+        // SAFETY: the configuration is live; every buffer outlives the call.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_http_callout(
+                self.0,
+                &mut id,
+                buf(cluster.as_bytes()),
+                pairs.as_ptr(),
+                pairs.len(),
+                buf(body),
+                timeout_ms,
+            )
+        };
+        if result == CALLOUT_INIT_SUCCESS {
+            Ok(id)
+        } else {
+            Err(result)
+        }
+    }
+
     /// Defines a metric (main thread, while the configuration loads).
     pub fn define(self, kind: Metric, name: &str) -> Option<usize> {
         let mut id = 0usize;
@@ -616,7 +703,8 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: ConfigM
     crate::guard((), || {
         if !config.is_null() {
             // SAFETY: made by `Arc::into_raw` in `config_new`, released once.
-            drop(unsafe { Arc::from_raw(config.cast::<hooks::SharedConfig>()) });
+            let shared = unsafe { Arc::from_raw(config.cast::<hooks::SharedConfig>()) };
+            hooks::config_destroy(&shared);
         }
     })
 }
@@ -688,6 +776,58 @@ extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     }
 }
 
+/// A callout's answer, copied out of what Envoy lends for the hook.
+fn answer(
+    result: u32,
+    headers: *const EnvoyHeader,
+    headers_size: usize,
+    body_chunks: *const EnvoyBuffer,
+    body_chunks_size: usize,
+) -> hooks::CallAnswer {
+    if result != CALLOUT_RESULT_SUCCESS {
+        // Reset or too large: no answer (the core sends it again).
+        return hooks::CallAnswer {
+            status: None,
+            body: Vec::new(),
+        };
+    }
+    let headers: &[EnvoyHeader] = if headers.is_null() || headers_size == 0 {
+        &[]
+    } else {
+        // SAFETY: Envoy lends `headers_size` headers for the hook.
+        unsafe { std::slice::from_raw_parts(headers, headers_size) }
+    };
+    let status = headers.iter().find_map(|h| {
+        let key = EnvoyBuffer {
+            ptr: h.key_ptr,
+            length: h.key_length,
+        };
+        let value = EnvoyBuffer {
+            ptr: h.value_ptr,
+            length: h.value_length,
+        };
+        (key.as_slice() == b":status")
+            .then(|| {
+                std::str::from_utf8(value.as_slice())
+                    .ok()?
+                    .parse::<u16>()
+                    .ok()
+            })
+            .flatten()
+    });
+    let chunks: &[EnvoyBuffer] = if body_chunks.is_null() || body_chunks_size == 0 {
+        &[]
+    } else {
+        // SAFETY: Envoy lends `body_chunks_size` buffers for the hook.
+        unsafe { std::slice::from_raw_parts(body_chunks, body_chunks_size) }
+    };
+    let mut body = Vec::with_capacity(chunks.iter().map(|c| c.length).sum());
+    for chunk in chunks {
+        body.extend_from_slice(chunk.as_slice());
+    }
+    hooks::CallAnswer { status, body }
+}
+
 #[no_mangle]
 extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     filter_envoy: FilterEnvoyPtr,
@@ -704,49 +844,7 @@ extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     };
     let filter = Filter(filter_envoy);
     crate::guard_stream(filter, m, |m| {
-        let answer = if result == CALLOUT_RESULT_SUCCESS {
-            let headers: &[EnvoyHeader] = if headers.is_null() || headers_size == 0 {
-                &[]
-            } else {
-                // SAFETY: Envoy lends `headers_size` headers for the call.
-                unsafe { std::slice::from_raw_parts(headers, headers_size) }
-            };
-            let status = headers.iter().find_map(|h| {
-                let key = EnvoyBuffer {
-                    ptr: h.key_ptr,
-                    length: h.key_length,
-                };
-                let value = EnvoyBuffer {
-                    ptr: h.value_ptr,
-                    length: h.value_length,
-                };
-                (key.as_slice() == b":status")
-                    .then(|| {
-                        std::str::from_utf8(value.as_slice())
-                            .ok()?
-                            .parse::<u16>()
-                            .ok()
-                    })
-                    .flatten()
-            });
-            let chunks: &[EnvoyBuffer] = if body_chunks.is_null() || body_chunks_size == 0 {
-                &[]
-            } else {
-                // SAFETY: Envoy lends `body_chunks_size` buffers for the call.
-                unsafe { std::slice::from_raw_parts(body_chunks, body_chunks_size) }
-            };
-            let mut body = Vec::with_capacity(chunks.iter().map(|c| c.length).sum());
-            for chunk in chunks {
-                body.extend_from_slice(chunk.as_slice());
-            }
-            hooks::CallAnswer { status, body }
-        } else {
-            // Reset or too large: no answer (the core sends it again).
-            hooks::CallAnswer {
-                status: None,
-                body: Vec::new(),
-            }
-        };
+        let answer = answer(result, headers, headers_size, body_chunks, body_chunks_size);
         hooks::callout_done(m, filter, callout_id, answer);
         false
     });
@@ -907,25 +1005,43 @@ extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
 ) {
 }
 
+/// The module's configuration behind a configuration hook.
+fn shared<'a>(ptr: ConfigModulePtr) -> Option<&'a hooks::SharedConfig> {
+    // SAFETY: the `Arc` of `config_new`; Envoy calls the configuration's
+    // hooks while it lives (its scheduler and callouts end with it).
+    unsafe { ptr.cast::<hooks::SharedConfig>().as_ref() }
+}
+
 #[no_mangle]
 extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     _c: ConfigEnvoyPtr,
-    _m: ConfigModulePtr,
+    m: ConfigModulePtr,
     _event_id: u64,
 ) {
+    crate::guard((), || {
+        if let Some(shared) = shared(m) {
+            hooks::config_scheduled(shared);
+        }
+    })
 }
 
 #[no_mangle]
 extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
     _c: ConfigEnvoyPtr,
-    _m: ConfigModulePtr,
-    _callout_id: u64,
-    _result: u32,
-    _headers: *const EnvoyHeader,
-    _headers_size: usize,
-    _body_chunks: *const EnvoyBuffer,
-    _body_chunks_size: usize,
+    m: ConfigModulePtr,
+    callout_id: u64,
+    result: u32,
+    headers: *const EnvoyHeader,
+    headers_size: usize,
+    body_chunks: *const EnvoyBuffer,
+    body_chunks_size: usize,
 ) {
+    crate::guard((), || {
+        if let Some(shared) = shared(m) {
+            let answer = answer(result, headers, headers_size, body_chunks, body_chunks_size);
+            hooks::config_callout_done(shared, callout_id, answer);
+        }
+    })
 }
 
 #[no_mangle]
@@ -981,11 +1097,12 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_reset(
 //
 // The module must not need a newer glibc than the Envoy it runs in (Envoy
 // 1.40's PyPI build needs GLIBC_2.30 at most). Built on a newer glibc, the
-// standard library binds to symbols first versioned later: the pthread key
-// calls (moved into libc in 2.34) and `stat64`/`fstat64` (2.33). The module
-// defines them itself, hidden (its own calls, the standard library's
-// included, bind to these at link time; nothing else sees them), each a jump
-// to the original version: the pthread calls to GLIBC_2.2.5, the stat calls
+// standard library binds to symbols first versioned later: the pthread
+// calls and `dlsym` (moved into libc in 2.34) and `stat64`/`fstat64` (2.33).
+// The module defines them itself, hidden (its own calls, the standard
+// library's included, bind to these at link time; nothing else sees them),
+// each a jump to the original version: the pthread calls and `dlsym` to
+// GLIBC_2.2.5 (`pthread_setname_np` to 2.12, where it began), the stat calls
 // to the `__xstat64`/`__fxstat64` they replaced (version 1 of `struct
 // stat`). `tests/native.rs` fails on any version newer than Envoy's.
 
@@ -996,6 +1113,11 @@ std::arch::global_asm!(
     ".symver oauthv2info_key_delete, pthread_key_delete@GLIBC_2.2.5",
     ".symver oauthv2info_setspecific, pthread_setspecific@GLIBC_2.2.5",
     ".symver oauthv2info_xstat64, __xstat64@GLIBC_2.2.5",
+    ".symver oauthv2info_pthread_create, pthread_create@GLIBC_2.2.5",
+    ".symver oauthv2info_pthread_detach, pthread_detach@GLIBC_2.2.5",
+    ".symver oauthv2info_attr_setstacksize, pthread_attr_setstacksize@GLIBC_2.2.5",
+    ".symver oauthv2info_setname_np, pthread_setname_np@GLIBC_2.12",
+    ".symver oauthv2info_dlsym, dlsym@GLIBC_2.2.5",
     ".symver oauthv2info_fxstat64, __fxstat64@GLIBC_2.2.5",
     // Hidden definitions the module's own calls bind to at link time (not
     // exported: they never stand in for glibc's anywhere else).
@@ -1010,6 +1132,26 @@ std::arch::global_asm!(
     ".hidden stat64",
     ".globl fstat64",
     ".hidden fstat64",
+    ".globl pthread_create",
+    ".hidden pthread_create",
+    ".globl pthread_detach",
+    ".hidden pthread_detach",
+    ".globl pthread_attr_setstacksize",
+    ".hidden pthread_attr_setstacksize",
+    ".globl pthread_setname_np",
+    ".hidden pthread_setname_np",
+    ".globl dlsym",
+    ".hidden dlsym",
+    "pthread_create:",
+    "    jmp oauthv2info_pthread_create@PLT",
+    "pthread_detach:",
+    "    jmp oauthv2info_pthread_detach@PLT",
+    "pthread_attr_setstacksize:",
+    "    jmp oauthv2info_attr_setstacksize@PLT",
+    "pthread_setname_np:",
+    "    jmp oauthv2info_setname_np@PLT",
+    "dlsym:",
+    "    jmp oauthv2info_dlsym@PLT",
     "pthread_key_create:",
     "    jmp oauthv2info_key_create@PLT",
     "pthread_key_delete:",

@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Weak};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{error, info};
 use oauthv2info_core::filter::{Action, Worker};
@@ -51,6 +51,12 @@ pub struct SharedConfig {
     filter_state: bool,
     /// The metrics defined on the configuration, by the core's id - 1.
     metrics: Vec<(String, Metric, usize)>,
+    /// With cache invalidation: the change feed's record, which only the
+    /// main thread's poller writes (docs/native.md#the-change-feed).
+    feed_key: Option<String>,
+    /// The poller's ticker: the configuration's scheduler, committed every
+    /// tick from a thread of the module's own; `None` once destroyed.
+    ticker: Option<Arc<Mutex<Option<abi::ConfigScheduler>>>>,
 }
 
 /// The module's object of one stream's filter.
@@ -88,6 +94,8 @@ thread_local! {
     /// host no longer calls them, and the slot forgets them when it is done.
     static ENDED: RefCell<Vec<(u64, u32)>> = const { RefCell::new(Vec::new()) };
     static NEXT_ID: Cell<u32> = const { Cell::new(ROOT + 1) };
+    /// The main thread's change-feed pollers, by configuration id.
+    static POLLERS: RefCell<Vec<(u64, Worker, HostState)>> = const { RefCell::new(Vec::new()) };
 }
 
 fn ended(id: u32) -> bool {
@@ -176,12 +184,18 @@ pub fn config_new(envoy: abi::Config, _name: &[u8], bytes: &[u8]) -> Option<Arc<
     // What the adapter needs of the configuration (the worker below refuses
     // a bad one, with its one line).
     let mut namespace = String::new();
+    let mut feed = None;
     if let Ok(config) = oauthv2info_core::config::parse_config(&bytes) {
-        if config.cache.invalidation.is_some() {
-            error!("oauthv2info: configuration refused: configuration field \"cache.invalidation\": not supported by the native module yet (docs/native.md#not-yet): use the Wasm filter");
-            return None;
-        }
         namespace = config.metadata_namespace;
+        feed = config.cache.invalidation.as_ref().map(|inv| {
+            (
+                oauthv2info_core::feed::feed_key(
+                    &config.token_service.cluster,
+                    config.cache.max_entries,
+                ),
+                TICK_MS.min(inv.poll_ms).max(1),
+            )
+        });
     }
     // The core checks the configuration and defines the metrics, once.
     let mut host = HostState::new(envoy, Arc::new(Vec::new()), String::new(), false);
@@ -190,14 +204,123 @@ pub fn config_new(envoy: abi::Config, _name: &[u8], bytes: &[u8]) -> Option<Arc<
     if !worker.configure(&mut host, &bytes) {
         return None;
     }
+    let metrics = host.defining.take().unwrap_or_default();
+    let id = NEXT_CONFIG.fetch_add(1, Ordering::Relaxed);
+    let mut ticker = None;
+    if let (Some(_), false) = (&feed, abi::is_validation_mode()) {
+        ticker = start_poller(
+            envoy,
+            id,
+            &bytes,
+            &metrics,
+            &namespace,
+            feed.as_ref().map_or(TICK_MS, |f| f.1),
+        );
+    }
     Some(Arc::new(SharedConfig {
-        id: NEXT_CONFIG.fetch_add(1, Ordering::Relaxed),
+        id,
         envoy,
         bytes,
         namespace,
         filter_state,
-        metrics: host.defining.take().unwrap_or_default(),
+        metrics,
+        feed_key: feed.map(|f| f.0),
+        ticker,
     }))
+}
+
+/// How often the poller's tick runs, at most (the Wasm build's root tick).
+const TICK_MS: u32 = 1000;
+
+/// The change-feed poller of a configuration (main thread): a worker of its
+/// own, the only writer of the feed's record (so the only holder of its
+/// lease), ticked every `min(1 s, poll_ms)`, polling through the
+/// configuration's callouts.
+fn start_poller(
+    envoy: abi::Config,
+    id: u64,
+    bytes: &[u8],
+    metrics: &[(String, Metric, usize)],
+    namespace: &str,
+    period_ms: u32,
+) -> Option<Arc<Mutex<Option<abi::ConfigScheduler>>>> {
+    let mut host = HostState::new(
+        envoy,
+        Arc::new(metrics.to_vec()),
+        namespace.to_string(),
+        false,
+    );
+    host.via_config = true;
+    host.effective = Effective::Root;
+    let mut worker = Worker::new(ROOT);
+    if !worker.configure(&mut host, bytes) {
+        return None;
+    }
+    POLLERS.with(|p| p.borrow_mut().push((id, worker, host)));
+    let scheduler = Arc::new(Mutex::new(Some(envoy.scheduler()?)));
+    let ticks = scheduler.clone();
+    let spawned = std::thread::Builder::new()
+        .name("oauthv2info-feed".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(u64::from(period_ms)));
+            let s = ticks.lock().unwrap_or_else(|e| e.into_inner());
+            match s.as_ref() {
+                Some(s) => s.commit(0),
+                None => break,
+            }
+        });
+    if let Err(e) = spawned {
+        error!("oauthv2info: the change feed's ticker did not start: {e}");
+    }
+    Some(scheduler)
+}
+
+/// The configuration's tick (main thread): the poller's.
+pub fn config_scheduled(config: &SharedConfig) {
+    POLLERS.with(|p| {
+        let Ok(mut p) = p.try_borrow_mut() else {
+            return;
+        };
+        if let Some((_, worker, host)) = p.iter_mut().find(|(id, _, _)| *id == config.id) {
+            host.effective = Effective::Root;
+            worker.on_tick(host);
+        }
+    });
+}
+
+/// A poll's answer (main thread).
+pub fn config_callout_done(config: &SharedConfig, envoy_id: u64, answer: CallAnswer) {
+    POLLERS.with(|p| {
+        let Ok(mut p) = p.try_borrow_mut() else {
+            return;
+        };
+        if let Some((_, worker, host)) = p.iter_mut().find(|(id, _, _)| *id == config.id) {
+            let Some(token) = host.callouts.remove(&(0, envoy_id)) else {
+                return;
+            };
+            let size = answer.body.len();
+            host.answer = Some(answer);
+            host.effective = Effective::Root;
+            worker.on_call_response(host, ROOT, token, size);
+            host.answer = None;
+        }
+    });
+}
+
+/// Envoy drops the configuration (main thread): its ticker stops, its
+/// poller goes.
+pub fn config_destroy(config: &SharedConfig) {
+    if let Some(ticker) = &config.ticker {
+        let scheduler = ticker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(s) = scheduler {
+            s.delete();
+        }
+    }
+    POLLERS.with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            p.retain(|(id, _, _)| *id != config.id);
+        }
+    });
 }
 
 pub fn filter_new(config: Arc<SharedConfig>, _filter: Filter) -> FilterModule {
@@ -237,6 +360,7 @@ fn slot_of(config: &Arc<SharedConfig>) -> Option<Rc<RefCell<Slot>>> {
             config.namespace.clone(),
             config.filter_state,
         );
+        host.feed_key.clone_from(&config.feed_key);
         let mut worker = Worker::new(ROOT);
         worker.configure(&mut host, &config.bytes);
         let slot = Rc::new(RefCell::new(Slot {
@@ -293,6 +417,13 @@ impl Slot {
 pub fn request_headers(m: &FilterModule, filter: Filter, end_of_stream: bool) -> bool {
     with_slot(&m.config, |slot| {
         slot.host.begin(m, filter);
+        if slot.host.feed_key.is_some() {
+            // The change feed's view, as the poller last wrote it, before
+            // the lookup (a thread idle for a while holds an old one).
+            slot.host.effective = Effective::Root;
+            slot.worker.on_tick(&mut slot.host);
+            slot.host.effective = Effective::Current;
+        }
         let action = slot
             .worker
             .on_request_headers(&mut slot.host, m.id, end_of_stream);
@@ -425,6 +556,11 @@ struct HostState {
     pending: Vec<u8>,
     pending_ends: Vec<(usize, usize)>,
     state_key: Vec<u8>,
+    /// The poller's host: callouts are the configuration's.
+    via_config: bool,
+    /// A worker thread's host: the change feed's record is read, never
+    /// written (the main thread's poller holds its lease).
+    feed_key: Option<String>,
 }
 
 impl HostState {
@@ -450,6 +586,8 @@ impl HostState {
             pending: Vec::new(),
             pending_ends: Vec::new(),
             state_key: Vec::new(),
+            via_config: false,
+            feed_key: None,
         }
     }
 
@@ -615,6 +753,9 @@ impl Host for HostState {
     }
 
     fn set_shared_data(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> SharedWrite {
+        if self.feed_key.as_deref() == Some(key) {
+            return SharedWrite::Failed;
+        }
         STORE.set(key, value, cas)
     }
 
@@ -625,14 +766,23 @@ impl Host for HostState {
         body: &[u8],
         timeout_ms: u32,
     ) -> Result<u32, String> {
-        let Some((id, filter)) = self.callout_target() else {
-            return Err("the request is gone".to_string());
+        let sent = if self.via_config {
+            self.envoy
+                .http_callout(cluster, headers, body, u64::from(timeout_ms))
+                .map(|envoy_id| (0, envoy_id))
+        } else {
+            let Some((id, filter)) = self.callout_target() else {
+                return Err("the request is gone".to_string());
+            };
+            filter
+                .http_callout(cluster, headers, body, u64::from(timeout_ms))
+                .map(|envoy_id| (id, envoy_id))
         };
-        match filter.http_callout(cluster, headers, body, u64::from(timeout_ms)) {
-            Ok(envoy_id) => {
+        match sent {
+            Ok(key) => {
                 let token = self.next_token;
                 self.next_token = self.next_token.wrapping_add(1).max(1);
-                self.callouts.insert((id, envoy_id), token);
+                self.callouts.insert(key, token);
                 Ok(token)
             }
             Err(code) => Err(format!(
