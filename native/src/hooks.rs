@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{error, info};
@@ -54,9 +54,17 @@ pub struct SharedConfig {
     /// With cache invalidation: the change feed's record, which only the
     /// main thread's poller writes (docs/native.md#the-change-feed).
     feed_key: Option<String>,
-    /// The poller's ticker: the configuration's scheduler, committed every
-    /// tick from a thread of the module's own; `None` once destroyed.
-    ticker: Option<Arc<Mutex<Option<abi::ConfigScheduler>>>>,
+    /// The poller's ticker: a thread of the module's own that commits the
+    /// configuration's scheduler every tick.
+    ticker: Option<Ticker>,
+}
+
+/// The change feed's ticker thread and what it commits (`None` once the
+/// configuration is destroyed, which wakes the thread: it ends).
+#[derive(Debug)]
+struct Ticker {
+    scheduler: Arc<(Mutex<Option<abi::ConfigScheduler>>, Condvar)>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// The module's object of one stream's filter.
@@ -243,7 +251,7 @@ fn start_poller(
     metrics: &[(String, Metric, usize)],
     namespace: &str,
     period_ms: u32,
-) -> Option<Arc<Mutex<Option<abi::ConfigScheduler>>>> {
+) -> Option<Ticker> {
     let mut host = HostState::new(
         envoy,
         Arc::new(metrics.to_vec()),
@@ -257,22 +265,35 @@ fn start_poller(
         return None;
     }
     POLLERS.with(|p| p.borrow_mut().push((id, worker, host)));
-    let scheduler = Arc::new(Mutex::new(Some(envoy.scheduler()?)));
+    let scheduler = Arc::new((Mutex::new(Some(envoy.scheduler()?)), Condvar::new()));
     let ticks = scheduler.clone();
+    let period = Duration::from_millis(u64::from(period_ms));
     let spawned = std::thread::Builder::new()
         .name("oauthv2info-feed".into())
-        .spawn(move || loop {
-            std::thread::sleep(Duration::from_millis(u64::from(period_ms)));
-            let s = ticks.lock().unwrap_or_else(|e| e.into_inner());
-            match s.as_ref() {
-                Some(s) => s.commit(0),
-                None => break,
+        .spawn(move || {
+            let (lock, wake) = &*ticks;
+            let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                s = wake
+                    .wait_timeout(s, period)
+                    .map_or_else(|e| e.into_inner().0, |(s, _)| s);
+                match s.as_ref() {
+                    Some(scheduler) => scheduler.commit(0),
+                    None => break,
+                }
             }
         });
-    if let Err(e) = spawned {
-        error!("oauthv2info: the change feed's ticker did not start: {e}");
-    }
-    Some(scheduler)
+    let thread = match spawned {
+        Ok(t) => Some(t),
+        Err(e) => {
+            error!("oauthv2info: the change feed's ticker did not start: {e}");
+            None
+        }
+    };
+    Some(Ticker {
+        scheduler,
+        thread: Mutex::new(thread),
+    })
 }
 
 /// The configuration's tick (main thread): the poller's.
@@ -307,13 +328,25 @@ pub fn config_callout_done(config: &SharedConfig, envoy_id: u64, answer: CallAns
     });
 }
 
-/// Envoy drops the configuration (main thread): its ticker stops, its
-/// poller goes.
+/// Envoy drops the configuration (main thread): its ticker stops (joined),
+/// its poller goes.
 pub fn config_destroy(config: &SharedConfig) {
     if let Some(ticker) = &config.ticker {
-        let scheduler = ticker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let (lock, wake) = &*ticker.scheduler;
+        let scheduler = lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+        wake.notify_all();
         if let Some(s) = scheduler {
             s.delete();
+        }
+        // Joined at once (woken above): nothing of the module runs on after
+        // Envoy may unload it.
+        let thread = ticker
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = thread {
+            let _ = t.join();
         }
     }
     POLLERS.with(|p| {
