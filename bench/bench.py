@@ -518,6 +518,8 @@ SETUPS = [
      lambda w: native_chain(w, publish=NARROW), "get", 500),
     ("Nh", "Nh native, 3 headers, nothing published", "as Nn with publish []: the 3 request headers alone; compare with Nd",
      lambda w: native_chain(w, publish=[], headers=NARROW_HEADERS), "get", 500),
+    ("Ni", "Ni as N with cache invalidation", "as N, reading the change feed every second (cache.invalidation as shipped; the poller on Envoy's main thread); compare with N",
+     lambda w: native_chain(w, cache={"max_entries": CACHE_SLOTS, "invalidation": INVALIDATION}), "get", 500),
     ("Nf", "Nf native, publish all to metadata and filter state", "as N, with filter_state: true (what 2 publishes: filter state and metadata); compare with 2",
      lambda w: native_chain(w, filter_state=True), "get", 500),
     ("0b", "0b minimal filter + an idle Lua filter", "setup 0 plus a Lua filter whose envoy_on_request returns at once",
@@ -534,7 +536,7 @@ DEFAULT_SETUPS = ["0", "1", "2", "2i", "2h", "2v", "2c", "2m", "2f", "2d", "2n",
 # Rows read against another row rather than against bare Envoy alone: the
 # report gives their ratio to it (bench/callgrind_envoy.py too).
 COMPARED = {"2v": "2", "2c": "2", "2q": "2", "N": "2", "Nf": "2", "Nn": "2n", "Nd": "2d", "Nv": "Nd",
-            "Nh": "Nd"}
+            "Nh": "Nd", "Ni": "N"}
 
 
 def setup_request(mode, token, extra=""):
