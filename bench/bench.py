@@ -75,6 +75,8 @@ CLIENT_ID = "cid-bench"
 POLICY = "GetTokenAttributes"
 WASM = os.environ.get("BENCH_WASM") or os.path.join(ROOT, "dist", "oauthv2info.wasm")
 CHECKER = os.path.join(ROOT, "target", "release", "oauthv2info")
+# Where Envoy finds the native module (make native) for the N* setups.
+os.environ.setdefault("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", os.path.join(ROOT, "dist"))
 HOTPATH = os.path.join(BENCH, "hotpath", "target", "release", "hotpath")
 MINIMAL_WASM = os.path.join(
     BENCH, "minimal-filter", "target", "wasm32-unknown-unknown", "release", "minimal_filter.wasm"
@@ -389,16 +391,18 @@ def plugin(policies, cache=None, publish=None, bridge="auto", headers=None):
     return json.dumps(p)
 
 
-def generated(workdir, plugin_text):
+def generated(workdir, plugin_text, native=False):
     """What `oauthv2info envoy-filters` prints for a plugin configuration:
-    the HTTP filters (the Wasm filter among them) and the route
-    configuration's response_headers_to_remove, the chain users run."""
-    path = os.path.join(workdir, f"plugin-{abs(hash(plugin_text))}.json")
+    the HTTP filters (the Wasm filter among them, or with native=True the
+    native module, docs/native.md) and the route configuration's
+    response_headers_to_remove, the chain users run."""
+    path = os.path.join(workdir, f"plugin-{abs(hash(plugin_text))}-{int(native)}.json")
     with open(path, "w") as f:
         f.write(plugin_text)
+    build = ["--native"] if native else ["--wasm", WASM]
 
     def part(name):
-        out = subprocess.run([CHECKER, "envoy-filters", "--json", "--part", name, "--wasm", WASM, path],
+        out = subprocess.run([CHECKER, "envoy-filters", "--json", "--part", name, *build, path],
                              capture_output=True, text=True, timeout=30)
         if out.returncode != 0:
             raise RuntimeError(f"oauthv2info envoy-filters: {out.stderr.strip()}")
@@ -407,9 +411,19 @@ def generated(workdir, plugin_text):
     return {"filters": part("http_filters"), "route": part("route_config")}
 
 
-def chain(workdir, **kw):
+def chain(workdir, native=False, **kw):
     """The filter chain users run for GET_POLICY with these settings."""
-    return generated(workdir, plugin([GET_POLICY], **kw))
+    return generated(workdir, plugin([GET_POLICY], **kw), native=native)
+
+
+def native_chain(workdir, **kw):
+    """As `chain`, on the native module (dist/liboauthv2info.so, make native):
+    variables to dynamic metadata only unless filter_state is given."""
+    filter_state = kw.pop("filter_state", False)
+    p = json.loads(plugin([GET_POLICY], **kw))
+    if filter_state:
+        p["filter_state"] = True
+    return generated(workdir, json.dumps(p), native=True)
 
 
 def harness_chain(workdir):
@@ -491,7 +505,23 @@ SETUPS = [
      lambda w: [lua_introspect_filter(w)], "get", 401),
     ("7", "7 SetOAuthV2Info", "SetOAuthV2Info per request (one attribute from the query), a write each, shipped chain",
      lambda w: generated(w, plugin([SET_POLICY])), "set", 500),
+    # The native module (docs/native.md): what 2, 2n and 2d do, published
+    # straight to dynamic metadata (no bridge filter).
+    ("N", "N native, cache warm, publish all to metadata", "the native module: GetOAuthV2Info, warm cache, every variable to dynamic metadata in one batch call (no bridge filter, no filter state); compare with 2",
+     lambda w: native_chain(w), "get", 500),
+    ("Nn", "Nn native narrowed: 3 variables + 3 headers", "the native module as 2n: 3 variables to dynamic metadata, 3 request headers",
+     lambda w: native_chain(w, publish=NARROW, headers=NARROW_HEADERS), "get", 500),
+    ("Nd", "Nd native, publish nothing", "the native module as 2d: publish [], the filter's own work",
+     lambda w: native_chain(w, publish=[]), "get", 500),
     # Comparison rows, not run by default (BENCH_SETUPS=...).
+    ("Nv", "Nv native, 3 variables, no header", "as Nn without its request headers: the 3 metadata keys alone; compare with Nd",
+     lambda w: native_chain(w, publish=NARROW), "get", 500),
+    ("Nh", "Nh native, 3 headers, nothing published", "as Nn with publish []: the 3 request headers alone; compare with Nd",
+     lambda w: native_chain(w, publish=[], headers=NARROW_HEADERS), "get", 500),
+    ("Ni", "Ni as N with cache invalidation", "as N, reading the change feed every second (cache.invalidation as shipped; the poller on Envoy's main thread); compare with N",
+     lambda w: native_chain(w, cache={"max_entries": CACHE_SLOTS, "invalidation": INVALIDATION}), "get", 500),
+    ("Nf", "Nf native, publish all to metadata and filter state", "as N, with filter_state: true (what 2 publishes: filter state and metadata); compare with 2",
+     lambda w: native_chain(w, filter_state=True), "get", 500),
     ("0b", "0b minimal filter + an idle Lua filter", "setup 0 plus a Lua filter whose envoy_on_request returns at once",
      lambda w: [wasm_filter(MINIMAL_WASM, "minimal", ""), lua_inline("idle", IDLE_LUA)], "get", None),
     ("2e", "2e as 2, default cache size (10,000 slots)", "as 2 with the default max_entries",
@@ -502,10 +532,11 @@ SETUPS = [
      lambda w: chain(w, publish=[], bridge="none", cache={"enabled": False}), "get", 500),
 ]
 DEFAULT_SETUPS = ["0", "1", "2", "2i", "2h", "2v", "2c", "2m", "2f", "2d", "2n", "2nl", "3", "5", "6",
-                  "7"]
+                  "7", "N", "Nn", "Nd"]
 # Rows read against another row rather than against bare Envoy alone: the
 # report gives their ratio to it (bench/callgrind_envoy.py too).
-COMPARED = {"2v": "2", "2c": "2", "2q": "2"}
+COMPARED = {"2v": "2", "2c": "2", "2q": "2", "N": "2", "Nf": "2", "Nn": "2n", "Nd": "2d", "Nv": "Nd",
+            "Nh": "Nd", "Ni": "N"}
 
 
 def setup_request(mode, token, extra=""):

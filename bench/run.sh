@@ -54,6 +54,7 @@ fi
 
 echo "bench: building the filter, the command, the token service, the echo upstream, the minimal filter and bench/hotpath"
 make --no-print-directory wasm
+make --no-print-directory native
 cargo build --release -p token-service -p echo-upstream -p oauthv2info-check
 cargo build --manifest-path bench/minimal-filter/Cargo.toml --target wasm32-unknown-unknown --release
 cargo build --release --manifest-path bench/hotpath/Cargo.toml

@@ -53,6 +53,36 @@ pub fn envoy_bin() -> PathBuf {
     path
 }
 
+/// Which build the tests run: the Wasm filter (default) or, with
+/// `OAUTHV2INFO_BUILD=native`, the native module (dist/liboauthv2info.so,
+/// docs/native.md). One parameter for every test not about Wasm itself
+/// (docs/testing.md).
+pub fn native() -> bool {
+    std::env::var("OAUTHV2INFO_BUILD").is_ok_and(|b| b == "native")
+}
+
+/// The directory Envoy finds the native module in
+/// (`ENVOY_DYNAMIC_MODULES_SEARCH_PATH`).
+pub fn native_dir() -> PathBuf {
+    let dir = repo_root().join("dist");
+    if native() {
+        assert!(
+            dir.join("liboauthv2info.so").exists(),
+            "dist/liboauthv2info.so is missing: run `make native`"
+        );
+    }
+    dir
+}
+
+/// The name of a filter metric in `/stats`, for the build under test:
+/// `name` as the Wasm build shows it (`wasmcustom.oauthv2info.*`).
+pub fn stat_name(name: &str) -> String {
+    match name.strip_prefix("wasmcustom.") {
+        Some(rest) if native() => format!("dynamicmodulescustom.{rest}"),
+        _ => name.to_string(),
+    }
+}
+
 pub fn wasm_path() -> PathBuf {
     let path = repo_root().join("dist/oauthv2info.wasm");
     assert!(
@@ -694,20 +724,15 @@ pub fn checker_bin() -> PathBuf {
 pub fn generated_filters(plugin: &str) -> Option<String> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("plugin.json");
-    std::fs::write(&file, plugin).unwrap();
-    let out = Command::new(checker_bin())
-        .args([
-            "envoy-filters",
-            "--part",
-            "http_filters",
-            "--indent",
-            "10",
-            "--wasm",
-        ])
-        .arg(wasm_path())
-        .arg(&file)
-        .output()
-        .unwrap();
+    std::fs::write(&file, build_plugin(plugin)).unwrap();
+    let mut command = Command::new(checker_bin());
+    command.args(["envoy-filters", "--part", "http_filters", "--indent", "10"]);
+    if native() {
+        command.arg("--native");
+    } else {
+        command.arg("--wasm").arg(wasm_path());
+    }
+    let out = command.arg(&file).output().unwrap();
     out.status
         .success()
         .then(|| String::from_utf8(out.stdout).unwrap())
@@ -716,6 +741,9 @@ pub fn generated_filters(plugin: &str) -> Option<String> {
 /// What `oauthv2info envoy-filters` asks of the route configuration:
 /// `response_headers_to_remove` (indented for the configuration above).
 pub fn generated_route_removals(plugin: &str) -> String {
+    if native() {
+        return String::new();
+    }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("plugin.json");
     std::fs::write(&file, plugin).unwrap();
@@ -735,8 +763,36 @@ pub fn generated_route_removals(plugin: &str) -> String {
     format!("            response_headers_to_remove:\n{indented}")
 }
 
-/// The Wasm filter alone, with `plugin` as its configuration.
+/// The plugin configuration as the build under test takes it: the native
+/// module writes filter state when asked, and the tests read it, under the
+/// Wasm build's names (docs/native.md).
+pub fn build_plugin(plugin: &str) -> String {
+    match serde_json::from_str::<Value>(plugin) {
+        Ok(Value::Object(mut o)) if native() => {
+            o.entry("filter_state").or_insert(Value::Bool(true));
+            Value::Object(o).to_string()
+        }
+        _ => plugin.to_string(),
+    }
+}
+
+/// The Wasm filter (or the native module) alone, with `plugin` as its
+/// configuration.
 pub fn wasm_only_filter(plugin: &str) -> String {
+    if native() {
+        return format!(
+            r#"          - name: oauthv2info
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config: {{name: oauthv2info, do_not_close: true}}
+              filter_name: oauthv2info
+              filter_config:
+                "@type": type.googleapis.com/google.protobuf.StringValue
+                value: {plugin}
+"#,
+            plugin = serde_json::to_string(&build_plugin(plugin)).unwrap(),
+        );
+    }
     format!(
         r#"          - name: envoy.filters.http.wasm
             typed_config:
@@ -819,7 +875,8 @@ impl Envoy {
             .arg("--concurrency")
             .arg(concurrency.to_string())
             .args(["--disable-hot-restart", "--file-flush-interval-msec", "50"])
-            .args(["--component-log-level", "wasm:debug"]);
+            .args(["--component-log-level", "wasm:debug,dynamic_modules:debug"])
+            .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", native_dir());
         let mut proc = Proc::spawn("envoy", command, dir.path().join("envoy.log"));
         let start = Instant::now();
         loop {
@@ -889,6 +946,7 @@ impl Envoy {
     /// once a second (docs/configuration.md#metrics). Requests sent around
     /// this handle (from other threads) must call `unsettle` first.
     pub fn stat(&self, name: &str) -> u64 {
+        let name = stat_name(name);
         if self.unsettled.swap(false, Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(1300));
         }
@@ -927,6 +985,7 @@ pub fn validate_file(config: &Path) -> (bool, String) {
         .arg("-c")
         .arg(config)
         .arg("--disable-hot-restart")
+        .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", native_dir())
         .current_dir(repo_root())
         .output()
         .unwrap();

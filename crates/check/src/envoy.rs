@@ -43,6 +43,8 @@ const HEADER_TO_METADATA: &str =
     "type.googleapis.com/envoy.extensions.filters.http.header_to_metadata.v3.Config";
 const LUA: &str = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua";
 const WASM: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+const DYNAMIC_MODULE: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
 
 /// The Lua scripts, as the filters carry them (one source each: the pieces
 /// in crates/check/src/lua/). The bridge's response hook (for fault replies)
@@ -166,6 +168,30 @@ pub fn chain(config: &FilterConfig, wasm: &Wasm<'_>) -> Chain {
         wasm,
         after,
         response_headers_to_remove,
+    }
+}
+
+/// The chain of the native module (docs/native.md): the form filter when a
+/// policy reads `request.formparam.*`, and the module, which writes dynamic
+/// metadata itself (no bridge filter, nothing for the route configuration).
+/// The module's filter sits where the Wasm filter does in [`Chain`].
+pub fn native_chain(config: &FilterConfig, configuration: &str) -> Chain {
+    let mut before = Vec::new();
+    if config.needs_form_body {
+        before.push(
+            json!({"name": "oauthv2info-form", "typed_config": {"@type": LUA,
+            "default_source_code": {"inline_string": lua_form()}}}),
+        );
+    }
+    let module = json!({"name": "oauthv2info", "typed_config": {"@type": DYNAMIC_MODULE,
+        "dynamic_module_config": {"name": "oauthv2info", "do_not_close": true},
+        "filter_name": "oauthv2info",
+        "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": configuration}}});
+    Chain {
+        before,
+        wasm: module,
+        after: Vec::new(),
+        response_headers_to_remove: Vec::new(),
     }
 }
 

@@ -32,7 +32,7 @@ filter's own configuration code, as Envoy would load them.
 
 Usage:
   oauthv2info check [--quiet] FILE...
-  oauthv2info envoy-filters [--wasm FILE] [--part PART] [--indent N] [--json] CONFIG
+  oauthv2info envoy-filters [--wasm FILE | --native] [--part PART] [--indent N] [--json] CONFIG
   oauthv2info envoy-filters --istio NAMESPACE/NAME --label KEY=VALUE... CONFIG
   oauthv2info envoy-filters --update FILE... | --check FILE...
 {IMPORT_USAGE}
@@ -49,6 +49,10 @@ CONFIG (docs/configuration.md, section \"Dynamic metadata\"), as YAML:
                                response_headers_to_remove, the internal
                                headers an upstream must not send back (only
                                with metadata_bridge \"header_to_metadata\")
+--native prints the chain of the native module (dist/liboauthv2info.so,
+docs/native.md) instead: the module writes dynamic metadata itself, so no
+filter finishes its work (only the form filter, when a policy reads
+request.formparam.*); its option filter_state is accepted in CONFIG.
 --part http_filters prints the filters alone (a bare list), --part
 route_config the route fields alone (nothing when there are none);
 --indent N indents every line by N spaces (0 to 256); --json
@@ -180,6 +184,7 @@ const MAX_INDENT: usize = 256;
 
 fn envoy_filters(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let mut wasm = "dist/oauthv2info.wasm".to_string();
+    let mut native = false;
     let mut indent = 0usize;
     let mut part: Option<String> = None;
     let mut as_json = false;
@@ -197,6 +202,10 @@ fn envoy_filters(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u
             "--wasm" => value("a file").map(|v| wasm = v),
             "--json" => {
                 as_json = true;
+                Ok(())
+            }
+            "--native" => {
+                native = true;
                 Ok(())
             }
             "--part" => value("a part").and_then(|v| match v.as_str() {
@@ -253,7 +262,15 @@ fn envoy_filters(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u
         Ok(b) => b,
         Err(e) => return usage_error(err, &format!("cannot read {file}: {e}")),
     };
-    let config = match parse_config(&bytes) {
+    // The native module's own option is not the core's.
+    let core_bytes = match (native, serde_json::from_slice::<serde_json::Value>(&bytes)) {
+        (true, Ok(serde_json::Value::Object(mut object))) => {
+            object.remove("filter_state");
+            serde_json::to_vec(&object).unwrap_or_else(|_| bytes.clone())
+        }
+        _ => bytes.clone(),
+    };
+    let config = match parse_config(&core_bytes) {
         Ok(c) => c,
         Err(e) => {
             let _ = writeln!(err, "oauthv2info: configuration refused: {e}");
@@ -264,13 +281,17 @@ fn envoy_filters(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u
         let _ = writeln!(err, "{file}: warning: {warning}");
     }
     let text = String::from_utf8_lossy(&bytes);
-    let chain = envoy::chain(
-        &config,
-        &envoy::Wasm {
-            filename: &wasm,
-            configuration: text.trim(),
-        },
-    );
+    let chain = if native {
+        envoy::native_chain(&config, text.trim())
+    } else {
+        envoy::chain(
+            &config,
+            &envoy::Wasm {
+                filename: &wasm,
+                configuration: text.trim(),
+            },
+        )
+    };
     let filters = serde_json::Value::Array(chain.all());
     let mut route = serde_json::Map::new();
     if !chain.response_headers_to_remove.is_empty() {

@@ -604,6 +604,16 @@ fn step_condition(
 }
 
 impl FilterConfig {
+    /// For a host adapter that schedules the change-feed poll itself (the
+    /// native module, docs/native.md): the shared key of the feed record
+    /// and the poll period in milliseconds; `None` without invalidation.
+    pub fn feed_poll(&self) -> Option<(String, u32)> {
+        self.cache.invalidation.as_ref().map(|inv| {
+            let key = crate::feed::feed_key(&self.token_service.cluster, self.cache.max_entries);
+            (key, inv.poll_ms)
+        })
+    }
+
     /// The named-read index of `content-type` (read when forms are used).
     pub(crate) fn content_type_index(&self) -> Option<usize> {
         match &self.header_reads {
