@@ -2,6 +2,7 @@
 //! store is behind `Store`: this layer does not know which one it has.
 
 use crate::error::{Error, Result};
+use crate::products::{unknown_product, ApiProduct, SubscriptionStatus};
 use crate::store::{Caller, Feed, Issued, Kind, Lifetimes, Lookup, Revoked, Store};
 use crate::util::{random_alnum, random_id, redact};
 use crate::views::{self, AccessToken, App, Attributes, AuthCode, RefreshToken};
@@ -28,7 +29,7 @@ pub(crate) mod ext_authz;
 
 use crate::openapi::{
     AppCreated, ErrorBody, FeedPage, Health, Imported, IntrospectForm, Introspection, RevokeForm,
-    TokenForm, TokenIssued,
+    Subscriptions, TokenForm, TokenIssued,
 };
 pub use ext_authz::KEY_HEADER as EXT_AUTHZ_KEY_HEADER;
 use utoipa::ToSchema;
@@ -65,6 +66,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/oauth2/revoke", post(revoke))
         .route("/v1/accesstokens/attributes", post(merge_attributes))
         .route("/v1/apps", post(create_app))
+        .route("/v1/apiproducts", post(put_product))
+        .route("/v1/apiproducts/{name}", get(get_product))
+        .route("/v1/apps/{client_id}/apiproducts", get(get_subscriptions))
+        .route(
+            "/v1/apps/{client_id}/apiproducts/{name}",
+            axum::routing::put(subscribe),
+        )
         .route("/v1/tokens", post(import_token))
         .route("/v1/changes", get(changes))
         .route("/healthz", get(healthz))
@@ -661,6 +669,153 @@ async fn create_app_inner(st: &Arc<AppState>, req: Request) -> Result<Response> 
             "developer_email": app.developer_email,
             "developer_id": app.developer_id,
         }),
+    ))
+}
+
+// ---------------------------------------------------------------- API products
+
+/// The percent-decoded path segment `i` (0 is the segment after the leading
+/// `/`): a name in a product or subscription path.
+fn path_segment(req: &Request, i: usize) -> Result<String> {
+    let raw = req
+        .uri()
+        .path()
+        .split('/')
+        .nth(i + 1)
+        .ok_or_else(|| Error::invalid_request("the path is incomplete"))?;
+    let s = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| Error::invalid_request("a name in the path is not UTF-8"))?;
+    non_empty("name", &s)?;
+    Ok(s.into_owned())
+}
+
+/// Creates or replaces an API product (Apigee's `apiproducts` JSON).
+#[utoipa::path(post, path = "/v1/apiproducts",
+    request_body(content = ApiProduct, content_type = "application/json"),
+    responses(
+        (status = 201, description = "created: the product as stored", body = ApiProduct),
+        (status = 200, description = "replaced: the product as stored", body = ApiProduct),
+        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 401, description = "unauthorized: not the admin key", body = ErrorBody),
+        (status = 413, description = "request_too_large", body = ErrorBody),
+        (status = 503, description = "store_unavailable", body = ErrorBody),
+    ),
+    security(("admin_key" = [])))]
+pub(crate) async fn put_product(State(st): St, req: Request) -> Response {
+    answer(put_product_inner(&st, req).await)
+}
+
+async fn put_product_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    st.require_key(req.headers(), KeyKind::Admin)?;
+    let p: ApiProduct = parse_json(&read_body(req).await?)?;
+    p.check()?;
+    let new = st.store.put_product(p.clone()).await?;
+    info!(product = %p.name, new, "API product stored");
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(p)).into_response())
+}
+
+/// One API product.
+#[utoipa::path(get, path = "/v1/apiproducts/{name}",
+    params(("name" = String, Path, description = "the product's name")),
+    responses(
+        (status = 200, description = "the product", body = ApiProduct),
+        (status = 401, description = "unauthorized: not the admin key", body = ErrorBody),
+        (status = 404, description = "unknown_api_product", body = ErrorBody),
+        (status = 503, description = "store_unavailable", body = ErrorBody),
+    ),
+    security(("admin_key" = [])))]
+pub(crate) async fn get_product(State(st): St, req: Request) -> Response {
+    answer(get_product_inner(&st, req).await)
+}
+
+async fn get_product_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    st.require_key(req.headers(), KeyKind::Admin)?;
+    let name = path_segment(&req, 2)?;
+    let p = st.store.product(&name).await?.ok_or_else(unknown_product)?;
+    Ok((StatusCode::OK, Json(p)).into_response())
+}
+
+/// A subscription's new status.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewSubscription {
+    status: SubscriptionStatus,
+}
+
+/// Subscribes an app to an API product, or changes the subscription's
+/// status (only `approved` lets the product allow calls).
+#[utoipa::path(put, path = "/v1/apps/{client_id}/apiproducts/{name}",
+    params(
+        ("client_id" = String, Path, description = "the app's client id"),
+        ("name" = String, Path, description = "the product's name"),
+    ),
+    request_body(content = NewSubscription, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the app's subscriptions after the change", body = Subscriptions),
+        (status = 400, description = "invalid_request, invalid_client (no app has this client_id)", body = ErrorBody),
+        (status = 401, description = "unauthorized: not the admin key", body = ErrorBody),
+        (status = 404, description = "unknown_api_product", body = ErrorBody),
+        (status = 413, description = "request_too_large", body = ErrorBody),
+        (status = 503, description = "store_unavailable", body = ErrorBody),
+    ),
+    security(("admin_key" = [])))]
+pub(crate) async fn subscribe(State(st): St, req: Request) -> Response {
+    answer(subscribe_inner(&st, req).await)
+}
+
+async fn subscribe_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    st.require_key(req.headers(), KeyKind::Admin)?;
+    let client_id = path_segment(&req, 2)?;
+    let product = path_segment(&req, 4)?;
+    let b: NewSubscription = parse_json(&read_body(req).await?)?;
+    st.store
+        .subscribe(client_id.clone(), product.clone(), b.status)
+        .await?;
+    info!(client_id = %client_id, product = %product, status = b.status.as_str(), "subscription stored");
+    subscriptions_of(st, &client_id).await
+}
+
+/// An app's subscriptions, in its order.
+#[utoipa::path(get, path = "/v1/apps/{client_id}/apiproducts",
+    params(("client_id" = String, Path, description = "the app's client id")),
+    responses(
+        (status = 200, description = "the app's subscriptions", body = Subscriptions),
+        (status = 401, description = "unauthorized: not the admin key", body = ErrorBody),
+        (status = 404, description = "unknown_client: no app has this client_id", body = ErrorBody),
+        (status = 503, description = "store_unavailable", body = ErrorBody),
+    ),
+    security(("admin_key" = [])))]
+pub(crate) async fn get_subscriptions(State(st): St, req: Request) -> Response {
+    answer(get_subscriptions_inner(&st, req).await)
+}
+
+async fn get_subscriptions_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    st.require_key(req.headers(), KeyKind::Admin)?;
+    let client_id = path_segment(&req, 2)?;
+    subscriptions_of(st, &client_id).await
+}
+
+async fn subscriptions_of(st: &Arc<AppState>, client_id: &str) -> Result<Response> {
+    let subs = st.store.subscriptions(client_id).await?.ok_or_else(|| {
+        Error::new(
+            StatusCode::NOT_FOUND,
+            "unknown_client",
+            "no app has this client_id",
+        )
+    })?;
+    let list: Vec<Value> = subs
+        .into_iter()
+        .map(|(p, s)| json!({"apiproduct": p, "status": s.as_str()}))
+        .collect();
+    Ok(respond(
+        StatusCode::OK,
+        json!({"client_id": client_id, "apiProducts": list}),
     ))
 }
 

@@ -175,6 +175,22 @@ pub struct AppCreated {
     pub developer_id: String,
 }
 
+/// An app's subscriptions to API products, in its order (Apigee's
+/// credential `apiProducts` shape).
+#[derive(Serialize, ToSchema)]
+pub struct Subscriptions {
+    pub client_id: String,
+    #[serde(rename = "apiProducts")]
+    pub api_products: Vec<Subscription>,
+}
+
+/// One subscription.
+#[derive(Serialize, ToSchema)]
+pub struct Subscription {
+    pub apiproduct: String,
+    pub status: crate::products::SubscriptionStatus,
+}
+
 /// What `POST /v1/tokens` imported (the value is never echoed).
 #[derive(Serialize, ToSchema)]
 pub struct Imported {
@@ -318,6 +334,10 @@ impl Modify for ImportBody {
         http::introspect,
         http::merge_attributes,
         http::create_app,
+        http::put_product,
+        http::get_product,
+        http::subscribe,
+        http::get_subscriptions,
         http::import_token,
         http::token,
         http::revoke,
@@ -346,6 +366,15 @@ impl Modify for ImportBody {
         http::AttributeIn,
         http::NewApp,
         http::Status,
+        http::NewSubscription,
+        Subscriptions,
+        Subscription,
+        crate::products::ApiProduct,
+        crate::products::NameValue,
+        crate::products::ApiOperation,
+        crate::products::OperationConfig,
+        crate::products::OperationGroup,
+        crate::products::SubscriptionStatus,
     )),
     modifiers(&Security, &ImportBody),
 )]

@@ -1,0 +1,194 @@
+//! API products and subscriptions (docs/token-service.md, "API products"):
+//! Apigee's export read and kept, refusals that write nothing, the
+//! subscriptions of an app in its order, and the change feed naming the
+//! app and its live tokens when a product or a subscription changes.
+
+use crate::common::*;
+use serde_json::{json, Value};
+
+fn product(name: &str) -> Value {
+    // As Apigee's management API exports it (with members this service
+    // keeps without using them).
+    json!({
+        "name": name, "displayName": format!("{name} (display)"), "approvalType": "auto",
+        "apiResources": [], "proxies": [], "environments": ["test"], "scopes": ["read"],
+        "attributes": [{"name": "access", "value": "public"}],
+        "createdAt": "1693001234567", "lastModifiedBy": "someone@example.com",
+        "operationGroup": {"operationConfigType": "proxy", "operationConfigs": [
+            {"apiSource": "apiproduct-operations",
+             "operations": [{"resource": "/apikey", "methods": ["GET"]}],
+             "attributes": [{"name": "tier", "value": "read"}]}]}
+    })
+}
+
+fn put(s: &Server, path: &str, body: &Value) -> Resp {
+    s.raw(
+        "PUT",
+        path,
+        Some(&adm()),
+        "application/json",
+        body.to_string().as_bytes(),
+    )
+}
+
+fn products_are_stored_as_apigee_exports_them() {
+    let s = Server::start();
+    let r = s.json("/v1/apiproducts", Some(&adm()), &product("read-only"));
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json, product("read-only"));
+    let got = s.get_auth("/v1/apiproducts/read-only", &adm());
+    assert_eq!(got.status, 200, "{}", got.text);
+    assert_eq!(got.json, product("read-only"));
+    // Replacing answers 200 and keeps only the new definition.
+    let mut changed = product("read-only");
+    changed["proxies"] = json!(["weather"]);
+    changed["operationGroup"] = Value::Null;
+    let r = s.json("/v1/apiproducts", Some(&adm()), &changed);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let got = s.get_auth("/v1/apiproducts/read-only", &adm());
+    assert_eq!(got.json["proxies"], json!(["weather"]));
+    assert!(got.json.get("operationGroup").is_none(), "{}", got.json);
+    s.get_auth("/v1/apiproducts/nothing", &adm())
+        .assert_error(404, "unknown_api_product");
+    // The service key is not the admin key.
+    s.get_auth("/v1/apiproducts/read-only", &svc())
+        .assert_error(401, "unauthorized");
+}
+
+fn malformed_products_are_refused_and_write_nothing() {
+    let s = Server::start();
+    let before = s.all_changes(0, 5000).0.len();
+    for body in [
+        json!({"name": "p", "apiResources": ["forecastrss"]}),
+        json!({"name": "p", "apiResources": ["/forecast*"]}),
+        json!({"name": "p", "operationGroup": {"operationConfigs": [
+            {"apiSource": "x", "operations": [{"resource": "/a", "methods": [""]}]}]}}),
+        json!({"name": "p", "operationGroup": {"operationConfigType": "remoteservice"}}),
+        json!({"name": "a/b"}),
+        json!({"apiResources": ["/"]}),
+        json!({"name": "p", "proxies": "one"}),
+    ] {
+        s.json("/v1/apiproducts", Some(&adm()), &body)
+            .assert_error(400, "invalid_request");
+    }
+    s.get_auth("/v1/apiproducts/p", &adm())
+        .assert_error(404, "unknown_api_product");
+    assert_eq!(s.all_changes(0, 5000).0.len(), before);
+}
+
+fn subscriptions_keep_the_apps_order_and_status() {
+    let s = Server::start();
+    // The app's `api_products` are approved subscriptions, in its order.
+    s.std_app("shop");
+    let r = s.get_auth("/v1/apps/cid-shop/apiproducts", &adm());
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json,
+        json!({"client_id": "cid-shop", "apiProducts": [
+            {"apiproduct": "FreeProduct", "status": "approved"},
+            {"apiproduct": "Premium", "status": "approved"}]})
+    );
+    // Subscribing to a product that does not exist, or for an unknown app.
+    put(
+        &s,
+        "/v1/apps/cid-shop/apiproducts/read-only",
+        &json!({"status": "approved"}),
+    )
+    .assert_error(404, "unknown_api_product");
+    s.json("/v1/apiproducts", Some(&adm()), &product("read-only"));
+    put(
+        &s,
+        "/v1/apps/cid-nobody/apiproducts/read-only",
+        &json!({"status": "approved"}),
+    )
+    .assert_error(400, "invalid_client");
+    put(
+        &s,
+        "/v1/apps/cid-shop/apiproducts/read-only",
+        &json!({"status": "sort-of"}),
+    )
+    .assert_error(400, "invalid_request");
+    s.get_auth("/v1/apps/cid-nobody/apiproducts", &adm())
+        .assert_error(404, "unknown_client");
+    // A new subscription goes last; a status change keeps its place.
+    let r = put(
+        &s,
+        "/v1/apps/cid-shop/apiproducts/read-only",
+        &json!({"status": "pending"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = put(
+        &s,
+        "/v1/apps/cid-shop/apiproducts/FreeProduct",
+        &json!({"status": "revoked"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json["apiProducts"],
+        json!([
+            {"apiproduct": "FreeProduct", "status": "revoked"},
+            {"apiproduct": "Premium", "status": "approved"},
+            {"apiproduct": "read-only", "status": "pending"}])
+    );
+}
+
+fn product_and_subscription_changes_name_the_app_and_its_live_tokens() {
+    let s = Server::start();
+    s.std_app("shop");
+    s.std_app("other");
+    s.import_access("at-shop-1", "cid-shop", json!({}));
+    s.import_access("at-other-1", "cid-other", json!({}));
+    let (_, cursor) = s.all_changes(0, 5000);
+    // A product no app subscribes to yet: nothing to drop.
+    s.json("/v1/apiproducts", Some(&adm()), &product("read-only"));
+    let (rows, cursor) = s.all_changes(cursor, 5000);
+    assert!(rows.is_empty(), "{rows:?}");
+    // A subscription: the app's client id and its token.
+    let r = put(
+        &s,
+        "/v1/apps/cid-shop/apiproducts/read-only",
+        &json!({"status": "approved"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (rows, cursor) = s.all_changes(cursor, 5000);
+    let seen: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap().to_owned(),
+                r["hash"].as_str().unwrap().to_owned(),
+                r["op"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let fp = |kind, v: &str| oauthv2info_names::token_hash_hex(kind, v.as_bytes());
+    use oauthv2info_names::TokenKind::{AccessToken, ClientId};
+    assert_eq!(
+        seen,
+        [
+            (
+                "client_id".into(),
+                fp(ClientId, "cid-shop"),
+                "subscription".into()
+            ),
+            (
+                "access_token".into(),
+                fp(AccessToken, "at-shop-1"),
+                "subscription".into()
+            ),
+        ]
+    );
+    // A product change: every subscribed app (not the other one).
+    s.json("/v1/apiproducts", Some(&adm()), &product("read-only"));
+    let (rows, _) = s.all_changes(cursor, 5000);
+    let ops: Vec<&str> = rows.iter().map(|r| r["op"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["product", "product"], "{rows:?}");
+    assert!(!rows.iter().any(|r| r["hash"] == fp(ClientId, "cid-other")));
+}
+
+both_stores!(
+    products_are_stored_as_apigee_exports_them,
+    malformed_products_are_refused_and_write_nothing,
+    subscriptions_keep_the_apps_order_and_status,
+    product_and_subscription_changes_name_the_app_and_its_live_tokens,
+);
