@@ -656,6 +656,7 @@ async fn create_app_inner(st: &Arc<AppState>, req: Request) -> Result<Response> 
         redirect_uris: b.redirect_uris,
         client_id: b.client_id.unwrap_or_else(|| random_alnum(32)),
         client_secret: b.client_secret.unwrap_or_else(|| random_alnum(32)),
+        products: Vec::new(),
     };
     let app = st.store.create_app(app).await?;
     info!(app_id = %app.app_id, client_id = %app.client_id, "app created");

@@ -79,6 +79,11 @@ pub struct Introspection {
     /// (docs/token-service.md, "POST /oauth2/introspect").
     #[schema(nullable = false)]
     pub profile: Option<Profile>,
+    /// The API products of the app's approved subscriptions that have a
+    /// definition, in its order (an access or refresh token's app, or the
+    /// client id's): what the filter's product check reads.
+    #[schema(nullable = false)]
+    pub api_products: Option<Vec<crate::products::LookupProduct>>,
 }
 
 /// The profile: string members (`access_token`, `status`, `expires_in`,
@@ -375,6 +380,8 @@ impl Modify for ImportBody {
         crate::products::OperationConfig,
         crate::products::OperationGroup,
         crate::products::SubscriptionStatus,
+        crate::products::LookupProduct,
+        crate::products::LookupOperations,
     )),
     modifiers(&Security, &ImportBody),
 )]

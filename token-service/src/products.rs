@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use axum::http::StatusCode;
 use oauthv2info_names::product as rules;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// A custom attribute, as Apigee writes them: `{"name": .., "value": ..}`.
@@ -245,6 +246,69 @@ impl ApiProduct {
                 })
                 .collect(),
             attributes: pairs(&self.attributes),
+        }
+    }
+}
+
+/// A product as a lookup answers it (`api_products` of an introspection
+/// answer: what the filter's product check reads, docs/token-service.md):
+/// only what the check and its variables use, empty lists left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct LookupProduct {
+    pub name: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(nullable = false)]
+    pub proxies: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(nullable = false)]
+    pub resources: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(nullable = false)]
+    pub environments: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(nullable = false)]
+    pub operation_configs: Vec<LookupOperations>,
+    /// The product's custom attributes.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(nullable = false)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// One operation configuration, as a lookup answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct LookupOperations {
+    pub api_source: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(nullable = false)]
+    pub operations: Vec<ApiOperation>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(nullable = false)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl ApiProduct {
+    pub fn lookup_view(&self) -> LookupProduct {
+        let map = |v: &[NameValue]| {
+            v.iter()
+                .map(|a| (a.name.clone(), a.value.clone()))
+                .collect()
+        };
+        LookupProduct {
+            name: self.name.clone(),
+            proxies: self.proxies.clone(),
+            resources: self.api_resources.clone(),
+            environments: self.environments.clone(),
+            operation_configs: self
+                .operation_group
+                .iter()
+                .flat_map(|g| &g.operation_configs)
+                .map(|c| LookupOperations {
+                    api_source: c.api_source.clone(),
+                    operations: c.operations.clone(),
+                    attributes: map(&c.attributes),
+                })
+                .collect(),
+            attributes: map(&self.attributes),
         }
     }
 }

@@ -164,12 +164,19 @@ INSERT INTO app_products (client_id, product, status, position)
 const ACCESS_COLS: &str = "t.token, t.client_id, t.scope, t.status, t.issued_at, t.expires_at, \
      t.refresh_token, t.refresh_token_status, t.refresh_token_issued_at, \
      t.refresh_token_expires_at, t.refresh_count, t.token_fp, t.refresh_token_fp";
-const APP_COLS: &str = "a.app_id, a.name, a.developer_email, a.developer_id, a.api_products, \
-     a.attributes, a.redirect_uris, a.client_id, a.client_secret";
+/// An app, with its approved subscriptions (their names, and the
+/// definitions of those that have one), in its order.
+const APP_COLS: &str = "a.app_id, a.name, a.developer_email, a.developer_id, \
+     (SELECT COALESCE(json_agg(s.product ORDER BY s.position), '[]')::text FROM app_products s \
+      WHERE s.client_id = a.client_id AND s.status = 'approved'), \
+     a.attributes, a.redirect_uris, a.client_id, a.client_secret, \
+     (SELECT COALESCE(json_agg(p.definition::json ORDER BY s.position), '[]')::text \
+      FROM app_products s JOIN api_products p ON p.name = s.product \
+      WHERE s.client_id = a.client_id AND s.status = 'approved')";
 const CODE_COLS: &str =
     "c.code, c.client_id, c.redirect_uri, c.scope, c.status, c.issued_at, c.expires_at, c.code_fp";
 const N_ACCESS: usize = 13;
-const N_APP: usize = 9;
+const N_APP: usize = 10;
 const N_CODE: usize = 8;
 
 /// How to reach the database and how long to wait for it.
@@ -1319,6 +1326,7 @@ fn app_row(r: &Row, at: usize) -> Result<App> {
         redirect_uris: json_col(r, at + 6)?,
         client_id: r.try_get(at + 7)?,
         client_secret: r.try_get(at + 8)?,
+        products: json_col(r, at + 9)?,
     })
 }
 

@@ -132,8 +132,16 @@ INSERT OR IGNORE INTO app_products (client_id, product, status, position)
     SELECT a.client_id, j.value, 'approved', j.key FROM apps a, json_each(a.api_products) j;
 ";
 
-const APP_BY_CLIENT: &str = "SELECT app_id, name, developer_email, developer_id, api_products, \
-     attributes, redirect_uris, client_id, client_secret FROM apps WHERE client_id = ?1";
+/// An app, with its approved subscriptions (their names, and the
+/// definitions of those that have one), in its order.
+const APP_BY_CLIENT: &str = "SELECT a.app_id, a.name, a.developer_email, a.developer_id, \
+     (SELECT json_group_array(product) FROM (SELECT s.product FROM app_products s \
+      WHERE s.client_id = a.client_id AND s.status = 'approved' ORDER BY s.position)), \
+     a.attributes, a.redirect_uris, a.client_id, a.client_secret, \
+     (SELECT json_group_array(json(definition)) FROM (SELECT p.definition FROM app_products s \
+      JOIN api_products p ON p.name = s.product \
+      WHERE s.client_id = a.client_id AND s.status = 'approved' ORDER BY s.position)) \
+     FROM apps a WHERE a.client_id = ?1";
 const ACCESS_BY_TOKEN: &str = "SELECT token, client_id, scope, status, issued_at, expires_at, \
      refresh_token, refresh_token_status, refresh_token_issued_at, refresh_token_expires_at, \
      refresh_count, token_fp, refresh_token_fp FROM access_tokens WHERE token = ?1";
@@ -987,6 +995,7 @@ fn app_by_client(c: &Connection, client_id: &str) -> Result<Option<App>> {
                 redirect_uris: json_col(r, 6)?,
                 client_id: r.get(7)?,
                 client_secret: r.get(8)?,
+                products: json_col(r, 9)?,
             })
         })
         .optional()?;

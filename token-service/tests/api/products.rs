@@ -186,7 +186,58 @@ fn product_and_subscription_changes_name_the_app_and_its_live_tokens() {
     assert!(!rows.iter().any(|r| r["hash"] == fp(ClientId, "cid-other")));
 }
 
+fn lookups_carry_the_products_of_approved_subscriptions() {
+    let s = Server::start();
+    s.json("/v1/apiproducts", Some(&adm()), &product("read-only"));
+    s.json(
+        "/v1/apiproducts",
+        Some(&adm()),
+        &json!({"name": "Premium", "proxies": ["weather"], "apiResources": ["/forecast/**"]}),
+    );
+    s.std_app("shop");
+    s.import_access("at-shop-1", "cid-shop", json!({}));
+    let r = put(
+        &s,
+        "/v1/apps/cid-shop/apiproducts/read-only",
+        &json!({"status": "approved"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    // FreeProduct has no definition: listed by name, not in api_products.
+    let compact = json!([
+        {"name": "Premium", "proxies": ["weather"], "resources": ["/forecast/**"]},
+        {"name": "read-only", "environments": ["test"], "attributes": {"access": "public"},
+         "operation_configs": [{"api_source": "apiproduct-operations",
+             "operations": [{"resource": "/apikey", "methods": ["GET"]}],
+             "attributes": {"tier": "read"}}]}
+    ]);
+    for (value, hint) in [
+        ("at-shop-1", Some("access_token")),
+        ("at-shop-1", None),
+        ("cid-shop", Some("client_id")),
+    ] {
+        let v = s.introspect(value, hint);
+        assert_eq!(v["api_products"], compact, "{hint:?}: {v}");
+        assert_eq!(
+            v["profile"]["api_product_list"],
+            "[FreeProduct, Premium, read-only]"
+        );
+    }
+    // A revoked subscription: gone from both, at once.
+    put(
+        &s,
+        "/v1/apps/cid-shop/apiproducts/Premium",
+        &json!({"status": "revoked"}),
+    );
+    let v = s.introspect("at-shop-1", Some("access_token"));
+    assert_eq!(v["api_products"], json!([compact[1]]), "{v}");
+    assert_eq!(v["profile"]["api_product_list"], "[FreeProduct, read-only]");
+    // An unknown value has no products.
+    let v = s.introspect("at-nothing", None);
+    assert_eq!(v, json!({"active": false}));
+}
+
 both_stores!(
+    lookups_carry_the_products_of_approved_subscriptions,
     products_are_stored_as_apigee_exports_them,
     malformed_products_are_refused_and_write_nothing,
     subscriptions_keep_the_apps_order_and_status,
