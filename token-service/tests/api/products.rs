@@ -243,3 +243,40 @@ both_stores!(
     subscriptions_keep_the_apps_order_and_status,
     product_and_subscription_changes_name_the_app_and_its_live_tokens,
 );
+
+/// A PostgreSQL database at schema version 3 (made by rolling version 4
+/// back by hand) is migrated in place: its apps' `api_products` become
+/// approved subscriptions, in their order. (The SQLite migration has its
+/// own unit test in store/sqlite.rs.)
+#[test]
+fn a_version_3_postgres_database_gets_the_apps_subscriptions() {
+    with_backend(Backend::Postgres, || {
+        let s = Server::start();
+        s.std_app("old");
+        let name = s.db.rsplit('/').next().unwrap().to_owned();
+        let s = {
+            let c = crate::pg::shared();
+            let mut s = s;
+            s.kill9();
+            c.psql(
+                &name,
+                "DROP TABLE app_products; DROP TABLE api_products; \
+                 DROP INDEX access_tokens_client; DELETE FROM schema_migrations WHERE version = 4; \
+                 UPDATE apps SET api_products = '[\"Zeta\", \"Alpha\"]' WHERE client_id = 'cid-old'",
+            );
+            s.start_again()
+        };
+        let r = s.get_auth("/v1/apps/cid-old/apiproducts", &adm());
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            r.json["apiProducts"],
+            json!([{"apiproduct": "Zeta", "status": "approved"},
+                   {"apiproduct": "Alpha", "status": "approved"}])
+        );
+        let c = crate::pg::shared();
+        assert_eq!(
+            c.psql(&name, "SELECT max(version) FROM schema_migrations"),
+            "4"
+        );
+    });
+}
