@@ -28,8 +28,8 @@ use tracing::{debug, info};
 pub(crate) mod ext_authz;
 
 use crate::openapi::{
-    AppCreated, ErrorBody, FeedPage, Health, Imported, IntrospectForm, Introspection, RevokeForm,
-    Subscriptions, TokenForm, TokenIssued,
+    AppCreated, AppStatuses, ErrorBody, FeedPage, Health, Imported, IntrospectForm, Introspection,
+    RevokeForm, Subscriptions, TokenForm, TokenIssued,
 };
 pub use ext_authz::KEY_HEADER as EXT_AUTHZ_KEY_HEADER;
 use utoipa::ToSchema;
@@ -69,6 +69,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/apiproducts", post(put_product))
         .route("/v1/apiproducts/{name}", get(get_product))
         .route("/v1/apps/{client_id}/apiproducts", get(get_subscriptions))
+        .route(
+            "/v1/apps/{client_id}/status",
+            axum::routing::put(set_statuses),
+        )
         .route(
             "/v1/apps/{client_id}/apiproducts/{name}",
             axum::routing::put(subscribe),
@@ -657,6 +661,9 @@ async fn create_app_inner(st: &Arc<AppState>, req: Request) -> Result<Response> 
         client_id: b.client_id.unwrap_or_else(|| random_alnum(32)),
         client_secret: b.client_secret.unwrap_or_else(|| random_alnum(32)),
         products: Vec::new(),
+        status: views::APPROVED.into(),
+        key_status: views::APPROVED.into(),
+        developer_status: "active".into(),
     };
     let app = st.store.create_app(app).await?;
     info!(app_id = %app.app_id, client_id = %app.client_id, "app created");
@@ -817,6 +824,99 @@ async fn subscriptions_of(st: &Arc<AppState>, client_id: &str) -> Result<Respons
     Ok(respond(
         StatusCode::OK,
         json!({"client_id": client_id, "apiProducts": list}),
+    ))
+}
+
+/// The statuses to change (at least one; the others are kept).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewStatuses {
+    /// The app's status (Apigee's `?action=approve|revoke` of an app).
+    #[schema(nullable = false)]
+    status: Option<ApprovalStatus>,
+    /// The API key's status (the client id as a key: Apigee's
+    /// `?action=approve|revoke` of a key).
+    #[schema(nullable = false)]
+    key_status: Option<ApprovalStatus>,
+    /// The developer's status (Apigee's `?action=active|inactive`).
+    #[schema(nullable = false)]
+    developer_status: Option<DeveloperStatus>,
+}
+
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ApprovalStatus {
+    Approved,
+    Revoked,
+}
+
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum DeveloperStatus {
+    Active,
+    Inactive,
+}
+
+/// Approves or revokes an app or its key, or (de)activates its developer:
+/// what VerifyAPIKey checks (docs/token-service.md, "API keys").
+#[utoipa::path(put, path = "/v1/apps/{client_id}/status",
+    params(("client_id" = String, Path, description = "the app's client id")),
+    request_body(content = NewStatuses, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the app's statuses after the change", body = AppStatuses),
+        (status = 400, description = "invalid_request (no status given, or an unknown one)", body = ErrorBody),
+        (status = 401, description = "unauthorized: not the admin key", body = ErrorBody),
+        (status = 404, description = "unknown_client: no app has this client_id", body = ErrorBody),
+        (status = 413, description = "request_too_large", body = ErrorBody),
+        (status = 503, description = "store_unavailable", body = ErrorBody),
+    ),
+    security(("admin_key" = [])))]
+pub(crate) async fn set_statuses(State(st): St, req: Request) -> Response {
+    answer(set_statuses_inner(&st, req).await)
+}
+
+async fn set_statuses_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    st.require_key(req.headers(), KeyKind::Admin)?;
+    let client_id = path_segment(&req, 2)?;
+    let b: NewStatuses = parse_json(&read_body(req).await?)?;
+    let approval = |s: ApprovalStatus| match s {
+        ApprovalStatus::Approved => "approved",
+        ApprovalStatus::Revoked => "revoked",
+    };
+    let change = crate::store::Statuses {
+        status: b.status.map(approval),
+        key_status: b.key_status.map(approval),
+        developer_status: b.developer_status.map(|d| match d {
+            DeveloperStatus::Active => "active",
+            DeveloperStatus::Inactive => "inactive",
+        }),
+    };
+    if change.status.is_none() && change.key_status.is_none() && change.developer_status.is_none() {
+        return Err(Error::invalid_request(
+            "give status, key_status or developer_status",
+        ));
+    }
+    let unknown = || {
+        Error::new(
+            StatusCode::NOT_FOUND,
+            "unknown_client",
+            "no app has this client_id",
+        )
+    };
+    if !st.store.set_statuses(client_id.clone(), change).await? {
+        return Err(unknown());
+    }
+    let app = st
+        .store
+        .app_by_client(&client_id)
+        .await?
+        .ok_or_else(unknown)?;
+    info!(client_id = %client_id, status = %app.status, key_status = %app.key_status,
+        developer_status = %app.developer_status, "app statuses stored");
+    Ok(respond(
+        StatusCode::OK,
+        json!({"client_id": client_id, "status": app.status, "key_status": app.key_status,
+               "developer_status": app.developer_status}),
     ))
 }
 

@@ -196,6 +196,18 @@ pub struct Subscription {
     pub status: crate::products::SubscriptionStatus,
 }
 
+/// An app's statuses (`PUT /v1/apps/{client_id}/status`).
+#[derive(Serialize, ToSchema)]
+pub struct AppStatuses {
+    pub client_id: String,
+    /// `approved` or `revoked`.
+    pub status: String,
+    /// `approved` or `revoked`.
+    pub key_status: String,
+    /// `active` or `inactive`.
+    pub developer_status: String,
+}
+
 /// What `POST /v1/tokens` imported (the value is never echoed).
 #[derive(Serialize, ToSchema)]
 pub struct Imported {
@@ -343,6 +355,7 @@ impl Modify for ImportBody {
         http::get_product,
         http::subscribe,
         http::get_subscriptions,
+        http::set_statuses,
         http::import_token,
         http::token,
         http::revoke,
@@ -372,6 +385,10 @@ impl Modify for ImportBody {
         http::NewApp,
         http::Status,
         http::NewSubscription,
+        http::NewStatuses,
+        http::ApprovalStatus,
+        http::DeveloperStatus,
+        AppStatuses,
         Subscriptions,
         Subscription,
         crate::products::ApiProduct,

@@ -111,6 +111,14 @@ fn sha256_key(value: &str) -> String {
     out
 }
 
+/// The statuses `PUT /v1/apps/{client_id}/status` changes (None: kept).
+#[derive(Debug, Clone, Default)]
+pub struct Statuses {
+    pub status: Option<&'static str>,
+    pub key_status: Option<&'static str>,
+    pub developer_status: Option<&'static str>,
+}
+
 /// Which kind of token a value is looked up as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -195,6 +203,9 @@ pub enum Op {
     Product,
     /// `/v1/apps/{client_id}/apiproducts/{name}` changed a subscription.
     Subscription,
+    /// `/v1/apps/{client_id}/status` changed the app's, its key's or its
+    /// developer's status.
+    Status,
 }
 
 impl Op {
@@ -208,6 +219,7 @@ impl Op {
             Op::Create => "create",
             Op::Product => "product",
             Op::Subscription => "subscription",
+            Op::Status => "status",
         }
     }
 }
@@ -692,6 +704,15 @@ impl Store {
                 blocking(s, move |s| s.subscribe(&client_id, &product, status)).await
             }
             Store::Postgres(p) => p.subscribe(&client_id, &product, status).await,
+        }
+    }
+
+    /// Changes the statuses given (app, key, developer); answers whether
+    /// the app exists.
+    pub async fn set_statuses(&self, client_id: String, st: Statuses) -> Result<bool> {
+        match self {
+            Store::Sqlite(s) => blocking(s, move |s| s.set_statuses(&client_id, &st)).await,
+            Store::Postgres(p) => p.set_statuses(&client_id, &st).await,
         }
     }
 

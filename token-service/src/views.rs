@@ -24,6 +24,12 @@ pub struct App {
     /// subscriptions, in its order (`api_products` names them all, defined
     /// or not).
     pub products: Vec<ApiProduct>,
+    /// The app's status (`approved`, `revoked`), its key's (the client id
+    /// as an API key: `approved`, `revoked`) and its developer's (`active`,
+    /// `inactive`), for VerifyAPIKey (docs/token-service.md, "API keys").
+    pub status: String,
+    pub key_status: String,
+    pub developer_status: String,
 }
 
 /// An access token row, with the refresh token issued with it (if any).
@@ -280,7 +286,9 @@ pub fn client_introspection(app: &App) -> Value {
             "developer.app.name": app.name,
             "developer.app.id": app.app_id,
             "api_product_list": api_product_list(&app.api_products),
-            "status": APPROVED,
+            "status": app.status,
+            "key_status": app.key_status,
+            "developer.status": app.developer_status,
             "attributes": attributes_value(&app.attributes),
         }
     });
@@ -323,6 +331,9 @@ mod tests {
             client_id: "abc".into(),
             client_secret: "s".into(),
             products: Vec::new(),
+            status: APPROVED.into(),
+            key_status: APPROVED.into(),
+            developer_status: "active".into(),
         }
     }
 

@@ -24,7 +24,7 @@ use super::{
     access_changes, app_changes, check_exchange, check_mergeable, check_refresh, check_revoker,
     client_changes, client_exists, code_changes, issued, merged, new_access, revoke_order,
     token_exists, unknown_client, Caller, Change, ChangeRow, FeedRead, Issued, Kind, Lifetimes,
-    Lookup, Op, Revoked, FRESH_VALUE_TRIES, SCHEMA_VERSION,
+    Lookup, Op, Revoked, Statuses, FRESH_VALUE_TRIES, SCHEMA_VERSION,
 };
 use super::{Hashing, HASHING_SETTING};
 use crate::error::{Error, Result};
@@ -155,6 +155,12 @@ CREATE TABLE app_products (
 );
 CREATE INDEX app_products_product ON app_products (product);
 CREATE INDEX access_tokens_client ON access_tokens (client_id);
+ALTER TABLE apps ADD COLUMN status TEXT NOT NULL DEFAULT 'approved'
+    CHECK (status IN ('approved', 'revoked'));
+ALTER TABLE apps ADD COLUMN key_status TEXT NOT NULL DEFAULT 'approved'
+    CHECK (key_status IN ('approved', 'revoked'));
+ALTER TABLE apps ADD COLUMN developer_status TEXT NOT NULL DEFAULT 'active'
+    CHECK (developer_status IN ('active', 'inactive'));
 INSERT INTO app_products (client_id, product, status, position)
     SELECT a.client_id, j.value, 'approved', j.n - 1
     FROM apps a, jsonb_array_elements_text(a.api_products::jsonb) WITH ORDINALITY AS j(value, n)
@@ -172,11 +178,12 @@ const APP_COLS: &str = "a.app_id, a.name, a.developer_email, a.developer_id, \
      a.attributes, a.redirect_uris, a.client_id, a.client_secret, \
      (SELECT COALESCE(json_agg(p.definition::json ORDER BY s.position), '[]')::text \
       FROM app_products s JOIN api_products p ON p.name = s.product \
-      WHERE s.client_id = a.client_id AND s.status = 'approved')";
+      WHERE s.client_id = a.client_id AND s.status = 'approved'), \
+     a.status, a.key_status, a.developer_status";
 const CODE_COLS: &str =
     "c.code, c.client_id, c.redirect_uri, c.scope, c.status, c.issued_at, c.expires_at, c.code_fp";
 const N_ACCESS: usize = 13;
-const N_APP: usize = 10;
+const N_APP: usize = 13;
 const N_CODE: usize = 8;
 
 /// How to reach the database and how long to wait for it.
@@ -803,6 +810,31 @@ impl Postgres {
         self.finish(c, r)
     }
 
+    pub async fn set_statuses(&self, client_id: &str, st: &Statuses) -> Result<bool> {
+        let d = self.deadline();
+        let mut c = self.conn(d).await?;
+        let r = timeout_at(d, async {
+            let tx = c.transaction().await?;
+            let n = tx
+                .execute(
+                    "UPDATE apps SET status = COALESCE($2, status), \
+                     key_status = COALESCE($3, key_status), \
+                     developer_status = COALESCE($4, developer_status) WHERE client_id = $1",
+                    &[&client_id, &st.status, &st.key_status, &st.developer_status],
+                )
+                .await?;
+            if n == 0 {
+                return Ok(false);
+            }
+            let live = live_tokens(&tx, client_id).await?;
+            insert_changes(&tx, &app_changes(client_id, &live, Op::Status)).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await;
+        self.finish(c, r)
+    }
+
     pub async fn subscriptions(
         &self,
         client_id: &str,
@@ -1327,6 +1359,9 @@ fn app_row(r: &Row, at: usize) -> Result<App> {
         client_id: r.try_get(at + 7)?,
         client_secret: r.try_get(at + 8)?,
         products: json_col(r, at + 9)?,
+        status: r.try_get(at + 10)?,
+        key_status: r.try_get(at + 11)?,
+        developer_status: r.try_get(at + 12)?,
     })
 }
 

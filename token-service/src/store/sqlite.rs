@@ -9,7 +9,7 @@ use super::{
     access_changes, app_changes, check_exchange, check_mergeable, check_refresh, check_revoker,
     client_changes, client_exists, code_changes, issued, merged, missing_app, new_access,
     revoke_order, token_exists, unknown_client, Caller, Change, ChangeRow, FeedRead, Hashing,
-    Issued, Kind, Lifetimes, Lookup, Op, Revoked, FRESH_VALUE_TRIES, HASHING_SETTING,
+    Issued, Kind, Lifetimes, Lookup, Op, Revoked, Statuses, FRESH_VALUE_TRIES, HASHING_SETTING,
     SCHEMA_VERSION,
 };
 use crate::error::{Error, Result};
@@ -128,6 +128,12 @@ CREATE TABLE app_products (
 ) WITHOUT ROWID;
 CREATE INDEX app_products_product ON app_products (product);
 CREATE INDEX access_tokens_client ON access_tokens (client_id);
+ALTER TABLE apps ADD COLUMN status TEXT NOT NULL DEFAULT 'approved'
+    CHECK (status IN ('approved', 'revoked'));
+ALTER TABLE apps ADD COLUMN key_status TEXT NOT NULL DEFAULT 'approved'
+    CHECK (key_status IN ('approved', 'revoked'));
+ALTER TABLE apps ADD COLUMN developer_status TEXT NOT NULL DEFAULT 'active'
+    CHECK (developer_status IN ('active', 'inactive'));
 INSERT OR IGNORE INTO app_products (client_id, product, status, position)
     SELECT a.client_id, j.value, 'approved', j.key FROM apps a, json_each(a.api_products) j;
 ";
@@ -141,6 +147,7 @@ const APP_BY_CLIENT: &str = "SELECT a.app_id, a.name, a.developer_email, a.devel
      (SELECT json_group_array(json(definition)) FROM (SELECT p.definition FROM app_products s \
       JOIN api_products p ON p.name = s.product \
       WHERE s.client_id = a.client_id AND s.status = 'approved' ORDER BY s.position)) \
+     , a.status, a.key_status, a.developer_status \
      FROM apps a WHERE a.client_id = ?1";
 const ACCESS_BY_TOKEN: &str = "SELECT token, client_id, scope, status, issued_at, expires_at, \
      refresh_token, refresh_token_status, refresh_token_issued_at, refresh_token_expires_at, \
@@ -413,6 +420,31 @@ impl Sqlite {
                 c,
                 &app_changes(client_id, &live_tokens(c, client_id)?, Op::Subscription),
             )
+        })
+    }
+
+    pub fn set_statuses(&self, client_id: &str, st: &Statuses) -> Result<bool> {
+        self.write(|c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE apps SET status = COALESCE(?2, status), \
+                     key_status = COALESCE(?3, key_status), \
+                     developer_status = COALESCE(?4, developer_status) WHERE client_id = ?1",
+                )?
+                .execute(rusqlite::params![
+                    client_id,
+                    st.status,
+                    st.key_status,
+                    st.developer_status
+                ])?;
+            if n == 0 {
+                return Ok(false);
+            }
+            insert_changes(
+                c,
+                &app_changes(client_id, &live_tokens(c, client_id)?, Op::Status),
+            )?;
+            Ok(true)
         })
     }
 
@@ -996,6 +1028,9 @@ fn app_by_client(c: &Connection, client_id: &str) -> Result<Option<App>> {
                 client_id: r.get(7)?,
                 client_secret: r.get(8)?,
                 products: json_col(r, 9)?,
+                status: r.get(10)?,
+                key_status: r.get(11)?,
+                developer_status: r.get(12)?,
             })
         })
         .optional()?;

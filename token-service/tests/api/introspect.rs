@@ -232,6 +232,8 @@ fn client_id_hint() {
                 "developer.app.id": app["app_id"],
                 "api_product_list": "[FreeProduct, Premium]",
                 "status": "approved",
+                "key_status": "approved",
+                "developer.status": "active",
                 "attributes": {"tier": "gold"},
             },
             "api_products": [],

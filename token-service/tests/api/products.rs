@@ -236,7 +236,72 @@ fn lookups_carry_the_products_of_approved_subscriptions() {
     assert_eq!(v, json!({"active": false}));
 }
 
+fn app_key_and_developer_statuses_show_in_the_key_lookup() {
+    let s = Server::start();
+    s.std_app("shop");
+    s.import_access("at-shop-1", "cid-shop", json!({}));
+    let p = s.introspect("cid-shop", Some("client_id"))["profile"].clone();
+    assert_eq!(
+        (&p["status"], &p["key_status"], &p["developer.status"]),
+        (&json!("approved"), &json!("approved"), &json!("active"))
+    );
+    let (_, cursor) = s.all_changes(0, 5000);
+    let r = put(
+        &s,
+        "/v1/apps/cid-shop/status",
+        &json!({"status": "revoked"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json,
+        json!({"client_id": "cid-shop", "status": "revoked", "key_status": "approved",
+               "developer_status": "active"})
+    );
+    let r = put(
+        &s,
+        "/v1/apps/cid-shop/status",
+        &json!({"key_status": "revoked", "developer_status": "inactive"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let p = s.introspect("cid-shop", Some("client_id"))["profile"].clone();
+    assert_eq!(
+        (&p["status"], &p["key_status"], &p["developer.status"]),
+        (&json!("revoked"), &json!("revoked"), &json!("inactive"))
+    );
+    // Each change names the client id and the live token.
+    let (rows, cursor) = s.all_changes(cursor, 5000);
+    let ops: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r["kind"].as_str().unwrap(), r["op"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            ("client_id", "status"),
+            ("access_token", "status"),
+            ("client_id", "status"),
+            ("access_token", "status")
+        ]
+    );
+    // Refusals write nothing.
+    put(&s, "/v1/apps/cid-shop/status", &json!({})).assert_error(400, "invalid_request");
+    put(
+        &s,
+        "/v1/apps/cid-shop/status",
+        &json!({"status": "pending"}),
+    )
+    .assert_error(400, "invalid_request");
+    put(
+        &s,
+        "/v1/apps/cid-nobody/status",
+        &json!({"status": "approved"}),
+    )
+    .assert_error(404, "unknown_client");
+    assert!(s.all_changes(cursor, 5000).0.is_empty());
+}
+
 both_stores!(
+    app_key_and_developer_statuses_show_in_the_key_lookup,
     lookups_carry_the_products_of_approved_subscriptions,
     products_are_stored_as_apigee_exports_them,
     malformed_products_are_refused_and_write_nothing,
@@ -262,6 +327,8 @@ fn a_version_3_postgres_database_gets_the_apps_subscriptions() {
                 &name,
                 "DROP TABLE app_products; DROP TABLE api_products; \
                  DROP INDEX access_tokens_client; DELETE FROM schema_migrations WHERE version = 4; \
+                 ALTER TABLE apps DROP COLUMN status, DROP COLUMN key_status, \
+                 DROP COLUMN developer_status; \
                  UPDATE apps SET api_products = '[\"Zeta\", \"Alpha\"]' WHERE client_id = 'cid-old'",
             );
             s.start_again()
