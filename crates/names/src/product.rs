@@ -359,4 +359,64 @@ mod tests {
         let m = find(&ps, &call("admin", "/x/y", "DELETE")).unwrap();
         assert_eq!((m.product.name.as_str(), m.operation), ("whole", None));
     }
+
+    /// GoogleCloudPlatform/apigee-samples `apiproduct-operations`: its
+    /// three products (viewer, creator, admin, as its configuration data
+    /// defines their operation groups) and what its token tests expect for
+    /// each call (the resource that matched, or the 401).
+    #[test]
+    fn the_apiproduct_operations_sample_expectations() {
+        let proxy = "apiproduct-operations";
+        let config = |resource: &str, methods: &[&str]| OperationConfig {
+            api_source: proxy.into(),
+            operations: vec![Operation {
+                resource: resource.into(),
+                methods: methods.iter().map(|s| s.to_string()).collect(),
+            }],
+            attributes: Vec::new(),
+        };
+        let with = |name: &str, operations: Vec<OperationConfig>| Product {
+            name: name.into(),
+            operations,
+            ..Product::default()
+        };
+        let viewer = with(
+            "viewer",
+            vec![config("/*/users", &["GET"]), config("/*/users/*", &["GET"])],
+        );
+        let creator = with("creator", vec![config("/*/users", &["POST"])]);
+        let admin = with(
+            "admin",
+            vec![
+                config("/*/users", &["GET", "POST"]),
+                config("/*/users/*", &["DELETE", "GET", "PUT"]),
+            ],
+        );
+        let cases: &[(&Product, &str, &str, Option<&str>)] = &[
+            (&viewer, "GET", "/token/users", Some("/*/users")),
+            (&creator, "GET", "/token/users", None),
+            (&viewer, "GET", "/token/users/1234", Some("/*/users/*")),
+            (&creator, "GET", "/token/users/1234", None),
+            (&viewer, "POST", "/token/users", None),
+            (&creator, "POST", "/token/users", Some("/*/users")),
+            (&viewer, "DELETE", "/token/users/1234", None),
+            (&creator, "DELETE", "/token/users/1234", None),
+            (&admin, "DELETE", "/token/users/1234", Some("/*/users/*")),
+            // The same products guard the API-key half of the proxy.
+            (&viewer, "GET", "/apikey/users", Some("/*/users")),
+            (&admin, "PUT", "/apikey/users/7", Some("/*/users/*")),
+            (&admin, "PATCH", "/apikey/users/7", None),
+        ];
+        for (product, verb, suffix, want) in cases {
+            let got = allows(product, &call(proxy, suffix, verb))
+                .map(|m| m.operation.map(|(_, op)| op.resource.as_str()));
+            assert_eq!(got, want.map(Some), "{} {verb} {suffix}", product.name);
+        }
+        // Another proxy is allowed by none of them.
+        assert!(find(
+            &[viewer, creator, admin],
+            &call("other", "/token/users", "GET")
+        )
+        .is_none());
+    }
 }
