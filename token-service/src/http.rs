@@ -2,7 +2,7 @@
 //! store is behind `Store`: this layer does not know which one it has.
 
 use crate::error::{Error, Result};
-use crate::products::{unknown_product, ApiProduct, SubscriptionStatus};
+use crate::products::{approval, unknown_product, ApiProduct, ApigeeApp, SubscriptionStatus};
 use crate::store::{Caller, Feed, Issued, Kind, Lifetimes, Lookup, Revoked, Store};
 use crate::util::{random_alnum, random_id, redact};
 use crate::views::{self, AccessToken, App, Attributes, AuthCode, RefreshToken};
@@ -66,6 +66,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/oauth2/revoke", post(revoke))
         .route("/v1/accesstokens/attributes", post(merge_attributes))
         .route("/v1/apps", post(create_app))
+        .route("/v1/apigee/apps", post(import_apigee_app))
         .route("/v1/apiproducts", post(put_product))
         .route("/v1/apiproducts/{name}", get(get_product))
         .route("/v1/apps/{client_id}/apiproducts", get(get_subscriptions))
@@ -665,7 +666,12 @@ async fn create_app_inner(st: &Arc<AppState>, req: Request) -> Result<Response> 
         key_status: views::APPROVED.into(),
         developer_status: "active".into(),
     };
-    let app = st.store.create_app(app).await?;
+    let subs = app
+        .api_products
+        .iter()
+        .map(|p| (p.clone(), SubscriptionStatus::Approved))
+        .collect();
+    let app = st.store.create_app(app, subs).await?;
     info!(app_id = %app.app_id, client_id = %app.client_id, "app created");
     Ok(respond(
         StatusCode::CREATED,
@@ -917,6 +923,99 @@ async fn set_statuses_inner(st: &Arc<AppState>, req: Request) -> Result<Response
         StatusCode::OK,
         json!({"client_id": client_id, "status": app.status, "key_status": app.key_status,
                "developer_status": app.developer_status}),
+    ))
+}
+
+/// Imports a developer app as Apigee's management API exports it: its one
+/// credential's key and secret become the client id and secret, its
+/// products the app's subscriptions with their statuses, and the app's and
+/// the key's statuses are kept (docs/token-service.md).
+#[utoipa::path(post, path = "/v1/apigee/apps",
+    request_body(content = ApigeeApp, content_type = "application/json"),
+    responses(
+        (status = 201, description = "the app", body = AppCreated),
+        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 401, description = "unauthorized: not the admin key", body = ErrorBody),
+        (status = 409, description = "client_exists", body = ErrorBody),
+        (status = 413, description = "request_too_large", body = ErrorBody),
+        (status = 503, description = "store_unavailable", body = ErrorBody),
+    ),
+    security(("admin_key" = [])))]
+pub(crate) async fn import_apigee_app(State(st): St, req: Request) -> Response {
+    answer(import_apigee_app_inner(&st, req).await)
+}
+
+async fn import_apigee_app_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    st.require_key(req.headers(), KeyKind::Admin)?;
+    let b: ApigeeApp = parse_json(&read_body(req).await?)?;
+    non_empty("name", &b.name)?;
+    let email = b.developer_email.as_deref().unwrap_or_default();
+    if email.is_empty() {
+        return Err(Error::invalid_request(
+            "developerEmail is required (Apigee X exports it; add it to an Edge export)",
+        ));
+    }
+    let [cred] = b.credentials.as_slice() else {
+        return Err(Error::invalid_request(format!(
+            "the app has {} credentials; import one app per credential (its key is the client id)",
+            b.credentials.len()
+        )));
+    };
+    non_empty("consumerKey", &cred.consumer_key)?;
+    non_empty("consumerSecret", &cred.consumer_secret)?;
+    let mut attributes = Attributes::new();
+    for a in &b.attributes {
+        non_empty("attributes name", &a.name)?;
+        attributes.insert(a.name.clone(), a.value.clone());
+    }
+    let mut subs: Vec<(String, SubscriptionStatus)> = Vec::new();
+    for p in &cred.api_products {
+        non_empty("apiproduct", &p.apiproduct)?;
+        if subs.iter().any(|(n, _)| *n == p.apiproduct) {
+            return Err(Error::invalid_request(format!(
+                "the credential lists the product {:?} twice",
+                p.apiproduct
+            )));
+        }
+        subs.push((p.apiproduct.clone(), p.status));
+    }
+    for (field, v) in [("appId", &b.app_id), ("developerId", &b.developer_id)] {
+        if let Some(v) = v {
+            non_empty(field, v)?;
+        }
+    }
+    let app = App {
+        app_id: b.app_id.clone().unwrap_or_else(random_id),
+        name: b.name.clone(),
+        developer_email: email.to_owned(),
+        developer_id: b.developer_id.clone().unwrap_or_else(random_id),
+        api_products: subs.iter().map(|(n, _)| n.clone()).collect(),
+        attributes,
+        redirect_uris: b
+            .callback_url
+            .iter()
+            .filter(|u| !u.is_empty())
+            .cloned()
+            .collect(),
+        client_id: cred.consumer_key.clone(),
+        client_secret: cred.consumer_secret.clone(),
+        products: Vec::new(),
+        status: approval("status", b.status.as_deref())?.to_owned(),
+        key_status: approval("credentials status", cred.status.as_deref())?.to_owned(),
+        developer_status: "active".into(),
+    };
+    let app = st.store.create_app(app, subs).await?;
+    info!(app_id = %app.app_id, client_id = %app.client_id, "app imported");
+    Ok(respond(
+        StatusCode::CREATED,
+        json!({
+            "app_id": app.app_id,
+            "client_id": app.client_id,
+            "client_secret": app.client_secret,
+            "name": app.name,
+            "developer_email": app.developer_email,
+            "developer_id": app.developer_id,
+        }),
     ))
 }
 

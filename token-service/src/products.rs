@@ -313,6 +313,75 @@ impl ApiProduct {
     }
 }
 
+/// A developer app as Apigee's management API exports it (`GET
+/// .../developers/{email}/apps/{name}`, or `.../apps?expand=true`): what
+/// `POST /v1/apigee/apps` reads. Other members (`createdAt`, `scopes`,
+/// `appFamily`...) are accepted and not kept.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApigeeApp {
+    #[schema(min_length = 1)]
+    pub name: String,
+    #[serde(default)]
+    #[schema(nullable = false)]
+    pub app_id: Option<String>,
+    /// Required here (Apigee X exports it; add it to an Edge export).
+    #[serde(default)]
+    #[schema(nullable = false)]
+    pub developer_email: Option<String>,
+    #[serde(default)]
+    #[schema(nullable = false)]
+    pub developer_id: Option<String>,
+    /// `approved` (default) or `revoked`.
+    #[serde(default)]
+    #[schema(nullable = false)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub attributes: Vec<NameValue>,
+    #[serde(default)]
+    #[schema(nullable = false)]
+    pub callback_url: Option<String>,
+    /// Exactly one: its key becomes the client id.
+    pub credentials: Vec<ApigeeCredential>,
+}
+
+/// One credential (an API key and its secret) of an Apigee app.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApigeeCredential {
+    #[schema(min_length = 1)]
+    pub consumer_key: String,
+    #[schema(min_length = 1)]
+    pub consumer_secret: String,
+    /// `approved` (default) or `revoked`.
+    #[serde(default)]
+    #[schema(nullable = false)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub api_products: Vec<ApigeeSubscription>,
+}
+
+/// A credential's product and the subscription's status.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApigeeSubscription {
+    #[schema(min_length = 1)]
+    pub apiproduct: String,
+    pub status: SubscriptionStatus,
+}
+
+/// An approval status of an app or a key (`approved`, `revoked`).
+pub fn approval(field: &str, v: Option<&str>) -> Result<&'static str> {
+    match v {
+        None | Some("approved") => Ok("approved"),
+        Some("revoked") => Ok("revoked"),
+        Some(other) => Err(invalid(format!(
+            "{field} {:?} is neither approved nor revoked",
+            other.chars().take(40).collect::<String>()
+        ))),
+    }
+}
+
 /// A product unknown to the store.
 pub fn unknown_product() -> Error {
     Error::new(

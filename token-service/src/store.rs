@@ -670,10 +670,16 @@ impl Store {
         }
     }
 
-    pub async fn create_app(&self, app: App) -> Result<App> {
+    /// Creates an app with its subscriptions (`subs`, in order; an app's
+    /// `api_products` are its approved ones).
+    pub async fn create_app(
+        &self,
+        app: App,
+        subs: Vec<(String, SubscriptionStatus)>,
+    ) -> Result<App> {
         match self {
-            Store::Sqlite(s) => blocking(s, move |s| s.create_app(&app).map(|()| app)).await,
-            Store::Postgres(p) => p.create_app(&app).await.map(|()| app),
+            Store::Sqlite(s) => blocking(s, move |s| s.create_app(&app, &subs).map(|()| app)).await,
+            Store::Postgres(p) => p.create_app(&app, &subs).await.map(|()| app),
         }
     }
 

@@ -688,7 +688,7 @@ impl Postgres {
         self.finish(c, r)
     }
 
-    pub async fn create_app(&self, app: &App) -> Result<()> {
+    pub async fn create_app(&self, app: &App, subs: &[(String, SubscriptionStatus)]) -> Result<()> {
         let d = self.deadline();
         let mut c = self.conn(d).await?;
         let r = timeout_at(d, async {
@@ -699,8 +699,9 @@ impl Postgres {
             let inserted = tx
                 .execute(
                     "INSERT INTO apps (app_id, name, developer_email, developer_id, api_products, \
-                     attributes, redirect_uris, client_id, client_secret, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     attributes, redirect_uris, client_id, client_secret, created_at, status, \
+                     key_status, developer_status) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                     &[
                         &app.app_id,
                         &app.name,
@@ -712,6 +713,9 @@ impl Postgres {
                         &app.client_id,
                         &app.client_secret,
                         &now_ms(),
+                        &app.status,
+                        &app.key_status,
+                        &app.developer_status,
                     ],
                 )
                 .await;
@@ -720,8 +724,8 @@ impl Postgres {
                 Err(e) if is_unique_violation(&e) => return Err(client_exists()),
                 other => other?,
             };
-            for p in &app.api_products {
-                put_subscription(&tx, &app.client_id, p, SubscriptionStatus::Approved).await?;
+            for (p, status) in subs {
+                put_subscription(&tx, &app.client_id, p, *status).await?;
             }
             insert_changes(&tx, &client_changes(&app.client_id, Op::Create)).await?;
             tx.commit().await?;

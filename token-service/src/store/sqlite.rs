@@ -333,15 +333,16 @@ impl Sqlite {
         self.read(|c| app_by_client(c, client_id))
     }
 
-    pub fn create_app(&self, app: &App) -> Result<()> {
+    pub fn create_app(&self, app: &App, subs: &[(String, SubscriptionStatus)]) -> Result<()> {
         self.write(|c| {
             if app_by_client(c, &app.client_id)?.is_some() {
                 return Err(client_exists());
             }
             c.prepare_cached(
                 "INSERT INTO apps (app_id, name, developer_email, developer_id, api_products, \
-                 attributes, redirect_uris, client_id, client_secret, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 attributes, redirect_uris, client_id, client_secret, created_at, status, \
+                 key_status, developer_status) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?
             .execute(rusqlite::params![
                 app.app_id,
@@ -354,9 +355,12 @@ impl Sqlite {
                 app.client_id,
                 app.client_secret,
                 now_ms(),
+                app.status,
+                app.key_status,
+                app.developer_status,
             ])?;
-            for p in &app.api_products {
-                put_subscription(c, &app.client_id, p, SubscriptionStatus::Approved)?;
+            for (p, status) in subs {
+                put_subscription(c, &app.client_id, p, *status)?;
             }
             insert_changes(c, &client_changes(&app.client_id, Op::Create))
         })

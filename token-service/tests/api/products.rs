@@ -301,6 +301,7 @@ fn app_key_and_developer_statuses_show_in_the_key_lookup() {
 }
 
 both_stores!(
+    an_apigee_app_export_is_imported_with_its_statuses_and_subscriptions,
     app_key_and_developer_statuses_show_in_the_key_lookup,
     lookups_carry_the_products_of_approved_subscriptions,
     products_are_stored_as_apigee_exports_them,
@@ -346,4 +347,67 @@ fn a_version_3_postgres_database_gets_the_apps_subscriptions() {
             "4"
         );
     });
+}
+
+fn an_apigee_app_export_is_imported_with_its_statuses_and_subscriptions() {
+    let s = Server::start();
+    s.json("/v1/apiproducts", Some(&adm()), &product("read-only"));
+    // As Apigee's management API exports a developer app (members this
+    // service does not keep included).
+    let exported = json!({
+        "appId": "0c2b6a4e-1111-4222-8333-944455556666", "name": "viewer-app",
+        "developerId": "dev-7", "developerEmail": "viewer@example.com", "status": "approved",
+        "attributes": [{"name": "DisplayName", "value": "Viewer"}],
+        "callbackUrl": "https://viewer.example.com/cb", "createdAt": "1693001234567",
+        "appFamily": "default", "scopes": [],
+        "credentials": [{
+            "consumerKey": "key-viewer", "consumerSecret": "secret-viewer",
+            "status": "revoked", "expiresAt": "-1", "issuedAt": "1693001234567",
+            "scopes": [], "attributes": [],
+            "apiProducts": [{"apiproduct": "read-only", "status": "approved"},
+                            {"apiproduct": "legacy", "status": "pending"}]}]
+    });
+    let r = s.json("/v1/apigee/apps", Some(&adm()), &exported);
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json["client_id"], "key-viewer");
+    assert_eq!(r.json["app_id"], "0c2b6a4e-1111-4222-8333-944455556666");
+    let v = s.introspect("key-viewer", Some("client_id"));
+    let p = &v["profile"];
+    assert_eq!(p["client_secret"], "secret-viewer");
+    assert_eq!(p["developer.email"], "viewer@example.com");
+    assert_eq!(p["redirection_uris"], "https://viewer.example.com/cb");
+    assert_eq!(p["attributes"], json!({"DisplayName": "Viewer"}));
+    assert_eq!(
+        (&p["status"], &p["key_status"]),
+        (&json!("approved"), &json!("revoked"))
+    );
+    assert_eq!(p["api_product_list"], "[read-only]");
+    assert_eq!(v["api_products"][0]["name"], "read-only");
+    let r = s.get_auth("/v1/apps/key-viewer/apiproducts", &adm());
+    assert_eq!(
+        r.json["apiProducts"],
+        json!([{"apiproduct": "read-only", "status": "approved"},
+               {"apiproduct": "legacy", "status": "pending"}])
+    );
+    // Refusals write nothing.
+    let before = s.all_changes(0, 5000).0.len();
+    let mut two = exported.clone();
+    two["credentials"] = json!([exported["credentials"][0], exported["credentials"][0]]);
+    let mut no_email = exported.clone();
+    no_email.as_object_mut().unwrap().remove("developerEmail");
+    let mut bad_status = exported.clone();
+    bad_status["status"] = json!("pending");
+    let mut taken = exported.clone();
+    taken["name"] = json!("again");
+    for (body, status, code) in [
+        (two, 400, "invalid_request"),
+        (no_email, 400, "invalid_request"),
+        (bad_status, 400, "invalid_request"),
+        (json!({"name": "x"}), 400, "invalid_request"),
+        (taken, 409, "client_exists"),
+    ] {
+        s.json("/v1/apigee/apps", Some(&adm()), &body)
+            .assert_error(status, code);
+    }
+    assert_eq!(s.all_changes(0, 5000).0.len(), before);
 }
