@@ -2,6 +2,7 @@
 //! store is behind `Store`: this layer does not know which one it has.
 
 use crate::error::{Error, Result};
+use crate::products::{approval, unknown_product, ApiProduct, ApigeeApp, SubscriptionStatus};
 use crate::store::{Caller, Feed, Issued, Kind, Lifetimes, Lookup, Revoked, Store};
 use crate::util::{random_alnum, random_id, redact};
 use crate::views::{self, AccessToken, App, Attributes, AuthCode, RefreshToken};
@@ -27,8 +28,8 @@ use tracing::{debug, info};
 pub(crate) mod ext_authz;
 
 use crate::openapi::{
-    AppCreated, ErrorBody, FeedPage, Health, Imported, IntrospectForm, Introspection, RevokeForm,
-    TokenForm, TokenIssued,
+    AppCreated, AppStatuses, ErrorBody, FeedPage, Health, Imported, IntrospectForm, Introspection,
+    RevokeForm, Subscriptions, TokenForm, TokenIssued,
 };
 pub use ext_authz::KEY_HEADER as EXT_AUTHZ_KEY_HEADER;
 use utoipa::ToSchema;
@@ -65,6 +66,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/oauth2/revoke", post(revoke))
         .route("/v1/accesstokens/attributes", post(merge_attributes))
         .route("/v1/apps", post(create_app))
+        .route("/v1/apigee/apps", post(import_apigee_app))
+        .route("/v1/apiproducts", post(put_product))
+        .route("/v1/apiproducts/{name}", get(get_product))
+        .route("/v1/apps/{client_id}/apiproducts", get(get_subscriptions))
+        .route(
+            "/v1/apps/{client_id}/status",
+            axum::routing::put(set_statuses),
+        )
+        .route(
+            "/v1/apps/{client_id}/apiproducts/{name}",
+            axum::routing::put(subscribe),
+        )
         .route("/v1/tokens", post(import_token))
         .route("/v1/changes", get(changes))
         .route("/healthz", get(healthz))
@@ -648,9 +661,351 @@ async fn create_app_inner(st: &Arc<AppState>, req: Request) -> Result<Response> 
         redirect_uris: b.redirect_uris,
         client_id: b.client_id.unwrap_or_else(|| random_alnum(32)),
         client_secret: b.client_secret.unwrap_or_else(|| random_alnum(32)),
+        products: Vec::new(),
+        status: views::APPROVED.into(),
+        key_status: views::APPROVED.into(),
+        developer_status: "active".into(),
     };
-    let app = st.store.create_app(app).await?;
+    let subs = app
+        .api_products
+        .iter()
+        .map(|p| (p.clone(), SubscriptionStatus::Approved))
+        .collect();
+    let app = st.store.create_app(app, subs).await?;
     info!(app_id = %app.app_id, client_id = %app.client_id, "app created");
+    Ok(respond(
+        StatusCode::CREATED,
+        json!({
+            "app_id": app.app_id,
+            "client_id": app.client_id,
+            "client_secret": app.client_secret,
+            "name": app.name,
+            "developer_email": app.developer_email,
+            "developer_id": app.developer_id,
+        }),
+    ))
+}
+
+// ---------------------------------------------------------------- API products
+
+/// The percent-decoded path segment `i` (0 is the segment after the leading
+/// `/`): a name in a product or subscription path.
+fn path_segment(req: &Request, i: usize) -> Result<String> {
+    let raw = req
+        .uri()
+        .path()
+        .split('/')
+        .nth(i + 1)
+        .ok_or_else(|| Error::invalid_request("the path is incomplete"))?;
+    let s = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| Error::invalid_request("a name in the path is not UTF-8"))?;
+    non_empty("name", &s)?;
+    Ok(s.into_owned())
+}
+
+/// Creates or replaces an API product (Apigee's `apiproducts` JSON).
+#[utoipa::path(post, path = "/v1/apiproducts",
+    request_body(content = ApiProduct, content_type = "application/json"),
+    responses(
+        (status = 201, description = "created: the product as stored", body = ApiProduct),
+        (status = 200, description = "replaced: the product as stored", body = ApiProduct),
+        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 401, description = "unauthorized: not the admin key", body = ErrorBody),
+        (status = 413, description = "request_too_large", body = ErrorBody),
+        (status = 503, description = "store_unavailable", body = ErrorBody),
+    ),
+    security(("admin_key" = [])))]
+pub(crate) async fn put_product(State(st): St, req: Request) -> Response {
+    answer(put_product_inner(&st, req).await)
+}
+
+async fn put_product_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    st.require_key(req.headers(), KeyKind::Admin)?;
+    let p: ApiProduct = parse_json(&read_body(req).await?)?;
+    p.check()?;
+    let new = st.store.put_product(p.clone()).await?;
+    info!(product = %p.name, new, "API product stored");
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(p)).into_response())
+}
+
+/// One API product.
+#[utoipa::path(get, path = "/v1/apiproducts/{name}",
+    params(("name" = String, Path, description = "the product's name")),
+    responses(
+        (status = 200, description = "the product", body = ApiProduct),
+        (status = 401, description = "unauthorized: not the admin key", body = ErrorBody),
+        (status = 404, description = "unknown_api_product", body = ErrorBody),
+        (status = 503, description = "store_unavailable", body = ErrorBody),
+    ),
+    security(("admin_key" = [])))]
+pub(crate) async fn get_product(State(st): St, req: Request) -> Response {
+    answer(get_product_inner(&st, req).await)
+}
+
+async fn get_product_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    st.require_key(req.headers(), KeyKind::Admin)?;
+    let name = path_segment(&req, 2)?;
+    let p = st.store.product(&name).await?.ok_or_else(unknown_product)?;
+    Ok((StatusCode::OK, Json(p)).into_response())
+}
+
+/// A subscription's new status.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewSubscription {
+    status: SubscriptionStatus,
+}
+
+/// Subscribes an app to an API product, or changes the subscription's
+/// status (only `approved` lets the product allow calls).
+#[utoipa::path(put, path = "/v1/apps/{client_id}/apiproducts/{name}",
+    params(
+        ("client_id" = String, Path, description = "the app's client id"),
+        ("name" = String, Path, description = "the product's name"),
+    ),
+    request_body(content = NewSubscription, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the app's subscriptions after the change", body = Subscriptions),
+        (status = 400, description = "invalid_request, invalid_client (no app has this client_id)", body = ErrorBody),
+        (status = 401, description = "unauthorized: not the admin key", body = ErrorBody),
+        (status = 404, description = "unknown_api_product", body = ErrorBody),
+        (status = 413, description = "request_too_large", body = ErrorBody),
+        (status = 503, description = "store_unavailable", body = ErrorBody),
+    ),
+    security(("admin_key" = [])))]
+pub(crate) async fn subscribe(State(st): St, req: Request) -> Response {
+    answer(subscribe_inner(&st, req).await)
+}
+
+async fn subscribe_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    st.require_key(req.headers(), KeyKind::Admin)?;
+    let client_id = path_segment(&req, 2)?;
+    let product = path_segment(&req, 4)?;
+    let b: NewSubscription = parse_json(&read_body(req).await?)?;
+    st.store
+        .subscribe(client_id.clone(), product.clone(), b.status)
+        .await?;
+    info!(client_id = %client_id, product = %product, status = b.status.as_str(), "subscription stored");
+    subscriptions_of(st, &client_id).await
+}
+
+/// An app's subscriptions, in its order.
+#[utoipa::path(get, path = "/v1/apps/{client_id}/apiproducts",
+    params(("client_id" = String, Path, description = "the app's client id")),
+    responses(
+        (status = 200, description = "the app's subscriptions", body = Subscriptions),
+        (status = 401, description = "unauthorized: not the admin key", body = ErrorBody),
+        (status = 404, description = "unknown_client: no app has this client_id", body = ErrorBody),
+        (status = 503, description = "store_unavailable", body = ErrorBody),
+    ),
+    security(("admin_key" = [])))]
+pub(crate) async fn get_subscriptions(State(st): St, req: Request) -> Response {
+    answer(get_subscriptions_inner(&st, req).await)
+}
+
+async fn get_subscriptions_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    st.require_key(req.headers(), KeyKind::Admin)?;
+    let client_id = path_segment(&req, 2)?;
+    subscriptions_of(st, &client_id).await
+}
+
+async fn subscriptions_of(st: &Arc<AppState>, client_id: &str) -> Result<Response> {
+    let subs = st.store.subscriptions(client_id).await?.ok_or_else(|| {
+        Error::new(
+            StatusCode::NOT_FOUND,
+            "unknown_client",
+            "no app has this client_id",
+        )
+    })?;
+    let list: Vec<Value> = subs
+        .into_iter()
+        .map(|(p, s)| json!({"apiproduct": p, "status": s.as_str()}))
+        .collect();
+    Ok(respond(
+        StatusCode::OK,
+        json!({"client_id": client_id, "apiProducts": list}),
+    ))
+}
+
+/// The statuses to change (at least one; the others are kept).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewStatuses {
+    /// The app's status (Apigee's `?action=approve|revoke` of an app).
+    #[schema(nullable = false)]
+    status: Option<ApprovalStatus>,
+    /// The API key's status (the client id as a key: Apigee's
+    /// `?action=approve|revoke` of a key).
+    #[schema(nullable = false)]
+    key_status: Option<ApprovalStatus>,
+    /// The developer's status (Apigee's `?action=active|inactive`).
+    #[schema(nullable = false)]
+    developer_status: Option<DeveloperStatus>,
+}
+
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ApprovalStatus {
+    Approved,
+    Revoked,
+}
+
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum DeveloperStatus {
+    Active,
+    Inactive,
+}
+
+/// Approves or revokes an app or its key, or (de)activates its developer:
+/// what VerifyAPIKey checks (docs/token-service.md, "API keys").
+#[utoipa::path(put, path = "/v1/apps/{client_id}/status",
+    params(("client_id" = String, Path, description = "the app's client id")),
+    request_body(content = NewStatuses, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the app's statuses after the change", body = AppStatuses),
+        (status = 400, description = "invalid_request (no status given, or an unknown one)", body = ErrorBody),
+        (status = 401, description = "unauthorized: not the admin key", body = ErrorBody),
+        (status = 404, description = "unknown_client: no app has this client_id", body = ErrorBody),
+        (status = 413, description = "request_too_large", body = ErrorBody),
+        (status = 503, description = "store_unavailable", body = ErrorBody),
+    ),
+    security(("admin_key" = [])))]
+pub(crate) async fn set_statuses(State(st): St, req: Request) -> Response {
+    answer(set_statuses_inner(&st, req).await)
+}
+
+async fn set_statuses_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    st.require_key(req.headers(), KeyKind::Admin)?;
+    let client_id = path_segment(&req, 2)?;
+    let b: NewStatuses = parse_json(&read_body(req).await?)?;
+    let approval = |s: ApprovalStatus| match s {
+        ApprovalStatus::Approved => "approved",
+        ApprovalStatus::Revoked => "revoked",
+    };
+    let change = crate::store::Statuses {
+        status: b.status.map(approval),
+        key_status: b.key_status.map(approval),
+        developer_status: b.developer_status.map(|d| match d {
+            DeveloperStatus::Active => "active",
+            DeveloperStatus::Inactive => "inactive",
+        }),
+    };
+    if change.status.is_none() && change.key_status.is_none() && change.developer_status.is_none() {
+        return Err(Error::invalid_request(
+            "give status, key_status or developer_status",
+        ));
+    }
+    let unknown = || {
+        Error::new(
+            StatusCode::NOT_FOUND,
+            "unknown_client",
+            "no app has this client_id",
+        )
+    };
+    if !st.store.set_statuses(client_id.clone(), change).await? {
+        return Err(unknown());
+    }
+    let app = st
+        .store
+        .app_by_client(&client_id)
+        .await?
+        .ok_or_else(unknown)?;
+    info!(client_id = %client_id, status = %app.status, key_status = %app.key_status,
+        developer_status = %app.developer_status, "app statuses stored");
+    Ok(respond(
+        StatusCode::OK,
+        json!({"client_id": client_id, "status": app.status, "key_status": app.key_status,
+               "developer_status": app.developer_status}),
+    ))
+}
+
+/// Imports a developer app as Apigee's management API exports it: its one
+/// credential's key and secret become the client id and secret, its
+/// products the app's subscriptions with their statuses, and the app's and
+/// the key's statuses are kept (docs/token-service.md).
+#[utoipa::path(post, path = "/v1/apigee/apps",
+    request_body(content = ApigeeApp, content_type = "application/json"),
+    responses(
+        (status = 201, description = "the app", body = AppCreated),
+        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 401, description = "unauthorized: not the admin key", body = ErrorBody),
+        (status = 409, description = "client_exists", body = ErrorBody),
+        (status = 413, description = "request_too_large", body = ErrorBody),
+        (status = 503, description = "store_unavailable", body = ErrorBody),
+    ),
+    security(("admin_key" = [])))]
+pub(crate) async fn import_apigee_app(State(st): St, req: Request) -> Response {
+    answer(import_apigee_app_inner(&st, req).await)
+}
+
+async fn import_apigee_app_inner(st: &Arc<AppState>, req: Request) -> Result<Response> {
+    st.require_key(req.headers(), KeyKind::Admin)?;
+    let b: ApigeeApp = parse_json(&read_body(req).await?)?;
+    non_empty("name", &b.name)?;
+    let email = b.developer_email.as_deref().unwrap_or_default();
+    if email.is_empty() {
+        return Err(Error::invalid_request(
+            "developerEmail is required (Apigee X exports it; add it to an Edge export)",
+        ));
+    }
+    let [cred] = b.credentials.as_slice() else {
+        return Err(Error::invalid_request(format!(
+            "the app has {} credentials; import one app per credential (its key is the client id)",
+            b.credentials.len()
+        )));
+    };
+    non_empty("consumerKey", &cred.consumer_key)?;
+    non_empty("consumerSecret", &cred.consumer_secret)?;
+    let mut attributes = Attributes::new();
+    for a in &b.attributes {
+        non_empty("attributes name", &a.name)?;
+        attributes.insert(a.name.clone(), a.value.clone());
+    }
+    let mut subs: Vec<(String, SubscriptionStatus)> = Vec::new();
+    for p in &cred.api_products {
+        non_empty("apiproduct", &p.apiproduct)?;
+        if subs.iter().any(|(n, _)| *n == p.apiproduct) {
+            return Err(Error::invalid_request(format!(
+                "the credential lists the product {:?} twice",
+                p.apiproduct
+            )));
+        }
+        subs.push((p.apiproduct.clone(), p.status));
+    }
+    for (field, v) in [("appId", &b.app_id), ("developerId", &b.developer_id)] {
+        if let Some(v) = v {
+            non_empty(field, v)?;
+        }
+    }
+    let app = App {
+        app_id: b.app_id.clone().unwrap_or_else(random_id),
+        name: b.name.clone(),
+        developer_email: email.to_owned(),
+        developer_id: b.developer_id.clone().unwrap_or_else(random_id),
+        api_products: subs.iter().map(|(n, _)| n.clone()).collect(),
+        attributes,
+        redirect_uris: b
+            .callback_url
+            .iter()
+            .filter(|u| !u.is_empty())
+            .cloned()
+            .collect(),
+        client_id: cred.consumer_key.clone(),
+        client_secret: cred.consumer_secret.clone(),
+        products: Vec::new(),
+        status: approval("status", b.status.as_deref())?.to_owned(),
+        key_status: approval("credentials status", cred.status.as_deref())?.to_owned(),
+        developer_status: "active".into(),
+    };
+    let app = st.store.create_app(app, subs).await?;
+    info!(app_id = %app.app_id, client_id = %app.client_id, "app imported");
     Ok(respond(
         StatusCode::CREATED,
         json!({

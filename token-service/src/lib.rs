@@ -7,6 +7,7 @@
 pub mod error;
 pub mod http;
 pub mod openapi;
+pub mod products;
 pub mod store;
 pub mod util;
 pub mod views;

@@ -79,6 +79,11 @@ pub struct Introspection {
     /// (docs/token-service.md, "POST /oauth2/introspect").
     #[schema(nullable = false)]
     pub profile: Option<Profile>,
+    /// The API products of the app's approved subscriptions that have a
+    /// definition, in its order (an access or refresh token's app, or the
+    /// client id's): what the filter's product check reads.
+    #[schema(nullable = false)]
+    pub api_products: Option<Vec<crate::products::LookupProduct>>,
 }
 
 /// The profile: string members (`access_token`, `status`, `expires_in`,
@@ -173,6 +178,34 @@ pub struct AppCreated {
     pub name: String,
     pub developer_email: String,
     pub developer_id: String,
+}
+
+/// An app's subscriptions to API products, in its order (Apigee's
+/// credential `apiProducts` shape).
+#[derive(Serialize, ToSchema)]
+pub struct Subscriptions {
+    pub client_id: String,
+    #[serde(rename = "apiProducts")]
+    pub api_products: Vec<Subscription>,
+}
+
+/// One subscription.
+#[derive(Serialize, ToSchema)]
+pub struct Subscription {
+    pub apiproduct: String,
+    pub status: crate::products::SubscriptionStatus,
+}
+
+/// An app's statuses (`PUT /v1/apps/{client_id}/status`).
+#[derive(Serialize, ToSchema)]
+pub struct AppStatuses {
+    pub client_id: String,
+    /// `approved` or `revoked`.
+    pub status: String,
+    /// `approved` or `revoked`.
+    pub key_status: String,
+    /// `active` or `inactive`.
+    pub developer_status: String,
 }
 
 /// What `POST /v1/tokens` imported (the value is never echoed).
@@ -318,6 +351,12 @@ impl Modify for ImportBody {
         http::introspect,
         http::merge_attributes,
         http::create_app,
+        http::import_apigee_app,
+        http::put_product,
+        http::get_product,
+        http::subscribe,
+        http::get_subscriptions,
+        http::set_statuses,
         http::import_token,
         http::token,
         http::revoke,
@@ -346,6 +385,24 @@ impl Modify for ImportBody {
         http::AttributeIn,
         http::NewApp,
         http::Status,
+        http::NewSubscription,
+        http::NewStatuses,
+        http::ApprovalStatus,
+        http::DeveloperStatus,
+        AppStatuses,
+        Subscriptions,
+        Subscription,
+        crate::products::ApiProduct,
+        crate::products::NameValue,
+        crate::products::ApiOperation,
+        crate::products::OperationConfig,
+        crate::products::OperationGroup,
+        crate::products::SubscriptionStatus,
+        crate::products::LookupProduct,
+        crate::products::ApigeeApp,
+        crate::products::ApigeeCredential,
+        crate::products::ApigeeSubscription,
+        crate::products::LookupOperations,
     )),
     modifiers(&Security, &ImportBody),
 )]

@@ -10,6 +10,7 @@ pub mod postgres;
 pub mod sqlite;
 
 use crate::error::{Error, Result};
+use crate::products::{ApiProduct, SubscriptionStatus};
 use crate::views::{self, AccessToken, App, Attributes, AuthCode, RefreshToken, APPROVED};
 use axum::http::StatusCode;
 use oauthv2info_names::{token_hash_hex, TokenKind};
@@ -19,8 +20,9 @@ use std::sync::Arc;
 
 /// The newest schema version this build knows (`schema_migrations`):
 /// 1 is the original schema, 2 adds the change feed, 3 the fingerprint
-/// columns and `store_settings` of tokens hashed at rest.
-pub const SCHEMA_VERSION: i64 = 3;
+/// columns and `store_settings` of tokens hashed at rest, 4 the API
+/// products and the apps' subscriptions to them.
+pub const SCHEMA_VERSION: i64 = 4;
 
 // ---------------------------------------------------------------- tokens hashed at rest
 
@@ -109,6 +111,14 @@ fn sha256_key(value: &str) -> String {
     out
 }
 
+/// The statuses `PUT /v1/apps/{client_id}/status` changes (None: kept).
+#[derive(Debug, Clone, Default)]
+pub struct Statuses {
+    pub status: Option<&'static str>,
+    pub key_status: Option<&'static str>,
+    pub developer_status: Option<&'static str>,
+}
+
 /// Which kind of token a value is looked up as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -189,6 +199,13 @@ pub enum Op {
     Exchange,
     /// `/v1/apps` created the app (the client id was unknown before).
     Create,
+    /// `/v1/apiproducts` created or changed a product the app subscribes to.
+    Product,
+    /// `/v1/apps/{client_id}/apiproducts/{name}` changed a subscription.
+    Subscription,
+    /// `/v1/apps/{client_id}/status` changed the app's, its key's or its
+    /// developer's status.
+    Status,
 }
 
 impl Op {
@@ -200,6 +217,9 @@ impl Op {
             Op::Refresh => "refresh",
             Op::Exchange => "exchange",
             Op::Create => "create",
+            Op::Product => "product",
+            Op::Subscription => "subscription",
+            Op::Status => "status",
         }
     }
 }
@@ -256,6 +276,19 @@ pub fn code_changes(cd: &AuthCode, op: Op) -> Vec<Change> {
 
 pub fn client_changes(client_id: &str, op: Op) -> Vec<Change> {
     vec![Change::new(TokenKind::ClientId, client_id, None, op)]
+}
+
+/// The changes of an app whose products changed: its client id's, and
+/// those of its live access tokens (approved, unexpired: the others answer
+/// inactive, without products). The feed names tokens, not products, so
+/// that filters of every version read it (docs/token-service.md, "API
+/// products").
+pub fn app_changes(client_id: &str, live: &[AccessToken], op: Op) -> Vec<Change> {
+    let mut out = client_changes(client_id, op);
+    for t in live {
+        out.extend(access_changes(t, op));
+    }
+    out
 }
 
 /// A stored change, as the feed lists it.
@@ -637,10 +670,66 @@ impl Store {
         }
     }
 
-    pub async fn create_app(&self, app: App) -> Result<App> {
+    /// Creates an app with its subscriptions (`subs`, in order; an app's
+    /// `api_products` are its approved ones).
+    pub async fn create_app(
+        &self,
+        app: App,
+        subs: Vec<(String, SubscriptionStatus)>,
+    ) -> Result<App> {
         match self {
-            Store::Sqlite(s) => blocking(s, move |s| s.create_app(&app).map(|()| app)).await,
-            Store::Postgres(p) => p.create_app(&app).await.map(|()| app),
+            Store::Sqlite(s) => blocking(s, move |s| s.create_app(&app, &subs).map(|()| app)).await,
+            Store::Postgres(p) => p.create_app(&app, &subs).await.map(|()| app),
+        }
+    }
+
+    /// Creates or replaces an API product; answers whether it was new.
+    pub async fn put_product(&self, p: ApiProduct) -> Result<bool> {
+        match self {
+            Store::Sqlite(s) => blocking(s, move |s| s.put_product(&p)).await,
+            Store::Postgres(pg) => pg.put_product(&p).await,
+        }
+    }
+
+    pub async fn product(&self, name: &str) -> Result<Option<ApiProduct>> {
+        match self {
+            Store::Sqlite(s) => s.product(name),
+            Store::Postgres(p) => p.product(name).await,
+        }
+    }
+
+    /// Subscribes an app to a product, or changes the subscription's status.
+    pub async fn subscribe(
+        &self,
+        client_id: String,
+        product: String,
+        status: SubscriptionStatus,
+    ) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => {
+                blocking(s, move |s| s.subscribe(&client_id, &product, status)).await
+            }
+            Store::Postgres(p) => p.subscribe(&client_id, &product, status).await,
+        }
+    }
+
+    /// Changes the statuses given (app, key, developer); answers whether
+    /// the app exists.
+    pub async fn set_statuses(&self, client_id: String, st: Statuses) -> Result<bool> {
+        match self {
+            Store::Sqlite(s) => blocking(s, move |s| s.set_statuses(&client_id, &st)).await,
+            Store::Postgres(p) => p.set_statuses(&client_id, &st).await,
+        }
+    }
+
+    /// An app's subscriptions, in the order they were made.
+    pub async fn subscriptions(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<Vec<(String, SubscriptionStatus)>>> {
+        match self {
+            Store::Sqlite(s) => s.subscriptions(client_id),
+            Store::Postgres(p) => p.subscriptions(client_id).await,
         }
     }
 

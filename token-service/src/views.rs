@@ -1,6 +1,7 @@
 //! The JSON answers built from stored rows: RFC 7662 introspection members
 //! plus the Apigee `profile` (docs/token-service.md), every profile value a string.
 
+use crate::products::ApiProduct;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -19,6 +20,16 @@ pub struct App {
     pub redirect_uris: Vec<String>,
     pub client_id: String,
     pub client_secret: String,
+    /// The definitions of the products of the app's approved
+    /// subscriptions, in its order (`api_products` names them all, defined
+    /// or not).
+    pub products: Vec<ApiProduct>,
+    /// The app's status (`approved`, `revoked`), its key's (the client id
+    /// as an API key: `approved`, `revoked`) and its developer's (`active`,
+    /// `inactive`), for VerifyAPIKey (docs/token-service.md, "API keys").
+    pub status: String,
+    pub key_status: String,
+    pub developer_status: String,
 }
 
 /// An access token row, with the refresh token issued with it (if any).
@@ -193,14 +204,15 @@ pub fn access_introspection(
     now: i64,
 ) -> Value {
     let active = t.status == APPROVED && !is_expired(t.expires_at, now);
-    rfc7662(
+    let v = rfc7662(
         active,
         &t.scope,
         &t.client_id,
         t.issued_at,
         t.expires_at,
         access_profile(t, app, attrs, org, now),
-    )
+    );
+    with_products(v, app)
 }
 
 /// Introspection of a refresh token: the access token's profile, with
@@ -214,14 +226,15 @@ pub fn refresh_introspection(
     now: i64,
 ) -> Value {
     let active = r.status == APPROVED && !is_expired(r.expires_at, now);
-    rfc7662(
+    let v = rfc7662(
         active,
         &t.scope,
         &t.client_id,
         r.issued_at,
         r.expires_at,
         access_profile(t, app, attrs, org, now),
-    )
+    );
+    with_products(v, app)
 }
 
 /// Introspection of an authorization code.
@@ -261,7 +274,7 @@ pub fn code_introspection(c: &AuthCode, app: &App, attrs: &Attributes, now: i64)
 
 /// Introspection of a client id: the app's profile.
 pub fn client_introspection(app: &App) -> Value {
-    json!({
+    let v = json!({
         "active": true,
         "client_id": app.client_id,
         "profile": {
@@ -273,10 +286,27 @@ pub fn client_introspection(app: &App) -> Value {
             "developer.app.name": app.name,
             "developer.app.id": app.app_id,
             "api_product_list": api_product_list(&app.api_products),
-            "status": APPROVED,
+            "status": app.status,
+            "key_status": app.key_status,
+            "developer.status": app.developer_status,
             "attributes": attributes_value(&app.attributes),
         }
-    })
+    });
+    with_products(v, app)
+}
+
+/// Adds the app's products (`api_products`: what the filter's product
+/// check reads) to an introspection answer about one of its values.
+fn with_products(mut v: Value, app: &App) -> Value {
+    if let Some(m) = v.as_object_mut() {
+        let list: Vec<Value> = app
+            .products
+            .iter()
+            .filter_map(|p| serde_json::to_value(p.lookup_view()).ok())
+            .collect();
+        m.insert("api_products".into(), Value::Array(list));
+    }
+    v
 }
 
 /// `{"active": false}`, the answer for an unknown token.
@@ -300,6 +330,10 @@ mod tests {
             redirect_uris: vec!["https://a/cb".into(), "https://b/cb".into()],
             client_id: "abc".into(),
             client_secret: "s".into(),
+            products: Vec::new(),
+            status: APPROVED.into(),
+            key_status: APPROVED.into(),
+            developer_status: "active".into(),
         }
     }
 

@@ -8,6 +8,8 @@
 //!   its own field, its expiry field, its faults, its variables);
 //! - [`attributes`]: the standard profile fields SetOAuthV2Info may not
 //!   write (docs/variables.md#setoauthv2info);
+//! - [`product`]: Apigee's API-product rules (resource paths, operation
+//!   groups: which product of an app allows a call);
 //! - [`token_hash`]: the fingerprint the change feed names tokens by;
 //! - [`variables`]: the suffix lists of each kind and the one function that
 //!   builds a variable name (docs/variables.md).
@@ -16,6 +18,7 @@ pub mod attributes;
 mod fault;
 mod hash;
 mod kind;
+pub mod product;
 pub mod variables;
 
 pub use attributes::is_protected_attribute;

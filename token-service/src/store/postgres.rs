@@ -21,13 +21,14 @@
 //!   seen cursor N has seen (or will never see) every cursor below N.
 
 use super::{
-    access_changes, check_exchange, check_mergeable, check_refresh, check_revoker, client_changes,
-    client_exists, code_changes, issued, merged, new_access, revoke_order, token_exists,
-    unknown_client, Caller, Change, ChangeRow, FeedRead, Issued, Kind, Lifetimes, Lookup, Op,
-    Revoked, FRESH_VALUE_TRIES, SCHEMA_VERSION,
+    access_changes, app_changes, check_exchange, check_mergeable, check_refresh, check_revoker,
+    client_changes, client_exists, code_changes, issued, merged, new_access, revoke_order,
+    token_exists, unknown_client, Caller, Change, ChangeRow, FeedRead, Issued, Kind, Lifetimes,
+    Lookup, Op, Revoked, Statuses, FRESH_VALUE_TRIES, SCHEMA_VERSION,
 };
 use super::{Hashing, HASHING_SETTING};
 use crate::error::{Error, Result};
+use crate::products::{unknown_product, ApiProduct, SubscriptionStatus};
 use crate::util::{now_ms, random_alnum};
 use crate::views::{self, AccessToken, App, Attributes, AuthCode, RefreshToken};
 use deadpool_postgres::{
@@ -51,7 +52,7 @@ const VALUE_LOCK_SPACE: i32 = 0x6f61_7476; // "oatv"
 
 /// `MIGRATIONS[i]` makes schema version `i + 1` (the same versions as the
 /// SQLite store's).
-const MIGRATIONS: [&str; 3] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: [&str; 4] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE apps (
@@ -137,15 +138,52 @@ CREATE TABLE store_settings (
 );
 ";
 
+/// API products and the apps' subscriptions (as the SQLite store's
+/// version 4).
+const SCHEMA_V4: &str = "
+CREATE TABLE api_products (
+    name       TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE app_products (
+    client_id TEXT NOT NULL REFERENCES apps(client_id),
+    product   TEXT NOT NULL,
+    status    TEXT NOT NULL CHECK (status IN ('approved', 'pending', 'revoked')),
+    position  BIGINT NOT NULL,
+    PRIMARY KEY (client_id, product)
+);
+CREATE INDEX app_products_product ON app_products (product);
+CREATE INDEX access_tokens_client ON access_tokens (client_id);
+ALTER TABLE apps ADD COLUMN status TEXT NOT NULL DEFAULT 'approved'
+    CHECK (status IN ('approved', 'revoked'));
+ALTER TABLE apps ADD COLUMN key_status TEXT NOT NULL DEFAULT 'approved'
+    CHECK (key_status IN ('approved', 'revoked'));
+ALTER TABLE apps ADD COLUMN developer_status TEXT NOT NULL DEFAULT 'active'
+    CHECK (developer_status IN ('active', 'inactive'));
+INSERT INTO app_products (client_id, product, status, position)
+    SELECT a.client_id, j.value, 'approved', j.n - 1
+    FROM apps a, jsonb_array_elements_text(a.api_products::jsonb) WITH ORDINALITY AS j(value, n)
+    ON CONFLICT DO NOTHING;
+";
+
 const ACCESS_COLS: &str = "t.token, t.client_id, t.scope, t.status, t.issued_at, t.expires_at, \
      t.refresh_token, t.refresh_token_status, t.refresh_token_issued_at, \
      t.refresh_token_expires_at, t.refresh_count, t.token_fp, t.refresh_token_fp";
-const APP_COLS: &str = "a.app_id, a.name, a.developer_email, a.developer_id, a.api_products, \
-     a.attributes, a.redirect_uris, a.client_id, a.client_secret";
+/// An app, with its approved subscriptions (their names, and the
+/// definitions of those that have one), in its order.
+const APP_COLS: &str = "a.app_id, a.name, a.developer_email, a.developer_id, \
+     (SELECT COALESCE(json_agg(s.product ORDER BY s.position), '[]')::text FROM app_products s \
+      WHERE s.client_id = a.client_id AND s.status = 'approved'), \
+     a.attributes, a.redirect_uris, a.client_id, a.client_secret, \
+     (SELECT COALESCE(json_agg(p.definition::json ORDER BY s.position), '[]')::text \
+      FROM app_products s JOIN api_products p ON p.name = s.product \
+      WHERE s.client_id = a.client_id AND s.status = 'approved'), \
+     a.status, a.key_status, a.developer_status";
 const CODE_COLS: &str =
     "c.code, c.client_id, c.redirect_uri, c.scope, c.status, c.issued_at, c.expires_at, c.code_fp";
 const N_ACCESS: usize = 13;
-const N_APP: usize = 9;
+const N_APP: usize = 13;
 const N_CODE: usize = 8;
 
 /// How to reach the database and how long to wait for it.
@@ -650,7 +688,7 @@ impl Postgres {
         self.finish(c, r)
     }
 
-    pub async fn create_app(&self, app: &App) -> Result<()> {
+    pub async fn create_app(&self, app: &App, subs: &[(String, SubscriptionStatus)]) -> Result<()> {
         let d = self.deadline();
         let mut c = self.conn(d).await?;
         let r = timeout_at(d, async {
@@ -661,8 +699,9 @@ impl Postgres {
             let inserted = tx
                 .execute(
                     "INSERT INTO apps (app_id, name, developer_email, developer_id, api_products, \
-                     attributes, redirect_uris, client_id, client_secret, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     attributes, redirect_uris, client_id, client_secret, created_at, status, \
+                     key_status, developer_status) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                     &[
                         &app.app_id,
                         &app.name,
@@ -674,6 +713,9 @@ impl Postgres {
                         &app.client_id,
                         &app.client_secret,
                         &now_ms(),
+                        &app.status,
+                        &app.key_status,
+                        &app.developer_status,
                     ],
                 )
                 .await;
@@ -682,9 +724,147 @@ impl Postgres {
                 Err(e) if is_unique_violation(&e) => return Err(client_exists()),
                 other => other?,
             };
+            for (p, status) in subs {
+                put_subscription(&tx, &app.client_id, p, *status).await?;
+            }
             insert_changes(&tx, &client_changes(&app.client_id, Op::Create)).await?;
             tx.commit().await?;
             Ok(())
+        })
+        .await;
+        self.finish(c, r)
+    }
+
+    pub async fn put_product(&self, p: &ApiProduct) -> Result<bool> {
+        let d = self.deadline();
+        let mut c = self.conn(d).await?;
+        let r = timeout_at(d, async {
+            let tx = c.transaction().await?;
+            let st = tx
+                .prepare_cached(
+                    "INSERT INTO api_products (name, definition, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET definition = excluded.definition, \
+                     updated_at = excluded.updated_at RETURNING (xmax = 0)",
+                )
+                .await?;
+            let new: bool = tx
+                .query_one(&st, &[&p.name, &to_json(p)?, &now_ms()])
+                .await?
+                .try_get(0)?;
+            let clients = tx
+                .query(
+                    "SELECT client_id FROM app_products WHERE product = $1 ORDER BY client_id",
+                    &[&p.name],
+                )
+                .await?;
+            let mut changes = Vec::new();
+            for row in clients {
+                let client: String = row.try_get(0)?;
+                changes.extend(app_changes(
+                    &client,
+                    &live_tokens(&tx, &client).await?,
+                    Op::Product,
+                ));
+            }
+            insert_changes(&tx, &changes).await?;
+            tx.commit().await?;
+            Ok(new)
+        })
+        .await;
+        self.finish(c, r)
+    }
+
+    pub async fn product(&self, name: &str) -> Result<Option<ApiProduct>> {
+        let d = self.deadline();
+        let c = self.conn(d).await?;
+        let r = timeout_at(d, product_in(&c, name)).await;
+        self.finish(c, r)
+    }
+
+    pub async fn subscribe(
+        &self,
+        client_id: &str,
+        product: &str,
+        status: SubscriptionStatus,
+    ) -> Result<()> {
+        let d = self.deadline();
+        let mut c = self.conn(d).await?;
+        let r = timeout_at(d, async {
+            let tx = c.transaction().await?;
+            require_client(&tx, client_id).await?;
+            // A subscription to a name no product has yet (an app's
+            // `api_products`) may change status; a new one needs the product.
+            let subscribed: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM app_products WHERE client_id = $1 AND product = $2)",
+                    &[&client_id, &product],
+                )
+                .await?
+                .try_get(0)?;
+            if !subscribed && product_in(&tx, product).await?.is_none() {
+                return Err(unknown_product());
+            }
+            put_subscription(&tx, client_id, product, status).await?;
+            let live = live_tokens(&tx, client_id).await?;
+            insert_changes(&tx, &app_changes(client_id, &live, Op::Subscription)).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await;
+        self.finish(c, r)
+    }
+
+    pub async fn set_statuses(&self, client_id: &str, st: &Statuses) -> Result<bool> {
+        let d = self.deadline();
+        let mut c = self.conn(d).await?;
+        let r = timeout_at(d, async {
+            let tx = c.transaction().await?;
+            let n = tx
+                .execute(
+                    "UPDATE apps SET status = COALESCE($2, status), \
+                     key_status = COALESCE($3, key_status), \
+                     developer_status = COALESCE($4, developer_status) WHERE client_id = $1",
+                    &[&client_id, &st.status, &st.key_status, &st.developer_status],
+                )
+                .await?;
+            if n == 0 {
+                return Ok(false);
+            }
+            let live = live_tokens(&tx, client_id).await?;
+            insert_changes(&tx, &app_changes(client_id, &live, Op::Status)).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await;
+        self.finish(c, r)
+    }
+
+    pub async fn subscriptions(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<Vec<(String, SubscriptionStatus)>>> {
+        let d = self.deadline();
+        let c = self.conn(d).await?;
+        let r = timeout_at(d, async {
+            if app_by_client(&c, client_id).await?.is_none() {
+                return Ok(None);
+            }
+            let rows = c
+                .query(
+                    "SELECT product, status FROM app_products WHERE client_id = $1 \
+                     ORDER BY position, product",
+                    &[&client_id],
+                )
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let status: String = r.try_get(1)?;
+                let status = SubscriptionStatus::parse(&status).ok_or_else(|| {
+                    Error::internal("a stored subscription has an unknown status")
+                })?;
+                out.push((r.try_get(0)?, status));
+            }
+            Ok(Some(out))
         })
         .await;
         self.finish(c, r)
@@ -1182,6 +1362,10 @@ fn app_row(r: &Row, at: usize) -> Result<App> {
         redirect_uris: json_col(r, at + 6)?,
         client_id: r.try_get(at + 7)?,
         client_secret: r.try_get(at + 8)?,
+        products: json_col(r, at + 9)?,
+        status: r.try_get(at + 10)?,
+        key_status: r.try_get(at + 11)?,
+        developer_status: r.try_get(at + 12)?,
     })
 }
 
@@ -1242,6 +1426,51 @@ async fn app_by_client<C: GenericClient>(c: &C, client_id: &str) -> Result<Optio
         .await?
         .map(|r| app_row(&r, 0))
         .transpose()
+}
+
+async fn product_in<C: GenericClient>(c: &C, name: &str) -> Result<Option<ApiProduct>> {
+    let st = c
+        .prepare_cached("SELECT definition FROM api_products WHERE name = $1")
+        .await?;
+    c.query_opt(&st, &[&name])
+        .await?
+        .map(|r| json_col(&r, 0))
+        .transpose()
+}
+
+/// Adds a subscription at the end of the app's list, or changes its status.
+async fn put_subscription<C: GenericClient>(
+    c: &C,
+    client_id: &str,
+    product: &str,
+    status: SubscriptionStatus,
+) -> Result<()> {
+    let st = c
+        .prepare_cached(
+            "INSERT INTO app_products (client_id, product, status, position) \
+             VALUES ($1, $2, $3, (SELECT COALESCE(max(position) + 1, 0) FROM app_products \
+             WHERE client_id = $1)) \
+             ON CONFLICT (client_id, product) DO UPDATE SET status = excluded.status",
+        )
+        .await?;
+    c.execute(&st, &[&client_id, &product, &status.as_str()])
+        .await?;
+    Ok(())
+}
+
+/// An app's approved, unexpired access tokens (for the feed).
+async fn live_tokens<C: GenericClient>(c: &C, client_id: &str) -> Result<Vec<AccessToken>> {
+    let st = c
+        .prepare_cached(&format!(
+            "SELECT {ACCESS_COLS} FROM access_tokens t WHERE t.client_id = $1 \
+             AND t.status = 'approved' AND (t.expires_at = -1 OR t.expires_at > $2)"
+        ))
+        .await?;
+    c.query(&st, &[&client_id, &now_ms()])
+        .await?
+        .iter()
+        .map(access_row)
+        .collect()
 }
 
 async fn require_client<C: GenericClient>(c: &C, client_id: &str) -> Result<()> {

@@ -6,12 +6,14 @@
 //! `Store` in store.rs).
 
 use super::{
-    access_changes, check_exchange, check_mergeable, check_refresh, check_revoker, client_changes,
-    client_exists, code_changes, issued, merged, missing_app, new_access, revoke_order,
-    token_exists, unknown_client, Caller, Change, ChangeRow, FeedRead, Hashing, Issued, Kind,
-    Lifetimes, Lookup, Op, Revoked, FRESH_VALUE_TRIES, HASHING_SETTING, SCHEMA_VERSION,
+    access_changes, app_changes, check_exchange, check_mergeable, check_refresh, check_revoker,
+    client_changes, client_exists, code_changes, issued, merged, missing_app, new_access,
+    revoke_order, token_exists, unknown_client, Caller, Change, ChangeRow, FeedRead, Hashing,
+    Issued, Kind, Lifetimes, Lookup, Op, Revoked, Statuses, FRESH_VALUE_TRIES, HASHING_SETTING,
+    SCHEMA_VERSION,
 };
 use crate::error::{Error, Result};
+use crate::products::{unknown_product, ApiProduct, SubscriptionStatus};
 use crate::util::{now_ms, random_alnum};
 use crate::views::{self, AccessToken, App, Attributes, AuthCode, RefreshToken};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
@@ -23,7 +25,7 @@ use std::time::Duration;
 /// The migrations, in order: `MIGRATIONS[i]` makes version `i + 1`. A file
 /// made before `schema_migrations` existed has `PRAGMA user_version = 1`
 /// and no such table: it is adopted as version 1.
-const MIGRATIONS: [&str; 3] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: [&str; 4] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 pub(crate) const SCHEMA_V1: &str = "
 CREATE TABLE apps (
@@ -108,14 +110,55 @@ CREATE TABLE store_settings (
 );
 ";
 
-const APP_BY_CLIENT: &str = "SELECT app_id, name, developer_email, developer_id, api_products, \
-     attributes, redirect_uris, client_id, client_secret FROM apps WHERE client_id = ?1";
+/// API products (Apigee's JSON as given) and the apps' subscriptions, in
+/// the order they were made (`position`); the apps' `api_products` become
+/// approved subscriptions.
+const SCHEMA_V4: &str = "
+CREATE TABLE api_products (
+    name       TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,   -- JSON, Apigee's apiproducts shape
+    updated_at INTEGER NOT NULL -- epoch ms
+);
+CREATE TABLE app_products (
+    client_id TEXT NOT NULL REFERENCES apps(client_id),
+    product   TEXT NOT NULL,
+    status    TEXT NOT NULL CHECK (status IN ('approved', 'pending', 'revoked')),
+    position  INTEGER NOT NULL,
+    PRIMARY KEY (client_id, product)
+) WITHOUT ROWID;
+CREATE INDEX app_products_product ON app_products (product);
+CREATE INDEX access_tokens_client ON access_tokens (client_id);
+ALTER TABLE apps ADD COLUMN status TEXT NOT NULL DEFAULT 'approved'
+    CHECK (status IN ('approved', 'revoked'));
+ALTER TABLE apps ADD COLUMN key_status TEXT NOT NULL DEFAULT 'approved'
+    CHECK (key_status IN ('approved', 'revoked'));
+ALTER TABLE apps ADD COLUMN developer_status TEXT NOT NULL DEFAULT 'active'
+    CHECK (developer_status IN ('active', 'inactive'));
+INSERT OR IGNORE INTO app_products (client_id, product, status, position)
+    SELECT a.client_id, j.value, 'approved', j.key FROM apps a, json_each(a.api_products) j;
+";
+
+/// An app, with its approved subscriptions (their names, and the
+/// definitions of those that have one), in its order.
+const APP_BY_CLIENT: &str = "SELECT a.app_id, a.name, a.developer_email, a.developer_id, \
+     (SELECT json_group_array(product) FROM (SELECT s.product FROM app_products s \
+      WHERE s.client_id = a.client_id AND s.status = 'approved' ORDER BY s.position)), \
+     a.attributes, a.redirect_uris, a.client_id, a.client_secret, \
+     (SELECT json_group_array(json(definition)) FROM (SELECT p.definition FROM app_products s \
+      JOIN api_products p ON p.name = s.product \
+      WHERE s.client_id = a.client_id AND s.status = 'approved' ORDER BY s.position)) \
+     , a.status, a.key_status, a.developer_status \
+     FROM apps a WHERE a.client_id = ?1";
 const ACCESS_BY_TOKEN: &str = "SELECT token, client_id, scope, status, issued_at, expires_at, \
      refresh_token, refresh_token_status, refresh_token_issued_at, refresh_token_expires_at, \
      refresh_count, token_fp, refresh_token_fp FROM access_tokens WHERE token = ?1";
 const ACCESS_BY_REFRESH: &str = "SELECT token, client_id, scope, status, issued_at, expires_at, \
      refresh_token, refresh_token_status, refresh_token_issued_at, refresh_token_expires_at, \
      refresh_count, token_fp, refresh_token_fp FROM access_tokens WHERE refresh_token = ?1";
+const LIVE_BY_CLIENT: &str = "SELECT token, client_id, scope, status, issued_at, expires_at, \
+     refresh_token, refresh_token_status, refresh_token_issued_at, refresh_token_expires_at, \
+     refresh_count, token_fp, refresh_token_fp FROM access_tokens WHERE client_id = ?1 \
+     AND status = 'approved' AND (expires_at = -1 OR expires_at > ?2)";
 const CODE_BY_CODE: &str = "SELECT code, client_id, redirect_uri, scope, status, issued_at, \
      expires_at, code_fp FROM authorization_codes WHERE code = ?1";
 const TOKEN_ATTRS: &str = "SELECT name, value FROM token_attributes WHERE token = ?1";
@@ -290,15 +333,16 @@ impl Sqlite {
         self.read(|c| app_by_client(c, client_id))
     }
 
-    pub fn create_app(&self, app: &App) -> Result<()> {
+    pub fn create_app(&self, app: &App, subs: &[(String, SubscriptionStatus)]) -> Result<()> {
         self.write(|c| {
             if app_by_client(c, &app.client_id)?.is_some() {
                 return Err(client_exists());
             }
             c.prepare_cached(
                 "INSERT INTO apps (app_id, name, developer_email, developer_id, api_products, \
-                 attributes, redirect_uris, client_id, client_secret, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 attributes, redirect_uris, client_id, client_secret, created_at, status, \
+                 key_status, developer_status) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?
             .execute(rusqlite::params![
                 app.app_id,
@@ -311,8 +355,128 @@ impl Sqlite {
                 app.client_id,
                 app.client_secret,
                 now_ms(),
+                app.status,
+                app.key_status,
+                app.developer_status,
             ])?;
+            for (p, status) in subs {
+                put_subscription(c, &app.client_id, p, *status)?;
+            }
             insert_changes(c, &client_changes(&app.client_id, Op::Create))
+        })
+    }
+
+    pub fn put_product(&self, p: &ApiProduct) -> Result<bool> {
+        self.write(|c| {
+            let new = self.product_in(c, &p.name)?.is_none();
+            c.prepare_cached(
+                "INSERT INTO api_products (name, definition, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO UPDATE SET definition = excluded.definition, \
+                 updated_at = excluded.updated_at",
+            )?
+            .execute(rusqlite::params![p.name, to_json(p)?, now_ms()])?;
+            let clients: Vec<String> = c
+                .prepare_cached("SELECT client_id FROM app_products WHERE product = ?1")?
+                .query_map([&p.name], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for client in clients {
+                insert_changes(
+                    c,
+                    &app_changes(&client, &live_tokens(c, &client)?, Op::Product),
+                )?;
+            }
+            Ok(new)
+        })
+    }
+
+    pub fn product(&self, name: &str) -> Result<Option<ApiProduct>> {
+        self.read(|c| self.product_in(c, name))
+    }
+
+    fn product_in(&self, c: &Connection, name: &str) -> Result<Option<ApiProduct>> {
+        Ok(
+            c.prepare_cached("SELECT definition FROM api_products WHERE name = ?1")?
+                .query_row([name], |r| json_col(r, 0))
+                .optional()?,
+        )
+    }
+
+    pub fn subscribe(
+        &self,
+        client_id: &str,
+        product: &str,
+        status: SubscriptionStatus,
+    ) -> Result<()> {
+        self.write(|c| {
+            require_client(c, client_id)?;
+            // A subscription to a name no product has yet (an app's
+            // `api_products`) may change status; a new one needs the product.
+            let subscribed: bool = c
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM app_products WHERE client_id = ?1 AND product = ?2)",
+                )?
+                .query_row([client_id, product], |r| r.get(0))?;
+            if !subscribed && self.product_in(c, product)?.is_none() {
+                return Err(unknown_product());
+            }
+            put_subscription(c, client_id, product, status)?;
+            insert_changes(
+                c,
+                &app_changes(client_id, &live_tokens(c, client_id)?, Op::Subscription),
+            )
+        })
+    }
+
+    pub fn set_statuses(&self, client_id: &str, st: &Statuses) -> Result<bool> {
+        self.write(|c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE apps SET status = COALESCE(?2, status), \
+                     key_status = COALESCE(?3, key_status), \
+                     developer_status = COALESCE(?4, developer_status) WHERE client_id = ?1",
+                )?
+                .execute(rusqlite::params![
+                    client_id,
+                    st.status,
+                    st.key_status,
+                    st.developer_status
+                ])?;
+            if n == 0 {
+                return Ok(false);
+            }
+            insert_changes(
+                c,
+                &app_changes(client_id, &live_tokens(c, client_id)?, Op::Status),
+            )?;
+            Ok(true)
+        })
+    }
+
+    pub fn subscriptions(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<Vec<(String, SubscriptionStatus)>>> {
+        self.read(|c| {
+            if app_by_client(c, client_id)?.is_none() {
+                return Ok(None);
+            }
+            let rows: Vec<(String, String)> = c
+                .prepare_cached(
+                    "SELECT product, status FROM app_products WHERE client_id = ?1 \
+                     ORDER BY position, product",
+                )?
+                .query_map([client_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            rows.into_iter()
+                .map(|(p, s)| {
+                    SubscriptionStatus::parse(&s)
+                        .map(|s| (p, s))
+                        .ok_or_else(|| {
+                            Error::internal("a stored subscription has an unknown status")
+                        })
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(Some)
         })
     }
 
@@ -545,7 +709,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
 }
 
 /// Every table and index the service's schema versions create.
-const OWN_OBJECTS: [&str; 9] = [
+const OWN_OBJECTS: [&str; 13] = [
     "apps",
     "access_tokens",
     "token_attributes",
@@ -555,6 +719,10 @@ const OWN_OBJECTS: [&str; 9] = [
     "changes_at",
     "change_horizon",
     "schema_migrations",
+    "api_products",
+    "app_products",
+    "app_products_product",
+    "access_tokens_client",
 ];
 
 /// A SQLite error on one line: the message without the SQL it quotes.
@@ -809,6 +977,32 @@ fn insert_changes(c: &Connection, changes: &[Change]) -> Result<()> {
     Ok(())
 }
 
+/// Adds a subscription at the end of the app's list, or changes its status.
+fn put_subscription(
+    c: &Connection,
+    client_id: &str,
+    product: &str,
+    status: SubscriptionStatus,
+) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO app_products (client_id, product, status, position) \
+         VALUES (?1, ?2, ?3, (SELECT COALESCE(max(position) + 1, 0) FROM app_products \
+         WHERE client_id = ?1)) \
+         ON CONFLICT (client_id, product) DO UPDATE SET status = excluded.status",
+    )?
+    .execute(rusqlite::params![client_id, product, status.as_str()])?;
+    Ok(())
+}
+
+/// An app's approved, unexpired access tokens (for the feed).
+fn live_tokens(c: &Connection, client_id: &str) -> Result<Vec<AccessToken>> {
+    let rows = c
+        .prepare_cached(LIVE_BY_CLIENT)?
+        .query_map(rusqlite::params![client_id, now_ms()], access_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
 fn require_client(c: &Connection, client_id: &str) -> Result<()> {
     if app_by_client(c, client_id)?.is_none() {
         return Err(unknown_client());
@@ -837,6 +1031,10 @@ fn app_by_client(c: &Connection, client_id: &str) -> Result<Option<App>> {
                 redirect_uris: json_col(r, 6)?,
                 client_id: r.get(7)?,
                 client_secret: r.get(8)?,
+                products: json_col(r, 9)?,
+                status: r.get(10)?,
+                key_status: r.get(11)?,
+                developer_status: r.get(12)?,
             })
         })
         .optional()?;
@@ -1064,7 +1262,7 @@ mod tests {
             c.execute_batch(SCHEMA_V1).unwrap();
             c.pragma_update(None, "user_version", 1).unwrap();
             c.execute_batch(
-                "INSERT INTO apps VALUES ('app-1', 'old', 'o@example.com', 'dev-1', '[]', '{}', \
+                "INSERT INTO apps VALUES ('app-1', 'old', 'o@example.com', 'dev-1', '[\"P1\",\"P0\"]', '{}', \
                  '[]', 'cid-old', 'secret', 0);
                  INSERT INTO access_tokens (token, client_id, scope, status, issued_at, expires_at) \
                  VALUES ('AT-old', 'cid-old', 'READ', 'approved', 0, -1);
@@ -1088,7 +1286,18 @@ mod tests {
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
-        assert_eq!(versions, vec![1, 2, 3]);
+        assert_eq!(versions, vec![1, 2, 3, 4]);
+        // Version 4: the app's products became approved subscriptions, in
+        // its order.
+        let s = Sqlite::open(&path, 1).unwrap();
+        let subs = s.subscriptions("cid-old").unwrap().unwrap();
+        assert_eq!(
+            subs,
+            [
+                ("P1".to_string(), SubscriptionStatus::Approved),
+                ("P0".to_string(), SubscriptionStatus::Approved)
+            ]
+        );
         let uv: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();

@@ -78,7 +78,9 @@ fn access_token_full_profile() {
             "attributes": {"department.id": "42"},
         })
     );
-    assert_eq!(v.as_object().unwrap().len(), 7, "{v}");
+    // The app's products with a definition (none here).
+    assert_eq!(v["api_products"], json!([]), "{v}");
+    assert_eq!(v.as_object().unwrap().len(), 8, "{v}");
 }
 
 fn org_name_option_and_never_expiring_token_without_refresh() {
@@ -230,8 +232,11 @@ fn client_id_hint() {
                 "developer.app.id": app["app_id"],
                 "api_product_list": "[FreeProduct, Premium]",
                 "status": "approved",
+                "key_status": "approved",
+                "developer.status": "active",
                 "attributes": {"tier": "gold"},
-            }
+            },
+            "api_products": [],
         })
     );
     assert_eq!(

@@ -153,7 +153,7 @@ fn start_line_names_address_and_store() {
         Backend::Sqlite => assert!(line.contains("store=\"sqlite"), "{line}"),
         Backend::Postgres => assert!(line.contains("store=\"postgres\""), "{line}"),
     }
-    assert!(line.contains("schema_version=3"), "{line}");
+    assert!(line.contains("schema_version=4"), "{line}");
     assert!(
         line.contains(&format!("hash_tokens={}", hashing())),
         "{line}"

@@ -38,5 +38,6 @@ mod merge;
 mod oauth;
 mod openapi;
 mod pg;
+mod products;
 mod replicas;
 mod schema;

@@ -37,7 +37,7 @@ fn replicas_starting_together_migrate_once() {
                 name,
                 "SELECT version FROM schema_migrations ORDER BY version"
             ),
-            "1\n2\n3"
+            "1\n2\n3\n4"
         );
         servers[0].std_app("mig");
         for s in &servers {

@@ -11,7 +11,8 @@ import sqlite3
 import schemathesis
 
 TABLES = ["apps", "access_tokens", "token_attributes", "authorization_codes",
-          "code_attributes", "changes", "change_horizon", "schema_migrations"]
+          "code_attributes", "changes", "change_horizon", "schema_migrations",
+          "api_products", "app_products"]
 
 _before = {"print": None}
 
