@@ -47,6 +47,7 @@ mod protocol;
 mod publish;
 mod regex;
 mod request;
+mod template;
 mod xml;
 
 pub use oauthv2info_names as names;
@@ -77,3 +78,4 @@ pub use regex::{Cache as RegexCache, Regex};
 pub use request::{
     is_valid_header_value, percent_decode, percent_encode, Headers, RequestInfo, RequestVar,
 };
+pub use template::Template;
