@@ -34,6 +34,7 @@ pub mod catalog;
 mod condition;
 mod config;
 mod error;
+mod faults;
 mod feed;
 mod filter;
 mod flow;

@@ -25,14 +25,19 @@ use crate::publish::Publish;
 use crate::request::RequestInfo;
 use crate::xml;
 
+pub(crate) mod assign_message;
 pub(crate) mod elements;
 pub(crate) mod get;
+pub(crate) mod message;
+pub(crate) mod raise_fault;
 pub(crate) mod set;
 pub(crate) mod verify;
 
+pub(crate) use assign_message::AssignMessage;
 pub(crate) use elements::ValueSource;
 use elements::{expect_leaf, parse_bool, properties, truncate, validate_policy_name, Reader};
 pub(crate) use get::GetOAuthV2Info;
+pub(crate) use raise_fault::RaiseFault;
 pub(crate) use set::SetOAuthV2Info;
 pub(crate) use verify::VerifyAccessToken;
 
@@ -151,6 +156,16 @@ macro_rules! policies {
             pub(crate) fn values_mut(&mut self, each: &mut dyn FnMut(&mut VarRef)) {
                 match self { $(PolicyAction::$variant(r) => r.values_mut(each)),+ }
             }
+            #[inline]
+            pub(crate) fn raises(&self) -> Option<Fault> {
+                match self { $(PolicyAction::$variant(r) => r.raises()),+ }
+            }
+            pub(crate) fn fault_prefix(&self) -> &'static str {
+                match self { $(PolicyAction::$variant(r) => r.fault_prefix()),+ }
+            }
+            pub(crate) fn handle(&self, reply: &mut message::Reply, read: &mut message::Read<'_>) -> bool {
+                match self { $(PolicyAction::$variant(r) => r.handle(reply, read)),+ }
+            }
         }
     };
 }
@@ -159,6 +174,8 @@ policies! {
     Get(GetOAuthV2Info),
     Set(SetOAuthV2Info),
     Verify(VerifyAccessToken),
+    Raise(RaiseFault),
+    Assign(AssignMessage),
 }
 
 /// A policy type: its XML, parsed and compiled.
@@ -242,6 +259,21 @@ pub(crate) trait PolicyRun {
     /// The refs it reads besides its token.
     fn values(&self, _each: &mut dyn FnMut(&VarRef)) {}
     fn values_mut(&mut self, _each: &mut dyn FnMut(&mut VarRef)) {}
+    /// The hook for a policy that resolves no token (RaiseFault): the
+    /// fault it raises as soon as it runs, before any token is resolved.
+    #[inline]
+    fn raises(&self) -> Option<Fault> {
+        None
+    }
+    /// The prefix of its fault variables (`oauthV2.P.failed`...).
+    fn fault_prefix(&self) -> &'static str {
+        variables::POLICY_PREFIX
+    }
+    /// As a step of a fault rule: changes the reply being built; true when
+    /// it raises a fault there (RaiseFault).
+    fn handle(&self, _reply: &mut message::Reply, _read: &mut message::Read<'_>) -> bool {
+        false
+    }
 }
 
 /// What compiling a policy knows: its name, the policies before it, and
