@@ -67,7 +67,11 @@ impl ApigeePolicy for AssignMessage {
                 "is not supported: a fault response here is built with <Set>, <Add>, <Remove> and <AssignVariable>".to_string(),
             ));
         }
+        // `type` names the message `createNew="true"` creates; without it
+        // (and without a variable name) the policy changes the message of
+        // the flow it runs in: in a fault handler, the response.
         let mut create_new = false;
+        let mut kind = "request";
         if let Some(to) = reader.child("AssignTo") {
             if let Some(c) = to.children.first() {
                 return Err(err(
@@ -79,21 +83,18 @@ impl ApigeePolicy for AssignMessage {
                 match k.as_str() {
                     "createNew" => {
                         create_new = parse_bool(v).ok_or_else(|| {
-                            err("<AssignTo>", format!("createNew must be true or false, not {v:?}"))
+                            err(
+                                "<AssignTo>",
+                                format!("createNew must be true or false, not {v:?}"),
+                            )
                         })?
                     }
                     "transport" if v == "http" => {}
-                    "type" if v == "response" => {}
-                    "type" => {
-                        return Err(err(
-                            "<AssignTo>",
-                            format!("type {v:?}: in a fault handler only the response can be assigned"),
-                        ))
-                    }
+                    "type" if v == "request" || v == "response" => kind = v.as_str(),
                     other => {
                         return Err(err(
                             "<AssignTo>",
-                            format!("unknown attribute {other}={v:?} (known: createNew, transport=\"http\", type=\"response\")"),
+                            format!("unknown attribute {other}={v:?} (known: createNew, transport=\"http\", type=\"request\" or \"response\")"),
                         ))
                     }
                 }
@@ -103,6 +104,12 @@ impl ApigeePolicy for AssignMessage {
                 return Err(err(
                     "<AssignTo>",
                     format!("{target:?}: in a fault handler only the response can be assigned"),
+                ));
+            }
+            if create_new && kind == "request" && target.is_empty() {
+                return Err(err(
+                    "<AssignTo>",
+                    "createNew=\"true\" type=\"request\": a new request has no meaning in a fault handler; only the response can be assigned".to_string(),
                 ));
             }
         }

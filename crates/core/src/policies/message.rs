@@ -210,10 +210,12 @@ pub(crate) fn parse_ops(
                 for c in &child.children {
                     match c.name.as_str() {
                         "Headers" => headers.extend(parse_headers(c, "<Add>", err)?),
-                        "QueryParams" | "FormParams" => return Err(e(format!(
+                        "QueryParams" | "FormParams" => {
+                            return Err(e(format!(
                             "<{}> has no meaning in a fault response: only <Headers> can be added",
                             c.name
-                        ))),
+                        )))
+                        }
                         other => {
                             return Err(e(format!("unknown element <{other}> (known: <Headers>)")))
                         }

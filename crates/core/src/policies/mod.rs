@@ -508,7 +508,13 @@ fn shared_children(
     let mut seen: Vec<&str> = Vec::new();
     for child in &root.children {
         let element = format!("<{}>", child.name);
-        if seen.contains(&child.name.as_str()) {
+        // The Apigee UI writes `<Properties/>` twice at times: an empty
+        // one again says nothing.
+        let empty_meta = matches!(child.name.as_str(), "Properties" | "Description")
+            && child.children.is_empty()
+            && child.text.trim().is_empty()
+            && child.attributes.is_empty();
+        if seen.contains(&child.name.as_str()) && !empty_meta {
             return Err(err(&element, "appears more than once".to_string()));
         }
         seen.push(&child.name);
