@@ -91,6 +91,15 @@ impl ApigeePolicy for AssignMessage {
                     }
                     "transport" if v == "http" => {}
                     "type" if v == "request" || v == "response" => kind = v.as_str(),
+                    // Not a documented type (real bundles have `message`):
+                    // the response, as without a type.
+                    "type" => {
+                        kind = "response";
+                        reader.ignored.push((
+                            "<AssignTo>".to_string(),
+                            format!("type={v:?} (documented: request, response): the fault response is assigned"),
+                        ));
+                    }
                     other => {
                         return Err(err(
                             "<AssignTo>",

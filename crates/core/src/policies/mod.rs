@@ -514,8 +514,26 @@ fn shared_children(
             && child.children.is_empty()
             && child.text.trim().is_empty()
             && child.attributes.is_empty();
-        if seen.contains(&child.name.as_str()) && !empty_meta {
-            return Err(err(&element, "appears more than once".to_string()));
+        if seen.contains(&child.name.as_str()) {
+            // The same leaf written twice (real bundles have it) says the
+            // same thing twice: accepted, with a warning.
+            let first = root.children.iter().find(|c| c.name == child.name);
+            let same = first.is_some_and(|f| {
+                f.children.is_empty()
+                    && child.children.is_empty()
+                    && f.attributes == child.attributes
+                    && f.text.trim() == child.text.trim()
+            });
+            if same && !empty_meta {
+                ignored.push((
+                    element.clone(),
+                    "a second copy with the same value".to_string(),
+                ));
+            }
+            if !same {
+                return Err(err(&element, "appears more than once".to_string()));
+            }
+            continue;
         }
         seen.push(&child.name);
         if !known.contains(&child.name.as_str()) {
