@@ -342,6 +342,7 @@ fn every_shared_bundle_imports_and_its_bootstrap_validates() {
     let mut table = String::from(
         "bundle | translated | not translated | access checks not translated | problems\n",
     );
+    let mut fault_rules = 0;
     for (i, bundle) in bundles.iter().enumerate() {
         let out = dir.path().join(format!("b{i}"));
         let mut args = vec![
@@ -388,6 +389,26 @@ fn every_shared_bundle_imports_and_its_bootstrap_validates() {
         }
         let (ok, text) = validate_file(&out.join("envoy.yaml"));
         assert!(ok, "{name}: envoy --mode validate:\n{text}");
+        // The fault rules carried over (fault_handling), each loaded by
+        // the filter's own code.
+        for plugin in std::fs::read_dir(out.join("plugins"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let text = std::fs::read_to_string(plugin.path()).unwrap();
+            let config: Value = serde_json::from_str(&text).unwrap();
+            if let Some(h) = config.get("fault_handling") {
+                oauthv2info_core::parse_config(text.as_bytes())
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                fault_rules += h["fault_rules"]
+                    .as_str()
+                    .unwrap()
+                    .matches("<FaultRule ")
+                    .count()
+                    + usize::from(h.get("default_fault_rule").is_some());
+            }
+        }
         table.push_str(&format!(
             "{name} | {} | {} | {} | {}\n",
             count("translated"),
@@ -397,6 +418,11 @@ fn every_shared_bundle_imports_and_its_bootstrap_validates() {
         ));
     }
     eprintln!("{table}");
+    // 27 FaultRule and DefaultFaultRule blocks of ProxyEndpoints have
+    // RaiseFault or AssignMessage steps; those of oidc wait on its
+    // GetOAuthV2Info (refused: <IgnoreAccessTokenStatus> on a refresh token).
+    eprintln!("fault rules loaded: {fault_rules}");
+    assert!(fault_rules >= 21, "fault rules loaded: {fault_rules}");
 }
 
 fn find_bundles(dir: &Path, out: &mut Vec<PathBuf>) {
