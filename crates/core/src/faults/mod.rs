@@ -471,6 +471,11 @@ impl Vars for HandlerVars<'_, '_> {
 }
 
 impl FaultHandling {
+    /// Its own policies (RaiseFault, AssignMessage), for the checker.
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
+
     /// What runs, one line a rule, for the checker.
     pub fn describe(&self) -> Vec<String> {
         let steps = |steps: &[HandlerStep]| {
