@@ -18,7 +18,7 @@ pub(crate) const PREFIX: &str = "assignmessage";
 /// `<AssignMessage>`, as parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AssignMessage {
-    pub(crate) ops: Vec<Op>,
+    pub(crate) ops: std::sync::Arc<[Op]>,
     /// `<AssignTo createNew="true">`: the reply starts without headers and
     /// body.
     pub(crate) create_new: bool,
@@ -27,7 +27,7 @@ pub(crate) struct AssignMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AssignRun {
     pub(crate) create_new: bool,
-    pub(crate) ops: Vec<Op>,
+    pub(crate) ops: std::sync::Arc<[Op]>,
 }
 
 impl AssignRun {
@@ -124,7 +124,10 @@ impl ApigeePolicy for AssignMessage {
         }
         reader.bool_leaf("IgnoreUnresolvedVariables")?;
         let ops = message::parse_ops(reader.root, &err)?;
-        Ok(AssignMessage { ops, create_new })
+        Ok(AssignMessage {
+            ops: ops.into(),
+            create_new,
+        })
     }
 
     fn references<'a>(&'a self, refs: &mut Vec<(String, &'a str)>) {

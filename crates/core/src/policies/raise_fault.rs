@@ -21,7 +21,7 @@ pub(crate) const PREFIX: &str = "raisefault";
 /// `<RaiseFault>`, as parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RaiseFault {
-    pub(crate) ops: Vec<Op>,
+    pub(crate) ops: std::sync::Arc<[Op]>,
     pub(crate) ignore_unresolved_variables: Option<bool>,
     pub(crate) short_fault_reason: bool,
 }
@@ -29,7 +29,7 @@ pub(crate) struct RaiseFault {
 /// RaiseFault, compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RaiseRun {
-    pub(crate) ops: Vec<Op>,
+    pub(crate) ops: std::sync::Arc<[Op]>,
     /// Apigee's default: `Raising fault. Fault name : P`.
     faultstring: String,
     body: String,
@@ -81,9 +81,9 @@ impl ApigeePolicy for RaiseFault {
                         }
                     }
                 }
-                message::parse_ops(response, &err)?
+                message::parse_ops(response, &err)?.into()
             }
-            None => Vec::new(),
+            None => std::sync::Arc::from(Vec::new()),
         };
         let ignore_unresolved_variables = reader.bool_leaf("IgnoreUnresolvedVariables")?;
         let short_fault_reason = match reader.child("ShortFaultReason") {
