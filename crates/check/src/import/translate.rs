@@ -177,7 +177,15 @@ impl Translator<'_> {
                 parts.extend(here.conditions.iter().cloned());
                 and_all(&parts)
             };
-            match policies::classify(policy) {
+            let mut class = policies::classify(policy);
+            if policy.type_name == "RaiseFault" && !condition_is_the_filters(full(&here).as_deref())
+            {
+                class = Class::Untranslated {
+                    guard: true,
+                    advice: "its condition reads a variable the filter does not have (a step it does not run sets it): translated, it would refuse requests Apigee lets through; keep this check where that variable is",
+                };
+            }
+            match class {
                 Class::Translated => out.push(here),
                 Class::FlowCallout { shared_flow } => {
                     let found = self.shared.get(&shared_flow).and_then(|m| {
@@ -408,6 +416,28 @@ impl Translator<'_> {
         }
         Some(handling)
     }
+}
+
+/// A RaiseFault's condition reads only what the filter has: request
+/// variables, `fault.name` and the OAuth policies' variables. Anything else
+/// (`actionVar` from an ExtractVariables) would be unset in the filter,
+/// and the step raise where Apigee's does not.
+fn condition_is_the_filters(condition: Option<&str>) -> bool {
+    let Some(condition) = condition else {
+        return true;
+    };
+    let Ok(names) = core::condition_variables(condition) else {
+        return false;
+    };
+    let verify = core::verify_variables();
+    names.iter().all(|n| {
+        oauthv2info_core::RequestVar::parse(n).is_some()
+            || n == "fault.name"
+            || n.starts_with("oauthV2.")
+            || n.starts_with("oauthv2")
+            || n.starts_with("accesstoken.")
+            || verify.contains(n)
+    })
 }
 
 /// Text and attribute values, escaped for the XML the plugin carries.
