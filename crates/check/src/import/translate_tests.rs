@@ -268,11 +268,9 @@ fn raise_fault_steps_and_fault_rules_are_translated() {
     let am = "<AssignMessage name=\"AM-401\"><Set><Payload contentType=\"application/json\">{\"f\":\"{fault.name}\"}</Payload><StatusCode>401</StatusCode></Set><AssignTo createNew=\"false\" transport=\"http\" type=\"request\"/></AssignMessage>";
     let (rf_verb, rf_var) = (rf("RF-Verb"), rf("RF-Var"));
     let m = proxy(
-        &format!(
-            "<FaultRules><FaultRule name=\"token\"><Condition>fault.name = \"InvalidAccessToken\"</Condition><Step><Name>EV</Name></Step><Step><Name>AM-401</Name></Step></FaultRule></FaultRules>\
+        "<FaultRules><FaultRule name=\"token\"><Condition>fault.name = \"InvalidAccessToken\"</Condition><Step><Name>EV</Name></Step><Step><Name>AM-401</Name></Step></FaultRule></FaultRules>\
              <DefaultFaultRule name=\"d\"><AlwaysEnforce>true</AlwaysEnforce><Step><Name>RF-Verb</Name></Step></DefaultFaultRule>\
-             <PreFlow><Request><Step><Name>RF-Verb</Name><Condition>request.verb = \"DELETE\"</Condition></Step><Step><Name>EV</Name></Step><Step><Name>RF-Var</Name><Condition>actionVar = null</Condition></Step><Step><Name>V</Name></Step></Request></PreFlow>"
-        ),
+             <PreFlow><Request><Step><Name>RF-Verb</Name><Condition>request.verb = \"DELETE\"</Condition></Step><Step><Name>EV</Name></Step><Step><Name>RF-Var</Name><Condition>actionVar = null</Condition></Step><Step><Name>V</Name></Step></Request></PreFlow>",
         &[
             ("V", VERIFY),
             ("RF-Verb", &rf_verb),
