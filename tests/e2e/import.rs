@@ -515,3 +515,41 @@ fn a_wildcard_base_path_and_a_glued_path_wildcard_select_their_flows() {
     );
     assert_eq!(r.status, 404);
 }
+
+/// A real bundle's FaultRule answers as on Apigee: CDS-Admin without a
+/// token gets its AM-TokenNotVerified reply (the rule whose condition names
+/// InvalidAccessToken), then its DefaultFaultRule (AlwaysEnforce) adds its
+/// CORS headers.
+#[test]
+fn a_real_bundles_fault_rule_answers_its_401() {
+    let bundle = repo_root().join(
+        "../shared/apigee-bundles/apigee__consumer-data-standards-au/src/apiproxies/admin/CDS-Admin/apiproxy",
+    );
+    if !bundle.is_dir() {
+        eprintln!("../shared/apigee-bundles is absent: not run");
+        return;
+    }
+    let policy = std::fs::read_to_string(bundle.join("policies/AM-TokenNotVerified.xml")).unwrap();
+    let start = policy
+        .find("<Payload contentType=\"application/json\">")
+        .unwrap();
+    let payload = &policy[start..];
+    let payload = &payload[payload.find('>').unwrap() + 1..payload.find("</Payload>").unwrap()];
+    // The template's one variable, set by a step the filter does not run.
+    let expected = payload.trim().replace("{errorDetail}", "");
+
+    let service = TokenService::start();
+    let upstream = Upstream::start();
+    let (envoy, _out) = run_imported(
+        bundle.to_str().unwrap(),
+        &["--allow-untranslated"],
+        &service,
+        &upstream,
+    );
+    let r = call(&envoy, "GET", "/cds-au/v1/admin/metrics", None, &[]);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.text(), expected);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(r.header("access-control-max-age"), Some("3628800"));
+}
