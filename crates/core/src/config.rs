@@ -383,8 +383,12 @@ fn compile_policies(
                 policy.name
             ));
         }
+        // A RaiseFault's templates also read what its own fault sets.
+        let raised = |r: &str| {
+            policy.type_name() == "RaiseFault" && (r == FAULT_NAME || r.starts_with("error."))
+        };
         for (element, reference) in policy.references() {
-            if VarRef::resolve(reference, &plans) == VarRef::Unset {
+            if VarRef::resolve(reference, &plans) == VarRef::Unset && !raised(reference) {
                 warnings.push(format!(
                     "policy {:?}, element {element}: ref {reference:?} is neither a request variable nor set by an earlier policy; it will be unset at run time",
                     policy.name

@@ -293,3 +293,22 @@ fn configuration_errors_are_one_line_naming_what_is_wrong() {
     assert!(e.contains("<AlwaysEnforce> must be true or false"), "{e}");
     assert!(!e.contains('\n'));
 }
+
+#[test]
+fn a_template_variable_nothing_sets_is_a_warning() {
+    let config = crate::config::parse_config(
+        json!({"policies": [r#"<RaiseFault name="R"><FaultResponse><Set><Payload contentType="application/json">{"f":"{fault.name}","s":"{error.status.code}","x":"{nope.var}"}</Payload></Set></FaultResponse></RaiseFault>"#],
+               "fault_handling": {"policies": [r#"<AssignMessage name="A"><AssignVariable><Name>my.v</Name><Value>1</Value></AssignVariable><Set><Payload>{my.v} {other.var} {error.content}</Payload></Set></AssignMessage>"#],
+                                  "default_fault_rule": "<DefaultFaultRule><Step><Name>A</Name></Step></DefaultFaultRule>"}})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
+    assert!(
+        config.warnings[0].contains("policy \"R\"") && config.warnings[0].contains("\"nope.var\"")
+    );
+    assert!(
+        config.warnings[1].contains("policy \"A\"") && config.warnings[1].contains("\"other.var\"")
+    );
+}
