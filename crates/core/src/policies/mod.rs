@@ -577,7 +577,7 @@ fn shared_children(
                 if !child.children.is_empty() || !child.text.trim().is_empty() {
                     return Err(err(
                         &element,
-                        "fault rules inside a policy never run in Apigee; handle faults in the flow (continueOnError and fault.name: docs/faults.md)"
+                        "fault rules inside a policy never run in Apigee; the ProxyEndpoint's rules go in fault_handling (docs/faults.md#fault-rules)"
                             .to_string(),
                     ));
                 }
