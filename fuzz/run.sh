@@ -19,7 +19,7 @@ fi
 seconds=${1:?usage: fuzz/run.sh [--smoke] SECONDS}
 host=$(rustc -vV | sed -n 's/^host: //p')
 bin=fuzz/target/$host/release
-targets=(config policy request answers cache_entry bridge feed condition regex service)
+targets=(config policy request answers cache_entry bridge feed condition regex service template faults)
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 

@@ -7,6 +7,7 @@
 mod cache;
 mod chaos;
 mod docs;
+mod faults;
 mod hostile;
 mod import;
 mod kinds;

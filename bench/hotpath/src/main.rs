@@ -21,7 +21,9 @@
 //!                          published: bench/bench.py's setup 2v),
 //!                          `condition` (default plus a SetOAuthV2Info step
 //!                          whose condition, `request.verb = "POST"`, is
-//!                          false for these GETs: setup 2c)
+//!                          false for these GETs: setup 2c), `faults`
+//!                          (default plus fault rules, which these
+//!                          requests, raising no fault, never run)
 //!
 //! For instruction counts, run it twice under callgrind and take the
 //! difference (docs/performance.md#tools):
@@ -53,6 +55,17 @@ fn plugin(mode: &str) -> String {
             r#"{{"token_service": {{"cluster": "token_service", "credentials": "Bearer k"}},
                 "policies": ["{policy}", {{"policy": "{set}", "condition": "request.verb = \"POST\""}}],
                 "metadata_bridge": "auto", "cache": {{"max_entries": 1000000}}}}"#
+        );
+    }
+    if mode == "faults" {
+        // default plus fault handling (a rule, a DefaultFaultRule with
+        // AlwaysEnforce), which a request that raises no fault never runs.
+        return format!(
+            r#"{{"token_service": {{"cluster": "token_service", "credentials": "Bearer k"}},
+                "policies": ["{policy}"], "metadata_bridge": "auto", "cache": {{"max_entries": 1000000}},
+                "fault_handling": {{"policies": ["<AssignMessage name=\"AM-401\"><Set><Payload contentType=\"application/json\">{{\"fault\":\"{{fault.name}}\"}}</Payload><StatusCode>401</StatusCode></Set></AssignMessage>"],
+                    "fault_rules": "<FaultRules><FaultRule name=\"t\"><Condition>fault.name = \"invalid_access_token\"</Condition><Step><Name>AM-401</Name></Step></FaultRule></FaultRules>",
+                    "default_fault_rule": "<DefaultFaultRule><AlwaysEnforce>true</AlwaysEnforce><Step><Name>AM-401</Name></Step></DefaultFaultRule>"}}}}"#
         );
     }
     if mode == "h2m" {
@@ -94,9 +107,19 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let iterations: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let mode = args.get(1).map_or("default", String::as_str);
-    if !["default", "h2m", "narrow", "miss", "verify", "condition"].contains(&mode) {
+    if ![
+        "default",
+        "h2m",
+        "narrow",
+        "miss",
+        "verify",
+        "condition",
+        "faults",
+    ]
+    .contains(&mode)
+    {
         eprintln!(
-            "hotpath: unknown configuration {mode:?} (default, h2m, narrow, miss, verify, condition)"
+            "hotpath: unknown configuration {mode:?} (default, h2m, narrow, miss, verify, condition, faults)"
         );
         std::process::exit(2);
     }

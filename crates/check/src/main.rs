@@ -459,6 +459,27 @@ fn report(out: &mut dyn Write, file: &str, config: &FilterConfig) {
             let _ = writeln!(out, "    {}: {}", mapping.header, mapping.variable);
         }
     }
+    if let Some(handling) = &config.fault_handling {
+        let lines = handling.describe();
+        if !lines.is_empty() || !handling.policies().is_empty() {
+            let _ = writeln!(
+                out,
+                "  fault handling (the FaultRule that runs is the last whose condition holds):"
+            );
+        }
+        for line in lines {
+            let _ = writeln!(out, "    {}", one_line(&line));
+        }
+        for policy in handling.policies() {
+            let _ = writeln!(
+                out,
+                "    {} {:?}: {}",
+                policy.type_name(),
+                policy.name,
+                policy.describe()
+            );
+        }
+    }
 }
 
 /// A condition as written, on one line (it may span lines in the XML).

@@ -67,16 +67,22 @@ pub fn variables(policy: &Policy) -> Vec<CatalogVar> {
     let name = &policy.name;
     let mut out = Vec::new();
     policy.kind.success_variables(name, &mut out);
+    // `raisefault.P.failed`...: RaiseFault's own prefix (docs/faults.md#raisefault).
+    let prefix = match policy.type_name() {
+        "RaiseFault" => crate::policies::raise_fault::PREFIX,
+        "AssignMessage" => crate::policies::assign_message::PREFIX,
+        _ => variables::POLICY_PREFIX,
+    };
     out.push(CatalogVar {
-        name: variables::failed(name),
+        name: variables::name(prefix, name, "failed"),
         when: When::Always,
         secret: false,
         family: false,
     });
     for fault_var in [
         FAULT_NAME.to_string(),
-        variables::fault_name(name),
-        variables::fault_cause(name),
+        variables::name(prefix, name, "fault.name"),
+        variables::name(prefix, name, "fault.cause"),
     ] {
         out.push(CatalogVar {
             name: fault_var,

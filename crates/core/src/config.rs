@@ -148,6 +148,9 @@ pub struct FilterConfig {
     pub(crate) needs_client_ip: bool,
     /// Load-time warnings (refs to variables nothing sets), logged once.
     pub warnings: Vec<String>,
+    /// `fault_handling`: the FaultRules and DefaultFaultRule
+    /// (crates/core/src/faults.rs); read on the fault path only.
+    pub fault_handling: Option<Box<crate::faults::FaultHandling>>,
 }
 
 /// Headers a mapping may not set: pseudo-headers and those that frame or
@@ -267,7 +270,7 @@ fn entry(i: usize, item: Value) -> Result<Entry, ConfigError> {
     }
 }
 
-const KNOWN_FIELDS: &str = "token_service, policies, basepath, metadata_namespace, metadata_bridge, request_headers, publish, export_secrets, cache";
+const KNOWN_FIELDS: &str = "token_service, policies, basepath, metadata_namespace, metadata_bridge, request_headers, publish, export_secrets, cache, fault_handling";
 
 fn compile(
     mut object: Map<String, Value>,
@@ -282,6 +285,7 @@ fn compile(
     let publish = publish(object.remove("publish"))?;
     let cache = cache(object.remove("cache"))?;
     let raw_headers = object.remove("request_headers");
+    let raw_fault_handling = object.remove("fault_handling");
     if let Some(key) = object.keys().next() {
         return Err(ConfigError::field(
             key.clone(),
@@ -296,6 +300,13 @@ fn compile(
         mut warnings,
     } = compile_policies(&entries, &publish, export_secrets)?;
     let request_headers = request_headers(raw_headers, &plans, &mut warnings)?;
+    let fault_handling = crate::faults::configure(
+        raw_fault_handling,
+        &policies,
+        &plans,
+        &publish,
+        &mut warnings,
+    )?;
     know_attributes(&mut plans, &request_headers, &publish);
     let bridge = bridge.unwrap_or_else(|| auto_bridge(&plans));
     let metadata = metadata_plan(bridge, &mut plans, &publish);
@@ -332,6 +343,7 @@ fn compile(
         needs_form_body: false,
         needs_client_ip: false,
         warnings,
+        fault_handling,
     };
     plan_reads(&mut config);
     Ok(config)
@@ -358,14 +370,25 @@ fn compile_policies(
                 "two policies have this name: policy names must be unique",
             ));
         }
+        if policy.type_name() == "AssignMessage" {
+            return Err(ConfigError::policy(
+                &policy.name,
+                "<AssignMessage>",
+                "in a request flow AssignMessage is out of scope here: it runs only as a step of a fault rule (fault_handling, docs/faults.md#fault-rules)",
+            ));
+        }
         for (element, what) in &policy.ignored {
             warnings.push(format!(
                 "policy {:?}, element {element}: accepted and ignored: {what}",
                 policy.name
             ));
         }
+        // A RaiseFault's templates also read what its own fault sets.
+        let raised = |r: &str| {
+            policy.type_name() == "RaiseFault" && (r == FAULT_NAME || r.starts_with("error."))
+        };
         for (element, reference) in policy.references() {
-            if VarRef::resolve(reference, &plans) == VarRef::Unset {
+            if VarRef::resolve(reference, &plans) == VarRef::Unset && !raised(reference) {
                 warnings.push(format!(
                     "policy {:?}, element {element}: ref {reference:?} is neither a request variable nor set by an earlier policy; it will be unset at run time",
                     policy.name
@@ -502,6 +525,9 @@ fn for_each_read(config: &mut FilterConfig, mut each: impl FnMut(&mut VarRef)) {
     }
     for mapping in &mut config.request_headers {
         each(&mut mapping.source);
+    }
+    if let Some(handling) = config.fault_handling.as_mut() {
+        handling.reads.iter_mut().for_each(|(_, r)| each(r));
     }
 }
 

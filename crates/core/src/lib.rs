@@ -34,6 +34,7 @@ pub mod catalog;
 mod condition;
 mod config;
 mod error;
+mod faults;
 mod feed;
 mod filter;
 mod flow;
@@ -47,6 +48,7 @@ mod protocol;
 mod publish;
 mod regex;
 mod request;
+mod template;
 mod xml;
 
 pub use oauthv2info_names as names;
@@ -77,3 +79,4 @@ pub use regex::{Cache as RegexCache, Regex};
 pub use request::{
     is_valid_header_value, percent_decode, percent_encode, Headers, RequestInfo, RequestVar,
 };
+pub use template::Template;

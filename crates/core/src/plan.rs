@@ -176,7 +176,7 @@ impl VarRef {
             .iter()
             .enumerate()
             .rev()
-            .find(|(_, p)| p.enabled && p.prefix().is_none());
+            .find(|(_, p)| p.enabled && p.prefix().is_none() && p.action.raises().is_none());
         if let Some((policy, plan)) = verified {
             if let Some(output) = plan.outputs.iter().position(|o| o.var.name == name) {
                 return VarRef::Output {
@@ -193,7 +193,8 @@ impl VarRef {
             }
         }
         for (policy, plan) in earlier.iter().enumerate().filter(|(_, p)| p.enabled) {
-            if let Some(suffix) = variables::suffix_of(name, variables::POLICY_PREFIX, &plan.name) {
+            if let Some(suffix) = variables::suffix_of(name, plan.action.fault_prefix(), &plan.name)
+            {
                 match suffix {
                     "failed" => return VarRef::Failed { policy },
                     "fault.name" => return VarRef::FaultName { policy },
@@ -266,6 +267,17 @@ pub(crate) fn compile(
     });
     // Custom attributes are never secrets.
     let attributes_published = publish.family(&compiled.attribute_prefix);
+    // `oauthV2.P.failed`..., or the policy type's own prefix (RaiseFault's
+    // `raisefault.P.failed`).
+    let fault_prefix = compiled.run.fault_prefix();
+    let fault_var = |suffix: &str| {
+        Var::new(
+            variables::name(fault_prefix, name, suffix),
+            false,
+            publish,
+            export_secrets,
+        )
+    };
     let mut plan = PolicyPlan {
         name: name.clone(),
         enabled: policy.enabled,
@@ -278,9 +290,9 @@ pub(crate) fn compile(
         attributes_published,
         bare_attributes: compiled.bare_attributes,
         known_attributes: Vec::new(),
-        failed: Var::new(variables::failed(name), false, publish, export_secrets),
-        fault_name: Var::new(variables::fault_name(name), false, publish, export_secrets),
-        fault_cause: Var::new(variables::fault_cause(name), false, publish, export_secrets),
+        failed: fault_var("failed"),
+        fault_name: fault_var("fault.name"),
+        fault_cause: fault_var("fault.cause"),
     };
     for attribute in compiled.known_attributes {
         plan.know_attribute(&attribute, publish);

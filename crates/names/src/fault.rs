@@ -80,6 +80,9 @@ faults! {
     // The fault string names the policy's scopes: the policy's plan holds
     // it and the body ("Required scope(s): A B"); these are the fallbacks.
     InsufficientScope => "InsufficientScope", 403, "Required scope(s)", "steps.oauth.v2.InsufficientScope";
+    // RaiseFault: its plan holds the fault string that names the policy
+    // ("Raising fault. Fault name : P"); this is the fallback.
+    RaiseFault => "RaiseFault", 500, "Raising fault", "steps.raisefault.RaiseFault";
 }
 
 impl Fault {
@@ -135,13 +138,16 @@ mod tests {
             let named = Fault::from_name(f.name()).unwrap();
             assert!(named == *f || named.for_verify() == *f, "{f:?}");
         }
-        assert_eq!(Fault::ALL.len(), 14);
+        assert_eq!(Fault::ALL.len(), 15);
         // Every code is the filter's (keymanagement.service.<name>) but the
         // ones modeled on other Apigee policies'.
         for f in Fault::ALL {
             if !matches!(
                 f,
-                Fault::UnresolvedVariable | Fault::MissingAccessToken | Fault::InsufficientScope
+                Fault::UnresolvedVariable
+                    | Fault::MissingAccessToken
+                    | Fault::InsufficientScope
+                    | Fault::RaiseFault
             ) {
                 assert_eq!(f.errorcode(), format!("keymanagement.service.{}", f.name()));
             }

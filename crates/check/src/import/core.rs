@@ -46,3 +46,11 @@ pub fn load(plugin: &serde_json::Value) -> Result<Loaded, String> {
         config,
     })
 }
+
+/// The variables VerifyAccessToken sets without a prefix (`access_token`,
+/// `client_id`..., and the family `accesstoken.{name}`).
+pub fn verify_variables() -> Vec<String> {
+    let probe = serde_json::json!({"policies": [
+        "<OAuthV2 name=\"probe\"><Operation>VerifyAccessToken</Operation></OAuthV2>"]});
+    load(&probe).map(|l| l.sets).unwrap_or_default()
+}

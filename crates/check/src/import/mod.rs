@@ -63,7 +63,7 @@ A sharedflowbundle/ alone imports as one plugin configuration.
                           (default app=<proxy name>)
   --json                  print the report as JSON instead of text
 Exit status: 0 translated; 1 a problem (one line each on standard error), or
-an access check (VerifyAPIKey, JWT, Basic, Quota, SpikeArrest, RaiseFault,
+an access check (VerifyAPIKey, JWT, Basic, Quota, SpikeArrest,
 a FlowCallout to a shared flow not given...) left untranslated without
 --allow-untranslated; 2 a usage error or bad input (not a bundle, a broken
 zip, XML that does not parse, a policy file missing).

@@ -15,6 +15,16 @@ pub struct Step {
     pub condition: Option<String>,
 }
 
+/// A `<FaultRule>` or the `<DefaultFaultRule>` of an endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct FaultRule {
+    pub name: String,
+    pub condition: Option<String>,
+    pub steps: Vec<Step>,
+    /// `<AlwaysEnforce>` (DefaultFaultRule).
+    pub always_enforce: bool,
+}
+
 /// A PreFlow, PostFlow or conditional Flow.
 #[derive(Debug, Clone, Default)]
 pub struct Flow {
@@ -47,6 +57,9 @@ pub struct Endpoint {
     pub route_rules: Vec<RouteRule>,
     /// FaultRule and DefaultFaultRule blocks.
     pub fault_rules: Vec<String>,
+    /// The `<FaultRule>`s, in the order written.
+    pub rules: Vec<FaultRule>,
+    pub default_rule: Option<FaultRule>,
     /// TargetEndpoint: `<HTTPTargetConnection><URL>`.
     pub url: Option<String>,
     /// TargetEndpoint: what it has instead of a URL (`LoadBalancer`,
@@ -268,6 +281,26 @@ fn endpoint(root: &Element, file: &str) -> Endpoint {
                 .collect()
         })
         .unwrap_or_default();
+    let rules: Vec<FaultRule> = child(root, "FaultRules")
+        .map(|f| {
+            f.children
+                .iter()
+                .filter(|c| c.name == "FaultRule")
+                .map(|c| FaultRule {
+                    name: c.attribute("name").unwrap_or("").to_string(),
+                    condition: text_of(c, "Condition"),
+                    steps: steps(c),
+                    always_enforce: false,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let default_rule = child(root, "DefaultFaultRule").map(|d| FaultRule {
+        name: d.attribute("name").unwrap_or("").to_string(),
+        condition: None,
+        steps: steps(d),
+        always_enforce: text_of(d, "AlwaysEnforce").as_deref() == Some("true"),
+    });
     if let Some(d) = child(root, "DefaultFaultRule") {
         fault_rules.push(
             format!("DefaultFaultRule {}", d.attribute("name").unwrap_or(""))
@@ -303,6 +336,8 @@ fn endpoint(root: &Element, file: &str) -> Endpoint {
             .unwrap_or_default(),
         route_rules,
         fault_rules,
+        rules,
+        default_rule,
         url: http_target.and_then(|c| text_of(c, "URL")),
         connection,
     }

@@ -33,7 +33,6 @@ const TABLE: &[(&str, bool, &str)] = &[
     ("Quota", true, "Envoy's global rate limiting (ratelimit filter and a rate limit service)"),
     ("SpikeArrest", true, "Envoy's local_ratelimit filter"),
     ("ConcurrentRatelimit", true, "Envoy's circuit breakers (max_requests) or local_ratelimit"),
-    ("RaiseFault", true, "not translated yet: a route with direct_response, or the filter's FaultRules when they land"),
     ("AccessControl", true, "Envoy's rbac filter (remote IP rules)"),
     ("OASValidation", true, "not covered: validate the request in the service or an ext_proc filter"),
     ("MessageValidation", true, "not covered: validate the request in the service or an ext_proc filter"),
@@ -74,7 +73,7 @@ const TABLE: &[(&str, bool, &str)] = &[
 /// What becomes of a step of `policy`.
 pub fn classify(policy: &PolicyFile) -> Class {
     match policy.type_name.as_str() {
-        "GetOAuthV2Info" | "SetOAuthV2Info" => Class::Translated,
+        "GetOAuthV2Info" | "SetOAuthV2Info" | "RaiseFault" => Class::Translated,
         "OAuthV2" => match operation(policy).as_deref() {
             Some("VerifyAccessToken") => Class::Translated,
             _ => Class::Untranslated {

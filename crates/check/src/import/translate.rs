@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use super::bundle::Kind;
 use super::core;
-use super::model::{Endpoint, Flow, Model, PolicyFile, Step};
+use super::model::{Endpoint, FaultRule, Flow, Model, PolicyFile, Step};
 use super::policies::{self, Class};
 use super::reads::{narrow_publish, reads_of, unset_hint};
 use super::report::{Entry, Report};
@@ -177,7 +177,15 @@ impl Translator<'_> {
                 parts.extend(here.conditions.iter().cloned());
                 and_all(&parts)
             };
-            match policies::classify(policy) {
+            let mut class = policies::classify(policy);
+            if policy.type_name == "RaiseFault" && !condition_is_the_filters(full(&here).as_deref())
+            {
+                class = Class::Untranslated {
+                    guard: true,
+                    advice: "its condition reads a variable the filter does not have (a step it does not run sets it): translated, it would refuse requests Apigee lets through; keep this check where that variable is",
+                };
+            }
+            match class {
                 Class::Translated => out.push(here),
                 Class::FlowCallout { shared_flow } => {
                     let found = self.shared.get(&shared_flow).and_then(|m| {
@@ -294,6 +302,12 @@ impl Translator<'_> {
                 self.report.untranslated.push(entry);
             }
         }
+        // The ProxyEndpoint's rules become the plugin's `fault_handling`
+        // ([`Translator::fault_handling`]); a TargetEndpoint's handle the
+        // target's faults, which never reach the filter.
+        if prefix.is_empty() {
+            return;
+        }
         for rule in &endpoint.fault_rules {
             self.report.untranslated.push(Entry {
                 policy: rule.clone(),
@@ -301,10 +315,144 @@ impl Translator<'_> {
                 endpoint: self.endpoint.clone(),
                 flow: format!("{prefix}FaultRules"),
                 condition: None,
-                advice: "not translated yet: the filter's faults answer with Apigee's default status and body (docs/faults.md)".into(),
+                advice: "a TargetEndpoint's fault rules handle the target's faults, which the filter never raises: Envoy's local replies and the service".into(),
             });
         }
     }
+
+    /// The ProxyEndpoint's FaultRules and DefaultFaultRule as the plugin's
+    /// `fault_handling` (docs/configuration.md#fault_handling): their
+    /// RaiseFault and AssignMessage steps; other steps are reported and
+    /// left out. `flow_steps` are the plugin's `policies` (a RaiseFault of
+    /// theirs is named, not repeated).
+    fn fault_handling(&mut self, endpoint: &Endpoint, flow_steps: &[PluginStep]) -> Option<Value> {
+        if endpoint.rules.is_empty() && endpoint.default_rule.is_none() {
+            return None;
+        }
+        let mut policies: Vec<String> = Vec::new();
+        let mut named: Vec<String> = Vec::new();
+        let mut rule_xml = |rule: &FaultRule, tag: &str, tr: &mut Translator<'_>| -> String {
+            let label = match tag {
+                "FaultRule" => format!("FaultRule {:?}", rule.name),
+                _ => "DefaultFaultRule".to_string(),
+            };
+            let mut xml = format!("<{tag} name=\"{}\">", xml_escape(&rule.name));
+            if let Some(c) = &rule.condition {
+                if let Err(problem) = core::condition_variables(c) {
+                    tr.report.problems.push(format!(
+                        "{}: {label}: its condition does not parse ({problem}): the rule is left out",
+                        tr.endpoint
+                    ));
+                    return String::new();
+                }
+                xml.push_str(&format!("<Condition>{}</Condition>", xml_escape(c)));
+            }
+            if tag == "DefaultFaultRule" {
+                xml.push_str(&format!(
+                    "<AlwaysEnforce>{}</AlwaysEnforce>",
+                    rule.always_enforce
+                ));
+            }
+            for step in &rule.steps {
+                let Some(policy) = tr.model.policies.get(&step.name) else {
+                    tr.report.problems.push(format!(
+                        "{}: {label}: the step {:?} names a policy that has no file in policies/",
+                        tr.endpoint, step.name
+                    ));
+                    continue;
+                };
+                let entry = tr.entry(
+                    policy,
+                    &format!("FaultRules, {label}"),
+                    &[],
+                    step.condition.clone(),
+                    "",
+                );
+                match policy.type_name.as_str() {
+                    "RaiseFault" | "AssignMessage" => {
+                        if let Some(c) = &step.condition {
+                            if let Err(problem) = core::condition_variables(c) {
+                                tr.report.problems.push(format!(
+                                    "{}: {label}: the condition of step {:?} does not parse ({problem}): the step is left out",
+                                    tr.endpoint, step.name
+                                ));
+                                continue;
+                            }
+                        }
+                        let in_flow = flow_steps.iter().any(|s| s.name == policy.name);
+                        if !in_flow && !named.contains(&policy.name) {
+                            named.push(policy.name.clone());
+                            policies.push(policy.xml.clone());
+                        }
+                        xml.push_str(&format!("<Step><Name>{}</Name>", xml_escape(&step.name)));
+                        if let Some(c) = &step.condition {
+                            xml.push_str(&format!("<Condition>{}</Condition>", xml_escape(c)));
+                        }
+                        xml.push_str("</Step>");
+                        tr.report.translated.push(entry);
+                    }
+                    _ => tr.report.untranslated.push(Entry {
+                        advice: "a fault rule's step the filter's fault handlers do not run (they run RaiseFault and AssignMessage): left out of the rule".into(),
+                        ..entry
+                    }),
+                }
+            }
+            xml.push_str(&format!("</{tag}>"));
+            xml
+        };
+        let mut rules = String::from("<FaultRules>");
+        for rule in &endpoint.rules {
+            rules.push_str(&rule_xml(rule, "FaultRule", self));
+        }
+        rules.push_str("</FaultRules>");
+        let default = endpoint
+            .default_rule
+            .as_ref()
+            .map(|d| rule_xml(d, "DefaultFaultRule", self))
+            .filter(|x| !x.is_empty());
+        let mut handling = json!({"policies": policies, "fault_rules": rules});
+        if let Some(d) = default {
+            handling["default_fault_rule"] = json!(d);
+        }
+        Some(handling)
+    }
+}
+
+/// A RaiseFault's condition reads only what the filter has: request
+/// variables, `fault.name` and the OAuth policies' variables. Anything else
+/// (`actionVar` from an ExtractVariables) would be unset in the filter,
+/// and the step raise where Apigee's does not.
+fn condition_is_the_filters(condition: Option<&str>) -> bool {
+    let Some(condition) = condition else {
+        return true;
+    };
+    let Ok(names) = core::condition_variables(condition) else {
+        return false;
+    };
+    let verify = core::verify_variables();
+    names.iter().all(|n| {
+        oauthv2info_core::RequestVar::parse(n).is_some()
+            || n == "fault.name"
+            || n.starts_with("oauthV2.")
+            || n.starts_with("oauthv2")
+            || n.starts_with("accesstoken.")
+            || verify.contains(n)
+    })
+}
+
+/// Text and attribute values, escaped for the XML the plugin carries.
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn flow_label(flow: &Flow) -> String {
@@ -502,7 +650,8 @@ pub fn translate(
             }
             add_block(&mut tr, &per_segment, &mut steps);
         }
-        let plugin = build_plugin(endpoint, &steps, options, &mut tr);
+        let handling = tr.fault_handling(endpoint, &steps);
+        let plugin = build_plugin(endpoint, &steps, handling, options, &mut tr);
         plans.push(EndpointPlan {
             name: endpoint.name.clone(),
             base_path: endpoint.base_path.clone(),
@@ -733,6 +882,7 @@ fn choose_target<'m>(
 fn build_plugin(
     endpoint: &Endpoint,
     steps: &[PluginStep],
+    handling: Option<Value>,
     options: &Options,
     tr: &mut Translator<'_>,
 ) -> Option<Value> {
@@ -762,6 +912,23 @@ fn build_plugin(
     }
     plugin["metadata_bridge"] = json!("auto");
     plugin["publish"] = json!([]);
+    if let Some(handling) = handling {
+        plugin["fault_handling"] = handling;
+        // A fault handler the filter refuses must not cost the token
+        // checks: the configuration goes without it, and the report says
+        // why.
+        if let Err(line) = core::load(&plugin) {
+            if let Some(map) = plugin.as_object_mut() {
+                map.remove("fault_handling");
+            }
+            if core::load(&plugin).is_ok() {
+                report.problems.push(format!(
+                    "{}: the filter refuses the fault rules ({line}): the configuration is written without them, and its faults answer with Apigee's default bodies",
+                    endpoint.name
+                ));
+            }
+        }
+    }
     let first = match core::load(&plugin) {
         Ok(loaded) => loaded,
         Err(line) => {

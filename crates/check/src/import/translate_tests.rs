@@ -256,3 +256,61 @@ fn a_flow_condition_reading_what_a_flow_step_sets_is_a_problem() {
         report.problems
     );
 }
+
+#[test]
+fn raise_fault_steps_and_fault_rules_are_translated() {
+    let rf = |name: &str| {
+        format!("<RaiseFault name=\"{name}\"><FaultResponse><Set><StatusCode>400</StatusCode></Set></FaultResponse></RaiseFault>")
+    };
+    let am = "<AssignMessage name=\"AM-401\"><Set><Payload contentType=\"application/json\">{\"f\":\"{fault.name}\"}</Payload><StatusCode>401</StatusCode></Set><AssignTo createNew=\"false\" transport=\"http\" type=\"request\"/></AssignMessage>";
+    let (rf_verb, rf_var) = (rf("RF-Verb"), rf("RF-Var"));
+    let m = proxy(
+        "<FaultRules><FaultRule name=\"token\"><Condition>fault.name = \"InvalidAccessToken\"</Condition><Step><Name>EV</Name></Step><Step><Name>AM-401</Name></Step></FaultRule></FaultRules>\
+             <DefaultFaultRule name=\"d\"><AlwaysEnforce>true</AlwaysEnforce><Step><Name>RF-Verb</Name></Step></DefaultFaultRule>\
+             <PreFlow><Request><Step><Name>RF-Verb</Name><Condition>request.verb = \"DELETE\"</Condition></Step><Step><Name>EV</Name></Step><Step><Name>RF-Var</Name><Condition>actionVar = null</Condition></Step><Step><Name>V</Name></Step></Request></PreFlow>",
+        &[
+            ("V", VERIFY),
+            ("RF-Verb", &rf_verb),
+            ("RF-Var", &rf_var),
+            ("AM-401", am),
+            ("EV", "<ExtractVariables name=\"EV\"><Source>request</Source></ExtractVariables>"),
+        ],
+    );
+    let mut report = Report::default();
+    let plans = translate(&m, &BTreeMap::new(), &options(), &mut report).unwrap();
+    // A RaiseFault under a condition on the request: a step.
+    assert_eq!(
+        steps_of(&plans[0]),
+        [
+            (
+                "RF-Verb".to_string(),
+                Some("request.verb = \"DELETE\"".to_string())
+            ),
+            ("V".to_string(), None)
+        ]
+    );
+    // One whose condition reads what an untranslated step sets: an access
+    // check not translated.
+    assert_eq!(report.guards.len(), 1, "{:?}", report.guards);
+    assert_eq!(report.guards[0].policy, "RF-Var");
+    // The rules: their AssignMessage and RaiseFault steps, the others left out.
+    let handling = &plans[0].plugin.as_ref().unwrap()["fault_handling"];
+    assert_eq!(
+        handling["policies"].as_array().unwrap().len(),
+        1,
+        "{handling}"
+    );
+    assert_eq!(
+        handling["fault_rules"],
+        "<FaultRules><FaultRule name=\"token\"><Condition>fault.name = &quot;InvalidAccessToken&quot;</Condition><Step><Name>AM-401</Name></Step></FaultRule></FaultRules>"
+    );
+    assert_eq!(
+        handling["default_fault_rule"],
+        "<DefaultFaultRule name=\"d\"><AlwaysEnforce>true</AlwaysEnforce><Step><Name>RF-Verb</Name></Step></DefaultFaultRule>"
+    );
+    assert!(report
+        .untranslated
+        .iter()
+        .any(|e| e.policy == "EV" && e.flow.contains("FaultRule \"token\"")));
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

@@ -84,10 +84,23 @@ impl Worker {
         }
         self.buffers = b;
         if let Some(fault) = fault {
+            // FaultRules, DefaultFaultRule or a RaiseFault build the reply
+            // (crates/core/src/faults.rs); else Apigee's default one.
+            let built = crate::faults::reply(config, &stream.flow, &stream.request, fault);
             let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(reply_headers.len() + 2);
-            headers.push(("content-type", b"application/json"));
-            if let Some(challenge) = fault.www_authenticate() {
-                headers.push(("www-authenticate", challenge.as_bytes()));
+            match &built {
+                Some(reply) => headers.extend(
+                    reply
+                        .headers
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.as_bytes())),
+                ),
+                None => {
+                    headers.push(("content-type", b"application/json"));
+                    if let Some(challenge) = fault.www_authenticate() {
+                        headers.push(("www-authenticate", challenge.as_bytes()));
+                    }
+                }
             }
             for (h, empty, v) in &reply_headers {
                 if let Some(meta) = config.metadata.headers.get(*h) {
@@ -98,12 +111,18 @@ impl Worker {
                     }
                 }
             }
-            let body = stream
-                .flow
-                .reply_policy()
-                .and_then(|i| config.plans.get(i))
-                .map_or(fault.body(), |plan| plan.fault_body(fault));
-            if !host.send_local_response(fault.status(), &headers, body.as_bytes()) {
+            let (status, body) = match &built {
+                Some(reply) => (reply.status, reply.body.as_str()),
+                None => (
+                    fault.status(),
+                    stream
+                        .flow
+                        .reply_policy()
+                        .and_then(|i| config.plans.get(i))
+                        .map_or(fault.body(), |plan| plan.fault_body(fault)),
+                ),
+            };
+            if !host.send_local_response(status, &headers, body.as_bytes()) {
                 warn!("oauthv2info: could not send the local reply");
             }
         }

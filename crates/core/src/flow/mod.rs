@@ -191,6 +191,11 @@ impl Flow {
                 continue;
             }
             let action = &plan.action;
+            // A policy that resolves no token (RaiseFault) raises at once.
+            if let Some(fault) = action.raises() {
+                self.fail(config, index, fault);
+                continue;
+            }
             let token = match self.resolve(config, &plan.token, request) {
                 // <IgnoreUnresolvedVariables>false: a ref that resolves to
                 // nothing is its own fault (an empty value is resolved).

@@ -25,14 +25,19 @@ use crate::publish::Publish;
 use crate::request::RequestInfo;
 use crate::xml;
 
+pub(crate) mod assign_message;
 pub(crate) mod elements;
 pub(crate) mod get;
+pub(crate) mod message;
+pub(crate) mod raise_fault;
 pub(crate) mod set;
 pub(crate) mod verify;
 
+pub(crate) use assign_message::AssignMessage;
 pub(crate) use elements::ValueSource;
 use elements::{expect_leaf, parse_bool, properties, truncate, validate_policy_name, Reader};
 pub(crate) use get::GetOAuthV2Info;
+pub(crate) use raise_fault::RaiseFault;
 pub(crate) use set::SetOAuthV2Info;
 pub(crate) use verify::VerifyAccessToken;
 
@@ -160,6 +165,16 @@ macro_rules! policies {
             pub(crate) fn values_mut(&mut self, each: &mut dyn FnMut(&mut VarRef)) {
                 match self { $(PolicyAction::$variant(r) => r.values_mut(each)),+ }
             }
+            #[inline]
+            pub(crate) fn raises(&self) -> Option<Fault> {
+                match self { $(PolicyAction::$variant(r) => r.raises()),+ }
+            }
+            pub(crate) fn fault_prefix(&self) -> &'static str {
+                match self { $(PolicyAction::$variant(r) => r.fault_prefix()),+ }
+            }
+            pub(crate) fn handle(&self, reply: &mut message::Reply, read: &mut message::Read<'_>) -> bool {
+                match self { $(PolicyAction::$variant(r) => r.handle(reply, read)),+ }
+            }
         }
     };
 }
@@ -168,6 +183,8 @@ policies! {
     Get(GetOAuthV2Info),
     Set(SetOAuthV2Info),
     Verify(VerifyAccessToken),
+    Raise(RaiseFault),
+    Assign(AssignMessage),
 }
 
 /// A policy type: its XML, parsed and compiled.
@@ -257,6 +274,21 @@ pub(crate) trait PolicyRun {
     /// The refs it reads besides its token.
     fn values(&self, _each: &mut dyn FnMut(&VarRef)) {}
     fn values_mut(&mut self, _each: &mut dyn FnMut(&mut VarRef)) {}
+    /// The hook for a policy that resolves no token (RaiseFault): the
+    /// fault it raises as soon as it runs, before any token is resolved.
+    #[inline]
+    fn raises(&self) -> Option<Fault> {
+        None
+    }
+    /// The prefix of its fault variables (`oauthV2.P.failed`...).
+    fn fault_prefix(&self) -> &'static str {
+        variables::POLICY_PREFIX
+    }
+    /// As a step of a fault rule: changes the reply being built; true when
+    /// it raises a fault there (RaiseFault).
+    fn handle(&self, _reply: &mut message::Reply, _read: &mut message::Read<'_>) -> bool {
+        false
+    }
 }
 
 /// What compiling a policy knows: its name, the policies before it, and
@@ -494,8 +526,32 @@ fn shared_children(
     let mut seen: Vec<&str> = Vec::new();
     for child in &root.children {
         let element = format!("<{}>", child.name);
+        // The Apigee UI writes `<Properties/>` twice at times: an empty
+        // one again says nothing.
+        let empty_meta = matches!(child.name.as_str(), "Properties" | "Description")
+            && child.children.is_empty()
+            && child.text.trim().is_empty()
+            && child.attributes.is_empty();
         if seen.contains(&child.name.as_str()) {
-            return Err(err(&element, "appears more than once".to_string()));
+            // The same leaf written twice (real bundles have it) says the
+            // same thing twice: accepted, with a warning.
+            let first = root.children.iter().find(|c| c.name == child.name);
+            let same = first.is_some_and(|f| {
+                f.children.is_empty()
+                    && child.children.is_empty()
+                    && f.attributes == child.attributes
+                    && f.text.trim() == child.text.trim()
+            });
+            if same && !empty_meta {
+                ignored.push((
+                    element.clone(),
+                    "a second copy with the same value".to_string(),
+                ));
+            }
+            if !same {
+                return Err(err(&element, "appears more than once".to_string()));
+            }
+            continue;
         }
         seen.push(&child.name);
         if !known.contains(&child.name.as_str()) {
@@ -539,7 +595,7 @@ fn shared_children(
                 if !child.children.is_empty() || !child.text.trim().is_empty() {
                     return Err(err(
                         &element,
-                        "fault rules inside a policy never run in Apigee; handle faults in the flow (continueOnError and fault.name: docs/faults.md)"
+                        "fault rules inside a policy never run in Apigee; the ProxyEndpoint's rules go in fault_handling (docs/faults.md#fault-rules)"
                             .to_string(),
                     ));
                 }

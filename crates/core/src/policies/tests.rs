@@ -275,13 +275,24 @@ fn ignore_unresolved_variables_in_set() {
     for (extra, problem) in [
         ("<IgnoreUnresolvedVariables>yes</IgnoreUnresolvedVariables>", "must be true or false, not \"yes\""),
         ("<IgnoreUnresolvedVariables/>", "must be true or false, not \"\""),
-        ("<IgnoreUnresolvedVariables>true</IgnoreUnresolvedVariables><IgnoreUnresolvedVariables>true</IgnoreUnresolvedVariables>", "appears more than once"),
+        ("<IgnoreUnresolvedVariables>true</IgnoreUnresolvedVariables><IgnoreUnresolvedVariables>false</IgnoreUnresolvedVariables>", "appears more than once"),
         ("<IgnoreUnresolvedVariables x='1'>true</IgnoreUnresolvedVariables>", "unknown attribute x"),
     ] {
         let e = error(&set_with(extra));
         assert_eq!(e.element, "<IgnoreUnresolvedVariables>", "{e}");
         assert!(e.problem.contains(problem), "{e}");
     }
+    // The same leaf twice (real bundles have it): accepted, with a warning.
+    let twice = get(&set_with(
+        "<IgnoreUnresolvedVariables>true</IgnoreUnresolvedVariables><IgnoreUnresolvedVariables>true</IgnoreUnresolvedVariables>",
+    ));
+    assert_eq!(
+        twice.ignored,
+        vec![(
+            "<IgnoreUnresolvedVariables>".to_string(),
+            "a second copy with the same value".to_string()
+        )]
+    );
     let e = error(
         "<GetOAuthV2Info name='G'><AccessToken ref='a'/><IgnoreUnresolvedVariables>true</IgnoreUnresolvedVariables></GetOAuthV2Info>",
     );
