@@ -49,12 +49,16 @@ impl Worker {
             return false;
         };
         if !config.cache.enabled {
+            stream.seen = false;
             return false;
         }
         let (kind, token) = (*kind, stream.flow.text(token).as_bytes());
         let now = stream.flow.now_ms;
         let fingerprint = token_hash(kind, token);
         let (feed, counts) = (&self.feed, &mut self.metrics);
+        // The token's known profile is in a slot, expired or stale: the
+        // Envoy has seen it valid (the lookup budget does not count it).
+        let mut seen = false;
         let found = probe(
             host,
             config,
@@ -68,23 +72,30 @@ impl Worker {
                                 // The feed is behind (or the cache was dropped):
                                 // ask the token service.
                                 counts.count(metrics::CACHE_STALE);
+                                seen |= head.is_known(kind, token);
                                 return None;
                             }
                         }
                         head.body_at()
                     }
-                    _ => return None,
+                    Some(head) => {
+                        seen |= head.is_known(kind, token);
+                        return None;
+                    }
+                    None => return None,
                 };
                 Some((data, at))
             },
         );
         let Some((data, at)) = found else {
             self.metrics.count(metrics::CACHE_MISSES);
+            stream.seen = seen;
             return false;
         };
         let negative = data.get(at) == Some(&0);
         if !stream.flow.on_cached(config, data, at) {
             self.metrics.count(metrics::CACHE_MISSES);
+            stream.seen = false;
             return false;
         }
         self.metrics.count(if negative {
