@@ -300,7 +300,11 @@ fn compile(
     mut object: Map<String, Value>,
     entries: Vec<Entry>,
 ) -> Result<FilterConfig, ConfigError> {
-    let token_service = token_service(object.remove("token_service"))?;
+    // Set or not: with the cache off, no default lookup budget.
+    let explicit_budget = object
+        .get("token_service")
+        .is_some_and(|t| t.get("lookup_budget").is_some());
+    let mut token_service = token_service(object.remove("token_service"))?;
     let basepath = basepath(object.remove("basepath"))?;
     let metadata_namespace = metadata_namespace(object.remove("metadata_namespace"))?;
     // `None` here: "auto", decided once the policies are known.
@@ -308,6 +312,11 @@ fn compile(
     let export_secrets = optional_bool(&mut object, "export_secrets")?.unwrap_or(false);
     let publish = publish(object.remove("publish"))?;
     let cache = cache(object.remove("cache"))?;
+    if !cache.enabled && !explicit_budget {
+        // No cache, nothing seen: the default would charge every lookup
+        // (docs/configuration.md#the-lookup-budget).
+        token_service.lookup_budget.per_second = 0;
+    }
     let raw_headers = object.remove("request_headers");
     if let Some(key) = object.keys().next() {
         return Err(ConfigError::field(
@@ -1245,6 +1254,19 @@ mod tests {
         assert_eq!((b.per_second, b.burst), (5000, 5000), "a second's worth");
         let b = budget(serde_json::json!({"per_second": 0}));
         assert_eq!(b.per_second, 0, "off");
+        // With the cache off: none unless it is set.
+        let off = |ts: serde_json::Value| {
+            config(serde_json::json!({"policies": [GET], "cache": {"enabled": false}, "token_service": ts}))
+                .unwrap()
+                .token_service
+                .lookup_budget
+                .per_second
+        };
+        assert_eq!(off(serde_json::json!({})), 0);
+        assert_eq!(
+            off(serde_json::json!({"lookup_budget": {"per_second": 7}})),
+            7
+        );
     }
 
     #[test]
