@@ -307,26 +307,28 @@ impl Worker {
                     self.metrics.fault(fault);
                     self.metrics.policy(policy, true);
                 }
-                Event::ServiceFailure { policy, reason } if reason == budget::REFUSED => {
-                    // A flood is refused here: counted, and logged at most
-                    // once a minute.
-                    self.metrics.count(metrics::LOOKUPS_REFUSED);
-                    let now = flow.now_ms;
-                    self.budget_warnings.warn(now, || {
-                        format!(
-                            "policy {:?}: token service unavailable: {reason}",
-                            config.policies.get(policy).map_or("?", |p| p.name.as_str())
-                        )
-                    });
-                }
                 Event::ServiceFailure { policy, reason } => {
-                    warn!(
-                        "oauthv2info: policy {:?}: token service unavailable: {reason}",
-                        config.policies.get(policy).map_or("?", |p| p.name.as_str())
-                    );
-                    self.metrics.count(metrics::CALLOUT_FAILURES);
+                    self.service_failure(config, flow.now_ms, policy, &reason);
                 }
             }
+        }
+    }
+
+    /// A policy's token-service failure: logged and counted. Out of line:
+    /// not the warm path.
+    #[inline(never)]
+    fn service_failure(&mut self, config: &FilterConfig, now_ms: i64, policy: usize, reason: &str) {
+        let name = config.policies.get(policy).map_or("?", |p| p.name.as_str());
+        if reason == budget::REFUSED {
+            // A flood is refused here: counted, and logged at most once a
+            // minute.
+            self.metrics.count(metrics::LOOKUPS_REFUSED);
+            self.budget_warnings.warn(now_ms, || {
+                format!("policy {name:?}: token service unavailable: {reason}")
+            });
+        } else {
+            warn!("oauthv2info: policy {name:?}: token service unavailable: {reason}");
+            self.metrics.count(metrics::CALLOUT_FAILURES);
         }
     }
 
@@ -347,7 +349,9 @@ impl Worker {
         host.dispatch(&service.cluster, &headers, &body, service.timeout_ms)
     }
 
-    /// Sends (or joins, or defers) the pending callout.
+    /// Sends (or joins, or defers) the pending callout. Out of line: a hit
+    /// does not come here.
+    #[inline(never)]
     fn send(
         &mut self,
         host: &mut impl Host,

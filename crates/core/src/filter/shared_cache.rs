@@ -2,7 +2,7 @@
 //! slots, an answer stored (or not) by the rules of [`cache::plan_store`].
 
 use log::debug;
-use oauthv2info_names::token_hash;
+use oauthv2info_names::{token_hash, TokenKind};
 
 use super::{Stream, Worker};
 use crate::cache::{self, EntryHead, SlotRead};
@@ -56,9 +56,6 @@ impl Worker {
         let now = stream.flow.now_ms;
         let fingerprint = token_hash(kind, token);
         let (feed, counts) = (&self.feed, &mut self.metrics);
-        // The token's known profile is in a slot, expired or stale: the
-        // Envoy has seen it valid (the lookup budget does not count it).
-        let mut seen = false;
         let found = probe(
             host,
             config,
@@ -72,24 +69,20 @@ impl Worker {
                                 // The feed is behind (or the cache was dropped):
                                 // ask the token service.
                                 counts.count(metrics::CACHE_STALE);
-                                seen |= head.is_known(kind, token);
                                 return None;
                             }
                         }
                         head.body_at()
                     }
-                    Some(head) => {
-                        seen |= head.is_known(kind, token);
-                        return None;
-                    }
-                    None => return None,
+                    _ => return None,
                 };
                 Some((data, at))
             },
         );
         let Some((data, at)) = found else {
             self.metrics.count(metrics::CACHE_MISSES);
-            stream.seen = seen;
+            stream.seen = config.token_service.lookup_budget.per_second > 0
+                && self.seen(host, config, kind, token, fingerprint);
             return false;
         };
         let negative = data.get(at) == Some(&0);
@@ -104,6 +97,33 @@ impl Worker {
             metrics::CACHE_HITS
         });
         true
+    }
+
+    /// The cache holds `token`'s known profile, expired or stale: the Envoy
+    /// has seen it valid, and the lookup budget does not charge its lookup
+    /// (docs/configuration.md#the-lookup-budget). Asked on a miss only, by a
+    /// second probe, so that the warm hit does not pay for it.
+    #[inline(never)]
+    fn seen(
+        &mut self,
+        host: &mut impl Host,
+        config: &FilterConfig,
+        kind: TokenKind,
+        token: &[u8],
+        fingerprint: u64,
+    ) -> bool {
+        probe(
+            host,
+            config,
+            &mut self.buffers.key,
+            fingerprint,
+            |_, _, data| {
+                EntryHead::parse(&data)
+                    .is_some_and(|head| head.is_known(kind, token))
+                    .then_some(())
+            },
+        )
+        .is_some()
     }
 
     /// Stores what the token service said (see [`cache::plan_store`]).
