@@ -378,7 +378,7 @@ def lua_filter(name, path):
         "default_source_code": {"filename": path}}}
 
 
-def plugin(policies, cache=None, publish=None, bridge="auto", headers=None):
+def plugin(policies, cache=None, publish=None, bridge="auto", headers=None, budget=None):
     p = {"token_service": {"cluster": "token_service", "authority": "token-service",
                            "credentials": f"Bearer {SERVICE_KEY}", "timeout_ms": 1000},
          "policies": policies,
@@ -388,6 +388,8 @@ def plugin(policies, cache=None, publish=None, bridge="auto", headers=None):
         p["publish"] = publish
     if headers is not None:
         p["request_headers"] = headers
+    if budget is not None:
+        p["token_service"]["lookup_budget"] = budget
     return json.dumps(p)
 
 
@@ -904,7 +906,8 @@ def flood_run(workdir, upstream_port, service, tokens):
     cache off: every request a lookup). The victim's latency at a fixed
     rate: with no flood, with the flood at an Envoy whose token_service
     cluster has Envoy's default circuit breakers (1,024 of everything),
-    and with the shipped ones."""
+    with the shipped ones (both without the lookup budget), and with the
+    shipped breakers and the default lookup budget (the shipped setup)."""
     flood_file = os.path.join(workdir, "flood-tokens.txt")
     with open(flood_file, "w") as f:
         for i in range(200_000):
@@ -915,10 +918,13 @@ def flood_run(workdir, upstream_port, service, tokens):
     out = {"rate": FLOOD_RATE, "seconds": FLOOD_SECS, "connections": FLOOD_CONNECTIONS,
            "breakers": shipped_breakers()["thresholds"][0]}
     try:
-        for phase, breakers in (("none", None), ("default", None), ("shipped", shipped_breakers())):
+        no_budget = {"per_second": 0}
+        for phase, breakers, budget in (("none", None, None), ("default", None, no_budget),
+                                        ("shipped", shipped_breakers(), no_budget),
+                                        ("budget", shipped_breakers(), None)):
             flooded = flood = None
             if phase != "none":
-                flooded = Envoy(workdir, f"flooded-{phase}", chain(workdir), upstream_port,
+                flooded = Envoy(workdir, f"flooded-{phase}", chain(workdir, budget=budget), upstream_port,
                                 service.port, service_cluster=({"circuit_breakers": breakers}
                                                                if breakers else None))
                 flood = subprocess.Popen(pinned(CPU_REST, [
@@ -937,12 +943,16 @@ def flood_run(workdir, upstream_port, service, tokens):
                 s = flooded.stats()
                 row["flood_callouts"] = stat(s, "callouts")
                 row["flood_failures"] = stat(s, "callout_failures")
+                row["flood_refused"] = stat(s, "lookups_refused")
+                # wrk ran FLOOD_SECS + 2 s.
+                row["flood_calls_per_s"] = row["flood_callouts"] / (FLOOD_SECS + 2)
                 flooded.close()
             out[phase] = row
             log(f"flood {phase:8s}: victim p50 {row['p50']:.2f} ms p99 {row['p99']:.2f} ms, "
                 f"{row['errors']} errors of {row['n']}" + (
-                    f"; flood {row['flood_rps']:.0f} req/s, {row['flood_callouts']} callouts, "
-                    f"{row['flood_failures']} failed" if "flood_rps" in row else ""))
+                    f"; flood {row['flood_rps']:.0f} req/s, {row['flood_callouts']} callouts "
+                    f"({row['flood_calls_per_s']:.0f}/s), {row['flood_failures']} failed, "
+                    f"{row['flood_refused']} refused by the budget" if "flood_rps" in row else ""))
     finally:
         victim.close()
     return out
@@ -1170,16 +1180,21 @@ def report(ids, rows, rounds_done, rss, lat, wasm_size, meta, hot=None, inv=None
             f"lookup (cache off), {flood['seconds']} s per row. The flooded Envoy's token_service "
             f"cluster: Envoy's default circuit breakers (1,024 connections, pending and requests) or "
             f"the shipped ones (max_connections {b.get('max_connections')}, max_pending_requests "
-            f"{b.get('max_pending_requests')}, max_requests {b.get('max_requests')}).", "",
-            "| flood | valid requests p50 ms | p99 ms | errors | flood req/s | flood callouts | callouts failed (breaker open) |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
-        for phase, label in (("none", "no flood"), ("default", "flood, default breakers"),
-                             ("shipped", "flood, shipped breakers")):
-            r = flood[phase]
+            f"{b.get('max_pending_requests')}, max_requests {b.get('max_requests')}); the lookup "
+            f"budget off, or the default (500 a second per worker, burst 1,000).", "",
+            "| flood | valid requests p50 ms | p99 ms | errors | flood req/s | flood callouts | callouts/s | callouts failed (breaker open) | refused by the budget |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for phase, label in (("none", "no flood"), ("default", "flood, default breakers, no budget"),
+                             ("shipped", "flood, shipped breakers, no budget"),
+                             ("budget", "flood, shipped breakers, default budget")):
+            r = flood.get(phase)
+            if r is None:
+                continue
             lines.append(
                 f"| {label} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} | {r['errors']} of {r['n']} | "
-                + (f"{r['flood_rps']:.0f} | {r['flood_callouts']} | {r['flood_failures']} |"
-                   if "flood_rps" in r else "| | |"))
+                + (f"{r['flood_rps']:.0f} | {r['flood_callouts']} | {r['flood_calls_per_s']:.0f} | "
+                   f"{r['flood_failures']} | {r['flood_refused']} |"
+                   if "flood_rps" in r else "| | | | |"))
         lines.append("")
 
     targets = []

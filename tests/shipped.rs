@@ -781,6 +781,26 @@ fn checker_command_line() {
             .ends_with(", metadata bridge lua"),
         "{stdout}"
     );
+    // The lookup budget (docs/configuration.md#the-lookup-budget): its
+    // default, and a malformed one refused in one line.
+    assert!(
+        stdout.contains("  lookup budget: 500 lookups a second per worker for tokens the Envoy has not seen valid (burst 1000)\n"),
+        "{stdout}"
+    );
+    let bad = serde_json::json!({
+        "policies": ["<GetOAuthV2Info name=\"G\"><AccessToken ref=\"request.header.x-token\"/></GetOAuthV2Info>"],
+        "token_service": {"lookup_budget": {"per_second": "fast"}}
+    })
+    .to_string();
+    let refused = checker(&["check", "-"], Some(bad.as_bytes()));
+    assert_eq!(code(&refused), Some(1));
+    let stderr = text(&refused.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("token_service.lookup_budget.per_second")
+            && stderr.contains("must be an integer from 0 to 1000000"),
+        "{stderr}"
+    );
     // "auto" with a few known variables picks header_to_metadata, and with
     // every variable published the Lua bridge.
     for (publish, bridge) in [

@@ -139,7 +139,10 @@ fn writes_through_a_kill_and_restart_lose_nothing_acknowledged() {
     down.store(true, Ordering::SeqCst);
     let service = std::mem::replace(&mut stack.service, TokenService::start());
     let (dir, service_port) = service.stop();
-    std::thread::sleep(Duration::from_millis(300));
+    // Down longer than timeout_ms (1 s): the filter sends a call no
+    // service answered again while that lasts, so a shorter outage fails
+    // no write at all.
+    std::thread::sleep(Duration::from_millis(1_500));
     stack.service = TokenService::start_in(dir, service_port);
     down.store(false, Ordering::SeqCst);
     back.store(true, Ordering::SeqCst);

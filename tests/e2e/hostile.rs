@@ -7,6 +7,74 @@ use crate::support::*;
 
 // ------------------------------------------------------ hostile requests
 
+/// A flood of random tokens: past each worker's lookup budget the requests
+/// get token_service_unavailable at once, without a call (counted in
+/// `lookups_refused`); a valid token, cached or once seen, is served
+/// throughout (docs/configuration.md#the-lookup-budget).
+#[test]
+fn a_flood_of_random_tokens_is_bounded_by_the_lookup_budget() {
+    let mut p = plugin(
+        &[
+            r#"<GetOAuthV2Info name="G"><AccessToken ref="request.queryparam.access_token"/></GetOAuthV2Info>"#,
+        ],
+        json!({"metadata_bridge": "none", "cache": {"ttl_ms": 1_000}}),
+    );
+    p["token_service"]["lookup_budget"] = json!({"per_second": 1, "burst": 5});
+    let stack = Stack::start(p);
+    stack.service.create_app("flood-app", json!({}));
+    stack
+        .service
+        .import_access_token("flood-app", "good", "approved", 3600, json!({}));
+    let envoy = &stack.envoy;
+    assert_eq!(envoy.get("/x?access_token=good").status, 200);
+
+    const FLOOD: usize = 60;
+    let start = std::time::Instant::now();
+    let (mut invalid, mut refused) = (0, 0);
+    for i in 0..FLOOD {
+        let r = envoy.get(&format!("/x?access_token=random-{i}"));
+        let text = r.text();
+        if text.contains("invalid_access_token") {
+            invalid += 1;
+        } else if r.status == 503 && text.contains("token_service_unavailable") {
+            refused += 1;
+        } else {
+            panic!("random-{i}: {} {text}", r.status);
+        }
+        // The valid token is served all along: a hit, or (its 1 s entry
+        // expired) a lookup the budget does not charge.
+        if i % 10 == 9 {
+            assert_eq!(envoy.get("/x?access_token=good").status, 200, "after {i}");
+        }
+    }
+    let secs = start.elapsed().as_secs() + 1;
+    // Two workers, each with 5 to start and 1 a second: at most this many
+    // random tokens were looked up (the valid token took one at first).
+    let allowed = 2 * (5 + secs as usize);
+    assert!(
+        invalid <= allowed,
+        "{invalid} random tokens looked up in {secs} s, budget {allowed}"
+    );
+    assert_eq!(invalid + refused, FLOOD);
+    assert_eq!(
+        envoy.stat("wasmcustom.oauthv2info.lookups_refused"),
+        refused as u64
+    );
+    assert_eq!(
+        envoy.stat("wasmcustom.oauthv2info.faults.token_service_unavailable"),
+        refused as u64
+    );
+    assert!(
+        envoy
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("[warning]") && l.contains("lookup budget"))
+            .count()
+            <= 2,
+        "one warn line a minute per worker"
+    );
+}
+
 #[test]
 fn malformed_requests_never_panic_the_vm() {
     let stack = Stack::start(plugin(

@@ -180,7 +180,7 @@ const SET_ONLY: &str = r#"<SetOAuthV2Info name="W"><AccessToken ref="request.que
 
 /// Two replicas behind one Envoy cluster: 200 concurrent writes all land;
 /// one replica killed (-9) under write load loses no acknowledged write,
-/// and the requests go on through the other.
+/// and every request goes on through the other, those in flight included.
 #[test]
 fn writes_through_two_replicas_survive_a_kill() {
     let cluster = pg::Cluster::start();
@@ -195,6 +195,21 @@ fn writes_through_two_replicas_survive_a_kill() {
     let mut p = plugin(&[SET_ONLY], json!({"metadata_bridge": "none"}));
     p["token_service"]["timeout_ms"] = json!(2_000);
     let envoy = Arc::new(envoy(&p, &[&a, &b], &upstream));
+    // Both replicas in the rotation (their first health check passed).
+    let start = Instant::now();
+    while get(envoy.admin_port, "/clusters")
+        .text()
+        .lines()
+        .filter(|l| l.starts_with("token_service::") && l.ends_with("::health_flags::healthy"))
+        .count()
+        < 2
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "replicas never healthy"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // 200 concurrent writes, one per token, split across the replicas.
     let writer = envoy.clone();
@@ -213,12 +228,6 @@ fn writes_through_two_replicas_survive_a_kill() {
             "token w-{i}"
         );
     }
-    let (a_seen, b_seen) = (served(&a), served(&b));
-    assert!(
-        a_seen > 0 && b_seen > 0,
-        "both replicas took writes: {a_seen}, {b_seen}"
-    );
-
     // Write load on 4 threads; replica A killed part way.
     let acked: Arc<Mutex<Vec<(usize, usize)>>> = Arc::new(Mutex::new(Vec::new()));
     let failed = Arc::new(AtomicUsize::new(0));
@@ -247,6 +256,19 @@ fn writes_through_two_replicas_survive_a_kill() {
     while sent.load(Ordering::SeqCst) < WRITES / 4 {
         std::thread::sleep(Duration::from_millis(2));
     }
+    // Both replicas took writes before the kill (else it tests nothing).
+    let (a_seen, b_seen) = (served(&a), served(&b));
+    assert!(
+        a_seen > 0 && b_seen > 0,
+        "both replicas took writes: {a_seen}, {b_seen}; Envoy's hosts: {}",
+        get(envoy.admin_port, "/clusters")
+            .text()
+            .lines()
+            .filter(|l| l.starts_with("token_service::")
+                && (l.contains("::rq_total") || l.contains("health_flags")))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     a.kill();
     for t in load {
         t.join().unwrap();
@@ -266,10 +288,12 @@ fn writes_through_two_replicas_survive_a_kill() {
             "token w-{token}: an acknowledged write is missing"
         );
     }
-    // The filter sent the calls the dead replica did not answer to the
-    // live one: at most the few in flight when it died failed.
+    // The filter sent the calls the dead replica did not answer (those it
+    // held when it died, and those sent to it before Envoy took it out of
+    // the rotation) again until the live one answered: none failed
+    // (issue 21: 2 of 12 kills gave a client a 503).
     let failed = failed.load(Ordering::SeqCst);
-    if failed > 4 {
+    if failed > 0 {
         for l in envoy
             .log_text()
             .lines()
@@ -279,10 +303,7 @@ fn writes_through_two_replicas_survive_a_kill() {
             eprintln!("LOG {l}");
         }
     }
-    assert!(
-        failed <= 4,
-        "{failed} of {WRITES} writes failed over a kill"
-    );
+    assert_eq!(failed, 0, "{failed} of {WRITES} writes failed over a kill");
     assert_eq!(acked.len() + failed, WRITES);
 }
 

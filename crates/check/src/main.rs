@@ -422,6 +422,16 @@ fn report(out: &mut dyn Write, file: &str, config: &FilterConfig) {
         config.metadata_namespace,
         config.metadata.bridge.name(),
     );
+    let budget = config.token_service.lookup_budget;
+    let _ = if budget.per_second == 0 {
+        writeln!(out, "  lookup budget: off (every unseen token is a lookup)")
+    } else {
+        writeln!(
+            out,
+            "  lookup budget: {} lookups a second per worker for tokens the Envoy has not seen valid (burst {})",
+            budget.per_second, budget.burst
+        )
+    };
     for (index, policy) in config.policies.iter().enumerate() {
         let _ = writeln!(
             out,

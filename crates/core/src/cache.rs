@@ -256,6 +256,11 @@ impl<'a> EntryHead<'a> {
         self.kind == kind && now_ms < self.deadline_ms && self.token == token
     }
 
+    /// The entry is `token`'s known profile (whatever its age).
+    pub fn is_known(&self, kind: TokenKind, token: &[u8]) -> bool {
+        self.kind == kind && self.token == token && self.body.first() == Some(&1)
+    }
+
     /// The cached lookup; `None` when the bytes are not one.
     pub fn lookup(&self) -> Option<Lookup<'a>> {
         match self.body.split_first()? {

@@ -23,6 +23,33 @@ pub struct TokenService {
     pub timeout_ms: u32,
     /// The `Authorization` header value sent with every call.
     pub(crate) credentials: Option<String>,
+    /// The budget of lookups of tokens this Envoy has not seen
+    /// (docs/configuration.md#the-lookup-budget).
+    pub lookup_budget: LookupBudget,
+}
+
+/// `token_service.lookup_budget`: a token bucket per worker of lookups for
+/// tokens the Envoy has not seen valid (docs/configuration.md#the-lookup-budget).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupBudget {
+    /// Lookups a second the bucket refills with; 0: no budget.
+    pub per_second: u32,
+    /// Lookups the bucket holds (sent at once after a quiet time).
+    pub burst: u32,
+}
+
+impl LookupBudget {
+    pub const DEFAULT_PER_SECOND: u32 = 500;
+    pub const DEFAULT_BURST: u32 = 1000;
+}
+
+impl Default for LookupBudget {
+    fn default() -> LookupBudget {
+        LookupBudget {
+            per_second: LookupBudget::DEFAULT_PER_SECOND,
+            burst: LookupBudget::DEFAULT_BURST,
+        }
+    }
 }
 
 pub(crate) use crate::cache::{CacheConfig, Invalidation};
@@ -276,7 +303,11 @@ fn compile(
     mut object: Map<String, Value>,
     entries: Vec<Entry>,
 ) -> Result<FilterConfig, ConfigError> {
-    let token_service = token_service(object.remove("token_service"))?;
+    // Set or not: with the cache off, no default lookup budget.
+    let explicit_budget = object
+        .get("token_service")
+        .is_some_and(|t| t.get("lookup_budget").is_some());
+    let mut token_service = token_service(object.remove("token_service"))?;
     let basepath = basepath(object.remove("basepath"))?;
     let metadata_namespace = metadata_namespace(object.remove("metadata_namespace"))?;
     // `None` here: "auto", decided once the policies are known.
@@ -284,6 +315,11 @@ fn compile(
     let export_secrets = optional_bool(&mut object, "export_secrets")?.unwrap_or(false);
     let publish = publish(object.remove("publish"))?;
     let cache = cache(object.remove("cache"))?;
+    if !cache.enabled && !explicit_budget {
+        // No cache, nothing seen: the default would charge every lookup
+        // (docs/configuration.md#the-lookup-budget).
+        token_service.lookup_budget.per_second = 0;
+    }
     let raw_headers = object.remove("request_headers");
     let raw_fault_handling = object.remove("fault_handling");
     if let Some(key) = object.keys().next() {
@@ -842,10 +878,11 @@ fn token_service(value: Option<Value>) -> Result<TokenService, ConfigError> {
         },
     };
     let credentials = optional_string(&mut object, "token_service.credentials", "credentials")?;
+    let lookup_budget = lookup_budget(object.remove("lookup_budget"))?;
     if let Some(key) = object.keys().next() {
         return Err(ConfigError::field(
             format!("token_service.{key}"),
-            "unknown field (known: cluster, authority, path, attributes_path, timeout_ms, credentials)",
+            "unknown field (known: cluster, authority, path, attributes_path, timeout_ms, credentials, lookup_budget)",
         ));
     }
     Ok(TokenService {
@@ -855,7 +892,36 @@ fn token_service(value: Option<Value>) -> Result<TokenService, ConfigError> {
         attributes_path,
         timeout_ms,
         credentials,
+        lookup_budget,
     })
+}
+
+/// `token_service.lookup_budget` (docs/configuration.md#the-lookup-budget).
+fn lookup_budget(value: Option<Value>) -> Result<LookupBudget, ConfigError> {
+    const FIELD: &str = "token_service.lookup_budget";
+    let mut object = match value {
+        None => return Ok(LookupBudget::default()),
+        Some(Value::Object(o)) => o,
+        Some(_) => {
+            return Err(ConfigError::field(
+                FIELD,
+                "must be a JSON object {\"per_second\": N, \"burst\": M} (\"per_second\": 0 turns it off)",
+            ))
+        }
+    };
+    let per_second = bounded_integer(&mut object, FIELD, "per_second", 0, 1_000_000)?
+        .map_or(LookupBudget::DEFAULT_PER_SECOND, |n| n as u32);
+    let burst = bounded_integer(&mut object, FIELD, "burst", 1, 1_000_000)?;
+    if let Some(key) = object.keys().next() {
+        return Err(ConfigError::field(
+            format!("{FIELD}.{key}"),
+            "unknown field (known: per_second, burst)",
+        ));
+    }
+    // Without a burst: the default, or one second's worth when the rate
+    // is set above it.
+    let burst = burst.map_or(LookupBudget::DEFAULT_BURST.max(per_second), |n| n as u32);
+    Ok(LookupBudget { per_second, burst })
 }
 
 fn cache(value: Option<Value>) -> Result<CacheConfig, ConfigError> {
@@ -1213,6 +1279,40 @@ mod tests {
     }
 
     #[test]
+    fn the_lookup_budget_has_a_default_and_can_be_set_or_turned_off() {
+        let budget = |v: serde_json::Value| {
+            config(serde_json::json!({"policies": [GET], "token_service": {"lookup_budget": v}}))
+                .unwrap()
+                .token_service
+                .lookup_budget
+        };
+        let default = config(serde_json::json!({"policies": [GET]}))
+            .unwrap()
+            .token_service
+            .lookup_budget;
+        assert_eq!((default.per_second, default.burst), (500, 1000));
+        let b = budget(serde_json::json!({"per_second": 20, "burst": 5}));
+        assert_eq!((b.per_second, b.burst), (20, 5));
+        let b = budget(serde_json::json!({"per_second": 5000}));
+        assert_eq!((b.per_second, b.burst), (5000, 5000), "a second's worth");
+        let b = budget(serde_json::json!({"per_second": 0}));
+        assert_eq!(b.per_second, 0, "off");
+        // With the cache off: none unless it is set.
+        let off = |ts: serde_json::Value| {
+            config(serde_json::json!({"policies": [GET], "cache": {"enabled": false}, "token_service": ts}))
+                .unwrap()
+                .token_service
+                .lookup_budget
+                .per_second
+        };
+        assert_eq!(off(serde_json::json!({})), 0);
+        assert_eq!(
+            off(serde_json::json!({"lookup_budget": {"per_second": 7}})),
+            7
+        );
+    }
+
+    #[test]
     fn bare_xml_is_one_policy_with_defaults() {
         let c = parse_config(format!("\n  {GET}\n").as_bytes()).unwrap();
         assert_eq!(c.policies.len(), 1);
@@ -1268,6 +1368,26 @@ mod tests {
                 serde_json::json!({"policies": [GET], "token_service": {"credentials": "a\nb"}}),
                 "token_service.credentials",
                 "one line",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "token_service": {"lookup_budget": 100}}),
+                "token_service.lookup_budget",
+                "must be a JSON object",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "token_service": {"lookup_budget": {"per_second": -1}}}),
+                "token_service.lookup_budget.per_second",
+                "must be an integer from 0 to 1000000",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "token_service": {"lookup_budget": {"burst": 0}}}),
+                "token_service.lookup_budget.burst",
+                "must be an integer from 1 to 1000000",
+            ),
+            (
+                serde_json::json!({"policies": [GET], "token_service": {"lookup_budget": {"rate": 5}}}),
+                "token_service.lookup_budget.rate",
+                "unknown field (known: per_second, burst)",
             ),
             (
                 serde_json::json!({"policies": [GET], "token_service": []}),

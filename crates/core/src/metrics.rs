@@ -30,7 +30,8 @@ pub(crate) const FEED_POLLS: Counter = Counter(9);
 pub(crate) const FEED_ERRORS: Counter = Counter(10);
 pub(crate) const FEED_INVALIDATIONS: Counter = Counter(11);
 pub(crate) const FEED_RESETS: Counter = Counter(12);
-const FIXED: [&str; 13] = [
+pub(crate) const LOOKUPS_REFUSED: Counter = Counter(13);
+const FIXED: [&str; 14] = [
     "policy_executions",
     "callouts",
     "callout_failures",
@@ -44,6 +45,7 @@ const FIXED: [&str; 13] = [
     "feed.errors",
     "feed.invalidations",
     "feed.resets",
+    "lookups_refused",
 ];
 
 /// Metric ids and the counts not yet handed to the host.

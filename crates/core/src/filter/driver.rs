@@ -6,7 +6,9 @@
 
 use log::{debug, warn};
 
-use super::{call_response, Action, RateLimit, Stream, Worker, DEFERRED_TICK_MS, NOT_CONFIGURED};
+use super::{
+    budget, call_response, Action, RateLimit, Stream, Worker, DEFERRED_TICK_MS, NOT_CONFIGURED,
+};
 use crate::config::{FilterConfig, HeaderReads};
 use crate::flow::{Event, Flow, FlowOutcome, Pending};
 use crate::host::Host;
@@ -14,8 +16,17 @@ use crate::metrics;
 use crate::protocol;
 use crate::request::{header_text, ip_from_address, is_form_urlencoded, Headers, RequestInfo};
 
-/// How many times a call no token service answered is sent again.
-const MAX_RETRIES: u8 = 2;
+/// The pauses before a call no token service answered is sent again: at
+/// once, then growing; never past the call's timeout counted from its first
+/// send (docs/decisions.md#the-token-service-protocol).
+const RETRY_PAUSES_MS: [i64; 8] = [0, 5, 10, 20, 40, 80, 160, 320];
+
+/// The pause before the call is sent again (its `retries`-th repeat, the
+/// first sent `elapsed_ms` ago), or `None`: no more.
+fn retry_pause(retries: u8, elapsed_ms: i64, config: &FilterConfig) -> Option<i64> {
+    let pause = *RETRY_PAUSES_MS.get(usize::from(retries))?;
+    (elapsed_ms + pause < i64::from(config.token_service.timeout_ms)).then_some(pause)
+}
 
 impl Worker {
     /// A request's headers (`id` is its context, the active one).
@@ -83,26 +94,96 @@ impl Worker {
         let Some(config) = stream.config.clone() else {
             return;
         };
-        // A call that never reached a token service (the connection was
+        // A call that no token service answered (the connection was
         // refused or reset before any answer: Envoy's own 503, or no status
-        // at all) is sent again, up to twice, to the cluster's next host:
-        // Envoy does not retry a Wasm callout itself, both calls are
-        // idempotent, and a replica that just died takes Envoy a moment to
-        // eject (docs/deploying.md).
-        if stream.retries < MAX_RETRIES && protocol::never_answered(status, &body) {
-            stream.retries += 1;
-            match self.dispatch(host, &config, &mut stream) {
-                Ok(token) => {
-                    debug!("oauthv2info: token service call failed before any answer: sent again");
-                    self.callouts.insert(token, id);
+        // at all) is sent again, at once and then after growing pauses,
+        // while its timeout (counted from the first send) lasts: Envoy
+        // retries no Wasm callout, and a replica that just died takes Envoy
+        // up to a health-check interval to leave the rotation
+        // (docs/deploying.md, docs/decisions.md#the-token-service-protocol).
+        if protocol::never_answered(status, &body) {
+            let elapsed = now - stream.first_sent_ms;
+            if let Some(pause) = retry_pause(stream.retries, elapsed, &config) {
+                stream.retries += 1;
+                if pause > 0 {
+                    debug!("oauthv2info: token service call failed before any answer: sent again in {pause} ms");
+                    self.retrying.push((id, now + pause));
                     self.streams.insert(id, stream);
+                    host.set_tick_period_ms(DEFERRED_TICK_MS);
                     host.set_effective_context(active);
                     return;
                 }
-                Err(reason) => debug!("oauthv2info: could not send the call again: {reason}"),
+                match self.dispatch(host, &config, &mut stream) {
+                    Ok(token) => {
+                        debug!(
+                            "oauthv2info: token service call failed before any answer: sent again"
+                        );
+                        self.callouts.insert(token, id);
+                        self.streams.insert(id, stream);
+                        host.set_effective_context(active);
+                        return;
+                    }
+                    Err(reason) => debug!("oauthv2info: could not send the call again: {reason}"),
+                }
             }
         }
-        let learned = stream.flow.on_response(&config, status, &body);
+        self.finish(host, active, stream, status, &body);
+    }
+
+    /// Sends again the calls whose pause is over (the root's tick); one that
+    /// cannot be sent ends as no answer.
+    pub(super) fn send_retries(&mut self, host: &mut impl Host) {
+        if self.retrying.is_empty() {
+            return;
+        }
+        let now = host.now_ms();
+        let mut due = Vec::new();
+        self.retrying.retain(|&(id, at)| {
+            if at <= now {
+                due.push(id);
+            }
+            at > now
+        });
+        for id in due {
+            let Some(mut stream) = self.streams.remove(&id) else {
+                continue;
+            };
+            let Some(config) = stream.config.clone() else {
+                continue;
+            };
+            stream.flow.now_ms = now;
+            match self.dispatch(host, &config, &mut stream) {
+                Ok(token) => {
+                    self.callouts.insert(token, id);
+                    self.streams.insert(id, stream);
+                }
+                Err(reason) => {
+                    debug!("oauthv2info: could not send the call again: {reason}");
+                    let root = self.root_id;
+                    host.set_effective_context(id);
+                    self.finish(host, root, stream, None, &[]);
+                }
+            }
+        }
+        host.set_effective_context(self.root_id);
+    }
+
+    /// A callout's final answer (`active`: the context the host delivered
+    /// it to; the stream's own is the effective one): the request and those
+    /// that waited on its lookup go on with it.
+    fn finish(
+        &mut self,
+        host: &mut impl Host,
+        active: u32,
+        mut stream: Box<Stream>,
+        status: Option<u16>,
+        body: &[u8],
+    ) {
+        let Some(config) = stream.config.clone() else {
+            return;
+        };
+        let (id, now) = (stream.id, stream.flow.now_ms);
+        let learned = stream.flow.on_response(&config, status, body);
         if let Some(learned) = &learned {
             self.store(host, &config, learned, now, stream.callout_started_ms);
         }
@@ -125,7 +206,7 @@ impl Worker {
             };
             host.set_effective_context(waiter);
             other.flow.now_ms = now;
-            other.flow.on_response(&config, status, &body);
+            other.flow.on_response(&config, status, body);
             if self.run(host, other, false) == Action::Continue {
                 host.resume_request();
             }
@@ -227,13 +308,27 @@ impl Worker {
                     self.metrics.policy(policy, true);
                 }
                 Event::ServiceFailure { policy, reason } => {
-                    warn!(
-                        "oauthv2info: policy {:?}: token service unavailable: {reason}",
-                        config.policies.get(policy).map_or("?", |p| p.name.as_str())
-                    );
-                    self.metrics.count(metrics::CALLOUT_FAILURES);
+                    self.service_failure(config, flow.now_ms, policy, &reason);
                 }
             }
+        }
+    }
+
+    /// A policy's token-service failure: logged and counted. Out of line:
+    /// not the warm path.
+    #[inline(never)]
+    fn service_failure(&mut self, config: &FilterConfig, now_ms: i64, policy: usize, reason: &str) {
+        let name = config.policies.get(policy).map_or("?", |p| p.name.as_str());
+        if reason == budget::REFUSED {
+            // A flood is refused here: counted, and logged at most once a
+            // minute.
+            self.metrics.count(metrics::LOOKUPS_REFUSED);
+            self.budget_warnings.warn(now_ms, || {
+                format!("policy {name:?}: token service unavailable: {reason}")
+            });
+        } else {
+            warn!("oauthv2info: policy {name:?}: token service unavailable: {reason}");
+            self.metrics.count(metrics::CALLOUT_FAILURES);
         }
     }
 
@@ -254,7 +349,9 @@ impl Worker {
         host.dispatch(&service.cluster, &headers, &body, service.timeout_ms)
     }
 
-    /// Sends (or joins, or defers) the pending callout.
+    /// Sends (or joins, or defers) the pending callout. Out of line: a hit
+    /// does not come here.
+    #[inline(never)]
     fn send(
         &mut self,
         host: &mut impl Host,
@@ -279,7 +376,21 @@ impl Worker {
             self.defer(host, stream.id);
             return Sent::Waiting;
         }
+        // A lookup of a token this Envoy has not seen valid takes one from
+        // the budget; none left: it fails at once, without a call.
+        if key.is_some()
+            && !stream.seen
+            && !self
+                .budget
+                .take(&config.token_service.lookup_budget, stream.flow.now_ms)
+        {
+            stream
+                .flow
+                .on_dispatch_failure(config, budget::REFUSED.to_string());
+            return Sent::Failed;
+        }
         stream.retries = 0;
+        stream.first_sent_ms = stream.flow.now_ms;
         match self.dispatch(host, config, stream) {
             Ok(token) => {
                 self.callouts.insert(token, stream.id);

@@ -29,6 +29,7 @@ use crate::host::Host;
 use crate::metrics::Metrics;
 use crate::request::RequestInfo;
 
+mod budget;
 mod driver;
 mod poller;
 mod shared_cache;
@@ -73,8 +74,13 @@ pub(crate) struct Stream {
     /// The coalescing key of the introspection this request sent.
     leads: Option<String>,
     /// How many times its callout was sent again after no token service
-    /// answered it.
+    /// answered it, and when it was first sent (epoch ms).
     retries: u8,
+    first_sent_ms: i64,
+    /// The pending lookup missed the cache, but the cache holds this
+    /// token's known profile (expired or stale): not charged to the lookup
+    /// budget.
+    seen: bool,
 }
 
 /// Scratch buffers reused by every request of the worker.
@@ -148,11 +154,18 @@ pub struct Worker {
     inflight: HashMap<String, Vec<u32>, Keyed>,
     /// Requests whose callout the root context must send (see `can_send`).
     deferred: Vec<u32>,
+    /// Requests whose call no token service answered, paused until it is
+    /// sent again: (context id, when; epoch ms).
+    retrying: Vec<(u32, i64)>,
     /// Callouts in flight: callout token → request context id.
     callouts: HashMap<u32, u32>,
     buffers: Buffers,
     header_warnings: RateLimit,
     form_warnings: RateLimit,
+    /// The lookup budget's bucket (docs/configuration.md#the-lookup-budget).
+    budget: budget::Bucket,
+    /// Refused lookups are logged at most once a minute.
+    budget_warnings: RateLimit,
     /// The tick period when nothing is deferred.
     tick_ms: u32,
     feed: FeedWorker,
@@ -247,7 +260,8 @@ impl Worker {
             }
         }
         host.set_effective_context(self.root_id);
-        if self.deferred.is_empty() {
+        self.send_retries(host);
+        if self.deferred.is_empty() && self.retrying.is_empty() {
             host.set_tick_period_ms(self.tick_ms.max(DEFERRED_TICK_MS));
         }
         self.feed_tick(host);

@@ -2,7 +2,7 @@
 //! slots, an answer stored (or not) by the rules of [`cache::plan_store`].
 
 use log::debug;
-use oauthv2info_names::token_hash;
+use oauthv2info_names::{token_hash, TokenKind};
 
 use super::{Stream, Worker};
 use crate::cache::{self, EntryHead, SlotRead};
@@ -49,6 +49,7 @@ impl Worker {
             return false;
         };
         if !config.cache.enabled {
+            stream.seen = false;
             return false;
         }
         let (kind, token) = (*kind, stream.flow.text(token).as_bytes());
@@ -80,11 +81,14 @@ impl Worker {
         );
         let Some((data, at)) = found else {
             self.metrics.count(metrics::CACHE_MISSES);
+            stream.seen = config.token_service.lookup_budget.per_second > 0
+                && self.seen(host, config, kind, token, fingerprint);
             return false;
         };
         let negative = data.get(at) == Some(&0);
         if !stream.flow.on_cached(config, data, at) {
             self.metrics.count(metrics::CACHE_MISSES);
+            stream.seen = false;
             return false;
         }
         self.metrics.count(if negative {
@@ -93,6 +97,33 @@ impl Worker {
             metrics::CACHE_HITS
         });
         true
+    }
+
+    /// The cache holds `token`'s known profile, expired or stale: the Envoy
+    /// has seen it valid, and the lookup budget does not charge its lookup
+    /// (docs/configuration.md#the-lookup-budget). Asked on a miss only, by a
+    /// second probe, so that the warm hit does not pay for it.
+    #[inline(never)]
+    fn seen(
+        &mut self,
+        host: &mut impl Host,
+        config: &FilterConfig,
+        kind: TokenKind,
+        token: &[u8],
+        fingerprint: u64,
+    ) -> bool {
+        probe(
+            host,
+            config,
+            &mut self.buffers.key,
+            fingerprint,
+            |_, _, data| {
+                EntryHead::parse(&data)
+                    .is_some_and(|head| head.is_known(kind, token))
+                    .then_some(())
+            },
+        )
+        .is_some()
     }
 
     /// Stores what the token service said (see [`cache::plan_store`]).

@@ -164,6 +164,26 @@ impl Harness {
     fn last_callout(&self) -> &FakeCallout {
         self.host.callouts.last().expect("a callout")
     }
+
+    /// Answers the last callout with `status` and `body`, then lets the
+    /// clock run (1 ms a tick, at most 10 s) until the call is sent again
+    /// (true) or it is not (false: the request got its answer).
+    fn fail_once(&mut self, id: u32, status: Option<u16>, body: &str) -> bool {
+        let sent = self.host.callouts.len();
+        let token = self.last_callout().token;
+        self.respond(token, status, body);
+        for _ in 0..10_000 {
+            if self.host.callouts.len() > sent {
+                return true;
+            }
+            if self.req(id).reply.is_some() || self.req(id).resumed > 0 {
+                return false;
+            }
+            self.host.now += 1;
+            self.tick();
+        }
+        panic!("request {id}: neither sent again nor answered within 10 s");
+    }
 }
 
 fn profile(token: &str, attributes: Value) -> String {
@@ -368,14 +388,7 @@ fn every_failure_the_host_can_report_is_token_service_unavailable() {
         h.request(10, "/x?access_token=t", &[]);
         // No token service answered: the call is sent again, and fails
         // again, until the filter gives up.
-        loop {
-            let sent = h.host.callouts.len();
-            let token = h.last_callout().token;
-            h.respond(token, status, body);
-            if h.host.callouts.len() == sent {
-                break;
-            }
-        }
+        while h.fail_once(10, status, body) {}
         let sent = h.host.callouts.len();
         let r = h.req(10);
         assert_eq!(
@@ -1189,11 +1202,12 @@ fn feed_configuration_errors_name_the_field() {
 }
 
 #[test]
-fn a_call_no_token_service_answered_is_sent_again_up_to_twice() {
+fn a_call_no_token_service_answered_is_sent_again_within_its_timeout() {
     let mut h = Harness::get(&[GET]);
     assert_eq!(h.request(10, "/x?access_token=tok", &[]), Action::Pause);
     let first = h.last_callout().clone();
-    // Envoy's own 503 (the connection to that host failed): once more.
+    // Envoy's own 503 (the connection to that host failed): sent again at
+    // once, from the request's context.
     h.respond(
         first.token,
         Some(503),
@@ -1203,25 +1217,59 @@ fn a_call_no_token_service_answered_is_sent_again_up_to_twice() {
     let second = h.last_callout().clone();
     assert_eq!(second.body, first.body);
     assert_eq!(second.context, 10);
-    h.respond(second.token, Some(200), &profile("tok", json!({})));
+    // A reset after the call was sent (the replica died holding it): sent
+    // again after a pause, by the root's tick.
+    h.respond(
+        second.token,
+        Some(503),
+        "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+    );
+    assert_eq!(h.host.callouts.len(), 2, "not at once");
+    h.tick();
+    assert_eq!(h.host.callouts.len(), 2, "not before the pause");
+    h.host.now += 5;
+    h.tick();
+    assert_eq!(h.host.callouts.len(), 3, "after it");
+    assert_eq!(h.last_callout().body, first.body);
+    h.respond(
+        h.last_callout().token,
+        Some(200),
+        &profile("tok", json!({})),
+    );
     assert_eq!(h.req(10).resumed, 1);
     assert_eq!(
         h.req(10).state("oauthv2accesstoken.G.scope").as_deref(),
         Some("READ WRITE")
     );
 
-    // Three times in a row: the request fails; a reset (no status) counts
-    // too.
+    // A replica that refuses every call: sent again while the timeout (500
+    // ms by default, from the first send) lasts, at most 8 times; then the
+    // request fails. A reset (no status) counts too.
+    let start = h.host.now;
     assert_eq!(h.request(11, "/x?access_token=other", &[]), Action::Pause);
-    for _ in 0..3 {
-        let t = h.last_callout().token;
-        h.respond(t, None, "");
+    let n = h.host.callouts.len();
+    let mut again = 0;
+    while h.fail_once(11, None, "") {
+        again += 1;
     }
-    assert_eq!(h.host.callouts.len(), 5, "no fourth call");
+    // Pauses 0+5+10+20+40+80+160 ms; the next (320) would pass 500 ms.
+    assert_eq!(again, 7);
+    assert_eq!(h.host.callouts.len(), n + 7);
+    assert!(h.host.now - start < 500);
     assert_eq!(
         h.req(11).reply_json()["fault"]["detail"]["errorcode"],
         "keymanagement.service.token_service_unavailable"
     );
+    // A request that ends while its call waits to be sent again: never sent.
+    assert_eq!(h.request(12, "/x?access_token=third", &[]), Action::Pause);
+    h.respond(h.last_callout().token, None, "");
+    h.respond(h.last_callout().token, None, "");
+    let n = h.host.callouts.len();
+    h.end(12);
+    h.host.now += 1_000;
+    h.tick();
+    assert_eq!(h.host.callouts.len(), n);
+    assert_eq!(h.worker.paused(), 0);
 
     // The token service's own 503, a timeout, and the cluster's circuit
     // breaker refusing the call (another would be refused too) are not
@@ -1240,9 +1288,8 @@ fn a_call_no_token_service_answered_is_sent_again_up_to_twice() {
             h.request(id, &format!("/x?access_token=t{n}"), &[]),
             Action::Pause
         );
-        let t = h.last_callout().token;
-        h.respond(t, status, body);
-        assert_eq!(h.host.callouts.len(), n + 1, "{status:?}: not sent again");
+        assert!(!h.fail_once(id, status, body), "{status:?}: not sent again");
+        assert_eq!(h.host.callouts.len(), n + 1);
         assert!(h.req(id).reply.is_some());
     }
 }
@@ -1277,4 +1324,103 @@ fn a_first_start_begins_at_the_feeds_head() {
     );
     h.host.now += 1;
     assert!(h.lookup(12, "tok"));
+}
+
+// ------------------------------------------------ the lookup budget
+
+/// A budget of 2 lookups, refilled at 10 a second.
+fn budgeted() -> Harness {
+    Harness::new(json!({"policies": [GET],
+        "token_service": {"lookup_budget": {"per_second": 10, "burst": 2}}}))
+}
+
+fn refused(h: &Harness, id: u32) -> bool {
+    h.req(id).reply.as_ref().is_some_and(|r| r.0 == 503)
+        && h.req(id).state("fault.name").as_deref() == Some("token_service_unavailable")
+}
+
+#[test]
+fn unseen_tokens_past_the_budget_fail_at_once_without_a_call() {
+    let mut h = budgeted();
+    assert_eq!(h.request(10, "/x?access_token=a", &[]), Action::Pause);
+    assert_eq!(h.request(11, "/x?access_token=b", &[]), Action::Pause);
+    assert_eq!(h.host.callouts.len(), 2);
+    // The third unseen token: the budget is spent.
+    assert_eq!(h.request(12, "/x?access_token=c", &[]), Action::Pause);
+    assert_eq!(h.host.callouts.len(), 2, "no call");
+    assert!(refused(&h, 12));
+    assert_eq!(h.worker.paused(), 2);
+    h.tick();
+    assert_eq!(h.host.metric("lookups_refused"), 1);
+    assert_eq!(h.host.metric("callout_failures"), 0);
+    assert_eq!(h.host.metric("faults.token_service_unavailable"), 1);
+    // A tenth of a second later, one more.
+    h.host.now += 100;
+    assert_eq!(h.request(13, "/x?access_token=d", &[]), Action::Pause);
+    assert_eq!(h.host.callouts.len(), 3);
+    assert_eq!(h.request(14, "/x?access_token=e", &[]), Action::Pause);
+    assert!(refused(&h, 14));
+}
+
+#[test]
+fn a_cached_or_once_seen_valid_token_is_never_refused() {
+    let mut h = budgeted();
+    h.request(10, "/x?access_token=good", &[]);
+    h.respond(
+        h.last_callout().token,
+        Some(200),
+        &profile("good", json!({})),
+    );
+    assert_eq!(h.req(10).resumed, 1);
+    h.request(11, "/x?access_token=x1", &[]);
+    h.request(12, "/x?access_token=x2", &[]);
+    assert!(refused(&h, 12), "spent");
+    // Cached: a hit.
+    assert_eq!(h.request(13, "/x?access_token=good", &[]), Action::Continue);
+    // Its entry expired (the TTL, 30 s by default), the budget spent:
+    // looked up all the same, since this Envoy saw it valid.
+    h.host.now += 30_001;
+    for (id, token) in [(14, "y1"), (15, "y2")] {
+        h.request(id, &format!("/x?access_token={token}"), &[]);
+    }
+    h.request(16, "/x?access_token=y3", &[]);
+    assert!(refused(&h, 16), "spent again");
+    let n = h.host.callouts.len();
+    assert_eq!(h.request(17, "/x?access_token=good", &[]), Action::Pause);
+    assert_eq!(h.host.callouts.len(), n + 1, "a lookup, not refused");
+    // An unknown token's negative entry does not count as seen.
+    h.request(18, "/x?access_token=nope", &[]);
+    assert!(refused(&h, 18));
+}
+
+#[test]
+fn coalesced_lookups_of_one_token_count_once() {
+    let mut h = budgeted();
+    for id in 10..15 {
+        assert_eq!(h.request(id, "/x?access_token=same", &[]), Action::Pause);
+    }
+    assert_eq!(h.host.callouts.len(), 1, "one lookup");
+    assert_eq!(h.request(15, "/x?access_token=other", &[]), Action::Pause);
+    assert_eq!(h.host.callouts.len(), 2, "the budget's second");
+    h.respond(h.host.callouts[0].token, Some(200), UNKNOWN);
+    for id in 10..15 {
+        assert!(!refused(&h, id), "{id}: the token's own answer");
+        assert_eq!(
+            h.req(id).state("fault.name").as_deref(),
+            Some("invalid_access_token")
+        );
+    }
+    // A call sent again after no answer is still the one lookup.
+    h.respond(h.host.callouts[1].token, None, "");
+    assert_eq!(h.host.callouts.len(), 3, "sent again, not refused");
+}
+
+#[test]
+fn per_second_0_turns_the_budget_off() {
+    let mut h = Harness::new(json!({"policies": [GET],
+        "token_service": {"lookup_budget": {"per_second": 0}}}));
+    for id in 10..2_010 {
+        h.request(id, &format!("/x?access_token=t{id}"), &[]);
+    }
+    assert_eq!(h.host.callouts.len(), 2_000);
 }
