@@ -1,0 +1,311 @@
+//! The app's API products, as a lookup answers them (`api_products`,
+//! docs/token-service.md) and the profile keeps them: one span of the
+//! profile's data, read in place on a cache hit without copying.
+//!
+//! The encoding is compact: every length and count is a LEB128 varint (one
+//! byte below 128), every string its length then its bytes. A product is
+//! `name, proxies, resources, environments, operation configs, attributes`;
+//! a list is its count then its items; an operation configuration is
+//! `api_source, operations (resource, methods), attributes`; attributes are
+//! name/value pairs. Reads are bounds-checked: bytes that are not an
+//! encoding read as fewer, or empty, items, never a panic.
+
+use serde_json::Value;
+
+/// Why an `api_products` member cannot be used (reported as a service
+/// failure).
+pub(crate) type Malformed = &'static str;
+
+fn put_len(out: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_len(out, s.len());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// A list of strings (`member` of `object`; absent: empty).
+fn put_strs(out: &mut Vec<u8>, object: &Value, member: &str) -> Result<(), Malformed> {
+    match object.get(member) {
+        None | Some(Value::Null) => put_len(out, 0),
+        Some(Value::Array(items)) => {
+            put_len(out, items.len());
+            for item in items {
+                put_str(out, item.as_str().ok_or("a list holds a non-string")?);
+            }
+        }
+        Some(_) => return Err("a list is not an array"),
+    }
+    Ok(())
+}
+
+/// An object of strings (`member` of `object`; absent: empty).
+fn put_pairs(out: &mut Vec<u8>, object: &Value, member: &str) -> Result<(), Malformed> {
+    match object.get(member) {
+        None | Some(Value::Null) => put_len(out, 0),
+        Some(Value::Object(map)) => {
+            put_len(out, map.len());
+            for (name, value) in map {
+                put_str(out, name);
+                put_str(out, value.as_str().ok_or("an attribute is not a string")?);
+            }
+        }
+        Some(_) => return Err("\"attributes\" is not an object"),
+    }
+    Ok(())
+}
+
+/// Encodes the `api_products` member of an answer.
+pub(crate) fn encode(value: &Value) -> Result<Vec<u8>, Malformed> {
+    let products = value.as_array().ok_or("\"api_products\" is not an array")?;
+    let mut out = Vec::with_capacity(64 * products.len() + 1);
+    put_len(&mut out, products.len());
+    for product in products {
+        if !product.is_object() {
+            return Err("a product is not an object");
+        }
+        put_str(
+            &mut out,
+            product
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or("a product has no string \"name\"")?,
+        );
+        put_strs(&mut out, product, "proxies")?;
+        put_strs(&mut out, product, "resources")?;
+        put_strs(&mut out, product, "environments")?;
+        match product.get("operation_configs") {
+            None | Some(Value::Null) => put_len(&mut out, 0),
+            Some(Value::Array(configs)) => {
+                put_len(&mut out, configs.len());
+                for config in configs {
+                    put_str(
+                        &mut out,
+                        config
+                            .get("api_source")
+                            .and_then(Value::as_str)
+                            .ok_or("an operation configuration has no string \"api_source\"")?,
+                    );
+                    match config.get("operations") {
+                        None | Some(Value::Null) => put_len(&mut out, 0),
+                        Some(Value::Array(ops)) => {
+                            put_len(&mut out, ops.len());
+                            for op in ops {
+                                put_str(
+                                    &mut out,
+                                    op.get("resource")
+                                        .and_then(Value::as_str)
+                                        .ok_or("an operation has no string \"resource\"")?,
+                                );
+                                put_strs(&mut out, op, "methods")?;
+                            }
+                        }
+                        Some(_) => return Err("\"operations\" is not an array"),
+                    }
+                    put_pairs(&mut out, config, "attributes")?;
+                }
+            }
+            Some(_) => return Err("\"operation_configs\" is not an array"),
+        }
+        put_pairs(&mut out, product, "attributes")?;
+    }
+    Ok(out)
+}
+
+/// A cursor over encoded bytes.
+#[derive(Debug, Clone, Copy)]
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    #[inline]
+    fn len(&mut self) -> usize {
+        let mut n: usize = 0;
+        for shift in (0..usize::BITS).step_by(7) {
+            let Some((&byte, rest)) = self.0.split_first() else {
+                return 0;
+            };
+            self.0 = rest;
+            n |= usize::from(byte & 0x7f).checked_shl(shift).unwrap_or(0);
+            if byte & 0x80 == 0 {
+                return n;
+            }
+        }
+        0
+    }
+
+    #[inline]
+    fn bytes(&mut self) -> &'a [u8] {
+        let n = self.len().min(self.0.len());
+        let (s, rest) = self.0.split_at(n);
+        self.0 = rest;
+        s
+    }
+
+    #[inline]
+    fn str(&mut self) -> &'a str {
+        std::str::from_utf8(self.bytes()).unwrap_or_default()
+    }
+
+    /// Skips `n` strings.
+    fn skip_strs(&mut self, n: usize) {
+        for _ in 0..n {
+            self.bytes();
+        }
+    }
+
+    /// A list of strings; the cursor moves past it.
+    fn strs(&mut self) -> Strs<'a> {
+        let count = self.len();
+        let start = *self;
+        self.skip_strs(count);
+        Strs {
+            left: count,
+            at: start,
+        }
+    }
+
+    /// A list of pairs; the cursor moves past it.
+    fn pairs(&mut self) -> Pairs<'a> {
+        let count = self.len();
+        let start = *self;
+        self.skip_strs(count.saturating_mul(2));
+        Pairs {
+            left: count,
+            at: start,
+        }
+    }
+
+    fn config(&mut self) -> ConfigRef<'a> {
+        let api_source = self.str();
+        let count = self.len();
+        let start = *self;
+        for _ in 0..count {
+            self.bytes();
+            self.strs();
+        }
+        let operations = Operations {
+            left: count,
+            at: start,
+        };
+        ConfigRef {
+            api_source,
+            operations,
+            attributes: self.pairs(),
+        }
+    }
+
+    fn configs(&mut self) -> Configs<'a> {
+        let count = self.len();
+        let start = *self;
+        for _ in 0..count {
+            self.config();
+        }
+        Configs {
+            left: count,
+            at: start,
+        }
+    }
+}
+
+macro_rules! list {
+    ($(#[$doc:meta])* $name:ident, $item:ty, |$r:ident| $read:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name<'a> {
+            left: usize,
+            at: Reader<'a>,
+        }
+
+        impl<'a> Iterator for $name<'a> {
+            type Item = $item;
+            #[inline]
+            fn next(&mut self) -> Option<$item> {
+                // Counts come from the bytes: stop at their end whatever
+                // the count says.
+                if self.left == 0 || self.at.0.is_empty() {
+                    return None;
+                }
+                self.left -= 1;
+                let $r = &mut self.at;
+                Some($read)
+            }
+        }
+
+        impl<'a> $name<'a> {
+            /// True when the list has no item.
+            pub fn is_empty(&self) -> bool {
+                self.left == 0
+            }
+        }
+    };
+}
+
+list!(
+    /// A list of strings (proxies, resources, environments, methods).
+    Strs, &'a str, |r| r.str()
+);
+list!(
+    /// Custom attributes, names and values, in the answer's order.
+    Pairs, (&'a str, &'a str), |r| (r.str(), r.str())
+);
+list!(
+    /// An operation configuration's operations.
+    Operations, OperationRef<'a>, |r| OperationRef { resource: r.str(), methods: r.strs() }
+);
+list!(
+    /// A product's operation configurations.
+    Configs, ConfigRef<'a>, |r| r.config()
+);
+list!(
+    /// The app's products, in the answer's order.
+    Products, ProductRef<'a>, |r| ProductRef {
+        name: r.str(),
+        proxies: r.strs(),
+        resources: r.strs(),
+        environments: r.strs(),
+        operation_configs: r.configs(),
+        attributes: r.pairs(),
+    }
+);
+
+/// One operation (`resource` and the verbs it allows).
+#[derive(Debug, Clone, Copy)]
+pub struct OperationRef<'a> {
+    pub resource: &'a str,
+    pub methods: Strs<'a>,
+}
+
+/// One operation configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigRef<'a> {
+    pub api_source: &'a str,
+    pub operations: Operations<'a>,
+    pub attributes: Pairs<'a>,
+}
+
+/// One product, read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct ProductRef<'a> {
+    pub name: &'a str,
+    pub proxies: Strs<'a>,
+    pub resources: Strs<'a>,
+    pub environments: Strs<'a>,
+    pub operation_configs: Configs<'a>,
+    pub attributes: Pairs<'a>,
+}
+
+/// The products in `bytes` (an [`encode`]d span; empty: none).
+pub(crate) fn read(bytes: &[u8]) -> Products<'_> {
+    let mut r = Reader(bytes);
+    let count = r.len();
+    Products { left: count, at: r }
+}
