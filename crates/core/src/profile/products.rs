@@ -309,3 +309,88 @@ pub(crate) fn read(bytes: &[u8]) -> Products<'_> {
     let count = r.len();
     Products { left: count, at: r }
 }
+
+/// The product (and, with operation groups, the operation configuration
+/// and operation) that allows a call.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "VerifyAccessToken's product check, the next step of issue 23"
+    )
+)]
+#[derive(Debug, Clone, Copy)]
+pub struct MatchRef<'a> {
+    pub product: ProductRef<'a>,
+    pub operation: Option<(ConfigRef<'a>, OperationRef<'a>)>,
+}
+
+/// The first product, in the app's order, that allows `call`: the rules of
+/// `oauthv2info_names::product::allows` (docs/decisions.md#api-products),
+/// read over the profile's bytes in place, without allocating. The
+/// resource-path rule is the names crate's own
+/// ([`oauthv2info_names::product::resource_matches`]); a unit test holds
+/// the two readings equal.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "VerifyAccessToken's product check, the next step of issue 23"
+    )
+)]
+pub fn find<'a>(
+    products: Products<'a>,
+    call: &oauthv2info_names::product::Call<'_>,
+) -> Option<MatchRef<'a>> {
+    products.into_iter().find_map(|p| allows(p, call))
+}
+
+fn allows<'a>(
+    product: ProductRef<'a>,
+    call: &oauthv2info_names::product::Call<'_>,
+) -> Option<MatchRef<'a>> {
+    use oauthv2info_names::product::resource_matches;
+    if let Some(env) = call.environment {
+        if !product.environments.is_empty() && !product.environments.into_iter().any(|e| e == env) {
+            return None;
+        }
+    }
+    if product.operation_configs.is_empty() {
+        let proxy_ok =
+            product.proxies.is_empty() || product.proxies.into_iter().any(|p| p == call.proxy);
+        let path_ok = product.resources.is_empty()
+            || product
+                .resources
+                .into_iter()
+                .any(|r| resource_matches(r, call.suffix));
+        return (proxy_ok && path_ok).then_some(MatchRef {
+            product,
+            operation: None,
+        });
+    }
+    for config in product
+        .operation_configs
+        .filter(|c| c.api_source == call.proxy)
+    {
+        if config.operations.is_empty() {
+            return Some(MatchRef {
+                product,
+                operation: None,
+            });
+        }
+        for op in config.operations {
+            let verb_ok = op.methods.is_empty()
+                || op
+                    .methods
+                    .into_iter()
+                    .any(|m| m.eq_ignore_ascii_case(call.verb));
+            if verb_ok && resource_matches(op.resource, call.suffix) {
+                return Some(MatchRef {
+                    product,
+                    operation: Some((config, op)),
+                });
+            }
+        }
+    }
+    None
+}

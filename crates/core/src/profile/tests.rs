@@ -733,3 +733,139 @@ fn malformed_api_products_are_service_failures() {
         );
     }
 }
+
+/// The in-place product check reads the rules as the names crate does:
+/// the same product and operation for every call, over a set of products
+/// that exercises each rule (apiproduct-operations' three products among
+/// them).
+#[test]
+fn the_in_place_product_check_agrees_with_the_names_crate() {
+    use oauthv2info_names::product::{self as rules, Call, Operation, OperationConfig, Product};
+    let op = |resource: &str, methods: &[&str]| Operation {
+        resource: resource.into(),
+        methods: methods.iter().map(|m| m.to_string()).collect(),
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let sample = "apiproduct-operations";
+    let configs = |ops: Vec<Operation>| {
+        vec![OperationConfig {
+            api_source: sample.into(),
+            operations: ops,
+            attributes: vec![("op".into(), "1".into())],
+        }]
+    };
+    let products = vec![
+        Product {
+            name: "env-only".into(),
+            environments: s(&["test"]),
+            resources: s(&["/env"]),
+            ..Product::default()
+        },
+        Product {
+            name: "viewer".into(),
+            operations: configs(vec![op("/*", &["GET"])]),
+            ..Product::default()
+        },
+        Product {
+            name: "creator".into(),
+            operations: configs(vec![op("/**", &["POST", "get"])]),
+            ..Product::default()
+        },
+        Product {
+            name: "admin".into(),
+            operations: configs(vec![op("/**", &[])]),
+            ..Product::default()
+        },
+        Product {
+            name: "legacy".into(),
+            proxies: s(&["weather"]),
+            resources: s(&["/forecast/**", "/"]),
+            attributes: vec![("tier".into(), "gold".into())],
+            ..Product::default()
+        },
+        Product {
+            name: "whole-proxy".into(),
+            operations: vec![OperationConfig {
+                api_source: "news".into(),
+                ..OperationConfig::default()
+            }],
+            ..Product::default()
+        },
+    ];
+    let wire: Vec<serde_json::Value> = products
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name, "proxies": p.proxies, "resources": p.resources,
+                "environments": p.environments,
+                "operation_configs": p.operations.iter().map(|c| json!({
+                    "api_source": c.api_source,
+                    "operations": c.operations.iter().map(|o| json!({
+                        "resource": o.resource, "methods": o.methods})).collect::<Vec<_>>(),
+                    "attributes": c.attributes.iter().map(|(k, v)| (k.clone(), json!(v)))
+                        .collect::<serde_json::Map<_, _>>(),
+                })).collect::<Vec<_>>(),
+                "attributes": p.attributes.iter().map(|(k, v)| (k.clone(), json!(v)))
+                    .collect::<serde_json::Map<_, _>>(),
+            })
+        })
+        .collect();
+    let mut body = access_answer("approved", NOW + 60_000);
+    body["api_products"] = json!(wire);
+    let a = answer(body, TokenKind::AccessToken, "t");
+    let Answer::Known(p) = &a else { panic!() };
+    let view = p.view();
+    let mut calls = 0;
+    for proxy in [sample, "weather", "news", "other"] {
+        for suffix in ["", "/", "/a", "/a/b", "/forecast", "/forecast/x", "/env"] {
+            for verb in ["GET", "POST", "DELETE", "get"] {
+                for environment in [None, Some("test"), Some("prod")] {
+                    let call = Call {
+                        proxy,
+                        suffix,
+                        verb,
+                        environment,
+                    };
+                    let want = rules::find(&products, &call);
+                    let got = products::find(view.products(), &call);
+                    assert_eq!(
+                        want.map(|m| (
+                            m.product.name.as_str(),
+                            m.operation
+                                .map(|(c, o)| (c.api_source.as_str(), o.resource.as_str()))
+                        )),
+                        got.map(|m| (
+                            m.product.name,
+                            m.operation.map(|(c, o)| (c.api_source, o.resource))
+                        )),
+                        "{call:?}"
+                    );
+                    calls += usize::from(want.is_some());
+                }
+            }
+        }
+    }
+    // The set is not trivial: some calls pass, some do not.
+    assert!(calls > 20 && calls < 4 * 7 * 4 * 3, "{calls}");
+    // The attributes come with the match.
+    let call = Call {
+        proxy: "weather",
+        suffix: "/forecast/x",
+        verb: "GET",
+        environment: None,
+    };
+    let m = products::find(view.products(), &call).expect("legacy");
+    assert_eq!(m.product.attributes.collect::<Vec<_>>(), [("tier", "gold")]);
+    let call = Call {
+        proxy: sample,
+        suffix: "/a",
+        verb: "GET",
+        environment: None,
+    };
+    let m = products::find(view.products(), &call).expect("viewer");
+    assert_eq!(m.product.name, "viewer");
+    assert_eq!(
+        m.operation.expect("op").0.attributes.collect::<Vec<_>>(),
+        [("op", "1")]
+    );
+}
