@@ -472,10 +472,13 @@ impl Wire<'_> {
                 if active {
                     out.mark_active();
                 }
-                if let Some(products) = &object.api_products {
-                    let encoded = crate::profile::products::encode(products).map_err(|e| {
-                        ServiceFailure(format!("token service answer: \"api_products\": {e}"))
-                    })?;
+                if let Some(products) = object.api_products {
+                    let encoded =
+                        crate::profile::products::encode(products).map_err(|(member, not)| {
+                            ServiceFailure(format!(
+                                "token service answer: in \"api_products\", \"{member}\" is not {not}"
+                            ))
+                        })?;
                     out.products(&encoded);
                 }
                 return Ok(Answer::Known(out.finish()));

@@ -13,8 +13,8 @@
 use serde_json::Value;
 
 /// Why an `api_products` member cannot be used (reported as a service
-/// failure).
-pub(crate) type Malformed = &'static str;
+/// failure): the member, and what it is not.
+pub(crate) type Malformed = (&'static str, &'static str);
 
 fn put_len(out: &mut Vec<u8>, mut n: usize) {
     loop {
@@ -28,96 +28,89 @@ fn put_len(out: &mut Vec<u8>, mut n: usize) {
     }
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+/// The string `name` of `object` (`None`: `object` is it).
+fn put_str(out: &mut Vec<u8>, object: &Value, name: Option<&'static str>) -> Result<(), Malformed> {
+    let value = match name {
+        Some(m) => object.get(m),
+        None => Some(object),
+    };
+    let s = value
+        .and_then(Value::as_str)
+        .ok_or((name.unwrap_or("a list item"), "a string"))?;
     put_len(out, s.len());
     out.extend_from_slice(s.as_bytes());
+    Ok(())
 }
 
-/// A list of strings (`member` of `object`; absent: empty).
-fn put_strs(out: &mut Vec<u8>, object: &Value, member: &str) -> Result<(), Malformed> {
+/// The array `member` of `object` (absent or null: empty), each item
+/// written by `each`.
+fn put_list(
+    out: &mut Vec<u8>,
+    object: &Value,
+    member: &'static str,
+    each: fn(&mut Vec<u8>, &Value) -> Result<(), Malformed>,
+) -> Result<(), Malformed> {
     match object.get(member) {
         None | Some(Value::Null) => put_len(out, 0),
         Some(Value::Array(items)) => {
             put_len(out, items.len());
             for item in items {
-                put_str(out, item.as_str().ok_or("a list holds a non-string")?);
+                each(out, item)?;
             }
         }
-        Some(_) => return Err("a list is not an array"),
+        Some(_) => return Err((member, "an array")),
     }
     Ok(())
 }
 
-/// An object of strings (`member` of `object`; absent: empty).
-fn put_pairs(out: &mut Vec<u8>, object: &Value, member: &str) -> Result<(), Malformed> {
-    match object.get(member) {
+/// The object of strings `attributes` of `object` (absent: empty).
+fn put_attributes(out: &mut Vec<u8>, object: &Value) -> Result<(), Malformed> {
+    match object.get("attributes") {
         None | Some(Value::Null) => put_len(out, 0),
         Some(Value::Object(map)) => {
             put_len(out, map.len());
             for (name, value) in map {
-                put_str(out, name);
-                put_str(out, value.as_str().ok_or("an attribute is not a string")?);
+                put_len(out, name.len());
+                out.extend_from_slice(name.as_bytes());
+                put_str(out, value, None)?;
             }
         }
-        Some(_) => return Err("\"attributes\" is not an object"),
+        Some(_) => return Err(("attributes", "an object of strings")),
     }
     Ok(())
 }
 
+fn put_strs(out: &mut Vec<u8>, object: &Value, member: &'static str) -> Result<(), Malformed> {
+    put_list(out, object, member, |out, item| put_str(out, item, None))
+}
+
+fn put_operation(out: &mut Vec<u8>, op: &Value) -> Result<(), Malformed> {
+    put_str(out, op, Some("resource"))?;
+    put_strs(out, op, "methods")
+}
+
+fn put_config(out: &mut Vec<u8>, config: &Value) -> Result<(), Malformed> {
+    put_str(out, config, Some("api_source"))?;
+    put_list(out, config, "operations", put_operation)?;
+    put_attributes(out, config)
+}
+
+fn put_product(out: &mut Vec<u8>, product: &Value) -> Result<(), Malformed> {
+    put_str(out, product, Some("name"))?;
+    put_strs(out, product, "proxies")?;
+    put_strs(out, product, "resources")?;
+    put_strs(out, product, "environments")?;
+    put_list(out, product, "operation_configs", put_config)?;
+    put_attributes(out, product)
+}
+
 /// Encodes the `api_products` member of an answer.
-pub(crate) fn encode(value: &Value) -> Result<Vec<u8>, Malformed> {
-    let products = value.as_array().ok_or("\"api_products\" is not an array")?;
-    let mut out = Vec::with_capacity(64 * products.len() + 1);
-    put_len(&mut out, products.len());
-    for product in products {
-        if !product.is_object() {
-            return Err("a product is not an object");
-        }
-        put_str(
-            &mut out,
-            product
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or("a product has no string \"name\"")?,
-        );
-        put_strs(&mut out, product, "proxies")?;
-        put_strs(&mut out, product, "resources")?;
-        put_strs(&mut out, product, "environments")?;
-        match product.get("operation_configs") {
-            None | Some(Value::Null) => put_len(&mut out, 0),
-            Some(Value::Array(configs)) => {
-                put_len(&mut out, configs.len());
-                for config in configs {
-                    put_str(
-                        &mut out,
-                        config
-                            .get("api_source")
-                            .and_then(Value::as_str)
-                            .ok_or("an operation configuration has no string \"api_source\"")?,
-                    );
-                    match config.get("operations") {
-                        None | Some(Value::Null) => put_len(&mut out, 0),
-                        Some(Value::Array(ops)) => {
-                            put_len(&mut out, ops.len());
-                            for op in ops {
-                                put_str(
-                                    &mut out,
-                                    op.get("resource")
-                                        .and_then(Value::as_str)
-                                        .ok_or("an operation has no string \"resource\"")?,
-                                );
-                                put_strs(&mut out, op, "methods")?;
-                            }
-                        }
-                        Some(_) => return Err("\"operations\" is not an array"),
-                    }
-                    put_pairs(&mut out, config, "attributes")?;
-                }
-            }
-            Some(_) => return Err("\"operation_configs\" is not an array"),
-        }
-        put_pairs(&mut out, product, "attributes")?;
-    }
+pub(crate) fn encode(value: Value) -> Result<Vec<u8>, Malformed> {
+    let mut out = Vec::with_capacity(256);
+    let mut wrapped = serde_json::Map::new();
+    wrapped.insert("api_products".to_string(), value);
+    let wrapped = Value::Object(wrapped);
+    put_list(&mut out, &wrapped, "api_products", put_product)?;
     Ok(out)
 }
 
