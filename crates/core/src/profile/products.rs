@@ -51,7 +51,7 @@ fn put_list(
     each: fn(&mut Vec<u8>, &Value) -> Result<(), Malformed>,
 ) -> Result<(), Malformed> {
     match object.get(member) {
-        None | Some(Value::Null) => put_len(out, 0),
+        None => put_len(out, 0),
         Some(Value::Array(items)) => {
             put_len(out, items.len());
             for item in items {
@@ -66,7 +66,7 @@ fn put_list(
 /// The object of strings `attributes` of `object` (absent: empty).
 fn put_attributes(out: &mut Vec<u8>, object: &Value) -> Result<(), Malformed> {
     match object.get("attributes") {
-        None | Some(Value::Null) => put_len(out, 0),
+        None => put_len(out, 0),
         Some(Value::Object(map)) => {
             put_len(out, map.len());
             for (name, value) in map {
@@ -106,11 +106,14 @@ fn put_product(out: &mut Vec<u8>, product: &Value) -> Result<(), Malformed> {
 
 /// Encodes the `api_products` member of an answer.
 pub(crate) fn encode(value: Value) -> Result<Vec<u8>, Malformed> {
+    let Value::Array(products) = value else {
+        return Err(("api_products", "an array"));
+    };
     let mut out = Vec::with_capacity(256);
-    let mut wrapped = serde_json::Map::new();
-    wrapped.insert("api_products".to_string(), value);
-    let wrapped = Value::Object(wrapped);
-    put_list(&mut out, &wrapped, "api_products", put_product)?;
+    put_len(&mut out, products.len());
+    for product in &products {
+        put_product(&mut out, product)?;
+    }
     Ok(out)
 }
 
