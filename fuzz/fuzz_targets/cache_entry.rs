@@ -26,5 +26,17 @@ fuzz_target!(|data: &[u8]| {
             assert!(name.len() + value.len() <= data.len());
             let _ = p.attribute(name);
         }
+        let _ = p.has_products();
+        for product in p.products() {
+            assert!(product.name.len() <= data.len());
+            let _ = (product.proxies.count(), product.resources.count());
+            let _ = (product.environments.count(), product.attributes.count());
+            for config in product.operation_configs {
+                for op in config.operations {
+                    let _ = (op.resource.len(), op.methods.count());
+                }
+                let _ = config.attributes.count();
+            }
+        }
     }
 });

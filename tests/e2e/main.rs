@@ -15,6 +15,7 @@ mod metadata;
 #[path = "../../token-service/tests/api/pg.rs"]
 #[allow(dead_code)]
 mod pg;
+mod products;
 mod scale;
 mod service;
 mod set;

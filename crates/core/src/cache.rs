@@ -60,7 +60,8 @@ impl Invalidation {
     pub(crate) const DEFAULT_LIMIT: u32 = 500;
 }
 
-const MAGIC: &[u8; 2] = b"C2";
+/// The format's version: "C3" since profiles carry the app's API products.
+const MAGIC: &[u8; 2] = b"C3";
 const HEAD: usize = 2 + 1 + 8 + 8 + 4;
 
 /// Mixes a 64-bit value (the finalizer of MurmurHash3).

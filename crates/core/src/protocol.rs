@@ -279,6 +279,9 @@ struct WireObject<'a> {
     token_type: Option<Json<'a>>,
     exp: Option<Json<'a>>,
     iat: Option<Json<'a>>,
+    /// The app's API products (docs/token-service.md): a tree, read on a
+    /// miss only.
+    api_products: Option<serde_json::Value>,
 }
 
 impl<'de> Deserialize<'de> for Wire<'de> {
@@ -300,6 +303,7 @@ impl<'de> Deserialize<'de> for Wire<'de> {
                         "token_type" => o.token_type = Some(map.next_value()?),
                         "exp" => o.exp = Some(map.next_value()?),
                         "iat" => o.iat = Some(map.next_value()?),
+                        "api_products" => o.api_products = Some(map.next_value()?),
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -467,6 +471,15 @@ impl Wire<'_> {
             Some(WireProfile::Object(mut out)) => {
                 if active {
                     out.mark_active();
+                }
+                if let Some(products) = object.api_products {
+                    let encoded =
+                        crate::profile::products::encode(products).map_err(|(member, not)| {
+                            ServiceFailure(format!(
+                                "token service answer: in \"api_products\", \"{member}\" is not {not}"
+                            ))
+                        })?;
+                    out.products(&encoded);
                 }
                 return Ok(Answer::Known(out.finish()));
             }

@@ -144,9 +144,28 @@ pub fn resource_matches(resource: &str, suffix: &str) -> bool {
     if resource == "/" {
         return true;
     }
-    let pattern: Vec<&str> = segments(resource).collect();
-    let path: Vec<&str> = segments(suffix).collect();
-    glob(&pattern, &path)
+    // On the stack for the paths requests have (the filter's warm path
+    // allocates nothing); longer paths on the heap.
+    const STACK: usize = 32;
+    let mut path = [""; STACK];
+    let mut n = 0;
+    for seg in segments(suffix) {
+        if n == STACK {
+            let path: Vec<&str> = segments(suffix).collect();
+            let mut reach = vec![false; path.len() + 1];
+            let mut next = vec![false; path.len() + 1];
+            return glob(segments(resource), &path, &mut reach, &mut next);
+        }
+        path[n] = seg;
+        n += 1;
+    }
+    let (mut reach, mut next) = ([false; STACK + 1], [false; STACK + 1]);
+    glob(
+        segments(resource),
+        &path[..n],
+        &mut reach[..=n],
+        &mut next[..=n],
+    )
 }
 
 /// Why a resource path cannot be stored (None of Apigee's rules would
@@ -177,43 +196,68 @@ fn segments(path: &str) -> impl Iterator<Item = &str> {
 
 /// Segment matching, `*` one segment, `**` one or more. Dynamic
 /// programming over (pattern, path) positions: linear in their product,
-/// whatever the number of `**`.
-fn glob(pattern: &[&str], path: &[&str]) -> bool {
-    // reach[j]: the first i pattern segments can consume the first j path
+/// whatever the number of `**`. `reach` and `next` are `path.len() + 1`
+/// long.
+fn glob<'p>(
+    pattern: impl Iterator<Item = &'p str>,
+    path: &[&str],
+    reach: &mut [bool],
+    next: &mut [bool],
+) -> bool {
+    // reach[j]: the pattern segments so far can consume the first j path
     // segments.
-    let mut reach = vec![false; path.len() + 1];
-    reach[0] = true;
+    reach.fill(false);
+    if let Some(first) = reach.first_mut() {
+        *first = true;
+    }
+    let mut reach = reach;
+    let mut next = next;
     for seg in pattern {
-        let mut next = vec![false; path.len() + 1];
-        match *seg {
+        next.fill(false);
+        match seg {
             "**" => {
                 // One or more: j reachable after this if some k < j was.
                 let mut any = false;
-                for j in 1..=path.len() {
+                for j in 1..next.len() {
                     any |= reach[j - 1];
                     next[j] = any;
                 }
             }
             "*" => {
-                for j in 1..=path.len() {
+                for j in 1..next.len() {
                     next[j] = reach[j - 1] && !path[j - 1].is_empty();
                 }
             }
             lit => {
-                for j in 1..=path.len() {
+                for j in 1..next.len() {
                     next[j] = reach[j - 1] && path[j - 1] == lit;
                 }
             }
         }
-        reach = next;
+        std::mem::swap(&mut reach, &mut next);
     }
-    reach[path.len()]
+    reach.last().copied().unwrap_or(false)
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    /// Paths longer than the stack's 32 segments match by the same rules.
+    #[test]
+    fn long_paths_match_by_the_same_rules() {
+        for n in [31usize, 32, 33, 40] {
+            let path: String = (0..n).map(|i| format!("/s{i}")).collect();
+            assert!(resource_matches("/**", &path), "{n}");
+            assert!(resource_matches("/s0/**", &path), "{n}");
+            assert!(!resource_matches("/*", &path), "{n}");
+            assert!(resource_matches(&path, &path), "{n}");
+            let stars: String = (0..n).map(|_| "/*").collect();
+            assert!(resource_matches(&stars, &path), "{n}");
+            assert!(!resource_matches(&stars, &format!("{path}/x")), "{n}");
+        }
+    }
 
     #[test]
     fn single_slash_matches_everything_and_the_base_path() {

@@ -6,12 +6,15 @@
 //! A profile is one byte buffer: a flag byte, the expiry instants already
 //! parsed, a fixed table with one span per standard [`Field`] (so a
 //! variable's value is found by index, not by name), the custom attributes'
-//! spans, then the bytes themselves. Times are kept absolute (epoch ms), so
+//! spans, then the bytes themselves. One more span holds the app's API
+//! products when the answer had them ([`products`]). Times are kept absolute (epoch ms), so
 //! a cached profile yields the right remaining `expires_in` whenever it is
 //! read.
 
 use oauthv2info_names::variables::{Field, Source};
 use oauthv2info_names::{Fault, TokenKind};
+
+pub(crate) mod products;
 
 const FIELDS: usize = Field::ALL.len();
 const ABSENT: u32 = u32::MAX;
@@ -21,7 +24,9 @@ const PLAIN: u8 = 2;
 /// request: kept parsed, so that a hit parses no number.
 const TIMED: [Field; 2] = [Field::ExpiresAt, Field::RefreshTokenExpiresAt];
 const TIMES_AT: usize = 1;
-const TABLE_AT: usize = TIMES_AT + TIMED.len() * 9;
+/// The span of the app's API products (absent: the answer had none).
+const PRODUCTS_AT: usize = TIMES_AT + TIMED.len() * 9;
+const TABLE_AT: usize = PRODUCTS_AT + 8;
 const COUNT_AT: usize = TABLE_AT + FIELDS * 8;
 const ATTRS_AT: usize = COUNT_AT + 4;
 
@@ -47,6 +52,7 @@ pub struct ProfileBuilder {
     flags: u8,
     fields: [Option<(u32, u32)>; FIELDS],
     attributes: Vec<[u32; 4]>,
+    products: Option<(u32, u32)>,
     data: Vec<u8>,
 }
 
@@ -103,6 +109,11 @@ impl ProfileBuilder {
         self.attributes.push([ks, kl, vs, vl]);
     }
 
+    /// Sets the app's API products, encoded ([`products`]).
+    pub(crate) fn products(&mut self, encoded: &[u8]) {
+        self.products = Some(self.store(encoded));
+    }
+
     /// Drops the custom attributes added so far.
     pub(crate) fn clear_attributes(&mut self) {
         self.attributes.clear();
@@ -132,6 +143,9 @@ impl ProfileBuilder {
             out.push(tag);
             out.extend_from_slice(&at.to_le_bytes());
         }
+        let (start, len) = self.products.unwrap_or((ABSENT, 0));
+        out.extend_from_slice(&start.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
         for field in &self.fields {
             let (start, len) = field.unwrap_or((ABSENT, 0));
             out.extend_from_slice(&start.to_le_bytes());
@@ -201,7 +215,11 @@ impl<'a> ProfileRef<'a> {
             let n = |k: usize| u32_at(self.bytes, ATTRS_AT + i * 16 + k * 4);
             n(0) != Some(ABSENT) && n(2) != Some(ABSENT) && fits(n(0), n(1)) && fits(n(2), n(3))
         };
-        (0..FIELDS).all(field) && (0..self.attribute_count).all(attribute)
+        fits(
+            u32_at(self.bytes, PRODUCTS_AT),
+            u32_at(self.bytes, PRODUCTS_AT + 4),
+        ) && (0..FIELDS).all(field)
+            && (0..self.attribute_count).all(attribute)
     }
 
     /// The instant (epoch ms) a field holds: parsed when the profile was
@@ -288,6 +306,27 @@ impl<'a> ProfileRef<'a> {
             let n = |k: usize| u32_at(this.bytes, at + k * 4).unwrap_or(0);
             (this.span(n(0), n(1)), this.span(n(2), n(3)))
         })
+    }
+
+    /// True when the answer carried the app's API products
+    /// (`api_products`, possibly empty); false for a plain RFC 7662 server
+    /// or a token service without products.
+    pub fn has_products(&self) -> bool {
+        u32_at(self.bytes, PRODUCTS_AT).is_some_and(|start| start != ABSENT)
+    }
+
+    /// The app's API products, in the answer's order (none when
+    /// [`ProfileRef::has_products`] is false).
+    #[inline]
+    pub fn products(&self) -> products::Products<'a> {
+        let entry = (
+            u32_at(self.bytes, PRODUCTS_AT),
+            u32_at(self.bytes, PRODUCTS_AT + 4),
+        );
+        match entry {
+            (Some(start), Some(len)) if start != ABSENT => products::read(self.span(start, len)),
+            _ => products::read(&[]),
+        }
     }
 
     pub fn attribute(&self, name: &[u8]) -> Option<&'a [u8]> {

@@ -584,3 +584,288 @@ fn set_response_mapping() {
     assert!(set(200, b"{\"active\":true}").is_err());
     assert!(set(200, b"{\"active\":tr").is_err());
 }
+
+/// The products of a profile, read back into owned values.
+fn read_products(p: ProfileRef<'_>) -> serde_json::Value {
+    let strs = |s: products::Strs<'_>| s.map(String::from).collect::<Vec<_>>();
+    let pairs = |s: products::Pairs<'_>| {
+        s.map(|(k, v)| (k.to_string(), json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    p.products()
+        .map(|product| {
+            json!({
+                "name": product.name,
+                "proxies": strs(product.proxies),
+                "resources": strs(product.resources),
+                "environments": strs(product.environments),
+                "operation_configs": product.operation_configs.map(|c| json!({
+                    "api_source": c.api_source,
+                    "operations": c.operations.map(|o| json!({
+                        "resource": o.resource, "methods": strs(o.methods),
+                    })).collect::<Vec<_>>(),
+                    "attributes": pairs(c.attributes),
+                })).collect::<Vec<_>>(),
+                "attributes": pairs(product.attributes),
+            })
+        })
+        .collect()
+}
+
+/// The answer's `api_products` are kept with the profile, in order, and
+/// read back in place: what the product check reads on a cache hit.
+#[test]
+fn api_products_are_kept_with_the_profile() {
+    let mut body = access_answer("approved", NOW + 60_000);
+    let long = "r".repeat(300);
+    body["api_products"] = json!([
+        {"name": "Premium", "proxies": ["weather", "news"], "resources": ["/forecast/**", "/"],
+         "environments": ["prod"], "attributes": {"tier": "gold", "quota": "1000"}},
+        {"name": "Ops", "operation_configs": [
+            {"api_source": "weather", "operations": [
+                {"resource": "/a", "methods": ["GET", "POST"]}, {"resource": long}],
+             "attributes": {"op.tier": "x"}},
+            {"api_source": "other"}]},
+        {"name": "Free"}
+    ]);
+    let a = answer(body, TokenKind::AccessToken, "tok-123");
+    let Answer::Known(p) = &a else {
+        panic!("unknown")
+    };
+    let v = p.view();
+    assert!(v.has_products() && v.validate());
+    let e = |l: &[&str]| json!(l);
+    assert_eq!(
+        read_products(v),
+        json!([
+            {"name": "Premium", "proxies": e(&["weather", "news"]),
+             "resources": e(&["/forecast/**", "/"]), "environments": e(&["prod"]),
+             "operation_configs": [], "attributes": {"tier": "gold", "quota": "1000"}},
+            {"name": "Ops", "proxies": [], "resources": [], "environments": [],
+             "operation_configs": [
+                {"api_source": "weather", "operations": [
+                    {"resource": "/a", "methods": e(&["GET", "POST"])},
+                    {"resource": "r".repeat(300), "methods": []}],
+                 "attributes": {"op.tier": "x"}},
+                {"api_source": "other", "operations": [], "attributes": {}}],
+             "attributes": {}},
+            {"name": "Free", "proxies": [], "resources": [], "environments": [],
+             "operation_configs": [], "attributes": {}}
+        ])
+    );
+    // The standard fields and attributes are unchanged.
+    assert_eq!(v.field(Field::Scope), Some(&b"READ WRITE"[..]));
+    assert_eq!(v.attribute(b"department.id"), Some(&b"42"[..]));
+    // The same bytes through a cache entry.
+    let entry = crate::cache::encode(TokenKind::AccessToken, b"tok-123", NOW + 1, NOW, Some(p));
+    let head = crate::cache::EntryHead::parse(&entry).expect("entry");
+    let Some(Lookup::Known(cached)) = head.lookup() else {
+        panic!("not known")
+    };
+    assert_eq!(read_products(cached), read_products(v));
+    // Every cut of the bytes reads in bounds.
+    for cut in 0..p.as_bytes().len() {
+        if let Some(r) = ProfileRef::parse(&p.as_bytes()[..cut]) {
+            let _ = read_products(r);
+        }
+    }
+    // Arbitrary bytes as products read in bounds, never forever.
+    for seed in 0u32..200 {
+        let junk: Vec<u8> = (0..40u32)
+            .map(|i| (seed.wrapping_mul(31).wrapping_add(i * 97) % 256) as u8)
+            .collect();
+        let _ = read_products_of(&junk);
+    }
+}
+
+fn read_products_of(bytes: &[u8]) -> usize {
+    products::read(bytes)
+        .map(|p| {
+            p.proxies.count()
+                + p.operation_configs
+                    .map(|c| c.operations.map(|o| o.methods.count()).sum::<usize>())
+                    .sum::<usize>()
+                + p.attributes.count()
+        })
+        .sum()
+}
+
+/// Without `api_products` (a plain server, or a token service without
+/// products) the profile has none, and says so; `[]` is known and empty.
+#[test]
+fn api_products_absent_or_empty() {
+    let a = answer(
+        access_answer("approved", NOW + 60_000),
+        TokenKind::AccessToken,
+        "t",
+    );
+    let Answer::Known(p) = &a else { panic!() };
+    assert!(!p.view().has_products());
+    assert_eq!(p.view().products().count(), 0);
+    let mut body = access_answer("approved", NOW + 60_000);
+    body["api_products"] = json!([]);
+    let a = answer(body, TokenKind::AccessToken, "t");
+    let Answer::Known(p) = &a else { panic!() };
+    assert!(p.view().has_products());
+    assert_eq!(p.view().products().count(), 0);
+}
+
+/// A malformed `api_products` is a service failure, not a pass.
+#[test]
+fn malformed_api_products_are_service_failures() {
+    for bad in [
+        json!({}),
+        json!("Premium"),
+        json!(["Premium"]),
+        json!([{"proxies": ["p"]}]),
+        json!([{"name": "P", "proxies": "p"}]),
+        json!([{"name": "P", "proxies": [1]}]),
+        json!([{"name": "P", "attributes": {"a": 1}}]),
+        json!([{"name": "P", "operation_configs": [{"operations": []}]}]),
+        json!([{"name": "P", "operation_configs": [{"api_source": "x", "operations": [{}]}]}]),
+    ] {
+        let mut body = access_answer("approved", NOW + 60_000);
+        body["api_products"] = bad.clone();
+        let raw = serde_json::to_vec(&body).expect("json");
+        assert!(
+            parse_introspection(Some(200), &raw, TokenKind::AccessToken, "t", NOW).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+/// The in-place product check reads the rules as the names crate does:
+/// the same product and operation for every call, over a set of products
+/// that exercises each rule (apiproduct-operations' three products among
+/// them).
+#[test]
+fn the_in_place_product_check_agrees_with_the_names_crate() {
+    use oauthv2info_names::product::{self as rules, Call, Operation, OperationConfig, Product};
+    let op = |resource: &str, methods: &[&str]| Operation {
+        resource: resource.into(),
+        methods: methods.iter().map(|m| m.to_string()).collect(),
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let sample = "apiproduct-operations";
+    let configs = |ops: Vec<Operation>| {
+        vec![OperationConfig {
+            api_source: sample.into(),
+            operations: ops,
+            attributes: vec![("op".into(), "1".into())],
+        }]
+    };
+    let products = vec![
+        Product {
+            name: "env-only".into(),
+            environments: s(&["test"]),
+            resources: s(&["/env"]),
+            ..Product::default()
+        },
+        Product {
+            name: "viewer".into(),
+            operations: configs(vec![op("/*", &["GET"])]),
+            ..Product::default()
+        },
+        Product {
+            name: "creator".into(),
+            operations: configs(vec![op("/**", &["POST", "get"])]),
+            ..Product::default()
+        },
+        Product {
+            name: "admin".into(),
+            operations: configs(vec![op("/**", &[])]),
+            ..Product::default()
+        },
+        Product {
+            name: "legacy".into(),
+            proxies: s(&["weather"]),
+            resources: s(&["/forecast/**", "/"]),
+            attributes: vec![("tier".into(), "gold".into())],
+            ..Product::default()
+        },
+        Product {
+            name: "whole-proxy".into(),
+            operations: vec![OperationConfig {
+                api_source: "news".into(),
+                ..OperationConfig::default()
+            }],
+            ..Product::default()
+        },
+    ];
+    let wire: Vec<serde_json::Value> = products
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name, "proxies": p.proxies, "resources": p.resources,
+                "environments": p.environments,
+                "operation_configs": p.operations.iter().map(|c| json!({
+                    "api_source": c.api_source,
+                    "operations": c.operations.iter().map(|o| json!({
+                        "resource": o.resource, "methods": o.methods})).collect::<Vec<_>>(),
+                    "attributes": c.attributes.iter().map(|(k, v)| (k.clone(), json!(v)))
+                        .collect::<serde_json::Map<_, _>>(),
+                })).collect::<Vec<_>>(),
+                "attributes": p.attributes.iter().map(|(k, v)| (k.clone(), json!(v)))
+                    .collect::<serde_json::Map<_, _>>(),
+            })
+        })
+        .collect();
+    let mut body = access_answer("approved", NOW + 60_000);
+    body["api_products"] = json!(wire);
+    let a = answer(body, TokenKind::AccessToken, "t");
+    let Answer::Known(p) = &a else { panic!() };
+    let view = p.view();
+    let mut calls = 0;
+    for proxy in [sample, "weather", "news", "other"] {
+        for suffix in ["", "/", "/a", "/a/b", "/forecast", "/forecast/x", "/env"] {
+            for verb in ["GET", "POST", "DELETE", "get"] {
+                for environment in [None, Some("test"), Some("prod")] {
+                    let call = Call {
+                        proxy,
+                        suffix,
+                        verb,
+                        environment,
+                    };
+                    let want = rules::find(&products, &call);
+                    let got = products::find(view.products(), &call);
+                    assert_eq!(
+                        want.map(|m| (
+                            m.product.name.as_str(),
+                            m.operation
+                                .map(|(c, o)| (c.api_source.as_str(), o.resource.as_str()))
+                        )),
+                        got.map(|m| (
+                            m.product.name,
+                            m.operation.map(|(c, o)| (c.api_source, o.resource))
+                        )),
+                        "{call:?}"
+                    );
+                    calls += usize::from(want.is_some());
+                }
+            }
+        }
+    }
+    // The set is not trivial: some calls pass, some do not.
+    assert!(calls > 20 && calls < 4 * 7 * 4 * 3, "{calls}");
+    // The attributes come with the match.
+    let call = Call {
+        proxy: "weather",
+        suffix: "/forecast/x",
+        verb: "GET",
+        environment: None,
+    };
+    let m = products::find(view.products(), &call).expect("legacy");
+    assert_eq!(m.product.attributes.collect::<Vec<_>>(), [("tier", "gold")]);
+    let call = Call {
+        proxy: sample,
+        suffix: "/a",
+        verb: "GET",
+        environment: None,
+    };
+    let m = products::find(view.products(), &call).expect("viewer");
+    assert_eq!(m.product.name, "viewer");
+    assert_eq!(
+        m.operation.expect("op").0.attributes.collect::<Vec<_>>(),
+        [("op", "1")]
+    );
+}
