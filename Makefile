@@ -58,8 +58,8 @@ native: ## Build the native Envoy dynamic module: dist/liboauthv2info.so (docs/n
 build: wasm ## Build everything: the filter, the token service, the echo upstream, the policy checker
 	cargo build --release --workspace --bins
 
-run: setup build ## Start the local harness: token service + echo upstream + Envoy with the filter
-	./envoy/run-harness.sh
+run: setup build $(if $(NATIVE),native) ## Start the local harness: token service + echo upstream + Envoy with the filter (NATIVE=1: the native module)
+	NATIVE=$(NATIVE) ./envoy/run-harness.sh
 
 unit: ## Unit tests of the pure logic (native, no Envoy)
 	cargo test --workspace --lib --bins
