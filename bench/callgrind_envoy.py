@@ -15,7 +15,10 @@ both are measured.
 
     .venv/bin/python bench/callgrind_envoy.py [SETUP,...]   (default: 1,0,2,2m,2f,2n,2nl,2d,N,Nn,Nd,5)
 
-Settings: CG_REQUESTS (M, 300), CG_WARMUP (200). Needs what make bench
+Settings: CG_REQUESTS (M, 300), CG_WARMUP (200), CG_KEEP (1: keep each
+window's callgrind dump as results/callgrind-setup-<SETUP>-<window>.out,
+for callgrind_annotate: which of Envoy's functions a setup's instructions
+are in; docs/performance.md#the-native-module). Needs what make bench
 builds (bench/run.sh) and valgrind. Prints a table and writes
 results/callgrind-envoy-<time>.json.
 """
@@ -143,7 +146,10 @@ def main():
                         if line.startswith(("summary:", "totals:")):
                             total += int(line.split()[1])
                             break
-                    os.remove(dump)
+                    if os.environ.get("CG_KEEP") == "1":
+                        os.replace(dump, os.path.join(bench.RESULTS, f"callgrind-{tag}.out"))
+                    else:
+                        os.remove(dump)
                 windows.append(total / M)
             if bad:
                 raise RuntimeError(f"setup {sid}: {len(bad)} answers were not 200, the first: {bad[:3]}")

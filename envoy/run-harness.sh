@@ -5,7 +5,10 @@
 # try, shows Envoy's access log, and stops everything it started on Ctrl-C.
 #
 # `make run` builds first (`make setup build`); to run this script alone,
-# build with `make build`. Data (SQLite store, keys, logs, the Envoy config
+# build with `make build`. NATIVE=1 (`make run NATIVE=1`, which builds the
+# module too) runs Envoy with the native module dist/liboauthv2info.so and
+# envoy/envoy-native.yaml instead of the Wasm filter and envoy/envoy.yaml
+# (docs/native.md): the same demo and commands. Data (SQLite store, keys, logs, the Envoy config
 # actually used) lives in .data/; running again reuses it.
 #
 # Environment (all optional):
@@ -13,6 +16,7 @@
 #   TOKEN_SERVICE_KEY, TOKEN_SERVICE_ADMIN_KEY: the two keys; when unset, keys
 #     generated once and kept in .data/service.key and .data/admin.key
 #   ENVOY (.venv/bin/envoy)  DATA_DIR (.data)
+#   NATIVE: 1 for the native module (docs/native.md), else the Wasm filter
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -25,7 +29,17 @@ ENVOY=${ENVOY:-.venv/bin/envoy}
 DATA_DIR=${DATA_DIR:-.data}
 TOKEN_SERVICE_BIN=target/release/token-service
 UPSTREAM_BIN=target/release/echo-upstream
-WASM=dist/oauthv2info.wasm
+if [[ ${NATIVE:-} == 1 ]]; then
+  FILTER=dist/liboauthv2info.so
+  ENVOY_SOURCE=envoy/envoy-native.yaml
+  STATS_PREFIX=dynamicmodulescustom.oauthv2info
+  BUILD_HINT="make run NATIVE=1"
+else
+  FILTER=dist/oauthv2info.wasm
+  ENVOY_SOURCE=envoy/envoy.yaml
+  STATS_PREFIX=wasmcustom.oauthv2info
+  BUILD_HINT="make run"
+fi
 DEMO_CLIENT_ID=demo-app
 
 TS_URL="http://127.0.0.1:${TOKEN_SERVICE_PORT}"
@@ -39,8 +53,8 @@ fail() {
 
 # ------------------------------------------------------------ prerequisites
 command -v curl >/dev/null || fail "curl is needed: apt-get install curl"
-for f in "$TOKEN_SERVICE_BIN" "$UPSTREAM_BIN" "$WASM"; do
-  [[ -e $f ]] || fail "$f is missing: run 'make run' (or 'make build' first)"
+for f in "$TOKEN_SERVICE_BIN" "$UPSTREAM_BIN" "$FILTER"; do
+  [[ -e $f ]] || fail "$f is missing: run '$BUILD_HINT' (or 'make build' first)"
 done
 [[ -x $ENVOY ]] || fail "Envoy not found at $ENVOY: run 'make setup' (or set ENVOY)"
 for port in "$LISTEN_PORT" "$ADMIN_PORT" "$TOKEN_SERVICE_PORT" "$UPSTREAM_PORT"; do
@@ -138,8 +152,9 @@ start echo-upstream "$DATA_DIR/echo-upstream.log" \
 wait_for "the echo upstream" "$DATA_DIR/echo-upstream.log" "${PIDS[-1]}" http_ok "http://127.0.0.1:${UPSTREAM_PORT}/"
 
 # -------------------------------------------------------------------- Envoy
-# envoy/envoy.yaml with this run's ports and service key. Each replaced value
-# is written once in envoy.yaml: check that every replacement happened.
+# envoy/envoy.yaml (or envoy-native.yaml) with this run's ports and service
+# key. Each replaced value is written once there: check that every
+# replacement happened.
 CONFIG="$DATA_DIR/envoy.yaml"
 (
   umask 077
@@ -148,16 +163,17 @@ CONFIG="$DATA_DIR/envoy.yaml"
     -e "s/port_value: 8090}/port_value: ${TOKEN_SERVICE_PORT}}/" \
     -e "s/port_value: 8080}/port_value: ${UPSTREAM_PORT}}/" \
     -e "s/\"Bearer dev-service-key\"/\"Bearer ${SERVICE_KEY}\"/" \
-    envoy/envoy.yaml >"$CONFIG"
+    "$ENVOY_SOURCE" >"$CONFIG"
 )
 for expected in "port_value: ${LISTEN_PORT}}" "port_value: ${ADMIN_PORT}}" \
   "port_value: ${TOKEN_SERVICE_PORT}}" "port_value: ${UPSTREAM_PORT}}" "\"Bearer ${SERVICE_KEY}\""; do
-  grep -qF -- "$expected" "$CONFIG" || fail "could not set '$expected' in $CONFIG: has envoy/envoy.yaml changed shape?"
+  grep -qF -- "$expected" "$CONFIG" || fail "could not set '$expected' in $CONFIG: has $ENVOY_SOURCE changed shape?"
 done
 
-step "Envoy on 127.0.0.1:${LISTEN_PORT}, admin 127.0.0.1:${ADMIN_PORT} (config $CONFIG, log $DATA_DIR/envoy.log)"
+step "Envoy on 127.0.0.1:${LISTEN_PORT}, admin 127.0.0.1:${ADMIN_PORT} (config $CONFIG, log $DATA_DIR/envoy.log, filter $FILTER)"
 # Envoy's own log goes to a file; its stdout (the access log) stays here.
-"$ENVOY" -c "$CONFIG" --disable-hot-restart --concurrency 2 \
+# The native module is found by name in ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/$(dirname "$FILTER")" "$ENVOY" -c "$CONFIG" --disable-hot-restart --concurrency 2 \
   --log-path "$DATA_DIR/envoy.log" --file-flush-interval-msec 100 &
 PIDS+=("$!")
 NAMES+=(envoy)
@@ -242,7 +258,7 @@ curl -s '$PROXY_URL/hello?access_token=$TOKEN'
 curl -si '$PROXY_URL/hello?access_token=not-a-real-token'
 
 # The filter's counters
-curl -s http://127.0.0.1:${ADMIN_PORT}/stats | grep wasmcustom.oauthv2info
+curl -s http://127.0.0.1:${ADMIN_PORT}/stats | grep ${STATS_PREFIX}
 
 Envoy's log: $DATA_DIR/envoy.log. Press Ctrl-C to stop everything.
 Access log (one JSON line per request):

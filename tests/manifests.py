@@ -6,7 +6,10 @@
    fields refused as `kubectl apply` refuses them), the kustomization with
    kustomize's, the Istio resources of envoy/istio/ with the structural
    schemas of the Istio 1.28 and 1.30 CRDs (made strict the same way), and
-   the compose files with the compose specification. When ../shared/schemas
+   the compose files with the compose specification; the native module's
+   Istio EnvoyFilter (envoy/native/) with the Istio schemas too (Envoy
+   Gateway's resources there are checked by tests/shipped.rs: their CRDs
+   are not among the schemas). When ../shared/schemas
    is absent, one line says so and this part is skipped.
 2. The names across files, always: the Service's name, namespace and port
    are what the WasmPlugin's token_service cluster and authority and the
@@ -131,6 +134,12 @@ def istio_validators(version):
     return out
 
 
+def istio_files():
+    """envoy/istio/ and the native module's Istio EnvoyFilter (envoy/native/)."""
+    return sorted(glob.glob(os.path.join(ROOT, "envoy", "istio", "*.yaml"))) + [
+        os.path.join(ROOT, "envoy", "native", "istio-envoyfilter.yaml")]
+
+
 def validate_with_schemas():
     k8s_docs = []
     for path in sorted(glob.glob(os.path.join(ROOT, "envoy", "k8s", "*.yaml"))):
@@ -151,8 +160,10 @@ def validate_with_schemas():
     meta = object_meta_validator(K8S_VERSIONS[-1])
     for version in ISTIO_VERSIONS:
         validators = istio_validators(version)
-        for path in sorted(glob.glob(os.path.join(ROOT, "envoy", "istio", "*.yaml"))):
+        for path in istio_files():
             for doc in load(path):
+                if not doc["apiVersion"].split("/")[0].endswith("istio.io"):
+                    continue
                 group, _, api = doc["apiVersion"].partition("/")
                 validator = validators.get((group, api, doc["kind"]))
                 if validator is None:
@@ -284,6 +295,21 @@ def check_names():
         sub = patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"]
         if own not in sub:
             problem(f"the EnvoyFilter patches around {sub!r}, not the WasmPlugin {own}")
+    # The native module's EnvoyFilter (envoy/native/): on the WasmPlugin's
+    # workloads, calling the same Service.
+    native_path = os.path.join(ROOT, "envoy", "native", "istio-envoyfilter.yaml")
+    native = load(native_path)[0]
+    if native["spec"]["workloadSelector"]["labels"] != plugin["spec"]["selector"]["matchLabels"]:
+        problem(f"{rel(native_path)}: its workloadSelector is not the WasmPlugin's selector")
+    modules = [p["patch"]["value"] for p in native["spec"]["configPatches"]
+               if "dynamic_modules" in p["patch"]["value"]["typed_config"]["@type"]]
+    if len(modules) != 1:
+        problem(f"{rel(native_path)}: {len(modules)} dynamic-module filters, expected one")
+    for m in modules:
+        native_ts = json.loads(m["typed_config"]["filter_config"]["value"])["token_service"]
+        if (native_ts["cluster"], native_ts["authority"]) != (ts["cluster"], ts["authority"]):
+            problem(f"{rel(native_path)}: the module's token_service is not the WasmPlugin's")
+    checked.append(f"names: {rel(native_path)} on the WasmPlugin's workloads, calling {ts['cluster']}")
     checked.append(f"names: Service {svc_name}.{namespace}:{port} = WasmPlugin token_service = "
                    f"DestinationRule host; Namespace, kustomization, selectors, ports, Secret; EnvoyFilter on the WasmPlugin")
 

@@ -92,11 +92,14 @@ fn to_json(yaml: &Yaml) -> Value {
 /// The envoy/*.yaml files that are Envoy configurations (the others must
 /// be the compose file).
 /// `envoy --mode validate -c <config>`, run from the repository root (the
-/// shipped configs name their files relative to it).
+/// shipped configs name their files relative to it), with dist/ as the
+/// dynamic modules' search path (envoy/envoy-native.yaml loads
+/// dist/liboauthv2info.so from there).
 fn validate(envoy: &Path, config: &Path) -> Output {
     Command::new(envoy)
         .args(["--mode", "validate", "--disable-hot-restart", "-c"])
         .arg(config)
+        .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", root().join("dist"))
         .current_dir(root())
         .output()
         .unwrap()
@@ -151,9 +154,17 @@ fn every_envoy_config_passes_envoy_validate() {
         root().join("dist/oauthv2info.wasm").exists(),
         "dist/oauthv2info.wasm is missing: run `make wasm` (Envoy's validation loads the filter)"
     );
+    assert!(
+        root().join("dist/liboauthv2info.so").exists(),
+        "dist/liboauthv2info.so is missing: run `make native` (Envoy's validation loads the module)"
+    );
     let configs = envoy_configs();
     let names: BTreeSet<String> = configs.iter().map(|p| name(p)).collect();
-    for expected in ["envoy/envoy.yaml", "envoy/envoy-compose.yaml"] {
+    for expected in [
+        "envoy/envoy.yaml",
+        "envoy/envoy-compose.yaml",
+        "envoy/envoy-native.yaml",
+    ] {
         assert!(names.contains(expected), "{expected} missing: {names:?}");
     }
     for config in configs {
@@ -341,6 +352,8 @@ fn envoy_configs_are_what_the_command_prints() {
         "envoy/envoy.yaml",
         "envoy/envoy-compose.yaml",
         "envoy/istio/envoyfilter.yaml",
+        "envoy/envoy-native.yaml",
+        "envoy/native/istio-envoyfilter.yaml",
         "docs/migrating-from-apigee.md",
     ];
     let makefile = read("Makefile");
@@ -538,6 +551,193 @@ fn istio_manifests_parse_and_hold_the_filter_and_what_completes_it() {
     assert_eq!(
         lines,
         ["FROM scratch", "COPY oauthv2info.wasm ./plugin.wasm"]
+    );
+}
+
+/// The native module's harness is envoy/envoy.yaml with the module in
+/// place of the Wasm filter and its bridges: same listener, clusters and
+/// plugin configuration (envoy/harness.json).
+#[test]
+fn native_harness_is_the_wasm_harness_on_the_module() {
+    let wasm = &yaml_docs(&root().join("envoy/envoy.yaml"))[0];
+    let native = &yaml_docs(&root().join("envoy/envoy-native.yaml"))[0];
+    assert_eq!(wasm["admin"], native["admin"]);
+    assert_eq!(
+        wasm["static_resources"]["clusters"],
+        native["static_resources"]["clusters"]
+    );
+    let filters = http_filters(native);
+    let names: Vec<&str> = filters
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["oauthv2info", "envoy.filters.http.router"]);
+    let module = &filters[0]["typed_config"];
+    assert_eq!(
+        module["@type"],
+        "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"
+    );
+    assert_eq!(module["dynamic_module_config"]["name"], "oauthv2info");
+    let config: Value =
+        serde_json::from_str(module["filter_config"]["value"].as_str().unwrap()).unwrap();
+    let harness: Value = serde_json::from_str(&read("envoy/harness.json")).unwrap();
+    assert_eq!(config, harness);
+    assert_eq!(
+        serde_json::from_str::<Value>(&wasm_plugin_config(wasm)).unwrap(),
+        harness
+    );
+    // The access log reads what the module writes: dynamic metadata only
+    // (no filter state without "filter_state": true).
+    let text = read("envoy/envoy-native.yaml");
+    assert!(text.contains("%DYNAMIC_METADATA(apigee:"));
+    assert!(!text.contains("%FILTER_STATE("));
+}
+
+/// envoy/native/: the Istio EnvoyFilter that inserts the module and the
+/// Envoy Gateway resources (EnvoyProxy with the allow-list,
+/// EnvoyExtensionPolicy). Envoy Gateway's CRDs are not among the schemas
+/// the tests have: the structure is checked against its API reference
+/// (api/v1alpha1: EnvoyProxySpec.dynamicModules, DynamicModuleEntry,
+/// EnvoyExtensionPolicySpec.dynamicModule, DynamicModule), the embedded
+/// configuration against the command's output, and the filter Envoy Gateway
+/// makes of it with `envoy --mode validate`.
+#[test]
+fn native_deployment_files_hold_the_module_and_its_configuration() {
+    let dm =
+        "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
+    // Istio: one EnvoyFilter, every patch before the router, the module
+    // among them, on the WasmPlugin's workloads.
+    let docs = yaml_docs(&root().join("envoy/native/istio-envoyfilter.yaml"));
+    assert_eq!(docs.len(), 1);
+    let filter = &docs[0];
+    assert_eq!(filter["kind"], "EnvoyFilter");
+    let plugin = istio_doc("WasmPlugin");
+    assert_eq!(
+        filter["spec"]["workloadSelector"]["labels"],
+        plugin["spec"]["selector"]["matchLabels"]
+    );
+    let patches = filter["spec"]["configPatches"].as_array().unwrap();
+    for patch in patches {
+        assert_eq!(patch["patch"]["operation"], "INSERT_BEFORE");
+        assert_eq!(
+            patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"],
+            "envoy.filters.http.router"
+        );
+    }
+    let module = patches
+        .iter()
+        .map(|p| &p["patch"]["value"])
+        .find(|v| v["typed_config"]["@type"] == dm)
+        .expect("the module's filter");
+    let config: Value = serde_json::from_str(
+        module["typed_config"]["filter_config"]["value"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config, plugin["spec"]["pluginConfig"]);
+
+    // Envoy Gateway.
+    let docs = yaml_docs(&root().join("envoy/native/envoy-gateway.yaml"));
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["EnvoyProxy", "EnvoyExtensionPolicy"]);
+    for doc in &docs {
+        assert_eq!(doc["apiVersion"], "gateway.envoyproxy.io/v1alpha1");
+    }
+    let (proxy, policy) = (&docs[0]["spec"], &docs[1]["spec"]);
+    let allowed = proxy["dynamicModules"].as_array().unwrap();
+    assert_eq!(allowed.len(), 1);
+    let entry = &allowed[0];
+    assert_eq!(entry["source"]["type"], "Local");
+    let path = entry["source"]["local"]["path"].as_str().unwrap();
+    assert!(
+        path.starts_with('/') && path.ends_with("/liboauthv2info.so"),
+        "{path}"
+    );
+    assert_eq!(entry["doNotClose"], true, "the module keeps process state");
+    // The path is on the volume the proxy container mounts.
+    let mounts = proxy["provider"]["kubernetes"]["envoyDeployment"]["container"]["volumeMounts"]
+        .as_array()
+        .unwrap();
+    let volumes = proxy["provider"]["kubernetes"]["envoyDeployment"]["pod"]["volumes"]
+        .as_array()
+        .unwrap();
+    assert!(mounts.iter().any(|m| {
+        path.starts_with(&format!("{}/", m["mountPath"].as_str().unwrap()))
+            && volumes.iter().any(|v| v["name"] == m["name"])
+    }));
+    let targets = policy["targetRefs"].as_array().unwrap();
+    assert!(!targets.is_empty());
+    for t in targets {
+        assert_eq!(t["group"], "gateway.networking.k8s.io");
+        assert!(["Gateway", "HTTPRoute"].contains(&t["kind"].as_str().unwrap()));
+    }
+    let uses = policy["dynamicModule"].as_array().unwrap();
+    assert_eq!(uses.len(), 1);
+    assert_eq!(uses[0]["name"], entry["name"], "a module of the allow-list");
+    assert_eq!(uses[0]["filterName"], "oauthv2info");
+    let config = &uses[0]["config"];
+    let shipped: Value = serde_json::from_str(&read("envoy/native/gateway.json")).unwrap();
+    assert_eq!(config, &shipped, "envoy/native/gateway.json as YAML");
+    // The command embeds the same configuration.
+    let out = checker(
+        &[
+            "envoy-filters",
+            "--native",
+            "--json",
+            "--part",
+            "http_filters",
+            "envoy/native/gateway.json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let printed = printed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["typed_config"]["@type"] == dm)
+        .unwrap()
+        .clone();
+    let embedded: Value = serde_json::from_str(
+        printed["typed_config"]["filter_config"]["value"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(&embedded, config);
+    // The cluster the configuration calls is the one the bootstrap merge
+    // adds; with the filter Envoy Gateway makes (the config as JSON text in
+    // a StringValue), it passes `envoy --mode validate`.
+    assert_eq!(proxy["bootstrap"]["type"], "Merge");
+    let merged = YamlLoader::load_from_str(proxy["bootstrap"]["value"].as_str().unwrap()).unwrap();
+    let clusters = to_json(&merged[0])["static_resources"]["clusters"].clone();
+    assert!(clusters
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == config["token_service"]["cluster"]));
+    let mut module = printed;
+    module["typed_config"]["filter_config"]["value"] = Value::String(config.to_string());
+    let bootstrap = serde_json::json!({"static_resources": {
+        "listeners": [{"name": "main", "address": {"socket_address": {"address": "127.0.0.1", "port_value": 10000}},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "ingress",
+                "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": []}]},
+                "http_filters": [module, {"name": "envoy.filters.http.router", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}],
+        "clusters": clusters}});
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.json");
+    std::fs::write(&file, bootstrap.to_string()).unwrap();
+    let out = validate(&envoy_bin(), &file);
+    assert!(
+        out.status.success(),
+        "the Envoy Gateway filter fails `envoy --mode validate`:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
     );
 }
 

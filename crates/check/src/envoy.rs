@@ -221,7 +221,27 @@ fn istio_filter_names(namespace: &str, name: &str) -> [String; 3] {
 /// An Istio EnvoyFilter that puts the chain's other filters around the
 /// Wasm filter a WasmPlugin (`namespace`/`name`) inserts on workloads with
 /// these labels.
+///
+/// For the native module's chain ([`native_chain`]) there is no WasmPlugin
+/// (Istio has no API for dynamic modules): the EnvoyFilter inserts every
+/// filter of the chain, the module included, before the router, in order.
 pub fn istio(chain: &Chain, namespace: &str, name: &str, labels: &Map<String, Value>) -> Value {
+    if chain.wasm["typed_config"]["@type"] == DYNAMIC_MODULE {
+        let matching = json!({"context": "SIDECAR_INBOUND", "listener": {"filterChain": {"filter": {
+            "name": "envoy.filters.network.http_connection_manager",
+            "subFilter": {"name": "envoy.filters.http.router"}}}}});
+        let patches: Vec<Value> = chain
+            .all()
+            .into_iter()
+            .map(|f| {
+                json!({"applyTo": "HTTP_FILTER", "match": matching,
+                       "patch": {"operation": "INSERT_BEFORE", "value": f}})
+            })
+            .collect();
+        return json!({"apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
+               "metadata": {"name": format!("{name}-native"), "namespace": namespace},
+               "spec": {"workloadSelector": {"labels": labels}, "configPatches": patches}});
+    }
     let mut patches = Vec::new();
     for sub in istio_filter_names(namespace, name) {
         let matching = json!({"context": "SIDECAR_INBOUND", "listener": {"filterChain": {"filter": {
