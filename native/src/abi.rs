@@ -201,6 +201,14 @@ extern "C" {
         timeout_milliseconds: u64,
     ) -> u32;
     fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: FilterEnvoyPtr);
+    fn envoy_dynamic_module_callback_http_filter_scheduler_new(
+        filter: FilterEnvoyPtr,
+    ) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_scheduler_commit(
+        scheduler: *mut c_void,
+        event_id: u64,
+    );
+    fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: *mut c_void);
 
     fn envoy_dynamic_module_callback_is_validation_mode() -> bool;
     fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
@@ -290,6 +298,13 @@ pub fn log_enabled(level: u32) -> bool {
 pub struct Filter(FilterEnvoyPtr);
 
 impl Filter {
+    /// A scheduler of this filter (on its worker thread, while it lives).
+    pub fn scheduler(self) -> Option<FilterScheduler> {
+        // SAFETY: a live filter.
+        let s = unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.0) };
+        (!s.is_null()).then_some(FilterScheduler(s))
+    }
+
     /// A request header's first value.
     pub fn request_header(self, name: &str) -> Option<Vec<u8>> {
         let mut out = EnvoyBuffer::NULL;
@@ -538,6 +553,32 @@ impl ConfigScheduler {
     pub fn delete(self) {
         // SAFETY: deleted once, here.
         unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.0) }
+    }
+}
+
+/// A filter's scheduler: `commit` (from any thread) runs
+/// `on_http_filter_scheduled` on the filter's worker thread, unless the
+/// filter is gone by then (Envoy holds it by a weak pointer and drops the
+/// event). Deleted when dropped.
+#[derive(Debug)]
+pub struct FilterScheduler(*mut c_void);
+
+// SAFETY: abi.h: the filter scheduler posts to the filter's worker thread
+// from another thread (its Envoy object holds a weak pointer to the filter
+// and the worker's dispatcher, both safe to use from any thread).
+unsafe impl Send for FilterScheduler {}
+
+impl FilterScheduler {
+    pub fn commit(&self, event: u64) {
+        // SAFETY: not deleted yet (deleted only on drop).
+        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_commit(self.0, event) }
+    }
+}
+
+impl Drop for FilterScheduler {
+    fn drop(&mut self) {
+        // SAFETY: made by `Filter::scheduler`, deleted once, here.
+        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_delete(self.0) }
     }
 }
 
@@ -856,8 +897,16 @@ extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     filter_module: FilterModulePtr,
     event_id: u64,
 ) {
-    // The module schedules nothing (docs/native.md#ticks).
-    let _ = (filter_envoy, filter_module, event_id);
+    // A wake-up the module asked for (docs/native.md#ticks): Envoy calls
+    // this only while the filter lives.
+    let Some(m) = module(filter_module) else {
+        return;
+    };
+    let filter = Filter(filter_envoy);
+    crate::guard_stream(filter, m, |m| {
+        hooks::filter_scheduled(m, filter, event_id);
+        false
+    });
 }
 
 #[no_mangle]

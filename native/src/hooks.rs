@@ -12,7 +12,10 @@
 //!   ([`crate::store`]);
 //! - the root context's tick runs after each event (there is no per-worker
 //!   timer in the ABI): counts reach Envoy at once, and a callout the core
-//!   defers goes out at the end of the event that deferred it.
+//!   defers goes out at the end of the event that deferred it; when the
+//!   core has timed work (a retry after a pause), a thread of the module's
+//!   own wakes a waiting filter of that worker thread when it is due
+//!   (its scheduler), and that event runs the tick.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -20,7 +23,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{error, info};
 use oauthv2info_core::host::{Host, MetricKind, SharedWrite};
@@ -75,6 +78,9 @@ pub struct FilterModule {
     /// The request waits for the filter (a callout): its body and trailers
     /// wait too (read by those hooks without the slot).
     paused: Rc<Cell<bool>>,
+    /// The wake-up this filter carries for its thread's worker (its token;
+    /// 0: none): cancelled when the filter ends.
+    wake: Rc<Cell<u64>>,
 }
 
 impl FilterModule {
@@ -348,6 +354,7 @@ pub fn config_destroy(config: &SharedConfig) {
             p.retain(|(id, _, _)| *id != config.id);
         }
     });
+    stop_wakes();
 }
 
 pub fn filter_new(config: Arc<SharedConfig>, _filter: Filter) -> FilterModule {
@@ -360,6 +367,7 @@ pub fn filter_new(config: Arc<SharedConfig>, _filter: Filter) -> FilterModule {
         config,
         id,
         paused: Rc::new(Cell::new(false)),
+        wake: Rc::new(Cell::new(0)),
     }
 }
 
@@ -371,6 +379,9 @@ struct Slot {
     config: Weak<SharedConfig>,
     worker: Worker,
     host: HostState,
+    /// The wake-up armed for the worker's timed work: (the filter carrying
+    /// it, its token, when; epoch ms).
+    wake: Option<(u32, u64, i64)>,
 }
 
 /// The slot of `config` on this thread (made and configured on first use).
@@ -395,6 +406,7 @@ fn slot_of(config: &Arc<SharedConfig>) -> Option<Rc<RefCell<Slot>>> {
             config: Arc::downgrade(config),
             worker,
             host,
+            wake: None,
         }));
         slots.push((config.id, slot.clone()));
         Some(slot)
@@ -435,9 +447,175 @@ impl Slot {
         self.host.effective = Effective::Root;
         self.worker.on_tick(&mut self.host);
         self.host.flush_metadata();
+        if let Some(at) = self.worker.next_due_ms() {
+            self.arm(at);
+        }
         self.host.current = None;
         self.host.effective = Effective::Current;
     }
+
+    /// Makes sure a wake-up comes by `at` (epoch ms): the one armed if it
+    /// is as early and its filter lives, else a new one on a filter of this
+    /// thread that waits (any: its event runs the worker's tick).
+    fn arm(&mut self, at: i64) {
+        if let Some((id, token, armed_at)) = self.wake.take() {
+            let carried = self.host.filters.get(&id).filter(|l| l.wake.get() == token);
+            if carried.is_some() && armed_at <= at && !ended(id) {
+                self.wake = Some((id, token, armed_at));
+                return;
+            }
+            if let Some(l) = carried {
+                l.wake.set(0);
+            }
+            cancel_wake(token);
+        }
+        let now = self.host.now_ms();
+        let waiting = self
+            .host
+            .filters
+            .iter()
+            .filter(|(id, l)| l.paused.get() && !ended(**id))
+            .max_by_key(|(id, _)| **id);
+        let Some((id, live)) = waiting else {
+            return;
+        };
+        let Some(scheduler) = live.filter.scheduler() else {
+            return;
+        };
+        let delay = Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
+        let Some(token) = wake_at(delay, scheduler) else {
+            return;
+        };
+        live.wake.set(token);
+        self.wake = Some((*id, token, at));
+    }
+}
+
+// ------------------------------------------------------------ wake-ups
+
+/// The wake-ups armed (docs/native.md#ticks): a thread of the module's own
+/// commits each filter's scheduler when its time comes (the event runs on
+/// the filter's worker thread), and ends when none is left.
+struct Wakes {
+    state: Mutex<Pending>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// (when, token, the scheduler of the filter that carries it). A
+    /// filter's entry is removed (under the lock) before the filter ends:
+    /// nothing is committed for a filter Envoy has destroyed.
+    due: Vec<(Instant, u64, abi::FilterScheduler)>,
+    running: bool,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+static WAKES: LazyLock<Wakes> = LazyLock::new(|| Wakes {
+    state: Mutex::new(Pending::default()),
+    changed: Condvar::new(),
+});
+static NEXT_WAKE: AtomicU64 = AtomicU64::new(1);
+
+fn wakes() -> std::sync::MutexGuard<'static, Pending> {
+    WAKES.state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Commits `scheduler` (event: the token returned) after `delay`.
+fn wake_at(delay: Duration, scheduler: abi::FilterScheduler) -> Option<u64> {
+    let at = Instant::now().checked_add(delay)?;
+    let token = NEXT_WAKE.fetch_add(1, Ordering::Relaxed);
+    let mut p = wakes();
+    p.due.push((at, token, scheduler));
+    if p.running {
+        drop(p);
+        WAKES.changed.notify_all();
+        return Some(token);
+    }
+    let spawned = std::thread::Builder::new()
+        .name("oauthv2info-wake".into())
+        .spawn(run_wakes);
+    match spawned {
+        Ok(t) => {
+            p.running = true;
+            let ended = p.thread.replace(t);
+            drop(p);
+            // The previous thread has ended (it was not running).
+            if let Some(t) = ended {
+                let _ = t.join();
+            }
+            Some(token)
+        }
+        Err(e) => {
+            p.due.retain(|(_, t, _)| *t != token);
+            error!("oauthv2info: the wake-up thread did not start: {e}");
+            None
+        }
+    }
+}
+
+fn run_wakes() {
+    let mut p = wakes();
+    loop {
+        let now = Instant::now();
+        // A due entry is committed and its scheduler deleted (dropped).
+        p.due.retain(|(at, token, scheduler)| {
+            if *at <= now {
+                scheduler.commit(*token);
+            }
+            *at > now
+        });
+        let Some(next) = p.due.iter().map(|(at, _, _)| *at).min() else {
+            p.running = false;
+            return;
+        };
+        p = WAKES
+            .changed
+            .wait_timeout(p, next.saturating_duration_since(now))
+            .map_or_else(|e| e.into_inner().0, |(p, _)| p);
+    }
+}
+
+/// Cancels a wake-up (its scheduler deleted); nothing if it went already.
+fn cancel_wake(token: u64) {
+    let mut p = wakes();
+    p.due.retain(|(_, t, _)| *t != token);
+    let idle = p.due.is_empty();
+    drop(p);
+    if idle {
+        WAKES.changed.notify_all();
+    }
+}
+
+/// A configuration goes: the wake-up thread, when idle, is joined (nothing
+/// of the module runs on after Envoy may unload it).
+fn stop_wakes() {
+    let thread = {
+        let mut p = wakes();
+        if p.due.is_empty() {
+            p.thread.take()
+        } else {
+            None
+        }
+    };
+    WAKES.changed.notify_all();
+    if let Some(t) = thread {
+        let _ = t.join();
+    }
+}
+
+/// A wake-up this filter carried (its thread's worker has timed work):
+/// the event runs the worker's tick (at the end, as every event does).
+pub fn filter_scheduled(m: &FilterModule, filter: Filter, event: u64) {
+    if m.wake.get() == event {
+        m.wake.set(0);
+    }
+    with_slot(&m.config, |slot| {
+        if slot.wake.is_some_and(|(_, t, _)| t == event) {
+            slot.wake = None;
+        }
+        slot.host.begin(m, filter);
+    });
 }
 
 /// A request's headers: true pauses the request.
@@ -485,6 +663,12 @@ pub fn callout_done(m: &FilterModule, filter: Filter, envoy_id: u64, answer: Cal
 }
 
 pub fn filter_destroy(m: &FilterModule) {
+    // Its wake-up first: nothing is committed for it once it is gone (the
+    // slot arms another at the end of this event if one is still needed).
+    let token = m.wake.replace(0);
+    if token != 0 {
+        cancel_wake(token);
+    }
     let done = with_slot(&m.config, |slot| {
         slot.host.forget(m.id);
         slot.worker.on_stream_end(&mut slot.host, m.id);
@@ -558,6 +742,7 @@ enum Effective {
 struct Live {
     filter: Filter,
     paused: Rc<Cell<bool>>,
+    wake: Rc<Cell<u64>>,
     /// A local reply was sent.
     replied: bool,
 }
@@ -658,6 +843,7 @@ impl HostState {
         self.filters.entry(id).or_insert_with(|| Live {
             filter,
             paused: m.paused.clone(),
+            wake: m.wake.clone(),
             replied: false,
         });
         self.current = Some((id, filter));
@@ -915,7 +1101,8 @@ impl Host for HostState {
         self.effective = next;
     }
 
-    /// The root context's tick runs after every event (docs/native.md#ticks).
+    /// The root context's tick runs after every event, and when the core's
+    /// timed work is due (docs/native.md#ticks).
     fn set_tick_period_ms(&mut self, _ms: u32) {}
 
     fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {

@@ -152,6 +152,9 @@ impl Worker {
                 continue;
             };
             stream.flow.now_ms = now;
+            // Sent as the stream's own (a host whose callouts belong to a
+            // stream sends it on this one's: the Wasm host's go to the root).
+            host.set_effective_context(id);
             match self.dispatch(host, &config, &mut stream) {
                 Ok(token) => {
                     self.callouts.insert(token, id);
@@ -160,7 +163,6 @@ impl Worker {
                 Err(reason) => {
                     debug!("oauthv2info: could not send the call again: {reason}");
                     let root = self.root_id;
-                    host.set_effective_context(id);
                     self.finish(host, root, stream, None, &[]);
                 }
             }

@@ -246,6 +246,12 @@ impl Worker {
         }
     }
 
+    /// When the root's tick next has timed work (the earliest retry; epoch
+    /// ms), for a host whose tick is no timer (the native module).
+    pub fn next_due_ms(&self) -> Option<i64> {
+        self.retrying.iter().map(|&(_, at)| at).min()
+    }
+
     /// The root context's tick: sends deferred callouts, hands counts over.
     pub fn on_tick(&mut self, host: &mut impl Host) {
         let ids = std::mem::take(&mut self.deferred);
