@@ -14,10 +14,14 @@
 //!   `profile` (the binary token profile and Apigee's status rules),
 //!   `condition` (Apigee's condition language), `cache` (entries and
 //!   slots), `feed` (the change feed's record and pages);
-//! - `policies/`: one module per Apigee policy (`get`, `set`, `verify`:
-//!   its elements, parsing, compiled run step, status rules, variables and
-//!   checker line), `policies/elements` (the shared element readers) and
-//!   the one dispatch (`policies!` in `policies/mod.rs`);
+//! - `policies/`: one module per Apigee policy (`get`, `set`, `verify`,
+//!   `raise_fault`, `assign_message`: its elements, parsing, compiled run
+//!   step, status rules, variables and checker line), `policies/elements`
+//!   (the shared element readers), `policies/message` (the response a
+//!   fault handler builds) and the one dispatch (`policies!` in
+//!   `policies/mod.rs`); `template` (message templates);
+//! - `faults/` (FaultRules and DefaultFaultRule: which rule runs, the
+//!   reply it builds);
 //! - `plan` and `config` (the compiled configuration); `protocol` (the
 //!   token-service protocol: what is asked, what the answers mean); `flow`
 //!   (one request through the policies); [`catalog`] (what policies set,
@@ -25,7 +29,8 @@
 //! - [`host`] (the [`Host`] trait, and behind `test-host` the one fake
 //!   host), `metrics`, `filter/` (the per-worker driver, one job a module:
 //!   `driver` for a request, `shared_cache`, `poller` for the change feed,
-//!   `sink` for what is published).
+//!   `sink` for what is published, `budget` for lookups of unknown
+//!   tokens).
 //!
 //! What other crates use is re-exported here; the rest is `pub(crate)`.
 
