@@ -100,12 +100,30 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// A port for a process this test starts, chosen below the kernel's
+/// ephemeral range (32768-60999 on Linux), never the same one twice in this
+/// test binary.
+///
+/// Asking the kernel for port 0 and closing the socket is racy: the port
+/// goes back to the ephemeral pool, where the next outgoing connection of
+/// any test running beside this one can take it before the process we start
+/// binds it (CI saw Envoy fail with "Address already in use" so). Ports
+/// below the ephemeral range are never handed out for outgoing connections;
+/// each binary walks them from its own starting point (from its pid), and a
+/// port still bound by someone else is skipped.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    const LOW: u32 = 12_000;
+    const SPAN: u32 = 20_000; // up to 31,999
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let start = std::process::id().wrapping_mul(7_919) % SPAN;
+    for _ in 0..SPAN {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed) as u32;
+        let port = (LOW + (start + step) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
 /// A child process that is killed on drop, its output in a log file.
@@ -826,11 +844,20 @@ pub struct Envoy {
 
 impl Envoy {
     pub fn start(spec: &EnvoySpec) -> Envoy {
-        let dir = tempfile::tempdir().unwrap();
-        let (port, admin_port) = (free_port(), free_port());
-        let access_log = dir.path().join("access.log");
-        let config = envoy_yaml(spec, port, admin_port, &access_log);
-        Envoy::start_config(dir, &config, port, admin_port, spec.concurrency)
+        let mut attempt = 0;
+        loop {
+            let dir = tempfile::tempdir().unwrap();
+            let (port, admin_port) = (free_port(), free_port());
+            let access_log = dir.path().join("access.log");
+            let config = envoy_yaml(spec, port, admin_port, &access_log);
+            match Envoy::try_start_config(dir, &config, port, admin_port, spec.concurrency) {
+                Ok(envoy) => return envoy,
+                // Another process took a port between the probe and Envoy's
+                // bind: new ports, at most twice more.
+                Err(log) if attempt < 2 && log.contains("Address already in use") => attempt += 1,
+                Err(log) => panic!("Envoy exited at start:\n{log}"),
+            }
+        }
     }
 
     /// Envoy with its listener in a file it watches (file-based LDS), so
@@ -864,6 +891,18 @@ impl Envoy {
         admin_port: u16,
         concurrency: u32,
     ) -> Envoy {
+        Envoy::try_start_config(dir, config_text, port, admin_port, concurrency)
+            .unwrap_or_else(|log| panic!("Envoy exited at start:\n{log}"))
+    }
+
+    /// [`Envoy::start_config`], answering Envoy's log when it exits at start.
+    fn try_start_config(
+        dir: tempfile::TempDir,
+        config_text: &str,
+        port: u16,
+        admin_port: u16,
+        concurrency: u32,
+    ) -> Result<Envoy, String> {
         let access_log = dir.path().join("access.log");
         let config = dir.path().join("envoy.yaml");
         std::fs::write(&config, config_text).unwrap();
@@ -881,7 +920,7 @@ impl Envoy {
         let start = Instant::now();
         loop {
             if !proc.is_running() {
-                panic!("Envoy exited at start:\n{}", proc.log_text());
+                return Err(proc.log_text());
             }
             // Still starting: the admin port may refuse, or accept and
             // then reset, a connection (seen under load).
@@ -895,14 +934,14 @@ impl Envoy {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Envoy {
+        Ok(Envoy {
             proc,
             port,
             admin_port,
             dir,
             access_log,
             unsettled: AtomicBool::new(false),
-        }
+        })
     }
 
     pub fn get(&self, path: &str) -> Response {

@@ -91,12 +91,24 @@ fn as_server_user(cmd: &mut Command) -> &mut Command {
     cmd.env("LC_ALL", "C").env_remove("PGPASSWORD")
 }
 
+/// A port for a PostgreSQL cluster: below the kernel's ephemeral range
+/// (32768-60999), where no outgoing connection can take it between this
+/// probe and the server's bind, and never the same one twice in this binary
+/// (the e2e tests' `free_port` explains the race this avoids). This binary
+/// walks 32,000-32,767, apart from the e2e tests' ports.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 32_000;
+    const SPAN: u32 = 768;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7_919) % SPAN;
+    for _ in 0..SPAN {
+        let port = (LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
 impl Cluster {
