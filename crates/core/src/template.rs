@@ -7,8 +7,9 @@
 //! - Text in braces that is not a variable name (`{"code": 401}`) stays as
 //!   it is, so JSON payloads need no escaping.
 //! - No implicit escaping: `{escapeJSON(name)}` and `{escapeXML(name)}`
-//!   escape explicitly; any other `{function(...)}` is refused at load
-//!   time.
+//!   escape explicitly; `{firstnonnull(a, b, 'fallback')}` is the first
+//!   argument that resolves (a variable, or a single-quoted literal); any
+//!   other `{function(...)}` is refused at load time.
 //! - `variablePrefix`/`variableSuffix` replace `{` and `}`.
 //!
 //! References are variable names, read by name when a fault handler runs
@@ -25,7 +26,19 @@ pub(crate) enum Escape {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Part<V> {
     Text(String),
-    Var { var: V, escape: Escape },
+    Var {
+        var: V,
+        escape: Escape,
+    },
+    /// `firstnonnull(...)`: the first argument that resolves.
+    First(Vec<Arg<V>>),
+}
+
+/// An argument of `firstnonnull`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Arg<V> {
+    Var(V),
+    Literal(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,11 +55,15 @@ pub(crate) fn is_variable_name(name: &str) -> bool {
         && !name.ends_with('.')
 }
 
-/// What the text between the delimiters is.
-fn reference(inner: &str) -> Result<Option<(&str, Escape)>, String> {
+/// What the text between the delimiters is: a reference, or `None` for
+/// text.
+fn reference(inner: &str) -> Result<Option<Part<String>>, String> {
     let inner = inner.trim();
     if is_variable_name(inner) {
-        return Ok(Some((inner, Escape::None)));
+        return Ok(Some(Part::Var {
+            var: inner.to_string(),
+            escape: Escape::None,
+        }));
     }
     let Some((function, rest)) = inner.split_once('(') else {
         return Ok(None);
@@ -63,9 +80,10 @@ fn reference(inner: &str) -> Result<Option<(&str, Escape)>, String> {
     let escape = match function {
         "escapeJSON" => Escape::Json,
         "escapeXML" => Escape::Xml,
+        "firstnonnull" => return first_non_null(argument).map(Some),
         other => {
             return Err(format!(
-                "message template function {other}() is not supported (supported: escapeJSON, escapeXML)"
+                "message template function {other}() is not supported (supported: escapeJSON, escapeXML, firstnonnull)"
             ))
         }
     };
@@ -74,7 +92,41 @@ fn reference(inner: &str) -> Result<Option<(&str, Escape)>, String> {
             "{function}() takes one variable name, not {argument:?}"
         ));
     }
-    Ok(Some((argument, escape)))
+    Ok(Some(Part::Var {
+        var: argument.to_string(),
+        escape,
+    }))
+}
+
+/// `firstnonnull(a, b, 'fallback')`: variable names and single-quoted
+/// literals, separated by commas; at least one.
+fn first_non_null(arguments: &str) -> Result<Part<String>, String> {
+    let mut args = Vec::new();
+    let mut rest = arguments.trim();
+    loop {
+        if let Some(quoted) = rest.strip_prefix('\'') {
+            let Some(end) = quoted.find('\'') else {
+                return Err(format!("firstnonnull(): unclosed literal in {arguments:?}"));
+            };
+            args.push(Arg::Literal(quoted[..end].to_string()));
+            rest = quoted[end + 1..].trim_start();
+        } else {
+            let end = rest.find(',').unwrap_or(rest.len());
+            let name = rest[..end].trim();
+            if !is_variable_name(name) {
+                return Err(format!(
+                    "firstnonnull() takes variable names and 'literals', not {name:?}"
+                ));
+            }
+            args.push(Arg::Var(name.to_string()));
+            rest = &rest[end..];
+        }
+        match rest.strip_prefix(',') {
+            Some(next) => rest = next.trim_start(),
+            None if rest.is_empty() => return Ok(Part::First(args)),
+            None => return Err(format!("firstnonnull(): expected a comma in {arguments:?}")),
+        }
+    }
 }
 
 impl Template<String> {
@@ -97,15 +149,12 @@ impl Template<String> {
                 None => None,
             };
             match found {
-                Some(((name, escape), close)) => {
+                Some((part, close)) => {
                     literal.push_str(&rest[..open]);
                     if !literal.is_empty() {
                         parts.push(Part::Text(std::mem::take(&mut literal)));
                     }
-                    parts.push(Part::Var {
-                        var: name.to_string(),
-                        escape,
-                    });
+                    parts.push(part);
                     rest = &after[close + suffix.len_utf8()..];
                 }
                 None => {
@@ -127,9 +176,16 @@ impl Template<String> {
 impl<V> Template<V> {
     /// The references, in order.
     pub fn variables(&self) -> impl Iterator<Item = &V> {
-        self.parts.iter().filter_map(|p| match p {
-            Part::Var { var, .. } => Some(var),
-            Part::Text(_) => None,
+        self.parts.iter().flat_map(|p| {
+            let (one, args) = match p {
+                Part::Var { var, .. } => (Some(var), &[][..]),
+                Part::First(args) => (None, &args[..]),
+                Part::Text(_) => (None, &[][..]),
+            };
+            one.into_iter().chain(args.iter().filter_map(|a| match a {
+                Arg::Var(v) => Some(v),
+                Arg::Literal(_) => None,
+            }))
         })
     }
 
@@ -152,6 +208,18 @@ impl<V> Template<V> {
                         Escape::None => out.push_str(&value),
                         Escape::Json => escape_json(&value, out),
                         Escape::Xml => escape_xml(&value, out),
+                    }
+                }
+                Part::First(args) => {
+                    let found = args.iter().any(|arg| match arg {
+                        Arg::Var(var) => read(var, out),
+                        Arg::Literal(text) => {
+                            out.push_str(text);
+                            true
+                        }
+                    });
+                    if !found {
+                        unresolved += 1;
                     }
                 }
             }
@@ -289,6 +357,30 @@ mod tests {
             render(&Template::parse(r#"{"a":(1)}"#).unwrap(), &[]).0,
             r#"{"a":(1)}"#
         );
+    }
+
+    #[test]
+    fn firstnonnull_is_the_first_argument_that_resolves() {
+        let t = Template::parse("[{firstnonnull(a, b ,'none, really')}]").unwrap();
+        assert_eq!(t.variables().cloned().collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(render(&t, &[("a", "1"), ("b", "2")]), ("[1]".into(), 0));
+        assert_eq!(render(&t, &[("b", "2")]), ("[2]".into(), 0));
+        // Set to "" is not null.
+        assert_eq!(render(&t, &[("a", ""), ("b", "2")]), ("[]".into(), 0));
+        assert_eq!(render(&t, &[]), ("[none, really]".into(), 0));
+        // Without a literal, nothing resolved: "" and one unresolved.
+        let t = Template::parse("{firstnonnull(a,b)}").unwrap();
+        assert_eq!(render(&t, &[]), (String::new(), 1));
+        for bad in [
+            "{firstnonnull()}",
+            "{firstnonnull(a,)}",
+            "{firstnonnull('x)}",
+            "{firstnonnull('x' a)}",
+            "{firstnonnull(a b)}",
+        ] {
+            let e = Template::parse(bad).unwrap_err();
+            assert!(e.starts_with("firstnonnull()"), "{bad}: {e}");
+        }
     }
 
     #[test]
