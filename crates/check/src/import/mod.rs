@@ -5,12 +5,14 @@
 //! One file per job: [`bundle`] reads the files, [`model`] the endpoints,
 //! flows and policies, [`policies`] says what becomes of each policy type,
 //! [`reads`] what the untranslated steps read and set,
-//! [`translate`] builds the plugin configurations, [`output`] the Envoy
+//! [`translate`] builds the plugin configurations ([`faults`] their fault
+//! rules), [`output`] the Envoy
 //! bootstrap and the Istio form, [`report`] the migration report; [`core`]
 //! holds the calls into the filter's core.
 
 mod bundle;
 mod core;
+mod faults;
 mod model;
 mod output;
 mod policies;
