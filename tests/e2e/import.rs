@@ -46,7 +46,7 @@ fn token(service: &TokenService, client_id: &str, token: &str, scope: &str) {
 
 /// The access log lines Envoy wrote to its standard output (the generated
 /// bootstrap logs there), once `count` of them are there.
-fn logged(envoy: &Envoy, count: usize) -> Vec<Value> {
+pub(crate) fn logged(envoy: &Envoy, count: usize) -> Vec<Value> {
     let mut lines = Vec::new();
     wait_until(
         "access log lines",
@@ -66,7 +66,7 @@ fn logged(envoy: &Envoy, count: usize) -> Vec<Value> {
 
 /// Imports `bundle` into a fresh directory for a running token service and
 /// upstream; returns Envoy on the generated bootstrap.
-fn run_imported(
+pub(crate) fn run_imported(
     bundle: &str,
     extra: &[&str],
     service: &TokenService,
@@ -262,8 +262,8 @@ fn an_imported_proxy_answers_each_flow_as_apigee_does() {
     }
 }
 
-/// A FlowCallout to a shared flow not given, and an API-key check: the
-/// import fails closed (exit 1, one line each) unless acknowledged.
+/// A FlowCallout to a shared flow not given: the import fails closed
+/// (exit 1, one line each) unless acknowledged.
 #[test]
 fn import_fails_closed_on_untranslated_access_checks_and_bad_input() {
     let dir = tempfile::tempdir().unwrap();

@@ -31,6 +31,7 @@ use report::Report;
 pub const USAGE: &str =
     "  oauthv2info import --out DIR [--force] [--shared-flow BUNDLE]... [--json]
                      [--allow-untranslated] [--target NAME=URL]...
+                     [--environment NAME]
                      [--token-service URL] [--service-key-file FILE]
                      [--listen HOST:PORT] [--admin HOST:PORT] [--wasm FILE]
                      [--namespace NS] [--label KEY=VALUE]... BUNDLE";
@@ -49,7 +50,10 @@ writes nowhere else):
                       (each step under its Flow's condition and not the
                       earlier Flows'), PostFlow and the TargetEndpoint's
                       request steps; FlowCallouts inlined; publish narrowed
-                      to what untranslated steps read
+                      to what untranslated steps read; proxy_name the
+                      proxy's name (<APIProxy name> of apiproxy/NAME.xml,
+                      else that file's name, else the bundle's) for the
+                      API-product check of VerifyAccessToken and VerifyAPIKey
   istio/EP.yaml       the Istio form: a WasmPlugin and its EnvoyFilter
   report.txt, report.json
                       the migration report: every step not translated, with
@@ -57,6 +61,10 @@ writes nowhere else):
 A sharedflowbundle/ alone imports as one plugin configuration.
   --shared-flow BUNDLE    a shared flow bundle a FlowCallout names (repeat)
   --target NAME=URL       the URL of TargetEndpoint NAME (default: its own)
+  --environment NAME      the Apigee environment the proxy was deployed in:
+                          the plugin configurations' environment (API
+                          products' environments, environment.name);
+                          without it the field is left out
   --token-service URL     the token service (default http://127.0.0.1:8090)
   --service-key-file FILE the token service key: credentials \"Bearer <key>\"
   --listen, --admin       Envoy's listener (127.0.0.1:10000), admin (127.0.0.1:9901)
@@ -65,8 +73,8 @@ A sharedflowbundle/ alone imports as one plugin configuration.
                           (default app=<proxy name>)
   --json                  print the report as JSON instead of text
 Exit status: 0 translated; 1 a problem (one line each on standard error), or
-an access check (VerifyAPIKey, JWT, Basic, Quota, SpikeArrest,
-a FlowCallout to a shared flow not given...) left untranslated without
+an access check (JWT, Basic, Quota, SpikeArrest, a FlowCallout to a
+shared flow not given...) left untranslated without
 --allow-untranslated; 2 a usage error or bad input (not a bundle, a broken
 zip, XML that does not parse, a policy file missing).
 ";
@@ -79,6 +87,7 @@ struct Args {
     json: bool,
     allow_untranslated: bool,
     targets: BTreeMap<String, String>,
+    environment: Option<String>,
     token_service: String,
     service_key_file: Option<PathBuf>,
     listen: (String, u16),
@@ -107,6 +116,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         json: false,
         allow_untranslated: false,
         targets: BTreeMap::new(),
+        environment: None,
         token_service: "http://127.0.0.1:8090".into(),
         service_key_file: None,
         listen: ("127.0.0.1".into(), 10000),
@@ -138,6 +148,15 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                     .ok_or_else(|| format!("--target needs NAME=URL, not {v:?}"))?;
                 output::parse_url(u).map_err(|e| format!("--target {k}: {e}"))?;
                 a.targets.insert(k.to_string(), u.to_string());
+            }
+            "--environment" => {
+                let v = value()?;
+                if v.is_empty() || v.contains(char::is_whitespace) {
+                    return Err(format!(
+                        "--environment needs a name without white space, not {v:?}"
+                    ));
+                }
+                a.environment = Some(v);
             }
             "--token-service" => {
                 let v = value()?;
@@ -247,6 +266,7 @@ fn import(a: &Args) -> Result<(Report, Vec<(String, String)>), String> {
     let options = translate::Options {
         token_service: json!({"cluster": "token_service", "authority": authority, "timeout_ms": 500, "credentials": credentials}),
         targets: a.targets.clone(),
+        environment: a.environment.clone(),
     };
     let mut report = Report {
         bundle: format!("{} ({})", model.name, a.bundle.display()),

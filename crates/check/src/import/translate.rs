@@ -52,6 +52,9 @@ pub struct Options {
     pub token_service: Value,
     /// `--target NAME=URL`: a TargetEndpoint's URL replaced.
     pub targets: BTreeMap<String, String>,
+    /// `--environment NAME`: the plugin configurations' `environment`
+    /// (a bundle does not name one).
+    pub environment: Option<String>,
 }
 
 /// A step after FlowCallouts are inlined.
@@ -312,7 +315,8 @@ impl Translator<'_> {
 }
 
 /// A RaiseFault's condition reads only what the filter has: request
-/// variables, `fault.name` and the OAuth policies' variables. Anything else
+/// variables, `fault.name` and the OAuth and VerifyAPIKey policies'
+/// variables. Anything else
 /// (`actionVar` from an ExtractVariables) would be unset in the filter,
 /// and the step raise where Apigee's does not.
 fn condition_is_the_filters(condition: Option<&str>) -> bool {
@@ -329,6 +333,7 @@ fn condition_is_the_filters(condition: Option<&str>) -> bool {
             || n.starts_with("oauthV2.")
             || n.starts_with("oauthv2")
             || n.starts_with("accesstoken.")
+            || n.starts_with("verifyapikey.")
             || verify.contains(n)
     })
 }
@@ -442,6 +447,12 @@ pub fn translate(
     report: &mut Report,
 ) -> Result<Vec<EndpointPlan>, String> {
     let mut plans = Vec::new();
+    if let (Kind::Proxy, Some(from)) = (model.kind, &model.name_from) {
+        report.notes.push(format!(
+            "proxy_name {:?} is {from}, not an <APIProxy name>: it must be the name the API products list (proxies, an operation's apiSource)",
+            model.name
+        ));
+    }
     let endpoints: Vec<Endpoint> = match model.kind {
         Kind::Proxy => model.proxies.clone(),
         Kind::SharedFlow => {
@@ -781,10 +792,16 @@ fn build_plugin(
             None => json!(s.xml),
         })
         .collect();
-    let mut plugin = json!({
-        "token_service": options.token_service,
-        "policies": policies,
-    });
+    let mut plugin = json!({"token_service": options.token_service});
+    // The proxy's name for the API-product check and `apiproxy.name`
+    // (docs/decisions.md#import); a shared flow imported alone has none.
+    if tr.model.kind == Kind::Proxy {
+        plugin["proxy_name"] = json!(tr.model.name);
+    }
+    if let Some(environment) = &options.environment {
+        plugin["environment"] = json!(environment);
+    }
+    plugin["policies"] = json!(policies);
     if endpoint.base_path != "/" {
         plugin["basepath"] = json!(endpoint.base_path);
     }
