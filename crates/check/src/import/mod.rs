@@ -435,6 +435,26 @@ mod tests {
     }
 
     #[test]
+    fn the_environment_option_is_a_name() {
+        let args = |env: &str| -> Vec<String> {
+            ["--out", "o", "--environment", env, "b"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        };
+        assert_eq!(
+            parse_args(&args("prod")).unwrap().environment.as_deref(),
+            Some("prod")
+        );
+        for bad in ["", "my env"] {
+            let e = parse_args(&args(bad)).err().unwrap();
+            assert!(e.contains("--environment needs a name"), "{e}");
+        }
+        let without: Vec<String> = ["--out", "o", "b"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(parse_args(&without).unwrap().environment, None);
+    }
+
+    #[test]
     fn in_istio_each_endpoint_keeps_to_its_base_path() {
         let mut plugin = json!({"policies": ["<A/>", {"policy": "<B/>", "condition": "x = 1"}]});
         base_path_guard(&mut plugin, "/v1", &["/v1", "/v1/partners", "/v2"]);
