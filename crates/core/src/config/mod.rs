@@ -151,6 +151,12 @@ pub struct FilterConfig {
     pub conditions: Vec<Option<StepCondition>>,
     /// `basepath`: the proxy's base path, for `proxy.pathsuffix`.
     pub(crate) basepath: String,
+    /// `proxy_name`: the Apigee proxy's name, for the API-product check
+    /// and `apiproxy.name`; `None`: products' proxies are not checked.
+    pub proxy_name: Option<String>,
+    /// `environment`: for the API-product check and `environment.name`;
+    /// `None`: products' environments are not checked.
+    pub environment: Option<String>,
     pub metadata_namespace: String,
     pub request_headers: Vec<HeaderMapping>,
     pub publish: Publish,
@@ -300,7 +306,7 @@ fn entry(i: usize, item: Value) -> Result<Entry, ConfigError> {
     }
 }
 
-const KNOWN_FIELDS: &str = "token_service, policies, basepath, metadata_namespace, metadata_bridge, request_headers, publish, export_secrets, cache, fault_handling";
+const KNOWN_FIELDS: &str = "token_service, policies, basepath, proxy_name, environment, metadata_namespace, metadata_bridge, request_headers, publish, export_secrets, cache, fault_handling";
 
 fn compile(
     mut object: Map<String, Value>,
@@ -312,6 +318,8 @@ fn compile(
         .is_some_and(|t| t.get("lookup_budget").is_some());
     let mut token_service = token_service(object.remove("token_service"))?;
     let basepath = basepath(object.remove("basepath"))?;
+    let proxy_name = optional_name(object.remove("proxy_name"), "proxy_name")?;
+    let environment = optional_name(object.remove("environment"), "environment")?;
     let metadata_namespace = metadata_namespace(object.remove("metadata_namespace"))?;
     // `None` here: "auto", decided once the policies are known.
     let bridge = metadata_bridge(object.remove("metadata_bridge"))?;
@@ -346,6 +354,14 @@ fn compile(
         &publish,
         &mut warnings,
     )?;
+    if proxy_name.is_none() {
+        if let Some(p) = policies.iter().find(|p| p.enabled && p.checks_products()) {
+            warnings.push(format!(
+                "policy {:?}: no proxy_name in the configuration: the API-product check does not compare a product's proxies (or an operation's apiSource) with this proxy (docs/configuration.md#proxy_name-and-environment)",
+                p.name
+            ));
+        }
+    }
     know_attributes(&mut plans, &request_headers, &publish);
     let bridge = bridge.unwrap_or_else(|| auto_bridge(&plans));
     let metadata = metadata_plan(bridge, &mut plans, &publish);
@@ -368,6 +384,8 @@ fn compile(
         plans,
         conditions,
         basepath,
+        proxy_name,
+        environment,
         metadata_namespace,
         request_headers,
         publish,
@@ -483,13 +501,14 @@ fn for_each_read(config: &mut FilterConfig, mut each: impl FnMut(&mut VarRef)) {
 /// header read its index.
 fn plan_reads(config: &mut FilterConfig) {
     let configured = config.basepath.clone();
-    for_each_read(config, |r| {
-        if let VarRef::Request(
+    let (proxy, environment) = (config.proxy_name.clone(), config.environment.clone());
+    for_each_read(config, |r| match r {
+        VarRef::Request(
             RequestVar::BasePath { basepath } | RequestVar::PathSuffix { basepath },
-        ) = r
-        {
-            basepath.clone_from(&configured);
-        }
+        ) => basepath.clone_from(&configured),
+        VarRef::Request(RequestVar::ProxyName { name }) => name.clone_from(&proxy),
+        VarRef::Request(RequestVar::Environment { name }) => name.clone_from(&environment),
+        _ => {}
     });
     let mut names: Vec<String> = Vec::new();
     let mut all = false;
@@ -508,7 +527,12 @@ fn plan_reads(config: &mut FilterConfig) {
         ) => path = true,
         Some(RequestVar::FormParam(_)) => form = true,
         Some(RequestVar::ClientIp) => ip = true,
-        Some(RequestVar::BasePath { .. }) | None => {}
+        Some(
+            RequestVar::BasePath { .. }
+            | RequestVar::ProxyName { .. }
+            | RequestVar::Environment { .. },
+        )
+        | None => {}
     });
     if form && !names.iter().any(|n| n == "content-type") {
         names.push("content-type".to_string());
@@ -534,8 +558,13 @@ fn plan_reads(config: &mut FilterConfig) {
     } else {
         HeaderReads::Named(names)
     };
-    config.needs_method = method;
-    config.needs_path = path;
+    // The API-product check reads the path suffix and the verb.
+    let products = config
+        .plans
+        .iter()
+        .any(|p| p.enabled && p.action.checks_products());
+    config.needs_method = method || products;
+    config.needs_path = path || products;
     config.needs_form_body = form;
     config.needs_client_ip = ip;
 }
