@@ -44,6 +44,30 @@ fn token(service: &TokenService, client_id: &str, token: &str, scope: &str) {
     assert_eq!(r.status, 201, "import token: {}", r.text());
 }
 
+/// An API product allowing every path of `proxy` (the imported plugin's
+/// `proxy_name`), and `client_id`'s app subscribed to it: VerifyAccessToken
+/// checks the app's products (docs/decisions.md#api-products).
+fn allow_proxy(service: &TokenService, client_id: &str, proxy: &str) {
+    let product = format!("{proxy}-all");
+    let r = service.admin(
+        "/v1/apiproducts",
+        json!({"name": product, "proxies": [proxy]}),
+    );
+    assert_eq!(r.status, 201, "{product}: {}", r.text());
+    let auth = format!("Bearer {ADMIN_KEY}");
+    let r = http(
+        service.port,
+        "PUT",
+        &format!("/v1/apps/{client_id}/apiproducts/{product}"),
+        &[
+            ("authorization", auth.as_bytes()),
+            ("content-type", b"application/json"),
+        ],
+        br#"{"status": "approved"}"#,
+    );
+    assert_eq!(r.status, 200, "subscribe {client_id}: {}", r.text());
+}
+
 /// The access log lines Envoy wrote to its standard output (the generated
 /// bootstrap logs there), once `count` of them are there.
 pub(crate) fn logged(envoy: &Envoy, count: usize) -> Vec<Value> {
@@ -130,6 +154,7 @@ fn an_imported_proxy_answers_each_flow_as_apigee_does() {
     let service = TokenService::start();
     let upstream = Upstream::start();
     service.create_app("shop-app", json!({}));
+    allow_proxy(&service, "shop-app", "shop");
     token(&service, "shop-app", "read-tok", "read");
     token(&service, "shop-app", "admin-tok", "admin");
     token(&service, "shop-app", "write-tok", "write");
@@ -449,10 +474,24 @@ fn a_wildcard_base_path_and_a_glued_path_wildcard_select_their_flows() {
     let service = TokenService::start();
     let upstream = Upstream::start();
     service.create_app("bank-app", json!({}));
+    allow_proxy(&service, "bank-app", "banking");
     token(&service, "bank-app", "read-tok", "bank:transactions:read");
     token(&service, "bank-app", "export-tok", "bank:export");
+    // An app whose product allows another proxy only.
+    service.create_app("shop-app", json!({}));
+    allow_proxy(&service, "shop-app", "shop");
+    token(&service, "shop-app", "shop-tok", "bank:transactions:read");
     let (envoy, _out) = run_imported("tests/bundles/banking", &[], &service, &upstream);
     let base = "/cds-au/v1/banking/accounts/acc-1/transactions";
+
+    // The import named the proxy "banking" (its <APIProxy name>): a token
+    // whose products allow only "shop" gets Apigee's 401.
+    let r = call(&envoy, "GET", &format!("{base}/t9"), Some("shop-tok"), &[]);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(
+        r.json()["fault"]["detail"]["errorcode"],
+        "keymanagement.service.InvalidAPICallAsNoApiProductMatchFound"
+    );
 
     // Flow "detail": proxy.pathsuffix is "/t9" under the wildcard base path.
     let r = call(&envoy, "GET", &format!("{base}/t9"), None, &[]);
