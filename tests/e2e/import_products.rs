@@ -20,31 +20,32 @@ const BUNDLE: &str = "../shared/apigee-bundles/GoogleCloudPlatform__apigee-sampl
 const BASE: &str = "/v1/samples/apiproduct-operations";
 const PROXY: &str = "apiproduct-operations";
 
-/// The sample's configuration data: each product's operation groups
-/// (resource, verbs), every config's apiSource the proxy.
-fn products() -> Vec<(&'static str, Vec<(&'static str, Vec<&'static str>)>)> {
-    vec![
-        (
-            "viewer",
-            vec![("/*/users", vec!["GET"]), ("/*/users/*", vec!["GET"])],
-        ),
-        ("creator", vec![("/*/users", vec!["POST"])]),
-        (
-            "admin",
-            vec![
-                ("/*/users", vec!["GET", "POST"]),
-                ("/*/users/*", vec!["DELETE", "GET", "PUT"]),
-            ],
-        ),
-    ]
-}
+/// A product's operation groups: (resource, verbs), each config's
+/// apiSource the proxy.
+type Operations = &'static [(&'static str, &'static [&'static str])];
+
+/// The sample's configuration data (operations-defn-*.json).
+const PRODUCTS: &[(&str, Operations)] = &[
+    (
+        "viewer",
+        &[("/*/users", &["GET"]), ("/*/users/*", &["GET"])],
+    ),
+    ("creator", &[("/*/users", &["POST"])]),
+    (
+        "admin",
+        &[
+            ("/*/users", &["GET", "POST"]),
+            ("/*/users/*", &["DELETE", "GET", "PUT"]),
+        ],
+    ),
+];
 
 /// Creates the products and an app per product (its API key
 /// `<role>-key`, as the sample's setup script does with apigeecli), and
 /// gets a token per app by client_credentials, as the sample's tests do.
 fn set_up(service: &TokenService) -> Vec<(&'static str, String)> {
     let mut tokens = Vec::new();
-    for (role, configs) in products() {
+    for &(role, configs) in PRODUCTS {
         let product = format!("{PROXY}-{role}");
         let operation_configs: Vec<Value> = configs
             .iter()
