@@ -61,6 +61,9 @@ pub struct PolicyPlan {
     pub(crate) token: ValueRef,
     /// The standard variables, in the order they are set.
     pub(crate) outputs: Vec<Output>,
+    /// How many of `outputs`, at its end, are the matching API product's
+    /// (`apiproduct.*`): a result without a product skips them.
+    pub(crate) product_outputs: usize,
     /// The prefix of the custom-attribute variables:
     /// `oauthv2accesstoken.P.accesstoken.`, `oauthv2authcode.P.`, ...
     pub(crate) attribute_prefix: String,
@@ -349,6 +352,12 @@ pub(crate) fn compile(
         action: compiled.run,
         kind: compiled.kind,
         token: compiled.token,
+        product_outputs: compiled
+            .outputs
+            .iter()
+            .rev()
+            .take_while(|o| matches!(o.source, variables::Source::Product(_)))
+            .count(),
         outputs: compiled.outputs,
         attribute_prefix: compiled.attribute_prefix,
         attributes_published,

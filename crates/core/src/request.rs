@@ -21,6 +21,8 @@ pub struct RequestInfo {
     /// The urlencoded request body, when a policy reads form parameters and
     /// the body was handed over.
     pub form_body: Option<Vec<u8>>,
+    /// `:path` and `:method` were read for the API-product check.
+    pub call_read: bool,
 }
 
 /// The request headers the filter read.
@@ -51,6 +53,7 @@ impl RequestInfo {
         }
         self.client_ip = None;
         self.form_body = None;
+        self.call_read = false;
     }
 
     /// The first value of header `name` (lower-case), in either mode.
@@ -572,6 +575,7 @@ mod tests {
             headers: Headers::All(headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()),
             client_ip: Some("10.1.2.3".into()),
             form_body: Some(b"department_id=42&dup=a&dup=b&sp=a+b%21".to_vec()),
+            call_read: false,
         }
     }
 

@@ -182,6 +182,9 @@ pub struct FilterConfig {
     pub needs_form_body: bool,
     /// ... `client.ip`.
     pub(crate) needs_client_ip: bool,
+    /// Some enabled policy checks API products (reads `:path` and
+    /// `:method` when a lookup carries products).
+    pub(crate) checks_products: bool,
     /// Load-time warnings (refs to variables nothing sets), logged once.
     pub warnings: Vec<String>,
     /// `fault_handling`: the FaultRules and DefaultFaultRule
@@ -354,14 +357,6 @@ fn compile(
         &publish,
         &mut warnings,
     )?;
-    if proxy_name.is_none() {
-        if let Some(p) = policies.iter().find(|p| p.enabled && p.checks_products()) {
-            warnings.push(format!(
-                "policy {:?}: no proxy_name in the configuration: the API-product check does not compare a product's proxies (or an operation's apiSource) with this proxy (docs/configuration.md#proxy_name-and-environment)",
-                p.name
-            ));
-        }
-    }
     know_attributes(&mut plans, &request_headers, &publish);
     let bridge = bridge.unwrap_or_else(|| auto_bridge(&plans));
     let metadata = metadata_plan(bridge, &mut plans, &publish);
@@ -399,6 +394,7 @@ fn compile(
         needs_path: false,
         needs_form_body: false,
         needs_client_ip: false,
+        checks_products: false,
         warnings,
         fault_handling,
     };
@@ -558,13 +554,16 @@ fn plan_reads(config: &mut FilterConfig) {
     } else {
         HeaderReads::Named(names)
     };
-    // The API-product check reads the path suffix and the verb.
+    // The API-product check reads the path suffix and the verb: only when
+    // a lookup carries products (filter/driver.rs, `read_call`), so that a
+    // token service without products costs nothing.
     let products = config
         .plans
         .iter()
         .any(|p| p.enabled && p.action.checks_products());
-    config.needs_method = method || products;
-    config.needs_path = path || products;
+    config.needs_method = method;
+    config.needs_path = path;
+    config.checks_products = products;
     config.needs_form_body = form;
     config.needs_client_ip = ip;
 }

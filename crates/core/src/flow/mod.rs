@@ -19,7 +19,7 @@ use oauthv2info_names::{Fault, TokenKind};
 use crate::condition::{Kind, Scratch, Vars};
 use crate::config::FilterConfig;
 use crate::plan::{PolicyPlan, StepCondition, ValueRef, Var, VarRef};
-use crate::profile::products::{ProductAt, Strs};
+use crate::profile::products::{MatchRef, ProductAt, Strs};
 use crate::profile::{check_get, Layout, Lookup, NumberBuf, Profile, ProfileRef};
 use crate::protocol::{parse_introspection, parse_set_response, Answer, ServiceFailure};
 use crate::request::RequestInfo;
@@ -222,17 +222,19 @@ impl Flow {
                 self.fail(config, index, action.missing_fault(plan.kind));
                 continue;
             };
-            self.call = None;
-            if action.checks_products() {
-                self.capture_call(config, request);
-            }
             // A token an earlier policy of this request found is not
             // looked up again (VerifyAccessToken, then GetOAuthV2Info on
             // `access_token`).
-            if !self.results.is_empty() && action.reuses_lookup() {
+            // A policy that checks products reuses one only when the
+            // request's path and verb were read (filter/driver.rs, `read_call`).
+            let call_known = !action.checks_products()
+                || request.call_read
+                || (config.needs_path && config.needs_method);
+            if !self.results.is_empty() && action.reuses_lookup() && call_known {
                 let kind = plan.kind;
                 if let Some(data) = self.found(config, kind, &token) {
-                    match self.check(config, index, kind, Lookup::Known(data_view(&data))) {
+                    let lookup = Lookup::Known(data_view(&data));
+                    match self.check(config, request, index, kind, lookup) {
                         Ok(product) => self.succeed(index, data, token, product),
                         Err(fault) => self.fail(config, index, fault),
                     }
@@ -403,21 +405,6 @@ impl Flow {
                 let Some(o) = plan.outputs.get(*output) else {
                     return false;
                 };
-                if let Source::Product(part) = o.source {
-                    return match product_value(profile, product_of(result), part) {
-                        Some(ProductValue::Text(t)) => push(out, t.as_bytes()),
-                        Some(ProductValue::Methods(methods)) => {
-                            for (i, m) in methods.enumerate() {
-                                if i > 0 {
-                                    out.push(',');
-                                }
-                                out.push_str(m);
-                            }
-                            true
-                        }
-                        None => false,
-                    };
-                }
                 let mut buf = NumberBuf::default();
                 match profile.value(
                     o.source,
@@ -425,6 +412,12 @@ impl Flow {
                     self.now_ms,
                 ) {
                     Some(v) => push(out, v.bytes(&mut buf)),
+                    None if matches!(o.source, Source::Product(_)) => {
+                        let Source::Product(part) = o.source else {
+                            return false;
+                        };
+                        read_product(profile, product_of(result), part, out)
+                    }
                     None => match or_attribute
                         .as_deref()
                         .and_then(|n| profile.attribute(n.as_bytes()))
@@ -517,7 +510,13 @@ impl Flow {
     /// host gave them, whose lookup starts at `at`). False when the entry
     /// is corrupt (the flow still waits).
     #[inline]
-    pub(crate) fn on_cached(&mut self, config: &FilterConfig, bytes: Vec<u8>, at: usize) -> bool {
+    pub(crate) fn on_cached(
+        &mut self,
+        config: &FilterConfig,
+        request: &RequestInfo,
+        bytes: Vec<u8>,
+        at: usize,
+    ) -> bool {
         let Some(Pending::Lookup { kind, token }) = &self.pending else {
             return false;
         };
@@ -532,7 +531,7 @@ impl Flow {
         };
         self.pending = None;
         let index = self.next;
-        match self.check(config, index, kind, lookup) {
+        match self.check(config, request, index, kind, lookup) {
             Ok(product) => {
                 let Some(layout) = layout else {
                     // check() accepts no unknown value.
@@ -551,22 +550,48 @@ impl Flow {
         true
     }
 
-    /// The status rules of the policy being run, for a lookup.
+    /// The status rules of the policy being run, for a lookup, and its
+    /// API-product check: the call (path suffix and verb) is captured only
+    /// when the lookup carries products.
     #[inline]
     fn check(
-        &self,
+        &mut self,
         config: &FilterConfig,
+        request: &RequestInfo,
         index: usize,
         kind: TokenKind,
         lookup: Lookup<'_>,
     ) -> Result<Option<ProductAt>, Fault> {
-        match config.plans.get(index) {
-            Some(plan) => plan
-                .action
-                .verify(kind, lookup, self.now_ms, &self.call(config)),
+        let Some(plan) = config.plans.get(index) else {
             // Not reached: the flow runs configured policies only.
-            None => check_get(kind, false, lookup, self.now_ms).map(|_| None),
+            return check_get(kind, false, lookup, self.now_ms).map(|_| None);
+        };
+        if !plan.action.checks_products() {
+            return plan.action.check(kind, lookup, self.now_ms).map(|()| None);
         }
+        self.verify(config, request, index, kind, lookup)
+    }
+
+    /// [`Flow::check`] for a policy that checks API products.
+    fn verify(
+        &mut self,
+        config: &FilterConfig,
+        request: &RequestInfo,
+        index: usize,
+        kind: TokenKind,
+        lookup: Lookup<'_>,
+    ) -> Result<Option<ProductAt>, Fault> {
+        let Some(plan) = config.plans.get(index) else {
+            return Ok(None);
+        };
+        self.call = None;
+        if let Lookup::Known(profile) = &lookup {
+            if profile.has_products() {
+                self.capture_call(config, request);
+            }
+        }
+        plan.action
+            .verify(kind, lookup, self.now_ms, &self.call(config))
     }
 
     /// Takes the token service's HTTP answer to the pending lookup or
@@ -575,6 +600,7 @@ impl Flow {
     pub(crate) fn on_response(
         &mut self,
         config: &FilterConfig,
+        request: &RequestInfo,
         status: Option<u16>,
         body: &[u8],
     ) -> Option<Learned> {
@@ -585,7 +611,7 @@ impl Flow {
                 let text = self.text(&token).to_string();
                 match parse_introspection(status, body, kind, &text, self.now_ms) {
                     Ok(answer) => {
-                        match self.check(config, index, kind, answer.lookup()) {
+                        match self.check(config, request, index, kind, answer.lookup()) {
                             Ok(product) => {
                                 if let Answer::Known(profile) = &answer {
                                     self.succeed(
@@ -752,32 +778,23 @@ impl Flow {
                 } => {
                     let profile = data_view(data);
                     let own = (plan.kind.own_field(), self.text(token).as_bytes());
-                    for output in plan.outputs.iter().filter(|o| shown(&o.var)) {
-                        if let Source::Product(part) = output.source {
-                            match product_value(profile, *product, part) {
-                                Some(ProductValue::Text(t)) => {
-                                    each(Published::of(&output.var, t.as_bytes()))
-                                }
-                                Some(ProductValue::Methods(methods)) => {
-                                    name_buf.clear();
-                                    for (i, m) in methods.enumerate() {
-                                        if i > 0 {
-                                            name_buf.push(b',');
-                                        }
-                                        name_buf.extend_from_slice(m.as_bytes());
-                                    }
-                                    each(Published::of(&output.var, name_buf));
-                                }
-                                None => {}
-                            }
-                        } else if let Some(v) = profile.value(output.source, own, self.now_ms) {
+                    // The product's variables end the list: skipped
+                    // without a product.
+                    let plain = plan.outputs.len().saturating_sub(plan.product_outputs);
+                    let (outputs, products) = plan.outputs.split_at(plain);
+                    for output in outputs.iter().filter(|o| shown(&o.var)) {
+                        if let Some(v) = profile.value(output.source, own, self.now_ms) {
                             each(Published::of(&output.var, v.bytes(&mut number)));
                         }
                     }
-                    if let Some(at) = product {
-                        visit_product_attributes::<ALL>(
-                            config, plan, profile, *at, name_buf, &mut each,
-                        );
+                    // The match is read once from the profile's bytes.
+                    if let Some(m) = product.and_then(|at| at.resolve(profile.products())) {
+                        for output in products.iter().filter(|o| shown(&o.var)) {
+                            if let Source::Product(part) = output.source {
+                                visit_product(&m, part, &output.var, name_buf, &mut each);
+                            }
+                        }
+                        visit_product_attributes::<ALL>(config, plan, &m, name_buf, &mut each);
                     }
                     visit_attributes::<ALL>(
                         config,
@@ -853,12 +870,7 @@ enum ProductValue<'a> {
 /// The value of `apiproduct.name`, `apiproduct.operation*` for the
 /// matching product (docs/variables.md#api-products); unset without a
 /// match, and the operation's without operation groups.
-fn product_value(
-    profile: ProfileRef<'_>,
-    at: Option<ProductAt>,
-    part: ProductPart,
-) -> Option<ProductValue<'_>> {
-    let m = at?.resolve(profile.products())?;
+fn product_value<'a>(m: &MatchRef<'a>, part: ProductPart) -> Option<ProductValue<'a>> {
     Some(match part {
         ProductPart::Name => ProductValue::Text(m.product.name),
         ProductPart::Operation | ProductPart::OperationResource => {
@@ -866,6 +878,59 @@ fn product_value(
         }
         ProductPart::OperationMethods => ProductValue::Methods(m.operation?.1.methods),
     })
+}
+
+/// Appends a product variable's value to `out`; false when unset.
+#[inline(never)]
+fn read_product(
+    profile: ProfileRef<'_>,
+    at: Option<ProductAt>,
+    part: ProductPart,
+    out: &mut String,
+) -> bool {
+    let Some(m) = at.and_then(|at| at.resolve(profile.products())) else {
+        return false;
+    };
+    match product_value(&m, part) {
+        Some(ProductValue::Text(t)) => out.push_str(t),
+        Some(ProductValue::Methods(methods)) => {
+            for (i, m) in methods.enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(m);
+            }
+        }
+        None => return false,
+    }
+    true
+}
+
+/// Hands a product variable to `each`, when set (the verbs joined in
+/// `buf`).
+#[cold]
+#[inline(never)]
+fn visit_product(
+    m: &MatchRef<'_>,
+    part: ProductPart,
+    var: &Var,
+    buf: &mut Vec<u8>,
+    each: &mut impl FnMut(Published<'_>),
+) {
+    match product_value(m, part) {
+        Some(ProductValue::Text(t)) => each(Published::of(var, t.as_bytes())),
+        Some(ProductValue::Methods(methods)) => {
+            buf.clear();
+            for (i, m) in methods.enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                buf.extend_from_slice(m.as_bytes());
+            }
+            each(Published::of(var, buf));
+        }
+        None => {}
+    }
 }
 
 /// The matching product's custom attributes (`apiproduct.{name}`) and its
@@ -876,16 +941,12 @@ fn product_value(
 fn visit_product_attributes<const ALL: bool>(
     config: &FilterConfig,
     plan: &PolicyPlan,
-    profile: ProfileRef<'_>,
-    at: ProductAt,
+    m: &MatchRef<'_>,
     name_buf: &mut Vec<u8>,
     each: &mut impl FnMut(Published<'_>),
 ) {
     use crate::publish::Family;
     use oauthv2info_names::variables::OPERATION_ATTRIBUTE_SEGMENT;
-    let Some(m) = at.resolve(profile.products()) else {
-        return;
-    };
     let operation = m.operation.map(|(c, _)| c.attributes);
     let lists = [
         (

@@ -63,7 +63,7 @@ fn run(
                 };
                 let (status, body) = service(&call);
                 calls.push(call);
-                flow.on_response(config, status, body.as_bytes());
+                flow.on_response(config, request, status, body.as_bytes());
             }
             end => return (end, flow, calls),
         }
@@ -519,9 +519,7 @@ fn verify_then_get_and_set_on_access_token() {
         r#"<GetOAuthV2Info name="G"><AccessToken ref="access_token"/></GetOAuthV2Info>"#,
         r#"<SetOAuthV2Info name="S"><AccessToken ref="access_token"/><Attributes><Attribute name="seen">1</Attribute><Attribute name="app" ref="client_id"/></Attributes></SetOAuthV2Info>"#,
     ]);
-    // Only the note that products' proxies are not compared.
-    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
-    assert!(c.warnings[0].contains("no proxy_name"), "{:?}", c.warnings);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     let (end, flow, calls) = run(&c, &bearer("Bearer good"), verify_service);
     assert_eq!(end, FlowOutcome::Continue);
     assert_eq!(
@@ -852,7 +850,12 @@ fn learned_profiles_replay_from_a_cache_entry() {
     flow.now_ms = NOW;
     assert_eq!(flow.advance(&c, &req), FlowOutcome::Wait);
     let learned = flow
-        .on_response(&c, Some(200), profile(json!({})).to_string().as_bytes())
+        .on_response(
+            &c,
+            &RequestInfo::default(),
+            Some(200),
+            profile(json!({})).to_string().as_bytes(),
+        )
         .unwrap();
     assert_eq!(learned.token, "good");
     let Answer::Known(p) = &learned.answer else {
@@ -863,7 +866,7 @@ fn learned_profiles_replay_from_a_cache_entry() {
     let mut again = Flow::new();
     again.now_ms = NOW + 30_000;
     assert_eq!(again.advance(&c, &req), FlowOutcome::Wait);
-    assert!(again.on_cached(&c, entry, at));
+    assert!(again.on_cached(&c, &RequestInfo::default(), entry, at));
     assert_eq!(again.advance(&c, &req), FlowOutcome::Continue);
     assert_eq!(
         var(&c, &again, "oauthv2accesstoken.G.expires_in").as_deref(),
@@ -872,7 +875,7 @@ fn learned_profiles_replay_from_a_cache_entry() {
     // A corrupt entry is refused and the flow still waits.
     let mut third = Flow::new();
     assert_eq!(third.advance(&c, &req), FlowOutcome::Wait);
-    assert!(!third.on_cached(&c, vec![1, 2, 3], 1));
+    assert!(!third.on_cached(&c, &RequestInfo::default(), vec![1, 2, 3], 1));
     assert!(third.pending().is_some());
 }
 

@@ -149,6 +149,9 @@ macro_rules! policies {
                 match self { $(PolicyAction::$variant(r) => r.reuses_lookup()),+ }
             }
             #[inline]
+            pub(crate) fn check(&self, kind: TokenKind, lookup: Lookup<'_>, now_ms: i64) -> Result<(), Fault> {
+                match self { $(PolicyAction::$variant(r) => r.check(kind, lookup, now_ms)),+ }
+            }
             pub(crate) fn verify(
                 &self,
                 kind: TokenKind,

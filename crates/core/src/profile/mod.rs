@@ -366,8 +366,6 @@ impl<'a> ProfileRef<'a> {
                 Instant::At(at) => Value::Number((at - now_ms) / 1000),
                 Instant::Unparsable => Value::Bytes(b""),
             }),
-            // The flow answers these from the product check's match.
-            Source::Product(_) => None,
             Source::Status(status, expiry) => {
                 let stored = self.field(status)?;
                 Some(
@@ -378,6 +376,8 @@ impl<'a> ProfileRef<'a> {
                     },
                 )
             }
+            // The flow answers these from the product check's match.
+            Source::Product(_) => None,
         }
     }
 }
