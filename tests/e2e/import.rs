@@ -118,9 +118,14 @@ pub(crate) fn run_imported(
         &listen,
         "--admin",
         &admin_addr,
-        "--wasm",
-        &wasm,
     ];
+    // The build under test (OAUTHV2INFO_BUILD): the .wasm or the native
+    // module, which Envoy finds in ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+    if native() {
+        args.push("--native");
+    } else {
+        args.extend(["--wasm", &wasm]);
+    }
     args.extend_from_slice(extra);
     args.push(bundle);
     let (code, stdout, stderr) = import(&args);
