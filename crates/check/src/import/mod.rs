@@ -572,6 +572,8 @@ mod tests {
             "/cds-au/v1/banking/accounts/*/transactions"
         );
         assert_eq!(plugin["publish"], json!([]));
+        // <APIProxy name="banking">, not the zip's name.
+        assert_eq!(plugin["proxy_name"], "banking");
         let envoy = std::fs::read_to_string(out_dir.join("envoy.yaml")).unwrap();
         assert!(
             envoy.contains("^/cds-au/v1/banking/accounts/[^/]+/transactions(/.*)?$"),
@@ -598,6 +600,8 @@ mod tests {
         );
         let plugin = std::fs::read_to_string(shared_out.join("plugins/audit.json")).unwrap();
         assert!(plugin.contains("Set-Audited"), "{plugin}");
+        // A shared flow alone names no proxy.
+        assert!(!plugin.contains("proxy_name"), "{plugin}");
         let _ = std::fs::remove_dir_all(&tmp);
     }
 }

@@ -492,7 +492,7 @@ pub fn translate(
                     .cloned()
                     .unwrap_or_else(|| "http://127.0.0.1:8080".into());
                 tr.report.notes.push(format!(
-                    "a shared flow alone: its steps run on every request of the route; the route goes to {url} (--target default=URL)"
+                    "a shared flow alone: its steps run on every request of the route; the route goes to {url} (--target default=URL); no proxy_name (no product's proxies are compared): set it to the calling proxy's name"
                 ));
                 Target::Url {
                     name: "default".into(),

@@ -364,7 +364,6 @@ fn the_plugin_names_the_proxy_and_the_environment_when_given() {
     assert_eq!(plugin["proxy_name"], "p");
     assert!(plugin.get("environment").is_none(), "{plugin}");
     assert!(report.notes.iter().all(|n| !n.contains("proxy_name")));
-    // No warning that the product check lacks the proxy's name.
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
 
     let with_env = Options {
