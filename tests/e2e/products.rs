@@ -19,7 +19,8 @@ fn a_lookup_with_products_is_read_and_cached_with_the_profile() {
         |s| s.concurrency = 1,
     );
     // Premium with every kind of definition the lookup carries; the app
-    // (create_app) subscribes to FreeProduct (undefined) and Premium.
+    // (create_app) subscribes to FreeProduct (defined without limits by the
+    // harness) and Premium.
     let r = stack.service.admin(
         "/v1/apiproducts",
         json!({"name": "Premium", "proxies": ["weather"], "apiResources": ["/forecast/**", "/"],
@@ -35,10 +36,9 @@ fn a_lookup_with_products_is_read_and_cached_with_the_profile() {
         .import_access_token("c1", "tok", "approved", 3600, json!({}));
     // The lookup really carries the definitions the filter reads.
     let answer = stack.service.introspect("tok", "access_token");
-    assert_eq!(answer["api_products"][0]["name"], "Premium", "{answer}");
+    assert_eq!(answer["api_products"][1]["name"], "Premium", "{answer}");
 
-    // Premium's operation group allows GET /a/* (no proxy_name: its
-    // apiSource is not compared).
+    // FreeProduct (defined without limits by the harness) allows it.
     let call = || {
         stack
             .envoy
@@ -102,13 +102,20 @@ fn shop(stack: &Stack) {
         json!({"name": "news", "proxies": ["news"], "apiResources": ["/"]}),
     );
     for (app, subscribed) in [("c1", "shop-read"), ("c2", "news")] {
-        stack.service.create_app(app, json!({"region": "eu"}));
-        put(
-            stack,
-            &format!("/v1/apps/{app}/apiproducts/{subscribed}"),
-            json!({"status": "approved"}),
-        );
+        create_app(stack, app, subscribed);
     }
+}
+
+/// An app subscribed to one product only (not to `create_app`'s
+/// FreeProduct and Premium, which allow everything).
+fn create_app(stack: &Stack, app: &str, subscribed: &str) {
+    let r = stack.service.admin(
+        "/v1/apps",
+        json!({"name": format!("app-{app}"), "developer_email": format!("{app}@example.com"),
+               "developer_id": format!("dev-{app}"), "api_products": [subscribed],
+               "attributes": {"region": "eu"}, "client_id": app, "client_secret": format!("secret-{app}")}),
+    );
+    assert_eq!(r.status, 201, "create app: {}", r.text());
 }
 
 /// A token of a product that allows the call passes (with its product's
@@ -143,7 +150,10 @@ fn verify_access_token_checks_the_tokens_products() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.upstream_header("x-product").as_deref(), Some("shop-read"));
     assert_eq!(r.upstream_header("x-tier").as_deref(), Some("gold"));
-    assert_eq!(r.upstream_header("x-resource").as_deref(), Some("/items/**"));
+    assert_eq!(
+        r.upstream_header("x-resource").as_deref(),
+        Some("/items/**")
+    );
     // Warm, the same.
     assert_eq!(call("GET", "/v1/items/43", "tok1").status, 200);
     for (method, path, token) in [
@@ -171,7 +181,8 @@ fn verify_access_token_checks_the_tokens_products() {
     assert_eq!(call("GET", "/v1/items/44", "tok1").text(), NO_PRODUCT);
 }
 
-const KEY: &str = r#"<VerifyAPIKey name="K"><APIKey ref="request.queryparam.apikey"/></VerifyAPIKey>"#;
+const KEY: &str =
+    r#"<VerifyAPIKey name="K"><APIKey ref="request.queryparam.apikey"/></VerifyAPIKey>"#;
 
 /// VerifyAPIKey with a valid key, an unknown one, one of a revoked app,
 /// one of another product, and none: the statuses and bodies of Apigee's
@@ -190,12 +201,7 @@ fn verify_api_key_through_envoy() {
         |s| s.concurrency = 1,
     );
     shop(&stack);
-    stack.service.create_app("c3", json!({}));
-    put(
-        &stack,
-        "/v1/apps/c3/apiproducts/shop-read",
-        json!({"status": "approved"}),
-    );
+    create_app(&stack, "c3", "shop-read");
     put(&stack, "/v1/apps/c3/status", json!({"status": "revoked"}));
     let call = |path: &str| stack.envoy.request("GET", path, &[], b"");
     let r = call("/v1/items/1?apikey=c1");
@@ -205,10 +211,22 @@ fn verify_api_key_through_envoy() {
     assert_eq!(r.upstream_header("x-region").as_deref(), Some("eu"));
     assert_eq!(r.upstream_header("x-fault"), None);
     for (path, body) in [
-        ("/v1/items/1?apikey=nope", r#"{"fault":{"faultstring":"Invalid ApiKey","detail":{"errorcode":"oauth.v2.InvalidApiKey"}}}"#),
-        ("/v1/items/1?apikey=c3", r#"{"fault":{"faultstring":"App not Approved","detail":{"errorcode":"keymanagement.service.invalid_client-app_not_approved"}}}"#),
-        ("/v1/items/1?apikey=c2", r#"{"fault":{"faultstring":"Invalid ApiKey for given resource","detail":{"errorcode":"oauth.v2.InvalidApiKeyForGivenResource"}}}"#),
-        ("/v1/items/1", r#"{"fault":{"faultstring":"Failed to resolve API Key variable request.queryparam.apikey","detail":{"errorcode":"steps.oauth.v2.FailedToResolveAPIKey"}}}"#),
+        (
+            "/v1/items/1?apikey=nope",
+            r#"{"fault":{"faultstring":"Invalid ApiKey","detail":{"errorcode":"oauth.v2.InvalidApiKey"}}}"#,
+        ),
+        (
+            "/v1/items/1?apikey=c3",
+            r#"{"fault":{"faultstring":"App not Approved","detail":{"errorcode":"keymanagement.service.invalid_client-app_not_approved"}}}"#,
+        ),
+        (
+            "/v1/items/1?apikey=c2",
+            r#"{"fault":{"faultstring":"Invalid ApiKey for given resource","detail":{"errorcode":"oauth.v2.InvalidApiKeyForGivenResource"}}}"#,
+        ),
+        (
+            "/v1/items/1",
+            r#"{"fault":{"faultstring":"Failed to resolve API Key variable request.queryparam.apikey","detail":{"errorcode":"steps.oauth.v2.FailedToResolveAPIKey"}}}"#,
+        ),
     ] {
         let r = call(path);
         assert_eq!(r.status, 401, "{path}: {}", r.text());
