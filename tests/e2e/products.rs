@@ -186,7 +186,8 @@ const KEY: &str =
 
 /// VerifyAPIKey with a valid key, an unknown one, one of a revoked app,
 /// one of another product, and none: the statuses and bodies of Apigee's
-/// VerifyAPIKey page.
+/// VerifyAPIKey page; a cached key whose app is revoked is refused once
+/// the change feed drops it.
 #[test]
 fn verify_api_key_through_envoy() {
     let stack = Stack::start_with(
@@ -196,7 +197,8 @@ fn verify_api_key_through_envoy() {
                    "request_headers": {"x-product": "verifyapikey.K.apiproduct.name",
                                        "x-app": "verifyapikey.K.developer.app.name",
                                        "x-region": "verifyapikey.K.app.region",
-                                       "x-fault": "fault.name"}}),
+                                       "x-fault": "fault.name"},
+                   "cache": {"ttl_ms": 300000, "invalidation": {"poll_ms": 200, "max_stale_ms": 5000}}}),
         ),
         |s| s.concurrency = 1,
     );
@@ -235,4 +237,15 @@ fn verify_api_key_through_envoy() {
     }
     // The valid key again: a warm hit.
     assert_eq!(call("/v1/items/2?apikey=c1").status, 200);
+    // Its app revoked: refused once the change feed dropped the cached key.
+    put(&stack, "/v1/apps/c1/status", json!({"status": "revoked"}));
+    wait_until(
+        "the revoked app's key refuses",
+        std::time::Duration::from_secs(10),
+        || call("/v1/items/3?apikey=c1").status == 401,
+    );
+    assert_eq!(
+        call("/v1/items/4?apikey=c1").text(),
+        r#"{"fault":{"faultstring":"App not Approved","detail":{"errorcode":"keymanagement.service.invalid_client-app_not_approved"}}}"#
+    );
 }
