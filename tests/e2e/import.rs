@@ -46,7 +46,9 @@ fn token(service: &TokenService, client_id: &str, token: &str, scope: &str) {
 
 /// An API product allowing every path of `proxy` (the imported plugin's
 /// `proxy_name`), and `client_id`'s app subscribed to it: VerifyAccessToken
-/// checks the app's products (docs/decisions.md#api-products).
+/// checks the app's products (docs/decisions.md#api-products), and the
+/// test says which proxy its app may call rather than rely on create_app's
+/// products.
 fn allow_proxy(service: &TokenService, client_id: &str, proxy: &str) {
     let product = format!("{proxy}-all");
     let r = service.admin(
@@ -482,8 +484,13 @@ fn a_wildcard_base_path_and_a_glued_path_wildcard_select_their_flows() {
     allow_proxy(&service, "bank-app", "banking");
     token(&service, "bank-app", "read-tok", "bank:transactions:read");
     token(&service, "bank-app", "export-tok", "bank:export");
-    // An app whose product allows another proxy only.
-    service.create_app("shop-app", json!({}));
+    // An app whose one product allows another proxy only (not
+    // create_app's, whose products allow every proxy).
+    let r = service.admin(
+        "/v1/apps",
+        json!({"name": "shop", "developer_email": "shop@example.com", "client_id": "shop-app"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
     allow_proxy(&service, "shop-app", "shop");
     token(&service, "shop-app", "shop-tok", "bank:transactions:read");
     let (envoy, _out) = run_imported("tests/bundles/banking", &[], &service, &upstream);
