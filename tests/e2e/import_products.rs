@@ -3,7 +3,9 @@
 //! `oauthv2info import` as it is, its three API products and an app per
 //! product in the real token service, and each expectation of the sample's
 //! own tests (its `apikey` and `token` features) through the real Envoy:
-//! which verb on which path passes, and which gets which 401.
+//! which verb on which path passes, and which gets which 401; then the
+//! same bundle imported for another environment (`--environment`), where
+//! the products (the `test` environment's) allow nothing.
 //!
 //! On Apigee a call that passes gets 200 from the sample's response-side
 //! AssignMessage; the filter runs on the request, and the proxy's NoRoute
@@ -338,4 +340,21 @@ fn apiproduct_operations_expectations_hold_through_import_and_envoy() {
         "{}",
         r.text()
     );
+    drop(envoy);
+
+    // The same bundle imported for another environment: the products are
+    // the "test" environment's, so the viewer's key and token are refused.
+    let (envoy, _out) = run_imported(BUNDLE, &["--environment", "prod"], &service, &upstream);
+    let r = envoy.request("GET", &path, &[("apikey", b"viewer-key")], b"");
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json()["fault"]["detail"]["errorcode"], NO_KEY_MATCH);
+    let viewer = token("viewer");
+    let r = envoy.request(
+        "GET",
+        &format!("{BASE}/token/users"),
+        &[("token", viewer.as_bytes())],
+        b"",
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json()["fault"]["detail"]["errorcode"], NO_PRODUCT_MATCH);
 }
