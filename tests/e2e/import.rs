@@ -375,6 +375,7 @@ fn every_shared_bundle_imports_and_its_bootstrap_validates() {
         "bundle | translated | not translated | access checks not translated | problems\n",
     );
     let mut fault_rules = 0;
+    let mut key_checks = 0;
     for (i, bundle) in bundles.iter().enumerate() {
         let out = dir.path().join(format!("b{i}"));
         let mut args = vec![
@@ -399,6 +400,26 @@ fn every_shared_bundle_imports_and_its_bootstrap_validates() {
             serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
                 .unwrap();
         let count = |k: &str| report[k].as_array().map_or(0, Vec::len);
+        // VerifyAPIKey on the request is a step; on the response (after
+        // the target), an access check not translated; never left out
+        // silently.
+        let keys = |k: &str| -> Vec<Value> {
+            report[k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["type"] == "VerifyAPIKey")
+                .cloned()
+                .collect()
+        };
+        assert_eq!(keys("untranslated"), Vec::<Value>::new(), "{name}");
+        for e in keys("untranslated_access_checks") {
+            assert!(
+                e["flow"].as_str().unwrap().ends_with("(response)"),
+                "{name}: {e}"
+            );
+        }
+        key_checks += keys("translated").len();
         // Exit 1 only with problems (the access checks are acknowledged),
         // one line each.
         assert_eq!(code == 1, count("problems") > 0, "{name}: {stderr}");
@@ -454,6 +475,14 @@ fn every_shared_bundle_imports_and_its_bootstrap_validates() {
     // RaiseFault or AssignMessage steps; those of oidc wait on its
     // GetOAuthV2Info (refused: <IgnoreAccessTokenStatus> on a refresh token).
     eprintln!("fault rules loaded: {fault_rules}");
+    // The request-side VerifyAPIKey steps of the shared bundles
+    // (apiproduct-operations, oidc, auth-schemes, identity-facade; perfproxy's
+    // runs on the response), each a step of the filter.
+    eprintln!("VerifyAPIKey steps translated: {key_checks}");
+    assert!(
+        key_checks >= 4,
+        "VerifyAPIKey steps translated: {key_checks}"
+    );
     assert!(fault_rules >= 21, "fault rules loaded: {fault_rules}");
 }
 

@@ -282,10 +282,12 @@ impl Translator<'_> {
             }
             self.unread
                 .extend(step.condition.clone().map(|c| (String::new(), c)));
-            // A token check on the response still refuses the reply on
-            // Apigee: leaving it out lets it through (fail closed).
+            // A token or key check on the response still refuses the reply
+            // on Apigee: leaving it out lets it through (fail closed).
             let verify = policy.is_some_and(|p| {
-                p.enabled && policies::operation(p).as_deref() == Some("VerifyAccessToken")
+                p.enabled
+                    && (policies::operation(p).as_deref() == Some("VerifyAccessToken")
+                        || p.type_name == "VerifyAPIKey")
             });
             let entry = Entry {
                 policy: step.name.clone(),

@@ -190,16 +190,18 @@ fn a_verify_variable_read_after_another_flows_verify_is_no_problem() {
 }
 
 #[test]
-fn a_token_check_on_the_response_is_an_access_check_not_translated() {
+fn a_token_or_key_check_on_the_response_is_an_access_check_not_translated() {
     let m = proxy(
-        "<Flows><Flow name=\"r\"><Response><Step><Name>V</Name></Step></Response></Flow></Flows>",
-        &[("V", VERIFY)],
+        "<Flows><Flow name=\"r\"><Response><Step><Name>V</Name></Step><Step><Name>K</Name></Step></Response></Flow></Flows>",
+        &[("V", VERIFY), ("K", KEY)],
     );
     let mut report = Report::default();
     let plans = translate(&m, &BTreeMap::new(), &options(), &mut report).unwrap();
     assert!(plans[0].plugin.is_none());
-    assert_eq!(report.guards.len(), 1);
+    assert_eq!(report.guards.len(), 2, "{:?}", report.guards);
     assert_eq!(report.guards[0].flow, "Flow \"r\" (response)");
+    assert_eq!(report.guards[1].policy_type, "VerifyAPIKey");
+    assert!(report.untranslated.is_empty(), "{:?}", report.untranslated);
 }
 
 #[test]
