@@ -119,7 +119,7 @@ soak: setup build ## 60 s of mixed traffic against the token service and through
 hotpath: ## Build the benchmarks (bench/hotpath, bench/minimal-filter) and run one warm hit of each configuration
 	cargo build --release --manifest-path bench/hotpath/Cargo.toml
 	cargo build --release --manifest-path bench/minimal-filter/Cargo.toml --target $(WASM_TARGET)
-	@for c in default h2m narrow verify condition faults; do bench/hotpath/target/release/hotpath 2000 $$c; done
+	@for c in default h2m narrow verify verify-products apikey condition faults; do bench/hotpath/target/release/hotpath 2000 $$c; done
 
 fuzz-build: ## Build the fuzz targets (fuzz/, libFuzzer)
 	RUSTFLAGS="$(FUZZ_FLAGS)" cargo build --release --manifest-path fuzz/Cargo.toml --target $(HOST) --bins

@@ -884,6 +884,8 @@ fn every_policy_example_passes_the_checker() {
         "<Operation>VerifyAccessToken</Operation>",
         "<AccessTokenPrefix>",
         "<Scope>",
+        "<VerifyAPIKey",
+        "<APIKey ref=",
     ] {
         assert!(all.contains(element), "no example with {element}");
     }
@@ -1112,12 +1114,19 @@ fn variables_doc_lists_every_variable() {
     };
     use oauthv2info_core::names::variables;
     type Suffixes = &'static [variables::Suffix];
-    let cases: [(&str, &str, Suffixes); 5] = [
+    let cases: [(&str, &str, Suffixes); 8] = [
         (
             "## OAuthV2 VerifyAccessToken",
-            "## Fault variables",
+            "## API products",
             variables::VERIFY,
         ),
+        ("## API products", "## VerifyAPIKey", variables::PRODUCT),
+        (
+            "## VerifyAPIKey",
+            "## Fault variables",
+            variables::VERIFY_API_KEY,
+        ),
+        ("## VerifyAPIKey", "## Fault variables", variables::PRODUCT),
         ("### Access token", "### Refresh token", variables::TOKEN),
         (
             "### Authorization code",
@@ -1170,6 +1179,14 @@ fn faults_doc_has_every_fault_and_body() {
                     .body()
                     .replace("Required scope(s)", "Required scope(s): READ WRITE"),
             ),
+            // VerifyAPIKey's names its ref.
+            Fault::FailedToResolveApiKey => (
+                format!("{} <the policy's ref>", fault.faultstring()),
+                fault.body().replace(
+                    fault.faultstring(),
+                    &format!("{} request.queryparam.apikey", fault.faultstring()),
+                ),
+            ),
             _ => (fault.faultstring().to_string(), fault.body().to_string()),
         };
         let row = format!(
@@ -1183,6 +1200,12 @@ fn faults_doc_has_every_fault_and_body() {
     // The body the filter builds for a policy's scopes is the documented one.
     let c = parse_config(br#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation><Scope>READ WRITE</Scope></OAuthV2>"#).unwrap();
     let body = c.plans[0].fault_body(Fault::InsufficientScope);
+    assert!(doc.contains(&format!("\n{body}\n")), "{body}");
+    let c = parse_config(
+        br#"<VerifyAPIKey name="K"><APIKey ref="request.queryparam.apikey"/></VerifyAPIKey>"#,
+    )
+    .unwrap();
+    let body = c.plans[0].fault_body(Fault::FailedToResolveApiKey);
     assert!(doc.contains(&format!("\n{body}\n")), "{body}");
 }
 
@@ -1218,6 +1241,8 @@ fn configuration_doc_has_every_field_and_default() {
         "### `publish`",
         "### `export_secrets`",
         "### `cache`",
+        "### `proxy_name` and `environment`",
+        "### VerifyAPIKey",
     ] {
         assert!(doc.contains(field), "{field}");
     }

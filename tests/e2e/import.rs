@@ -44,9 +44,35 @@ fn token(service: &TokenService, client_id: &str, token: &str, scope: &str) {
     assert_eq!(r.status, 201, "import token: {}", r.text());
 }
 
+/// An API product allowing every path of `proxy` (the imported plugin's
+/// `proxy_name`), and `client_id`'s app subscribed to it: VerifyAccessToken
+/// checks the app's products (docs/decisions.md#api-products), and the
+/// test says which proxy its app may call rather than rely on create_app's
+/// products.
+fn allow_proxy(service: &TokenService, client_id: &str, proxy: &str) {
+    let product = format!("{proxy}-all");
+    let r = service.admin(
+        "/v1/apiproducts",
+        json!({"name": product, "proxies": [proxy]}),
+    );
+    assert_eq!(r.status, 201, "{product}: {}", r.text());
+    let auth = format!("Bearer {ADMIN_KEY}");
+    let r = http(
+        service.port,
+        "PUT",
+        &format!("/v1/apps/{client_id}/apiproducts/{product}"),
+        &[
+            ("authorization", auth.as_bytes()),
+            ("content-type", b"application/json"),
+        ],
+        br#"{"status": "approved"}"#,
+    );
+    assert_eq!(r.status, 200, "subscribe {client_id}: {}", r.text());
+}
+
 /// The access log lines Envoy wrote to its standard output (the generated
 /// bootstrap logs there), once `count` of them are there.
-fn logged(envoy: &Envoy, count: usize) -> Vec<Value> {
+pub(crate) fn logged(envoy: &Envoy, count: usize) -> Vec<Value> {
     let mut lines = Vec::new();
     wait_until(
         "access log lines",
@@ -66,7 +92,7 @@ fn logged(envoy: &Envoy, count: usize) -> Vec<Value> {
 
 /// Imports `bundle` into a fresh directory for a running token service and
 /// upstream; returns Envoy on the generated bootstrap.
-fn run_imported(
+pub(crate) fn run_imported(
     bundle: &str,
     extra: &[&str],
     service: &TokenService,
@@ -94,9 +120,14 @@ fn run_imported(
         &listen,
         "--admin",
         &admin_addr,
-        "--wasm",
-        &wasm,
     ];
+    // The build under test (OAUTHV2INFO_BUILD): the .wasm or the native
+    // module, which Envoy finds in ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+    if native() {
+        args.push("--native");
+    } else {
+        args.extend(["--wasm", &wasm]);
+    }
     args.extend_from_slice(extra);
     args.push(bundle);
     let (code, stdout, stderr) = import(&args);
@@ -130,6 +161,7 @@ fn an_imported_proxy_answers_each_flow_as_apigee_does() {
     let service = TokenService::start();
     let upstream = Upstream::start();
     service.create_app("shop-app", json!({}));
+    allow_proxy(&service, "shop-app", "shop");
     token(&service, "shop-app", "read-tok", "read");
     token(&service, "shop-app", "admin-tok", "admin");
     token(&service, "shop-app", "write-tok", "write");
@@ -262,8 +294,8 @@ fn an_imported_proxy_answers_each_flow_as_apigee_does() {
     }
 }
 
-/// A FlowCallout to a shared flow not given, and an API-key check: the
-/// import fails closed (exit 1, one line each) unless acknowledged.
+/// A FlowCallout to a shared flow not given: the import fails closed
+/// (exit 1, one line each) unless acknowledged.
 #[test]
 fn import_fails_closed_on_untranslated_access_checks_and_bad_input() {
     let dir = tempfile::tempdir().unwrap();
@@ -343,6 +375,7 @@ fn every_shared_bundle_imports_and_its_bootstrap_validates() {
         "bundle | translated | not translated | access checks not translated | problems\n",
     );
     let mut fault_rules = 0;
+    let mut key_checks = 0;
     for (i, bundle) in bundles.iter().enumerate() {
         let out = dir.path().join(format!("b{i}"));
         let mut args = vec![
@@ -367,6 +400,26 @@ fn every_shared_bundle_imports_and_its_bootstrap_validates() {
             serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
                 .unwrap();
         let count = |k: &str| report[k].as_array().map_or(0, Vec::len);
+        // VerifyAPIKey on the request is a step; on the response (after
+        // the target), an access check not translated; never left out
+        // silently.
+        let keys = |k: &str| -> Vec<Value> {
+            report[k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["type"] == "VerifyAPIKey")
+                .cloned()
+                .collect()
+        };
+        assert_eq!(keys("untranslated"), Vec::<Value>::new(), "{name}");
+        for e in keys("untranslated_access_checks") {
+            assert!(
+                e["flow"].as_str().unwrap().ends_with("(response)"),
+                "{name}: {e}"
+            );
+        }
+        key_checks += keys("translated").len();
         // Exit 1 only with problems (the access checks are acknowledged),
         // one line each.
         assert_eq!(code == 1, count("problems") > 0, "{name}: {stderr}");
@@ -422,6 +475,14 @@ fn every_shared_bundle_imports_and_its_bootstrap_validates() {
     // RaiseFault or AssignMessage steps: every one loads (oidc's need
     // the firstnonnull() template function).
     eprintln!("fault rules loaded: {fault_rules}");
+    // The request-side VerifyAPIKey steps of the shared bundles
+    // (apiproduct-operations, oidc, auth-schemes, identity-facade; perfproxy's
+    // runs on the response), each a step of the filter.
+    eprintln!("VerifyAPIKey steps translated: {key_checks}");
+    assert!(
+        key_checks >= 4,
+        "VerifyAPIKey steps translated: {key_checks}"
+    );
     assert_eq!(fault_rules, 27, "fault rules loaded: {fault_rules}");
 }
 
@@ -449,10 +510,29 @@ fn a_wildcard_base_path_and_a_glued_path_wildcard_select_their_flows() {
     let service = TokenService::start();
     let upstream = Upstream::start();
     service.create_app("bank-app", json!({}));
+    allow_proxy(&service, "bank-app", "banking");
     token(&service, "bank-app", "read-tok", "bank:transactions:read");
     token(&service, "bank-app", "export-tok", "bank:export");
+    // An app whose one product allows another proxy only (not
+    // create_app's, whose products allow every proxy).
+    let r = service.admin(
+        "/v1/apps",
+        json!({"name": "shop", "developer_email": "shop@example.com", "client_id": "shop-app"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    allow_proxy(&service, "shop-app", "shop");
+    token(&service, "shop-app", "shop-tok", "bank:transactions:read");
     let (envoy, _out) = run_imported("tests/bundles/banking", &[], &service, &upstream);
     let base = "/cds-au/v1/banking/accounts/acc-1/transactions";
+
+    // The import named the proxy "banking" (its <APIProxy name>): a token
+    // whose products allow only "shop" gets Apigee's 401.
+    let r = call(&envoy, "GET", &format!("{base}/t9"), Some("shop-tok"), &[]);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(
+        r.json()["fault"]["detail"]["errorcode"],
+        "keymanagement.service.InvalidAPICallAsNoApiProductMatchFound"
+    );
 
     // Flow "detail": proxy.pathsuffix is "/t9" under the wildcard base path.
     let r = call(&envoy, "GET", &format!("{base}/t9"), None, &[]);

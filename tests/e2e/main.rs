@@ -10,6 +10,7 @@ mod docs;
 mod faults;
 mod hostile;
 mod import;
+mod import_products;
 mod kinds;
 mod metadata;
 #[path = "../../token-service/tests/api/pg.rs"]

@@ -384,7 +384,17 @@ impl TokenService {
         wait_until("token service", Duration::from_secs(15), || {
             try_get(port, "/healthz").is_ok_and(|r| r.status == 200)
         });
-        TokenService { proc, port, dir }
+        let service = TokenService { proc, port, dir };
+        // The products every app of `create_app` subscribes to, defined
+        // without limits (empty lists allow every proxy and path): a
+        // subscription to an undefined product allows nothing, and
+        // VerifyAccessToken checks products (docs/decisions.md#api-products).
+        // A test that needs limits posts its own definitions over these.
+        for name in ["FreeProduct", "Premium"] {
+            let r = service.admin("/v1/apiproducts", json!({"name": name}));
+            assert!(r.status == 200 || r.status == 201, "{name}: {}", r.text());
+        }
+        service
     }
 
     /// Freezes (SIGSTOP) or thaws (SIGCONT) the process: connections are

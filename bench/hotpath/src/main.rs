@@ -19,6 +19,12 @@
 //!                          VerifyAccessToken instead, the token in
 //!                          `Authorization: Bearer`, every variable
 //!                          published: bench/bench.py's setup 2v),
+//!                          `verify-products` (verify with `proxy_name`,
+//!                          the token's app subscribed to three API
+//!                          products, the second of which allows the
+//!                          call through an operation group: the product
+//!                          check on a warm hit), `apikey` (VerifyAPIKey,
+//!                          the key in `?apikey=`, the same products),
 //!                          `condition` (default plus a SetOAuthV2Info step
 //!                          whose condition, `request.verb = "POST"`, is
 //!                          false for these GETs: setup 2c), `faults`
@@ -42,6 +48,20 @@ const NOW: i64 = 1_795_356_400_000;
 /// The plugin configuration of `make bench`'s warm setups (bench/bench.py).
 fn plugin(mode: &str) -> String {
     let policy = r#"<GetOAuthV2Info name=\"GetTokenAttributes\"><AccessToken ref=\"request.queryparam.access_token\"/></GetOAuthV2Info>"#;
+    if mode == "verify-products" {
+        return r#"{"token_service": {"cluster": "token_service", "credentials": "Bearer k"},
+                "policies": ["<OAuthV2 name=\"VerifyAccessToken\"><Operation>VerifyAccessToken</Operation></OAuthV2>"],
+                "basepath": "/v1", "proxy_name": "shop", "environment": "prod",
+                "metadata_bridge": "auto", "cache": {"max_entries": 1000000}}"#
+            .to_string();
+    }
+    if mode == "apikey" {
+        return r#"{"token_service": {"cluster": "token_service", "credentials": "Bearer k"},
+                "policies": ["<VerifyAPIKey name=\"VerifyKey\"><APIKey ref=\"request.queryparam.apikey\"/></VerifyAPIKey>"],
+                "basepath": "/v1", "proxy_name": "shop", "environment": "prod",
+                "metadata_bridge": "auto", "cache": {"max_entries": 1000000}}"#
+            .to_string();
+    }
     if mode == "verify" {
         return r#"{"token_service": {"cluster": "token_service", "credentials": "Bearer k"},
                 "policies": ["<OAuthV2 name=\"VerifyAccessToken\"><Operation>VerifyAccessToken</Operation></OAuthV2>"],
@@ -113,21 +133,35 @@ fn main() {
         "narrow",
         "miss",
         "verify",
+        "verify-products",
+        "apikey",
         "condition",
         "faults",
     ]
     .contains(&mode)
     {
         eprintln!(
-            "hotpath: unknown configuration {mode:?} (default, h2m, narrow, miss, verify, condition, faults)"
+            "hotpath: unknown configuration {mode:?} (default, h2m, narrow, miss, verify, verify-products, apikey, condition, faults)"
         );
         std::process::exit(2);
     }
     // What the token service answers for a benchmark token (bench/bench.py
     // seeds tokens like this one).
-    let body = format!(
+    let mut body = format!(
         r#"{{"active":true,"client_id":"cid-bench","exp":1795442766,"iat":1795356366,"profile":{{"access_token":"{TOKEN}","api_product_list":"[FreeProduct, Premium]","attributes":{{"department.id":"42","plan":"premium","region":"eu-west"}},"client_id":"cid-bench","developer.app.id":"f4891d6f-66cc-4dfc-8487-3ecfff8dc263","developer.app.name":"bench-app","developer.email":"bench@example.com","developer.id":"dev-bench","expires_at":"1795442766330","expires_in":"86399","issued_at":"1795356366330","organization_name":"local","refresh_count":"1","refresh_token":"{TOKEN}-refresh","refresh_token_expires_at":"1795529166330","refresh_token_expires_in":"172799","refresh_token_issued_at":"1795356366330","refresh_token_status":"approved","scope":"READ WRITE","status":"approved","token_type":"BearerToken"}},"scope":"READ WRITE","token_type":"Bearer"}}"#
     );
+    // Three API products (docs/token-service.md "API products"): the
+    // second allows GET /items/* of proxy shop through an operation group.
+    let products = r#""api_products":[{"name":"legacy","proxies":["shop"],"resources":["/orders/**"],"environments":["prod"],"attributes":{"tier":"gold"}},{"name":"viewer","operation_configs":[{"api_source":"shop","operations":[{"resource":"/items/*","methods":["GET","HEAD"]}],"attributes":{"quota":"10"}}],"attributes":{"tier":"bronze"}},{"name":"news","proxies":["news"],"resources":["/"]}]"#;
+    if mode == "verify-products" {
+        body = body.replacen(r#""active":true,"#, &format!(r#""active":true,{products},"#), 1);
+    }
+    if mode == "apikey" {
+        // What the token service answers for a key (token_type_hint=client_id).
+        body = format!(
+            r#"{{"active":true,"client_id":"{TOKEN}",{products},"profile":{{"client_id":"{TOKEN}","client_secret":"s3cret","redirection_uris":"https://app.example.com/cb","developer.email":"bench@example.com","developer.id":"dev-bench","developer.app.name":"bench-app","developer.app.id":"f4891d6f-66cc-4dfc-8487-3ecfff8dc263","api_product_list":"[legacy, viewer, news]","status":"approved","key_status":"approved","developer.status":"active","attributes":{{"region":"eu-west"}}}}}}"#
+        );
+    }
     // The host side of a warm hit: the core's fake host with `RECORD`
     // off copies out what a real host copies out (into buffers the filter
     // then owns, as proxy-wasm does), and keeps nothing of what the filter
@@ -148,6 +182,21 @@ fn main() {
                 "authorization".to_string(),
                 format!("Bearer {TOKEN}").into_bytes(),
             ),
+        ],
+        "verify-products" => vec![
+            (":path".to_string(), b"/v1/items/42".to_vec()),
+            (":method".to_string(), b"GET".to_vec()),
+            (
+                "authorization".to_string(),
+                format!("Bearer {TOKEN}").into_bytes(),
+            ),
+        ],
+        "apikey" => vec![
+            (
+                ":path".to_string(),
+                format!("/v1/items/42?apikey={TOKEN}").into_bytes(),
+            ),
+            (":method".to_string(), b"GET".to_vec()),
         ],
         // The step's condition reads the method (setup 2c).
         "condition" => vec![

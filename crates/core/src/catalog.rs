@@ -147,7 +147,7 @@ mod tests {
         flow.now_ms = NOW;
         let request = RequestInfo::default();
         assert_eq!(flow.advance(&config, &request), FlowOutcome::Wait);
-        flow.on_response(&config, Some(200), full_answer().as_bytes());
+        flow.on_response(&config, &request, Some(200), full_answer().as_bytes());
         assert_eq!(flow.advance(&config, &request), FlowOutcome::Continue);
         let mut names = Vec::new();
         flow.visit_all(&config, &mut Vec::new(), |k, _| {

@@ -61,6 +61,9 @@ pub struct PolicyPlan {
     pub(crate) token: ValueRef,
     /// The standard variables, in the order they are set.
     pub(crate) outputs: Vec<Output>,
+    /// How many of `outputs`, at its end, are the matching API product's
+    /// (`apiproduct.*`): a result without a product skips them.
+    pub(crate) product_outputs: usize,
     /// The prefix of the custom-attribute variables:
     /// `oauthv2accesstoken.P.accesstoken.`, `oauthv2authcode.P.`, ...
     pub(crate) attribute_prefix: String,
@@ -74,6 +77,15 @@ pub struct PolicyPlan {
     /// `publish` pattern), with their variable: these can have internal
     /// headers.
     pub(crate) known_attributes: Vec<(String, Var)>,
+    /// The prefix of the matching API product's attributes
+    /// (`apiproduct.`, `verifyapikey.P.apiproduct.`); empty for a policy
+    /// that checks no product.
+    pub(crate) product_prefix: String,
+    /// Which product attributes (`{product_prefix}{name}`), and which
+    /// operation attributes (`{product_prefix}operation.attributes.{name}`),
+    /// are published.
+    pub(crate) product_attributes_published: Family,
+    pub(crate) operation_attributes_published: Family,
     pub(crate) failed: Var,
     pub(crate) fault_name: Var,
     pub(crate) fault_cause: Var,
@@ -86,6 +98,20 @@ impl PolicyPlan {
         suffix
             .strip_prefix(self.action.attribute_segment())
             .filter(|n| !n.is_empty())
+    }
+
+    /// The product attribute a suffix (after `prefix.P.`, or the whole
+    /// name for VerifyAccessToken) names: (operation attribute, name).
+    fn product_attribute_of<'a>(&self, suffix: &'a str) -> Option<(bool, &'a str)> {
+        if self.product_prefix.is_empty() {
+            return None;
+        }
+        let rest = suffix.strip_prefix(variables::PRODUCT_ATTRIBUTE_SEGMENT)?;
+        match rest.strip_prefix("operation.attributes.") {
+            Some(name) if !name.is_empty() => Some((true, name)),
+            _ if rest.is_empty() || rest == "name" || rest.starts_with("operation") => None,
+            _ => Some((false, rest)),
+        }
     }
 
     /// The prefix of the policy's variables; `None` for VerifyAccessToken,
@@ -140,6 +166,13 @@ pub(crate) enum VarRef {
         policy: usize,
         name: String,
     },
+    /// A custom attribute of the API product (or of its operation
+    /// configuration) that allowed an earlier policy's call.
+    ProductAttribute {
+        policy: usize,
+        name: String,
+        operation: bool,
+    },
     Failed {
         policy: usize,
     },
@@ -191,6 +224,13 @@ impl VarRef {
                     name: attr.to_string(),
                 };
             }
+            if let Some((operation, attr)) = plan.product_attribute_of(name) {
+                return VarRef::ProductAttribute {
+                    policy,
+                    name: attr.to_string(),
+                    operation,
+                };
+            }
         }
         for (policy, plan) in earlier.iter().enumerate().filter(|(_, p)| p.enabled) {
             if let Some(suffix) = variables::suffix_of(name, plan.action.fault_prefix(), &plan.name)
@@ -224,7 +264,15 @@ impl VarRef {
                         name: attr.to_string(),
                     }
                 }
-                (None, None) => {}
+                (None, None) => {
+                    if let Some((operation, attr)) = plan.product_attribute_of(suffix) {
+                        return VarRef::ProductAttribute {
+                            policy,
+                            name: attr.to_string(),
+                            operation,
+                        };
+                    }
+                }
             }
         }
         VarRef::Unset
@@ -278,6 +326,25 @@ pub(crate) fn compile(
             export_secrets,
         )
     };
+    // The matching product's attributes: `apiproduct.{name}` for
+    // VerifyAccessToken, `verifyapikey.P.apiproduct.{name}` for VerifyAPIKey.
+    let product_prefix = if compiled.run.checks_products() {
+        match compiled.run.variable_prefix() {
+            Some(p) => format!("{p}.{name}.{}", variables::PRODUCT_ATTRIBUTE_SEGMENT),
+            None => variables::PRODUCT_ATTRIBUTE_SEGMENT.to_string(),
+        }
+    } else {
+        String::new()
+    };
+    let (product_attributes_published, operation_attributes_published) =
+        if product_prefix.is_empty() {
+            (Family::None, Family::None)
+        } else {
+            (
+                publish.family(&product_prefix),
+                publish.family(&format!("{product_prefix}operation.attributes.")),
+            )
+        };
     let mut plan = PolicyPlan {
         name: name.clone(),
         enabled: policy.enabled,
@@ -285,11 +352,20 @@ pub(crate) fn compile(
         action: compiled.run,
         kind: compiled.kind,
         token: compiled.token,
+        product_outputs: compiled
+            .outputs
+            .iter()
+            .rev()
+            .take_while(|o| matches!(o.source, variables::Source::Product(_)))
+            .count(),
         outputs: compiled.outputs,
         attribute_prefix: compiled.attribute_prefix,
         attributes_published,
         bare_attributes: compiled.bare_attributes,
         known_attributes: Vec::new(),
+        product_prefix,
+        product_attributes_published,
+        operation_attributes_published,
         failed: fault_var("failed"),
         fault_name: fault_var("fault.name"),
         fault_cause: fault_var("fault.cause"),

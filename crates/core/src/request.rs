@@ -21,6 +21,8 @@ pub struct RequestInfo {
     /// The urlencoded request body, when a policy reads form parameters and
     /// the body was handed over.
     pub form_body: Option<Vec<u8>>,
+    /// `:path` and `:method` were read for the API-product check.
+    pub call_read: bool,
 }
 
 /// The request headers the filter read.
@@ -51,6 +53,7 @@ impl RequestInfo {
         }
         self.client_ip = None;
         self.form_body = None;
+        self.call_read = false;
     }
 
     /// The first value of header `name` (lower-case), in either mode.
@@ -109,6 +112,10 @@ impl RequestInfo {
                 None => return false,
             },
             RequestVar::BasePath { basepath } => out.push_str(basepath),
+            RequestVar::ProxyName { name } | RequestVar::Environment { name } => match name {
+                Some(n) => out.push_str(n),
+                None => return false,
+            },
             RequestVar::PathSuffix { basepath } => {
                 match path_suffix(split_query(&self.path).0, basepath.as_bytes()) {
                     Some(suffix) => push_text(out, suffix),
@@ -117,6 +124,19 @@ impl RequestInfo {
             }
         }
         true
+    }
+
+    /// Appends `proxy.pathsuffix` (the path after `basepath`, without the
+    /// query) to `out`; false when the path is not under `basepath`. For
+    /// the API-product check (docs/decisions.md#api-products).
+    pub(crate) fn path_suffix_into(&self, basepath: &str, out: &mut String) -> bool {
+        match path_suffix(split_query(&self.path).0, basepath.as_bytes()) {
+            Some(suffix) => {
+                push_text(out, suffix);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Apigee's header forms (docs/variables.md): `name.N` the N-th
@@ -205,6 +225,16 @@ pub enum RequestVar {
     PathSuffix {
         basepath: String,
     },
+    /// `apiproxy.name`: the configuration's `proxy_name` (unset without
+    /// one); filled in when the configuration is compiled.
+    ProxyName {
+        name: Option<String>,
+    },
+    /// `environment.name`: the configuration's `environment` (unset
+    /// without one).
+    Environment {
+        name: Option<String>,
+    },
 }
 
 /// A query or form parameter ref, split at load time: `name`, or `name.N`
@@ -244,6 +274,8 @@ impl RequestVar {
             "proxy.pathsuffix" => RequestVar::PathSuffix {
                 basepath: String::new(),
             },
+            "apiproxy.name" => RequestVar::ProxyName { name: None },
+            "environment.name" => RequestVar::Environment { name: None },
             _ => {
                 if let Some(rest) = name.strip_prefix("request.header.") {
                     let rest = non_empty(rest)?;
@@ -543,6 +575,7 @@ mod tests {
             headers: Headers::All(headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()),
             client_ip: Some("10.1.2.3".into()),
             form_body: Some(b"department_id=42&dup=a&dup=b&sp=a+b%21".to_vec()),
+            call_read: false,
         }
     }
 

@@ -80,6 +80,17 @@ faults! {
     // The fault string names the policy's scopes: the policy's plan holds
     // it and the body ("Required scope(s): A B"); these are the fallbacks.
     InsufficientScope => "InsufficientScope", 403, "Required scope(s)", "steps.oauth.v2.InsufficientScope";
+    // The API-product check (docs/decisions.md#api-products): no product
+    // of the app allows this proxy, path and verb.
+    NoApiProductMatch => "InvalidAPICallAsNoApiProductMatchFound", 401, "Invalid API call as no apiproduct match found", "keymanagement.service.InvalidAPICallAsNoApiProductMatchFound";
+    // VerifyAPIKey (docs/decisions.md#verifyapikey). The fault string of
+    // FailedToResolveAPIKey names the policy's ref: its plan holds it.
+    FailedToResolveApiKey => "FailedToResolveAPIKey", 401, "Failed to resolve API Key variable", "steps.oauth.v2.FailedToResolveAPIKey";
+    InvalidApiKey => "InvalidApiKey", 401, "Invalid ApiKey", "oauth.v2.InvalidApiKey";
+    ApiKeyNotApproved => "ApiKeyNotApproved", 401, "ApiKey not approved", "oauth.v2.ApiKeyNotApproved";
+    AppNotApproved => "invalid_client-app_not_approved", 401, "App not Approved", "keymanagement.service.invalid_client-app_not_approved";
+    DeveloperStatusNotActive => "DeveloperStatusNotActive", 401, "Developer Status not in Active state", "keymanagement.service.DeveloperStatusNotActive";
+    InvalidApiKeyForGivenResource => "InvalidApiKeyForGivenResource", 401, "Invalid ApiKey for given resource", "oauth.v2.InvalidApiKeyForGivenResource";
     // RaiseFault: its plan holds the fault string that names the policy
     // ("Raising fault. Fault name : P"); this is the fallback.
     RaiseFault => "RaiseFault", 500, "Raising fault", "steps.raisefault.RaiseFault";
@@ -138,7 +149,7 @@ mod tests {
             let named = Fault::from_name(f.name()).unwrap();
             assert!(named == *f || named.for_verify() == *f, "{f:?}");
         }
-        assert_eq!(Fault::ALL.len(), 15);
+        assert_eq!(Fault::ALL.len(), 22);
         // Every code is the filter's (keymanagement.service.<name>) but the
         // ones modeled on other Apigee policies'.
         for f in Fault::ALL {
@@ -148,6 +159,13 @@ mod tests {
                     | Fault::MissingAccessToken
                     | Fault::InsufficientScope
                     | Fault::RaiseFault
+                    | Fault::NoApiProductMatch
+                    | Fault::FailedToResolveApiKey
+                    | Fault::InvalidApiKey
+                    | Fault::ApiKeyNotApproved
+                    | Fault::AppNotApproved
+                    | Fault::DeveloperStatusNotActive
+                    | Fault::InvalidApiKeyForGivenResource
             ) {
                 assert_eq!(f.errorcode(), format!("keymanagement.service.{}", f.name()));
             }
@@ -168,6 +186,15 @@ mod tests {
             match f {
                 Fault::TokenServiceUnavailable | Fault::InsufficientScope => {}
                 _ if verify => assert_eq!(f.status(), 401, "{f:?}"),
+                // The product check's and VerifyAPIKey's: 401, with no
+                // WWW-Authenticate (they are no bearer-token errors).
+                Fault::NoApiProductMatch
+                | Fault::FailedToResolveApiKey
+                | Fault::InvalidApiKey
+                | Fault::ApiKeyNotApproved
+                | Fault::AppNotApproved
+                | Fault::DeveloperStatusNotActive
+                | Fault::InvalidApiKeyForGivenResource => assert_eq!(f.status(), 401, "{f:?}"),
                 _ => assert_eq!(f.status(), 500, "{f:?}"),
             }
             if let Some(h) = f.www_authenticate() {

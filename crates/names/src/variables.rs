@@ -39,11 +39,15 @@ pub enum Field {
     RedirectUri,
     ClientSecret,
     RedirectionUris,
+    /// An API key's own status (the key lookup's; `approved`, `revoked`).
+    KeyStatus,
+    /// The app's developer's status (the key lookup's; `active`...).
+    DeveloperStatus,
 }
 
 impl Field {
     /// Every field, in index order (`field as usize`).
-    pub const ALL: [Field; 22] = [
+    pub const ALL: [Field; 24] = [
         Field::AccessToken,
         Field::ClientId,
         Field::Scope,
@@ -66,6 +70,8 @@ impl Field {
         Field::RedirectUri,
         Field::ClientSecret,
         Field::RedirectionUris,
+        Field::KeyStatus,
+        Field::DeveloperStatus,
     ];
 
     /// The field's name in the token service's `profile` object.
@@ -93,6 +99,8 @@ impl Field {
             Field::RedirectUri => "redirect_uri",
             Field::ClientSecret => "client_secret",
             Field::RedirectionUris => "redirection_uris",
+            Field::KeyStatus => "key_status",
+            Field::DeveloperStatus => "developer.status",
         }
     }
 
@@ -117,12 +125,29 @@ pub enum Source {
     /// The stored status, shown as `expired` for an approved value past the
     /// second field's instant.
     Status(Field, Field),
+    /// A part of the API product that allowed the call (the product check,
+    /// docs/decisions.md#api-products); unset without one.
+    Product(ProductPart),
+}
+
+/// What a [`Source::Product`] variable shows of the matching product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProductPart {
+    /// The product's name.
+    Name,
+    /// The matching operation's `resource` (the operation, as Apigee
+    /// names it); unset without operation groups.
+    Operation,
+    /// The matching operation's resource.
+    OperationResource,
+    /// The matching operation's verbs, comma-separated.
+    OperationMethods,
 }
 
 impl Source {
     /// True when the value depends on the clock (computed per request).
     pub const fn is_timed(self) -> bool {
-        !matches!(self, Source::Field(_))
+        matches!(self, Source::Remaining(_) | Source::Status(..))
     }
 }
 
@@ -220,6 +245,58 @@ pub const CLIENT: &[Suffix] = &[
 /// them for a token the policy verified: the access token's own variables,
 /// the first 13 of [`TOKEN`] (no refresh-token ones).
 pub const VERIFY: &[Suffix] = TOKEN.split_at(13).0;
+
+const fn product(name: &'static str, part: ProductPart) -> Suffix {
+    Suffix {
+        name,
+        secret: false,
+        source: Source::Product(part),
+    }
+}
+
+/// The API product that allowed the call (VerifyAccessToken's bare
+/// `apiproduct.*`; VerifyAPIKey's after `verifyapikey.P.`), as Apigee's
+/// flow-variables reference names them (docs/variables.md#api-products).
+pub const PRODUCT: &[Suffix] = &[
+    product("apiproduct.name", ProductPart::Name),
+    product("apiproduct.operation", ProductPart::Operation),
+    product(
+        "apiproduct.operation.resource",
+        ProductPart::OperationResource,
+    ),
+    product(
+        "apiproduct.operation.methods",
+        ProductPart::OperationMethods,
+    ),
+];
+
+/// The segment of a product's custom attributes (`apiproduct.{name}`),
+/// and of the matching operation configuration's
+/// (`apiproduct.operation.attributes.{name}`).
+pub const PRODUCT_ATTRIBUTE_SEGMENT: &str = "apiproduct.";
+pub const OPERATION_ATTRIBUTE_SEGMENT: &str = "apiproduct.operation.attributes.";
+
+/// VerifyAPIKey's prefix: `verifyapikey.P.`.
+pub const VERIFY_API_KEY_PREFIX: &str = "verifyapikey";
+
+/// VerifyAPIKey's variables from the key's lookup, after
+/// `verifyapikey.P.` (the VerifyAPIKey page's list); the product's
+/// ([`PRODUCT`]) follow, and the app's custom attributes as
+/// `verifyapikey.P.app.{name}`.
+pub const VERIFY_API_KEY: &[Suffix] = &[
+    field("client_id", Field::ClientId),
+    secret("client_secret", Field::ClientSecret),
+    field("redirection_uris", Field::RedirectionUris),
+    field("developer.app.name", Field::DeveloperAppName),
+    field("developer.app.id", Field::DeveloperAppId),
+    field("developer.id", Field::DeveloperId),
+    field("developer.email", Field::DeveloperEmail),
+    field("app.name", Field::DeveloperAppName),
+    field("app.id", Field::DeveloperAppId),
+];
+
+/// What goes between `verifyapikey.P.` and an app's custom attribute.
+pub const VERIFY_API_KEY_ATTRIBUTE_SEGMENT: &str = "app.";
 
 /// The prefix of VerifyAccessToken's custom-attribute variables
 /// (`accesstoken.{name}`).
@@ -323,7 +400,7 @@ mod tests {
 
     #[test]
     fn suffix_lists_are_unique_and_timed_values_are_marked() {
-        for list in [TOKEN, AUTH_CODE, CLIENT, SET] {
+        for list in [TOKEN, AUTH_CODE, CLIENT, SET, VERIFY_API_KEY, PRODUCT] {
             for (i, s) in list.iter().enumerate() {
                 assert!(list[..i].iter().all(|o| o.name != s.name), "{}", s.name);
                 assert_eq!(

@@ -5,12 +5,14 @@
 //! One file per job: [`bundle`] reads the files, [`model`] the endpoints,
 //! flows and policies, [`policies`] says what becomes of each policy type,
 //! [`reads`] what the untranslated steps read and set,
-//! [`translate`] builds the plugin configurations, [`output`] the Envoy
+//! [`translate`] builds the plugin configurations ([`faults`] their fault
+//! rules), [`output`] the Envoy
 //! bootstrap and the Istio form, [`report`] the migration report; [`core`]
 //! holds the calls into the filter's core.
 
 mod bundle;
 mod core;
+mod faults;
 mod model;
 mod output;
 mod policies;
@@ -29,8 +31,10 @@ use report::Report;
 pub const USAGE: &str =
     "  oauthv2info import --out DIR [--force] [--shared-flow BUNDLE]... [--json]
                      [--allow-untranslated] [--target NAME=URL]...
+                     [--environment NAME]
                      [--token-service URL] [--service-key-file FILE]
-                     [--listen HOST:PORT] [--admin HOST:PORT] [--wasm FILE]
+                     [--listen HOST:PORT] [--admin HOST:PORT]
+                     [--wasm FILE | --native]
                      [--namespace NS] [--label KEY=VALUE]... BUNDLE";
 
 pub const HELP: &str = "\
@@ -47,7 +51,10 @@ writes nowhere else):
                       (each step under its Flow's condition and not the
                       earlier Flows'), PostFlow and the TargetEndpoint's
                       request steps; FlowCallouts inlined; publish narrowed
-                      to what untranslated steps read
+                      to what untranslated steps read; proxy_name the
+                      proxy's name (<APIProxy name> of apiproxy/NAME.xml,
+                      else that file's name, else the bundle's) for the
+                      API-product check of VerifyAccessToken and VerifyAPIKey
   istio/EP.yaml       the Istio form: a WasmPlugin and its EnvoyFilter
   report.txt, report.json
                       the migration report: every step not translated, with
@@ -55,16 +62,23 @@ writes nowhere else):
 A sharedflowbundle/ alone imports as one plugin configuration.
   --shared-flow BUNDLE    a shared flow bundle a FlowCallout names (repeat)
   --target NAME=URL       the URL of TargetEndpoint NAME (default: its own)
+  --environment NAME      the Apigee environment the proxy was deployed in:
+                          the plugin configurations' environment (API
+                          products' environments, environment.name);
+                          without it the field is left out
   --token-service URL     the token service (default http://127.0.0.1:8090)
   --service-key-file FILE the token service key: credentials \"Bearer <key>\"
   --listen, --admin       Envoy's listener (127.0.0.1:10000), admin (127.0.0.1:9901)
   --wasm FILE             the filter's .wasm (default dist/oauthv2info.wasm)
+  --native                the native module (liboauthv2info.so, found in
+                          ENVOY_DYNAMIC_MODULES_SEARCH_PATH) instead of the
+                          .wasm; istio/EP.yaml is then one EnvoyFilter
   --namespace, --label    the Istio namespace (default) and workload labels
                           (default app=<proxy name>)
   --json                  print the report as JSON instead of text
 Exit status: 0 translated; 1 a problem (one line each on standard error), or
-an access check (VerifyAPIKey, JWT, Basic, Quota, SpikeArrest,
-a FlowCallout to a shared flow not given...) left untranslated without
+an access check (JWT, Basic, Quota, SpikeArrest, a FlowCallout to a
+shared flow not given...) left untranslated without
 --allow-untranslated; 2 a usage error or bad input (not a bundle, a broken
 zip, XML that does not parse, a policy file missing).
 ";
@@ -77,11 +91,13 @@ struct Args {
     json: bool,
     allow_untranslated: bool,
     targets: BTreeMap<String, String>,
+    environment: Option<String>,
     token_service: String,
     service_key_file: Option<PathBuf>,
     listen: (String, u16),
     admin: (String, u16),
     wasm: String,
+    native: bool,
     namespace: String,
     labels: Map<String, Value>,
 }
@@ -105,11 +121,13 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         json: false,
         allow_untranslated: false,
         targets: BTreeMap::new(),
+        environment: None,
         token_service: "http://127.0.0.1:8090".into(),
         service_key_file: None,
         listen: ("127.0.0.1".into(), 10000),
         admin: ("127.0.0.1".into(), 9901),
         wasm: "dist/oauthv2info.wasm".into(),
+        native: false,
         namespace: "default".into(),
         labels: Map::new(),
     };
@@ -137,6 +155,15 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                 output::parse_url(u).map_err(|e| format!("--target {k}: {e}"))?;
                 a.targets.insert(k.to_string(), u.to_string());
             }
+            "--environment" => {
+                let v = value()?;
+                if v.is_empty() || v.contains(char::is_whitespace) {
+                    return Err(format!(
+                        "--environment needs a name without white space, not {v:?}"
+                    ));
+                }
+                a.environment = Some(v);
+            }
             "--token-service" => {
                 let v = value()?;
                 output::parse_url(&v).map_err(|e| format!("--token-service: {e}"))?;
@@ -146,6 +173,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--listen" => a.listen = host_port(&value()?)?,
             "--admin" => a.admin = host_port(&value()?)?,
             "--wasm" => a.wasm = value()?,
+            "--native" => a.native = true,
             "--namespace" => a.namespace = value()?,
             "--label" => {
                 let v = value()?;
@@ -159,6 +187,9 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             s if bundle.is_none() => bundle = Some(PathBuf::from(s)),
             _ => return Err("import takes one BUNDLE".into()),
         }
+    }
+    if a.native && args.iter().any(|x| x == "--wasm") {
+        return Err("--wasm and --native exclude each other".into());
     }
     a.bundle = bundle.ok_or("import needs a BUNDLE")?;
     a.out = out.ok_or("import needs --out DIR")?;
@@ -245,6 +276,7 @@ fn import(a: &Args) -> Result<(Report, Vec<(String, String)>), String> {
     let options = translate::Options {
         token_service: json!({"cluster": "token_service", "authority": authority, "timeout_ms": 500, "credentials": credentials}),
         targets: a.targets.clone(),
+        environment: a.environment.clone(),
     };
     let mut report = Report {
         bundle: format!("{} ({})", model.name, a.bundle.display()),
@@ -261,15 +293,20 @@ fn import(a: &Args) -> Result<(Report, Vec<(String, String)>), String> {
         listen: a.listen.clone(),
         admin: a.admin.clone(),
         token_service: a.token_service.clone(),
-        wasm: a.wasm.clone(),
+        wasm: (!a.native).then(|| a.wasm.clone()),
         ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
     };
     match output::bootstrap(&plans, &envoy_options, &mut report.problems) {
         Ok(b) => files.push((
             "envoy.yaml".to_string(),
             format!(
-                "# generated by `oauthv2info import` from {}; Envoy runs it from the directory --wasm is relative to\n{}",
+                "# generated by `oauthv2info import` from {}; {}\n{}",
                 model.name,
+                if a.native {
+                    "Envoy runs it with ENVOY_DYNAMIC_MODULES_SEARCH_PATH the directory of liboauthv2info.so"
+                } else {
+                    "Envoy runs it from the directory --wasm is relative to"
+                },
                 crate::yaml::to_yaml(&b, 0)
             ),
         )),
@@ -298,7 +335,8 @@ fn import(a: &Args) -> Result<(Report, Vec<(String, String)>), String> {
             let bases: Vec<&str> = plans.iter().map(|p| p.base_path.as_str()).collect();
             base_path_guard(&mut istio_plugin, &plan.base_path, &bases);
         }
-        match output::istio(plan, &istio_plugin, &a.namespace, &labels, &a.wasm) {
+        let wasm = (!a.native).then_some(a.wasm.as_str());
+        match output::istio(plan, &istio_plugin, &a.namespace, &labels, wasm) {
             Ok(text) => files.push((format!("istio/{slug}.yaml"), text)),
             Err(problem) => report.problems.push(problem),
         }
@@ -413,6 +451,69 @@ mod tests {
     }
 
     #[test]
+    fn the_environment_option_is_a_name() {
+        let args = |env: &str| -> Vec<String> {
+            ["--out", "o", "--environment", env, "b"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        };
+        assert_eq!(
+            parse_args(&args("prod")).unwrap().environment.as_deref(),
+            Some("prod")
+        );
+        for bad in ["", "my env"] {
+            let e = parse_args(&args(bad)).err().unwrap();
+            assert!(e.contains("--environment needs a name"), "{e}");
+        }
+        let without: Vec<String> = ["--out", "o", "b"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(parse_args(&without).unwrap().environment, None);
+    }
+
+    #[test]
+    fn native_puts_the_module_where_the_wasm_filter_was() {
+        let tmp = std::env::temp_dir().join(format!("oauthv2info-native-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let bundle = repo().join("tests/bundles/banking");
+        let args: Vec<String> = [
+            "--out",
+            tmp.to_str().unwrap(),
+            "--native",
+            bundle.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(
+            run(&args, &mut out, &mut err),
+            0,
+            "{}",
+            String::from_utf8_lossy(&err)
+        );
+        let envoy = std::fs::read_to_string(tmp.join("envoy.yaml")).unwrap();
+        assert!(
+            envoy.contains("envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"),
+            "{envoy}"
+        );
+        assert!(!envoy.contains("wasm"), "{envoy}");
+        let istio = std::fs::read_to_string(tmp.join("istio/default.yaml")).unwrap();
+        assert!(!istio.contains("WasmPlugin"), "{istio}");
+        assert!(
+            istio.contains("name: oauthv2info-default-native"),
+            "{istio}"
+        );
+        let _ = std::fs::remove_dir_all(&tmp);
+
+        let both: Vec<String> = ["--out", "o", "--native", "--wasm", "x.wasm", "b"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let e = parse_args(&both).err().unwrap();
+        assert!(e.contains("exclude each other"), "{e}");
+    }
+
+    #[test]
     fn in_istio_each_endpoint_keeps_to_its_base_path() {
         let mut plugin = json!({"policies": ["<A/>", {"policy": "<B/>", "condition": "x = 1"}]});
         base_path_guard(&mut plugin, "/v1", &["/v1", "/v1/partners", "/v2"]);
@@ -471,6 +572,8 @@ mod tests {
             "/cds-au/v1/banking/accounts/*/transactions"
         );
         assert_eq!(plugin["publish"], json!([]));
+        // <APIProxy name="banking">, not the zip's name.
+        assert_eq!(plugin["proxy_name"], "banking");
         let envoy = std::fs::read_to_string(out_dir.join("envoy.yaml")).unwrap();
         assert!(
             envoy.contains("^/cds-au/v1/banking/accounts/[^/]+/transactions(/.*)?$"),
@@ -497,6 +600,8 @@ mod tests {
         );
         let plugin = std::fs::read_to_string(shared_out.join("plugins/audit.json")).unwrap();
         assert!(plugin.contains("Set-Audited"), "{plugin}");
+        // A shared flow alone names no proxy.
+        assert!(!plugin.contains("proxy_name"), "{plugin}");
         let _ = std::fs::remove_dir_all(&tmp);
     }
 }

@@ -85,7 +85,11 @@ pub struct PolicyFile {
 #[derive(Debug, Clone)]
 pub struct Model {
     pub kind: Kind,
+    /// The `name` of the descriptor's root (`<APIProxy name>`), else
+    /// what `name_from` says.
     pub name: String,
+    /// Where `name` comes from when the descriptor has no `name`.
+    pub name_from: Option<String>,
     pub proxies: Vec<Endpoint>,
     pub targets: BTreeMap<String, Endpoint>,
     /// Shared flow bundles: their flows by name (`default`...).
@@ -99,20 +103,31 @@ pub fn read(bundle: &Bundle) -> Result<Model, String> {
         format!("{}: {}/{file}: {problem}", bundle.source, bundle.kind.dir())
     };
     let parse = |file: &str, text: &str| parse_xml(text).map_err(|p| at(file, p));
-    let name = match bundle.descriptor() {
+    let (name, name_from) = match bundle.descriptor() {
         Some((file, text)) => {
             let root = parse(file, text)?;
-            root.attribute("name")
-                .map(str::to_string)
-                .unwrap_or_else(|| file.trim_end_matches(".xml").to_string())
+            match root.attribute("name") {
+                Some(n) => (n.to_string(), None),
+                None => (
+                    file.trim_end_matches(".xml").to_string(),
+                    Some(format!("the file name of {}/{file}", bundle.kind.dir())),
+                ),
+            }
         }
-        None => bundle
-            .source
-            .rsplit('/')
-            .find(|s| !s.is_empty() && *s != "apiproxy" && *s != "sharedflowbundle")
-            .unwrap_or("proxy")
-            .trim_end_matches(".zip")
-            .to_string(),
+        None => (
+            bundle
+                .source
+                .rsplit('/')
+                .find(|s| !s.is_empty() && *s != "apiproxy" && *s != "sharedflowbundle")
+                .unwrap_or("proxy")
+                .trim_end_matches(".zip")
+                .to_string(),
+            Some(format!(
+                "the bundle's name ({} has no {}/NAME.xml)",
+                bundle.source,
+                bundle.kind.dir()
+            )),
+        ),
     };
     let mut policies = BTreeMap::new();
     for (file, text) in bundle.files_in("policies") {
@@ -134,6 +149,7 @@ pub fn read(bundle: &Bundle) -> Result<Model, String> {
     let mut model = Model {
         kind: bundle.kind,
         name,
+        name_from,
         proxies: Vec::new(),
         targets: BTreeMap::new(),
         shared_flows: BTreeMap::new(),

@@ -26,7 +26,8 @@ pub struct EnvoyOptions {
     pub admin: (String, u16),
     /// The token service's URL (`http://127.0.0.1:8090`).
     pub token_service: String,
-    pub wasm: String,
+    /// The filter's .wasm; `None`: the native module (`--native`).
+    pub wasm: Option<String>,
     pub ca_file: String,
 }
 
@@ -191,16 +192,19 @@ fn cluster(name: &str, url: &Url, ca_file: &str) -> Value {
 }
 
 /// The filters of one plugin configuration, as `envoy-filters` prints them.
-pub fn chain_of(plugin: &Value, wasm: &str) -> Result<envoy::Chain, String> {
+pub fn chain_of(plugin: &Value, wasm: Option<&str>) -> Result<envoy::Chain, String> {
     let loaded = super::core::load(plugin)?;
     let text = plugin.to_string();
-    Ok(envoy::chain(
-        &loaded.config,
-        &envoy::Wasm {
-            filename: wasm,
-            configuration: &text,
-        },
-    ))
+    Ok(match wasm {
+        Some(filename) => envoy::chain(
+            &loaded.config,
+            &envoy::Wasm {
+                filename,
+                configuration: &text,
+            },
+        ),
+        None => envoy::native_chain(&loaded.config, &text),
+    })
 }
 
 fn rename(filter: &Value, suffix: &str) -> Value {
@@ -251,7 +255,7 @@ pub fn bootstrap(
     let mut names: Vec<(String, Vec<String>)> = Vec::new();
     for plan in &order {
         let Some(plugin) = &plan.plugin else { continue };
-        let chain = chain_of(plugin, &options.wasm)?;
+        let chain = chain_of(plugin, options.wasm.as_deref())?;
         for r in &chain.response_headers_to_remove {
             if !removals.contains(r) {
                 removals.push(r.clone());
@@ -346,16 +350,24 @@ fn access_log() -> Value {
 }
 
 /// The Istio form of one endpoint: a WasmPlugin and the EnvoyFilter around
-/// it, on the workloads with `labels` in `namespace`.
+/// it, on the workloads with `labels` in `namespace`; for the native module
+/// (`wasm` `None`), the EnvoyFilter that inserts the whole chain (Istio has
+/// no API for dynamic modules).
 pub fn istio(
     plan: &EndpointPlan,
     plugin: &Value,
     namespace: &str,
     labels: &Map<String, Value>,
-    wasm: &str,
+    wasm: Option<&str>,
 ) -> Result<String, String> {
     let name = format!("oauthv2info-{}", slug(&plan.name));
     let chain = chain_of(plugin, wasm)?;
+    if wasm.is_none() {
+        return Ok(crate::yaml::to_yaml(
+            &envoy::istio(&chain, namespace, &name, labels),
+            0,
+        ));
+    }
     let wasm_plugin = json!({
         "apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin",
         "metadata": {"name": name, "namespace": namespace},

@@ -23,7 +23,6 @@ pub enum Class {
 /// Policy types the report knows: (type, guards access, what to use in
 /// Envoy instead).
 const TABLE: &[(&str, bool, &str)] = &[
-    ("VerifyAPIKey", true, "not covered by the filter: an API-key check (Envoy's api_key_auth filter, or ext_authz)"),
     ("VerifyJWT", true, "Envoy's jwt_authn filter"),
     ("VerifyJWS", true, "Envoy's jwt_authn filter"),
     ("DecodeJWT", false, "Envoy's jwt_authn filter (payload_in_metadata) decodes a verified JWT"),
@@ -73,7 +72,7 @@ const TABLE: &[(&str, bool, &str)] = &[
 /// What becomes of a step of `policy`.
 pub fn classify(policy: &PolicyFile) -> Class {
     match policy.type_name.as_str() {
-        "GetOAuthV2Info" | "SetOAuthV2Info" | "RaiseFault" => Class::Translated,
+        "GetOAuthV2Info" | "SetOAuthV2Info" | "RaiseFault" | "VerifyAPIKey" => Class::Translated,
         "OAuthV2" => match operation(policy).as_deref() {
             Some("VerifyAccessToken") => Class::Translated,
             _ => Class::Untranslated {
@@ -240,10 +239,11 @@ mod tests {
             classify(&generate),
             Class::Untranslated { guard: false, .. }
         ));
-        assert!(matches!(
-            classify(&policy("<VerifyAPIKey name=\"P\"/>")),
-            Class::Untranslated { guard: true, .. }
-        ));
+        let key = policy(
+            "<VerifyAPIKey name=\"P\"><APIKey ref=\"request.header.apikey\"/></VerifyAPIKey>",
+        );
+        assert_eq!(classify(&key), Class::Translated);
+        assert_eq!(type_label(&key), "VerifyAPIKey");
         assert!(matches!(
             classify(&policy("<Quota name=\"P\"/>")),
             Class::Untranslated { guard: true, .. }

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use super::bundle::Kind;
 use super::core;
-use super::model::{Endpoint, FaultRule, Flow, Model, PolicyFile, Step};
+use super::model::{Endpoint, Flow, Model, PolicyFile, Step};
 use super::policies::{self, Class};
 use super::reads::{narrow_publish, reads_of, unset_hint};
 use super::report::{Entry, Report};
@@ -52,6 +52,9 @@ pub struct Options {
     pub token_service: Value,
     /// `--target NAME=URL`: a TargetEndpoint's URL replaced.
     pub targets: BTreeMap<String, String>,
+    /// `--environment NAME`: the plugin configurations' `environment`
+    /// (a bundle does not name one).
+    pub environment: Option<String>,
 }
 
 /// A step after FlowCallouts are inlined.
@@ -113,11 +116,11 @@ pub fn flow_guards(flows: &[Flow]) -> Vec<Result<Option<String>, String>> {
         .collect()
 }
 
-struct Translator<'a> {
-    model: &'a Model,
+pub(super) struct Translator<'a> {
+    pub(super) model: &'a Model,
     shared: &'a BTreeMap<String, Model>,
-    report: &'a mut Report,
-    endpoint: String,
+    pub(super) report: &'a mut Report,
+    pub(super) endpoint: String,
     /// The untranslated steps' policies (name, XML) and conditions: what
     /// the proxy still reads once the filter has run.
     unread: Vec<(String, String)>,
@@ -126,7 +129,7 @@ struct Translator<'a> {
 }
 
 impl Translator<'_> {
-    fn entry(
+    pub(super) fn entry(
         &self,
         policy: &PolicyFile,
         flow: &str,
@@ -279,10 +282,12 @@ impl Translator<'_> {
             }
             self.unread
                 .extend(step.condition.clone().map(|c| (String::new(), c)));
-            // A token check on the response still refuses the reply on
-            // Apigee: leaving it out lets it through (fail closed).
+            // A token or key check on the response still refuses the reply
+            // on Apigee: leaving it out lets it through (fail closed).
             let verify = policy.is_some_and(|p| {
-                p.enabled && policies::operation(p).as_deref() == Some("VerifyAccessToken")
+                p.enabled
+                    && (policies::operation(p).as_deref() == Some("VerifyAccessToken")
+                        || p.type_name == "VerifyAPIKey")
             });
             let entry = Entry {
                 policy: step.name.clone(),
@@ -303,123 +308,17 @@ impl Translator<'_> {
             }
         }
         // The ProxyEndpoint's rules become the plugin's `fault_handling`
-        // ([`Translator::fault_handling`]); a TargetEndpoint's handle the
-        // target's faults, which never reach the filter.
-        if prefix.is_empty() {
-            return;
+        // (faults.rs); a TargetEndpoint's handle the target's faults,
+        // which never reach the filter: reported.
+        if !prefix.is_empty() {
+            self.report_target_fault_rules(endpoint, prefix);
         }
-        for rule in &endpoint.fault_rules {
-            self.report.untranslated.push(Entry {
-                policy: rule.clone(),
-                policy_type: "FaultRules".into(),
-                endpoint: self.endpoint.clone(),
-                flow: format!("{prefix}FaultRules"),
-                condition: None,
-                advice: "a TargetEndpoint's fault rules handle the target's faults, which the filter never raises: Envoy's local replies and the service".into(),
-            });
-        }
-    }
-
-    /// The ProxyEndpoint's FaultRules and DefaultFaultRule as the plugin's
-    /// `fault_handling` (docs/configuration.md#fault_handling): their
-    /// RaiseFault and AssignMessage steps; other steps are reported and
-    /// left out. `flow_steps` are the plugin's `policies` (a RaiseFault of
-    /// theirs is named, not repeated).
-    fn fault_handling(&mut self, endpoint: &Endpoint, flow_steps: &[PluginStep]) -> Option<Value> {
-        if endpoint.rules.is_empty() && endpoint.default_rule.is_none() {
-            return None;
-        }
-        let mut policies: Vec<String> = Vec::new();
-        let mut named: Vec<String> = Vec::new();
-        let mut rule_xml = |rule: &FaultRule, tag: &str, tr: &mut Translator<'_>| -> String {
-            let label = match tag {
-                "FaultRule" => format!("FaultRule {:?}", rule.name),
-                _ => "DefaultFaultRule".to_string(),
-            };
-            let mut xml = format!("<{tag} name=\"{}\">", xml_escape(&rule.name));
-            if let Some(c) = &rule.condition {
-                if let Err(problem) = core::condition_variables(c) {
-                    tr.report.problems.push(format!(
-                        "{}: {label}: its condition does not parse ({problem}): the rule is left out",
-                        tr.endpoint
-                    ));
-                    return String::new();
-                }
-                xml.push_str(&format!("<Condition>{}</Condition>", xml_escape(c)));
-            }
-            if tag == "DefaultFaultRule" {
-                xml.push_str(&format!(
-                    "<AlwaysEnforce>{}</AlwaysEnforce>",
-                    rule.always_enforce
-                ));
-            }
-            for step in &rule.steps {
-                let Some(policy) = tr.model.policies.get(&step.name) else {
-                    tr.report.problems.push(format!(
-                        "{}: {label}: the step {:?} names a policy that has no file in policies/",
-                        tr.endpoint, step.name
-                    ));
-                    continue;
-                };
-                let entry = tr.entry(
-                    policy,
-                    &format!("FaultRules, {label}"),
-                    &[],
-                    step.condition.clone(),
-                    "",
-                );
-                match policy.type_name.as_str() {
-                    "RaiseFault" | "AssignMessage" => {
-                        if let Some(c) = &step.condition {
-                            if let Err(problem) = core::condition_variables(c) {
-                                tr.report.problems.push(format!(
-                                    "{}: {label}: the condition of step {:?} does not parse ({problem}): the step is left out",
-                                    tr.endpoint, step.name
-                                ));
-                                continue;
-                            }
-                        }
-                        let in_flow = flow_steps.iter().any(|s| s.name == policy.name);
-                        if !in_flow && !named.contains(&policy.name) {
-                            named.push(policy.name.clone());
-                            policies.push(policy.xml.clone());
-                        }
-                        xml.push_str(&format!("<Step><Name>{}</Name>", xml_escape(&step.name)));
-                        if let Some(c) = &step.condition {
-                            xml.push_str(&format!("<Condition>{}</Condition>", xml_escape(c)));
-                        }
-                        xml.push_str("</Step>");
-                        tr.report.translated.push(entry);
-                    }
-                    _ => tr.report.untranslated.push(Entry {
-                        advice: "a fault rule's step the filter's fault handlers do not run (they run RaiseFault and AssignMessage): left out of the rule".into(),
-                        ..entry
-                    }),
-                }
-            }
-            xml.push_str(&format!("</{tag}>"));
-            xml
-        };
-        let mut rules = String::from("<FaultRules>");
-        for rule in &endpoint.rules {
-            rules.push_str(&rule_xml(rule, "FaultRule", self));
-        }
-        rules.push_str("</FaultRules>");
-        let default = endpoint
-            .default_rule
-            .as_ref()
-            .map(|d| rule_xml(d, "DefaultFaultRule", self))
-            .filter(|x| !x.is_empty());
-        let mut handling = json!({"policies": policies, "fault_rules": rules});
-        if let Some(d) = default {
-            handling["default_fault_rule"] = json!(d);
-        }
-        Some(handling)
     }
 }
 
 /// A RaiseFault's condition reads only what the filter has: request
-/// variables, `fault.name` and the OAuth policies' variables. Anything else
+/// variables, `fault.name` and the OAuth and VerifyAPIKey policies'
+/// variables. Anything else
 /// (`actionVar` from an ExtractVariables) would be unset in the filter,
 /// and the step raise where Apigee's does not.
 fn condition_is_the_filters(condition: Option<&str>) -> bool {
@@ -436,23 +335,9 @@ fn condition_is_the_filters(condition: Option<&str>) -> bool {
             || n.starts_with("oauthV2.")
             || n.starts_with("oauthv2")
             || n.starts_with("accesstoken.")
+            || n.starts_with("verifyapikey.")
             || verify.contains(n)
     })
-}
-
-/// Text and attribute values, escaped for the XML the plugin carries.
-fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn flow_label(flow: &Flow) -> String {
@@ -506,8 +391,8 @@ fn blocks_of(
 }
 
 /// One translated step of the plugin configuration.
-struct PluginStep {
-    name: String,
+pub(super) struct PluginStep {
+    pub(super) name: String,
     xml: String,
     condition: Option<String>,
     entry: Entry,
@@ -564,6 +449,12 @@ pub fn translate(
     report: &mut Report,
 ) -> Result<Vec<EndpointPlan>, String> {
     let mut plans = Vec::new();
+    if let (Kind::Proxy, Some(from)) = (model.kind, &model.name_from) {
+        report.notes.push(format!(
+            "proxy_name {:?} is {from}, not an <APIProxy name>: it must be the name the API products list (proxies, an operation's apiSource)",
+            model.name
+        ));
+    }
     let endpoints: Vec<Endpoint> = match model.kind {
         Kind::Proxy => model.proxies.clone(),
         Kind::SharedFlow => {
@@ -603,7 +494,7 @@ pub fn translate(
                     .cloned()
                     .unwrap_or_else(|| "http://127.0.0.1:8080".into());
                 tr.report.notes.push(format!(
-                    "a shared flow alone: its steps run on every request of the route; the route goes to {url} (--target default=URL)"
+                    "a shared flow alone: its steps run on every request of the route; the route goes to {url} (--target default=URL); no proxy_name (no product's proxies are compared): set it to the calling proxy's name"
                 ));
                 Target::Url {
                     name: "default".into(),
@@ -903,10 +794,16 @@ fn build_plugin(
             None => json!(s.xml),
         })
         .collect();
-    let mut plugin = json!({
-        "token_service": options.token_service,
-        "policies": policies,
-    });
+    let mut plugin = json!({"token_service": options.token_service});
+    // The proxy's name for the API-product check and `apiproxy.name`
+    // (docs/decisions.md#import); a shared flow imported alone has none.
+    if tr.model.kind == Kind::Proxy {
+        plugin["proxy_name"] = json!(tr.model.name);
+    }
+    if let Some(environment) = &options.environment {
+        plugin["environment"] = json!(environment);
+    }
+    plugin["policies"] = json!(policies);
     if endpoint.base_path != "/" {
         plugin["basepath"] = json!(endpoint.base_path);
     }

@@ -28,6 +28,7 @@ fn options() -> Options {
     Options {
         token_service: json!({"cluster": "token_service"}),
         targets: BTreeMap::new(),
+        environment: None,
     }
 }
 
@@ -144,11 +145,7 @@ fn problems_and_guards_are_reported() {
             flow("one", Some("x = 1"), &["V", "G", "K"]),
             flow("two", Some("x = 2"), &["G", "V", "Missing"]),
         ),
-        &[
-            ("V", VERIFY),
-            ("G", get),
-            ("K", "<VerifyAPIKey name=\"K\"/>"),
-        ],
+        &[("V", VERIFY), ("G", get), ("K", "<Quota name=\"K\"/>")],
     );
     let mut report = Report::default();
     translate(&m, &BTreeMap::new(), &options(), &mut report).unwrap();
@@ -169,7 +166,7 @@ fn problems_and_guards_are_reported() {
         report.problems
     );
     assert_eq!(report.guards.len(), 1);
-    assert_eq!(report.guards[0].policy_type, "VerifyAPIKey");
+    assert_eq!(report.guards[0].policy_type, "Quota");
     assert_eq!(report.guards[0].condition.as_deref(), Some("x = 1"));
 }
 
@@ -193,16 +190,18 @@ fn a_verify_variable_read_after_another_flows_verify_is_no_problem() {
 }
 
 #[test]
-fn a_token_check_on_the_response_is_an_access_check_not_translated() {
+fn a_token_or_key_check_on_the_response_is_an_access_check_not_translated() {
     let m = proxy(
-        "<Flows><Flow name=\"r\"><Response><Step><Name>V</Name></Step></Response></Flow></Flows>",
-        &[("V", VERIFY)],
+        "<Flows><Flow name=\"r\"><Response><Step><Name>V</Name></Step><Step><Name>K</Name></Step></Response></Flow></Flows>",
+        &[("V", VERIFY), ("K", KEY)],
     );
     let mut report = Report::default();
     let plans = translate(&m, &BTreeMap::new(), &options(), &mut report).unwrap();
     assert!(plans[0].plugin.is_none());
-    assert_eq!(report.guards.len(), 1);
+    assert_eq!(report.guards.len(), 2, "{:?}", report.guards);
     assert_eq!(report.guards[0].flow, "Flow \"r\" (response)");
+    assert_eq!(report.guards[1].policy_type, "VerifyAPIKey");
+    assert!(report.untranslated.is_empty(), "{:?}", report.untranslated);
 }
 
 #[test]
@@ -313,4 +312,125 @@ fn raise_fault_steps_and_fault_rules_are_translated() {
         .iter()
         .any(|e| e.policy == "EV" && e.flow.contains("FaultRule \"token\"")));
     assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+const KEY: &str = "<VerifyAPIKey name=\"K\"><APIKey ref=\"request.header.apikey\"/></VerifyAPIKey>";
+
+#[test]
+fn verify_api_key_is_a_step_under_its_condition() {
+    let rf = "<RaiseFault name=\"RF\"><FaultResponse><Set><StatusCode>403</StatusCode></Set></FaultResponse></RaiseFault>";
+    let m = proxy(
+        &format!(
+            "<PreFlow><Request><Step><Name>K</Name><Condition>proxy.pathsuffix MatchesPath \"/keys/**\"</Condition></Step><Step><Name>RF</Name><Condition>verifyapikey.K.client_id = \"blocked\"</Condition></Step></Request></PreFlow><Flows>{}</Flows>",
+            flow("tokens", Some("proxy.pathsuffix MatchesPath \"/tokens/**\""), &["V"]),
+        ),
+        &[("K", KEY), ("V", VERIFY), ("RF", rf)],
+    );
+    let mut report = Report::default();
+    let plans = translate(&m, &BTreeMap::new(), &options(), &mut report).unwrap();
+    assert_eq!(
+        steps_of(&plans[0]),
+        [
+            (
+                "K".to_string(),
+                Some("proxy.pathsuffix MatchesPath \"/keys/**\"".to_string())
+            ),
+            // A RaiseFault reading VerifyAPIKey's variables reads what the
+            // filter sets: a step.
+            (
+                "RF".to_string(),
+                Some("verifyapikey.K.client_id = \"blocked\"".to_string())
+            ),
+            (
+                "V".to_string(),
+                Some("proxy.pathsuffix MatchesPath \"/tokens/**\"".to_string())
+            ),
+        ]
+    );
+    assert!(report.guards.is_empty(), "{:?}", report.guards);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let key = report.translated.iter().find(|e| e.policy == "K").unwrap();
+    assert_eq!(key.policy_type, "VerifyAPIKey");
+}
+
+#[test]
+fn the_plugin_names_the_proxy_and_the_environment_when_given() {
+    let m = proxy(
+        "<PreFlow><Request><Step><Name>K</Name></Step></Request></PreFlow>",
+        &[("K", KEY)],
+    );
+    let mut report = Report::default();
+    let plans = translate(&m, &BTreeMap::new(), &options(), &mut report).unwrap();
+    let plugin = plans[0].plugin.as_ref().unwrap();
+    // `<APIProxy name="p">` of the descriptor.
+    assert_eq!(plugin["proxy_name"], "p");
+    assert!(plugin.get("environment").is_none(), "{plugin}");
+    assert!(report.notes.iter().all(|n| !n.contains("proxy_name")));
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+
+    let with_env = Options {
+        environment: Some("prod".into()),
+        ..options()
+    };
+    let mut report = Report::default();
+    let plans = translate(&m, &BTreeMap::new(), &with_env, &mut report).unwrap();
+    let plugin = plans[0].plugin.as_ref().unwrap();
+    assert_eq!(plugin["environment"], "prod");
+    assert_eq!(plugin["proxy_name"], "p");
+}
+
+#[test]
+fn without_a_descriptor_the_proxy_is_named_after_the_bundle_with_a_note() {
+    let mut files = BTreeMap::new();
+    files.insert(
+        "proxies/default.xml".to_string(),
+        "<ProxyEndpoint name=\"default\"><PreFlow><Request><Step><Name>K</Name></Step></Request></PreFlow><HTTPProxyConnection><BasePath>/v1</BasePath></HTTPProxyConnection></ProxyEndpoint>".to_string(),
+    );
+    files.insert("policies/K.xml".to_string(), KEY.to_string());
+    let m = model::read(&Bundle {
+        kind: Kind::Proxy,
+        source: "exports/orders-v2/apiproxy".into(),
+        files,
+    })
+    .unwrap();
+    let mut report = Report::default();
+    let plans = translate(&m, &BTreeMap::new(), &options(), &mut report).unwrap();
+    assert_eq!(plans[0].plugin.as_ref().unwrap()["proxy_name"], "orders-v2");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("proxy_name \"orders-v2\"") && n.contains("the bundle's name")),
+        "{:?}",
+        report.notes
+    );
+}
+
+/// apiproduct-operations' DefaultFaultRule writes `{apiproxy.name}
+/// r{apiproxy.revision}`: the name is the configuration's `proxy_name`;
+/// the revision is not in the filter (warned, empty at run time).
+#[test]
+fn apiproxy_name_is_known_to_an_imported_proxy_and_its_revision_is_not() {
+    let am = "<AssignMessage name=\"AM-Rev\"><Set><Headers><Header name=\"apiproxy\">{apiproxy.name} r{apiproxy.revision}</Header></Headers></Set></AssignMessage>";
+    let m = proxy(
+        "<DefaultFaultRule><AlwaysEnforce>true</AlwaysEnforce><Step><Name>AM-Rev</Name></Step></DefaultFaultRule><PreFlow><Request><Step><Name>V</Name></Step></Request></PreFlow>",
+        &[("V", VERIFY), ("AM-Rev", am)],
+    );
+    let mut report = Report::default();
+    let plans = translate(&m, &BTreeMap::new(), &options(), &mut report).unwrap();
+    assert!(plans[0].plugin.as_ref().unwrap()["fault_handling"].is_object());
+    assert!(
+        report
+            .warnings
+            .iter()
+            .all(|w| !w.contains("\"apiproxy.name\"")),
+        "{:?}",
+        report.warnings
+    );
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("\"apiproxy.revision\""),
+        "{:?}",
+        report.warnings
+    );
 }

@@ -400,3 +400,26 @@ pub(super) fn optional_bool(
         Some(_) => Err(ConfigError::field(key, "must be true or false")),
     }
 }
+
+/// `proxy_name` and `environment`: a name (non-empty, no white space or
+/// control characters, at most 255 bytes); `None` when not given
+/// (docs/configuration.md#proxy_name-and-environment).
+pub(super) fn optional_name(
+    value: Option<Value>,
+    key: &str,
+) -> Result<Option<String>, ConfigError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s))
+            if !s.is_empty()
+                && s.len() <= 255
+                && !s.contains(|c: char| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(Some(s))
+        }
+        Some(_) => Err(ConfigError::field(
+            key,
+            "must be a non-empty name without spaces (at most 255 bytes)",
+        )),
+    }
+}

@@ -151,6 +151,12 @@ pub struct FilterConfig {
     pub conditions: Vec<Option<StepCondition>>,
     /// `basepath`: the proxy's base path, for `proxy.pathsuffix`.
     pub(crate) basepath: String,
+    /// `proxy_name`: the Apigee proxy's name, for the API-product check
+    /// and `apiproxy.name`; `None`: products' proxies are not checked.
+    pub proxy_name: Option<String>,
+    /// `environment`: for the API-product check and `environment.name`;
+    /// `None`: products' environments are not checked.
+    pub environment: Option<String>,
     pub metadata_namespace: String,
     pub request_headers: Vec<HeaderMapping>,
     pub publish: Publish,
@@ -176,6 +182,9 @@ pub struct FilterConfig {
     pub needs_form_body: bool,
     /// ... `client.ip`.
     pub(crate) needs_client_ip: bool,
+    /// Some enabled policy checks API products (reads `:path` and
+    /// `:method` when a lookup carries products).
+    pub(crate) checks_products: bool,
     /// Load-time warnings (refs to variables nothing sets), logged once.
     pub warnings: Vec<String>,
     /// `fault_handling`: the FaultRules and DefaultFaultRule
@@ -300,7 +309,7 @@ fn entry(i: usize, item: Value) -> Result<Entry, ConfigError> {
     }
 }
 
-const KNOWN_FIELDS: &str = "token_service, policies, basepath, metadata_namespace, metadata_bridge, request_headers, publish, export_secrets, cache, fault_handling";
+const KNOWN_FIELDS: &str = "token_service, policies, basepath, proxy_name, environment, metadata_namespace, metadata_bridge, request_headers, publish, export_secrets, cache, fault_handling";
 
 fn compile(
     mut object: Map<String, Value>,
@@ -312,6 +321,8 @@ fn compile(
         .is_some_and(|t| t.get("lookup_budget").is_some());
     let mut token_service = token_service(object.remove("token_service"))?;
     let basepath = basepath(object.remove("basepath"))?;
+    let proxy_name = optional_name(object.remove("proxy_name"), "proxy_name")?;
+    let environment = optional_name(object.remove("environment"), "environment")?;
     let metadata_namespace = metadata_namespace(object.remove("metadata_namespace"))?;
     // `None` here: "auto", decided once the policies are known.
     let bridge = metadata_bridge(object.remove("metadata_bridge"))?;
@@ -368,6 +379,8 @@ fn compile(
         plans,
         conditions,
         basepath,
+        proxy_name,
+        environment,
         metadata_namespace,
         request_headers,
         publish,
@@ -381,6 +394,7 @@ fn compile(
         needs_path: false,
         needs_form_body: false,
         needs_client_ip: false,
+        checks_products: false,
         warnings,
         fault_handling,
     };
@@ -483,13 +497,14 @@ fn for_each_read(config: &mut FilterConfig, mut each: impl FnMut(&mut VarRef)) {
 /// header read its index.
 fn plan_reads(config: &mut FilterConfig) {
     let configured = config.basepath.clone();
-    for_each_read(config, |r| {
-        if let VarRef::Request(
+    let (proxy, environment) = (config.proxy_name.clone(), config.environment.clone());
+    for_each_read(config, |r| match r {
+        VarRef::Request(
             RequestVar::BasePath { basepath } | RequestVar::PathSuffix { basepath },
-        ) = r
-        {
-            basepath.clone_from(&configured);
-        }
+        ) => basepath.clone_from(&configured),
+        VarRef::Request(RequestVar::ProxyName { name }) => name.clone_from(&proxy),
+        VarRef::Request(RequestVar::Environment { name }) => name.clone_from(&environment),
+        _ => {}
     });
     let mut names: Vec<String> = Vec::new();
     let mut all = false;
@@ -508,7 +523,12 @@ fn plan_reads(config: &mut FilterConfig) {
         ) => path = true,
         Some(RequestVar::FormParam(_)) => form = true,
         Some(RequestVar::ClientIp) => ip = true,
-        Some(RequestVar::BasePath { .. }) | None => {}
+        Some(
+            RequestVar::BasePath { .. }
+            | RequestVar::ProxyName { .. }
+            | RequestVar::Environment { .. },
+        )
+        | None => {}
     });
     if form && !names.iter().any(|n| n == "content-type") {
         names.push("content-type".to_string());
@@ -534,8 +554,16 @@ fn plan_reads(config: &mut FilterConfig) {
     } else {
         HeaderReads::Named(names)
     };
+    // The API-product check reads the path suffix and the verb: only when
+    // a lookup carries products (filter/driver.rs, `read_call`), so that a
+    // token service without products costs nothing.
+    let products = config
+        .plans
+        .iter()
+        .any(|p| p.enabled && p.action.checks_products());
     config.needs_method = method;
     config.needs_path = path;
+    config.checks_products = products;
     config.needs_form_body = form;
     config.needs_client_ip = ip;
 }

@@ -324,6 +324,21 @@ fn envelope_errors_name_the_field() {
             "basepath",
             "without a query",
         ),
+        (
+            serde_json::json!({"policies": [GET], "proxy_name": ""}),
+            "proxy_name",
+            "non-empty name",
+        ),
+        (
+            serde_json::json!({"policies": [GET], "proxy_name": "my proxy"}),
+            "proxy_name",
+            "without spaces",
+        ),
+        (
+            serde_json::json!({"policies": [GET], "environment": 3}),
+            "environment",
+            "non-empty name",
+        ),
     ];
     for (json, field, problem) in cases {
         let e = config(json.clone()).unwrap_err();
@@ -577,4 +592,22 @@ fn metadata_headers_are_assigned_in_header_to_metadata_mode() {
     assert_eq!(e.element, "metadata_bridge");
     let e = config(serde_json::json!({"policies": [GET], "request_headers": {"x-oauthv2info-md-0": "request.verb"}})).unwrap_err();
     assert!(e.problem.contains("the filter's own"), "{e}");
+}
+
+/// `proxy_name` and `environment` (docs/configuration.md#proxy_name-and-environment):
+/// kept; without them, no warning (products' proxies and environments are
+/// then not compared: docs/decisions.md#api-products).
+#[test]
+fn proxy_name_and_environment() {
+    let verify = r#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation></OAuthV2>"#;
+    let c = config(
+        serde_json::json!({"policies": [verify], "proxy_name": "shop-v1", "environment": "prod"}),
+    )
+    .unwrap();
+    assert_eq!(c.proxy_name.as_deref(), Some("shop-v1"));
+    assert_eq!(c.environment.as_deref(), Some("prod"));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let c = config(serde_json::json!({"policies": [verify]})).unwrap();
+    assert_eq!((c.proxy_name, c.environment), (None, None));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }

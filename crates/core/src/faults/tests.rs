@@ -312,3 +312,25 @@ fn a_template_variable_nothing_sets_is_a_warning() {
         config.warnings[1].contains("policy \"A\"") && config.warnings[1].contains("\"other.var\"")
     );
 }
+
+/// Real fault handlers write `{apiproxy.name}` into headers: it is the
+/// configuration's `proxy_name` (docs/configuration.md#proxy_name-and-environment).
+#[test]
+fn a_fault_rule_template_reads_apiproxy_name() {
+    let am = r#"<AssignMessage name="AM-Proxy"><Set><Headers><Header name="X-Proxy">{apiproxy.name}/{environment.name}</Header></Headers><StatusCode>401</StatusCode></Set></AssignMessage>"#;
+    let mut p = json!({"policies": [VERIFY], "proxy_name": "orders-v1", "environment": "prod",
+        "fault_handling": {"policies": [am],
+            "fault_rules": r#"<FaultRules><FaultRule name="any"><Step><Name>AM-Proxy</Name></Step></FaultRule></FaultRules>"#}});
+    let (mut w, mut host) = worker(p.clone());
+    let (_, reply) = request(&mut w, &mut host, 10, &[]);
+    let (status, headers, _) = reply.expect("a reply");
+    assert_eq!(status, 401);
+    assert_eq!(header(&headers, "x-proxy"), Some("orders-v1/prod"));
+    // Without them, the variables are unset: Apigee's template writes "".
+    p.as_object_mut().unwrap().remove("proxy_name");
+    p.as_object_mut().unwrap().remove("environment");
+    let (mut w, mut host) = worker(p);
+    let (_, reply) = request(&mut w, &mut host, 11, &[]);
+    let (_, headers, _) = reply.expect("a reply");
+    assert_eq!(header(&headers, "x-proxy"), Some("/"));
+}

@@ -185,7 +185,10 @@ impl Worker {
             return;
         };
         let (id, now) = (stream.id, stream.flow.now_ms);
-        let learned = stream.flow.on_response(&config, status, body);
+        read_call(host, &config, &mut stream.request);
+        let learned = stream
+            .flow
+            .on_response(&config, &stream.request, status, body);
         if let Some(learned) = &learned {
             self.store(host, &config, learned, now, stream.callout_started_ms);
         }
@@ -208,7 +211,10 @@ impl Worker {
             };
             host.set_effective_context(waiter);
             other.flow.now_ms = now;
-            other.flow.on_response(&config, status, body);
+            read_call(host, &config, &mut other.request);
+            other
+                .flow
+                .on_response(&config, &other.request, status, body);
             if self.run(host, other, false) == Action::Continue {
                 host.resume_request();
             }
@@ -414,6 +420,23 @@ enum Sent {
     Waiting,
     /// Not sent; the flow took the failure and can go on.
     Failed,
+}
+
+/// Reads `:path` and `:method` for the API-product check of a lookup that
+/// carries products, when the configuration did not read them already
+/// (docs/decisions.md#api-products): a token service without products
+/// costs no host call. The stream's own context must be the effective one.
+pub(super) fn read_call(host: &mut impl Host, config: &FilterConfig, request: &mut RequestInfo) {
+    if !config.checks_products || request.call_read {
+        return;
+    }
+    request.call_read = true;
+    if !config.needs_path {
+        request.path = host.request_header(":path").unwrap_or_default();
+    }
+    if !config.needs_method {
+        request.method = host.request_header(":method").unwrap_or_default();
+    }
 }
 
 /// Reads what the configuration needs of the request.

@@ -86,7 +86,10 @@ impl Worker {
             return false;
         };
         let negative = data.get(at) == Some(&0);
-        if !stream.flow.on_cached(config, data, at) {
+        if config.checks_products && has_products(&data, at) {
+            super::driver::read_call(host, config, &mut stream.request);
+        }
+        if !stream.flow.on_cached(config, &stream.request, data, at) {
             self.metrics.count(metrics::CACHE_MISSES);
             stream.seen = false;
             return false;
@@ -218,5 +221,16 @@ impl Worker {
                 host.set_shared_data(&keys[plan.slot], &tombstone, None);
             }
         }
+    }
+}
+
+/// True when a cache entry (its lookup at `at`) is a known profile that
+/// carries the app's API products: the product check will read the call.
+fn has_products(data: &[u8], at: usize) -> bool {
+    match data.get(at..).and_then(|b| b.split_first()) {
+        Some((1, profile)) => {
+            crate::profile::ProfileRef::parse(profile).is_some_and(|p| p.has_products())
+        }
+        _ => false,
     }
 }

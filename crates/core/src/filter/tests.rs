@@ -1424,3 +1424,57 @@ fn per_second_0_turns_the_budget_off() {
     }
     assert_eq!(h.host.callouts.len(), 2_000);
 }
+
+/// The API-product check through the worker: the warm hit reads `:path`
+/// and `:method` only when the cached lookup carries products (a token
+/// service without products costs no host call), and refuses a call no
+/// product allows with Apigee's 401.
+#[test]
+fn the_product_check_reads_the_call_only_for_a_lookup_with_products() {
+    const VERIFY: &str = r#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation></OAuthV2>"#;
+    let plugin = json!({"policies": [VERIFY], "basepath": "/v1", "proxy_name": "shop"});
+    let products = json!([{"name": "viewer", "proxies": ["shop"], "resources": ["/items/*"]}]);
+    let header_reads = |h: &Harness| {
+        h.host
+            .calls
+            .iter()
+            .filter(|c| **c == "request_header")
+            .count()
+    };
+    for with_products in [false, true] {
+        let mut h = Harness::new(plugin.clone());
+        let mut answer: Value = serde_json::from_str(&profile("tok", json!({}))).unwrap();
+        if with_products {
+            answer["api_products"] = products.clone();
+        }
+        let bearer = [("authorization", "Bearer tok")];
+        assert_eq!(h.request(2, "/v1/items/1", &bearer), Action::Pause);
+        let token = h.last_callout().token;
+        h.respond(token, Some(200), &answer.to_string());
+        assert_eq!(h.req(2).resumed, 1, "with products: {with_products}");
+        // Warm hits: the allowed path passes; with products, another is
+        // refused.
+        let before = header_reads(&h);
+        assert_eq!(h.request(3, "/v1/items/2", &bearer), Action::Continue);
+        let reads = header_reads(&h) - before;
+        let refused = h.request(4, "/v1/orders/2", &bearer);
+        if with_products {
+            assert_eq!(refused, Action::Pause);
+            let reply = h.req(4).reply.as_ref().expect("a reply");
+            assert_eq!(reply.0, 401);
+            assert_eq!(
+                h.req(4).reply_json()["fault"]["detail"]["errorcode"],
+                "keymanagement.service.InvalidAPICallAsNoApiProductMatchFound"
+            );
+        } else {
+            assert_eq!(refused, Action::Continue);
+        }
+        // The authorization header, then :path and :method when the
+        // lookup has products.
+        assert_eq!(
+            reads,
+            if with_products { 3 } else { 1 },
+            "with products: {with_products}"
+        );
+    }
+}

@@ -12,11 +12,14 @@
 
 use std::ops::Range;
 
+use oauthv2info_names::product::Call;
+use oauthv2info_names::variables::{ProductPart, Source};
 use oauthv2info_names::{Fault, TokenKind};
 
 use crate::condition::{Kind, Scratch, Vars};
 use crate::config::FilterConfig;
 use crate::plan::{PolicyPlan, StepCondition, ValueRef, Var, VarRef};
+use crate::profile::products::{MatchRef, ProductAt, Strs};
 use crate::profile::{check_get, Layout, Lookup, NumberBuf, Profile, ProfileRef};
 use crate::protocol::{parse_introspection, parse_set_response, Answer, ServiceFailure};
 use crate::request::RequestInfo;
@@ -99,7 +102,12 @@ enum Data {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
-    Success { data: Data, token: Range<usize> },
+    Success {
+        data: Data,
+        token: Range<usize>,
+        /// The API product that allowed the call, when one was checked.
+        product: Option<ProductAt>,
+    },
     Fault(Fault),
 }
 
@@ -128,6 +136,9 @@ pub(crate) struct Flow {
     results: Vec<PolicyResult>,
     /// Resolved values (tokens, attribute values), by range.
     arena: String,
+    /// The path suffix and verb the running policy's API-product check
+    /// compares (in the arena), captured when it needs them.
+    call: Option<(Range<usize>, Range<usize>)>,
     scratch: String,
     /// The buffers step conditions compare in.
     condition_scratch: Scratch,
@@ -150,6 +161,7 @@ impl Flow {
         self.last_fault = None;
         self.results.clear();
         self.arena.clear();
+        self.call = None;
         self.scratch.clear();
         self.events.clear();
     }
@@ -213,11 +225,17 @@ impl Flow {
             // A token an earlier policy of this request found is not
             // looked up again (VerifyAccessToken, then GetOAuthV2Info on
             // `access_token`).
-            if !self.results.is_empty() && action.reuses_lookup() {
+            // A policy that checks products reuses one only when the
+            // request's path and verb were read (filter/driver.rs, `read_call`).
+            let call_known = !action.checks_products()
+                || request.call_read
+                || (config.needs_path && config.needs_method);
+            if !self.results.is_empty() && action.reuses_lookup() && call_known {
                 let kind = plan.kind;
                 if let Some(data) = self.found(config, kind, &token) {
-                    match self.check(config, index, kind, Lookup::Known(data_view(&data))) {
-                        Ok(()) => self.succeed(index, data, token),
+                    let lookup = Lookup::Known(data_view(&data));
+                    match self.check(config, request, index, kind, lookup) {
+                        Ok(product) => self.succeed(index, data, token, product),
                         Err(fault) => self.fail(config, index, fault),
                     }
                     continue;
@@ -234,13 +252,41 @@ impl Flow {
         }
     }
 
+    /// Captures the path suffix (`proxy.pathsuffix`; the whole path when
+    /// the request is not under `basepath`) and the verb for the
+    /// API-product check, in the arena (no allocation once warm).
+    fn capture_call(&mut self, config: &FilterConfig, request: &RequestInfo) {
+        let start = self.arena.len();
+        if !request.path_suffix_into(&config.basepath, &mut self.arena) {
+            self.arena.truncate(start);
+            request.resolve_into(&crate::request::RequestVar::Path, &mut self.arena);
+        }
+        let mid = self.arena.len();
+        request.resolve_into(&crate::request::RequestVar::Verb, &mut self.arena);
+        self.call = Some((start..mid, mid..self.arena.len()));
+    }
+
+    /// The call the running policy's API-product check compares.
+    fn call<'a>(&'a self, config: &'a FilterConfig) -> Call<'a> {
+        let (suffix, verb) = match &self.call {
+            Some((suffix, verb)) => (self.text(suffix), self.text(verb)),
+            None => ("", ""),
+        };
+        Call {
+            proxy: config.proxy_name.as_deref().unwrap_or_default(),
+            suffix,
+            verb,
+            environment: config.environment.as_deref(),
+        }
+    }
+
     /// What an earlier policy of this request found for this value, if one
     /// looked it up (or updated it) successfully.
     fn found(&self, config: &FilterConfig, kind: TokenKind, token: &Range<usize>) -> Option<Data> {
         let text = self.text(token);
         // The latest: an update's answer replaces what a lookup found.
         self.results.iter().rev().find_map(|r| match &r.outcome {
-            Outcome::Success { data, token: t }
+            Outcome::Success { data, token: t, .. }
                 if self.text(t) == text
                     && config.plans.get(r.policy).is_some_and(|p| p.kind == kind) =>
             {
@@ -366,6 +412,12 @@ impl Flow {
                     self.now_ms,
                 ) {
                     Some(v) => push(out, v.bytes(&mut buf)),
+                    None if matches!(o.source, Source::Product(_)) => {
+                        let Source::Product(part) = o.source else {
+                            return false;
+                        };
+                        read_product(profile, product_of(result), part, out)
+                    }
                     None => match or_attribute
                         .as_deref()
                         .and_then(|n| profile.attribute(n.as_bytes()))
@@ -384,6 +436,32 @@ impl Flow {
                     .and_then(|(p, _)| p.attribute(name.as_bytes()))
                 {
                     Some(v) => push(out, v),
+                    None => false,
+                }
+            }
+            VarRef::ProductAttribute {
+                policy,
+                name,
+                operation,
+            } => {
+                let Some((result, _)) = self.bound(config, *policy) else {
+                    return false;
+                };
+                let Some((profile, _)) = self.success(result) else {
+                    return false;
+                };
+                let found = product_of(result)
+                    .and_then(|at| at.resolve(profile.products()))
+                    .and_then(|m| {
+                        let mut attributes = if *operation {
+                            m.operation?.0.attributes
+                        } else {
+                            m.product.attributes
+                        };
+                        attributes.find(|(k, _)| *k == name).map(|(_, v)| v)
+                    });
+                match found {
+                    Some(v) => push(out, v.as_bytes()),
                     None => false,
                 }
             }
@@ -423,7 +501,7 @@ impl Flow {
 
     fn success<'a>(&'a self, result: &'a PolicyResult) -> Option<(ProfileRef<'a>, &'a str)> {
         match &result.outcome {
-            Outcome::Success { data, token } => Some((data_view(data), self.text(token))),
+            Outcome::Success { data, token, .. } => Some((data_view(data), self.text(token))),
             Outcome::Fault(_) => None,
         }
     }
@@ -432,7 +510,13 @@ impl Flow {
     /// host gave them, whose lookup starts at `at`). False when the entry
     /// is corrupt (the flow still waits).
     #[inline]
-    pub(crate) fn on_cached(&mut self, config: &FilterConfig, bytes: Vec<u8>, at: usize) -> bool {
+    pub(crate) fn on_cached(
+        &mut self,
+        config: &FilterConfig,
+        request: &RequestInfo,
+        bytes: Vec<u8>,
+        at: usize,
+    ) -> bool {
         let Some(Pending::Lookup { kind, token }) = &self.pending else {
             return false;
         };
@@ -447,8 +531,8 @@ impl Flow {
         };
         self.pending = None;
         let index = self.next;
-        match self.check(config, index, kind, lookup) {
-            Ok(()) => {
+        match self.check(config, request, index, kind, lookup) {
+            Ok(product) => {
                 let Some(layout) = layout else {
                     // check() accepts no unknown value.
                     self.fail(config, index, kind.invalid_fault());
@@ -459,27 +543,55 @@ impl Flow {
                     at: at + 1,
                     layout,
                 };
-                self.succeed(index, data, token);
+                self.succeed(index, data, token, product);
             }
             Err(fault) => self.fail(config, index, fault),
         }
         true
     }
 
-    /// The status rules of the policy being run, for a lookup.
+    /// The status rules of the policy being run, for a lookup, and its
+    /// API-product check: the call (path suffix and verb) is captured only
+    /// when the lookup carries products.
     #[inline]
     fn check(
-        &self,
+        &mut self,
         config: &FilterConfig,
+        request: &RequestInfo,
         index: usize,
         kind: TokenKind,
         lookup: Lookup<'_>,
-    ) -> Result<(), Fault> {
-        match config.plans.get(index) {
-            Some(plan) => plan.action.check(kind, lookup, self.now_ms),
+    ) -> Result<Option<ProductAt>, Fault> {
+        let Some(plan) = config.plans.get(index) else {
             // Not reached: the flow runs configured policies only.
-            None => check_get(kind, false, lookup, self.now_ms).map(|_| ()),
+            return check_get(kind, false, lookup, self.now_ms).map(|_| None);
+        };
+        if !plan.action.checks_products() {
+            return plan.action.check(kind, lookup, self.now_ms).map(|()| None);
         }
+        self.verify(config, request, index, kind, lookup)
+    }
+
+    /// [`Flow::check`] for a policy that checks API products.
+    fn verify(
+        &mut self,
+        config: &FilterConfig,
+        request: &RequestInfo,
+        index: usize,
+        kind: TokenKind,
+        lookup: Lookup<'_>,
+    ) -> Result<Option<ProductAt>, Fault> {
+        let Some(plan) = config.plans.get(index) else {
+            return Ok(None);
+        };
+        self.call = None;
+        if let Lookup::Known(profile) = &lookup {
+            if profile.has_products() {
+                self.capture_call(config, request);
+            }
+        }
+        plan.action
+            .verify(kind, lookup, self.now_ms, &self.call(config))
     }
 
     /// Takes the token service's HTTP answer to the pending lookup or
@@ -488,6 +600,7 @@ impl Flow {
     pub(crate) fn on_response(
         &mut self,
         config: &FilterConfig,
+        request: &RequestInfo,
         status: Option<u16>,
         body: &[u8],
     ) -> Option<Learned> {
@@ -498,10 +611,15 @@ impl Flow {
                 let text = self.text(&token).to_string();
                 match parse_introspection(status, body, kind, &text, self.now_ms) {
                     Ok(answer) => {
-                        match self.check(config, index, kind, answer.lookup()) {
-                            Ok(()) => {
+                        match self.check(config, request, index, kind, answer.lookup()) {
+                            Ok(product) => {
                                 if let Answer::Known(profile) = &answer {
-                                    self.succeed(index, Data::Parsed(profile.clone()), token);
+                                    self.succeed(
+                                        index,
+                                        Data::Parsed(profile.clone()),
+                                        token,
+                                        product,
+                                    );
                                 }
                             }
                             Err(fault) => self.fail(config, index, fault),
@@ -523,7 +641,7 @@ impl Flow {
                 let text = self.text(&token).to_string();
                 match parse_set_response(status, body, &text, self.now_ms) {
                     Ok(Ok(profile)) => {
-                        self.succeed(index, Data::Parsed(profile.clone()), token);
+                        self.succeed(index, Data::Parsed(profile.clone()), token, None);
                         Some(Learned {
                             kind: TokenKind::AccessToken,
                             token: text,
@@ -553,10 +671,20 @@ impl Flow {
         }
     }
 
-    fn succeed(&mut self, index: usize, data: Data, token: Range<usize>) {
+    fn succeed(
+        &mut self,
+        index: usize,
+        data: Data,
+        token: Range<usize>,
+        product: Option<ProductAt>,
+    ) {
         self.results.push(PolicyResult {
             policy: index,
-            outcome: Outcome::Success { data, token },
+            outcome: Outcome::Success {
+                data,
+                token,
+                product,
+            },
         });
         self.events.push(Event::Executed { policy: index });
         self.next = index + 1;
@@ -643,13 +771,30 @@ impl Flow {
                 continue;
             };
             match &result.outcome {
-                Outcome::Success { data, token } => {
+                Outcome::Success {
+                    data,
+                    token,
+                    product,
+                } => {
                     let profile = data_view(data);
                     let own = (plan.kind.own_field(), self.text(token).as_bytes());
-                    for output in plan.outputs.iter().filter(|o| shown(&o.var)) {
+                    // The product's variables end the list: skipped
+                    // without a product.
+                    let plain = plan.outputs.len().saturating_sub(plan.product_outputs);
+                    let (outputs, products) = plan.outputs.split_at(plain);
+                    for output in outputs.iter().filter(|o| shown(&o.var)) {
                         if let Some(v) = profile.value(output.source, own, self.now_ms) {
                             each(Published::of(&output.var, v.bytes(&mut number)));
                         }
+                    }
+                    // The match is read once from the profile's bytes.
+                    if let Some(m) = product.and_then(|at| at.resolve(profile.products())) {
+                        for output in products.iter().filter(|o| shown(&o.var)) {
+                            if let Source::Product(part) = output.source {
+                                visit_product(&m, part, &output.var, name_buf, &mut each);
+                            }
+                        }
+                        visit_product_attributes::<ALL>(config, plan, &m, name_buf, &mut each);
                     }
                     visit_attributes::<ALL>(
                         config,
@@ -702,6 +847,148 @@ impl<'a> Published<'a> {
             bridge_key: Some(&var.bridge_key),
             value,
             header: var.header,
+        }
+    }
+}
+
+/// The matching product's place in a successful result, if one was
+/// checked.
+fn product_of(result: &PolicyResult) -> Option<ProductAt> {
+    match &result.outcome {
+        Outcome::Success { product, .. } => *product,
+        Outcome::Fault(_) => None,
+    }
+}
+
+/// A product variable's value: text of the profile, or the operation's
+/// verbs (shown comma-separated).
+enum ProductValue<'a> {
+    Text(&'a str),
+    Methods(Strs<'a>),
+}
+
+/// The value of `apiproduct.name`, `apiproduct.operation*` for the
+/// matching product (docs/variables.md#api-products); unset without a
+/// match, and the operation's without operation groups.
+fn product_value<'a>(m: &MatchRef<'a>, part: ProductPart) -> Option<ProductValue<'a>> {
+    Some(match part {
+        ProductPart::Name => ProductValue::Text(m.product.name),
+        ProductPart::Operation | ProductPart::OperationResource => {
+            ProductValue::Text(m.operation?.1.resource)
+        }
+        ProductPart::OperationMethods => ProductValue::Methods(m.operation?.1.methods),
+    })
+}
+
+/// Appends a product variable's value to `out`; false when unset.
+#[inline(never)]
+fn read_product(
+    profile: ProfileRef<'_>,
+    at: Option<ProductAt>,
+    part: ProductPart,
+    out: &mut String,
+) -> bool {
+    let Some(m) = at.and_then(|at| at.resolve(profile.products())) else {
+        return false;
+    };
+    match product_value(&m, part) {
+        Some(ProductValue::Text(t)) => out.push_str(t),
+        Some(ProductValue::Methods(methods)) => {
+            for (i, m) in methods.enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(m);
+            }
+        }
+        None => return false,
+    }
+    true
+}
+
+/// Hands a product variable to `each`, when set (the verbs joined in
+/// `buf`).
+#[cold]
+#[inline(never)]
+fn visit_product(
+    m: &MatchRef<'_>,
+    part: ProductPart,
+    var: &Var,
+    buf: &mut Vec<u8>,
+    each: &mut impl FnMut(Published<'_>),
+) {
+    match product_value(m, part) {
+        Some(ProductValue::Text(t)) => each(Published::of(var, t.as_bytes())),
+        Some(ProductValue::Methods(methods)) => {
+            buf.clear();
+            for (i, m) in methods.enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                buf.extend_from_slice(m.as_bytes());
+            }
+            each(Published::of(var, buf));
+        }
+        None => {}
+    }
+}
+
+/// The matching product's custom attributes (`apiproduct.{name}`) and its
+/// operation configuration's (`apiproduct.operation.attributes.{name}`):
+/// every one (`ALL`), or those published. A product attribute named as a
+/// standard product variable (`name`, `operation`) is not set: the
+/// standard one wins.
+fn visit_product_attributes<const ALL: bool>(
+    config: &FilterConfig,
+    plan: &PolicyPlan,
+    m: &MatchRef<'_>,
+    name_buf: &mut Vec<u8>,
+    each: &mut impl FnMut(Published<'_>),
+) {
+    use crate::publish::Family;
+    use oauthv2info_names::variables::OPERATION_ATTRIBUTE_SEGMENT;
+    let operation = m.operation.map(|(c, _)| c.attributes);
+    let lists = [
+        (
+            Some(m.product.attributes),
+            plan.product_attributes_published,
+            false,
+        ),
+        (operation, plan.operation_attributes_published, true),
+    ];
+    for (list, family, is_operation) in lists {
+        let Some(list) = list else { continue };
+        if !ALL && family == Family::None {
+            continue;
+        }
+        for (name, value) in list {
+            if !is_operation
+                && (name == "name" || name == "operation" || name.starts_with("operation."))
+            {
+                continue;
+            }
+            name_buf.clear();
+            name_buf.extend_from_slice(plan.product_prefix.as_bytes());
+            if is_operation {
+                name_buf.extend_from_slice(
+                    OPERATION_ATTRIBUTE_SEGMENT
+                        .strip_prefix("apiproduct.")
+                        .unwrap_or_default()
+                        .as_bytes(),
+                );
+            }
+            name_buf.extend_from_slice(name.as_bytes());
+            let published = ALL
+                || family == Family::All
+                || std::str::from_utf8(name_buf).is_ok_and(|n| config.publish.matches(n));
+            if published {
+                each(Published {
+                    name: name_buf,
+                    bridge_key: None,
+                    value: value.as_bytes(),
+                    header: None,
+                });
+            }
         }
     }
 }
@@ -784,5 +1071,7 @@ fn visit_attributes<const ALL: bool>(
     }
 }
 
+#[cfg(test)]
+mod products_tests;
 #[cfg(test)]
 mod tests;

@@ -63,7 +63,7 @@ fn run(
                 };
                 let (status, body) = service(&call);
                 calls.push(call);
-                flow.on_response(config, status, body.as_bytes());
+                flow.on_response(config, request, status, body.as_bytes());
             }
             end => return (end, flow, calls),
         }
@@ -850,7 +850,12 @@ fn learned_profiles_replay_from_a_cache_entry() {
     flow.now_ms = NOW;
     assert_eq!(flow.advance(&c, &req), FlowOutcome::Wait);
     let learned = flow
-        .on_response(&c, Some(200), profile(json!({})).to_string().as_bytes())
+        .on_response(
+            &c,
+            &RequestInfo::default(),
+            Some(200),
+            profile(json!({})).to_string().as_bytes(),
+        )
         .unwrap();
     assert_eq!(learned.token, "good");
     let Answer::Known(p) = &learned.answer else {
@@ -861,7 +866,7 @@ fn learned_profiles_replay_from_a_cache_entry() {
     let mut again = Flow::new();
     again.now_ms = NOW + 30_000;
     assert_eq!(again.advance(&c, &req), FlowOutcome::Wait);
-    assert!(again.on_cached(&c, entry, at));
+    assert!(again.on_cached(&c, &RequestInfo::default(), entry, at));
     assert_eq!(again.advance(&c, &req), FlowOutcome::Continue);
     assert_eq!(
         var(&c, &again, "oauthv2accesstoken.G.expires_in").as_deref(),
@@ -870,7 +875,7 @@ fn learned_profiles_replay_from_a_cache_entry() {
     // A corrupt entry is refused and the flow still waits.
     let mut third = Flow::new();
     assert_eq!(third.advance(&c, &req), FlowOutcome::Wait);
-    assert!(!third.on_cached(&c, vec![1, 2, 3], 1));
+    assert!(!third.on_cached(&c, &RequestInfo::default(), vec![1, 2, 3], 1));
     assert!(third.pending().is_some());
 }
 

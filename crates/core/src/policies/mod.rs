@@ -12,6 +12,7 @@
 
 use std::ops::Range;
 
+use oauthv2info_names::product::Call;
 use oauthv2info_names::variables::{self, Suffix};
 use oauthv2info_names::{Fault, TokenKind};
 
@@ -20,6 +21,7 @@ use crate::config::FilterConfig;
 use crate::error::ConfigError;
 use crate::flow::{Flow, Pending};
 use crate::plan::{Output, PolicyPlan, ValueRef, Var, VarRef};
+use crate::profile::products::ProductAt;
 use crate::profile::Lookup;
 use crate::publish::Publish;
 use crate::request::RequestInfo;
@@ -32,6 +34,7 @@ pub(crate) mod message;
 pub(crate) mod raise_fault;
 pub(crate) mod set;
 pub(crate) mod verify;
+pub(crate) mod verify_api_key;
 
 pub(crate) use assign_message::AssignMessage;
 pub(crate) use elements::ValueSource;
@@ -40,6 +43,7 @@ pub(crate) use get::GetOAuthV2Info;
 pub(crate) use raise_fault::RaiseFault;
 pub(crate) use set::SetOAuthV2Info;
 pub(crate) use verify::VerifyAccessToken;
+pub(crate) use verify_api_key::VerifyApiKey;
 
 /// The one dispatch: each policy type, the variant naming it and its
 /// module's type. Adding a policy adds a line here.
@@ -148,6 +152,19 @@ macro_rules! policies {
             pub(crate) fn check(&self, kind: TokenKind, lookup: Lookup<'_>, now_ms: i64) -> Result<(), Fault> {
                 match self { $(PolicyAction::$variant(r) => r.check(kind, lookup, now_ms)),+ }
             }
+            pub(crate) fn verify(
+                &self,
+                kind: TokenKind,
+                lookup: Lookup<'_>,
+                now_ms: i64,
+                call: &Call<'_>,
+            ) -> Result<Option<ProductAt>, Fault> {
+                match self { $(PolicyAction::$variant(r) => r.verify(kind, lookup, now_ms, call)),+ }
+            }
+            #[inline]
+            pub(crate) fn checks_products(&self) -> bool {
+                match self { $(PolicyAction::$variant(r) => r.checks_products()),+ }
+            }
             #[inline]
             pub(crate) fn pending(
                 &self,
@@ -183,6 +200,7 @@ policies! {
     Get(GetOAuthV2Info),
     Set(SetOAuthV2Info),
     Verify(VerifyAccessToken),
+    VerifyKey(VerifyApiKey),
     Raise(RaiseFault),
     Assign(AssignMessage),
 }
@@ -259,6 +277,26 @@ pub(crate) trait PolicyRun {
     }
     /// The status rules for a lookup of the token.
     fn check(&self, kind: TokenKind, lookup: Lookup<'_>, now_ms: i64) -> Result<(), Fault>;
+    /// The status rules and, for the policies that authorize a call
+    /// ([`PolicyRun::checks_products`]), the API-product check of `call`:
+    /// the matching product's place, if one was checked.
+    #[inline]
+    fn verify(
+        &self,
+        kind: TokenKind,
+        lookup: Lookup<'_>,
+        now_ms: i64,
+        _call: &Call<'_>,
+    ) -> Result<Option<ProductAt>, Fault> {
+        self.check(kind, lookup, now_ms).map(|()| None)
+    }
+    /// True for the policies that check the app's API products
+    /// (VerifyAccessToken, VerifyAPIKey): a request captures its path
+    /// suffix and verb for them.
+    #[inline]
+    fn checks_products(&self) -> bool {
+        false
+    }
     /// What the flow asks the token service (or the cache) for.
     #[inline]
     fn pending(
@@ -289,6 +327,24 @@ pub(crate) trait PolicyRun {
     fn handle(&self, _reply: &mut message::Reply, _read: &mut message::Read<'_>) -> bool {
         false
     }
+}
+
+/// The API-product check (docs/decisions.md#api-products): `Ok(None)`
+/// when the lookup carried no products (a plain RFC 7662 server), the
+/// matching product's place, or `fault` when none allows the call (an
+/// empty list allows nothing).
+#[inline]
+pub(crate) fn check_products(
+    profile: &crate::profile::ProfileRef<'_>,
+    call: &Call<'_>,
+    fault: Fault,
+) -> Result<Option<ProductAt>, Fault> {
+    if !profile.has_products() {
+        return Ok(None);
+    }
+    crate::profile::products::find(profile.products(), call)
+        .map(Some)
+        .ok_or(fault)
 }
 
 /// What compiling a policy knows: its name, the policies before it, and
@@ -370,6 +426,11 @@ impl Policy {
         let mut refs = Vec::new();
         self.kind.references(&mut refs);
         refs
+    }
+
+    /// True for the policies that check the app's API products.
+    pub fn checks_products(&self) -> bool {
+        matches!(self.kind, PolicyKind::Verify(_) | PolicyKind::VerifyKey(_))
     }
 
     /// What the policy does, in one line (for the checker).

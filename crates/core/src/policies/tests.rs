@@ -120,8 +120,9 @@ fn oauthv2_verify_access_token() {
         assert_eq!(e.element, element, "{xml}: {e}");
         assert!(e.problem.contains(problem), "{xml}: {e}");
     }
-    let e = error(r#"<VerifyAPIKey name="K"/>"#);
+    let e = error(r#"<Quota name="K"/>"#);
     assert!(e.problem.contains("<OAuthV2> (VerifyAccessToken)"), "{e}");
+    assert!(e.problem.contains("<VerifyAPIKey>"), "{e}");
 }
 
 #[test]
@@ -431,4 +432,70 @@ fn references_lists_every_ref() {
     );
     let refs: Vec<&str> = p.references().into_iter().map(|(_, r)| r).collect();
     assert_eq!(refs, vec!["t", "x"]);
+}
+
+#[test]
+fn verify_api_key() {
+    let p = get(
+        r#"<VerifyAPIKey async="false" continueOnError="false" enabled="true" name="Verify-API-Key-1">
+             <DisplayName>Verify API Key-1</DisplayName><Properties/>
+             <APIKey ref="request.queryparam.apikey"/>
+           </VerifyAPIKey>"#,
+    );
+    assert_eq!(p.type_name(), "VerifyAPIKey");
+    assert_eq!(p.display_name.as_deref(), Some("Verify API Key-1"));
+    assert_eq!(
+        p.kind,
+        PolicyKind::VerifyKey(VerifyApiKey {
+            key: "request.queryparam.apikey".into()
+        })
+    );
+    assert!(p.checks_products());
+    assert!(
+        p.describe().contains("request.queryparam.apikey"),
+        "{}",
+        p.describe()
+    );
+    let p = get(
+        r#"<VerifyAPIKey name="K" enabled="false"><APIKey ref="request.header.x-apikey"/></VerifyAPIKey>"#,
+    );
+    assert!(!p.enabled);
+    for (xml, element, problem) in [
+        (r#"<VerifyAPIKey name="K"/>"#, "<APIKey>", "is required"),
+        (
+            r#"<VerifyAPIKey name="K"><APIKey/></VerifyAPIKey>"#,
+            "<APIKey>",
+            "needs a ref attribute",
+        ),
+        (
+            r#"<VerifyAPIKey name="K"><APIKey ref=""/></VerifyAPIKey>"#,
+            "<APIKey>",
+            "needs a ref attribute",
+        ),
+        (
+            r#"<VerifyAPIKey name="K"><APIKey>request.header.k</APIKey></VerifyAPIKey>"#,
+            "<APIKey>",
+            "not as text",
+        ),
+        (
+            r#"<VerifyAPIKey name="K"><APIKey ref="{request.header.k}"/></VerifyAPIKey>"#,
+            "<APIKey>",
+            "",
+        ),
+        (
+            r#"<VerifyAPIKey name="K"><APIKey ref="a" other="b"/></VerifyAPIKey>"#,
+            "<APIKey>",
+            "unknown attribute other",
+        ),
+        (
+            r#"<VerifyAPIKey name="K"><APIKey ref="a"/><Scope>x</Scope></VerifyAPIKey>"#,
+            "<Scope>",
+            "unknown element",
+        ),
+    ] {
+        let e = error(xml);
+        assert_eq!(e.element, element, "{xml}: {e}");
+        assert!(e.problem.contains(problem), "{xml}: {e}");
+        assert_eq!(e.policy.as_deref(), Some("K"), "{xml}: {e}");
+    }
 }

@@ -8,12 +8,14 @@ use oauthv2info_names::variables::{self, Field};
 use oauthv2info_names::{Fault, TokenKind};
 
 use super::elements::{expect_leaf, parse_bool, truncate, validate_reference, Reader};
-use super::{ApigeePolicy, CompileContext, Compiled, PolicyRun};
+use super::{check_products, ApigeePolicy, CompileContext, Compiled, PolicyRun};
 use crate::catalog::{CatalogVar, When};
 use crate::error::ConfigError;
 use crate::plan::{Output, ValueRef, Var, VarRef};
-use crate::profile::{check_get, Lookup};
+use crate::profile::products::ProductAt;
+use crate::profile::{check_get, Lookup, ProfileRef};
 use crate::request::RequestVar;
+use oauthv2info_names::product::Call;
 
 /// `<OAuthV2>` with the VerifyAccessToken operation, as parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,6 +262,7 @@ impl ApigeePolicy for VerifyAccessToken {
             // Its variables have no prefix.
             outputs: variables::VERIFY
                 .iter()
+                .chain(variables::PRODUCT)
                 .map(|s| Output {
                     var: Var::new(s.name.to_string(), s.secret, at.publish, at.export_secrets),
                     source: s.source,
@@ -272,18 +275,29 @@ impl ApigeePolicy for VerifyAccessToken {
     }
 
     fn success_variables(&self, _policy: &str, out: &mut Vec<CatalogVar>) {
-        out.extend(variables::VERIFY.iter().map(|s| CatalogVar {
-            name: s.name.to_string(),
-            when: When::Success,
-            secret: s.secret,
-            family: false,
-        }));
-        out.push(CatalogVar {
-            name: format!("{}{{name}}", variables::VERIFY_ATTRIBUTE_PREFIX),
-            when: When::Success,
-            secret: false,
-            family: true,
-        });
+        out.extend(
+            variables::VERIFY
+                .iter()
+                .chain(variables::PRODUCT)
+                .map(|s| CatalogVar {
+                    name: s.name.to_string(),
+                    when: When::Success,
+                    secret: s.secret,
+                    family: false,
+                }),
+        );
+        for prefix in [
+            variables::VERIFY_ATTRIBUTE_PREFIX,
+            variables::PRODUCT_ATTRIBUTE_SEGMENT,
+            variables::OPERATION_ATTRIBUTE_SEGMENT,
+        ] {
+            out.push(CatalogVar {
+                name: format!("{prefix}{{name}}"),
+                when: When::Success,
+                secret: false,
+                family: true,
+            });
+        }
     }
 
     fn describe(&self) -> String {
@@ -358,11 +372,43 @@ impl PolicyRun for Box<VerifyRun> {
         Fault::MissingAccessToken
     }
 
-    /// An approved, unexpired token holding one of the scopes (any, when
-    /// there are none). Not inlined, so that GetOAuthV2Info's hit path
-    /// stays small.
+    fn checks_products(&self) -> bool {
+        true
+    }
+
+    /// The status rules alone (a token found earlier in the request):
+    /// no product check here; [`PolicyRun::verify`] is what runs.
+    fn check(&self, kind: TokenKind, lookup: Lookup<'_>, now_ms: i64) -> Result<(), Fault> {
+        let profile = self.status(lookup, now_ms)?;
+        let _ = kind;
+        self.scope(&profile)
+    }
+
+    /// An approved, unexpired token, that one of the app's API products
+    /// allows for this call, holding one of the scopes (any, when there
+    /// are none): Apigee's order, the key-management checks of the token
+    /// (its `keymanagement.service.*` faults) before the policy's scope
+    /// check (docs/decisions.md#api-products). Not inlined, so that
+    /// GetOAuthV2Info's hit path stays small.
     #[inline(never)]
-    fn check(&self, _kind: TokenKind, lookup: Lookup<'_>, now_ms: i64) -> Result<(), Fault> {
+    fn verify(
+        &self,
+        _kind: TokenKind,
+        lookup: Lookup<'_>,
+        now_ms: i64,
+        call: &Call<'_>,
+    ) -> Result<Option<ProductAt>, Fault> {
+        let profile = self.status(lookup, now_ms)?;
+        let at = check_products(&profile, call, Fault::NoApiProductMatch)?;
+        self.scope(&profile)?;
+        Ok(at)
+    }
+}
+
+impl VerifyRun {
+    /// The token's status rules: the profile, or the fault.
+    #[inline]
+    fn status<'a>(&self, lookup: Lookup<'a>, now_ms: i64) -> Result<ProfileRef<'a>, Fault> {
         // Revoked (a stored status other than approved) is a fault of its
         // own here, checked before expiry as GetOAuthV2Info checks it.
         if let Lookup::Known(profile) = &lookup {
@@ -373,8 +419,12 @@ impl PolicyRun for Box<VerifyRun> {
                 return Err(Fault::AccessTokenNotApproved);
             }
         }
-        let profile =
-            check_get(TokenKind::AccessToken, false, lookup, now_ms).map_err(Fault::for_verify)?;
+        check_get(TokenKind::AccessToken, false, lookup, now_ms).map_err(Fault::for_verify)
+    }
+
+    /// `<Scope>`: the token holds one of them (any, when none is given).
+    #[inline]
+    fn scope(&self, profile: &ProfileRef<'_>) -> Result<(), Fault> {
         let held = profile.field(Field::Scope).unwrap_or_default();
         let holds = |scope: &String| {
             held.split(|b| b.is_ascii_whitespace())

@@ -376,6 +376,8 @@ impl<'a> ProfileRef<'a> {
                     },
                 )
             }
+            // The flow answers these from the product check's match.
+            Source::Product(_) => None,
         }
     }
 }

@@ -308,17 +308,42 @@ pub(crate) fn read(bytes: &[u8]) -> Products<'_> {
 
 /// The product (and, with operation groups, the operation configuration
 /// and operation) that allows a call.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "VerifyAccessToken's product check, the next step of issue 23"
-    )
-)]
 #[derive(Debug, Clone, Copy)]
 pub struct MatchRef<'a> {
     pub product: ProductRef<'a>,
     pub operation: Option<(ConfigRef<'a>, OperationRef<'a>)>,
+}
+
+/// Where the match lies among the profile's products: the product's
+/// index, and the operation configuration's and operation's. A flow keeps
+/// this (three numbers) and reads the match again from the profile's
+/// bytes when a variable needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProductAt {
+    product: u32,
+    operation: Option<(u32, u32)>,
+}
+
+fn index(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl ProductAt {
+    /// The match, read from `products` (the same profile's).
+    pub(crate) fn resolve(self, products: Products<'_>) -> Option<MatchRef<'_>> {
+        let mut products = products;
+        let product = products.nth(self.product as usize)?;
+        let operation = match self.operation {
+            None => None,
+            Some((c, o)) => {
+                let mut configs = product.operation_configs;
+                let config = configs.nth(c as usize)?;
+                let mut operations = config.operations;
+                Some((config, operations.nth(o as usize)?))
+            }
+        };
+        Some(MatchRef { product, operation })
+    }
 }
 
 /// The first product, in the app's order, that allows `call`: the rules of
@@ -326,65 +351,61 @@ pub struct MatchRef<'a> {
 /// read over the profile's bytes in place, without allocating. The
 /// resource-path rule is the names crate's own
 /// ([`oauthv2info_names::product::resource_matches`]); a unit test holds
-/// the two readings equal.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "VerifyAccessToken's product check, the next step of issue 23"
-    )
-)]
-pub fn find<'a>(
-    products: Products<'a>,
+/// the two readings equal. An empty `call.proxy` (no `proxy_name`
+/// configured) checks no product's proxies nor operations' `apiSource`.
+pub(crate) fn find(
+    products: Products<'_>,
     call: &oauthv2info_names::product::Call<'_>,
-) -> Option<MatchRef<'a>> {
-    products.into_iter().find_map(|p| allows(p, call))
+) -> Option<ProductAt> {
+    products.enumerate().find_map(|(i, p)| {
+        allows(p, call).map(|operation| ProductAt {
+            product: index(i),
+            operation,
+        })
+    })
 }
 
-fn allows<'a>(
-    product: ProductRef<'a>,
+/// `None`: the product does not allow the call; `Some(operation)`: it
+/// does, through that operation (configuration, operation) if any.
+#[allow(clippy::option_option)]
+fn allows(
+    product: ProductRef<'_>,
     call: &oauthv2info_names::product::Call<'_>,
-) -> Option<MatchRef<'a>> {
+) -> Option<Option<(u32, u32)>> {
     use oauthv2info_names::product::resource_matches;
     if let Some(env) = call.environment {
         if !product.environments.is_empty() && !product.environments.into_iter().any(|e| e == env) {
             return None;
         }
     }
+    let any_proxy = call.proxy.is_empty();
     if product.operation_configs.is_empty() {
-        let proxy_ok =
-            product.proxies.is_empty() || product.proxies.into_iter().any(|p| p == call.proxy);
+        let proxy_ok = any_proxy
+            || product.proxies.is_empty()
+            || product.proxies.into_iter().any(|p| p == call.proxy);
         let path_ok = product.resources.is_empty()
             || product
                 .resources
                 .into_iter()
                 .any(|r| resource_matches(r, call.suffix));
-        return (proxy_ok && path_ok).then_some(MatchRef {
-            product,
-            operation: None,
-        });
+        return (proxy_ok && path_ok).then_some(None);
     }
-    for config in product
+    for (c, config) in product
         .operation_configs
-        .filter(|c| c.api_source == call.proxy)
+        .enumerate()
+        .filter(|(_, c)| any_proxy || c.api_source == call.proxy)
     {
         if config.operations.is_empty() {
-            return Some(MatchRef {
-                product,
-                operation: None,
-            });
+            return Some(None);
         }
-        for op in config.operations {
+        for (o, op) in config.operations.enumerate() {
             let verb_ok = op.methods.is_empty()
                 || op
                     .methods
                     .into_iter()
                     .any(|m| m.eq_ignore_ascii_case(call.verb));
             if verb_ok && resource_matches(op.resource, call.suffix) {
-                return Some(MatchRef {
-                    product,
-                    operation: Some((config, op)),
-                });
+                return Some(Some((index(c), index(o))));
             }
         }
     }

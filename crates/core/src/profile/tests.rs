@@ -827,7 +827,8 @@ fn the_in_place_product_check_agrees_with_the_names_crate() {
                         environment,
                     };
                     let want = rules::find(&products, &call);
-                    let got = products::find(view.products(), &call);
+                    let got = products::find(view.products(), &call)
+                        .and_then(|at| at.resolve(view.products()));
                     assert_eq!(
                         want.map(|m| (
                             m.product.name.as_str(),
@@ -854,7 +855,9 @@ fn the_in_place_product_check_agrees_with_the_names_crate() {
         verb: "GET",
         environment: None,
     };
-    let m = products::find(view.products(), &call).expect("legacy");
+    let m = products::find(view.products(), &call)
+        .and_then(|at| at.resolve(view.products()))
+        .expect("legacy");
     assert_eq!(m.product.attributes.collect::<Vec<_>>(), [("tier", "gold")]);
     let call = Call {
         proxy: sample,
@@ -862,10 +865,21 @@ fn the_in_place_product_check_agrees_with_the_names_crate() {
         verb: "GET",
         environment: None,
     };
-    let m = products::find(view.products(), &call).expect("viewer");
+    let m = products::find(view.products(), &call)
+        .and_then(|at| at.resolve(view.products()))
+        .expect("viewer");
     assert_eq!(m.product.name, "viewer");
     assert_eq!(
         m.operation.expect("op").0.attributes.collect::<Vec<_>>(),
         [("op", "1")]
     );
+    // No proxy name configured: a product's proxies and an operation's
+    // apiSource are not compared.
+    let call = Call {
+        proxy: "",
+        suffix: "/a",
+        verb: "GET",
+        environment: None,
+    };
+    assert!(products::find(view.products(), &call).is_some());
 }
