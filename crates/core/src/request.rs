@@ -364,7 +364,7 @@ fn path_suffix<'a>(path: &'a [u8], basepath: &[u8]) -> Option<&'a [u8]> {
 pub fn basepath_problem(basepath: &str) -> Option<&'static str> {
     basepath
         .split('/')
-        .any(|element| element.contains('*') && element != "*")
+        .any(|element| element.as_bytes().contains(&b'*') && element != "*")
         .then_some(
             "a wildcard must be a whole element between two / (\"/team/*/members\"): Apigee takes no /**, /something* or /*something in a base path",
         )
@@ -499,7 +499,9 @@ pub(crate) fn ip_from_address(address: &str) -> String {
         }
     }
     match address.rsplit_once(':') {
-        Some((ip, port)) if !ip.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+        Some((ip, port))
+            if !ip.as_bytes().contains(&b':') && port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
             ip.to_string()
         }
         _ => address.to_string(),
