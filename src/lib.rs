@@ -50,10 +50,10 @@ thread_local! {
     /// The live root contexts.
     static ROOTS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
     /// Each live HTTP context's root context.
-    static STREAMS: RefCell<IdMap> = RefCell::new(IdMap::default());
+    static STREAMS: RefCell<IdMap> = const { RefCell::new(IdMap::with_hasher(BuildHasherDefault::new())) };
     /// Each callout in flight: the context whose callback sent it, which
     /// Envoy's answer is delivered to (made the effective context first).
-    static CALLOUTS: RefCell<IdMap> = RefCell::new(IdMap::default());
+    static CALLOUTS: RefCell<IdMap> = const { RefCell::new(IdMap::with_hasher(BuildHasherDefault::new())) };
     /// The context of the callback running now.
     static ACTIVE: Cell<u32> = const { Cell::new(0) };
 }
