@@ -4,7 +4,7 @@
 //! ([`abi`]). It decides nothing: every rule lives in `oauthv2info-core`
 //! (crates/core), tested natively. The exports are written here rather
 //! than taken from the proxy-wasm SDK, whose dispatcher, context traits and
-//! their default methods were 20 KB of the `.wasm` for the five callbacks
+//! their default methods were 30 KB of the `.wasm` for the five callbacks
 //! the filter answers (docs/decisions.md#the-proxy-wasm-exports-without-the-sdk).
 #![cfg(target_arch = "wasm32")]
 
