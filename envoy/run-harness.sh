@@ -202,9 +202,10 @@ create_app() {
          \"client_id\": \"$1\", \"client_secret\": \"$CLIENT_SECRET\"}"
 }
 
+# get_token [scope]: a client_credentials token into $DATA_DIR/token.json.
 get_token() {
   curl -sS -o "$DATA_DIR/token.json" -w '%{http_code}' "$TS_URL/oauth2/token" \
-    -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials --data-urlencode 'scope=READ WRITE'
+    -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials --data-urlencode "scope=${1:-READ WRITE}"
 }
 
 status=$(create_app "$CLIENT_ID")
@@ -229,19 +230,32 @@ fi
 TOKEN=$(sed -n 's/.*"access_token" *: *"\([^"]*\)".*/\1/p' "$DATA_DIR/token.json")
 [[ -n $TOKEN ]] || fail "no access_token in $(cat "$DATA_DIR/token.json")"
 step "access token issued by POST /oauth2/token (client_credentials, scope \"READ WRITE\", 3600 s): $TOKEN"
+# A second token without READ, the scope VerifyReadScope requires: the
+# harness's FaultRule answers it with the custom 403.
+status=$(get_token WRITE)
+[[ $status == 200 ]] || fail "POST /oauth2/token (scope WRITE) answered HTTP $status: $(cat "$DATA_DIR/token.json")"
+WRITE_TOKEN=$(sed -n 's/.*"access_token" *: *"\([^"]*\)".*/\1/p' "$DATA_DIR/token.json")
+[[ -n $WRITE_TOKEN ]] || fail "no access_token in $(cat "$DATA_DIR/token.json")"
+step "access token without READ (scope \"WRITE\"): $WRITE_TOKEN"
 
 # ------------------------------------------------------------------ ready
 cat <<EOF
 
 Ready. Try these in another terminal (the access log lines appear below):
 
-# OAuthV2 VerifyAccessToken: a Bearer token; its variables (client_id,
-# scope) are copied into request headers (x-client-id, x-verified-scope)
+# OAuthV2 VerifyAccessToken (VerifyReadScope: the token must hold READ): a
+# Bearer token; its variables (client_id, scope) are copied into request
+# headers (x-client-id, x-verified-scope)
 curl -s '$PROXY_URL/hello' -H 'Authorization: Bearer $TOKEN'
 
-# ...and without a token, Apigee's 401 (VerifyAccessToken runs unless the
-# request carries ?access_token=: a step condition)
+# Fault rules (the configuration's fault_handling): without a token, the
+# harness's own 401, a JSON body and a WWW-Authenticate header, in place of
+# Apigee's (VerifyAccessToken runs unless the request carries
+# ?access_token=: a step condition)
 curl -si '$PROXY_URL/hello'
+
+# ...and a token without the READ scope (InsufficientScope): the custom 403
+curl -si '$PROXY_URL/hello' -H 'Authorization: Bearer $WRITE_TOKEN'
 
 # GetOAuthV2Info: the token from ?access_token=, its variables copied into
 # request headers (x-developer-email, x-scope, ...) that the echo upstream shows
@@ -254,7 +268,9 @@ curl -s '$PROXY_URL/hello?access_token=$TOKEN&department_id=sales'
 # ...and read it back on the next request (x-department-id)
 curl -s '$PROXY_URL/hello?access_token=$TOKEN'
 
-# A fault: an unknown token ends the request with Apigee's JSON body
+# An unknown token ends the request: GetOAuthV2Info's invalid_access_token
+# (a 500 with Apigee's JSON body), which the same FaultRule answers with the
+# custom 401
 curl -si '$PROXY_URL/hello?access_token=not-a-real-token'
 
 # The filter's counters

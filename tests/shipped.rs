@@ -295,11 +295,21 @@ fn inline_policies_equal_the_policy_files() {
     assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
     let harness: Value = serde_json::from_str(&harness).unwrap();
     let expected = [
-        "policies/verify-access-token.xml",
+        "policies/verify-with-scope.xml",
         "policies/get-access-token.xml",
         "policies/set-department.xml",
     ];
     assert_policies_are_files("envoy/envoy.yaml", &harness, &expected);
+    // make run demonstrates fault rules: a custom 401 and 403 (run through
+    // Envoy by tests/e2e/docs.rs).
+    let rules = harness["fault_handling"]["fault_rules"].as_str().unwrap();
+    for fault in [
+        "InvalidAccessToken",
+        "invalid_access_token",
+        "InsufficientScope",
+    ] {
+        assert!(rules.contains(&format!("\"{fault}\"")), "{fault}: {rules}");
+    }
     // make run demonstrates step conditions: VerifyAccessToken unless the
     // request carries ?access_token=, which GetOAuthV2Info reads.
     let conditions: Vec<&str> = harness["policies"]

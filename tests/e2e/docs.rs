@@ -91,3 +91,108 @@ fn the_bearer_token_configuration_does_what_the_migration_guide_says() {
     let r = envoy.get("/healthz");
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// `make run`'s harness, envoy/envoy.yaml (envoy/envoy-native.yaml on the
+/// native module) with only its ports and service key changed, as
+/// envoy/run-harness.sh starts it: its FaultRules answer a bad token with
+/// the custom 401 and a token without the READ scope with the custom 403.
+#[test]
+fn the_harness_answers_its_custom_401_and_403() {
+    let service = TokenService::start();
+    let upstream = Upstream::start();
+    service.create_app("harness-app", json!({}));
+    service.import_access_token("harness-app", "harness-read", "approved", 3600, json!({}));
+    let r = service.admin(
+        "/v1/tokens",
+        json!({"type": "access_token", "token": "harness-write-only", "client_id": "harness-app",
+               "scope": "WRITE", "status": "approved", "issued_at": now_ms() - 1000, "expires_in": 3600}),
+    );
+    assert_eq!(r.status, 201, "import: {}", r.text());
+
+    let file = if native() {
+        "envoy/envoy-native.yaml"
+    } else {
+        "envoy/envoy.yaml"
+    };
+    let shipped = std::fs::read_to_string(repo_root().join(file)).unwrap();
+    let (port, admin_port) = (free_port(), free_port());
+    let mut config = shipped.clone();
+    for (from, to) in [
+        ("port_value: 10000}", format!("port_value: {port}}}")),
+        ("port_value: 9901}", format!("port_value: {admin_port}}}")),
+        (
+            "port_value: 8090}",
+            format!("port_value: {}}}", service.port),
+        ),
+        (
+            "port_value: 8080}",
+            format!("port_value: {}}}", upstream.port),
+        ),
+        (
+            "\"Bearer dev-service-key\"",
+            format!("\"Bearer {SERVICE_KEY}\""),
+        ),
+    ] {
+        assert_eq!(shipped.matches(from).count(), 1, "{from} in {file}");
+        config = config.replace(from, &to);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let envoy = Envoy::start_config(dir, &config, port, admin_port, 1);
+    let bearer = |token: &str| format!("Bearer {token}");
+
+    // A token with READ: through to the upstream.
+    let auth = bearer("harness-read");
+    let r = envoy.request("GET", "/hello", &[("authorization", auth.as_bytes())], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.upstream_header("x-client-id").as_deref(),
+        Some("harness-app")
+    );
+
+    // No token (VerifyAccessToken's InvalidAccessToken), an unknown one
+    // (its invalid_access_token), an unknown ?access_token= (GetOAuthV2Info's
+    // invalid_access_token, a 500 in Apigee): the custom 401.
+    let unknown = bearer("not-a-real-token");
+    for (path, headers, fault) in [
+        ("/hello", vec![], "InvalidAccessToken"),
+        (
+            "/hello",
+            vec![("authorization", unknown.as_bytes())],
+            "invalid_access_token",
+        ),
+        (
+            "/hello?access_token=not-a-real-token",
+            vec![],
+            "invalid_access_token",
+        ),
+    ] {
+        let r = envoy.request("GET", path, &headers, b"");
+        assert_eq!(r.status, 401, "{path}: {}", r.text());
+        assert_eq!(
+            r.json(),
+            json!({"error": {"status": 401, "code": "unauthorized", "fault": fault,
+                             "message": "A valid access token is required"}}),
+            "{path}"
+        );
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some(r#"Bearer realm="harness", error="invalid_token""#)
+        );
+    }
+
+    // A valid token without READ: the custom 403.
+    let auth = bearer("harness-write-only");
+    let r = envoy.request("GET", "/hello", &[("authorization", auth.as_bytes())], b"");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({"error": {"status": 403, "code": "forbidden", "fault": "InsufficientScope",
+                         "message": "Required scope(s): READ"}})
+    );
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(r#"Bearer realm="harness", error="insufficient_scope", scope="READ""#)
+    );
+}

@@ -355,3 +355,27 @@ fn numbers_compare_as_decimals() {
         assert_eq!(number(value)(condition), want, "{value} {condition}");
     }
 }
+
+#[test]
+fn replace_is_str_replace() {
+    for text in [
+        "",
+        "&amp;quot;",
+        "a &gt; b &amp;&amp; c",
+        "&&gt;gt;",
+        "%%{x%}%%%",
+        "é&lt;ü&lt;",
+        "no entity",
+    ] {
+        for (from, to) in [("&gt;", ">"), ("&amp;", "&"), ("%%", "%"), ("%{", "{")] {
+            assert_eq!(
+                super::replace(text, from, to),
+                text.replace(from, to),
+                "{text} {from}"
+            );
+        }
+    }
+    // Decoded in order, as before: "&amp;quot;" is "&quot;" after the
+    // &amp; pass, then a quote.
+    assert!(Condition::parse("a = &amp;quot;x&amp;quot;").is_ok());
+}

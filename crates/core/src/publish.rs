@@ -63,7 +63,7 @@ impl Publish {
                     "**" => {
                         return Err((i, format!("{pattern:?}: ** may only be the last segment")))
                     }
-                    p if p.contains('*') => {
+                    p if p.as_bytes().contains(&b'*') => {
                         return Err((i, format!("{pattern:?}: * must be a whole segment")))
                     }
                     p => Segment::Exact(p.to_string()),

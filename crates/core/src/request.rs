@@ -6,8 +6,6 @@
 //! header value allocates nothing in the common case (UTF-8 text without
 //! percent escapes).
 
-use std::borrow::Cow;
-
 /// What the filter knows of the request, captured once from the host. The
 /// byte vectors are the host's own buffers, kept as they came.
 #[derive(Debug, Clone, Default)]
@@ -316,20 +314,40 @@ fn is_request_variable(name: &str) -> bool {
 }
 
 /// Appends header or parameter bytes as text: as they are when UTF-8,
-/// else with U+FFFD for the bytes that are not (a client can send those).
-fn push_text(out: &mut String, bytes: &[u8]) {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => out.push_str(s),
-        Err(_) => match String::from_utf8_lossy(bytes) {
-            Cow::Borrowed(s) => out.push_str(s),
-            Cow::Owned(s) => out.push_str(&s),
-        },
+/// else with U+FFFD for each invalid sequence (a client can send those).
+/// What `String::from_utf8_lossy` gives, over `str::from_utf8`'s error
+/// alone: the standard library's chunk iterator is not linked (1 KB of
+/// `.wasm`, docs/performance.md#module-size).
+pub(crate) fn push_text(out: &mut String, mut bytes: &[u8]) {
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => {
+                out.push_str(s);
+                return;
+            }
+            Err(e) => {
+                let (valid, rest) = bytes.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                out.push(char::REPLACEMENT_CHARACTER);
+                match e.error_len() {
+                    Some(n) => bytes = rest.get(n..).unwrap_or_default(),
+                    None => return,
+                }
+            }
+        }
     }
+}
+
+/// Bytes as text, as [`push_text`] writes them.
+pub(crate) fn lossy(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    push_text(&mut out, bytes);
+    out
 }
 
 /// Header bytes as text, without a copy when they are UTF-8.
 pub(crate) fn header_text(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    String::from_utf8(bytes).unwrap_or_else(|e| lossy(e.as_bytes()))
 }
 
 fn first_value(value: &[u8]) -> &[u8] {
@@ -396,7 +414,7 @@ fn path_suffix<'a>(path: &'a [u8], basepath: &[u8]) -> Option<&'a [u8]> {
 pub fn basepath_problem(basepath: &str) -> Option<&'static str> {
     basepath
         .split('/')
-        .any(|element| element.contains('*') && element != "*")
+        .any(|element| element.as_bytes().contains(&b'*') && element != "*")
         .then_some(
             "a wildcard must be a whole element between two / (\"/team/*/members\"): Apigee takes no /**, /something* or /*something in a base path",
         )
@@ -531,7 +549,9 @@ pub(crate) fn ip_from_address(address: &str) -> String {
         }
     }
     match address.rsplit_once(':') {
-        Some((ip, port)) if !ip.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+        Some((ip, port))
+            if !ip.as_bytes().contains(&b':') && port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
             ip.to_string()
         }
         _ => address.to_string(),
@@ -540,7 +560,7 @@ pub(crate) fn ip_from_address(address: &str) -> String {
 
 /// True when a content type is `application/x-www-form-urlencoded`.
 pub(crate) fn is_form_urlencoded(content_type: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(content_type);
+    let text = lossy(content_type);
     text.split(';').next().is_some_and(|t| {
         t.trim()
             .eq_ignore_ascii_case("application/x-www-form-urlencoded")
@@ -559,6 +579,34 @@ pub fn is_valid_header_value(value: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lossy_text_is_from_utf8_lossy() {
+        let cases: [&[u8]; 12] = [
+            b"",
+            b"plain",
+            "\u{e9}t\u{e9} \u{1f600}".as_bytes(),
+            b"o\xffk",
+            b"\xff\xfe",
+            b"\xe2\x82",
+            b"ab\xe2\x82",
+            b"\xe2\x82x\xf0\x9f\x98",
+            b"\xc0\xaf\xed\xa0\x80",
+            b"\xf4\x90\x80\x80end",
+            b"\x80\x80\x80",
+            b"\xf0\x9f\x98\x80\xf0",
+        ];
+        for bytes in cases {
+            assert_eq!(lossy(bytes), String::from_utf8_lossy(bytes), "{bytes:?}");
+        }
+        // Every two-byte sequence, and each after a valid prefix.
+        for a in 0..=255u8 {
+            for b in [0x00, 0x41, 0x80, 0x9f, 0xa0, 0xbf, 0xc0, 0xe0, 0xf0, 0xff] {
+                let bytes = [b'x', a, b, a];
+                assert_eq!(lossy(&bytes), String::from_utf8_lossy(&bytes), "{bytes:?}");
+            }
+        }
+    }
 
     fn request() -> RequestInfo {
         let headers = [

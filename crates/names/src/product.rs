@@ -179,7 +179,7 @@ pub fn check_resource(resource: &str) -> Result<(), &'static str> {
         return Err("a resource path is at most 1024 bytes");
     }
     for seg in segments(resource) {
-        if seg.contains('*') && seg != "*" && seg != "**" {
+        if seg.as_bytes().contains(&b'*') && seg != "*" && seg != "**" {
             return Err("'*' and '**' must be whole path segments");
         }
     }

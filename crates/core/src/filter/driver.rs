@@ -521,7 +521,7 @@ fn form_body(
     match metadata("form_body_skipped") {
         Some(why) => debug!(
             "oauthv2info: form body not read ({}): request.formparam.* are unset",
-            String::from_utf8_lossy(&why)
+            crate::request::lossy(&why)
         ),
         None => warnings.warn(now_ms, || {
             "a policy reads request.formparam.* but no form body was handed over: put the oauthv2info-form filter that `oauthv2info envoy-filters` prints before this filter".to_string()

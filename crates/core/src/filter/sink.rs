@@ -37,7 +37,7 @@ impl Worker {
             if !host.set_filter_state(p.name, v) {
                 debug!(
                     "oauthv2info: could not write filter state {:?}",
-                    String::from_utf8_lossy(p.name)
+                    crate::request::lossy(p.name)
                 );
             }
             // header_to_metadata carries the variables it has a header for,

@@ -386,7 +386,7 @@ impl Flow {
         out: &mut String,
     ) -> bool {
         let push = |out: &mut String, bytes: &[u8]| {
-            out.push_str(&String::from_utf8_lossy(bytes));
+            crate::request::push_text(out, bytes);
             true
         };
         match var {
@@ -739,7 +739,7 @@ impl Flow {
         let mut buf = Vec::new();
         self.visit_all(config, &mut buf, |k, v| {
             if k == name.as_bytes() {
-                found = Some(String::from_utf8_lossy(v).into_owned());
+                found = Some(crate::request::lossy(v));
             }
         });
         found

@@ -155,7 +155,11 @@ pub(crate) fn properties(element: &Element) -> Result<Vec<String>, String> {
 }
 
 pub(crate) fn validate_reference(reference: &str) -> Result<(), String> {
-    if reference.contains('{') || reference.contains('}') {
+    if reference
+        .as_bytes()
+        .iter()
+        .any(|b| matches!(b, b'{' | b'}'))
+    {
         let bare = reference.trim_matches(|c| c == '{' || c == '}');
         return Err(format!(
             "ref must be a bare variable name without braces: write ref=\"{bare}\", not ref=\"{reference}\""

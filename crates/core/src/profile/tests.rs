@@ -119,6 +119,33 @@ fn builder_and_view_agree() {
 }
 
 #[test]
+fn attributes_come_out_in_name_order_a_repeat_replacing_the_value() {
+    let mut b = ProfileBuilder::new(true, false);
+    for (name, value) in [
+        ("m", "1"),
+        ("b", "2"),
+        ("z", "3"),
+        ("b", "4"),
+        ("a", "5"),
+        ("é", "6"),
+        ("m", "7"),
+    ] {
+        b.attribute(name, value);
+    }
+    let p = b.finish();
+    let got: Vec<(&[u8], &[u8])> = p.view().attributes().collect();
+    let expected: [(&[u8], &[u8]); 5] = [
+        (b"a", b"5"),
+        (b"b", b"4"),
+        (b"m", b"7"),
+        (b"z", b"3"),
+        ("é".as_bytes(), b"6"),
+    ];
+    assert_eq!(got, expected);
+    assert!(p.view().validate());
+}
+
+#[test]
 fn numbers_parse_like_str_parse() {
     for text in [
         "0",
