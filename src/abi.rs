@@ -1,7 +1,9 @@
 //! The proxy-wasm host calls the filter makes, called through the raw ABI
 //! so that every status the host can return is handled: the SDK's own
 //! wrappers panic on an unexpected status, and a panic traps the VM
-//! (docs/decisions.md#no-panic-on-the-request-path).
+//! (docs/decisions.md#no-panic-on-the-request-path). The one exception is
+//! the HTTP callout, which must go through the SDK so that its dispatcher
+//! routes the answer (see `dispatch` in `lib.rs`).
 
 use std::ptr::{null, null_mut};
 
@@ -86,19 +88,6 @@ extern "C" {
         grpc_status: i32,
     ) -> u32;
     fn proxy_continue_stream(stream: u32) -> u32;
-    #[allow(clippy::too_many_arguments)]
-    fn proxy_http_call(
-        upstream: *const u8,
-        upstream_len: usize,
-        headers: *const u8,
-        headers_len: usize,
-        body: *const u8,
-        body_len: usize,
-        trailers: *const u8,
-        trailers_len: usize,
-        timeout_ms: u32,
-        token: *mut u32,
-    ) -> u32;
     fn proxy_set_effective_context(context: u32) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, name_len: usize, id: *mut u32) -> u32;
@@ -287,47 +276,6 @@ pub fn send_local_response(status: u32, headers: &[(&str, &[u8])], body: &[u8]) 
         )
     };
     result == OK
-}
-
-/// An HTTP call to `cluster` (no trailers): its token, or the name of the
-/// host's status.
-pub fn http_call(
-    cluster: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    timeout_ms: u32,
-) -> Result<u32, &'static str> {
-    let headers: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
-    let headers = serialize(&headers);
-    let trailers = serialize(&[]);
-    let mut token = 0u32;
-    // SAFETY: pointers and lengths describe live slices, and a live local
-    // for the token, for the call.
-    let status = unsafe {
-        proxy_http_call(
-            cluster.as_ptr(),
-            cluster.len(),
-            headers.as_ptr(),
-            headers.len(),
-            body.as_ptr(),
-            body.len(),
-            trailers.as_ptr(),
-            trailers.len(),
-            timeout_ms,
-            &mut token,
-        )
-    };
-    match status {
-        OK => Ok(token),
-        1 => Err("NotFound"),
-        2 => Err("BadArgument"),
-        3 => Err("SerializationFailure"),
-        4 => Err("ParseFailure"),
-        7 => Err("Empty"),
-        CAS_MISMATCH => Err("CasMismatch"),
-        10 => Err("InternalFailure"),
-        _ => Err("Unknown"),
-    }
 }
 
 pub fn resume_request() {

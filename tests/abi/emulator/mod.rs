@@ -602,13 +602,6 @@ impl Emulator {
         self.must(r) != 0
     }
 
-    /// The module's allocator (`malloc`, as the host calls it to hand
-    /// over a buffer) asked for `size` bytes: the address, or `Err` on a trap.
-    pub fn malloc(&mut self, size: u32) -> Result<u32, String> {
-        self.call::<i32, i32>("malloc", size as i32, Phase::Other, ROOT)
-            .map(|p| p as u32)
-    }
-
     /// `proxy_on_configure` with `config` as the plugin configuration.
     pub fn configure(&mut self, config: &str) -> bool {
         self.configure_root(ROOT, config)

@@ -132,7 +132,7 @@ impl Harness {
     }
 
     /// The callout with `token` is answered; delivered to the context it
-    /// was sent from (as src/lib.rs does).
+    /// was sent from (as the proxy-wasm SDK does).
     fn respond(&mut self, token: u32, status: Option<u16>, body: &str) {
         let context = self
             .host
