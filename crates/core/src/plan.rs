@@ -272,6 +272,14 @@ impl VarRef {
                             operation,
                         };
                     }
+                    // VerifyAPIKey: an app's attribute also reads without
+                    // its `app.` segment (`verifyapikey.P.{name}`).
+                    if plan.action.bare_attribute_reads() {
+                        return VarRef::Attribute {
+                            policy,
+                            name: suffix.to_string(),
+                        };
+                    }
                 }
             }
         }
