@@ -272,6 +272,14 @@ impl VarRef {
                             operation,
                         };
                     }
+                    // VerifyAPIKey: an app's attribute also reads without
+                    // its `app.` segment (`verifyapikey.P.{name}`).
+                    if plan.action.bare_attribute_reads() {
+                        return VarRef::Attribute {
+                            policy,
+                            name: suffix.to_string(),
+                        };
+                    }
                 }
             }
         }
@@ -377,6 +385,19 @@ pub(crate) fn compile(
 }
 
 impl PolicyPlan {
+    /// True when some published variable's name is known only at run
+    /// time: custom attributes, or the matching product's (the Lua bridge
+    /// carries those).
+    pub(crate) fn publishes_a_family(&self) -> bool {
+        [
+            self.attributes_published,
+            self.product_attributes_published,
+            self.operation_attributes_published,
+        ]
+        .iter()
+        .any(|f| *f != Family::None)
+    }
+
     /// Records a custom attribute name known at load time.
     pub(crate) fn know_attribute(&mut self, name: &str, publish: &Publish) {
         let full = format!("{}{name}", self.attribute_prefix);

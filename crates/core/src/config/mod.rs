@@ -680,7 +680,7 @@ pub(crate) const AUTO_HEADER_TO_METADATA_MAX: usize = 8;
 /// is (that would need the Lua filter anyway), else the Lua bridge.
 fn auto_bridge(plans: &[PolicyPlan]) -> MetadataBridge {
     let enabled = || plans.iter().filter(|p| p.enabled);
-    if enabled().any(|p| p.attributes_published != crate::publish::Family::None) {
+    if enabled().any(|p| p.publishes_a_family()) {
         return MetadataBridge::Lua;
     }
     let any_soft = enabled().any(|p| p.continue_on_error);
@@ -730,9 +730,7 @@ fn metadata_plan(
         .collect();
     let later_hard = |n: usize| soft_at[n + 1..].iter().any(|soft| !soft);
 
-    plan.needs_lua = enabled
-        .iter()
-        .any(|&i| plans[i].attributes_published != crate::publish::Family::None);
+    plan.needs_lua = enabled.iter().any(|&i| plans[i].publishes_a_family());
     if bridge != MetadataBridge::HeaderToMetadata {
         plan.needs_lua = bridge == MetadataBridge::Lua;
         plan.needs_lua_on_fault = plan.needs_lua;

@@ -611,3 +611,26 @@ fn proxy_name_and_environment() {
     assert_eq!((c.proxy_name, c.environment), (None, None));
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
+
+/// The matching product's attributes have names known only at run time:
+/// publishing them needs the Lua bridge, as custom attributes do.
+#[test]
+fn published_product_attributes_need_the_lua_bridge() {
+    let verify = r#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation></OAuthV2>"#;
+    let with = |publish: serde_json::Value, bridge: &str| {
+        config(serde_json::json!({"policies": [verify], "publish": publish, "metadata_bridge": bridge}))
+            .unwrap()
+            .metadata
+    };
+    let m = with(serde_json::json!(["apiproduct.*"]), "auto");
+    assert_eq!(m.bridge, MetadataBridge::Lua);
+    let m = with(
+        serde_json::json!(["apiproduct.operation.attributes.*"]),
+        "header_to_metadata",
+    );
+    assert!(m.needs_lua);
+    // No product attribute published: a header does it.
+    let m = with(serde_json::json!(["client_id", "scope"]), "auto");
+    assert_eq!(m.bridge, MetadataBridge::HeaderToMetadata);
+    assert!(!m.needs_lua);
+}

@@ -439,6 +439,39 @@ fn verify_api_key_faults() {
     );
 }
 
+/// A later policy reads the app's attribute with or without its `app.`
+/// segment (the Apigee samples use both).
+#[test]
+fn an_app_attribute_reads_with_or_without_its_segment() {
+    let get = |r: &str| {
+        format!(
+            r#"<GetOAuthV2Info name="G-{}"><ClientId ref="{r}"/></GetOAuthV2Info>"#,
+            r.len()
+        )
+    };
+    let c = config(
+        shop(),
+        &[
+            KEY,
+            &get("verifyapikey.K.app.region"),
+            &get("verifyapikey.K.region"),
+        ],
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let (end, flow, calls) = run(
+        &c,
+        &request("GET", "/v1/items/3?apikey=key1", &[]),
+        &key_answer(&[], products()),
+    );
+    // An unresolved ref would be the kind's fault, without a lookup.
+    assert_eq!(end, FlowOutcome::Continue);
+    assert_eq!(calls[1], (TokenKind::ClientId, "eu".to_string()));
+    for policy in ["G-25", "G-21"] {
+        let failed = flow.variable(&c, &format!("oauthV2.{policy}.failed"));
+        assert_eq!(failed.as_deref(), Some("false"), "{policy}");
+    }
+}
+
 /// The key in a header; continueOnError lets the request go on.
 #[test]
 fn verify_api_key_reads_a_header_and_continues_on_error() {

@@ -161,6 +161,9 @@ macro_rules! policies {
             ) -> Result<Option<ProductAt>, Fault> {
                 match self { $(PolicyAction::$variant(r) => r.verify(kind, lookup, now_ms, call)),+ }
             }
+            pub(crate) fn bare_attribute_reads(&self) -> bool {
+                match self { $(PolicyAction::$variant(r) => r.bare_attribute_reads()),+ }
+            }
             #[inline]
             pub(crate) fn checks_products(&self) -> bool {
                 match self { $(PolicyAction::$variant(r) => r.checks_products()),+ }
@@ -289,6 +292,12 @@ pub(crate) trait PolicyRun {
         _call: &Call<'_>,
     ) -> Result<Option<ProductAt>, Fault> {
         self.check(kind, lookup, now_ms).map(|()| None)
+    }
+    /// A ref `prefix.P.{name}` that names no variable of the policy reads
+    /// the custom attribute `{name}` (VerifyAPIKey's app attributes, which
+    /// Apigee also shows without their `app.` segment).
+    fn bare_attribute_reads(&self) -> bool {
+        false
     }
     /// True for the policies that check the app's API products
     /// (VerifyAccessToken, VerifyAPIKey): a request captures its path

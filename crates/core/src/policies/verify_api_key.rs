@@ -173,6 +173,10 @@ impl PolicyRun for Box<VerifyKeyRun> {
         true
     }
 
+    fn bare_attribute_reads(&self) -> bool {
+        true
+    }
+
     /// The key's statuses alone (a key found earlier in the request by
     /// GetOAuthV2Info's `<ClientId>`): [`PolicyRun::verify`] is what runs.
     fn check(&self, _kind: TokenKind, lookup: Lookup<'_>, _now_ms: i64) -> Result<(), Fault> {

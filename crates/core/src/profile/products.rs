@@ -367,7 +367,6 @@ pub(crate) fn find(
 
 /// `None`: the product does not allow the call; `Some(operation)`: it
 /// does, through that operation (configuration, operation) if any.
-#[allow(clippy::option_option)]
 fn allows(
     product: ProductRef<'_>,
     call: &oauthv2info_names::product::Call<'_>,
