@@ -208,6 +208,20 @@ get_token() {
     -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials --data-urlencode "scope=${1:-READ WRITE}"
 }
 
+# The demo app's API products: VerifyAccessToken allows a call only when one
+# of the app's products allows it (docs/decisions.md#api-products); these two
+# allow every proxy, path and verb. Posting a product again replaces it.
+for product in FreeProduct Premium; do
+  status=$(curl -sS -o "$DATA_DIR/create-product.json" -w '%{http_code}' "$TS_URL/v1/apiproducts" \
+    -H "Authorization: Bearer $ADMIN_KEY" -H 'Content-Type: application/json' \
+    -d "{\"name\": \"$product\", \"apiResources\": [\"/\"]}")
+  case $status in
+    200 | 201) ;;
+    *) fail "creating the API product $product answered HTTP $status: $(cat "$DATA_DIR/create-product.json")" ;;
+  esac
+done
+step "API products FreeProduct and Premium defined (every path of every proxy)"
+
 status=$(create_app "$CLIENT_ID")
 case $status in
   201) step "demo app created: client_id $CLIENT_ID, developer demo-developer@example.com" ;;
