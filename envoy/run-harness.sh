@@ -16,6 +16,8 @@
 #   TOKEN_SERVICE_KEY, TOKEN_SERVICE_ADMIN_KEY: the two keys; when unset, keys
 #     generated once and kept in .data/service.key and .data/admin.key
 #   ENVOY (.venv/bin/envoy)  DATA_DIR (.data)
+#   TOKEN_SERVICE_BIN (target/release/token-service)
+#   UPSTREAM_BIN (target/release/echo-upstream): the binaries to start
 #   NATIVE: 1 for the native module (docs/native.md), else the Wasm filter
 set -euo pipefail
 
@@ -27,8 +29,8 @@ TOKEN_SERVICE_PORT=${TOKEN_SERVICE_PORT:-8090}
 UPSTREAM_PORT=${UPSTREAM_PORT:-8080}
 ENVOY=${ENVOY:-.venv/bin/envoy}
 DATA_DIR=${DATA_DIR:-.data}
-TOKEN_SERVICE_BIN=target/release/token-service
-UPSTREAM_BIN=target/release/echo-upstream
+TOKEN_SERVICE_BIN=${TOKEN_SERVICE_BIN:-target/release/token-service}
+UPSTREAM_BIN=${UPSTREAM_BIN:-target/release/echo-upstream}
 if [[ ${NATIVE:-} == 1 ]]; then
   FILTER=dist/liboauthv2info.so
   ENVOY_SOURCE=envoy/envoy-native.yaml

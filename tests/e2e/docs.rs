@@ -196,3 +196,117 @@ fn the_harness_answers_its_custom_401_and_403() {
         Some(r#"Bearer realm="harness", error="insufficient_scope", scope="READ""#)
     );
 }
+
+/// `make run` itself: envoy/run-harness.sh started as a user starts it (its
+/// own data directory, ports and the binaries of this build), then the
+/// commands it prints answer as it says: the READ WRITE token passes, no
+/// token gets the custom 401, the WRITE-only token the custom 403.
+#[test]
+fn make_runs_harness_answers_the_commands_it_prints() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let data = tempfile::tempdir().unwrap();
+    let ports = [free_port(), free_port(), free_port(), free_port()];
+    let mut command = Command::new(repo_root().join("envoy/run-harness.sh"));
+    command
+        .env("LISTEN_PORT", ports[0].to_string())
+        .env("ADMIN_PORT", ports[1].to_string())
+        .env("TOKEN_SERVICE_PORT", ports[2].to_string())
+        .env("UPSTREAM_PORT", ports[3].to_string())
+        .env("DATA_DIR", data.path())
+        .env("ENVOY", envoy_bin())
+        .env("TOKEN_SERVICE_BIN", built("token-service"))
+        .env("UPSTREAM_BIN", built("echo-upstream"))
+        .env("NATIVE", if native() { "1" } else { "" })
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("run-harness.sh");
+    // Stopped as Ctrl-C would (its trap stops what it started), whatever
+    // the assertions below say.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-INT", &self.0.id().to_string()])
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let stop = Stop(child);
+
+    let (mut printed, mut read_token, mut write_token) = (String::new(), None, None);
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(t) = line.strip_prefix("==> access token issued by POST /oauth2/token") {
+            read_token = t.rsplit(' ').next().map(str::to_string);
+        }
+        if let Some(t) = line.strip_prefix("==> access token without READ") {
+            write_token = t.rsplit(' ').next().map(str::to_string);
+        }
+        if line.starts_with("Ready.") {
+            break;
+        }
+    }
+    // The rest of what it prints (the access log) is read and dropped, or
+    // the script would die of SIGPIPE without stopping what it started.
+    std::thread::spawn(move || lines.for_each(drop));
+    let (Some(read_token), Some(write_token)) = (read_token, write_token) else {
+        drop(stop);
+        panic!("the harness printed no tokens:\n{printed}");
+    };
+    assert!(
+        printed.contains("==> API products FreeProduct and Premium defined"),
+        "{printed}"
+    );
+
+    let auth = |t: &str| format!("Bearer {t}");
+    let r = http(
+        ports[0],
+        "GET",
+        "/hello",
+        &[("authorization", auth(&read_token).as_bytes())],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}\n{printed}", r.text());
+    assert_eq!(
+        r.upstream_header("x-client-id").as_deref(),
+        Some("demo-app"),
+        "{}",
+        r.text()
+    );
+    let r = http(ports[0], "GET", "/hello", &[], b"");
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(
+        r.text().contains("\"fault\": \"InvalidAccessToken\""),
+        "{}",
+        r.text()
+    );
+    let r = http(
+        ports[0],
+        "GET",
+        "/hello",
+        &[("authorization", auth(&write_token).as_bytes())],
+        b"",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(
+        r.text().contains("\"fault\": \"InsufficientScope\""),
+        "{}",
+        r.text()
+    );
+
+    // Ctrl-C stops everything the script started.
+    drop(stop);
+    for port in ports {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} still answers after Ctrl-C"
+        );
+    }
+}

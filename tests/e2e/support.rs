@@ -31,7 +31,7 @@ fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
-fn built(name: &str) -> PathBuf {
+pub fn built(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     assert!(
         path.exists(),
