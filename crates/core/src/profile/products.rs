@@ -212,10 +212,12 @@ impl<'a> Reader<'a> {
             left: count,
             at: start,
         };
+        let attributes_at = index(self.0.len());
         ConfigRef {
             api_source,
             operations,
             attributes: self.pairs(),
+            attributes_at,
         }
     }
 
@@ -235,13 +237,20 @@ impl<'a> Reader<'a> {
     }
 
     fn product(&mut self) -> ProductRef<'a> {
+        let name = self.bytes();
+        let proxies = self.strs();
+        let resources = self.strs();
+        let environments = self.strs();
+        let operation_configs = self.configs();
+        let attributes_at = index(self.0.len());
         ProductRef {
-            name: self.bytes(),
-            proxies: self.strs(),
-            resources: self.strs(),
-            environments: self.strs(),
-            operation_configs: self.configs(),
+            name,
+            proxies,
+            resources,
+            environments,
+            operation_configs,
             attributes: self.pairs(),
+            attributes_at,
         }
     }
 }
@@ -320,6 +329,8 @@ pub struct ConfigRef<'a> {
     pub api_source: &'a [u8],
     pub operations: Operations<'a>,
     pub attributes: Pairs<'a>,
+    /// Where `attributes` starts ([`ProductAt`]).
+    attributes_at: u32,
 }
 
 /// One product, read in place.
@@ -331,6 +342,8 @@ pub struct ProductRef<'a> {
     pub environments: Strs<'a>,
     pub operation_configs: Configs<'a>,
     pub attributes: Pairs<'a>,
+    /// Where `attributes` starts ([`ProductAt`]).
+    attributes_at: u32,
 }
 
 /// The products in `bytes` (an [`encode`]d span; empty: none).
@@ -340,23 +353,33 @@ pub(crate) fn read(bytes: &[u8]) -> Products<'_> {
     Products { left: count, at: r }
 }
 
-/// The product (and, with operation groups, the operation configuration
-/// and operation) that allows a call.
+/// What the variables read of the product that allows a call (and, with
+/// operation groups, of the operation configuration and operation).
 #[derive(Debug, Clone, Copy)]
 pub struct MatchRef<'a> {
-    pub product: ProductRef<'a>,
-    pub operation: Option<(ConfigRef<'a>, OperationRef<'a>)>,
+    pub product: Matched<'a>,
+    pub operation: Option<(Matched<'a>, OperationRef<'a>)>,
 }
 
-/// Where the match lies among the profile's products: where the product,
-/// and the operation configuration and operation, start (each as the
-/// length of the span from there to its end). A flow keeps this (three
-/// numbers) and reads the match again from the profile's bytes, at those
-/// places without reading what comes before, when a variable needs it.
+/// A matching product's (or operation configuration's) name (its
+/// `apiSource`) and custom attributes.
+#[derive(Debug, Clone, Copy)]
+pub struct Matched<'a> {
+    pub name: &'a [u8],
+    pub attributes: Pairs<'a>,
+}
+
+/// Where the match lies in the profile's products: where the product's
+/// name and attributes start and, with operation groups, the operation
+/// configuration's `apiSource` and attributes and the operation (each as
+/// the length of the span from there to its end). A flow keeps this and
+/// reads what a variable needs at those places, without reading anything
+/// else of the products again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProductAt {
-    product: u32,
-    operation: Option<(u32, u32)>,
+    name: u32,
+    attributes: u32,
+    operation: Option<[u32; 3]>,
 }
 
 fn index(n: usize) -> u32 {
@@ -371,10 +394,19 @@ impl ProductAt {
             let start = span.len().checked_sub(tail as usize)?;
             span.get(start..).filter(|s| !s.is_empty()).map(Reader)
         };
-        let product = at(self.product)?.product();
+        let product = Matched {
+            name: at(self.name)?.bytes(),
+            attributes: at(self.attributes)?.pairs(),
+        };
         let operation = match self.operation {
             None => None,
-            Some((c, o)) => Some((at(c)?.config(), at(o)?.operation())),
+            Some([c, a, o]) => Some((
+                Matched {
+                    name: at(c)?.bytes(),
+                    attributes: at(a)?.pairs(),
+                },
+                at(o)?.operation(),
+            )),
         };
         Some(MatchRef { product, operation })
     }
@@ -397,7 +429,8 @@ pub(crate) fn find(
         let p = products.next()?;
         if let Some(operation) = allows(p, call) {
             return Some(ProductAt {
-                product: tail,
+                name: tail,
+                attributes: p.attributes_at,
                 operation,
             });
         }
@@ -409,7 +442,7 @@ pub(crate) fn find(
 fn allows(
     product: ProductRef<'_>,
     call: &oauthv2info_names::product::Call<'_>,
-) -> Option<Option<(u32, u32)>> {
+) -> Option<Option<[u32; 3]>> {
     use oauthv2info_names::product::bytes_match;
     let suffix = call.suffix.as_bytes();
     if let Some(env) = call.environment {
@@ -449,7 +482,7 @@ fn allows(
             let verb_ok = op.methods.is_empty()
                 || op.methods.into_iter().any(|m| m.eq_ignore_ascii_case(verb));
             if verb_ok && bytes_match(op.resource, suffix) {
-                return Some(Some((c, o)));
+                return Some(Some([c, config.attributes_at, o]));
             }
         }
     }

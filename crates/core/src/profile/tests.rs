@@ -865,7 +865,7 @@ fn the_in_place_product_check_agrees_with_the_names_crate() {
                         )),
                         got.map(|m| (
                             m.product.name,
-                            m.operation.map(|(c, o)| (c.api_source, o.resource))
+                            m.operation.map(|(c, o)| (c.name, o.resource))
                         )),
                         "{call:?}"
                     );
