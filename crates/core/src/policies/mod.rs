@@ -366,6 +366,22 @@ pub(crate) struct CompileContext<'a> {
 }
 
 impl CompileContext<'_> {
+    /// The standard variables of `list` without a prefix (as
+    /// VerifyAccessToken's).
+    pub(crate) fn bare_outputs(&self, list: &[Suffix]) -> Vec<Output> {
+        list.iter()
+            .map(|s| Output {
+                var: Var::new(
+                    s.name.to_string(),
+                    s.secret,
+                    self.publish,
+                    self.export_secrets,
+                ),
+                source: s.source,
+            })
+            .collect()
+    }
+
     /// The standard variables `prefix.P.suffix` of `list`.
     pub(crate) fn outputs(&self, prefix: &str, list: &[Suffix]) -> Vec<Output> {
         list.iter()

@@ -11,7 +11,7 @@ use super::elements::{expect_leaf, parse_bool, truncate, validate_reference, Rea
 use super::{check_products, ApigeePolicy, CompileContext, Compiled, PolicyRun};
 use crate::catalog::{CatalogVar, When};
 use crate::error::ConfigError;
-use crate::plan::{Output, ValueRef, Var, VarRef};
+use crate::plan::{ValueRef, VarRef};
 use crate::profile::products::ProductAt;
 use crate::profile::{check_get, Lookup, ProfileRef};
 use crate::request::RequestVar;
@@ -260,13 +260,9 @@ impl ApigeePolicy for VerifyAccessToken {
                 literal: None,
             },
             // Its variables have no prefix.
-            outputs: variables::VERIFY
-                .iter()
-                .chain(variables::PRODUCT)
-                .map(|s| Output {
-                    var: Var::new(s.name.to_string(), s.secret, at.publish, at.export_secrets),
-                    source: s.source,
-                })
+            outputs: [variables::VERIFY, variables::PRODUCT]
+                .into_iter()
+                .flat_map(|list| at.bare_outputs(list))
                 .collect(),
             attribute_prefix: variables::VERIFY_ATTRIBUTE_PREFIX.to_string(),
             bare_attributes: false,
@@ -279,12 +275,7 @@ impl ApigeePolicy for VerifyAccessToken {
             variables::VERIFY
                 .iter()
                 .chain(variables::PRODUCT)
-                .map(|s| CatalogVar {
-                    name: s.name.to_string(),
-                    when: When::Success,
-                    secret: s.secret,
-                    family: false,
-                }),
+                .map(|s| CatalogVar::bare(s.name, s.secret)),
         );
         for prefix in [
             variables::VERIFY_ATTRIBUTE_PREFIX,
