@@ -356,6 +356,18 @@ pub(crate) fn check_products(
         .ok_or(fault)
 }
 
+/// A fault's reply body with a fault string the policy's plan holds (one
+/// that names its scopes, its ref or its name), its members in their
+/// documented order: the one builder of such bodies.
+pub(crate) fn fault_body(faultstring: &str, errorcode: &str) -> String {
+    let mut body = String::from(r#"{"fault":{"faultstring":""#);
+    crate::template::escape_json(faultstring, &mut body);
+    body.push_str(r#"","detail":{"errorcode":""#);
+    body.push_str(errorcode);
+    body.push_str(r#""}}}"#);
+    body
+}
+
 /// What compiling a policy knows: its name, the policies before it, and
 /// the configuration's `publish`.
 pub(crate) struct CompileContext<'a> {

@@ -231,12 +231,8 @@ impl ApigeePolicy for VerifyAccessToken {
 
     fn compile(&self, at: &CompileContext<'_>) -> Compiled<Box<VerifyRun>> {
         let scope_faultstring = format!("Required scope(s): {}", self.scopes.join(" "));
-        // The fault body's members in their documented order.
-        let scope_body = format!(
-            r#"{{"fault":{{"faultstring":{},"detail":{{"errorcode":"{}"}}}}}}"#,
-            serde_json::Value::from(scope_faultstring.as_str()),
-            Fault::InsufficientScope.errorcode()
-        );
+        let scope_body =
+            super::fault_body(&scope_faultstring, Fault::InsufficientScope.errorcode());
         let reference = match &self.token {
             Some(variable) => VarRef::resolve(variable, at.earlier),
             // The whole Authorization header (not its first

@@ -81,11 +81,9 @@ impl ApigeePolicy for VerifyApiKey {
             Fault::FailedToResolveApiKey.faultstring(),
             self.key
         );
-        // The fault body's members in their documented order.
-        let unresolved_body = format!(
-            r#"{{"fault":{{"faultstring":{},"detail":{{"errorcode":"{}"}}}}}}"#,
-            serde_json::Value::from(unresolved_faultstring.as_str()),
-            Fault::FailedToResolveApiKey.errorcode()
+        let unresolved_body = super::fault_body(
+            &unresolved_faultstring,
+            Fault::FailedToResolveApiKey.errorcode(),
         );
         // The prefixed variables, the bare ones (Apigee's analytics
         // variables), then the product's, prefixed and bare: the product's
