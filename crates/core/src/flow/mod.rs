@@ -587,10 +587,17 @@ impl Flow {
             return Ok(None);
         };
         self.call = None;
-        if let Lookup::Known(profile) = &lookup {
-            if profile.has_products() {
-                self.capture_call(config, request);
+        if matches!(&lookup, Lookup::Known(profile) if profile.has_products()) {
+            // In place when the path and verb are UTF-8 (no copy).
+            if let Some((suffix, verb)) = request.call_text(&config.basepath) {
+                let call = Call {
+                    suffix,
+                    verb,
+                    ..self.call(config)
+                };
+                return plan.action.verify(kind, lookup, self.now_ms, &call);
             }
+            self.capture_call(config, request);
         }
         plan.action
             .verify(kind, lookup, self.now_ms, &self.call(config))

@@ -412,6 +412,29 @@ fn verify_api_key_sets_the_bare_analytics_variables() {
     }
 }
 
+/// A path that is not UTF-8 is compared as text (U+FFFD for what is
+/// not), as it is read in place when it is: `/items/\xff` is one segment
+/// under `/items/*`, `/other/\xff` is no product's.
+#[test]
+fn a_path_that_is_not_utf8_is_checked_as_text() {
+    let c = config(shop(), &[KEY]);
+    for (path, passes) in [
+        (&b"/v1/items/\xff?apikey=key1"[..], true),
+        (&b"/v1/items/ok?apikey=key1"[..], true),
+        (&b"/v1/other/\xff?apikey=key1"[..], false),
+    ] {
+        let mut r = request("GET", "/", &[]);
+        r.path = path.to_vec();
+        let (end, flow, _) = run(&c, &r, &key_answer(&[], products()));
+        assert_eq!(end == FlowOutcome::Continue, passes, "{path:?}");
+        assert_eq!(
+            flow.variable(&c, "apiproduct.name").is_some(),
+            passes,
+            "{path:?}"
+        );
+    }
+}
+
 #[test]
 fn verify_api_key_faults() {
     let c = config(shop(), &[KEY]);
