@@ -587,20 +587,19 @@ impl Flow {
             return Ok(None);
         };
         self.call = None;
-        if matches!(&lookup, Lookup::Known(profile) if profile.has_products()) {
-            // In place when the path and verb are UTF-8 (no copy).
-            if let Some((suffix, verb)) = request.call_text(&config.basepath) {
-                let call = Call {
-                    suffix,
-                    verb,
-                    ..self.call(config)
-                };
-                return plan.action.verify(kind, lookup, self.now_ms, &call);
-            }
+        let checks = matches!(&lookup, Lookup::Known(profile) if profile.has_products());
+        // In place when the path and verb are UTF-8 (no copy).
+        let borrowed = checks
+            .then(|| request.call_text(&config.basepath))
+            .flatten();
+        if checks && borrowed.is_none() {
             self.capture_call(config, request);
         }
-        plan.action
-            .verify(kind, lookup, self.now_ms, &self.call(config))
+        let mut call = self.call(config);
+        if let Some((suffix, verb)) = borrowed {
+            (call.suffix, call.verb) = (suffix, verb);
+        }
+        plan.action.verify(kind, lookup, self.now_ms, &call)
     }
 
     /// Takes the token service's HTTP answer to the pending lookup or
