@@ -126,7 +126,7 @@ impl PolicyPlan {
     }
 
     /// The reply body of `fault` as this policy raises it.
-    pub fn fault_body(&self, fault: Fault) -> &str {
+    pub fn fault_body(&self, fault: Fault) -> std::borrow::Cow<'_, str> {
         self.action.fault_body(fault)
     }
 }

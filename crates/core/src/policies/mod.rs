@@ -10,6 +10,7 @@
 //! parsed and compiled) and [`PolicyRun`] (what runs), and one line in
 //! [`policies!`].
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use oauthv2info_names::product::Call;
@@ -129,7 +130,7 @@ macro_rules! policies {
             pub(crate) fn faultstring(&self, fault: Fault) -> &str {
                 match self { $(PolicyAction::$variant(r) => r.faultstring(fault)),+ }
             }
-            pub(crate) fn fault_body(&self, fault: Fault) -> &str {
+            pub(crate) fn fault_body(&self, fault: Fault) -> Cow<'_, str> {
                 match self { $(PolicyAction::$variant(r) => r.fault_body(fault)),+ }
             }
             #[inline]
@@ -252,9 +253,10 @@ pub(crate) trait PolicyRun {
     fn faultstring(&self, fault: Fault) -> &str {
         fault.faultstring()
     }
-    /// The reply body of `fault` as this policy raises it.
-    fn fault_body(&self, fault: Fault) -> &str {
-        fault.body()
+    /// The reply body of `fault` as this policy raises it (built on the
+    /// fault path, by the one builder, unless the plan holds its own).
+    fn fault_body(&self, fault: Fault) -> Cow<'_, str> {
+        Cow::Owned(fault_body(fault.faultstring(), fault.errorcode()))
     }
     /// A token ref that resolves to nothing is a fault of its own
     /// (`UnresolvedVariable`), not a missing token.

@@ -191,8 +191,8 @@ impl PolicyRun for RaiseRun {
     fn faultstring(&self, _fault: Fault) -> &str {
         &self.faultstring
     }
-    fn fault_body(&self, _fault: Fault) -> &str {
-        &self.body
+    fn fault_body(&self, _fault: Fault) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(&self.body)
     }
     fn fault_prefix(&self) -> &'static str {
         PREFIX

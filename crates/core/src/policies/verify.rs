@@ -322,11 +322,11 @@ impl PolicyRun for Box<VerifyRun> {
         }
     }
 
-    fn fault_body(&self, fault: Fault) -> &str {
+    fn fault_body(&self, fault: Fault) -> std::borrow::Cow<'_, str> {
         if fault == Fault::InsufficientScope {
-            &self.scope_body
+            std::borrow::Cow::Borrowed(&self.scope_body)
         } else {
-            fault.body()
+            std::borrow::Cow::Owned(super::fault_body(fault.faultstring(), fault.errorcode()))
         }
     }
 

@@ -164,11 +164,11 @@ impl PolicyRun for Box<VerifyKeyRun> {
         }
     }
 
-    fn fault_body(&self, fault: Fault) -> &str {
+    fn fault_body(&self, fault: Fault) -> std::borrow::Cow<'_, str> {
         if fault == Fault::FailedToResolveApiKey {
-            &self.unresolved_body
+            std::borrow::Cow::Borrowed(&self.unresolved_body)
         } else {
-            fault.body()
+            std::borrow::Cow::Owned(super::fault_body(fault.faultstring(), fault.errorcode()))
         }
     }
 
