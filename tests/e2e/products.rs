@@ -197,6 +197,8 @@ fn verify_api_key_through_envoy() {
                    "request_headers": {"x-product": "verifyapikey.K.apiproduct.name",
                                        "x-app": "verifyapikey.K.developer.app.name",
                                        "x-region": "verifyapikey.K.app.region",
+                                       "x-bare-product": "apiproduct.name",
+                                       "x-bare-app": "developer.app.name",
                                        "x-fault": "fault.name"},
                    "cache": {"ttl_ms": 300000, "invalidation": {"poll_ms": 200, "max_stale_ms": 5000}}}),
         ),
@@ -211,6 +213,12 @@ fn verify_api_key_through_envoy() {
     assert_eq!(r.upstream_header("x-product").as_deref(), Some("shop-read"));
     assert_eq!(r.upstream_header("x-app").as_deref(), Some("app-c1"));
     assert_eq!(r.upstream_header("x-region").as_deref(), Some("eu"));
+    // Apigee's analytics variables, without a prefix.
+    assert_eq!(
+        r.upstream_header("x-bare-product").as_deref(),
+        Some("shop-read")
+    );
+    assert_eq!(r.upstream_header("x-bare-app").as_deref(), Some("app-c1"));
     assert_eq!(r.upstream_header("x-fault"), None);
     for (path, body) in [
         (

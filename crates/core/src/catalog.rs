@@ -46,6 +46,16 @@ impl CatalogVar {
         }
     }
 
+    /// The fixed variable `name` (no prefix), set on success.
+    pub(crate) fn bare(name: &str, secret: bool) -> CatalogVar {
+        CatalogVar {
+            name: name.to_string(),
+            when: When::Success,
+            secret,
+            family: false,
+        }
+    }
+
     /// The custom attributes `prefix.P.{custom}{name}`, set on success.
     pub(crate) fn family(prefix: &str, policy: &str, custom: &str) -> CatalogVar {
         CatalogVar {

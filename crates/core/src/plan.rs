@@ -126,7 +126,7 @@ impl PolicyPlan {
     }
 
     /// The reply body of `fault` as this policy raises it.
-    pub fn fault_body(&self, fault: Fault) -> &str {
+    pub fn fault_body(&self, fault: Fault) -> std::borrow::Cow<'_, str> {
         self.action.fault_body(fault)
     }
 }
@@ -210,6 +210,24 @@ impl VarRef {
             .enumerate()
             .rev()
             .find(|(_, p)| p.enabled && p.prefix().is_none() && p.action.raises().is_none());
+        // VerifyAPIKey's bare variables (`client_id`, `apiproduct.name`...):
+        // bound to the last earlier VerifyAPIKey when it comes after the
+        // last VerifyAccessToken.
+        let keyed = earlier.iter().enumerate().rev().find_map(|(policy, p)| {
+            if !p.enabled || p.prefix().is_none_or(|prefix| name.starts_with(prefix)) {
+                return None;
+            }
+            Some((policy, p.outputs.iter().position(|o| o.var.name == name)?))
+        });
+        if let Some((policy, output)) = keyed {
+            if verified.is_none_or(|(v, _)| v < policy) {
+                return VarRef::Output {
+                    policy,
+                    output,
+                    or_attribute: None,
+                };
+            }
+        }
         if let Some((policy, plan)) = verified {
             if let Some(output) = plan.outputs.iter().position(|o| o.var.name == name) {
                 return VarRef::Output {

@@ -137,6 +137,20 @@ impl RequestInfo {
         }
     }
 
+    /// What the API-product check compares, borrowed from the request:
+    /// the path suffix after `basepath` (without the query; the whole path
+    /// when it is not under `basepath`) and the verb. `None` when either is
+    /// not UTF-8 (the caller then copies them as text, U+FFFD for what is
+    /// not).
+    pub(crate) fn call_text(&self, basepath: &str) -> Option<(&str, &str)> {
+        let path = split_query(&self.path).0;
+        let suffix = path_suffix(path, basepath.as_bytes()).unwrap_or(path);
+        Some((
+            std::str::from_utf8(suffix).ok()?,
+            std::str::from_utf8(&self.method).ok()?,
+        ))
+    }
+
     /// Apigee's header forms (docs/variables.md): `name.N` the N-th
     /// comma-separated value (1-based), `name.values.string` the whole
     /// value, `name.values.count` how many values; repeated headers are one

@@ -2,8 +2,10 @@
 //! JSON body of the local reply (docs/faults.md).
 
 /// Declares the faults once: variant, fault name, HTTP status, fault string,
-/// error code. The reply body is built from the fault string and the error
-/// code at compile time, so a fault reply allocates nothing.
+/// error code. [`Fault::body`] is the reply body built from the fault string
+/// and the error code at compile time, for the docs' and the tests' checks;
+/// the filter builds the same text on its fault path (its `.wasm` keeps one
+/// copy of each string, not two; a unit test holds the two equal).
 macro_rules! faults {
     ($($variant:ident => $name:literal, $status:literal, $faultstring:literal, $errorcode:literal;)*) => {
         /// A fault a policy raises (docs/faults.md).

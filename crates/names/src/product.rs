@@ -138,34 +138,86 @@ pub fn allows<'a>(product: &'a Product, call: &Call<'_>) -> Option<Match<'a>> {
 ///
 /// A resource that [`check_resource`] refuses matches nothing.
 pub fn resource_matches(resource: &str, suffix: &str) -> bool {
-    if check_resource(resource).is_err() {
+    bytes_match(resource.as_bytes(), suffix.as_bytes())
+}
+
+/// [`resource_matches`] over bytes, as the filter reads them from a cached
+/// profile: one pass over both paths, no allocation, no UTF-8 check (the
+/// rules only ever compare bytes). `**` (one or more segments) is
+/// matched greedily, backtracking to the last `**` only: enough for a
+/// pattern whose only variable-width segment is `**`, and at most
+/// (pattern segments) x (path segments) steps whatever the number of
+/// `**`.
+pub fn bytes_match(resource: &[u8], suffix: &[u8]) -> bool {
+    if resource.first() != Some(&b'/') || resource.len() > MAX_RESOURCE {
         return false;
     }
-    if resource == "/" {
+    if resource == b"/" {
         return true;
     }
-    // On the stack for the paths requests have (the filter's warm path
-    // allocates nothing); longer paths on the heap.
-    const STACK: usize = 32;
-    let mut path = [""; STACK];
-    let mut n = 0;
-    for seg in segments(suffix) {
-        if n == STACK {
-            let path: Vec<&str> = segments(suffix).collect();
-            let mut reach = vec![false; path.len() + 1];
-            let mut next = vec![false; path.len() + 1];
-            return glob(segments(resource), &path, &mut reach, &mut next);
+    let (mut pattern, mut path) = (Segs::new(resource), Segs::new(suffix));
+    // The pattern after the last `**`, and the path after what it took.
+    let mut back: Option<(Segs<'_>, Segs<'_>)> = None;
+    loop {
+        let Some(seg) = path.next() else {
+            // Every pattern segment takes at least one path segment.
+            return pattern.next().is_none();
+        };
+        let ok = match pattern.next() {
+            Some(b"**") => {
+                back = Some((pattern, path));
+                true
+            }
+            Some(b"*") => !seg.is_empty(),
+            Some(lit) if lit.contains(&b'*') => return false,
+            Some(lit) => lit == seg,
+            None => false,
+        };
+        if !ok {
+            // The last `**` takes one segment more.
+            let Some((after, mut took)) = back else {
+                return false;
+            };
+            if took.next().is_none() {
+                return false;
+            }
+            back = Some((after, took));
+            (pattern, path) = (after, took);
         }
-        path[n] = seg;
-        n += 1;
     }
-    let (mut reach, mut next) = ([false; STACK + 1], [false; STACK + 1]);
-    glob(
-        segments(resource),
-        &path[..n],
-        &mut reach[..=n],
-        &mut next[..=n],
-    )
+}
+
+const MAX_RESOURCE: usize = 1024;
+
+/// The segments of a path as a copyable cursor: after its leading `/`,
+/// one trailing `/` dropped; `""` and `/` have none.
+#[derive(Clone, Copy)]
+struct Segs<'a>(Option<&'a [u8]>);
+
+impl<'a> Segs<'a> {
+    fn new(path: &'a [u8]) -> Segs<'a> {
+        let p = path.strip_prefix(b"/").unwrap_or(path);
+        let p = p.strip_suffix(b"/").unwrap_or(p);
+        Segs((!p.is_empty()).then_some(p))
+    }
+}
+
+impl<'a> Iterator for Segs<'a> {
+    type Item = &'a [u8];
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.0?;
+        match rest.iter().position(|&b| b == b'/') {
+            Some(i) => {
+                self.0 = rest.get(i + 1..);
+                rest.get(..i)
+            }
+            None => {
+                self.0 = None;
+                Some(rest)
+            }
+        }
+    }
 }
 
 /// Why a resource path cannot be stored (None of Apigee's rules would
@@ -175,7 +227,7 @@ pub fn check_resource(resource: &str) -> Result<(), &'static str> {
     if !resource.starts_with('/') {
         return Err("a resource path starts with '/'");
     }
-    if resource.len() > 1024 {
+    if resource.len() > MAX_RESOURCE {
         return Err("a resource path is at most 1024 bytes");
     }
     for seg in segments(resource) {
@@ -194,55 +246,110 @@ fn segments(path: &str) -> impl Iterator<Item = &str> {
     p.split('/').filter(move |_| !p.is_empty())
 }
 
-/// Segment matching, `*` one segment, `**` one or more. Dynamic
-/// programming over (pattern, path) positions: linear in their product,
-/// whatever the number of `**`. `reach` and `next` are `path.len() + 1`
-/// long.
-fn glob<'p>(
-    pattern: impl Iterator<Item = &'p str>,
-    path: &[&str],
-    reach: &mut [bool],
-    next: &mut [bool],
-) -> bool {
-    // reach[j]: the pattern segments so far can consume the first j path
-    // segments.
-    reach.fill(false);
-    if let Some(first) = reach.first_mut() {
-        *first = true;
-    }
-    let mut reach = reach;
-    let mut next = next;
-    for seg in pattern {
-        next.fill(false);
-        match seg {
-            "**" => {
-                // One or more: j reachable after this if some k < j was.
-                let mut any = false;
-                for j in 1..next.len() {
-                    any |= reach[j - 1];
-                    next[j] = any;
-                }
-            }
-            "*" => {
-                for j in 1..next.len() {
-                    next[j] = reach[j - 1] && !path[j - 1].is_empty();
-                }
-            }
-            lit => {
-                for j in 1..next.len() {
-                    next[j] = reach[j - 1] && path[j - 1] == lit;
-                }
-            }
-        }
-        std::mem::swap(&mut reach, &mut next);
-    }
-    reach.last().copied().unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    /// The rules as first written, a dynamic program over (pattern, path)
+    /// segment positions: the reference [`bytes_match`] is held to.
+    fn reference(resource: &str, suffix: &str) -> bool {
+        if check_resource(resource).is_err() {
+            return false;
+        }
+        if resource == "/" {
+            return true;
+        }
+        let path: Vec<&str> = segments(suffix).collect();
+        let mut reach = vec![false; path.len() + 1];
+        let mut next = vec![false; path.len() + 1];
+        glob(segments(resource), &path, &mut reach, &mut next)
+    }
+
+    /// Segment matching, `*` one segment, `**` one or more. Dynamic
+    /// programming over (pattern, path) positions: linear in their product,
+    /// whatever the number of `**`. `reach` and `next` are `path.len() + 1`
+    /// long.
+    fn glob<'p>(
+        pattern: impl Iterator<Item = &'p str>,
+        path: &[&str],
+        reach: &mut [bool],
+        next: &mut [bool],
+    ) -> bool {
+        // reach[j]: the pattern segments so far can consume the first j path
+        // segments.
+        reach.fill(false);
+        if let Some(first) = reach.first_mut() {
+            *first = true;
+        }
+        let mut reach = reach;
+        let mut next = next;
+        for seg in pattern {
+            next.fill(false);
+            match seg {
+                "**" => {
+                    // One or more: j reachable after this if some k < j was.
+                    let mut any = false;
+                    for j in 1..next.len() {
+                        any |= reach[j - 1];
+                        next[j] = any;
+                    }
+                }
+                "*" => {
+                    for j in 1..next.len() {
+                        next[j] = reach[j - 1] && !path[j - 1].is_empty();
+                    }
+                }
+                lit => {
+                    for j in 1..next.len() {
+                        next[j] = reach[j - 1] && path[j - 1] == lit;
+                    }
+                }
+            }
+            std::mem::swap(&mut reach, &mut next);
+        }
+        reach.last().copied().unwrap_or(false)
+    }
+
+    /// Every pattern and path of up to four segments over a small alphabet
+    /// (literals, `*`, `**`, empty segments, trailing slashes, glued
+    /// stars): the one-pass matcher agrees with the dynamic program.
+    #[test]
+    fn the_one_pass_matcher_agrees_with_the_reference() {
+        let pattern_segs = ["a", "b", "*", "**", "", "a*"];
+        let path_segs = ["a", "b", "c", ""];
+        fn all(segs: &[&str], max: usize) -> Vec<String> {
+            let mut out = vec![String::new()];
+            let mut level = vec![String::new()];
+            for _ in 0..max {
+                let mut next = Vec::new();
+                for p in &level {
+                    for s in segs {
+                        next.push(format!("{p}/{s}"));
+                    }
+                }
+                out.extend(next.iter().cloned());
+                level = next;
+            }
+            let with_slash: Vec<String> = out.iter().map(|p| format!("{p}/")).collect();
+            out.extend(with_slash);
+            out
+        }
+        let (patterns, paths) = (all(&pattern_segs, 4), all(&path_segs, 4));
+        let mut matched = 0;
+        for pattern in &patterns {
+            for path in &paths {
+                let want = reference(pattern, path);
+                assert_eq!(
+                    resource_matches(pattern, path),
+                    want,
+                    "{pattern:?} {path:?}"
+                );
+                matched += usize::from(want);
+            }
+        }
+        assert!(matched > 1000, "{matched}");
+    }
 
     /// Paths longer than the stack's 32 segments match by the same rules.
     #[test]

@@ -295,6 +295,21 @@ pub const VERIFY_API_KEY: &[Suffix] = &[
     field("app.id", Field::DeveloperAppId),
 ];
 
+/// What VerifyAPIKey also sets without a prefix, for a valid key (the
+/// VerifyAPIKey page's "Analytics variables": `client_id`,
+/// `developer.app.name`, `developer.id`, and `apiproduct.name`, which
+/// [`VERIFY_API_KEY_BARE_PRODUCT`] sets): the same values as their
+/// prefixed variables.
+pub const VERIFY_API_KEY_BARE: &[Suffix] = &[
+    field("client_id", Field::ClientId),
+    field("developer.app.name", Field::DeveloperAppName),
+    field("developer.id", Field::DeveloperId),
+];
+
+/// VerifyAPIKey's bare `apiproduct.name` (the product's variables end a
+/// policy's list).
+pub const VERIFY_API_KEY_BARE_PRODUCT: &[Suffix] = &[product("apiproduct.name", ProductPart::Name)];
+
 /// What goes between `verifyapikey.P.` and an app's custom attribute.
 pub const VERIFY_API_KEY_ATTRIBUTE_SEGMENT: &str = "app.";
 

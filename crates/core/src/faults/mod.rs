@@ -593,9 +593,10 @@ pub(crate) fn reply(
         status: fault.status(),
         reason: None,
         headers: vec![("content-type".to_string(), "application/json".to_string())],
-        body: failing
-            .map_or(fault.body(), |p| p.fault_body(fault))
-            .to_string(),
+        body: failing.map_or_else(
+            || crate::policies::fault_body(fault.faultstring(), fault.errorcode()),
+            |p| p.fault_body(fault).into_owned(),
+        ),
         variables: Vec::new(),
     };
     if let Some(challenge) = fault.www_authenticate() {

@@ -112,14 +112,25 @@ impl Worker {
                 }
             }
             let (status, body) = match &built {
-                Some(reply) => (reply.status, reply.body.as_str()),
+                Some(reply) => (
+                    reply.status,
+                    std::borrow::Cow::Borrowed(reply.body.as_str()),
+                ),
                 None => (
                     fault.status(),
                     stream
                         .flow
                         .reply_policy()
                         .and_then(|i| config.plans.get(i))
-                        .map_or(fault.body(), |plan| plan.fault_body(fault)),
+                        .map_or_else(
+                            || {
+                                std::borrow::Cow::Owned(crate::policies::fault_body(
+                                    fault.faultstring(),
+                                    fault.errorcode(),
+                                ))
+                            },
+                            |plan| plan.fault_body(fault),
+                        ),
                 ),
             };
             if !host.send_local_response(status, &headers, body.as_bytes()) {

@@ -458,10 +458,12 @@ impl Flow {
                         } else {
                             m.product.attributes
                         };
-                        attributes.find(|(k, _)| *k == name).map(|(_, v)| v)
+                        attributes
+                            .find(|(k, _)| *k == name.as_bytes())
+                            .map(|(_, v)| v)
                     });
                 match found {
-                    Some(v) => push(out, v.as_bytes()),
+                    Some(v) => push(out, v),
                     None => false,
                 }
             }
@@ -585,13 +587,19 @@ impl Flow {
             return Ok(None);
         };
         self.call = None;
-        if let Lookup::Known(profile) = &lookup {
-            if profile.has_products() {
-                self.capture_call(config, request);
-            }
+        let checks = matches!(&lookup, Lookup::Known(profile) if profile.has_products());
+        // In place when the path and verb are UTF-8 (no copy).
+        let borrowed = checks
+            .then(|| request.call_text(&config.basepath))
+            .flatten();
+        if checks && borrowed.is_none() {
+            self.capture_call(config, request);
         }
-        plan.action
-            .verify(kind, lookup, self.now_ms, &self.call(config))
+        let mut call = self.call(config);
+        if let Some((suffix, verb)) = borrowed {
+            (call.suffix, call.verb) = (suffix, verb);
+        }
+        plan.action.verify(kind, lookup, self.now_ms, &call)
     }
 
     /// Takes the token service's HTTP answer to the pending lookup or
@@ -863,7 +871,7 @@ fn product_of(result: &PolicyResult) -> Option<ProductAt> {
 /// A product variable's value: text of the profile, or the operation's
 /// verbs (shown comma-separated).
 enum ProductValue<'a> {
-    Text(&'a str),
+    Text(&'a [u8]),
     Methods(Strs<'a>),
 }
 
@@ -892,13 +900,13 @@ fn read_product(
         return false;
     };
     match product_value(&m, part) {
-        Some(ProductValue::Text(t)) => out.push_str(t),
+        Some(ProductValue::Text(t)) => out.push_str(&String::from_utf8_lossy(t)),
         Some(ProductValue::Methods(methods)) => {
             for (i, m) in methods.enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(m);
+                out.push_str(&String::from_utf8_lossy(m));
             }
         }
         None => return false,
@@ -918,14 +926,14 @@ fn visit_product(
     each: &mut impl FnMut(Published<'_>),
 ) {
     match product_value(m, part) {
-        Some(ProductValue::Text(t)) => each(Published::of(var, t.as_bytes())),
+        Some(ProductValue::Text(t)) => each(Published::of(var, t)),
         Some(ProductValue::Methods(methods)) => {
             buf.clear();
             for (i, m) in methods.enumerate() {
                 if i > 0 {
                     buf.push(b',');
                 }
-                buf.extend_from_slice(m.as_bytes());
+                buf.extend_from_slice(m);
             }
             each(Published::of(var, buf));
         }
@@ -963,7 +971,7 @@ fn visit_product_attributes<const ALL: bool>(
         }
         for (name, value) in list {
             if !is_operation
-                && (name == "name" || name == "operation" || name.starts_with("operation."))
+                && (name == b"name" || name == b"operation" || name.starts_with(b"operation."))
             {
                 continue;
             }
@@ -977,7 +985,7 @@ fn visit_product_attributes<const ALL: bool>(
                         .as_bytes(),
                 );
             }
-            name_buf.extend_from_slice(name.as_bytes());
+            name_buf.extend_from_slice(name);
             let published = ALL
                 || family == Family::All
                 || std::str::from_utf8(name_buf).is_ok_and(|n| config.publish.matches(n));
@@ -985,7 +993,7 @@ fn visit_product_attributes<const ALL: bool>(
                 each(Published {
                     name: name_buf,
                     bridge_key: None,
-                    value: value.as_bytes(),
+                    value,
                     header: None,
                 });
             }

@@ -362,6 +362,79 @@ fn verify_api_key_passes_a_good_key_and_sets_its_variables() {
     );
 }
 
+/// Apigee's analytics variables: a valid key also sets `client_id`,
+/// `developer.app.name`, `developer.id` and `apiproduct.name` without a
+/// prefix (published by default); a refused key sets none of them.
+#[test]
+fn verify_api_key_sets_the_bare_analytics_variables() {
+    let c = config(shop(), &[KEY]);
+    let bare = [
+        ("client_id", "key1"),
+        ("developer.app.name", "shop-app"),
+        ("developer.id", "d1"),
+        ("apiproduct.name", "viewer"),
+    ];
+    let (end, flow, _) = run(
+        &c,
+        &request("GET", "/v1/items/3?apikey=key1", &[]),
+        &key_answer(&[], products()),
+    );
+    assert_eq!(end, FlowOutcome::Continue);
+    let mut published = Vec::new();
+    flow.visit_published(&c, &mut Vec::new(), |p| {
+        published.push((
+            String::from_utf8_lossy(p.name).into_owned(),
+            String::from_utf8_lossy(p.value).into_owned(),
+        ))
+    });
+    let r = request("GET", "/v1/items/3?apikey=key1", &[]);
+    for (name, value) in bare {
+        assert_eq!(flow.variable(&c, name).as_deref(), Some(value), "{name}");
+        // A later policy's ref (`{apiproduct.name}`) reads it too.
+        let var = crate::plan::VarRef::resolve(name, &c.plans);
+        let mut out = String::new();
+        assert!(flow.read(&c, &var, &r, &mut out), "{name}: {var:?}");
+        assert_eq!(out, value);
+        assert!(
+            published.contains(&(name.to_string(), value.to_string())),
+            "{name}: {published:?}"
+        );
+    }
+    // No product allows a POST: the fault, and none of them.
+    let (end, flow, _) = run(
+        &c,
+        &request("POST", "/v1/items/3?apikey=key1", &[]),
+        &key_answer(&[], products()),
+    );
+    assert_ne!(end, FlowOutcome::Continue);
+    for (name, _) in bare {
+        assert_eq!(flow.variable(&c, name), None, "{name}");
+    }
+}
+
+/// A path that is not UTF-8 is compared as text (U+FFFD for what is
+/// not), as it is read in place when it is: `/items/\xff` is one segment
+/// under `/items/*`, `/other/\xff` is no product's.
+#[test]
+fn a_path_that_is_not_utf8_is_checked_as_text() {
+    let c = config(shop(), &[KEY]);
+    for (path, passes) in [
+        (&b"/v1/items/\xff?apikey=key1"[..], true),
+        (&b"/v1/items/ok?apikey=key1"[..], true),
+        (&b"/v1/other/\xff?apikey=key1"[..], false),
+    ] {
+        let mut r = request("GET", "/", &[]);
+        r.path = path.to_vec();
+        let (end, flow, _) = run(&c, &r, &key_answer(&[], products()));
+        assert_eq!(end == FlowOutcome::Continue, passes, "{path:?}");
+        assert_eq!(
+            flow.variable(&c, "apiproduct.name").is_some(),
+            passes,
+            "{path:?}"
+        );
+    }
+}
+
 #[test]
 fn verify_api_key_faults() {
     let c = config(shop(), &[KEY]);

@@ -10,6 +10,7 @@
 //! parsed and compiled) and [`PolicyRun`] (what runs), and one line in
 //! [`policies!`].
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use oauthv2info_names::product::Call;
@@ -129,7 +130,7 @@ macro_rules! policies {
             pub(crate) fn faultstring(&self, fault: Fault) -> &str {
                 match self { $(PolicyAction::$variant(r) => r.faultstring(fault)),+ }
             }
-            pub(crate) fn fault_body(&self, fault: Fault) -> &str {
+            pub(crate) fn fault_body(&self, fault: Fault) -> Cow<'_, str> {
                 match self { $(PolicyAction::$variant(r) => r.fault_body(fault)),+ }
             }
             #[inline]
@@ -252,9 +253,10 @@ pub(crate) trait PolicyRun {
     fn faultstring(&self, fault: Fault) -> &str {
         fault.faultstring()
     }
-    /// The reply body of `fault` as this policy raises it.
-    fn fault_body(&self, fault: Fault) -> &str {
-        fault.body()
+    /// The reply body of `fault` as this policy raises it (built on the
+    /// fault path, by the one builder, unless the plan holds its own).
+    fn fault_body(&self, fault: Fault) -> Cow<'_, str> {
+        Cow::Owned(fault_body(fault.faultstring(), fault.errorcode()))
     }
     /// A token ref that resolves to nothing is a fault of its own
     /// (`UnresolvedVariable`), not a missing token.
@@ -356,6 +358,18 @@ pub(crate) fn check_products(
         .ok_or(fault)
 }
 
+/// A fault's reply body with a fault string the policy's plan holds (one
+/// that names its scopes, its ref or its name), its members in their
+/// documented order: the one builder of such bodies.
+pub(crate) fn fault_body(faultstring: &str, errorcode: &str) -> String {
+    let mut body = String::from(r#"{"fault":{"faultstring":""#);
+    crate::template::escape_json(faultstring, &mut body);
+    body.push_str(r#"","detail":{"errorcode":""#);
+    body.push_str(errorcode);
+    body.push_str(r#""}}}"#);
+    body
+}
+
 /// What compiling a policy knows: its name, the policies before it, and
 /// the configuration's `publish`.
 pub(crate) struct CompileContext<'a> {
@@ -366,6 +380,22 @@ pub(crate) struct CompileContext<'a> {
 }
 
 impl CompileContext<'_> {
+    /// The standard variables of `list` without a prefix (as
+    /// VerifyAccessToken's).
+    pub(crate) fn bare_outputs(&self, list: &[Suffix]) -> Vec<Output> {
+        list.iter()
+            .map(|s| Output {
+                var: Var::new(
+                    s.name.to_string(),
+                    s.secret,
+                    self.publish,
+                    self.export_secrets,
+                ),
+                source: s.source,
+            })
+            .collect()
+    }
+
     /// The standard variables `prefix.P.suffix` of `list`.
     pub(crate) fn outputs(&self, prefix: &str, list: &[Suffix]) -> Vec<Output> {
         list.iter()

@@ -124,10 +124,7 @@ impl ApigeePolicy for RaiseFault {
         } else {
             format!("Raising fault. Fault name : {}", at.name)
         };
-        let mut body = String::new();
-        body.push_str(r#"{"fault":{"faultstring":""#);
-        crate::template::escape_json(&faultstring, &mut body);
-        body.push_str(r#"","detail":{"errorcode":"steps.raisefault.RaiseFault"}}}"#);
+        let body = super::fault_body(&faultstring, Fault::RaiseFault.errorcode());
         Compiled {
             run: RaiseRun {
                 ops: self.ops.clone(),
@@ -194,8 +191,8 @@ impl PolicyRun for RaiseRun {
     fn faultstring(&self, _fault: Fault) -> &str {
         &self.faultstring
     }
-    fn fault_body(&self, _fault: Fault) -> &str {
-        &self.body
+    fn fault_body(&self, _fault: Fault) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(&self.body)
     }
     fn fault_prefix(&self) -> &'static str {
         PREFIX

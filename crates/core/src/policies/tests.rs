@@ -499,3 +499,20 @@ fn verify_api_key() {
         assert_eq!(e.policy.as_deref(), Some("K"), "{xml}: {e}");
     }
 }
+
+/// The one builder of fault bodies gives each fault the body
+/// docs/faults.md shows (`Fault::body`, checked against the docs).
+#[test]
+fn the_fault_body_builder_gives_each_faults_documented_body() {
+    for f in oauthv2info_names::Fault::ALL {
+        assert_eq!(
+            super::fault_body(f.faultstring(), f.errorcode()),
+            f.body(),
+            "{f:?}"
+        );
+    }
+    assert_eq!(
+        super::fault_body("a \"b\"", "c"),
+        r#"{"fault":{"faultstring":"a \"b\"","detail":{"errorcode":"c"}}}"#
+    );
+}

@@ -11,7 +11,7 @@ use super::elements::{expect_leaf, parse_bool, truncate, validate_reference, Rea
 use super::{check_products, ApigeePolicy, CompileContext, Compiled, PolicyRun};
 use crate::catalog::{CatalogVar, When};
 use crate::error::ConfigError;
-use crate::plan::{Output, ValueRef, Var, VarRef};
+use crate::plan::{ValueRef, VarRef};
 use crate::profile::products::ProductAt;
 use crate::profile::{check_get, Lookup, ProfileRef};
 use crate::request::RequestVar;
@@ -231,12 +231,8 @@ impl ApigeePolicy for VerifyAccessToken {
 
     fn compile(&self, at: &CompileContext<'_>) -> Compiled<Box<VerifyRun>> {
         let scope_faultstring = format!("Required scope(s): {}", self.scopes.join(" "));
-        // The fault body's members in their documented order.
-        let scope_body = format!(
-            r#"{{"fault":{{"faultstring":{},"detail":{{"errorcode":"{}"}}}}}}"#,
-            serde_json::Value::from(scope_faultstring.as_str()),
-            Fault::InsufficientScope.errorcode()
-        );
+        let scope_body =
+            super::fault_body(&scope_faultstring, Fault::InsufficientScope.errorcode());
         let reference = match &self.token {
             Some(variable) => VarRef::resolve(variable, at.earlier),
             // The whole Authorization header (not its first
@@ -260,13 +256,9 @@ impl ApigeePolicy for VerifyAccessToken {
                 literal: None,
             },
             // Its variables have no prefix.
-            outputs: variables::VERIFY
-                .iter()
-                .chain(variables::PRODUCT)
-                .map(|s| Output {
-                    var: Var::new(s.name.to_string(), s.secret, at.publish, at.export_secrets),
-                    source: s.source,
-                })
+            outputs: [variables::VERIFY, variables::PRODUCT]
+                .into_iter()
+                .flat_map(|list| at.bare_outputs(list))
                 .collect(),
             attribute_prefix: variables::VERIFY_ATTRIBUTE_PREFIX.to_string(),
             bare_attributes: false,
@@ -279,12 +271,7 @@ impl ApigeePolicy for VerifyAccessToken {
             variables::VERIFY
                 .iter()
                 .chain(variables::PRODUCT)
-                .map(|s| CatalogVar {
-                    name: s.name.to_string(),
-                    when: When::Success,
-                    secret: s.secret,
-                    family: false,
-                }),
+                .map(|s| CatalogVar::bare(s.name, s.secret)),
         );
         for prefix in [
             variables::VERIFY_ATTRIBUTE_PREFIX,
@@ -335,11 +322,11 @@ impl PolicyRun for Box<VerifyRun> {
         }
     }
 
-    fn fault_body(&self, fault: Fault) -> &str {
+    fn fault_body(&self, fault: Fault) -> std::borrow::Cow<'_, str> {
         if fault == Fault::InsufficientScope {
-            &self.scope_body
+            std::borrow::Cow::Borrowed(&self.scope_body)
         } else {
-            fault.body()
+            std::borrow::Cow::Owned(super::fault_body(fault.faultstring(), fault.errorcode()))
         }
     }
 

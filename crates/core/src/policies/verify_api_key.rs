@@ -81,14 +81,17 @@ impl ApigeePolicy for VerifyApiKey {
             Fault::FailedToResolveApiKey.faultstring(),
             self.key
         );
-        // The fault body's members in their documented order.
-        let unresolved_body = format!(
-            r#"{{"fault":{{"faultstring":{},"detail":{{"errorcode":"{}"}}}}}}"#,
-            serde_json::Value::from(unresolved_faultstring.as_str()),
-            Fault::FailedToResolveApiKey.errorcode()
+        let unresolved_body = super::fault_body(
+            &unresolved_faultstring,
+            Fault::FailedToResolveApiKey.errorcode(),
         );
+        // The prefixed variables, the bare ones (Apigee's analytics
+        // variables), then the product's, prefixed and bare: the product's
+        // end the list (`PolicyPlan::product_outputs`).
         let mut outputs = at.outputs(variables::VERIFY_API_KEY_PREFIX, variables::VERIFY_API_KEY);
+        outputs.extend(at.bare_outputs(variables::VERIFY_API_KEY_BARE));
         outputs.extend(at.outputs(variables::VERIFY_API_KEY_PREFIX, variables::PRODUCT));
+        outputs.extend(at.bare_outputs(variables::VERIFY_API_KEY_BARE_PRODUCT));
         Compiled {
             run: Box::new(VerifyKeyRun {
                 unresolved_faultstring,
@@ -118,6 +121,12 @@ impl ApigeePolicy for VerifyApiKey {
                 .iter()
                 .chain(variables::PRODUCT)
                 .map(|s| CatalogVar::fixed(prefix, policy, s.name, s.secret)),
+        );
+        out.extend(
+            variables::VERIFY_API_KEY_BARE
+                .iter()
+                .chain(variables::VERIFY_API_KEY_BARE_PRODUCT)
+                .map(|s| CatalogVar::bare(s.name, s.secret)),
         );
         for segment in [
             variables::VERIFY_API_KEY_ATTRIBUTE_SEGMENT,
@@ -155,11 +164,11 @@ impl PolicyRun for Box<VerifyKeyRun> {
         }
     }
 
-    fn fault_body(&self, fault: Fault) -> &str {
+    fn fault_body(&self, fault: Fault) -> std::borrow::Cow<'_, str> {
         if fault == Fault::FailedToResolveApiKey {
-            &self.unresolved_body
+            std::borrow::Cow::Borrowed(&self.unresolved_body)
         } else {
-            fault.body()
+            std::borrow::Cow::Owned(super::fault_body(fault.faultstring(), fault.errorcode()))
         }
     }
 

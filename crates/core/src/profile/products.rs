@@ -117,13 +117,22 @@ pub(crate) fn encode(value: Value) -> Result<Vec<u8>, Malformed> {
     Ok(out)
 }
 
-/// A cursor over encoded bytes.
+/// A cursor over encoded bytes. Strings are read as bytes: the product
+/// check compares bytes, and the bytes were UTF-8 when the profile was
+/// encoded (from JSON strings).
 #[derive(Debug, Clone, Copy)]
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
     #[inline]
     fn len(&mut self) -> usize {
+        // One byte below 128, the common case.
+        if let Some((&byte, rest)) = self.0.split_first() {
+            if byte & 0x80 == 0 {
+                self.0 = rest;
+                return usize::from(byte);
+            }
+        }
         let mut n: usize = 0;
         for shift in (0..usize::BITS).step_by(7) {
             let Some((&byte, rest)) = self.0.split_first() else {
@@ -146,19 +155,19 @@ impl<'a> Reader<'a> {
         s
     }
 
-    #[inline]
-    fn str(&mut self) -> &'a str {
-        std::str::from_utf8(self.bytes()).unwrap_or_default()
-    }
-
     /// Skips `n` strings.
+    #[inline]
     fn skip_strs(&mut self, n: usize) {
         for _ in 0..n {
+            if self.0.is_empty() {
+                return;
+            }
             self.bytes();
         }
     }
 
     /// A list of strings; the cursor moves past it.
+    #[inline]
     fn strs(&mut self) -> Strs<'a> {
         let count = self.len();
         let start = *self;
@@ -170,6 +179,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A list of pairs; the cursor moves past it.
+    #[inline]
     fn pairs(&mut self) -> Pairs<'a> {
         let count = self.len();
         let start = *self;
@@ -180,22 +190,34 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
+    fn operation(&mut self) -> OperationRef<'a> {
+        OperationRef {
+            resource: self.bytes(),
+            methods: self.strs(),
+        }
+    }
+
     fn config(&mut self) -> ConfigRef<'a> {
-        let api_source = self.str();
+        let api_source = self.bytes();
         let count = self.len();
         let start = *self;
         for _ in 0..count {
-            self.bytes();
-            self.strs();
+            if self.0.is_empty() {
+                break;
+            }
+            self.operation();
         }
         let operations = Operations {
             left: count,
             at: start,
         };
+        let attributes_at = index(self.0.len());
         ConfigRef {
             api_source,
             operations,
             attributes: self.pairs(),
+            attributes_at,
         }
     }
 
@@ -203,11 +225,32 @@ impl<'a> Reader<'a> {
         let count = self.len();
         let start = *self;
         for _ in 0..count {
+            if self.0.is_empty() {
+                break;
+            }
             self.config();
         }
         Configs {
             left: count,
             at: start,
+        }
+    }
+
+    fn product(&mut self) -> ProductRef<'a> {
+        let name = self.bytes();
+        let proxies = self.strs();
+        let resources = self.strs();
+        let environments = self.strs();
+        let operation_configs = self.configs();
+        let attributes_at = index(self.0.len());
+        ProductRef {
+            name,
+            proxies,
+            resources,
+            environments,
+            operation_configs,
+            attributes: self.pairs(),
+            attributes_at,
         }
     }
 }
@@ -241,21 +284,28 @@ macro_rules! list {
             pub fn is_empty(&self) -> bool {
                 self.left == 0
             }
+
+            /// Where the next item starts, as the length of the bytes from
+            /// there to the end of the products' span.
+            #[allow(dead_code)]
+            fn tail(&self) -> u32 {
+                index(self.at.0.len())
+            }
         }
     };
 }
 
 list!(
     /// A list of strings (proxies, resources, environments, methods).
-    Strs, &'a str, |r| r.str()
+    Strs, &'a [u8], |r| r.bytes()
 );
 list!(
     /// Custom attributes, names and values, in the answer's order.
-    Pairs, (&'a str, &'a str), |r| (r.str(), r.str())
+    Pairs, (&'a [u8], &'a [u8]), |r| (r.bytes(), r.bytes())
 );
 list!(
     /// An operation configuration's operations.
-    Operations, OperationRef<'a>, |r| OperationRef { resource: r.str(), methods: r.strs() }
+    Operations, OperationRef<'a>, |r| r.operation()
 );
 list!(
     /// A product's operation configurations.
@@ -263,40 +313,37 @@ list!(
 );
 list!(
     /// The app's products, in the answer's order.
-    Products, ProductRef<'a>, |r| ProductRef {
-        name: r.str(),
-        proxies: r.strs(),
-        resources: r.strs(),
-        environments: r.strs(),
-        operation_configs: r.configs(),
-        attributes: r.pairs(),
-    }
+    Products, ProductRef<'a>, |r| r.product()
 );
 
 /// One operation (`resource` and the verbs it allows).
 #[derive(Debug, Clone, Copy)]
 pub struct OperationRef<'a> {
-    pub resource: &'a str,
+    pub resource: &'a [u8],
     pub methods: Strs<'a>,
 }
 
 /// One operation configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct ConfigRef<'a> {
-    pub api_source: &'a str,
+    pub api_source: &'a [u8],
     pub operations: Operations<'a>,
     pub attributes: Pairs<'a>,
+    /// Where `attributes` starts ([`ProductAt`]).
+    attributes_at: u32,
 }
 
 /// One product, read in place.
 #[derive(Debug, Clone, Copy)]
 pub struct ProductRef<'a> {
-    pub name: &'a str,
+    pub name: &'a [u8],
     pub proxies: Strs<'a>,
     pub resources: Strs<'a>,
     pub environments: Strs<'a>,
     pub operation_configs: Configs<'a>,
     pub attributes: Pairs<'a>,
+    /// Where `attributes` starts ([`ProductAt`]).
+    attributes_at: u32,
 }
 
 /// The products in `bytes` (an [`encode`]d span; empty: none).
@@ -306,22 +353,33 @@ pub(crate) fn read(bytes: &[u8]) -> Products<'_> {
     Products { left: count, at: r }
 }
 
-/// The product (and, with operation groups, the operation configuration
-/// and operation) that allows a call.
+/// What the variables read of the product that allows a call (and, with
+/// operation groups, of the operation configuration and operation).
 #[derive(Debug, Clone, Copy)]
 pub struct MatchRef<'a> {
-    pub product: ProductRef<'a>,
-    pub operation: Option<(ConfigRef<'a>, OperationRef<'a>)>,
+    pub product: Matched<'a>,
+    pub operation: Option<(Matched<'a>, OperationRef<'a>)>,
 }
 
-/// Where the match lies among the profile's products: the product's
-/// index, and the operation configuration's and operation's. A flow keeps
-/// this (three numbers) and reads the match again from the profile's
-/// bytes when a variable needs it.
+/// A matching product's (or operation configuration's) name (its
+/// `apiSource`) and custom attributes.
+#[derive(Debug, Clone, Copy)]
+pub struct Matched<'a> {
+    pub name: &'a [u8],
+    pub attributes: Pairs<'a>,
+}
+
+/// Where the match lies in the profile's products: where the product's
+/// name and attributes start and, with operation groups, the operation
+/// configuration's `apiSource` and attributes and the operation (each as
+/// the length of the span from there to its end). A flow keeps this and
+/// reads what a variable needs at those places, without reading anything
+/// else of the products again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProductAt {
-    product: u32,
-    operation: Option<(u32, u32)>,
+    name: u32,
+    attributes: u32,
+    operation: Option<[u32; 3]>,
 }
 
 fn index(n: usize) -> u32 {
@@ -331,16 +389,24 @@ fn index(n: usize) -> u32 {
 impl ProductAt {
     /// The match, read from `products` (the same profile's).
     pub(crate) fn resolve(self, products: Products<'_>) -> Option<MatchRef<'_>> {
-        let mut products = products;
-        let product = products.nth(self.product as usize)?;
+        let span = products.at.0;
+        let at = |tail: u32| {
+            let start = span.len().checked_sub(tail as usize)?;
+            span.get(start..).filter(|s| !s.is_empty()).map(Reader)
+        };
+        let product = Matched {
+            name: at(self.name)?.bytes(),
+            attributes: at(self.attributes)?.pairs(),
+        };
         let operation = match self.operation {
             None => None,
-            Some((c, o)) => {
-                let mut configs = product.operation_configs;
-                let config = configs.nth(c as usize)?;
-                let mut operations = config.operations;
-                Some((config, operations.nth(o as usize)?))
-            }
+            Some([c, a, o]) => Some((
+                Matched {
+                    name: at(c)?.bytes(),
+                    attributes: at(a)?.pairs(),
+                },
+                at(o)?.operation(),
+            )),
         };
         Some(MatchRef { product, operation })
     }
@@ -348,21 +414,27 @@ impl ProductAt {
 
 /// The first product, in the app's order, that allows `call`: the rules of
 /// `oauthv2info_names::product::allows` (docs/decisions.md#api-products),
-/// read over the profile's bytes in place, without allocating. The
+/// read over the profile's bytes in place, once, without allocating. The
 /// resource-path rule is the names crate's own
-/// ([`oauthv2info_names::product::resource_matches`]); a unit test holds
+/// ([`oauthv2info_names::product::bytes_match`]); a unit test holds
 /// the two readings equal. An empty `call.proxy` (no `proxy_name`
 /// configured) checks no product's proxies nor operations' `apiSource`.
 pub(crate) fn find(
     products: Products<'_>,
     call: &oauthv2info_names::product::Call<'_>,
 ) -> Option<ProductAt> {
-    products.enumerate().find_map(|(i, p)| {
-        allows(p, call).map(|operation| ProductAt {
-            product: index(i),
-            operation,
-        })
-    })
+    let mut products = products;
+    loop {
+        let tail = products.tail();
+        let p = products.next()?;
+        if let Some(operation) = allows(p, call) {
+            return Some(ProductAt {
+                name: tail,
+                attributes: p.attributes_at,
+                operation,
+            });
+        }
+    }
 }
 
 /// `None`: the product does not allow the call; `Some(operation)`: it
@@ -370,43 +442,48 @@ pub(crate) fn find(
 fn allows(
     product: ProductRef<'_>,
     call: &oauthv2info_names::product::Call<'_>,
-) -> Option<Option<(u32, u32)>> {
-    use oauthv2info_names::product::resource_matches;
+) -> Option<Option<[u32; 3]>> {
+    use oauthv2info_names::product::bytes_match;
+    let suffix = call.suffix.as_bytes();
     if let Some(env) = call.environment {
+        let env = env.as_bytes();
         if !product.environments.is_empty() && !product.environments.into_iter().any(|e| e == env) {
             return None;
         }
     }
-    let any_proxy = call.proxy.is_empty();
+    let proxy = call.proxy.as_bytes();
+    let any_proxy = proxy.is_empty();
     if product.operation_configs.is_empty() {
         let proxy_ok = any_proxy
             || product.proxies.is_empty()
-            || product.proxies.into_iter().any(|p| p == call.proxy);
+            || product.proxies.into_iter().any(|p| p == proxy);
         let path_ok = product.resources.is_empty()
             || product
                 .resources
                 .into_iter()
-                .any(|r| resource_matches(r, call.suffix));
+                .any(|r| bytes_match(r, suffix));
         return (proxy_ok && path_ok).then_some(None);
     }
-    for (c, config) in product
-        .operation_configs
-        .enumerate()
-        .filter(|(_, c)| any_proxy || c.api_source == call.proxy)
-    {
+    let verb = call.verb.as_bytes();
+    let mut configs = product.operation_configs;
+    loop {
+        let c = configs.tail();
+        let config = configs.next()?;
+        if !any_proxy && config.api_source != proxy {
+            continue;
+        }
         if config.operations.is_empty() {
             return Some(None);
         }
-        for (o, op) in config.operations.enumerate() {
+        let mut operations = config.operations;
+        loop {
+            let o = operations.tail();
+            let Some(op) = operations.next() else { break };
             let verb_ok = op.methods.is_empty()
-                || op
-                    .methods
-                    .into_iter()
-                    .any(|m| m.eq_ignore_ascii_case(call.verb));
-            if verb_ok && resource_matches(op.resource, call.suffix) {
-                return Some(Some((index(c), index(o))));
+                || op.methods.into_iter().any(|m| m.eq_ignore_ascii_case(verb));
+            if verb_ok && bytes_match(op.resource, suffix) {
+                return Some(Some([c, config.attributes_at, o]));
             }
         }
     }
-    None
 }

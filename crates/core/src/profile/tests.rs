@@ -614,22 +614,23 @@ fn set_response_mapping() {
 
 /// The products of a profile, read back into owned values.
 fn read_products(p: ProfileRef<'_>) -> serde_json::Value {
-    let strs = |s: products::Strs<'_>| s.map(String::from).collect::<Vec<_>>();
+    let t = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let strs = |s: products::Strs<'_>| s.map(t).collect::<Vec<_>>();
     let pairs = |s: products::Pairs<'_>| {
-        s.map(|(k, v)| (k.to_string(), json!(v)))
+        s.map(|(k, v)| (t(k), json!(t(v))))
             .collect::<serde_json::Map<_, _>>()
     };
     p.products()
         .map(|product| {
             json!({
-                "name": product.name,
+                "name": t(product.name),
                 "proxies": strs(product.proxies),
                 "resources": strs(product.resources),
                 "environments": strs(product.environments),
                 "operation_configs": product.operation_configs.map(|c| json!({
-                    "api_source": c.api_source,
+                    "api_source": t(c.api_source),
                     "operations": c.operations.map(|o| json!({
-                        "resource": o.resource, "methods": strs(o.methods),
+                        "resource": t(o.resource), "methods": strs(o.methods),
                     })).collect::<Vec<_>>(),
                     "attributes": pairs(c.attributes),
                 })).collect::<Vec<_>>(),
@@ -858,13 +859,13 @@ fn the_in_place_product_check_agrees_with_the_names_crate() {
                         .and_then(|at| at.resolve(view.products()));
                     assert_eq!(
                         want.map(|m| (
-                            m.product.name.as_str(),
+                            m.product.name.as_bytes(),
                             m.operation
-                                .map(|(c, o)| (c.api_source.as_str(), o.resource.as_str()))
+                                .map(|(c, o)| (c.api_source.as_bytes(), o.resource.as_bytes()))
                         )),
                         got.map(|m| (
                             m.product.name,
-                            m.operation.map(|(c, o)| (c.api_source, o.resource))
+                            m.operation.map(|(c, o)| (c.name, o.resource))
                         )),
                         "{call:?}"
                     );
@@ -885,7 +886,10 @@ fn the_in_place_product_check_agrees_with_the_names_crate() {
     let m = products::find(view.products(), &call)
         .and_then(|at| at.resolve(view.products()))
         .expect("legacy");
-    assert_eq!(m.product.attributes.collect::<Vec<_>>(), [("tier", "gold")]);
+    assert_eq!(
+        m.product.attributes.collect::<Vec<_>>(),
+        [(&b"tier"[..], &b"gold"[..])]
+    );
     let call = Call {
         proxy: sample,
         suffix: "/a",
@@ -895,10 +899,10 @@ fn the_in_place_product_check_agrees_with_the_names_crate() {
     let m = products::find(view.products(), &call)
         .and_then(|at| at.resolve(view.products()))
         .expect("viewer");
-    assert_eq!(m.product.name, "viewer");
+    assert_eq!(m.product.name, b"viewer");
     assert_eq!(
         m.operation.expect("op").0.attributes.collect::<Vec<_>>(),
-        [("op", "1")]
+        [(&b"op"[..], &b"1"[..])]
     );
     // No proxy name configured: a product's proxies and an operation's
     // apiSource are not compared.
