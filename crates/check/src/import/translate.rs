@@ -622,7 +622,16 @@ fn add_block(
                 "{}: policies {a:?} and {b:?} run in a different order in two Flows: one list of steps cannot keep both",
                 tr.endpoint
             ));
-            sequences.concat()
+            // Each policy once, where it is first seen: the problem above
+            // is the one to report, not a "runs twice" for every policy
+            // the Flows share.
+            let mut order: Vec<String> = Vec::new();
+            for name in sequences.concat() {
+                if !order.contains(&name) {
+                    order.push(name);
+                }
+            }
+            order
         }
     };
     for name in order {

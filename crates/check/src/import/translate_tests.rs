@@ -157,6 +157,13 @@ fn problems_and_guards_are_reported() {
         "{:?}",
         report.problems
     );
+    // The order is the problem; the two policies both Flows share do not
+    // also "run twice" (only one Flow runs).
+    assert!(
+        !report.problems.iter().any(|p| p.contains("runs twice")),
+        "{:?}",
+        report.problems
+    );
     assert!(
         report
             .problems
