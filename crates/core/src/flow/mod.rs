@@ -412,18 +412,17 @@ impl Flow {
                     self.now_ms,
                 ) {
                     Some(v) => push(out, v.bytes(&mut buf)),
-                    None if matches!(o.source, Source::Product(_)) => {
-                        let Source::Product(part) = o.source else {
-                            return false;
-                        };
-                        read_product(profile, product_of(result), part, out)
-                    }
-                    None => match or_attribute
-                        .as_deref()
-                        .and_then(|n| profile.attribute(n.as_bytes()))
-                    {
-                        Some(v) => push(out, v),
-                        None => false,
+                    None => match o.source {
+                        Source::Product(part) => {
+                            read_product(profile, product_of(result), part, out)
+                        }
+                        _ => match or_attribute
+                            .as_deref()
+                            .and_then(|n| profile.attribute(n.as_bytes()))
+                        {
+                            Some(v) => push(out, v),
+                            None => false,
+                        },
                     },
                 }
             }
@@ -1083,3 +1082,5 @@ fn visit_attributes<const ALL: bool>(
 mod products_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod verify_tests;
