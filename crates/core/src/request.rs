@@ -441,22 +441,72 @@ fn split_query(path: &[u8]) -> (&[u8], Option<&[u8]>) {
     }
 }
 
-/// The (n+1)-th value of parameter `name` in an `a=1&b=2` string, raw.
+/// The (n+1)-th value of parameter `name` in an `a=1&b=2` string, raw:
+/// one pass over the string, each pair's `&` and `=` found a word at a
+/// time and its name compared in place (decoded only when it holds an
+/// escape).
 fn find_param<'a>(encoded: &'a [u8], name: &str, mut n: usize) -> Option<&'a [u8]> {
-    for pair in encoded.split(|&b| b == b'&') {
-        let (key, value) = match pair.iter().position(|&b| b == b'=') {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
-            None => (pair, &[][..]),
-        };
-        if pair.is_empty() || !decoded_equals(key, name) {
-            continue;
+    let mut rest = encoded;
+    loop {
+        let end = find_byte(rest, b'&');
+        let pair = rest.get(..end).unwrap_or_default();
+        if !pair.is_empty() {
+            let eq = find_byte(pair, b'=');
+            if decoded_equals(pair.get(..eq).unwrap_or_default(), name) {
+                if n == 0 {
+                    return Some(pair.get(eq + 1..).unwrap_or_default());
+                }
+                n -= 1;
+            }
         }
-        if n == 0 {
-            return Some(value);
-        }
-        n -= 1;
+        rest = rest.get(end + 1..)?;
     }
-    None
+}
+
+/// Each byte 1: a word-at-a-time search's constant.
+const ONES: u64 = u64::from_le_bytes([1; 8]);
+
+/// The high bit of each byte of `word` that equals `b` (the lowest such
+/// flag is exact: a false one can only lie above a true one).
+#[inline]
+fn bytes_equal_to(word: u64, b: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(b));
+    x.wrapping_sub(ONES) & !x & (ONES << 7)
+}
+
+/// Where the first `b` lies in `bytes` (their length when none), eight
+/// bytes at a time.
+#[inline]
+fn find_byte(bytes: &[u8], b: u8) -> usize {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let found = bytes_equal_to(word, b);
+        if found != 0 {
+            return at + (found.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    let tail = chunks.remainder();
+    at + tail.iter().position(|&c| c == b).unwrap_or(tail.len())
+}
+
+/// True when `bytes` hold a `%` or a `+` (something percent-decoding
+/// changes), eight bytes at a time.
+#[inline]
+fn has_escapes(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut found = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        found |= bytes_equal_to(word, b'%') | bytes_equal_to(word, b'+');
+    }
+    found != 0
+        || chunks
+            .remainder()
+            .iter()
+            .fold(false, |any, &c| any | (c == b'%') | (c == b'+'))
 }
 
 /// First (or N-th) value of a parameter, decoded; a parameter really
@@ -485,7 +535,7 @@ fn decoded_equals(raw: &[u8], name: &str) -> bool {
     if raw == name.as_bytes() {
         return true;
     }
-    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+    if !has_escapes(raw) {
         return false;
     }
     let mut decoded = String::new();
@@ -497,7 +547,7 @@ fn decoded_equals(raw: &[u8], name: &str) -> bool {
 /// escape is kept as it is; bytes that are not UTF-8 after decoding become
 /// U+FFFD. Plain text is copied as it is, without a temporary buffer.
 pub(crate) fn percent_decode_into(input: &[u8], out: &mut String) {
-    if !input.iter().any(|&b| b == b'%' || b == b'+') {
+    if !has_escapes(input) {
         push_text(out, input);
         return;
     }
@@ -836,6 +886,165 @@ mod tests {
         assert_eq!(f("sp").as_deref(), Some("a b!"));
         let no_body = RequestInfo::default();
         assert_eq!(resolve(&no_body, "request.formparam.department_id"), None);
+    }
+
+    /// `find_param` as it was: the string split at each `&`, each pair
+    /// at its first `=`, each name decoded when it holds an escape.
+    fn find_param_reference<'a>(encoded: &'a [u8], name: &str, mut n: usize) -> Option<&'a [u8]> {
+        for pair in encoded.split(|&b| b == b'&') {
+            let (key, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &[][..]),
+            };
+            let equal = key == name.as_bytes()
+                || key.iter().any(|&b| b == b'%' || b == b'+') && {
+                    let mut decoded = String::new();
+                    percent_decode_into(key, &mut decoded);
+                    decoded == name
+                };
+            if pair.is_empty() || !equal {
+                continue;
+            }
+            if n == 0 {
+                return Some(value);
+            }
+            n -= 1;
+        }
+        None
+    }
+
+    #[test]
+    fn the_one_pass_parameter_finder_finds_what_the_split_one_did() {
+        let pieces: [&[u8]; 24] = [
+            b"a",
+            b"ab",
+            b"a=",
+            b"a=1",
+            b"a=1=2",
+            b"=",
+            b"=v",
+            b"",
+            b"a%3D",
+            b"a%3D=v",
+            b"%61=x",
+            b"a+b=y",
+            b"a%20b=z",
+            b"a.2=dotted",
+            b"access_token=BT00042a1b2c3d4e5f6",
+            b"access_token",
+            b"access_token=",
+            b"access_token_x=n",
+            b"xaccess_token=m",
+            b"b=%C3%A9",
+            b"c=\xff\xfe",
+            b"a%=%",
+            b"%zz=q",
+            b"long_name_of_a_parameter=0123456789abcdef",
+        ];
+        let names = [
+            "a",
+            "ab",
+            "a=",
+            "a b",
+            "a+b",
+            "a.2",
+            "access_token",
+            "access_token_x",
+            "",
+            "%zz",
+            "long_name_of_a_parameter",
+            "c",
+            "b",
+            "a%",
+            "=",
+        ];
+        // Every sequence of up to three pieces, joined by one or two `&`.
+        let mut queries: Vec<Vec<u8>> = vec![Vec::new(), b"&".to_vec(), b"&&".to_vec()];
+        for x in pieces {
+            for y in pieces {
+                for sep in [&b"&"[..], b"&&"] {
+                    queries.push([x, sep, y].concat());
+                    for z in [&b"a=3"[..], b"access_token=t2", b"", b"a"] {
+                        queries.push([x, sep, y, b"&", z].concat());
+                    }
+                }
+            }
+        }
+        for query in &queries {
+            for name in names {
+                for n in 0..3 {
+                    assert_eq!(
+                        find_param(query, name, n),
+                        find_param_reference(query, name, n),
+                        "{:?} {name:?} {n}",
+                        lossy(query)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_word_at_a_time_scans_agree_with_byte_scans() {
+        // Every length up to 40 and every place of the byte sought, with
+        // bytes around it that differ from it by one bit or by the high bit.
+        for len in 0..40usize {
+            for fill in [b'a', b'\'', b'%' ^ 0x80, 0xa6, 0x27, b'$', 0x00, 0xff] {
+                for at in 0..=len {
+                    let mut bytes = vec![fill; len];
+                    if at < len {
+                        bytes[at] = b'&';
+                    }
+                    let expected = bytes.iter().position(|&b| b == b'&').unwrap_or(len);
+                    assert_eq!(find_byte(&bytes, b'&'), expected, "{bytes:?}");
+                    for escape in [b'%', b'+'] {
+                        let mut coded = vec![fill; len];
+                        if at < len {
+                            coded[at] = escape;
+                        }
+                        let expected = coded.iter().any(|&b| b == b'%' || b == b'+');
+                        assert_eq!(has_escapes(&coded), expected, "{coded:?}");
+                    }
+                }
+                // Two matches: the first is found.
+                if len >= 2 {
+                    let mut bytes = vec![fill; len];
+                    bytes[len - 1] = b'&';
+                    bytes[len / 2] = b'&';
+                    assert_eq!(find_byte(&bytes, b'&'), len / 2);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn percent_decoding_keeps_bad_escapes_and_replaces_what_is_not_utf8() {
+        let decode = |input: &[u8]| {
+            let mut out = String::from("<");
+            percent_decode_into(input, &mut out);
+            out
+        };
+        assert_eq!(decode(b"BT00042a1b2c3d4e5f6"), "<BT00042a1b2c3d4e5f6");
+        assert_eq!(decode(b"%ff"), "<\u{fffd}");
+        assert_eq!(decode(b"a%C3"), "<a\u{fffd}");
+        assert_eq!(decode(b"%C3%A9+%E2%82%AC"), "<\u{e9} \u{20ac}");
+        assert_eq!(decode(b"\xff%41"), "<\u{fffd}A");
+        assert_eq!(decode(b"\xc3%A9"), "<\u{e9}");
+        assert_eq!(decode(b"o\xffk"), "<o\u{fffd}k");
+        assert_eq!(decode("\u{e9}t\u{e9}".as_bytes()), "<\u{e9}t\u{e9}");
+        assert_eq!(decode(b"%"), "<%");
+        assert_eq!(decode(b"%%"), "<%%");
+        assert_eq!(decode(b"%4"), "<%4");
+        assert_eq!(decode(b"%zz%4g%G1"), "<%zz%4g%G1");
+        assert_eq!(decode(b"100%"), "<100%");
+        assert_eq!(decode(b"%2B+"), "<+ ");
+        assert_eq!(decode(b"a%2"), "<a%2");
+        assert_eq!(decode(b""), "<");
+        // Long plain and coded values (past the word-at-a-time scan's tail).
+        assert_eq!(decode(&[b'x'; 37]), format!("<{}", "x".repeat(37)));
+        let mut coded = vec![b'y'; 33];
+        coded.push(b'+');
+        assert_eq!(decode(&coded), format!("<{} ", "y".repeat(33)));
     }
 
     #[test]
