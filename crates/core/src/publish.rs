@@ -161,21 +161,28 @@ fn matches(pattern: &[Segment], name: &str) -> bool {
 
 /// Appends one netstring (`<len>:<bytes>,`) to the Lua bridge's entry. The
 /// entry is the namespace, then each key and value (lengths in bytes).
-#[inline]
+#[inline(always)]
 pub(crate) fn push_netstring(out: &mut Vec<u8>, s: &[u8]) {
     let n = s.len();
     // Variables are short: one or two digits, without a loop.
     if n < 10 {
-        out.push(b'0' + n as u8);
+        out.extend_from_slice(&[b'0' + n as u8, b':']);
     } else if n < 100 {
-        out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+        out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8, b':']);
     } else {
-        let n = u64::try_from(n).unwrap_or(u64::MAX);
-        out.extend_from_slice(crate::number::NumberBuf::default().format_unsigned(n));
+        push_long_length(out, n);
     }
-    out.push(b':');
     out.extend_from_slice(s);
     out.push(b',');
+}
+
+/// A length of three digits or more and its `:` (out of the inlined
+/// [`push_netstring`]).
+#[inline(never)]
+fn push_long_length(out: &mut Vec<u8>, n: usize) {
+    let n = u64::try_from(n).unwrap_or(u64::MAX);
+    out.extend_from_slice(crate::number::NumberBuf::default().format_unsigned(n));
+    out.push(b':');
 }
 
 /// Encodes a whole bridge entry (tests and the checker).
@@ -286,8 +293,11 @@ mod tests {
     #[test]
     fn bridge_encoding_round_trips() {
         let long = "x".repeat(1234);
+        let (l99, l100) = ("y".repeat(99), "z".repeat(100));
         let pairs = [
             ("a.b", "1"),
+            ("ninety-nine", l99.as_str()),
+            ("a hundred", l100.as_str()),
             ("weird:key,", "v,a:l\n\u{0}é"),
             ("empty", ""),
             ("ten chars!", "0123456789"),
@@ -302,6 +312,9 @@ mod tests {
             .collect();
         assert_eq!(decoded, expected);
         assert_eq!(&encode_bridge("ns", std::iter::empty())[..], b"2:ns,");
+        let lengths = encode_bridge("n", [("k", l99.as_str()), ("", l100.as_str())].into_iter());
+        assert!(lengths.starts_with(b"1:n,1:k,99:y"), "{lengths:?}");
+        assert!(lengths.ends_with(&[b"0:,100:", l100.as_bytes(), b","].concat()));
         assert!(decode_bridge(b"3:ab,").is_none());
     }
 
