@@ -346,8 +346,10 @@ impl<'a> ProfileRef<'a> {
     }
 
     /// The value of a standard variable. `own` is the kind's own field and
-    /// the looked-up value, shown when the profile omits the field.
-    #[inline]
+    /// the looked-up value, shown when the profile omits the field. A
+    /// field's value (most variables) is read where this is called; the
+    /// computed ones out of line.
+    #[inline(always)]
     pub(crate) fn value(
         &self,
         source: Source,
@@ -360,6 +362,15 @@ impl<'a> ProfileRef<'a> {
                 None if field == own.0 => Some(Value::Bytes(own.1)),
                 None => None,
             },
+            _ => self.computed_value(source, now_ms),
+        }
+    }
+
+    /// The value of a variable computed from the clock or read through
+    /// the status rule ([`ProfileRef::value`]).
+    #[inline(never)]
+    fn computed_value(&self, source: Source, now_ms: i64) -> Option<Value<'a>> {
+        match source {
             Source::Remaining(field) => Some(match self.instant(field) {
                 Instant::Absent => return None,
                 Instant::At(-1) => Value::Number(-1),
@@ -377,8 +388,9 @@ impl<'a> ProfileRef<'a> {
                     },
                 )
             }
-            // The flow answers these from the product check's match.
-            Source::Product(_) => None,
+            // Read by `value`; the flow answers the product variables from
+            // the product check's match.
+            Source::Field(_) | Source::Product(_) => None,
         }
     }
 }
