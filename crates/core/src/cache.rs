@@ -99,7 +99,9 @@ pub(crate) fn slot_key(out: &mut String, prefix: &str, slot: u64) {
     out.clear();
     out.push_str(prefix);
     for &d in crate::number::NumberBuf::default().format_unsigned(slot) {
-        out.push(char::from(d));
+        // A digit: ASCII, so one byte each (the mask says so to the
+        // compiler).
+        out.push(char::from(d & 0x7f));
     }
 }
 
