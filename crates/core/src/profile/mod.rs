@@ -380,13 +380,11 @@ impl<'a> ProfileRef<'a> {
             }),
             Source::Status(status, expiry) => {
                 let stored = self.field(status)?;
-                Some(
-                    if stored.eq_ignore_ascii_case(b"approved") && self.is_past(expiry, now_ms) {
-                        Value::Bytes(b"expired")
-                    } else {
-                        Value::Bytes(stored)
-                    },
-                )
+                Some(if is_approved(stored) && self.is_past(expiry, now_ms) {
+                    Value::Bytes(b"expired")
+                } else {
+                    Value::Bytes(stored)
+                })
             }
             // Read by `value`; the flow answers the product variables from
             // the product check's match.
@@ -470,6 +468,16 @@ pub enum Lookup<'a> {
     Known(ProfileRef<'a>),
 }
 
+/// A status of `approved`, in any case (`eq_ignore_ascii_case`), as one
+/// word: every byte of `approved` is a letter, and a byte with bit 0x20
+/// set is a lower-case letter only when it was that letter in either case.
+#[inline]
+fn is_approved(status: &[u8]) -> bool {
+    <[u8; 8]>::try_from(status).is_ok_and(|b| {
+        u64::from_le_bytes(b) | u64::from_le_bytes([0x20; 8]) == u64::from_le_bytes(*b"approved")
+    })
+}
+
 /// Applies GetOAuthV2Info's status rules (docs/variables.md#access-token-accesstoken):
 /// the profile to map, or the fault to raise.
 pub(crate) fn check_get<'a>(
@@ -483,10 +491,7 @@ pub(crate) fn check_get<'a>(
     };
     match kind {
         TokenKind::AccessToken if !ignore_access_token_status => {
-            if !profile
-                .field(Field::Status)
-                .is_some_and(|s| s.eq_ignore_ascii_case(b"approved"))
-            {
+            if !profile.field(Field::Status).is_some_and(is_approved) {
                 return Err(Fault::InvalidAccessToken);
             }
             if profile.is_past(Field::ExpiresAt, now_ms) {

@@ -914,3 +914,32 @@ fn the_in_place_product_check_agrees_with_the_names_crate() {
     };
     assert!(products::find(view.products(), &call).is_some());
 }
+
+#[test]
+fn the_one_word_approved_test_is_eq_ignore_ascii_case() {
+    // Every byte in every place of "approved" and "APPROVED", and every
+    // length around eight.
+    for base in [*b"approved", *b"APPROVED", *b"ApPrOvEd"] {
+        for at in 0..8 {
+            for b in 0..=255u8 {
+                let mut status = base;
+                status[at] = b;
+                assert_eq!(
+                    is_approved(&status),
+                    status.eq_ignore_ascii_case(b"approved"),
+                    "{status:?}"
+                );
+            }
+        }
+    }
+    for status in [
+        &b""[..],
+        b"approve",
+        b"approvedd",
+        b" approved",
+        b"approved ",
+    ] {
+        assert!(!is_approved(status), "{status:?}");
+    }
+    assert!(is_approved(b"Approved"));
+}
