@@ -466,8 +466,9 @@ fn find_param<'a>(encoded: &'a [u8], name: &str, mut n: usize) -> Option<&'a [u8
 /// Each byte 1: a word-at-a-time search's constant.
 const ONES: u64 = u64::from_le_bytes([1; 8]);
 
-/// The high bit of each byte of `word` that equals `b` (the lowest such
-/// flag is exact: a false one can only lie above a true one).
+/// The high bit of each byte of `word` that equals `b`. The lowest flag
+/// is exact (a borrow can only set a false one in a byte above a true
+/// one), and so is "none".
 #[inline]
 fn bytes_equal_to(word: u64, b: u8) -> u64 {
     let x = word ^ (ONES * u64::from(b));
@@ -958,7 +959,7 @@ mod tests {
             "a%",
             "=",
         ];
-        // Every sequence of up to three pieces, joined by one or two `&`.
+        // Every two pieces joined by one or two `&`, alone and with a third.
         let mut queries: Vec<Vec<u8>> = vec![Vec::new(), b"&".to_vec(), b"&&".to_vec()];
         for x in pieces {
             for y in pieces {
