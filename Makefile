@@ -45,7 +45,7 @@ NATIVE_SKIP := --skip metadata::header_to_metadata --skip metadata::an_upstream_
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 4
 
-.PHONY: help setup wasm native build run test unit abi e2e validate lint fmt bench hotpath fuzz fuzz-build fuzz-smoke soak envoy-configs envoy-filters check-policies clean
+.PHONY: help setup wasm native build run test unit abi e2e validate lint fmt bench hotpath hotpath-compare fuzz fuzz-build fuzz-smoke soak envoy-configs envoy-filters check-policies clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -127,6 +127,10 @@ hotpath: ## Build the benchmarks (bench/hotpath, bench/minimal-filter) and run o
 	cargo build --release --manifest-path bench/hotpath/Cargo.toml
 	cargo build --release --manifest-path bench/minimal-filter/Cargo.toml --target $(WASM_TARGET)
 	@for c in default h2m narrow verify verify-products apikey condition faults; do bench/hotpath/target/release/hotpath 2000 $$c; done
+
+BASE ?= main
+hotpath-compare: ## Instructions per warm hit of BASE (a git revision; default main) and of the working tree, side by side (callgrind, needs valgrind)
+	python3 bench/hotpath_compare.py $(BASE)
 
 fuzz-build: ## Build the fuzz targets (fuzz/, libFuzzer)
 	RUSTFLAGS="$(FUZZ_FLAGS)" cargo build --release --manifest-path fuzz/Cargo.toml --target $(HOST) --bins

@@ -62,7 +62,8 @@ def requests(port, tokens, n, first=0, mode="get"):
 def main():
     wanted = (sys.argv[1].split(",") if len(sys.argv) > 1
               else ["1", "0", "2", "2m", "2f", "2n", "2nl", "2d", "N", "Nn", "Nd", "5"])
-    setups = [s for s in bench.SETUPS if s[0] in wanted and s[4] in ("get", "bearer")]
+    setups = [s for s in bench.SETUPS if s[0] in wanted
+              and (s[4] == "get" or s[4].startswith("bearer"))]
     unknown = [w for w in wanted if not any(s[0] == w for s in bench.SETUPS)]
     if unknown or not setups:
         sys.exit(f"callgrind_envoy: {'unknown setup ' + ','.join(unknown) if unknown else 'nothing to measure'}"
