@@ -60,9 +60,10 @@ impl Invalidation {
     pub(crate) const DEFAULT_LIMIT: u32 = 500;
 }
 
-/// The format's version: "C4" since profiles carry the key's and developer's
-/// statuses (VerifyAPIKey), "C3" the app's API products.
-const MAGIC: &[u8; 2] = b"C4";
+/// The format's version: "C5" since products carry their quotas, "C4"
+/// since profiles carry the key's and developer's statuses (VerifyAPIKey),
+/// "C3" the app's API products.
+const MAGIC: &[u8; 2] = b"C5";
 const HEAD: usize = 2 + 1 + 8 + 8 + 4;
 
 /// Mixes a 64-bit value (the finalizer of MurmurHash3).

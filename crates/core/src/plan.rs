@@ -109,7 +109,12 @@ impl PolicyPlan {
         let rest = suffix.strip_prefix(variables::PRODUCT_ATTRIBUTE_SEGMENT)?;
         match rest.strip_prefix("operation.attributes.") {
             Some(name) if !name.is_empty() => Some((true, name)),
-            _ if rest.is_empty() || rest == "name" || rest.starts_with("operation") => None,
+            _ if rest.is_empty()
+                || rest.starts_with("operation")
+                || variables::is_standard_product_suffix(rest) =>
+            {
+                None
+            }
             _ => Some((false, rest)),
         }
     }
@@ -366,8 +371,12 @@ pub(crate) fn compile(
         if product_prefix.is_empty() {
             (Family::None, Family::None)
         } else {
+            // A standard variable named exactly (`apiproduct.name`,
+            // `apiproduct.developer.quota.limit`) is published as itself,
+            // not as a product attribute.
+            let standard = |n: &str| compiled.outputs.iter().any(|o| o.var.name == n);
             (
-                publish.family(&product_prefix),
+                publish.family_except(&product_prefix, standard),
                 publish.family(&format!("{product_prefix}operation.attributes.")),
             )
         };

@@ -84,29 +84,31 @@ impl Publish {
 
     /// The patterns that name one variable exactly (no wildcard).
     pub(crate) fn exact_names(&self) -> impl Iterator<Item = String> + '_ {
-        self.patterns
-            .iter()
-            .filter(|p| p.iter().all(|s| matches!(s, Segment::Exact(_))))
-            .map(|p| {
-                p.iter()
-                    .filter_map(|s| match s {
-                        Segment::Exact(s) => Some(s.as_str()),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-                    .join(".")
-            })
+        self.patterns.iter().filter_map(|p| exact_name(p))
     }
 
     /// Which names `prefix` + (one or more segments) the patterns publish;
     /// `prefix` ends with a period.
     pub fn family(&self, prefix: &str) -> Family {
+        self.family_except(prefix, |_| false)
+    }
+
+    /// [`Publish::family`], leaving out the patterns that name exactly a
+    /// variable for which `known` holds (a standard variable whose name
+    /// happens to start with `prefix`, such as
+    /// `apiproduct.developer.quota.limit`: it is published as itself).
+    pub fn family_except(&self, prefix: &str, known: impl Fn(&str) -> bool) -> Family {
         if self.everything {
             return Family::All;
         }
         let fixed: Vec<&str> = prefix.trim_end_matches('.').split('.').collect();
         let mut some = false;
         for pattern in &self.patterns {
+            if let Some(name) = exact_name(pattern) {
+                if known(&name) {
+                    continue;
+                }
+            }
             match family_of(pattern, &fixed) {
                 Family::All => return Family::All,
                 Family::Some => some = true,
@@ -119,6 +121,18 @@ impl Publish {
             Family::None
         }
     }
+}
+
+/// The one name a pattern without wildcards names.
+fn exact_name(pattern: &[Segment]) -> Option<String> {
+    let mut parts = Vec::with_capacity(pattern.len());
+    for s in pattern {
+        match s {
+            Segment::Exact(s) => parts.push(s.as_str()),
+            _ => return None,
+        }
+    }
+    Some(parts.join("."))
 }
 
 /// What one pattern publishes of the names `fixed` + (segments...).

@@ -142,6 +142,12 @@ pub enum ProductPart {
     OperationResource,
     /// The matching operation's verbs, comma-separated.
     OperationMethods,
+    /// The quota's `limit`, `interval`, `timeUnit`: the matching operation
+    /// configuration's quota when it has one, else the product's
+    /// (`quota`, `quotaInterval`, `quotaTimeUnit`); each unset when absent.
+    QuotaLimit,
+    QuotaInterval,
+    QuotaTimeUnit,
 }
 
 impl Source {
@@ -268,7 +274,27 @@ pub const PRODUCT: &[Suffix] = &[
         "apiproduct.operation.methods",
         ProductPart::OperationMethods,
     ),
+    product("apiproduct.developer.quota.limit", ProductPart::QuotaLimit),
+    product(
+        "apiproduct.developer.quota.interval",
+        ProductPart::QuotaInterval,
+    ),
+    product(
+        "apiproduct.developer.quota.timeunit",
+        ProductPart::QuotaTimeUnit,
+    ),
 ];
+
+/// True when `rest` (after `apiproduct.`) names a standard product
+/// variable ([`PRODUCT`]): a product attribute of that name is not set,
+/// the standard variable wins.
+pub fn is_standard_product_suffix(rest: &str) -> bool {
+    rest == "operation"
+        || rest.starts_with("operation.")
+        || PRODUCT
+            .iter()
+            .any(|s| s.name.strip_prefix(PRODUCT_ATTRIBUTE_SEGMENT) == Some(rest))
+}
 
 /// The segment of a product's custom attributes (`apiproduct.{name}`),
 /// and of the matching operation configuration's

@@ -634,3 +634,34 @@ fn published_product_attributes_need_the_lua_bridge() {
     assert_eq!(m.bridge, MetadataBridge::HeaderToMetadata);
     assert!(!m.needs_lua);
 }
+
+/// The product's standard variables named exactly (`apiproduct.name`, the
+/// quota's three, what an imported Quota policy reads) are not product
+/// attributes: a header carries them, no Lua bridge.
+#[test]
+fn published_product_standard_variables_need_no_lua_bridge() {
+    let verify = r#"<OAuthV2 name="V"><Operation>VerifyAccessToken</Operation></OAuthV2>"#;
+    let key = r#"<VerifyAPIKey name="K"><APIKey ref="request.queryparam.apikey"/></VerifyAPIKey>"#;
+    let with = |policy: &str, publish: serde_json::Value| {
+        config(serde_json::json!({"policies": [policy], "publish": publish, "metadata_bridge": "auto"}))
+            .unwrap()
+            .metadata
+    };
+    let quota = serde_json::json!([
+        "apiproduct.name",
+        "apiproduct.developer.quota.limit",
+        "apiproduct.developer.quota.interval",
+        "apiproduct.developer.quota.timeunit"
+    ]);
+    let m = with(verify, quota);
+    assert_eq!(m.bridge, MetadataBridge::HeaderToMetadata);
+    assert!(!m.needs_lua);
+    let m = with(
+        key,
+        serde_json::json!(["verifyapikey.K.apiproduct.developer.quota.limit"]),
+    );
+    assert_eq!(m.bridge, MetadataBridge::HeaderToMetadata);
+    // Another exact name under `apiproduct.` is an attribute: Lua.
+    let m = with(verify, serde_json::json!(["apiproduct.developer.tier"]));
+    assert_eq!(m.bridge, MetadataBridge::Lua);
+}

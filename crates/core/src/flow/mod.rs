@@ -884,6 +884,9 @@ fn product_value<'a>(m: &MatchRef<'a>, part: ProductPart) -> Option<ProductValue
             ProductValue::Text(m.operation?.1.resource)
         }
         ProductPart::OperationMethods => ProductValue::Methods(m.operation?.1.methods),
+        ProductPart::QuotaLimit => ProductValue::Text(m.quota.limit?),
+        ProductPart::QuotaInterval => ProductValue::Text(m.quota.interval?),
+        ProductPart::QuotaTimeUnit => ProductValue::Text(m.quota.time_unit?),
     })
 }
 
@@ -943,8 +946,8 @@ fn visit_product(
 /// The matching product's custom attributes (`apiproduct.{name}`) and its
 /// operation configuration's (`apiproduct.operation.attributes.{name}`):
 /// every one (`ALL`), or those published. A product attribute named as a
-/// standard product variable (`name`, `operation`) is not set: the
-/// standard one wins.
+/// standard product variable (`name`, `operation`, `developer.quota.limit`...)
+/// is not set: the standard one wins.
 fn visit_product_attributes<const ALL: bool>(
     config: &FilterConfig,
     plan: &PolicyPlan,
@@ -970,7 +973,8 @@ fn visit_product_attributes<const ALL: bool>(
         }
         for (name, value) in list {
             if !is_operation
-                && (name == b"name" || name == b"operation" || name.starts_with(b"operation."))
+                && std::str::from_utf8(name)
+                    .is_ok_and(oauthv2info_names::variables::is_standard_product_suffix)
             {
                 continue;
             }

@@ -562,3 +562,150 @@ fn verify_api_key_reads_a_header_and_continues_on_error() {
         Some("InvalidApiKey")
     );
 }
+
+/// Products with quota settings: `viewer`'s operation configuration for
+/// `/items/*` has its own quota, the one for `/free/**` none; `legacy`
+/// has only a limit (and an attribute named as the standard variable).
+fn quota_products() -> Value {
+    json!([
+        {"name": "viewer", "operation_configs": [
+            {"api_source": "shop", "operations": [{"resource": "/items/*", "methods": ["GET"]}],
+             "quota": {"limit": "10", "interval": "1", "time_unit": "second"}},
+            {"api_source": "shop", "operations": [{"resource": "/free/**"}]}],
+         "quota": {"limit": "100", "interval": "2", "time_unit": "minute"}},
+        {"name": "legacy", "proxies": ["shop"], "resources": ["/orders/**"],
+         "attributes": {"developer.quota.limit": "999", "tier": "gold"},
+         "quota": {"limit": "5"}},
+        {"name": "plain", "proxies": ["shop"], "resources": ["/plain"]}
+    ])
+}
+
+const QUOTA: [&str; 3] = ["limit", "interval", "timeunit"];
+
+/// The three quota variables of `prefix` (`apiproduct.developer.quota.`).
+fn quota_of(c: &FilterConfig, flow: &Flow, prefix: &str) -> [Option<String>; 3] {
+    QUOTA.map(|n| flow.variable(c, &format!("{prefix}{n}")))
+}
+
+fn some3(a: &str, b: &str, c: &str) -> [Option<String>; 3] {
+    [Some(a.into()), Some(b.into()), Some(c.into())]
+}
+
+/// `apiproduct.developer.quota.*`: the matching operation configuration's
+/// quota when it has one, else the product's; unset when neither has one
+/// (docs/variables.md#api-products).
+#[test]
+fn the_quota_variables_are_the_operations_else_the_products() {
+    let c = config(shop(), &[VERIFY]);
+    let bearer = [("authorization", "Bearer good")];
+    let answer = token_answer(Some(quota_products()), "READ");
+    let cases = [
+        ("GET", "/v1/items/1", some3("10", "1", "second")),
+        ("POST", "/v1/free/x", some3("100", "2", "minute")),
+        ("GET", "/v1/orders/7", [Some("5".into()), None, None]),
+        ("GET", "/v1/plain", [None, None, None]),
+    ];
+    for (method, path, want) in cases {
+        let (end, flow, _) = run(&c, &request(method, path, &bearer), &answer);
+        assert_eq!(end, FlowOutcome::Continue, "{path}");
+        assert_eq!(
+            quota_of(&c, &flow, "apiproduct.developer.quota."),
+            want,
+            "{path}"
+        );
+    }
+    // A product attribute of the standard name does not override it.
+    let (_, flow, _) = run(&c, &request("GET", "/v1/orders/7", &bearer), &answer);
+    assert_eq!(
+        flow.variable(&c, "apiproduct.developer.quota.limit")
+            .as_deref(),
+        Some("5")
+    );
+    assert_eq!(
+        flow.variable(&c, "apiproduct.tier").as_deref(),
+        Some("gold")
+    );
+}
+
+/// Published like the product's other standard variables (by default and
+/// through `publish`), set values only; a product attribute of the same
+/// name is not published even when every product attribute is.
+#[test]
+fn the_quota_variables_are_published_as_standard_variables() {
+    let bearer = [("authorization", "Bearer good")];
+    let answer = token_answer(Some(quota_products()), "READ");
+    let published = |c: &FilterConfig, path: &str| {
+        let (_, flow, _) = run(c, &request("GET", path, &bearer), &answer);
+        let mut out = Vec::new();
+        flow.visit_published(c, &mut Vec::new(), |p| {
+            out.push((
+                String::from_utf8_lossy(p.name).into_owned(),
+                String::from_utf8_lossy(p.value).into_owned(),
+            ))
+        });
+        out
+    };
+    let quota = |out: &[(String, String)]| {
+        out.iter()
+            .filter(|(n, _)| n.contains("quota"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let pair = |n: &str, v: &str| (format!("apiproduct.developer.quota.{n}"), v.to_string());
+    let c = config(shop(), &[VERIFY]);
+    assert_eq!(
+        quota(&published(&c, "/v1/items/1")),
+        [
+            pair("limit", "10"),
+            pair("interval", "1"),
+            pair("timeunit", "second")
+        ]
+    );
+    assert_eq!(quota(&published(&c, "/v1/orders/7")), [pair("limit", "5")]);
+    let every = config(
+        json!({"proxy_name": "shop", "publish": ["apiproduct.**"]}),
+        &[VERIFY],
+    );
+    let out = published(&every, "/v1/orders/7");
+    assert_eq!(quota(&out), [pair("limit", "5")]);
+    assert!(
+        out.contains(&("apiproduct.tier".into(), "gold".into())),
+        "{out:?}"
+    );
+}
+
+/// VerifyAPIKey sets them after its prefix only (Apigee's VerifyAPIKey
+/// page lists `verifyapikey.{policy}.apiproduct.developer.quota.*`).
+#[test]
+fn verify_api_key_sets_the_prefixed_quota_variables() {
+    let c = config(shop(), &[KEY]);
+    let (end, flow, _) = run(
+        &c,
+        &request("GET", "/v1/items/3?apikey=key1", &[]),
+        &key_answer(&[], quota_products()),
+    );
+    assert_eq!(end, FlowOutcome::Continue);
+    assert_eq!(
+        quota_of(&c, &flow, "verifyapikey.K.apiproduct.developer.quota."),
+        some3("10", "1", "second")
+    );
+    assert_eq!(
+        quota_of(&c, &flow, "apiproduct.developer.quota."),
+        [None, None, None]
+    );
+}
+
+/// A later policy's `ref` reads them (a Quota policy's `countRef` here
+/// stands as a GetOAuthV2Info's `ref`).
+#[test]
+fn a_ref_reads_the_quota_variables() {
+    let get = r#"<GetOAuthV2Info name="G"><ClientId ref="apiproduct.developer.quota.timeunit"/></GetOAuthV2Info>"#;
+    let c = config(shop(), &[VERIFY, get]);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let (_, _, calls) = run(
+        &c,
+        &request("GET", "/v1/items/1", &[("authorization", "Bearer good")]),
+        &token_answer(Some(quota_products()), "READ"),
+    );
+    assert_eq!(calls[1], (TokenKind::ClientId, "second".to_string()));
+}

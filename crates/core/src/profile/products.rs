@@ -4,10 +4,12 @@
 //!
 //! The encoding is compact: every length and count is a LEB128 varint (one
 //! byte below 128), every string its length then its bytes. A product is
-//! `name, proxies, resources, environments, operation configs, attributes`;
-//! a list is its count then its items; an operation configuration is
-//! `api_source, operations (resource, methods), attributes`; attributes are
-//! name/value pairs. Reads are bounds-checked: bytes that are not an
+//! `name, proxies, resources, environments, operation configs, attributes,
+//! quota`; a list is its count then its items; an operation configuration
+//! is `api_source, operations (resource, methods), attributes, quota`;
+//! attributes are name/value pairs; a quota is one byte saying which of
+//! `limit`, `interval`, `time_unit` are present (bits 0, 1, 2), then those
+//! strings. Reads are bounds-checked: bytes that are not an
 //! encoding read as fewer, or empty, items, never a panic.
 
 use serde_json::Value;
@@ -80,6 +82,32 @@ fn put_attributes(out: &mut Vec<u8>, object: &Value) -> Result<(), Malformed> {
     Ok(())
 }
 
+/// The quota settings `quota` of `object` (absent or null: none).
+fn put_quota(out: &mut Vec<u8>, object: &Value) -> Result<(), Malformed> {
+    const MEMBERS: [&str; 3] = ["limit", "interval", "time_unit"];
+    match object.get("quota") {
+        None | Some(Value::Null) => out.push(0),
+        Some(q @ Value::Object(map)) => {
+            let mut flags = 0u8;
+            for (bit, member) in MEMBERS.iter().enumerate() {
+                match map.get(*member) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(_)) => flags |= 1 << bit,
+                    Some(_) => return Err(("quota", "an object of strings")),
+                }
+            }
+            out.push(flags);
+            for (bit, member) in MEMBERS.iter().enumerate() {
+                if flags & (1 << bit) != 0 {
+                    put_str(out, q, Some(member))?;
+                }
+            }
+        }
+        Some(_) => return Err(("quota", "an object of strings")),
+    }
+    Ok(())
+}
+
 fn put_strs(out: &mut Vec<u8>, object: &Value, member: &'static str) -> Result<(), Malformed> {
     put_list(out, object, member, |out, item| put_str(out, item, None))
 }
@@ -92,7 +120,8 @@ fn put_operation(out: &mut Vec<u8>, op: &Value) -> Result<(), Malformed> {
 fn put_config(out: &mut Vec<u8>, config: &Value) -> Result<(), Malformed> {
     put_str(out, config, Some("api_source"))?;
     put_list(out, config, "operations", put_operation)?;
-    put_attributes(out, config)
+    put_attributes(out, config)?;
+    put_quota(out, config)
 }
 
 fn put_product(out: &mut Vec<u8>, product: &Value) -> Result<(), Malformed> {
@@ -101,7 +130,8 @@ fn put_product(out: &mut Vec<u8>, product: &Value) -> Result<(), Malformed> {
     put_strs(out, product, "resources")?;
     put_strs(out, product, "environments")?;
     put_list(out, product, "operation_configs", put_config)?;
-    put_attributes(out, product)
+    put_attributes(out, product)?;
+    put_quota(out, product)
 }
 
 /// Encodes the `api_products` member of an answer.
@@ -190,6 +220,27 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A quota record; the cursor moves past it.
+    #[inline]
+    fn quota(&mut self) -> QuotaRef<'a> {
+        let mut quota = QuotaRef::default();
+        let Some((&flags, rest)) = self.0.split_first() else {
+            return quota;
+        };
+        self.0 = rest;
+        if flags != 0 {
+            for (bit, slot) in [&mut quota.limit, &mut quota.interval, &mut quota.time_unit]
+                .into_iter()
+                .enumerate()
+            {
+                if flags & (1 << bit) != 0 {
+                    *slot = Some(self.bytes());
+                }
+            }
+        }
+        quota
+    }
+
     #[inline]
     fn operation(&mut self) -> OperationRef<'a> {
         OperationRef {
@@ -213,11 +264,15 @@ impl<'a> Reader<'a> {
             at: start,
         };
         let attributes_at = index(self.0.len());
+        let attributes = self.pairs();
+        let quota_at = index(self.0.len());
+        let quota = self.quota();
         ConfigRef {
             api_source,
             operations,
-            attributes: self.pairs(),
+            attributes,
             attributes_at,
+            quota_at: (!quota.is_empty()).then_some(quota_at),
         }
     }
 
@@ -243,14 +298,18 @@ impl<'a> Reader<'a> {
         let environments = self.strs();
         let operation_configs = self.configs();
         let attributes_at = index(self.0.len());
+        let attributes = self.pairs();
+        let quota_at = index(self.0.len());
+        self.quota();
         ProductRef {
             name,
             proxies,
             resources,
             environments,
             operation_configs,
-            attributes: self.pairs(),
+            attributes,
             attributes_at,
+            quota_at,
         }
     }
 }
@@ -331,6 +390,24 @@ pub struct ConfigRef<'a> {
     pub attributes: Pairs<'a>,
     /// Where `attributes` starts ([`ProductAt`]).
     attributes_at: u32,
+    /// Where its quota starts, when it has one.
+    quota_at: Option<u32>,
+}
+
+/// A quota's settings (`limit`, `interval`, `time_unit`), each when
+/// present.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuotaRef<'a> {
+    pub limit: Option<&'a [u8]>,
+    pub interval: Option<&'a [u8]>,
+    pub time_unit: Option<&'a [u8]>,
+}
+
+impl QuotaRef<'_> {
+    /// True when no setting is present.
+    pub fn is_empty(&self) -> bool {
+        self.limit.is_none() && self.interval.is_none() && self.time_unit.is_none()
+    }
 }
 
 /// One product, read in place.
@@ -344,6 +421,8 @@ pub struct ProductRef<'a> {
     pub attributes: Pairs<'a>,
     /// Where `attributes` starts ([`ProductAt`]).
     attributes_at: u32,
+    /// Where its quota starts ([`ProductAt`]).
+    quota_at: u32,
 }
 
 /// The products in `bytes` (an [`encode`]d span; empty: none).
@@ -359,6 +438,9 @@ pub(crate) fn read(bytes: &[u8]) -> Products<'_> {
 pub struct MatchRef<'a> {
     pub product: Matched<'a>,
     pub operation: Option<(Matched<'a>, OperationRef<'a>)>,
+    /// The quota that applies: the matching operation configuration's
+    /// when it has one, else the product's (docs/decisions.md#api-products).
+    pub quota: QuotaRef<'a>,
 }
 
 /// A matching product's (or operation configuration's) name (its
@@ -374,12 +456,14 @@ pub struct Matched<'a> {
 /// configuration's `apiSource` and attributes and the operation (each as
 /// the length of the span from there to its end). A flow keeps this and
 /// reads what a variable needs at those places, without reading anything
-/// else of the products again.
+/// else of the products again. `quota` is where the quota that applies
+/// starts (the operation configuration's, else the product's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProductAt {
     name: u32,
     attributes: u32,
     operation: Option<[u32; 3]>,
+    quota: u32,
 }
 
 fn index(n: usize) -> u32 {
@@ -408,7 +492,12 @@ impl ProductAt {
                 at(o)?.operation(),
             )),
         };
-        Some(MatchRef { product, operation })
+        let quota = at(self.quota).map(|mut r| r.quota()).unwrap_or_default();
+        Some(MatchRef {
+            product,
+            operation,
+            quota,
+        })
     }
 }
 
@@ -427,22 +516,24 @@ pub(crate) fn find(
     loop {
         let tail = products.tail();
         let p = products.next()?;
-        if let Some(operation) = allows(p, call) {
+        if let Some((operation, quota)) = allows(p, call) {
             return Some(ProductAt {
                 name: tail,
                 attributes: p.attributes_at,
                 operation,
+                quota: quota.unwrap_or(p.quota_at),
             });
         }
     }
 }
 
-/// `None`: the product does not allow the call; `Some(operation)`: it
-/// does, through that operation (configuration, operation) if any.
+/// `None`: the product does not allow the call; `Some((operation,
+/// quota))`: it does, through that operation (configuration, operation) if
+/// any, and the operation configuration's quota if it has one.
 fn allows(
     product: ProductRef<'_>,
     call: &oauthv2info_names::product::Call<'_>,
-) -> Option<Option<[u32; 3]>> {
+) -> Option<(Option<[u32; 3]>, Option<u32>)> {
     use oauthv2info_names::product::bytes_match;
     let suffix = call.suffix.as_bytes();
     if let Some(env) = call.environment {
@@ -462,7 +553,7 @@ fn allows(
                 .resources
                 .into_iter()
                 .any(|r| bytes_match(r, suffix));
-        return (proxy_ok && path_ok).then_some(None);
+        return (proxy_ok && path_ok).then_some((None, None));
     }
     let verb = call.verb.as_bytes();
     let mut configs = product.operation_configs;
@@ -473,7 +564,7 @@ fn allows(
             continue;
         }
         if config.operations.is_empty() {
-            return Some(None);
+            return Some((None, config.quota_at));
         }
         let mut operations = config.operations;
         loop {
@@ -482,7 +573,7 @@ fn allows(
             let verb_ok = op.methods.is_empty()
                 || op.methods.into_iter().any(|m| m.eq_ignore_ascii_case(verb));
             if verb_ok && bytes_match(op.resource, suffix) {
-                return Some(Some([c, config.attributes_at, o]));
+                return Some((Some([c, config.attributes_at, o]), config.quota_at));
             }
         }
     }

@@ -648,11 +648,12 @@ fn api_products_are_kept_with_the_profile() {
     let long = "r".repeat(300);
     body["api_products"] = json!([
         {"name": "Premium", "proxies": ["weather", "news"], "resources": ["/forecast/**", "/"],
-         "environments": ["prod"], "attributes": {"tier": "gold", "quota": "1000"}},
+         "environments": ["prod"], "attributes": {"tier": "gold", "quota": "1000"},
+         "quota": {"limit": "1000", "interval": "1", "time_unit": "hour"}},
         {"name": "Ops", "operation_configs": [
             {"api_source": "weather", "operations": [
                 {"resource": "/a", "methods": ["GET", "POST"]}, {"resource": long}],
-             "attributes": {"op.tier": "x"}},
+             "attributes": {"op.tier": "x"}, "quota": {"limit": "5", "time_unit": null}},
             {"api_source": "other"}]},
         {"name": "Free"}
     ]);
@@ -751,6 +752,9 @@ fn malformed_api_products_are_service_failures() {
         json!([{"name": "P", "attributes": {"a": 1}}]),
         json!([{"name": "P", "operation_configs": [{"operations": []}]}]),
         json!([{"name": "P", "operation_configs": [{"api_source": "x", "operations": [{}]}]}]),
+        json!([{"name": "P", "quota": "10"}]),
+        json!([{"name": "P", "quota": {"limit": 10}}]),
+        json!([{"name": "P", "operation_configs": [{"api_source": "x", "quota": {"interval": true}}]}]),
     ] {
         let mut body = access_answer("approved", NOW + 60_000);
         body["api_products"] = bad.clone();
