@@ -33,8 +33,9 @@ pub struct ApiOperation {
     pub methods: Vec<String>,
 }
 
-/// Apigee's quota settings of an operation configuration: accepted for
-/// import, not enforced.
+/// Apigee's quota settings of an operation configuration (`limit`,
+/// `interval`, `timeUnit`, strings): not enforced here, passed in a
+/// lookup's `api_products` (the filter's `apiproduct.developer.quota.*`).
 pub type Quota = serde_json::Map<String, serde_json::Value>;
 
 /// The operations of one proxy (`apiSource`), with custom attributes.
@@ -48,7 +49,9 @@ pub struct OperationConfig {
     pub operations: Vec<ApiOperation>,
     #[serde(default)]
     pub attributes: Vec<NameValue>,
-    /// Accepted for import, not enforced.
+    /// Its quota (`limit`, `interval`, `timeUnit`, strings), which applies
+    /// to the calls it allows instead of the product's: not enforced here,
+    /// passed in a lookup's `api_products`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>, nullable = false)]
     pub quota: Option<Quota>,
@@ -67,8 +70,9 @@ pub struct OperationGroup {
 }
 
 /// An API product, as Apigee's management API reads and writes it (the
-/// members this service does not use, such as quotas and timestamps, are
-/// accepted on import and kept as given).
+/// members this service does not use, such as timestamps, are accepted on
+/// import and kept as given; the quota settings `quota`, `quotaInterval`,
+/// `quotaTimeUnit`, strings, are kept there too and passed in a lookup).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiProduct {
@@ -165,6 +169,26 @@ fn check_names(field: &str, v: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// A quota setting: absent, null, a string or a whole number.
+fn check_quota_value(field: &str, v: Option<&serde_json::Value>) -> Result<()> {
+    use serde_json::Value;
+    match v {
+        None | Some(Value::Null | Value::String(_)) => Ok(()),
+        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(()),
+        Some(_) => Err(invalid(format!("{field} must be a string"))),
+    }
+}
+
+/// A quota setting as a lookup passes it: its text, when it has one.
+fn quota_text(v: Option<&serde_json::Value>) -> Option<String> {
+    use serde_json::Value;
+    match v? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 fn check_attributes(field: &str, v: &[NameValue]) -> Result<()> {
     bounded(field, v)?;
     if v.iter().any(|a| a.name.is_empty()) {
@@ -192,6 +216,9 @@ impl ApiProduct {
         check_names("environments", &self.environments)?;
         check_names("scopes", &self.scopes)?;
         check_attributes("attributes", &self.attributes)?;
+        for member in PRODUCT_QUOTA {
+            check_quota_value(member, self.other.get(member))?;
+        }
         if let Some(g) = &self.operation_group {
             if let Some(t) = &g.operation_config_type {
                 if t != "proxy" {
@@ -211,6 +238,10 @@ impl ApiProduct {
                     check_names("operationGroup methods", &op.methods)?;
                 }
                 check_attributes("operationGroup attributes", &c.attributes)?;
+                for member in CONFIG_QUOTA {
+                    let v = c.quota.as_ref().and_then(|q| q.get(member));
+                    check_quota_value(&format!("operationGroup quota.{member}"), v)?;
+                }
             }
         }
         Ok(())
@@ -250,6 +281,45 @@ impl ApiProduct {
     }
 }
 
+/// The product's quota members (Apigee's `apiproducts`), in the order of
+/// [`LookupQuota`]'s.
+const PRODUCT_QUOTA: [&str; 3] = ["quota", "quotaInterval", "quotaTimeUnit"];
+/// An operation configuration's (Apigee's `Quota`), in the same order.
+const CONFIG_QUOTA: [&str; 3] = ["limit", "interval", "timeUnit"];
+
+/// Quota settings as a lookup answers them (each only when set): the
+/// product's `quota`, `quotaInterval`, `quotaTimeUnit`, or an operation
+/// configuration's `quota` (`limit`, `interval`, `timeUnit`). The filter
+/// sets `apiproduct.developer.quota.*` from them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct LookupQuota {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub limit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub time_unit: Option<String>,
+}
+
+impl LookupQuota {
+    /// The settings named `members` of `object`; `None` when none is set.
+    fn of(
+        object: Option<&serde_json::Map<String, serde_json::Value>>,
+        members: [&str; 3],
+    ) -> Option<Self> {
+        let [limit, interval, time_unit] = members.map(|m| quota_text(object?.get(m)));
+        let q = LookupQuota {
+            limit,
+            interval,
+            time_unit,
+        };
+        (q.limit.is_some() || q.interval.is_some() || q.time_unit.is_some()).then_some(q)
+    }
+}
+
 /// A product as a lookup answers it (`api_products` of an introspection
 /// answer: what the filter's product check reads, docs/token-service.md):
 /// only what the check and its variables use, empty lists left out.
@@ -272,6 +342,10 @@ pub struct LookupProduct {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     #[schema(nullable = false)]
     pub attributes: BTreeMap<String, String>,
+    /// The product's quota settings, when it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub quota: Option<LookupQuota>,
 }
 
 /// One operation configuration, as a lookup answers it.
@@ -284,6 +358,11 @@ pub struct LookupOperations {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     #[schema(nullable = false)]
     pub attributes: BTreeMap<String, String>,
+    /// Its own quota settings, when it has any: they apply to the calls it
+    /// allows instead of the product's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub quota: Option<LookupQuota>,
 }
 
 impl ApiProduct {
@@ -306,9 +385,11 @@ impl ApiProduct {
                     api_source: c.api_source.clone(),
                     operations: c.operations.clone(),
                     attributes: map(&c.attributes),
+                    quota: LookupQuota::of(c.quota.as_ref(), CONFIG_QUOTA),
                 })
                 .collect(),
             attributes: map(&self.attributes),
+            quota: LookupQuota::of(Some(&self.other), PRODUCT_QUOTA),
         }
     }
 }
@@ -403,6 +484,7 @@ mod tests {
             "apiResources": [], "proxies": [], "environments": ["test"], "scopes": [],
             "attributes": [{"name": "access", "value": "public"}],
             "createdAt": "1693001234567", "lastModifiedBy": "someone@example.com",
+            "quota": "100", "quotaInterval": "1", "quotaTimeUnit": "hour",
             "operationGroup": {"operationConfigType": "proxy", "operationConfigs": [
                 {"apiSource": "apiproduct-operations",
                  "operations": [{"resource": "/apikey", "methods": ["GET"]}],
@@ -415,6 +497,38 @@ mod tests {
         let r = p.rules();
         assert_eq!(r.operations[0].operations[0].methods, ["GET"]);
         assert_eq!(r.attributes, [("access".to_string(), "public".to_string())]);
+        let view = serde_json::to_value(p.lookup_view()).unwrap();
+        assert_eq!(
+            view["quota"],
+            serde_json::json!({"limit": "100", "interval": "1", "time_unit": "hour"})
+        );
+        assert_eq!(
+            view["operation_configs"][0]["quota"],
+            serde_json::json!({"limit": "10", "interval": "1", "time_unit": "minute"})
+        );
+    }
+
+    #[test]
+    fn a_lookup_passes_only_the_quota_settings_present() {
+        let p: ApiProduct = serde_json::from_value(serde_json::json!({
+            "name": "p", "quota": 5, "quotaInterval": "",
+            "operationGroup": {"operationConfigs": [
+                {"apiSource": "a", "quota": {"timeUnit": "day"}},
+                {"apiSource": "b", "quota": {}}, {"apiSource": "c"}]}
+        }))
+        .unwrap();
+        p.check().unwrap();
+        let view = serde_json::to_value(p.lookup_view()).unwrap();
+        assert_eq!(view["quota"], serde_json::json!({"limit": "5"}));
+        let configs = &view["operation_configs"];
+        assert_eq!(configs[0]["quota"], serde_json::json!({"time_unit": "day"}));
+        assert!(configs[1].get("quota").is_none());
+        assert!(configs[2].get("quota").is_none());
+        let plain: ApiProduct = serde_json::from_value(serde_json::json!({"name": "q"})).unwrap();
+        assert!(serde_json::to_value(plain.lookup_view())
+            .unwrap()
+            .get("quota")
+            .is_none());
     }
 
     #[test]
@@ -429,6 +543,10 @@ mod tests {
             serde_json::json!({"name": "p", "operationGroup": {"operationConfigType": "remoteservice"}}),
             serde_json::json!({"name": "p", "operationGroup": {"operationConfigs": [
                 {"apiSource": "x", "operations": [{"resource": "x"}]}]}}),
+            serde_json::json!({"name": "p", "quota": {"limit": "5"}}),
+            serde_json::json!({"name": "p", "quotaTimeUnit": ["hour"]}),
+            serde_json::json!({"name": "p", "operationGroup": {"operationConfigs": [
+                {"apiSource": "x", "quota": {"limit": 1.5}}]}}),
         ];
         for b in bad {
             let p: ApiProduct = serde_json::from_value(b.clone()).unwrap();

@@ -14,10 +14,14 @@ fn product(name: &str) -> Value {
         "apiResources": [], "proxies": [], "environments": ["test"], "scopes": ["read"],
         "attributes": [{"name": "access", "value": "public"}],
         "createdAt": "1693001234567", "lastModifiedBy": "someone@example.com",
+        "quota": "100", "quotaInterval": "1", "quotaTimeUnit": "hour",
         "operationGroup": {"operationConfigType": "proxy", "operationConfigs": [
             {"apiSource": "apiproduct-operations",
              "operations": [{"resource": "/apikey", "methods": ["GET"]}],
-             "attributes": [{"name": "tier", "value": "read"}]}]}
+             "attributes": [{"name": "tier", "value": "read"}],
+             "quota": {"limit": "10", "interval": "1", "timeUnit": "minute"}},
+            {"apiSource": "apiproduct-operations",
+             "operations": [{"resource": "/open", "methods": []}], "attributes": []}]}
     })
 }
 
@@ -67,6 +71,9 @@ fn malformed_products_are_refused_and_write_nothing() {
         json!({"name": "a/b"}),
         json!({"apiResources": ["/"]}),
         json!({"name": "p", "proxies": "one"}),
+        json!({"name": "p", "quota": {"limit": "5"}}),
+        json!({"name": "p", "operationGroup": {"operationConfigs": [
+            {"apiSource": "x", "quota": {"timeUnit": ["hour"]}}]}}),
     ] {
         s.json("/v1/apiproducts", Some(&adm()), &body)
             .assert_error(400, "invalid_request");
@@ -192,7 +199,8 @@ fn lookups_carry_the_products_of_approved_subscriptions() {
     s.json(
         "/v1/apiproducts",
         Some(&adm()),
-        &json!({"name": "Premium", "proxies": ["weather"], "apiResources": ["/forecast/**"]}),
+        &json!({"name": "Premium", "proxies": ["weather"], "apiResources": ["/forecast/**"],
+                "quotaInterval": "2"}),
     );
     s.std_app("shop");
     s.import_access("at-shop-1", "cid-shop", json!({}));
@@ -203,12 +211,19 @@ fn lookups_carry_the_products_of_approved_subscriptions() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
     // FreeProduct has no definition: listed by name, not in api_products.
+    // The quota settings: those present, the product's and each operation
+    // configuration's own.
     let compact = json!([
-        {"name": "Premium", "proxies": ["weather"], "resources": ["/forecast/**"]},
+        {"name": "Premium", "proxies": ["weather"], "resources": ["/forecast/**"],
+         "quota": {"interval": "2"}},
         {"name": "read-only", "environments": ["test"], "attributes": {"access": "public"},
+         "quota": {"limit": "100", "interval": "1", "time_unit": "hour"},
          "operation_configs": [{"api_source": "apiproduct-operations",
              "operations": [{"resource": "/apikey", "methods": ["GET"]}],
-             "attributes": {"tier": "read"}}]}
+             "attributes": {"tier": "read"},
+             "quota": {"limit": "10", "interval": "1", "time_unit": "minute"}},
+            {"api_source": "apiproduct-operations",
+             "operations": [{"resource": "/open", "methods": []}]}]}
     ]);
     for (value, hint) in [
         ("at-shop-1", Some("access_token")),
