@@ -358,3 +358,98 @@ fn apiproduct_operations_expectations_hold_through_import_and_envoy() {
     assert_eq!(r.status, 401, "{}", r.text());
     assert_eq!(r.json()["fault"]["detail"]["errorcode"], NO_PRODUCT_MATCH);
 }
+
+/// api-platform-samples `oauth-verify-accesstoken` imported as it is: its
+/// untranslated Quota reads `apiproduct.developer.quota.*` after the
+/// VerifyAccessToken, so the import publishes the three, which are standard
+/// variables (names known at load time): `metadata_bridge: auto` picks
+/// header_to_metadata (the .wasm), no Lua filter. The product's quota reaches the
+/// access log, and its operation configuration's own when that one allows
+/// the call (docs/variables.md#api-products).
+#[test]
+fn the_products_quota_reaches_the_metadata_of_an_imported_proxy() {
+    const VERIFY_BUNDLE: &str = "../shared/apigee-bundles/apigee__api-platform-samples/sample-proxies/oauth-verify-accesstoken";
+    const VERIFY_PROXY: &str = "OAuthVerifyTokenSample";
+    if !repo_root().join(VERIFY_BUNDLE).is_dir() {
+        eprintln!("../shared/apigee-bundles is absent: not run");
+        return;
+    }
+    let service = TokenService::start();
+    let upstream = Upstream::start();
+    let r = service.admin(
+        "/v1/apiproducts",
+        json!({"name": "metered", "approvalType": "auto",
+               "quota": "100", "quotaInterval": "1", "quotaTimeUnit": "hour",
+               "operationGroup": {"operationConfigType": "proxy", "operationConfigs": [
+                   {"apiSource": VERIFY_PROXY,
+                    "operations": [{"resource": "/limited", "methods": ["GET"]}],
+                    "quota": {"limit": "10", "interval": "30", "timeUnit": "minute"}},
+                   {"apiSource": VERIFY_PROXY, "operations": [{"resource": "/**"}]}]}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = service.admin(
+        "/v1/apps",
+        json!({"name": "metered-app", "developer_email": "dev@example.com",
+               "api_products": ["metered"], "client_id": "metered-key",
+               "client_secret": "metered-secret"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = http(
+        service.port,
+        "POST",
+        "/oauth2/token",
+        &[("content-type", b"application/x-www-form-urlencoded")],
+        b"grant_type=client_credentials&client_id=metered-key&client_secret=metered-secret",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let token = r.json()["access_token"].as_str().unwrap().to_string();
+
+    let (envoy, out) = run_imported(
+        VERIFY_BUNDLE,
+        &["--allow-untranslated"],
+        &service,
+        &upstream,
+    );
+    let plugin: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("plugins/default.json")).unwrap())
+            .unwrap();
+    let publish = plugin["publish"].to_string();
+    for name in ["limit", "interval", "timeunit"] {
+        assert!(
+            publish.contains(&format!("\"apiproduct.developer.quota.{name}\"")),
+            "{publish}"
+        );
+    }
+    // No Lua filter; the .wasm's variables go through header_to_metadata
+    // (the native module writes dynamic metadata itself).
+    let config = std::fs::read_to_string(out.join("envoy.yaml")).unwrap();
+    assert!(!config.contains("lua.v3.Lua"), "{config}");
+    assert_eq!(
+        config.contains("header_to_metadata.v3.Config"),
+        !native(),
+        "{config}"
+    );
+
+    let bearer = format!("Bearer {token}");
+    let mut calls = 0;
+    for (path, want) in [
+        ("/mocktarget/limited", ["10", "30", "minute"]),
+        ("/mocktarget/get", ["100", "1", "hour"]),
+    ] {
+        let r = envoy.request("GET", path, &[("authorization", bearer.as_bytes())], b"");
+        calls += 1;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        let line = &logged(&envoy, calls)[calls - 1];
+        // The access log shows the path as the target gets it.
+        let suffix = path.trim_start_matches("/mocktarget");
+        assert_eq!(line["path"], format!("/api{suffix}"), "{line}");
+        let variables = &line["variables"];
+        for (name, value) in ["limit", "interval", "timeunit"].iter().zip(want) {
+            assert_eq!(
+                variables[format!("apiproduct.developer.quota.{name}")],
+                value,
+                "{path} {name}: {line}"
+            );
+        }
+    }
+}
