@@ -220,8 +220,20 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A quota record; the cursor moves past it.
+    /// Skips a quota record: whether it has a setting.
     #[inline]
+    fn skip_quota(&mut self) -> bool {
+        let Some((&flags, rest)) = self.0.split_first() else {
+            return false;
+        };
+        self.0 = rest;
+        if flags != 0 {
+            self.skip_strs((flags & 0b111).count_ones() as usize);
+        }
+        flags & 0b111 != 0
+    }
+
+    /// A quota record; the cursor moves past it.
     fn quota(&mut self) -> QuotaRef<'a> {
         let mut quota = QuotaRef::default();
         let Some((&flags, rest)) = self.0.split_first() else {
@@ -266,13 +278,13 @@ impl<'a> Reader<'a> {
         let attributes_at = index(self.0.len());
         let attributes = self.pairs();
         let quota_at = index(self.0.len());
-        let quota = self.quota();
+        let has_quota = self.skip_quota();
         ConfigRef {
             api_source,
             operations,
             attributes,
             attributes_at,
-            quota_at: (!quota.is_empty()).then_some(quota_at),
+            quota_at: has_quota.then_some(quota_at),
         }
     }
 
@@ -300,7 +312,7 @@ impl<'a> Reader<'a> {
         let attributes_at = index(self.0.len());
         let attributes = self.pairs();
         let quota_at = index(self.0.len());
-        self.quota();
+        self.skip_quota();
         ProductRef {
             name,
             proxies,
@@ -401,13 +413,6 @@ pub struct QuotaRef<'a> {
     pub limit: Option<&'a [u8]>,
     pub interval: Option<&'a [u8]>,
     pub time_unit: Option<&'a [u8]>,
-}
-
-impl QuotaRef<'_> {
-    /// True when no setting is present.
-    pub fn is_empty(&self) -> bool {
-        self.limit.is_none() && self.interval.is_none() && self.time_unit.is_none()
-    }
 }
 
 /// One product, read in place.
