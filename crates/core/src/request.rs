@@ -124,31 +124,15 @@ impl RequestInfo {
         true
     }
 
-    /// Appends `proxy.pathsuffix` (the path after `basepath`, without the
-    /// query) to `out`; false when the path is not under `basepath`. For
-    /// the API-product check (docs/decisions.md#api-products).
-    pub(crate) fn path_suffix_into(&self, basepath: &str, out: &mut String) -> bool {
-        match path_suffix(split_query(&self.path).0, basepath.as_bytes()) {
-            Some(suffix) => {
-                push_text(out, suffix);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// What the API-product check compares, borrowed from the request:
-    /// the path suffix after `basepath` (without the query; the whole path
-    /// when it is not under `basepath`) and the verb. `None` when either is
-    /// not UTF-8 (the caller then copies them as text, U+FFFD for what is
-    /// not).
-    pub(crate) fn call_text(&self, basepath: &str) -> Option<(&str, &str)> {
+    /// What the API-product check compares, as the request has it: the
+    /// path suffix after `basepath` (without the query; the whole path
+    /// when it is not under `basepath`) and the verb, as bytes (compared as
+    /// text, U+FFFD for what is not UTF-8: `profile::products::CallBytes`).
+    #[inline]
+    pub(crate) fn call_bytes(&self, basepath: &str) -> (&[u8], &[u8]) {
         let path = split_query(&self.path).0;
         let suffix = path_suffix(path, basepath.as_bytes()).unwrap_or(path);
-        Some((
-            std::str::from_utf8(suffix).ok()?,
-            std::str::from_utf8(&self.method).ok()?,
-        ))
+        (suffix, &self.method)
     }
 
     /// Apigee's header forms (docs/variables.md): `name.N` the N-th

@@ -89,7 +89,16 @@ impl Worker {
         if config.checks_products && has_products(&data, at) {
             super::driver::read_call(host, config, &mut stream.request);
         }
-        if !stream.flow.on_cached(config, &stream.request, data, at) {
+        // The memo serves the worker's current configuration only.
+        let current = match (&stream.config, &self.config) {
+            (Some(a), Some(b)) => std::rc::Rc::ptr_eq(a, b),
+            _ => false,
+        };
+        let memo = current.then_some(&mut self.decisions);
+        if !stream
+            .flow
+            .on_cached(config, &stream.request, data, at, memo)
+        {
             self.metrics.count(metrics::CACHE_MISSES);
             stream.seen = false;
             return false;

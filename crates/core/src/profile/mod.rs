@@ -320,13 +320,20 @@ impl<'a> ProfileRef<'a> {
     /// [`ProfileRef::has_products`] is false).
     #[inline]
     pub fn products(&self) -> products::Products<'a> {
+        products::read(self.products_span())
+    }
+
+    /// The app's API products as encoded ([`products`]; empty when
+    /// [`ProfileRef::has_products`] is false).
+    #[inline]
+    pub(crate) fn products_span(&self) -> &'a [u8] {
         let entry = (
             u32_at(self.bytes, PRODUCTS_AT),
             u32_at(self.bytes, PRODUCTS_AT + 4),
         );
         match entry {
-            (Some(start), Some(len)) if start != ABSENT => products::read(self.span(start, len)),
-            _ => products::read(&[]),
+            (Some(start), Some(len)) if start != ABSENT => self.span(start, len),
+            _ => &[],
         }
     }
 

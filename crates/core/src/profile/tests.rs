@@ -914,3 +914,114 @@ fn the_in_place_product_check_agrees_with_the_names_crate() {
     };
     assert!(products::find(view.products(), &call).is_some());
 }
+
+/// The worker's memo of product decisions answers what the matcher
+/// answers, for every products span and call, in any order: a repeated
+/// call is answered from the memo, another path, verb, span (a changed
+/// product) or configuration ([`products::Decisions::clear`]) is decided
+/// again; a path that is not UTF-8 is compared as text; more keys than
+/// slots, or a span over the bound, still get the matcher's answer.
+#[test]
+fn product_decisions_are_the_matchers_own_and_keyed_by_every_input() {
+    use products::{CallBytes, Decisions};
+    let span = |products: serde_json::Value| products::encode(products).expect("encodes");
+    let viewer = span(json!([
+        {"name": "legacy", "proxies": ["shop"], "resources": ["/orders/**"]},
+        {"name": "viewer", "operation_configs": [{"api_source": "shop",
+            "operations": [{"resource": "/items/*", "methods": ["GET", "HEAD"]}]}]}]));
+    // The same app after its operation changed to POST: one byte apart.
+    let writer = span(json!([
+        {"name": "legacy", "proxies": ["shop"], "resources": ["/orders/**"]},
+        {"name": "viewer", "operation_configs": [{"api_source": "shop",
+            "operations": [{"resource": "/items/*", "methods": ["PUT", "HEAD"]}]}]}]));
+    let replaced = span(json!([{"name": "any", "resources": ["/\u{FFFD}"]}]));
+    let none = span(json!([]));
+    let spans = [&viewer, &writer, &replaced, &none];
+    let suffixes: [&[u8]; 6] = [b"/items/1", b"/items/2", b"/orders/7", b"/", b"/\xff", b""];
+    let verbs: [&[u8]; 4] = [b"GET", b"PUT", b"get", b""];
+    let direct = |span: &[u8], call: &CallBytes<'_>| {
+        let suffix = crate::request::lossy(call.suffix);
+        let verb = crate::request::lossy(call.verb);
+        products::find(
+            products::read(span),
+            &oauthv2info_names::product::Call {
+                proxy: call.proxy,
+                suffix: &suffix,
+                verb: &verb,
+                environment: call.environment,
+            },
+        )
+    };
+    let mut memo = Decisions::default();
+    let mut allowed = 0;
+    for pass in 0..2 {
+        let misses = memo.misses;
+        for span in spans {
+            for suffix in suffixes {
+                for verb in verbs {
+                    let call = CallBytes {
+                        proxy: "shop",
+                        environment: None,
+                        suffix,
+                        verb,
+                    };
+                    let want = direct(span, &call);
+                    assert_eq!(memo.decide(span, &call), want, "{call:?}");
+                    allowed += usize::from(want.is_some() && pass == 0);
+                }
+            }
+        }
+        let decided = memo.misses - misses;
+        if pass == 0 {
+            // Every key decided once (96 keys in 32 slots: some evicted).
+            assert_eq!(decided, 4 * 6 * 4);
+        } else {
+            assert!(decided < 4 * 6 * 4, "some decisions were kept");
+        }
+    }
+    // Not trivial: the changed product, the verb and the path each
+    // change the answer.
+    assert!(allowed > 4 && allowed < 4 * 6 * 4 / 2, "{allowed}");
+    let call = |suffix: &'static [u8], verb: &'static [u8]| CallBytes {
+        proxy: "shop",
+        environment: None,
+        suffix,
+        verb,
+    };
+    // A key asked again at once is answered from the memo, whatever came
+    // before it.
+    let keys: [(&[u8], CallBytes<'_>, bool); 7] = [
+        (&viewer, call(b"/items/1", b"GET"), true),
+        (&viewer, call(b"/items/1", b"PUT"), false),
+        (&writer, call(b"/items/1", b"GET"), false),
+        (&writer, call(b"/items/1", b"PUT"), true),
+        (&replaced, call(b"/\xff", b"GET"), true),
+        (&replaced, call(b"/\xfe", b"GET"), true),
+        (&replaced, call(b"/x", b"GET"), false),
+    ];
+    for _ in 0..3 {
+        for (span, call, allows) in &keys {
+            assert_eq!(memo.decide(span, call).is_some(), *allows, "{call:?}");
+            let misses = memo.misses;
+            assert_eq!(memo.decide(span, call).is_some(), *allows, "{call:?}");
+            assert_eq!(memo.misses, misses, "{call:?}: kept");
+        }
+    }
+    // Another configuration: decided again.
+    memo.clear();
+    let misses = memo.misses;
+    assert!(memo.decide(&viewer, &call(b"/items/1", b"GET")).is_some());
+    assert_eq!(memo.misses - misses, 1);
+    // A span over the bound is matched every time, without the memo.
+    let long = "x".repeat(products::MAX_SPAN);
+    let big = span(json!([{"name": "big", "resources": ["/items/*"], "attributes": {"a": long}}]));
+    let misses = memo.misses;
+    for _ in 0..2 {
+        assert_eq!(
+            memo.decide(&big, &call(b"/items/1", b"GET")),
+            direct(&big, &call(b"/items/1", b"GET"))
+        );
+        assert!(memo.decide(&big, &call(b"/orders/1", b"GET")).is_none());
+    }
+    assert_eq!(memo.misses, misses);
+}
