@@ -161,7 +161,7 @@ fn matches(pattern: &[Segment], name: &str) -> bool {
 
 /// Appends one netstring (`<len>:<bytes>,`) to the Lua bridge's entry. The
 /// entry is the namespace, then each key and value (lengths in bytes).
-#[inline]
+#[inline(always)]
 pub(crate) fn push_netstring(out: &mut Vec<u8>, s: &[u8]) {
     let n = s.len();
     // Variables are short: one or two digits, without a loop.
@@ -170,12 +170,19 @@ pub(crate) fn push_netstring(out: &mut Vec<u8>, s: &[u8]) {
     } else if n < 100 {
         out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
     } else {
-        let n = u64::try_from(n).unwrap_or(u64::MAX);
-        out.extend_from_slice(crate::number::NumberBuf::default().format_unsigned(n));
+        push_length(out, n);
     }
     out.push(b':');
     out.extend_from_slice(s);
     out.push(b',');
+}
+
+/// A netstring's length of three digits or more: out of line, so that
+/// [`push_netstring`] stays small where it is inlined.
+#[inline(never)]
+fn push_length(out: &mut Vec<u8>, n: usize) {
+    let n = u64::try_from(n).unwrap_or(u64::MAX);
+    out.extend_from_slice(crate::number::NumberBuf::default().format_unsigned(n));
 }
 
 /// Encodes a whole bridge entry (tests and the checker).
