@@ -19,8 +19,10 @@ pub struct RequestInfo {
     /// The urlencoded request body, when a policy reads form parameters and
     /// the body was handed over.
     pub form_body: Option<Vec<u8>>,
-    /// `:path` and `:method` were read for the API-product check.
+    /// `:path` was read for the API-product check.
     pub call_read: bool,
+    /// `:method` was read for the API-product check.
+    pub verb_read: bool,
 }
 
 /// The request headers the filter read.
@@ -52,6 +54,7 @@ impl RequestInfo {
         self.client_ip = None;
         self.form_body = None;
         self.call_read = false;
+        self.verb_read = false;
     }
 
     /// The first value of header `name` (lower-case), in either mode.
@@ -622,6 +625,7 @@ mod tests {
             client_ip: Some("10.1.2.3".into()),
             form_body: Some(b"department_id=42&dup=a&dup=b&sp=a+b%21".to_vec()),
             call_read: false,
+            verb_read: false,
         }
     }
 

@@ -221,13 +221,18 @@ impl Flow {
             // looked up again (VerifyAccessToken, then GetOAuthV2Info on
             // `access_token`).
             // A policy that checks products reuses one only when the
-            // request's path and verb were read (filter/driver.rs, `read_call`).
-            let call_known = !action.checks_products()
-                || request.call_read
-                || (config.needs_path && config.needs_method);
-            if !self.results.is_empty() && action.reuses_lookup() && call_known {
+            // request's path and (when its products list verbs) verb
+            // were read (filter/driver.rs, `read_call`).
+            if !self.results.is_empty() && action.reuses_lookup() {
                 let kind = plan.kind;
-                if let Some(data) = self.found(config, kind, &token) {
+                let found = self.found(config, kind, &token).filter(|data| {
+                    !action.checks_products()
+                        || ((request.call_read || config.needs_path)
+                            && (request.verb_read
+                                || config.needs_method
+                                || !data_view(data).checks_verbs()))
+                });
+                if let Some(data) = found {
                     let lookup = Lookup::Known(data_view(&data));
                     match self.check(config, request, index, kind, lookup, None) {
                         Ok(product) => self.succeed(index, data, token, product),

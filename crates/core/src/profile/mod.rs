@@ -20,6 +20,10 @@ const FIELDS: usize = Field::ALL.len();
 const ABSENT: u32 = u32::MAX;
 const ACTIVE: u8 = 1;
 const PLAIN: u8 = 2;
+/// No operation of the app's products lists verbs: the product check
+/// does not compare the request's verb (absent from entries written
+/// before it: the verb is read, as for products that list verbs).
+const NO_VERBS: u8 = 4;
 /// The fields that hold instants the clock is compared with on every
 /// request: kept parsed, so that a hit parses no number.
 const TIMED: [Field; 2] = [Field::ExpiresAt, Field::RefreshTokenExpiresAt];
@@ -121,6 +125,9 @@ impl ProfileBuilder {
 
     /// Sets the app's API products, encoded ([`products`]).
     pub(crate) fn products(&mut self, encoded: &[u8]) {
+        if !products::lists_verbs(encoded) {
+            self.flags |= NO_VERBS;
+        }
         self.products = Some(self.store(encoded));
     }
 
@@ -285,6 +292,14 @@ impl<'a> ProfileRef<'a> {
     /// members are known (docs/variables.md).
     pub fn plain(&self) -> bool {
         self.bytes.first().is_some_and(|f| f & PLAIN != 0)
+    }
+
+    /// False when the profile's products are known to list no verbs
+    /// (no operation with methods): their check does not need the
+    /// request's verb.
+    #[inline]
+    pub(crate) fn checks_verbs(&self) -> bool {
+        self.bytes.first().is_none_or(|f| f & NO_VERBS == 0)
     }
 
     #[inline]

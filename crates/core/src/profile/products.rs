@@ -346,6 +346,16 @@ pub struct ProductRef<'a> {
     attributes_at: u32,
 }
 
+/// True when an operation of the products in `span` lists methods: only
+/// then does [`find`] compare the call's verb (the same test as its).
+pub(crate) fn lists_verbs(span: &[u8]) -> bool {
+    read(span).any(|p| {
+        p.operation_configs
+            .into_iter()
+            .any(|c| c.operations.into_iter().any(|o| !o.methods.is_empty()))
+    })
+}
+
 /// The products in `bytes` (an [`encode`]d span; empty: none).
 pub(crate) fn read(bytes: &[u8]) -> Products<'_> {
     let mut r = Reader(bytes);
