@@ -347,7 +347,7 @@ pub struct ProductRef<'a> {
 }
 
 /// True when an operation of the products in `span` lists methods: only
-/// then does [`find`] compare the call's verb (the same test as its).
+/// then does [`find`] compare the call's verb (with the test it makes).
 pub(crate) fn lists_verbs(span: &[u8]) -> bool {
     read(span).any(|p| {
         p.operation_configs
@@ -546,13 +546,12 @@ fn decide(span: &[u8], call: &CallBytes<'_>, text: &mut String) -> Option<Produc
 /// environment: a slot keeps the first three byte for byte and answers
 /// only when all three are equal, and the memo serves one configuration
 /// (the worker's current one; [`Decisions::clear`] when it changes). A
-/// changed product
-/// is other bytes, so it is never answered from a stale slot. Bounded:
-/// [`SLOTS`] slots, two a set, the set chosen by a hash of the key (the
-/// one used last kept when a third key comes); spans longer than
-/// [`MAX_SPAN`] bytes or calls longer than [`MAX_CALL`] are matched
-/// without the memo. A slot's buffer grows once, when a longer key first
-/// lands in it; a memo hit allocates nothing.
+/// changed product is other bytes, so it is never answered from a stale
+/// slot. Bounded: [`SLOTS`] slots, two a set, the set chosen by a hash of
+/// the key (the one used last kept when a third key comes); spans longer
+/// than [`MAX_SPAN`] bytes or calls longer than [`MAX_CALL`] are matched
+/// without the memo. A slot's buffers grow when a longer key first lands
+/// in it; a memo hit allocates nothing.
 #[derive(Debug, Default)]
 pub(crate) struct Decisions {
     slots: Vec<Slot>,
