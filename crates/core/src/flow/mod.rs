@@ -17,7 +17,7 @@ use oauthv2info_names::{Fault, TokenKind};
 
 use crate::condition::{Kind, Scratch, Vars};
 use crate::config::FilterConfig;
-use crate::plan::{PolicyPlan, StepCondition, ValueRef, Var, VarRef};
+use crate::plan::{Output, PolicyPlan, StepCondition, ValueRef, Var, VarRef};
 use crate::profile::products::{CallBytes, Decisions, MatchRef, ProductAt, ProductCheck, Strs};
 use crate::profile::{check_get, Layout, Lookup, NumberBuf, Profile, ProfileRef};
 use crate::protocol::{parse_introspection, parse_set_response, Answer, ServiceFailure};
@@ -744,11 +744,7 @@ impl Flow {
                     }
                     // The match is read once from the profile's bytes.
                     if let Some(m) = product.and_then(|at| at.resolve(profile.products())) {
-                        for output in products.iter().filter(|o| shown(&o.var)) {
-                            if let Source::Product(part) = output.source {
-                                visit_product(&m, part, &output.var, name_buf, &mut each);
-                            }
-                        }
+                        visit_product::<ALL>(&m, products, name_buf, &mut each);
                         visit_product_attributes::<ALL>(config, plan, &m, name_buf, &mut each);
                     }
                     visit_attributes::<ALL>(
@@ -891,30 +887,35 @@ fn read_product(
     true
 }
 
-/// Hands a product variable to `each`, when set (the verbs joined in
-/// `buf`).
+/// Hands the product variables of `outputs` to `each` (every one with
+/// `ALL`, or those published), when set (the verbs joined in `buf`).
 #[cold]
 #[inline(never)]
-fn visit_product(
+fn visit_product<const ALL: bool>(
     m: &MatchRef<'_>,
-    part: ProductPart,
-    var: &Var,
+    outputs: &[Output],
     buf: &mut Vec<u8>,
     each: &mut impl FnMut(Published<'_>),
 ) {
-    match product_value(m, part) {
-        Some(ProductValue::Text(t)) => each(Published::of(var, t)),
-        Some(ProductValue::Methods(methods)) => {
-            buf.clear();
-            for (i, m) in methods.enumerate() {
-                if i > 0 {
-                    buf.push(b',');
+    for output in outputs.iter().filter(|o| ALL || o.var.published) {
+        let Source::Product(part) = output.source else {
+            continue;
+        };
+        let var = &output.var;
+        match product_value(m, part) {
+            Some(ProductValue::Text(t)) => each(Published::of(var, t)),
+            Some(ProductValue::Methods(methods)) => {
+                buf.clear();
+                for (i, m) in methods.enumerate() {
+                    if i > 0 {
+                        buf.push(b',');
+                    }
+                    buf.extend_from_slice(m);
                 }
-                buf.extend_from_slice(m);
+                each(Published::of(var, buf));
             }
-            each(Published::of(var, buf));
+            None => {}
         }
-        None => {}
     }
 }
 
