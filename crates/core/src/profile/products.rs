@@ -584,10 +584,12 @@ impl Slot {
     }
 }
 
-/// The set of a key: a hash of the call's bytes and of the span's
-/// length and of four of its eight-byte words (first, last, and two
-/// between). Equal keys, equal sets; a slot is then compared byte for
-/// byte, so the hash only spreads keys.
+/// The set of a key: a hash of the lengths, of four of the span's
+/// eight-byte words (first, last, and two between), three of the
+/// suffix's (first, middle, last; every byte of a shorter one) and the
+/// verb's first. Equal keys, equal sets; a slot is then compared byte
+/// for byte, so the hash only spreads keys (keys alike in every word
+/// hashed share a set, and take turns in its two slots).
 #[inline]
 fn set_of(span: &[u8], call: &CallBytes<'_>) -> usize {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -598,15 +600,25 @@ fn set_of(span: &[u8], call: &CallBytes<'_>) -> usize {
     h = mix(h, word(span.last_chunk()));
     h = mix(h, word(span.get(third..).and_then(<[u8]>::first_chunk)));
     h = mix(h, word(span.get(2 * third..).and_then(<[u8]>::first_chunk)));
-    let mut words = call.suffix.chunks_exact(8);
-    for w in &mut words {
-        h = mix(h, word(w.first_chunk()));
-    }
+    // The suffix's first, middle and last eight bytes (all of it when
+    // shorter), and the verb's first eight.
     let mut tail = call.suffix.len() as u64;
-    for &b in words.remainder().iter().chain(call.verb) {
-        tail = tail.rotate_left(8) ^ u64::from(b);
+    if let (Some(a), Some(b)) = (call.suffix.first_chunk(), call.suffix.last_chunk()) {
+        let middle = call.suffix.get((call.suffix.len() / 2).saturating_sub(4)..);
+        h = mix(h, word(Some(a)));
+        h = mix(h, word(middle.and_then(<[u8]>::first_chunk)));
+        h = mix(h, word(Some(b)));
+    } else {
+        for &b in call.suffix {
+            tail = tail.rotate_left(8) ^ u64::from(b);
+        }
     }
     h = mix(h, tail);
+    let mut verb = call.verb.len() as u64;
+    for &b in call.verb.iter().take(8) {
+        verb = verb.rotate_left(8) ^ u64::from(b);
+    }
+    h = mix(h, verb);
     // The top bits: each depends on every bit of the last word.
     (h >> 56) as usize % (SLOTS / 2)
 }
