@@ -738,6 +738,46 @@ fn api_products_absent_or_empty() {
     assert_eq!(p.view().products().count(), 0);
 }
 
+/// The profile says whether its products' check compares the verb: only
+/// when an operation lists methods. A profile without products, or one
+/// written before the flag (its bit clear), reads the verb.
+#[test]
+fn a_profile_says_whether_its_products_list_verbs() {
+    let verbs = |products: Option<serde_json::Value>| {
+        let mut body = access_answer("approved", NOW + 60_000);
+        if let Some(products) = products {
+            body["api_products"] = products;
+        }
+        let Answer::Known(p) = answer(body, TokenKind::AccessToken, "t") else {
+            panic!()
+        };
+        p.view().checks_verbs()
+    };
+    let op = |methods: serde_json::Value| {
+        json!([{"name": "r", "resources": ["/a"]},
+               {"name": "o", "operation_configs": [{"api_source": "p",
+                   "operations": [{"resource": "/b", "methods": methods}]}]}])
+    };
+    assert!(verbs(None), "no products: the flag is not set");
+    assert!(!verbs(Some(json!([]))));
+    assert!(!verbs(Some(json!([{"name": "r", "resources": ["/a"]}]))));
+    assert!(!verbs(Some(
+        json!([{"name": "c", "operation_configs": [{"api_source": "p"}]}])
+    )));
+    assert!(!verbs(Some(op(json!([])))));
+    assert!(verbs(Some(op(json!(["GET"])))));
+    // An entry written before the flag: the verb is read.
+    let mut body = access_answer("approved", NOW + 60_000);
+    body["api_products"] = json!([{"name": "r", "resources": ["/a"]}]);
+    let Answer::Known(p) = answer(body, TokenKind::AccessToken, "t") else {
+        panic!()
+    };
+    let mut bytes = p.as_bytes().to_vec();
+    bytes[0] &= !NO_VERBS;
+    let older = ProfileRef::parse(&bytes).expect("a profile");
+    assert!(older.has_products() && older.checks_verbs());
+}
+
 /// A malformed `api_products` is a service failure, not a pass.
 #[test]
 fn malformed_api_products_are_service_failures() {
