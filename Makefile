@@ -126,7 +126,7 @@ soak: setup build ## 60 s of mixed traffic against the token service and through
 hotpath: ## Build the benchmarks (bench/hotpath, bench/minimal-filter) and run one warm hit of each configuration
 	cargo build --release --manifest-path bench/hotpath/Cargo.toml
 	cargo build --release --manifest-path bench/minimal-filter/Cargo.toml --target $(WASM_TARGET)
-	@for c in default h2m narrow verify verify-products apikey condition faults; do bench/hotpath/target/release/hotpath 2000 $$c; done
+	@for c in default h2m narrow verify verify-products verify-resources apikey condition faults; do bench/hotpath/target/release/hotpath 2000 $$c; done
 
 BASE ?= main
 hotpath-compare: ## Instructions per warm hit of BASE (a git revision; default main) and of the working tree, side by side (callgrind, needs valgrind)

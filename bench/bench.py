@@ -1019,7 +1019,7 @@ def hotpath_run():
         return None
     out = {}
     for name in ("default", "h2m", "narrow", "verify", "condition", "faults", "verify-products",
-                 "apikey"):
+                 "verify-resources", "apikey"):
         def refs(n):
             run = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
                                   HOTPATH, str(n), name], capture_output=True, text=True, timeout=120)

@@ -30,8 +30,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = ["default", "h2m", "narrow", "verify", "verify-products", "apikey", "condition",
-           "faults"]
+CONFIGS = ["default", "h2m", "narrow", "verify", "verify-products", "verify-resources", "apikey",
+           "condition", "faults"]
 MAX_RATIO = float(os.environ.get("HOTPATH_MAX_RATIO", "1.05"))
 
 

@@ -23,7 +23,10 @@
 //!                          the token's app subscribed to three API
 //!                          products, the second of which allows the
 //!                          call through an operation group: the product
-//!                          check on a warm hit), `apikey` (VerifyAPIKey,
+//!                          check on a warm hit), `verify-resources` (the
+//!                          same, the second product allowing the call by
+//!                          its resources: no operation lists verbs, so
+//!                          `:method` is not read), `apikey` (VerifyAPIKey,
 //!                          the key in `?apikey=`, the same products),
 //!                          `condition` (default plus a SetOAuthV2Info step
 //!                          whose condition, `request.verb = "POST"`, is
@@ -48,7 +51,7 @@ const NOW: i64 = 1_795_356_400_000;
 /// The plugin configuration of `make bench`'s warm setups (bench/bench.py).
 fn plugin(mode: &str) -> String {
     let policy = r#"<GetOAuthV2Info name=\"GetTokenAttributes\"><AccessToken ref=\"request.queryparam.access_token\"/></GetOAuthV2Info>"#;
-    if mode == "verify-products" {
+    if mode == "verify-products" || mode == "verify-resources" {
         return r#"{"token_service": {"cluster": "token_service", "credentials": "Bearer k"},
                 "policies": ["<OAuthV2 name=\"VerifyAccessToken\"><Operation>VerifyAccessToken</Operation></OAuthV2>"],
                 "basepath": "/v1", "proxy_name": "shop", "environment": "prod",
@@ -134,6 +137,7 @@ fn main() {
         "miss",
         "verify",
         "verify-products",
+        "verify-resources",
         "apikey",
         "condition",
         "faults",
@@ -141,7 +145,7 @@ fn main() {
     .contains(&mode)
     {
         eprintln!(
-            "hotpath: unknown configuration {mode:?} (default, h2m, narrow, miss, verify, verify-products, apikey, condition, faults)"
+            "hotpath: unknown configuration {mode:?} (default, h2m, narrow, miss, verify, verify-products, verify-resources, apikey, condition, faults)"
         );
         std::process::exit(2);
     }
@@ -153,8 +157,13 @@ fn main() {
     // Three API products (docs/token-service.md "API products"): the
     // second allows GET /items/* of proxy shop through an operation group.
     let products = r#""api_products":[{"name":"legacy","proxies":["shop"],"resources":["/orders/**"],"environments":["prod"],"attributes":{"tier":"gold"}},{"name":"viewer","operation_configs":[{"api_source":"shop","operations":[{"resource":"/items/*","methods":["GET","HEAD"]}],"attributes":{"quota":"10"}}],"attributes":{"tier":"bronze"}},{"name":"news","proxies":["news"],"resources":["/"]}]"#;
+    // The same three, the second allowing GET /items/* by its resources.
+    let resources = r#""api_products":[{"name":"legacy","proxies":["shop"],"resources":["/orders/**"],"environments":["prod"],"attributes":{"tier":"gold"}},{"name":"viewer","proxies":["shop"],"resources":["/items/*"],"attributes":{"tier":"bronze"}},{"name":"news","proxies":["news"],"resources":["/"]}]"#;
     if mode == "verify-products" {
         body = body.replacen(r#""active":true,"#, &format!(r#""active":true,{products},"#), 1);
+    }
+    if mode == "verify-resources" {
+        body = body.replacen(r#""active":true,"#, &format!(r#""active":true,{resources},"#), 1);
     }
     if mode == "apikey" {
         // What the token service answers for a key (token_type_hint=client_id).
@@ -183,7 +192,7 @@ fn main() {
                 format!("Bearer {TOKEN}").into_bytes(),
             ),
         ],
-        "verify-products" => vec![
+        "verify-products" | "verify-resources" => vec![
             (":path".to_string(), b"/v1/items/42".to_vec()),
             (":method".to_string(), b"GET".to_vec()),
             (

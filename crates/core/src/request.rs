@@ -19,8 +19,10 @@ pub struct RequestInfo {
     /// The urlencoded request body, when a policy reads form parameters and
     /// the body was handed over.
     pub form_body: Option<Vec<u8>>,
-    /// `:path` and `:method` were read for the API-product check.
+    /// `:path` was read for the API-product check.
     pub call_read: bool,
+    /// `:method` was read for the API-product check.
+    pub verb_read: bool,
 }
 
 /// The request headers the filter read.
@@ -52,6 +54,7 @@ impl RequestInfo {
         self.client_ip = None;
         self.form_body = None;
         self.call_read = false;
+        self.verb_read = false;
     }
 
     /// The first value of header `name` (lower-case), in either mode.
@@ -124,31 +127,15 @@ impl RequestInfo {
         true
     }
 
-    /// Appends `proxy.pathsuffix` (the path after `basepath`, without the
-    /// query) to `out`; false when the path is not under `basepath`. For
-    /// the API-product check (docs/decisions.md#api-products).
-    pub(crate) fn path_suffix_into(&self, basepath: &str, out: &mut String) -> bool {
-        match path_suffix(split_query(&self.path).0, basepath.as_bytes()) {
-            Some(suffix) => {
-                push_text(out, suffix);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// What the API-product check compares, borrowed from the request:
-    /// the path suffix after `basepath` (without the query; the whole path
-    /// when it is not under `basepath`) and the verb. `None` when either is
-    /// not UTF-8 (the caller then copies them as text, U+FFFD for what is
-    /// not).
-    pub(crate) fn call_text(&self, basepath: &str) -> Option<(&str, &str)> {
+    /// What the API-product check compares, as the request has it: the
+    /// path suffix after `basepath` (without the query; the whole path
+    /// when it is not under `basepath`) and the verb, as bytes (compared as
+    /// text, U+FFFD for what is not UTF-8: `profile::products::CallBytes`).
+    #[inline]
+    pub(crate) fn call_bytes(&self, basepath: &str) -> (&[u8], &[u8]) {
         let path = split_query(&self.path).0;
         let suffix = path_suffix(path, basepath.as_bytes()).unwrap_or(path);
-        Some((
-            std::str::from_utf8(suffix).ok()?,
-            std::str::from_utf8(&self.method).ok()?,
-        ))
+        (suffix, &self.method)
     }
 
     /// Apigee's header forms (docs/variables.md): `name.N` the N-th
@@ -689,6 +676,7 @@ mod tests {
             client_ip: Some("10.1.2.3".into()),
             form_body: Some(b"department_id=42&dup=a&dup=b&sp=a+b%21".to_vec()),
             call_read: false,
+            verb_read: false,
         }
     }
 

@@ -185,7 +185,7 @@ impl Worker {
             return;
         };
         let (id, now) = (stream.id, stream.flow.now_ms);
-        read_call(host, &config, &mut stream.request);
+        read_call(host, &config, &mut stream.request, true);
         let learned = stream
             .flow
             .on_response(&config, &stream.request, status, body);
@@ -211,7 +211,7 @@ impl Worker {
             };
             host.set_effective_context(waiter);
             other.flow.now_ms = now;
-            read_call(host, &config, &mut other.request);
+            read_call(host, &config, &mut other.request, true);
             other
                 .flow
                 .on_response(&config, &other.request, status, body);
@@ -426,16 +426,26 @@ enum Sent {
 /// carries products, when the configuration did not read them already
 /// (docs/decisions.md#api-products): a token service without products
 /// costs no host call. The stream's own context must be the effective one.
-pub(super) fn read_call(host: &mut impl Host, config: &FilterConfig, request: &mut RequestInfo) {
-    if !config.checks_products || request.call_read {
+pub(super) fn read_call(
+    host: &mut impl Host,
+    config: &FilterConfig,
+    request: &mut RequestInfo,
+    verb: bool,
+) {
+    if !config.checks_products {
         return;
     }
-    request.call_read = true;
-    if !config.needs_path {
-        request.path = host.request_header(":path").unwrap_or_default();
+    if !request.call_read {
+        request.call_read = true;
+        if !config.needs_path {
+            request.path = host.request_header(":path").unwrap_or_default();
+        }
     }
-    if !config.needs_method {
-        request.method = host.request_header(":method").unwrap_or_default();
+    if verb && !request.verb_read {
+        request.verb_read = true;
+        if !config.needs_method {
+            request.method = host.request_header(":method").unwrap_or_default();
+        }
     }
 }
 

@@ -27,6 +27,7 @@ use crate::feed;
 use crate::flow::Flow;
 use crate::host::Host;
 use crate::metrics::Metrics;
+use crate::profile::products::Decisions;
 use crate::request::RequestInfo;
 
 mod budget;
@@ -169,6 +170,9 @@ pub struct Worker {
     /// The tick period when nothing is deferred.
     tick_ms: u32,
     feed: FeedWorker,
+    /// The API-product decisions of the current configuration's requests
+    /// (`profile::products::Decisions`).
+    decisions: Decisions,
 }
 
 impl Worker {
@@ -236,6 +240,8 @@ impl Worker {
                     );
                 }
                 self.config = Some(Rc::new(config));
+                // Decided under the former proxy name and environment.
+                self.decisions.clear();
                 host.set_tick_period_ms(self.tick_ms);
                 true
             }

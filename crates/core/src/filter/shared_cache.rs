@@ -86,10 +86,21 @@ impl Worker {
             return false;
         };
         let negative = data.get(at) == Some(&0);
-        if config.checks_products && has_products(&data, at) {
-            super::driver::read_call(host, config, &mut stream.request);
+        if config.checks_products {
+            if let Some(verb) = products_call(&data, at) {
+                super::driver::read_call(host, config, &mut stream.request, verb);
+            }
         }
-        if !stream.flow.on_cached(config, &stream.request, data, at) {
+        // The memo serves the worker's current configuration only.
+        let current = match (&stream.config, &self.config) {
+            (Some(a), Some(b)) => std::rc::Rc::ptr_eq(a, b),
+            _ => false,
+        };
+        let memo = current.then_some(&mut self.decisions);
+        if !stream
+            .flow
+            .on_cached(config, &stream.request, data, at, memo)
+        {
             self.metrics.count(metrics::CACHE_MISSES);
             stream.seen = false;
             return false;
@@ -224,13 +235,15 @@ impl Worker {
     }
 }
 
-/// True when a cache entry (its lookup at `at`) is a known profile that
-/// carries the app's API products: the product check will read the call.
-fn has_products(data: &[u8], at: usize) -> bool {
+/// When a cache entry (its lookup at `at`) is a known profile that
+/// carries the app's API products, the product check will read the call:
+/// `Some(true)` when it compares the verb too (an operation of the
+/// products lists verbs).
+fn products_call(data: &[u8], at: usize) -> Option<bool> {
     match data.get(at..).and_then(|b| b.split_first()) {
-        Some((1, profile)) => {
-            crate::profile::ProfileRef::parse(profile).is_some_and(|p| p.has_products())
-        }
-        _ => false,
+        Some((1, profile)) => crate::profile::ProfileRef::parse(profile)
+            .filter(|p| p.has_products())
+            .map(|p| p.checks_verbs()),
+        _ => None,
     }
 }

@@ -12,14 +12,13 @@
 
 use std::ops::Range;
 
-use oauthv2info_names::product::Call;
 use oauthv2info_names::variables::{ProductPart, Source};
 use oauthv2info_names::{Fault, TokenKind};
 
 use crate::condition::{Kind, Scratch, Vars};
 use crate::config::FilterConfig;
-use crate::plan::{PolicyPlan, StepCondition, ValueRef, Var, VarRef};
-use crate::profile::products::{MatchRef, ProductAt, Strs};
+use crate::plan::{Output, PolicyPlan, StepCondition, ValueRef, Var, VarRef};
+use crate::profile::products::{CallBytes, Decisions, MatchRef, ProductAt, ProductCheck, Strs};
 use crate::profile::{check_get, Layout, Lookup, NumberBuf, Profile, ProfileRef};
 use crate::protocol::{parse_introspection, parse_set_response, Answer, ServiceFailure};
 use crate::request::RequestInfo;
@@ -136,9 +135,6 @@ pub(crate) struct Flow {
     results: Vec<PolicyResult>,
     /// Resolved values (tokens, attribute values), by range.
     arena: String,
-    /// The path suffix and verb the running policy's API-product check
-    /// compares (in the arena), captured when it needs them.
-    call: Option<(Range<usize>, Range<usize>)>,
     scratch: String,
     /// The buffers step conditions compare in.
     condition_scratch: Scratch,
@@ -161,7 +157,6 @@ impl Flow {
         self.last_fault = None;
         self.results.clear();
         self.arena.clear();
-        self.call = None;
         self.scratch.clear();
         self.events.clear();
     }
@@ -226,15 +221,20 @@ impl Flow {
             // looked up again (VerifyAccessToken, then GetOAuthV2Info on
             // `access_token`).
             // A policy that checks products reuses one only when the
-            // request's path and verb were read (filter/driver.rs, `read_call`).
-            let call_known = !action.checks_products()
-                || request.call_read
-                || (config.needs_path && config.needs_method);
-            if !self.results.is_empty() && action.reuses_lookup() && call_known {
+            // request's path and (when its products list verbs) verb
+            // were read (filter/driver.rs, `read_call`).
+            if !self.results.is_empty() && action.reuses_lookup() {
                 let kind = plan.kind;
-                if let Some(data) = self.found(config, kind, &token) {
+                let found = self.found(config, kind, &token).filter(|data| {
+                    !action.checks_products()
+                        || ((request.call_read || config.needs_path)
+                            && (request.verb_read
+                                || config.needs_method
+                                || !data_view(data).checks_verbs()))
+                });
+                if let Some(data) = found {
                     let lookup = Lookup::Known(data_view(&data));
-                    match self.check(config, request, index, kind, lookup) {
+                    match self.check(config, request, index, kind, lookup, None) {
                         Ok(product) => self.succeed(index, data, token, product),
                         Err(fault) => self.fail(config, index, fault),
                     }
@@ -249,34 +249,6 @@ impl Flow {
                 }
             }
             return FlowOutcome::Wait;
-        }
-    }
-
-    /// Captures the path suffix (`proxy.pathsuffix`; the whole path when
-    /// the request is not under `basepath`) and the verb for the
-    /// API-product check, in the arena (no allocation once warm).
-    fn capture_call(&mut self, config: &FilterConfig, request: &RequestInfo) {
-        let start = self.arena.len();
-        if !request.path_suffix_into(&config.basepath, &mut self.arena) {
-            self.arena.truncate(start);
-            request.resolve_into(&crate::request::RequestVar::Path, &mut self.arena);
-        }
-        let mid = self.arena.len();
-        request.resolve_into(&crate::request::RequestVar::Verb, &mut self.arena);
-        self.call = Some((start..mid, mid..self.arena.len()));
-    }
-
-    /// The call the running policy's API-product check compares.
-    fn call<'a>(&'a self, config: &'a FilterConfig) -> Call<'a> {
-        let (suffix, verb) = match &self.call {
-            Some((suffix, verb)) => (self.text(suffix), self.text(verb)),
-            None => ("", ""),
-        };
-        Call {
-            proxy: config.proxy_name.as_deref().unwrap_or_default(),
-            suffix,
-            verb,
-            environment: config.environment.as_deref(),
         }
     }
 
@@ -509,7 +481,9 @@ impl Flow {
 
     /// Answers the pending lookup from a cache entry (its bytes as the
     /// host gave them, whose lookup starts at `at`). False when the entry
-    /// is corrupt (the flow still waits).
+    /// is corrupt (the flow still waits). `memo`: the worker's memo of
+    /// API-product decisions, when the request runs under the
+    /// configuration it serves.
     #[inline]
     pub(crate) fn on_cached(
         &mut self,
@@ -517,6 +491,7 @@ impl Flow {
         request: &RequestInfo,
         bytes: Vec<u8>,
         at: usize,
+        memo: Option<&mut Decisions>,
     ) -> bool {
         let Some(Pending::Lookup { kind, token }) = &self.pending else {
             return false;
@@ -532,7 +507,7 @@ impl Flow {
         };
         self.pending = None;
         let index = self.next;
-        match self.check(config, request, index, kind, lookup) {
+        match self.check(config, request, index, kind, lookup, memo) {
             Ok(product) => {
                 let Some(layout) = layout else {
                     // check() accepts no unknown value.
@@ -552,8 +527,8 @@ impl Flow {
     }
 
     /// The status rules of the policy being run, for a lookup, and its
-    /// API-product check: the call (path suffix and verb) is captured only
-    /// when the lookup carries products.
+    /// API-product check of the request's path suffix and verb (decided
+    /// through `memo` when given).
     #[inline]
     fn check(
         &mut self,
@@ -562,6 +537,7 @@ impl Flow {
         index: usize,
         kind: TokenKind,
         lookup: Lookup<'_>,
+        memo: Option<&mut Decisions>,
     ) -> Result<Option<ProductAt>, Fault> {
         let Some(plan) = config.plans.get(index) else {
             // Not reached: the flow runs configured policies only.
@@ -570,35 +546,7 @@ impl Flow {
         if !plan.action.checks_products() {
             return plan.action.check(kind, lookup, self.now_ms).map(|()| None);
         }
-        self.verify(config, request, index, kind, lookup)
-    }
-
-    /// [`Flow::check`] for a policy that checks API products.
-    fn verify(
-        &mut self,
-        config: &FilterConfig,
-        request: &RequestInfo,
-        index: usize,
-        kind: TokenKind,
-        lookup: Lookup<'_>,
-    ) -> Result<Option<ProductAt>, Fault> {
-        let Some(plan) = config.plans.get(index) else {
-            return Ok(None);
-        };
-        self.call = None;
-        let checks = matches!(&lookup, Lookup::Known(profile) if profile.has_products());
-        // In place when the path and verb are UTF-8 (no copy).
-        let borrowed = checks
-            .then(|| request.call_text(&config.basepath))
-            .flatten();
-        if checks && borrowed.is_none() {
-            self.capture_call(config, request);
-        }
-        let mut call = self.call(config);
-        if let Some((suffix, verb)) = borrowed {
-            (call.suffix, call.verb) = (suffix, verb);
-        }
-        plan.action.verify(kind, lookup, self.now_ms, &call)
+        verify(config, request, plan, kind, lookup, self.now_ms, memo)
     }
 
     /// Takes the token service's HTTP answer to the pending lookup or
@@ -618,7 +566,7 @@ impl Flow {
                 let text = self.text(&token).to_string();
                 match parse_introspection(status, body, kind, &text, self.now_ms) {
                     Ok(answer) => {
-                        match self.check(config, request, index, kind, answer.lookup()) {
+                        match self.check(config, request, index, kind, answer.lookup(), None) {
                             Ok(product) => {
                                 if let Answer::Known(profile) = &answer {
                                     self.succeed(
@@ -796,11 +744,7 @@ impl Flow {
                     }
                     // The match is read once from the profile's bytes.
                     if let Some(m) = product.and_then(|at| at.resolve(profile.products())) {
-                        for output in products.iter().filter(|o| shown(&o.var)) {
-                            if let Source::Product(part) = output.source {
-                                visit_product(&m, part, &output.var, name_buf, &mut each);
-                            }
-                        }
+                        visit_product::<ALL>(&m, products, name_buf, &mut each);
                         visit_product_attributes::<ALL>(config, plan, &m, name_buf, &mut each);
                     }
                     visit_attributes::<ALL>(
@@ -856,6 +800,36 @@ impl<'a> Published<'a> {
             header: var.header,
         }
     }
+}
+
+/// [`Flow::check`] for a policy that checks API products: the path
+/// suffix and verb are taken from the request only when the lookup
+/// carries products.
+fn verify(
+    config: &FilterConfig,
+    request: &RequestInfo,
+    plan: &PolicyPlan,
+    kind: TokenKind,
+    lookup: Lookup<'_>,
+    now_ms: i64,
+    memo: Option<&mut Decisions>,
+) -> Result<Option<ProductAt>, Fault> {
+    let checks = matches!(&lookup, Lookup::Known(profile) if profile.has_products());
+    let (suffix, verb) = if checks {
+        request.call_bytes(&config.basepath)
+    } else {
+        (&[][..], &[][..])
+    };
+    let mut check = ProductCheck {
+        call: CallBytes {
+            proxy: config.proxy_name.as_deref().unwrap_or_default(),
+            environment: config.environment.as_deref(),
+            suffix,
+            verb,
+        },
+        memo,
+    };
+    plan.action.verify(kind, lookup, now_ms, &mut check)
 }
 
 /// The matching product's place in a successful result, if one was
@@ -916,30 +890,35 @@ fn read_product(
     true
 }
 
-/// Hands a product variable to `each`, when set (the verbs joined in
-/// `buf`).
+/// Hands the product variables of `outputs` to `each` (every one with
+/// `ALL`, or those published), when set (the verbs joined in `buf`).
 #[cold]
 #[inline(never)]
-fn visit_product(
+fn visit_product<const ALL: bool>(
     m: &MatchRef<'_>,
-    part: ProductPart,
-    var: &Var,
+    outputs: &[Output],
     buf: &mut Vec<u8>,
     each: &mut impl FnMut(Published<'_>),
 ) {
-    match product_value(m, part) {
-        Some(ProductValue::Text(t)) => each(Published::of(var, t)),
-        Some(ProductValue::Methods(methods)) => {
-            buf.clear();
-            for (i, m) in methods.enumerate() {
-                if i > 0 {
-                    buf.push(b',');
+    for output in outputs.iter().filter(|o| ALL || o.var.published) {
+        let Source::Product(part) = output.source else {
+            continue;
+        };
+        let var = &output.var;
+        match product_value(m, part) {
+            Some(ProductValue::Text(t)) => each(Published::of(var, t)),
+            Some(ProductValue::Methods(methods)) => {
+                buf.clear();
+                for (i, m) in methods.enumerate() {
+                    if i > 0 {
+                        buf.push(b',');
+                    }
+                    buf.extend_from_slice(m);
                 }
-                buf.extend_from_slice(m);
+                each(Published::of(var, buf));
             }
-            each(Published::of(var, buf));
+            None => {}
         }
-        None => {}
     }
 }
 

@@ -609,7 +609,7 @@ fn learned_profiles_replay_from_a_cache_entry() {
     let mut again = Flow::new();
     again.now_ms = NOW + 30_000;
     assert_eq!(again.advance(&c, &req), FlowOutcome::Wait);
-    assert!(again.on_cached(&c, &RequestInfo::default(), entry, at));
+    assert!(again.on_cached(&c, &RequestInfo::default(), entry, at, None));
     assert_eq!(again.advance(&c, &req), FlowOutcome::Continue);
     assert_eq!(
         var(&c, &again, "oauthv2accesstoken.G.expires_in").as_deref(),
@@ -618,7 +618,7 @@ fn learned_profiles_replay_from_a_cache_entry() {
     // A corrupt entry is refused and the flow still waits.
     let mut third = Flow::new();
     assert_eq!(third.advance(&c, &req), FlowOutcome::Wait);
-    assert!(!third.on_cached(&c, &RequestInfo::default(), vec![1, 2, 3], 1));
+    assert!(!third.on_cached(&c, &RequestInfo::default(), vec![1, 2, 3], 1, None));
     assert!(third.pending().is_some());
 }
 

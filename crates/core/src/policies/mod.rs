@@ -13,7 +13,6 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use oauthv2info_names::product::Call;
 use oauthv2info_names::variables::{self, Suffix};
 use oauthv2info_names::{Fault, TokenKind};
 
@@ -22,7 +21,7 @@ use crate::config::FilterConfig;
 use crate::error::ConfigError;
 use crate::flow::{Flow, Pending};
 use crate::plan::{Output, PolicyPlan, ValueRef, Var, VarRef};
-use crate::profile::products::ProductAt;
+use crate::profile::products::{ProductAt, ProductCheck};
 use crate::profile::Lookup;
 use crate::publish::Publish;
 use crate::request::RequestInfo;
@@ -158,9 +157,9 @@ macro_rules! policies {
                 kind: TokenKind,
                 lookup: Lookup<'_>,
                 now_ms: i64,
-                call: &Call<'_>,
+                check: &mut ProductCheck<'_>,
             ) -> Result<Option<ProductAt>, Fault> {
-                match self { $(PolicyAction::$variant(r) => r.verify(kind, lookup, now_ms, call)),+ }
+                match self { $(PolicyAction::$variant(r) => r.verify(kind, lookup, now_ms, check)),+ }
             }
             pub(crate) fn bare_attribute_reads(&self) -> bool {
                 match self { $(PolicyAction::$variant(r) => r.bare_attribute_reads()),+ }
@@ -283,7 +282,7 @@ pub(crate) trait PolicyRun {
     /// The status rules for a lookup of the token.
     fn check(&self, kind: TokenKind, lookup: Lookup<'_>, now_ms: i64) -> Result<(), Fault>;
     /// The status rules and, for the policies that authorize a call
-    /// ([`PolicyRun::checks_products`]), the API-product check of `call`:
+    /// ([`PolicyRun::checks_products`]), the API-product check of `check`:
     /// the matching product's place, if one was checked.
     #[inline]
     fn verify(
@@ -291,7 +290,7 @@ pub(crate) trait PolicyRun {
         kind: TokenKind,
         lookup: Lookup<'_>,
         now_ms: i64,
-        _call: &Call<'_>,
+        _check: &mut ProductCheck<'_>,
     ) -> Result<Option<ProductAt>, Fault> {
         self.check(kind, lookup, now_ms).map(|()| None)
     }
@@ -347,15 +346,13 @@ pub(crate) trait PolicyRun {
 #[inline]
 pub(crate) fn check_products(
     profile: &crate::profile::ProfileRef<'_>,
-    call: &Call<'_>,
+    check: &mut ProductCheck<'_>,
     fault: Fault,
 ) -> Result<Option<ProductAt>, Fault> {
     if !profile.has_products() {
         return Ok(None);
     }
-    crate::profile::products::find(profile.products(), call)
-        .map(Some)
-        .ok_or(fault)
+    check.find(profile.products_span()).map(Some).ok_or(fault)
 }
 
 /// A fault's reply body with a fault string the policy's plan holds (one

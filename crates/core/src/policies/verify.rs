@@ -12,10 +12,9 @@ use super::{check_products, ApigeePolicy, CompileContext, Compiled, PolicyRun};
 use crate::catalog::{CatalogVar, When};
 use crate::error::ConfigError;
 use crate::plan::{ValueRef, VarRef};
-use crate::profile::products::ProductAt;
+use crate::profile::products::{ProductAt, ProductCheck};
 use crate::profile::{check_get, Lookup, ProfileRef};
 use crate::request::RequestVar;
-use oauthv2info_names::product::Call;
 
 /// `<OAuthV2>` with the VerifyAccessToken operation, as parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -383,10 +382,10 @@ impl PolicyRun for Box<VerifyRun> {
         _kind: TokenKind,
         lookup: Lookup<'_>,
         now_ms: i64,
-        call: &Call<'_>,
+        check: &mut ProductCheck<'_>,
     ) -> Result<Option<ProductAt>, Fault> {
         let profile = self.status(lookup, now_ms)?;
-        let at = check_products(&profile, call, Fault::NoApiProductMatch)?;
+        let at = check_products(&profile, check, Fault::NoApiProductMatch)?;
         self.scope(&profile)?;
         Ok(at)
     }

@@ -3,7 +3,6 @@
 //! products allows the call (docs/configuration.md#verifyapikey,
 //! docs/decisions.md#verifyapikey).
 
-use oauthv2info_names::product::Call;
 use oauthv2info_names::variables::{self, Field};
 use oauthv2info_names::{Fault, TokenKind};
 
@@ -12,7 +11,7 @@ use super::{check_products, ApigeePolicy, CompileContext, Compiled, PolicyRun};
 use crate::catalog::CatalogVar;
 use crate::error::ConfigError;
 use crate::plan::{ValueRef, VarRef};
-use crate::profile::products::ProductAt;
+use crate::profile::products::{ProductAt, ProductCheck};
 use crate::profile::{Lookup, ProfileRef};
 
 /// `<VerifyAPIKey>`, as parsed.
@@ -201,10 +200,10 @@ impl PolicyRun for Box<VerifyKeyRun> {
         _kind: TokenKind,
         lookup: Lookup<'_>,
         _now_ms: i64,
-        call: &Call<'_>,
+        check: &mut ProductCheck<'_>,
     ) -> Result<Option<ProductAt>, Fault> {
         let profile = key_status(lookup)?;
-        check_products(&profile, call, Fault::InvalidApiKeyForGivenResource)
+        check_products(&profile, check, Fault::InvalidApiKeyForGivenResource)
     }
 }
 

@@ -20,6 +20,10 @@ const FIELDS: usize = Field::ALL.len();
 const ABSENT: u32 = u32::MAX;
 const ACTIVE: u8 = 1;
 const PLAIN: u8 = 2;
+/// No operation of the app's products lists verbs: the product check
+/// does not compare the request's verb (absent from entries written
+/// before it: the verb is read, as for products that list verbs).
+const NO_VERBS: u8 = 4;
 /// The fields that hold instants the clock is compared with on every
 /// request: kept parsed, so that a hit parses no number.
 const TIMED: [Field; 2] = [Field::ExpiresAt, Field::RefreshTokenExpiresAt];
@@ -121,6 +125,9 @@ impl ProfileBuilder {
 
     /// Sets the app's API products, encoded ([`products`]).
     pub(crate) fn products(&mut self, encoded: &[u8]) {
+        if !products::lists_verbs(encoded) {
+            self.flags |= NO_VERBS;
+        }
         self.products = Some(self.store(encoded));
     }
 
@@ -287,6 +294,14 @@ impl<'a> ProfileRef<'a> {
         self.bytes.first().is_some_and(|f| f & PLAIN != 0)
     }
 
+    /// False when the profile's products are known to list no verbs
+    /// (no operation with methods): their check does not need the
+    /// request's verb.
+    #[inline]
+    pub(crate) fn checks_verbs(&self) -> bool {
+        self.bytes.first().is_none_or(|f| f & NO_VERBS == 0)
+    }
+
     #[inline]
     pub fn field(&self, field: Field) -> Option<&'a [u8]> {
         let at = TABLE_AT + field.index() * 8;
@@ -320,13 +335,20 @@ impl<'a> ProfileRef<'a> {
     /// [`ProfileRef::has_products`] is false).
     #[inline]
     pub fn products(&self) -> products::Products<'a> {
+        products::read(self.products_span())
+    }
+
+    /// The app's API products as encoded ([`products`]; empty when
+    /// [`ProfileRef::has_products`] is false).
+    #[inline]
+    pub(crate) fn products_span(&self) -> &'a [u8] {
         let entry = (
             u32_at(self.bytes, PRODUCTS_AT),
             u32_at(self.bytes, PRODUCTS_AT + 4),
         );
         match entry {
-            (Some(start), Some(len)) if start != ABSENT => products::read(self.span(start, len)),
-            _ => products::read(&[]),
+            (Some(start), Some(len)) if start != ABSENT => self.span(start, len),
+            _ => &[],
         }
     }
 

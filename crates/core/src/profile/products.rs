@@ -430,6 +430,16 @@ pub struct ProductRef<'a> {
     quota_at: u32,
 }
 
+/// True when an operation of the products in `span` lists methods: only
+/// then does [`find`] compare the call's verb (with the test it makes).
+pub(crate) fn lists_verbs(span: &[u8]) -> bool {
+    read(span).any(|p| {
+        p.operation_configs
+            .into_iter()
+            .any(|c| c.operations.into_iter().any(|o| !o.methods.is_empty()))
+    })
+}
+
 /// The products in `bytes` (an [`encode`]d span; empty: none).
 pub(crate) fn read(bytes: &[u8]) -> Products<'_> {
     let mut r = Reader(bytes);
@@ -580,6 +590,214 @@ fn allows(
             if verb_ok && bytes_match(op.resource, suffix) {
                 return Some((Some([c, config.attributes_at, o]), config.quota_at));
             }
+        }
+    }
+}
+
+/// What the API-product check compares: the configured proxy and
+/// environment, and the request's path suffix and verb as bytes, as the
+/// request has them. They are compared as text (U+FFFD for what is not
+/// UTF-8), as [`find`] takes them; the bytes are what [`Decisions`] keys
+/// on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallBytes<'a> {
+    pub(crate) proxy: &'a str,
+    pub(crate) environment: Option<&'a str>,
+    pub(crate) suffix: &'a [u8],
+    pub(crate) verb: &'a [u8],
+}
+
+/// [`find`] over the products `span` (an [`encode`]d span) for `call`: the
+/// request's bytes borrowed when they are UTF-8, else copied as text into
+/// `text`.
+fn decide(span: &[u8], call: &CallBytes<'_>, text: &mut String) -> Option<ProductAt> {
+    let (suffix, verb) = match (
+        std::str::from_utf8(call.suffix),
+        std::str::from_utf8(call.verb),
+    ) {
+        (Ok(suffix), Ok(verb)) => (suffix, verb),
+        _ => {
+            text.clear();
+            crate::request::push_text(text, call.suffix);
+            let mid = text.len();
+            crate::request::push_text(text, call.verb);
+            let (suffix, verb) = text.split_at(mid);
+            (suffix, verb)
+        }
+    };
+    let call = oauthv2info_names::product::Call {
+        proxy: call.proxy,
+        suffix,
+        verb,
+        environment: call.environment,
+    };
+    find(read(span), &call)
+}
+
+/// A worker's memo of API-product decisions (docs/performance.md#the-warm-path):
+/// what [`find`] answered for a products span, a path suffix and a verb,
+/// so that a repeated call (the same app's products, path and verb) is
+/// not read and matched again. A decision is a function of the span's
+/// bytes, the path suffix's and verb's bytes and the configured proxy and
+/// environment: a slot keeps the first three byte for byte and answers
+/// only when all three are equal, and the memo serves one configuration
+/// (the worker's current one; [`Decisions::clear`] when it changes). A
+/// changed product is other bytes, so it is never answered from a stale
+/// slot. Bounded: [`SLOTS`] slots, two a set, the set chosen by a hash of
+/// the key (the one used last kept when a third key comes); spans longer
+/// than [`MAX_SPAN`] bytes or calls longer than [`MAX_CALL`] are matched
+/// without the memo. A slot's buffers grow when a longer key first lands
+/// in it; a memo hit allocates nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Decisions {
+    slots: Vec<Slot>,
+    /// The call as text, when the request's bytes are not UTF-8.
+    text: String,
+    #[cfg(test)]
+    pub(crate) misses: usize,
+}
+
+/// How many decisions a worker keeps.
+pub(crate) const SLOTS: usize = 32;
+/// The longest products span a decision is kept for (bytes).
+pub(crate) const MAX_SPAN: usize = 4096;
+/// The longest path suffix plus verb a decision is kept for (bytes).
+pub(crate) const MAX_CALL: usize = 512;
+
+#[derive(Debug, Default)]
+struct Slot {
+    used: bool,
+    suffix: Vec<u8>,
+    verb: Vec<u8>,
+    span: Vec<u8>,
+    decision: Option<ProductAt>,
+}
+
+impl Slot {
+    #[inline]
+    fn holds(&self, span: &[u8], call: &CallBytes<'_>) -> bool {
+        self.used && self.suffix == call.suffix && self.verb == call.verb && self.span == span
+    }
+}
+
+/// The set of a key: a hash of the lengths, of four of the span's
+/// eight-byte words (first, last, and two between), three of the
+/// suffix's (first, middle, last; every byte of a shorter one) and the
+/// verb's first. Equal keys, equal sets; a slot is then compared byte
+/// for byte, so the hash only spreads keys (keys alike in every word
+/// hashed share a set, and take turns in its two slots).
+#[inline]
+fn set_of(span: &[u8], call: &CallBytes<'_>) -> usize {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mix = |h: u64, w: u64| (h ^ w).rotate_left(23).wrapping_mul(K);
+    let word = |w: Option<&[u8; 8]>| w.map_or(0, |w| u64::from_le_bytes(*w));
+    let third = span.len() / 3;
+    let mut h = mix(span.len() as u64, word(span.first_chunk()));
+    h = mix(h, word(span.last_chunk()));
+    h = mix(h, word(span.get(third..).and_then(<[u8]>::first_chunk)));
+    h = mix(h, word(span.get(2 * third..).and_then(<[u8]>::first_chunk)));
+    // The suffix's first, middle and last eight bytes (all of it when
+    // shorter), and the verb's first eight.
+    let mut tail = call.suffix.len() as u64;
+    if let (Some(a), Some(b)) = (call.suffix.first_chunk(), call.suffix.last_chunk()) {
+        let middle = call.suffix.get((call.suffix.len() / 2).saturating_sub(4)..);
+        h = mix(h, word(Some(a)));
+        h = mix(h, word(middle.and_then(<[u8]>::first_chunk)));
+        h = mix(h, word(Some(b)));
+    } else {
+        for &b in call.suffix {
+            tail = tail.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    h = mix(h, tail);
+    let mut verb = call.verb.len() as u64;
+    for &b in call.verb.iter().take(8) {
+        verb = verb.rotate_left(8) ^ u64::from(b);
+    }
+    h = mix(h, verb);
+    // The top bits: each depends on every bit of the last word.
+    (h >> 56) as usize % (SLOTS / 2)
+}
+
+impl Decisions {
+    /// Forgets every decision (the configuration changed).
+    pub(crate) fn clear(&mut self) {
+        for slot in &mut self.slots {
+            slot.used = false;
+        }
+    }
+
+    /// [`find`] over the products `span` for `call`, from the memo when
+    /// it holds the same span and call. Two slots a set, the one used
+    /// last first.
+    #[inline]
+    pub(crate) fn decide(&mut self, span: &[u8], call: &CallBytes<'_>) -> Option<ProductAt> {
+        if span.len() > MAX_SPAN || call.suffix.len() + call.verb.len() > MAX_CALL {
+            return decide(span, call, &mut self.text);
+        }
+        if self.slots.is_empty() {
+            self.slots.resize_with(SLOTS, Slot::default);
+        }
+        let first = set_of(span, call) * 2;
+        if let Some(slot) = self.slots.get(first) {
+            if slot.holds(span, call) {
+                return slot.decision;
+            }
+        }
+        self.second(first, span, call)
+    }
+
+    /// The second slot of the set at `first`, or a decision made and kept
+    /// in the first (the other moved second, the second's dropped). Out
+    /// of line: a call repeated alone does not come here.
+    #[inline(never)]
+    fn second(&mut self, first: usize, span: &[u8], call: &CallBytes<'_>) -> Option<ProductAt> {
+        let Some(set) = self.slots.get_mut(first..first + 2) else {
+            return decide(span, call, &mut self.text);
+        };
+        set.swap(0, 1);
+        if let Some(slot) = set.first() {
+            if slot.holds(span, call) {
+                return slot.decision;
+            }
+        }
+        #[cfg(test)]
+        {
+            self.misses += 1;
+        }
+        let decision = decide(span, call, &mut self.text);
+        if let Some(slot) = self.slots.get_mut(first) {
+            for (to, from) in [
+                (&mut slot.suffix, call.suffix),
+                (&mut slot.verb, call.verb),
+                (&mut slot.span, span),
+            ] {
+                to.clear();
+                to.extend_from_slice(from);
+            }
+            slot.decision = decision;
+            slot.used = true;
+        }
+        decision
+    }
+}
+
+/// The API-product check of one call: what it compares, and the worker's
+/// memo of decisions when the request runs under the worker's current
+/// configuration (`None`: matched without it).
+pub(crate) struct ProductCheck<'a> {
+    pub(crate) call: CallBytes<'a>,
+    pub(crate) memo: Option<&'a mut Decisions>,
+}
+
+impl ProductCheck<'_> {
+    /// The first product of `span` (an [`encode`]d span) that allows the
+    /// call ([`find`]).
+    #[inline]
+    pub(crate) fn find(&mut self, span: &[u8]) -> Option<ProductAt> {
+        match self.memo.as_deref_mut() {
+            Some(memo) => memo.decide(span, &self.call),
+            None => decide(span, &self.call, &mut String::new()),
         }
     }
 }

@@ -739,6 +739,46 @@ fn api_products_absent_or_empty() {
     assert_eq!(p.view().products().count(), 0);
 }
 
+/// The profile says whether its products' check compares the verb: only
+/// when an operation lists methods. A profile without products, or one
+/// written before the flag (its bit clear), reads the verb.
+#[test]
+fn a_profile_says_whether_its_products_list_verbs() {
+    let verbs = |products: Option<serde_json::Value>| {
+        let mut body = access_answer("approved", NOW + 60_000);
+        if let Some(products) = products {
+            body["api_products"] = products;
+        }
+        let Answer::Known(p) = answer(body, TokenKind::AccessToken, "t") else {
+            panic!()
+        };
+        p.view().checks_verbs()
+    };
+    let op = |methods: serde_json::Value| {
+        json!([{"name": "r", "resources": ["/a"]},
+               {"name": "o", "operation_configs": [{"api_source": "p",
+                   "operations": [{"resource": "/b", "methods": methods}]}]}])
+    };
+    assert!(verbs(None), "no products: the flag is not set");
+    assert!(!verbs(Some(json!([]))));
+    assert!(!verbs(Some(json!([{"name": "r", "resources": ["/a"]}]))));
+    assert!(!verbs(Some(
+        json!([{"name": "c", "operation_configs": [{"api_source": "p"}]}])
+    )));
+    assert!(!verbs(Some(op(json!([])))));
+    assert!(verbs(Some(op(json!(["GET"])))));
+    // An entry written before the flag: the verb is read.
+    let mut body = access_answer("approved", NOW + 60_000);
+    body["api_products"] = json!([{"name": "r", "resources": ["/a"]}]);
+    let Answer::Known(p) = answer(body, TokenKind::AccessToken, "t") else {
+        panic!()
+    };
+    let mut bytes = p.as_bytes().to_vec();
+    bytes[0] &= !NO_VERBS;
+    let older = ProfileRef::parse(&bytes).expect("a profile");
+    assert!(older.has_products() && older.checks_verbs());
+}
+
 /// A malformed `api_products` is a service failure, not a pass.
 #[test]
 fn malformed_api_products_are_service_failures() {
@@ -946,4 +986,115 @@ fn the_one_word_approved_test_is_eq_ignore_ascii_case() {
         assert!(!is_approved(status), "{status:?}");
     }
     assert!(is_approved(b"Approved"));
+}
+
+/// The worker's memo of product decisions answers what the matcher
+/// answers, for every products span and call, in any order: a repeated
+/// call is answered from the memo, another path, verb, span (a changed
+/// product) or configuration ([`products::Decisions::clear`]) is decided
+/// again; a path that is not UTF-8 is compared as text; more keys than
+/// slots, or a span over the bound, still get the matcher's answer.
+#[test]
+fn product_decisions_are_the_matchers_own_and_keyed_by_every_input() {
+    use products::{CallBytes, Decisions};
+    let span = |products: serde_json::Value| products::encode(products).expect("encodes");
+    let viewer = span(json!([
+        {"name": "legacy", "proxies": ["shop"], "resources": ["/orders/**"]},
+        {"name": "viewer", "operation_configs": [{"api_source": "shop",
+            "operations": [{"resource": "/items/*", "methods": ["GET", "HEAD"]}]}]}]));
+    // The same app after its operation changed to POST: one byte apart.
+    let writer = span(json!([
+        {"name": "legacy", "proxies": ["shop"], "resources": ["/orders/**"]},
+        {"name": "viewer", "operation_configs": [{"api_source": "shop",
+            "operations": [{"resource": "/items/*", "methods": ["PUT", "HEAD"]}]}]}]));
+    let replaced = span(json!([{"name": "any", "resources": ["/\u{FFFD}"]}]));
+    let none = span(json!([]));
+    let spans = [&viewer, &writer, &replaced, &none];
+    let suffixes: [&[u8]; 6] = [b"/items/1", b"/items/2", b"/orders/7", b"/", b"/\xff", b""];
+    let verbs: [&[u8]; 4] = [b"GET", b"PUT", b"get", b""];
+    let direct = |span: &[u8], call: &CallBytes<'_>| {
+        let suffix = crate::request::lossy(call.suffix);
+        let verb = crate::request::lossy(call.verb);
+        products::find(
+            products::read(span),
+            &oauthv2info_names::product::Call {
+                proxy: call.proxy,
+                suffix: &suffix,
+                verb: &verb,
+                environment: call.environment,
+            },
+        )
+    };
+    let mut memo = Decisions::default();
+    let mut allowed = 0;
+    for pass in 0..2 {
+        let misses = memo.misses;
+        for span in spans {
+            for suffix in suffixes {
+                for verb in verbs {
+                    let call = CallBytes {
+                        proxy: "shop",
+                        environment: None,
+                        suffix,
+                        verb,
+                    };
+                    let want = direct(span, &call);
+                    assert_eq!(memo.decide(span, &call), want, "{call:?}");
+                    allowed += usize::from(want.is_some() && pass == 0);
+                }
+            }
+        }
+        let decided = memo.misses - misses;
+        if pass == 0 {
+            // Every key decided once (96 keys in 32 slots: some evicted).
+            assert_eq!(decided, 4 * 6 * 4);
+        } else {
+            assert!(decided < 4 * 6 * 4, "some decisions were kept");
+        }
+    }
+    // Not trivial: the changed product, the verb and the path each
+    // change the answer.
+    assert!(allowed > 4 && allowed < 4 * 6 * 4 / 2, "{allowed}");
+    let call = |suffix: &'static [u8], verb: &'static [u8]| CallBytes {
+        proxy: "shop",
+        environment: None,
+        suffix,
+        verb,
+    };
+    // A key asked again at once is answered from the memo, whatever came
+    // before it.
+    let keys: [(&[u8], CallBytes<'_>, bool); 7] = [
+        (&viewer, call(b"/items/1", b"GET"), true),
+        (&viewer, call(b"/items/1", b"PUT"), false),
+        (&writer, call(b"/items/1", b"GET"), false),
+        (&writer, call(b"/items/1", b"PUT"), true),
+        (&replaced, call(b"/\xff", b"GET"), true),
+        (&replaced, call(b"/\xfe", b"GET"), true),
+        (&replaced, call(b"/x", b"GET"), false),
+    ];
+    for _ in 0..3 {
+        for (span, call, allows) in &keys {
+            assert_eq!(memo.decide(span, call).is_some(), *allows, "{call:?}");
+            let misses = memo.misses;
+            assert_eq!(memo.decide(span, call).is_some(), *allows, "{call:?}");
+            assert_eq!(memo.misses, misses, "{call:?}: kept");
+        }
+    }
+    // Another configuration: decided again.
+    memo.clear();
+    let misses = memo.misses;
+    assert!(memo.decide(&viewer, &call(b"/items/1", b"GET")).is_some());
+    assert_eq!(memo.misses - misses, 1);
+    // A span over the bound is matched every time, without the memo.
+    let long = "x".repeat(products::MAX_SPAN);
+    let big = span(json!([{"name": "big", "resources": ["/items/*"], "attributes": {"a": long}}]));
+    let misses = memo.misses;
+    for _ in 0..2 {
+        assert_eq!(
+            memo.decide(&big, &call(b"/items/1", b"GET")),
+            direct(&big, &call(b"/items/1", b"GET"))
+        );
+        assert!(memo.decide(&big, &call(b"/orders/1", b"GET")).is_none());
+    }
+    assert_eq!(memo.misses, misses);
 }
