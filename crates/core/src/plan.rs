@@ -64,6 +64,10 @@ pub struct PolicyPlan {
     /// How many of `outputs`, at its end, are the matching API product's
     /// (`apiproduct.*`): a result without a product skips them.
     pub(crate) product_outputs: usize,
+    /// How many of `outputs`, at its very end, are the quota's
+    /// (`apiproduct.developer.quota.*`): a match whose quota has no
+    /// setting skips them.
+    pub(crate) quota_outputs: usize,
     /// The prefix of the custom-attribute variables:
     /// `oauthv2accesstoken.P.accesstoken.`, `oauthv2authcode.P.`, ...
     pub(crate) attribute_prefix: String,
@@ -111,7 +115,7 @@ impl PolicyPlan {
             Some(name) if !name.is_empty() => Some((true, name)),
             _ if rest.is_empty()
                 || rest.starts_with("operation")
-                || variables::is_standard_product_suffix(rest) =>
+                || variables::is_standard_product_suffix(rest.as_bytes()) =>
             {
                 None
             }
@@ -392,6 +396,12 @@ pub(crate) fn compile(
             .iter()
             .rev()
             .take_while(|o| matches!(o.source, variables::Source::Product(_)))
+            .count(),
+        quota_outputs: compiled
+            .outputs
+            .iter()
+            .rev()
+            .take_while(|o| matches!(o.source, variables::Source::Product(p) if p.is_quota()))
             .count(),
         outputs: compiled.outputs,
         attribute_prefix: compiled.attribute_prefix,

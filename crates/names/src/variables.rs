@@ -150,6 +150,16 @@ pub enum ProductPart {
     QuotaTimeUnit,
 }
 
+impl ProductPart {
+    /// True for the quota's settings.
+    pub const fn is_quota(self) -> bool {
+        matches!(
+            self,
+            ProductPart::QuotaLimit | ProductPart::QuotaInterval | ProductPart::QuotaTimeUnit
+        )
+    }
+}
+
 impl Source {
     /// True when the value depends on the clock (computed per request).
     pub const fn is_timed(self) -> bool {
@@ -286,16 +296,22 @@ pub const PRODUCT: &[Suffix] = &[
 ];
 
 /// True when `rest` (after `apiproduct.`) names a standard product
-/// variable ([`PRODUCT`]): a product attribute of that name is not set,
-/// the standard variable wins.
-pub fn is_standard_product_suffix(rest: &str) -> bool {
-    rest == "operation"
-        || rest.starts_with("operation.")
-        || PRODUCT
-            .iter()
-            .any(|s| s.name.strip_prefix(PRODUCT_ATTRIBUTE_SEGMENT) == Some(rest))
+/// variable ([`PRODUCT`], or an operation's: `operation...`): a product
+/// attribute of that name is not set, the standard variable wins. Bytes,
+/// compared without building a name (the publish walk asks it for every
+/// product attribute).
+#[inline]
+pub fn is_standard_product_suffix(rest: &[u8]) -> bool {
+    match rest.first() {
+        Some(b'n') => rest == b"name",
+        Some(b'o') => rest == b"operation" || rest.starts_with(b"operation."),
+        Some(b'd') => matches!(
+            rest,
+            b"developer.quota.limit" | b"developer.quota.interval" | b"developer.quota.timeunit"
+        ),
+        _ => false,
+    }
 }
-
 /// The segment of a product's custom attributes (`apiproduct.{name}`),
 /// and of the matching operation configuration's
 /// (`apiproduct.operation.attributes.{name}`).
@@ -398,6 +414,29 @@ pub fn suffix_of<'a>(variable: &'a str, prefix: &str, policy: &str) -> Option<&'
 
 #[cfg(test)]
 mod tests {
+
+    /// Every standard product variable's suffix is one, and an attribute
+    /// name beside them is not.
+    #[test]
+    fn standard_product_suffixes_are_the_product_list() {
+        for s in PRODUCT {
+            let rest = s.name.strip_prefix(PRODUCT_ATTRIBUTE_SEGMENT).unwrap();
+            assert!(super::is_standard_product_suffix(rest.as_bytes()), "{rest}");
+        }
+        for rest in [
+            "tier",
+            "developer.quota",
+            "developer.quota.limits",
+            "names",
+            "",
+        ] {
+            assert!(
+                !super::is_standard_product_suffix(rest.as_bytes()),
+                "{rest}"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -744,6 +744,14 @@ impl Flow {
                     }
                     // The match is read once from the profile's bytes.
                     if let Some(m) = product.and_then(|at| at.resolve(profile.products())) {
+                        // The quota's variables end the list: skipped
+                        // when the quota that applies has no setting.
+                        let products = match m.quota.is_empty() {
+                            true => products
+                                .get(..products.len().saturating_sub(plan.quota_outputs))
+                                .unwrap_or_default(),
+                            false => products,
+                        };
                         visit_product::<ALL>(&m, products, name_buf, &mut each);
                         visit_product_attributes::<ALL>(config, plan, &m, name_buf, &mut each);
                     }
@@ -951,10 +959,7 @@ fn visit_product_attributes<const ALL: bool>(
             continue;
         }
         for (name, value) in list {
-            if !is_operation
-                && std::str::from_utf8(name)
-                    .is_ok_and(oauthv2info_names::variables::is_standard_product_suffix)
-            {
+            if !is_operation && oauthv2info_names::variables::is_standard_product_suffix(name) {
                 continue;
             }
             name_buf.clear();

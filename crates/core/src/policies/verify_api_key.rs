@@ -85,12 +85,13 @@ impl ApigeePolicy for VerifyApiKey {
             Fault::FailedToResolveApiKey.errorcode(),
         );
         // The prefixed variables, the bare ones (Apigee's analytics
-        // variables), then the product's, prefixed and bare: the product's
-        // end the list (`PolicyPlan::product_outputs`).
+        // variables), then the product's, bare and prefixed: the product's
+        // end the list (`PolicyPlan::product_outputs`), the quota's last
+        // (`PolicyPlan::quota_outputs`).
         let mut outputs = at.outputs(variables::VERIFY_API_KEY_PREFIX, variables::VERIFY_API_KEY);
         outputs.extend(at.bare_outputs(variables::VERIFY_API_KEY_BARE));
-        outputs.extend(at.outputs(variables::VERIFY_API_KEY_PREFIX, variables::PRODUCT));
         outputs.extend(at.bare_outputs(variables::VERIFY_API_KEY_BARE_PRODUCT));
+        outputs.extend(at.outputs(variables::VERIFY_API_KEY_PREFIX, variables::PRODUCT));
         Compiled {
             run: Box::new(VerifyKeyRun {
                 unresolved_faultstring,

@@ -312,7 +312,7 @@ impl<'a> Reader<'a> {
         let attributes_at = index(self.0.len());
         let attributes = self.pairs();
         let quota_at = index(self.0.len());
-        self.skip_quota();
+        let has_quota = self.skip_quota();
         ProductRef {
             name,
             proxies,
@@ -321,7 +321,7 @@ impl<'a> Reader<'a> {
             operation_configs,
             attributes,
             attributes_at,
-            quota_at,
+            quota_at: has_quota.then_some(quota_at),
         }
     }
 }
@@ -415,6 +415,14 @@ pub struct QuotaRef<'a> {
     pub time_unit: Option<&'a [u8]>,
 }
 
+impl QuotaRef<'_> {
+    /// True when no setting is present.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.limit.is_none() && self.interval.is_none() && self.time_unit.is_none()
+    }
+}
+
 /// One product, read in place.
 #[derive(Debug, Clone, Copy)]
 pub struct ProductRef<'a> {
@@ -426,8 +434,8 @@ pub struct ProductRef<'a> {
     pub attributes: Pairs<'a>,
     /// Where `attributes` starts ([`ProductAt`]).
     attributes_at: u32,
-    /// Where its quota starts ([`ProductAt`]).
-    quota_at: u32,
+    /// Where its quota starts, when it has one ([`ProductAt`]).
+    quota_at: Option<u32>,
 }
 
 /// True when an operation of the products in `span` lists methods: only
@@ -472,7 +480,8 @@ pub struct Matched<'a> {
 /// the length of the span from there to its end). A flow keeps this and
 /// reads what a variable needs at those places, without reading anything
 /// else of the products again. `quota` is where the quota that applies
-/// starts (the operation configuration's, else the product's).
+/// starts (the operation configuration's, else the product's; 0: neither
+/// has one, nothing to read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProductAt {
     name: u32,
@@ -507,7 +516,10 @@ impl ProductAt {
                 at(o)?.operation(),
             )),
         };
-        let quota = at(self.quota).map(|mut r| r.quota()).unwrap_or_default();
+        let quota = match self.quota {
+            0 => QuotaRef::default(),
+            tail => at(tail).map(|mut r| r.quota()).unwrap_or_default(),
+        };
         Some(MatchRef {
             product,
             operation,
@@ -536,7 +548,7 @@ pub(crate) fn find(
                 name: tail,
                 attributes: p.attributes_at,
                 operation,
-                quota: quota.unwrap_or(p.quota_at),
+                quota: quota.or(p.quota_at).unwrap_or(0),
             });
         }
     }
