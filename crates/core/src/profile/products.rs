@@ -233,26 +233,6 @@ impl<'a> Reader<'a> {
         flags & 0b111 != 0
     }
 
-    /// A quota record; the cursor moves past it.
-    fn quota(&mut self) -> QuotaRef<'a> {
-        let mut quota = QuotaRef::default();
-        let Some((&flags, rest)) = self.0.split_first() else {
-            return quota;
-        };
-        self.0 = rest;
-        if flags != 0 {
-            for (bit, slot) in [&mut quota.limit, &mut quota.interval, &mut quota.time_unit]
-                .into_iter()
-                .enumerate()
-            {
-                if flags & (1 << bit) != 0 {
-                    *slot = Some(self.bytes());
-                }
-            }
-        }
-        quota
-    }
-
     #[inline]
     fn operation(&mut self) -> OperationRef<'a> {
         OperationRef {
@@ -407,19 +387,43 @@ pub struct ConfigRef<'a> {
 }
 
 /// A quota's settings (`limit`, `interval`, `time_unit`), each when
-/// present.
+/// present: its record in place (the byte saying which are present, then
+/// their strings), read when a setting is asked for; `None`: no quota.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct QuotaRef<'a> {
-    pub limit: Option<&'a [u8]>,
-    pub interval: Option<&'a [u8]>,
-    pub time_unit: Option<&'a [u8]>,
-}
+pub struct QuotaRef<'a>(Option<&'a [u8]>);
 
-impl QuotaRef<'_> {
+impl<'a> QuotaRef<'a> {
     /// True when no setting is present.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.limit.is_none() && self.interval.is_none() && self.time_unit.is_none()
+        self.0.is_none()
+    }
+
+    /// The setting of `bit`, when present. Out of line: the product
+    /// variables' walk stays small for the calls whose quota has none.
+    #[cold]
+    #[inline(never)]
+    fn get(&self, bit: u8) -> Option<&'a [u8]> {
+        let (&flags, strs) = self.0?.split_first()?;
+        if flags & (1 << bit) == 0 {
+            return None;
+        }
+        let before = (flags & ((1 << bit) - 1)).count_ones() as usize;
+        let mut r = Reader(strs);
+        r.skip_strs(before);
+        Some(r.bytes())
+    }
+
+    pub fn limit(&self) -> Option<&'a [u8]> {
+        self.get(0)
+    }
+
+    pub fn interval(&self) -> Option<&'a [u8]> {
+        self.get(1)
+    }
+
+    pub fn time_unit(&self) -> Option<&'a [u8]> {
+        self.get(2)
     }
 }
 
@@ -494,6 +498,15 @@ fn index(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// The quota record that ends `tail` bytes before the end of `span`. Out
+/// of line: a match without a quota does not come here.
+#[cold]
+#[inline(never)]
+fn quota_record(span: &[u8], tail: u32) -> Option<&[u8]> {
+    let start = span.len().checked_sub(tail as usize)?;
+    span.get(start..).filter(|s| !s.is_empty())
+}
+
 impl ProductAt {
     /// The match, read from `products` (the same profile's).
     pub(crate) fn resolve(self, products: Products<'_>) -> Option<MatchRef<'_>> {
@@ -516,10 +529,11 @@ impl ProductAt {
                 at(o)?.operation(),
             )),
         };
-        let quota = match self.quota {
-            0 => QuotaRef::default(),
-            tail => at(tail).map(|mut r| r.quota()).unwrap_or_default(),
-        };
+        // 0: neither has a quota (decided with the match).
+        let quota = QuotaRef(match self.quota {
+            0 => None,
+            tail => quota_record(span, tail),
+        });
         Some(MatchRef {
             product,
             operation,
