@@ -327,9 +327,9 @@ pub fn parse_feed(status: Option<u16>, body: &[u8]) -> FeedAnswer {
         match (kind, fingerprint) {
             (Some(kind), Some(fingerprint)) => changes.push(Change { kind, fingerprint }),
             _ => {
-                return FeedAnswer::Failure(format!(
-                    "change feed listed a change this filter cannot read: {c}"
-                ))
+                let mut line = "change feed listed a change this filter cannot read: ".to_string();
+                crate::template::write_json(c, &mut line);
+                return FeedAnswer::Failure(line);
             }
         }
     }
@@ -524,5 +524,16 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+        // The change it cannot read, shown as the feed wrote it.
+        assert_eq!(
+            parse_feed(
+                Some(200),
+                br#"{"changes":[{"kind": "session", "hash": "\u0001", "n": [1.5]}],"next":1}"#
+            ),
+            FeedAnswer::Failure(
+                r#"change feed listed a change this filter cannot read: {"kind":"session","hash":"\u0001","n":[1.5]}"#
+                    .to_string()
+            )
+        );
     }
 }
