@@ -102,21 +102,27 @@ struct RateLimit {
 impl RateLimit {
     fn warn(&mut self, now_ms: i64, message: impl FnOnce() -> String) {
         if now_ms >= self.next_ms {
-            let text = message();
-            if self.suppressed > 0 {
-                warn!(
-                    "oauthv2info: {text} ({} more like it in the last minute, at debug level)",
-                    self.suppressed
-                );
-            } else {
-                warn!("oauthv2info: {text}");
-            }
-            self.next_ms = now_ms + 60_000;
-            self.suppressed = 0;
+            self.emit(now_ms, message());
         } else {
             self.suppressed += 1;
             debug!("oauthv2info: {}", message());
         }
+    }
+
+    /// The warning itself: one copy in the `.wasm`, not one per caller's
+    /// message (docs/performance.md#module-size).
+    #[inline(never)]
+    fn emit(&mut self, now_ms: i64, text: String) {
+        if self.suppressed > 0 {
+            warn!(
+                "oauthv2info: {text} ({} more like it in the last minute, at debug level)",
+                self.suppressed
+            );
+        } else {
+            warn!("oauthv2info: {text}");
+        }
+        self.next_ms = now_ms + 60_000;
+        self.suppressed = 0;
     }
 }
 
