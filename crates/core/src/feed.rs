@@ -299,7 +299,10 @@ pub fn parse_feed(status: Option<u16>, body: &[u8]) -> FeedAnswer {
     match status {
         Some(200) => {}
         Some(410) => return FeedAnswer::Expired,
-        Some(s) => return FeedAnswer::Failure(format!("change feed answered HTTP {s}")),
+        Some(s) => {
+            let s = u32::from(s);
+            return FeedAnswer::Failure(format!("change feed answered HTTP {s}"));
+        }
         None => return FeedAnswer::Failure("change feed call failed (no response status)".into()),
     }
     let value: serde_json::Value = match serde_json::from_slice(body) {

@@ -149,10 +149,17 @@ pub fn parse_introspection(
         Some(200) => {}
         Some(s @ (401 | 403)) => {
             return Err(ServiceFailure(format!(
-                "token service refused the filter's credentials (HTTP {s})"
+                "token service refused the filter's credentials (HTTP {})",
+                u32::from(s)
             )))
         }
-        Some(s) => return Err(ServiceFailure(format!("token service answered HTTP {s}"))),
+        // As u32: one integer formatter in the `.wasm` (docs/performance.md#module-size).
+        Some(s) => {
+            return Err(ServiceFailure(format!(
+                "token service answered HTTP {}",
+                u32::from(s)
+            )))
+        }
         None => {
             return Err(ServiceFailure(
                 "token service call failed (no response status)".to_string(),
@@ -564,12 +571,14 @@ pub fn parse_set_response(
             (404, Some(Fault::InvalidAccessToken)) => Ok(Err(Fault::InvalidAccessToken)),
             (409, Some(f @ (Fault::InvalidAccessToken | Fault::AccessTokenExpired))) => Ok(Err(f)),
             _ => Err(ServiceFailure(format!(
-                "token service refused the attribute update (HTTP {s}, error {:?})",
+                "token service refused the attribute update (HTTP {}, error {:?})",
+                u32::from(s),
                 error_code()
             ))),
         },
         Some(s @ (400 | 402..=403 | 405..=408 | 410..=499)) => Err(ServiceFailure(format!(
-            "token service refused the attribute update (HTTP {s}, error {:?})",
+            "token service refused the attribute update (HTTP {}, error {:?})",
+            u32::from(s),
             error_code()
         ))),
         // 200, or a status parse_introspection reports as a failure.
