@@ -16,7 +16,8 @@
 //! request, reads each cache entry in place, and publishes from it
 //! directly (docs/performance.md#the-warm-path).
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
+use std::hash::RandomState;
 use std::hash::BuildHasher;
 use std::rc::Rc;
 
@@ -151,7 +152,7 @@ pub struct Worker {
     config: Option<Rc<FilterConfig>>,
     metrics: Metrics,
     /// Requests paused on a callout, by context id.
-    streams: HashMap<u32, Box<Stream>>,
+    streams: HashMap<u32, Box<Stream>, RandomState>,
     /// A stream kept for the next request (the warm path allocates none).
     spare: Option<Box<Stream>>,
     /// Introspections in flight, by (cluster, kind, token): the requests
@@ -164,7 +165,7 @@ pub struct Worker {
     /// sent again: (context id, when; epoch ms).
     retrying: Vec<(u32, i64)>,
     /// Callouts in flight: callout token → request context id.
-    callouts: HashMap<u32, u32>,
+    callouts: HashMap<u32, u32, RandomState>,
     buffers: Buffers,
     header_warnings: RateLimit,
     form_warnings: RateLimit,
