@@ -17,8 +17,8 @@
 //! directly (docs/performance.md#the-warm-path).
 
 use hashbrown::HashMap;
-use std::hash::RandomState;
 use std::hash::BuildHasher;
+use std::hash::RandomState;
 use std::rc::Rc;
 
 use log::{debug, error, info, warn};
