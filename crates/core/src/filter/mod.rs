@@ -18,7 +18,7 @@
 
 use hashbrown::HashMap;
 use std::hash::BuildHasher;
-use std::hash::RandomState;
+use hashbrown::DefaultHashBuilder;
 use std::rc::Rc;
 
 use log::{debug, error, info, warn};
@@ -152,7 +152,7 @@ pub struct Worker {
     config: Option<Rc<FilterConfig>>,
     metrics: Metrics,
     /// Requests paused on a callout, by context id.
-    streams: HashMap<u32, Box<Stream>, RandomState>,
+    streams: HashMap<u32, Box<Stream>, DefaultHashBuilder>,
     /// A stream kept for the next request (the warm path allocates none).
     spare: Option<Box<Stream>>,
     /// Introspections in flight, by (cluster, kind, token): the requests
@@ -165,7 +165,7 @@ pub struct Worker {
     /// sent again: (context id, when; epoch ms).
     retrying: Vec<(u32, i64)>,
     /// Callouts in flight: callout token → request context id.
-    callouts: HashMap<u32, u32, RandomState>,
+    callouts: HashMap<u32, u32, DefaultHashBuilder>,
     buffers: Buffers,
     header_warnings: RateLimit,
     form_warnings: RateLimit,
