@@ -16,9 +16,9 @@
 //! request, reads each cache entry in place, and publishes from it
 //! directly (docs/performance.md#the-warm-path).
 
+use hashbrown::DefaultHashBuilder;
 use hashbrown::HashMap;
 use std::hash::BuildHasher;
-use hashbrown::DefaultHashBuilder;
 use std::rc::Rc;
 
 use log::{debug, error, info, warn};
