@@ -27,6 +27,13 @@ WASM_EXPORTS := memory _initialize malloc proxy_abi_version_0_2_1 proxy_on_vm_st
 # build scripts.)
 CARGO_HOME  ?= $(HOME)/.cargo
 WASM_RUSTFLAGS := $(foreach d,$(wildcard $(CARGO_HOME)/registry/src/*/),--remap-path-prefix=$(d)=)
+# Smaller code, each measured by `make wasm` (docs/performance.md#module-size):
+# the MVP instruction set plus the features the module already used
+# (no multi-value returns, no reference-types encoding), and LLVM's
+# SimplifyCFG and GVN moving instructions common to both arms of a branch
+# out of them.
+WASM_RUSTFLAGS += -Ctarget-cpu=mvp -Ctarget-feature=+bulk-memory,+sign-ext,+nontrapping-fptoint,+mutable-globals
+WASM_RUSTFLAGS += -Cllvm-args=-sink-common-insts -Cllvm-args=-hoist-common-insts -Cllvm-args=-enable-gvn-hoist
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals
 NATIVE_SO   := dist/liboauthv2info.so
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -70,8 +77,10 @@ wasm: ## Build the filter: dist/oauthv2info.wasm (release, wasm-opt -Oz)
 	@# --converge: -Oz again while it still shrinks the module. --low-memory-unused:
 	@# loads and stores take constant offsets into their address; Rust's layout puts
 	@# the stack below 1 MiB growing down and data and heap above, so addresses
-	@# under 1024 are never touched (docs/performance.md#module-size).
-	wasm-opt -Oz --converge --low-memory-unused $(WASM_FEATURES) --strip-debug \
+	@# under 1024 are never touched. -aimfs 4: functions of up to 4 bytes always
+	@# inlined. (Not --ignore-implicit-traps: a load may then run ahead of the
+	@# bounds check that guards it; docs/performance.md#module-size.)
+	wasm-opt -Oz --converge --low-memory-unused -aimfs 4 $(WASM_FEATURES) --strip-debug \
 	  $(WASM_RAW:.wasm=.dce.wasm) -o $(WASM)
 	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes"
 

@@ -27,16 +27,23 @@ thread_local! {
 fn with_worker<T>(root: u32, f: impl FnOnce(&mut Worker, &mut EnvoyHost) -> T) -> Option<T> {
     WORKERS.with(|w| {
         let mut workers = w.try_borrow_mut().ok()?;
-        let i = match workers.iter().position(|(id, _)| *id == root) {
-            Some(i) => i,
-            None => {
-                workers.push((root, Worker::new(root)));
-                workers.len() - 1
-            }
-        };
-        let worker = &mut workers.get_mut(i)?.1;
+        let worker = worker_of(&mut workers, root)?;
         Some(f(worker, &mut EnvoyHost))
     })
+}
+
+/// The worker of root context `root`, made on first use: one copy in the
+/// `.wasm`, not one per callback (docs/performance.md#module-size).
+#[inline(never)]
+fn worker_of(workers: &mut Vec<(u32, Worker)>, root: u32) -> Option<&mut Worker> {
+    let i = match workers.iter().position(|(id, _)| *id == root) {
+        Some(i) => i,
+        None => {
+            workers.push((root, Worker::new(root)));
+            workers.len() - 1
+        }
+    };
+    Some(&mut workers.get_mut(i)?.1)
 }
 
 proxy_wasm::main! {{

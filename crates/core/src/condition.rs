@@ -180,11 +180,11 @@ impl Condition {
     }
 
     /// Evaluates the condition.
-    pub fn eval(&self, vars: &mut impl Vars, scratch: &mut Scratch) -> bool {
+    pub fn eval(&self, vars: &mut dyn Vars, scratch: &mut Scratch) -> bool {
         self.eval_node(self.root, vars, scratch)
     }
 
-    fn eval_node(&self, node: usize, vars: &mut impl Vars, s: &mut Scratch) -> bool {
+    fn eval_node(&self, node: usize, vars: &mut dyn Vars, s: &mut Scratch) -> bool {
         match &self.nodes[node] {
             Node::And(a, b) => self.eval_node(*a, vars, s) && self.eval_node(*b, vars, s),
             Node::Or(a, b) => self.eval_node(*a, vars, s) || self.eval_node(*b, vars, s),

@@ -299,7 +299,10 @@ pub fn parse_feed(status: Option<u16>, body: &[u8]) -> FeedAnswer {
     match status {
         Some(200) => {}
         Some(410) => return FeedAnswer::Expired,
-        Some(s) => return FeedAnswer::Failure(format!("change feed answered HTTP {s}")),
+        Some(s) => {
+            let s = u32::from(s);
+            return FeedAnswer::Failure(format!("change feed answered HTTP {s}"));
+        }
         None => return FeedAnswer::Failure("change feed call failed (no response status)".into()),
     }
     let value: serde_json::Value = match serde_json::from_slice(body) {
@@ -327,9 +330,9 @@ pub fn parse_feed(status: Option<u16>, body: &[u8]) -> FeedAnswer {
         match (kind, fingerprint) {
             (Some(kind), Some(fingerprint)) => changes.push(Change { kind, fingerprint }),
             _ => {
-                return FeedAnswer::Failure(format!(
-                    "change feed listed a change this filter cannot read: {c}"
-                ))
+                let mut line = "change feed listed a change this filter cannot read: ".to_string();
+                crate::template::write_json(c, &mut line);
+                return FeedAnswer::Failure(line);
             }
         }
     }
@@ -524,5 +527,16 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+        // The change it cannot read, shown as the feed wrote it.
+        assert_eq!(
+            parse_feed(
+                Some(200),
+                br#"{"changes":[{"kind": "session", "hash": "\u0001", "n": [1.5]}],"next":1}"#
+            ),
+            FeedAnswer::Failure(
+                r#"change feed listed a change this filter cannot read: {"kind":"session","hash":"\u0001","n":[1.5]}"#
+                    .to_string()
+            )
+        );
     }
 }

@@ -18,6 +18,7 @@ use crate::config::{FilterConfig, TokenService};
 use crate::flow::{Flow, Pending};
 use crate::profile::{Lookup, Profile, ProfileBuilder};
 use crate::request::percent_encode_into;
+use crate::template::escape_json;
 
 /// True for an answer Envoy made up because no token service answered:
 /// no status (a reset), or a 503 that is not the token service's JSON (a
@@ -80,15 +81,28 @@ pub(crate) fn request<'c>(
             ))
         }
         Pending::Update { token, attributes } => {
-            let attributes: Vec<serde_json::Value> = attributes
-                .iter()
-                .map(|(name, value)| serde_json::json!({"name": name, "value": value}))
-                .collect();
-            let body = serde_json::json!({"token": flow.text(token), "attributes": attributes});
+            // serde_json's compact form, written with the fault bodies'
+            // escaping: no JSON serializer in the `.wasm` for this one body
+            // (docs/performance.md#module-size).
+            let mut body = String::with_capacity(48 + token.len());
+            body.push_str("{\"token\":\"");
+            escape_json(flow.text(token), &mut body);
+            body.push_str("\",\"attributes\":[");
+            for (i, (name, value)) in attributes.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str("{\"name\":\"");
+                escape_json(name, &mut body);
+                body.push_str("\",\"value\":\"");
+                escape_json(value, &mut body);
+                body.push_str("\"}");
+            }
+            body.push_str("]}");
             Some((
                 config.token_service.attributes_path.as_str(),
                 "application/json",
-                body.to_string().into_bytes(),
+                body.into_bytes(),
             ))
         }
     }
@@ -135,10 +149,17 @@ pub fn parse_introspection(
         Some(200) => {}
         Some(s @ (401 | 403)) => {
             return Err(ServiceFailure(format!(
-                "token service refused the filter's credentials (HTTP {s})"
+                "token service refused the filter's credentials (HTTP {})",
+                u32::from(s)
             )))
         }
-        Some(s) => return Err(ServiceFailure(format!("token service answered HTTP {s}"))),
+        // As u32: one integer formatter in the `.wasm` (docs/performance.md#module-size).
+        Some(s) => {
+            return Err(ServiceFailure(format!(
+                "token service answered HTTP {}",
+                u32::from(s)
+            )))
+        }
         None => {
             return Err(ServiceFailure(
                 "token service call failed (no response status)".to_string(),
@@ -550,12 +571,14 @@ pub fn parse_set_response(
             (404, Some(Fault::InvalidAccessToken)) => Ok(Err(Fault::InvalidAccessToken)),
             (409, Some(f @ (Fault::InvalidAccessToken | Fault::AccessTokenExpired))) => Ok(Err(f)),
             _ => Err(ServiceFailure(format!(
-                "token service refused the attribute update (HTTP {s}, error {:?})",
+                "token service refused the attribute update (HTTP {}, error {:?})",
+                u32::from(s),
                 error_code()
             ))),
         },
         Some(s @ (400 | 402..=403 | 405..=408 | 410..=499)) => Err(ServiceFailure(format!(
-            "token service refused the attribute update (HTTP {s}, error {:?})",
+            "token service refused the attribute update (HTTP {}, error {:?})",
+            u32::from(s),
             error_code()
         ))),
         // 200, or a status parse_introspection reports as a failure.

@@ -302,8 +302,7 @@ impl RequestVar {
 /// True for header refs that need every header: `.N`, `.values.string`,
 /// `.values.count`.
 fn is_indexed_header(rest: &str) -> bool {
-    let indexed = rest
-        .rsplit_once('.')
+    let indexed = rsplit_once_ascii(rest, b'.')
         .is_some_and(|(_, last)| !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()));
     indexed || rest.ends_with(".values.string") || rest.ends_with(".values.count")
 }
@@ -367,10 +366,17 @@ fn trim(bytes: &[u8]) -> &[u8] {
     &bytes[start..end]
 }
 
+/// `s.rsplit_once(c)` for an ASCII `c`, by a byte scan: no reverse
+/// character searcher in the `.wasm` (docs/performance.md#module-size).
+fn rsplit_once_ascii(s: &str, c: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().rposition(|b| b == c)?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
 /// Splits `name.N` into `(name, Some(N))` when the last segment is a
 /// positive integer.
 fn split_index(rest: &str) -> (&str, Option<usize>) {
-    if let Some((name, last)) = rest.rsplit_once('.') {
+    if let Some((name, last)) = rsplit_once_ascii(rest, b'.') {
         if let Ok(n) = last.parse::<usize>() {
             if n >= 1 && !name.is_empty() && last.bytes().all(|b| b.is_ascii_digit()) {
                 return (name, Some(n));
@@ -600,7 +606,7 @@ pub(crate) fn ip_from_address(address: &str) -> String {
             return ip.to_string();
         }
     }
-    match address.rsplit_once(':') {
+    match rsplit_once_ascii(address, b':') {
         Some((ip, port))
             if !ip.as_bytes().contains(&b':') && port.bytes().all(|b| b.is_ascii_digit()) =>
         {

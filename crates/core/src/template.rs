@@ -248,6 +248,47 @@ pub(crate) fn escape_json(value: &str, out: &mut String) {
     }
 }
 
+/// `value` as serde_json writes it compactly (`Value`'s `Display`), over
+/// [`escape_json`] and the number's own `Display`: the filter's one
+/// message that shows JSON (an unreadable change-feed entry) keeps the
+/// JSON serializer out of the `.wasm` (docs/performance.md#module-size).
+pub(crate) fn write_json(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => {
+            out.push('"');
+            escape_json(s, out);
+            out.push('"');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(members) => {
+            out.push('{');
+            for (i, (name, item)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push('"');
+                escape_json(name, out);
+                out.push_str("\":");
+                write_json(item, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
 /// XML escaping of the five predefined entities.
 pub(crate) fn escape_xml(value: &str, out: &mut String) {
     for c in value.chars() {
@@ -265,6 +306,18 @@ pub(crate) fn escape_xml(value: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_is_written_as_serde_json_writes_it() {
+        let value = serde_json::json!({
+            "kind": "access\"_token\\", "n": [1, -2, 0.5, 1e300, 18446744073709551615u64],
+            "t": true, "f": false, "z": null, "ctl": "a\u{1}\u{8}\u{c}\n\r\t\u{7f}é/",
+            "": {"nested": [[], {}]}
+        });
+        let mut out = String::new();
+        write_json(&value, &mut out);
+        assert_eq!(out, value.to_string());
+    }
 
     fn render(t: &Template, vars: &[(&str, &str)]) -> (String, usize) {
         let mut out = String::new();

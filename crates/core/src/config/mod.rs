@@ -473,17 +473,19 @@ struct PolicySet {
 }
 
 /// Every `ValueRef` an enabled policy or a mapping reads, mutably.
-fn for_each_read(config: &mut FilterConfig, mut each: impl FnMut(&mut VarRef)) {
+/// (A `dyn` closure: one copy of the walk in the `.wasm`, not one per
+/// caller; docs/performance.md#module-size.)
+fn for_each_read(config: &mut FilterConfig, each: &mut dyn FnMut(&mut VarRef)) {
     for (plan, condition) in config.plans.iter().zip(config.conditions.iter_mut()) {
         if let (true, Some(condition)) = (plan.enabled, condition) {
-            condition.reads.iter_mut().for_each(&mut each);
+            condition.reads.iter_mut().for_each(&mut *each);
         }
     }
     for plan in config.plans.iter_mut().filter(|p| p.enabled) {
         if let Some(r) = plan.token.reference.as_mut() {
             each(r);
         }
-        plan.action.values_mut(&mut each);
+        plan.action.values_mut(each);
     }
     for mapping in &mut config.request_headers {
         each(&mut mapping.source);
@@ -498,7 +500,7 @@ fn for_each_read(config: &mut FilterConfig, mut each: impl FnMut(&mut VarRef)) {
 fn plan_reads(config: &mut FilterConfig) {
     let configured = config.basepath.clone();
     let (proxy, environment) = (config.proxy_name.clone(), config.environment.clone());
-    for_each_read(config, |r| match r {
+    for_each_read(config, &mut |r| match r {
         VarRef::Request(
             RequestVar::BasePath { basepath } | RequestVar::PathSuffix { basepath },
         ) => basepath.clone_from(&configured),
@@ -509,7 +511,7 @@ fn plan_reads(config: &mut FilterConfig) {
     let mut names: Vec<String> = Vec::new();
     let mut all = false;
     let (mut method, mut path, mut form, mut ip) = (false, false, false, false);
-    for_each_read(config, |r| match r.request() {
+    for_each_read(config, &mut |r| match r.request() {
         Some(RequestVar::Header { name, .. }) if !names.contains(name) => names.push(name.clone()),
         Some(RequestVar::Header { .. }) => {}
         Some(RequestVar::HeaderIndexed { .. }) => all = true,
@@ -533,7 +535,7 @@ fn plan_reads(config: &mut FilterConfig) {
     if form && !names.iter().any(|n| n == "content-type") {
         names.push("content-type".to_string());
     }
-    for_each_read(config, |r| {
+    for_each_read(config, &mut |r| {
         if let VarRef::Request(RequestVar::Header {
             name, named_index, ..
         }) = r

@@ -16,7 +16,8 @@
 //! request, reads each cache entry in place, and publishes from it
 //! directly (docs/performance.md#the-warm-path).
 
-use std::collections::HashMap;
+use hashbrown::DefaultHashBuilder;
+use hashbrown::HashMap;
 use std::hash::BuildHasher;
 use std::rc::Rc;
 
@@ -103,21 +104,27 @@ struct RateLimit {
 impl RateLimit {
     fn warn(&mut self, now_ms: i64, message: impl FnOnce() -> String) {
         if now_ms >= self.next_ms {
-            let text = message();
-            if self.suppressed > 0 {
-                warn!(
-                    "oauthv2info: {text} ({} more like it in the last minute, at debug level)",
-                    self.suppressed
-                );
-            } else {
-                warn!("oauthv2info: {text}");
-            }
-            self.next_ms = now_ms + 60_000;
-            self.suppressed = 0;
+            self.emit(now_ms, message());
         } else {
             self.suppressed += 1;
             debug!("oauthv2info: {}", message());
         }
+    }
+
+    /// The warning itself: one copy in the `.wasm`, not one per caller's
+    /// message (docs/performance.md#module-size).
+    #[inline(never)]
+    fn emit(&mut self, now_ms: i64, text: String) {
+        if self.suppressed > 0 {
+            warn!(
+                "oauthv2info: {text} ({} more like it in the last minute, at debug level)",
+                self.suppressed
+            );
+        } else {
+            warn!("oauthv2info: {text}");
+        }
+        self.next_ms = now_ms + 60_000;
+        self.suppressed = 0;
     }
 }
 
@@ -146,7 +153,7 @@ pub struct Worker {
     config: Option<Rc<FilterConfig>>,
     metrics: Metrics,
     /// Requests paused on a callout, by context id.
-    streams: HashMap<u32, Box<Stream>>,
+    streams: HashMap<u32, Box<Stream>, DefaultHashBuilder>,
     /// A stream kept for the next request (the warm path allocates none).
     spare: Option<Box<Stream>>,
     /// Introspections in flight, by (cluster, kind, token): the requests
@@ -159,7 +166,7 @@ pub struct Worker {
     /// sent again: (context id, when; epoch ms).
     retrying: Vec<(u32, i64)>,
     /// Callouts in flight: callout token → request context id.
-    callouts: HashMap<u32, u32>,
+    callouts: HashMap<u32, u32, DefaultHashBuilder>,
     buffers: Buffers,
     header_warnings: RateLimit,
     form_warnings: RateLimit,

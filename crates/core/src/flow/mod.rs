@@ -884,13 +884,13 @@ fn read_product(
         return false;
     };
     match product_value(&m, part) {
-        Some(ProductValue::Text(t)) => out.push_str(&String::from_utf8_lossy(t)),
+        Some(ProductValue::Text(t)) => crate::request::push_text(out, t),
         Some(ProductValue::Methods(methods)) => {
             for (i, m) in methods.enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&String::from_utf8_lossy(m));
+                crate::request::push_text(out, m);
             }
         }
         None => return false,

@@ -571,18 +571,22 @@ fn callout_requests_are_well_formed() {
     assert_eq!(content_type, "application/x-www-form-urlencoded");
     assert_eq!(body, b"token=a%20b%26c%3Dd&token_type_hint=refresh_token");
     let c = config(&[
-        r#"<SetOAuthV2Info name="S"><AccessToken>t"</AccessToken><Attributes><Attribute name="n">v&#1;</Attribute></Attributes></SetOAuthV2Info>"#,
+        r#"<SetOAuthV2Info name="S"><AccessToken>t"</AccessToken><Attributes><Attribute name="n">v&#1;</Attribute><Attribute name="b\">é&#9;&#xa;&#127;/</Attribute></Attributes></SetOAuthV2Info>"#,
     ]);
     let mut flow = Flow::new();
     assert_eq!(flow.advance(&c, &request("/")), FlowOutcome::Wait);
     let (path, content_type, body) = crate::protocol::request(&flow, &c).unwrap();
     assert_eq!(path, "/v1/accesstokens/attributes");
     assert_eq!(content_type, "application/json");
+    let expected = json!({"token": "t\"", "attributes": [
+        {"name": "n", "value": "v\u{1}"},
+        {"name": "b\\", "value": "é\t\n\u{7f}/"},
+    ]});
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(
-        v,
-        json!({"token": "t\"", "attributes": [{"name": "n", "value": "v\u{1}"}]})
-    );
+    assert_eq!(v, expected);
+    // Byte for byte serde_json's compact form (the body is written
+    // without it: docs/performance.md#module-size).
+    assert_eq!(String::from_utf8(body).unwrap(), expected.to_string());
 }
 
 #[test]

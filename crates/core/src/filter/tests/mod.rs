@@ -675,7 +675,7 @@ fn header_to_metadata_mode_adds_internal_headers_with_raw_values() {
     let token = h.last_callout().token;
     h.respond(token, Some(200), UNKNOWN);
     let (_, reply_headers, _) = h.req(11).reply.clone().unwrap();
-    let reply: HashMap<String, String> = reply_headers
+    let reply: std::collections::HashMap<String, String> = reply_headers
         .iter()
         .filter_map(|(k, v)| {
             let key = headers.iter().find(|m| m.header == *k)?.key.clone();
