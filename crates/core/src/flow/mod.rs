@@ -866,9 +866,9 @@ fn product_value<'a>(m: &MatchRef<'a>, part: ProductPart) -> Option<ProductValue
             ProductValue::Text(m.operation?.1.resource)
         }
         ProductPart::OperationMethods => ProductValue::Methods(m.operation?.1.methods),
-        ProductPart::QuotaLimit => ProductValue::Text(m.quota.limit()?),
-        ProductPart::QuotaInterval => ProductValue::Text(m.quota.interval()?),
-        ProductPart::QuotaTimeUnit => ProductValue::Text(m.quota.time_unit()?),
+        ProductPart::QuotaLimit | ProductPart::QuotaInterval | ProductPart::QuotaTimeUnit => {
+            ProductValue::Text(m.quota.setting(part)?)
+        }
     })
 }
 

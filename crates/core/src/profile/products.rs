@@ -399,11 +399,20 @@ impl<'a> QuotaRef<'a> {
         self.0.is_none()
     }
 
-    /// The setting of `bit`, when present. Out of line: the product
-    /// variables' walk stays small for the calls whose quota has none.
+    /// The setting a quota variable shows (`part`: `QuotaLimit`,
+    /// `QuotaInterval`, `QuotaTimeUnit`), when present. Out of line: the
+    /// product variables' walk stays small for the calls whose quota has
+    /// none.
     #[cold]
     #[inline(never)]
-    fn get(&self, bit: u8) -> Option<&'a [u8]> {
+    pub fn setting(&self, part: oauthv2info_names::variables::ProductPart) -> Option<&'a [u8]> {
+        use oauthv2info_names::variables::ProductPart;
+        let bit = match part {
+            ProductPart::QuotaLimit => 0,
+            ProductPart::QuotaInterval => 1,
+            ProductPart::QuotaTimeUnit => 2,
+            _ => return None,
+        };
         let (&flags, strs) = self.0?.split_first()?;
         if flags & (1 << bit) == 0 {
             return None;
@@ -412,18 +421,6 @@ impl<'a> QuotaRef<'a> {
         let mut r = Reader(strs);
         r.skip_strs(before);
         Some(r.bytes())
-    }
-
-    pub fn limit(&self) -> Option<&'a [u8]> {
-        self.get(0)
-    }
-
-    pub fn interval(&self) -> Option<&'a [u8]> {
-        self.get(1)
-    }
-
-    pub fn time_unit(&self) -> Option<&'a [u8]> {
-        self.get(2)
     }
 }
 
