@@ -82,28 +82,31 @@ fn put_attributes(out: &mut Vec<u8>, object: &Value) -> Result<(), Malformed> {
     Ok(())
 }
 
-/// The quota settings `quota` of `object` (absent or null: none).
+/// The quota settings `quota` of `object` (absent or null: none): the
+/// byte saying which are present, then those strings.
 fn put_quota(out: &mut Vec<u8>, object: &Value) -> Result<(), Malformed> {
-    const MEMBERS: [&str; 3] = ["limit", "interval", "time_unit"];
-    match object.get("quota") {
-        None | Some(Value::Null) => out.push(0),
-        Some(q @ Value::Object(map)) => {
-            let mut flags = 0u8;
-            for (bit, member) in MEMBERS.iter().enumerate() {
-                match map.get(*member) {
-                    None | Some(Value::Null) => {}
-                    Some(Value::String(_)) => flags |= 1 << bit,
-                    Some(_) => return Err(("quota", "an object of strings")),
-                }
+    const NOT: Malformed = ("quota", "an object of strings");
+    let at = out.len();
+    out.push(0);
+    let quota = match object.get("quota") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(q @ Value::Object(_)) => q,
+        Some(_) => return Err(NOT),
+    };
+    let mut flags = 0u8;
+    for (bit, member) in ["limit", "interval", "time_unit"].into_iter().enumerate() {
+        match quota.get(member) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => {
+                flags |= 1 << bit;
+                put_len(out, s.len());
+                out.extend_from_slice(s.as_bytes());
             }
-            out.push(flags);
-            for (bit, member) in MEMBERS.iter().enumerate() {
-                if flags & (1 << bit) != 0 {
-                    put_str(out, q, Some(member))?;
-                }
-            }
+            Some(_) => return Err(NOT),
         }
-        Some(_) => return Err(("quota", "an object of strings")),
+    }
+    if let Some(byte) = out.get_mut(at) {
+        *byte = flags;
     }
     Ok(())
 }
