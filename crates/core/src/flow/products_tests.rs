@@ -709,3 +709,32 @@ fn a_ref_reads_the_quota_variables() {
     );
     assert_eq!(calls[1], (TokenKind::ClientId, "second".to_string()));
 }
+
+/// An operation configuration without operations allows every resource
+/// of its proxy: its own quota applies to what it allows, as one with
+/// operations.
+#[test]
+fn a_configuration_without_operations_gives_its_own_quota() {
+    let c = config(shop(), &[VERIFY]);
+    let products = json!([
+        {"name": "open", "operation_configs": [
+            {"api_source": "news", "quota": {"limit": "1"}},
+            {"api_source": "shop", "quota": {"limit": "7", "time_unit": "day"}}],
+         "quota": {"limit": "100", "interval": "2", "time_unit": "minute"}}
+    ]);
+    let (end, flow, _) = run(
+        &c,
+        &request(
+            "PUT",
+            "/v1/anything/at/all",
+            &[("authorization", "Bearer good")],
+        ),
+        &token_answer(Some(products), "READ"),
+    );
+    assert_eq!(end, FlowOutcome::Continue);
+    assert_eq!(
+        quota_of(&c, &flow, "apiproduct.developer.quota."),
+        [Some("7".into()), None, Some("day".into())]
+    );
+    assert_eq!(flow.variable(&c, "apiproduct.operation"), None);
+}
