@@ -536,3 +536,6 @@ pub(crate) fn check_get<'a>(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod products_tests;
