@@ -54,6 +54,7 @@ fuzz_target!(|data: &[u8]| {
         client_ip: Some("127.0.0.1".into()),
         form_body: body,
         call_read: false,
+        verb_read: false,
     };
     let mut out = String::new();
     for name in names.split(' ').chain(ALWAYS.iter().copied()) {
