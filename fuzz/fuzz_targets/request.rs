@@ -53,8 +53,8 @@ fuzz_target!(|data: &[u8]| {
         headers: Headers::All(headers),
         client_ip: Some("127.0.0.1".into()),
         form_body: body,
-        call_read: false,
-        verb_read: false,
+        path_read: false,
+        method_read: false,
     };
     let mut out = String::new();
     for name in names.split(' ').chain(ALWAYS.iter().copied()) {

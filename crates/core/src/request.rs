@@ -19,10 +19,12 @@ pub struct RequestInfo {
     /// The urlencoded request body, when a policy reads form parameters and
     /// the body was handed over.
     pub form_body: Option<Vec<u8>>,
-    /// `:path` was read for the API-product check.
-    pub call_read: bool,
-    /// `:method` was read for the API-product check.
-    pub verb_read: bool,
+    /// `:path` was read (the configuration reads it, or the API-product
+    /// check did).
+    pub path_read: bool,
+    /// `:method` was read (the configuration reads it, or the API-product
+    /// check did).
+    pub method_read: bool,
 }
 
 /// The request headers the filter read.
@@ -53,8 +55,8 @@ impl RequestInfo {
         }
         self.client_ip = None;
         self.form_body = None;
-        self.call_read = false;
-        self.verb_read = false;
+        self.path_read = false;
+        self.method_read = false;
     }
 
     /// The first value of header `name` (lower-case), in either mode.

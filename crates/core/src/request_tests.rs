@@ -46,8 +46,8 @@ fn request() -> RequestInfo {
         headers: Headers::All(headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()),
         client_ip: Some("10.1.2.3".into()),
         form_body: Some(b"department_id=42&dup=a&dup=b&sp=a+b%21".to_vec()),
-        call_read: false,
-        verb_read: false,
+        path_read: false,
+        method_read: false,
     }
 }
 

@@ -435,17 +435,13 @@ pub(super) fn read_call(
     if !config.checks_products {
         return;
     }
-    if !request.call_read {
-        request.call_read = true;
-        if !config.needs_path {
-            request.path = host.request_header(":path").unwrap_or_default();
-        }
+    if !request.path_read {
+        request.path_read = true;
+        request.path = host.request_header(":path").unwrap_or_default();
     }
-    if verb && !request.verb_read {
-        request.verb_read = true;
-        if !config.needs_method {
-            request.method = host.request_header(":method").unwrap_or_default();
-        }
+    if verb && !request.method_read {
+        request.method_read = true;
+        request.method = host.request_header(":method").unwrap_or_default();
     }
 }
 
@@ -460,9 +456,11 @@ fn capture(
 ) {
     if config.needs_path {
         request.path = host.request_header(":path").unwrap_or_default();
+        request.path_read = true;
     }
     if config.needs_method {
         request.method = host.request_header(":method").unwrap_or_default();
+        request.method_read = true;
     }
     // The client's copies of the headers the filter sets are never read.
     let mapped = |name: &str| config.request_headers.iter().any(|m| m.header == name);

@@ -227,10 +227,8 @@ impl Flow {
                 let kind = plan.kind;
                 let found = self.found(config, kind, &token).filter(|data| {
                     !action.checks_products()
-                        || ((request.call_read || config.needs_path)
-                            && (request.verb_read
-                                || config.needs_method
-                                || !data_view(data).checks_verbs()))
+                        || (request.path_read
+                            && (request.method_read || !data_view(data).checks_verbs()))
                 });
                 if let Some(data) = found {
                     let lookup = Lookup::Known(data_view(&data));
