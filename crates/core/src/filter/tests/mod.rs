@@ -17,20 +17,26 @@ use oauthv2info_names::TokenKind;
 struct Counting;
 static TRACE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Counts an allocation made while counting is on (and, with
+/// `ALLOC_TRACE` set, writes where it was made to /tmp/alloc-trace.txt).
+fn note_allocation() {
+    let _ = COUNTING.try_with(|c| {
+        if c.get() {
+            let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
+            if TRACE.load(std::sync::atomic::Ordering::Relaxed) {
+                c.set(false);
+                let bt = std::backtrace::Backtrace::force_capture().to_string();
+                let _ = std::fs::write("/tmp/alloc-trace.txt", bt);
+                c.set(true);
+            }
+        }
+    });
+}
+
 // SAFETY: delegates to the system allocator; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = COUNTING.try_with(|c| {
-            if c.get() {
-                let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
-                if TRACE.load(std::sync::atomic::Ordering::Relaxed) {
-                    c.set(false);
-                    let bt = std::backtrace::Backtrace::force_capture().to_string();
-                    let _ = std::fs::write("/tmp/alloc-trace.txt", bt);
-                    c.set(true);
-                }
-            }
-        });
+        note_allocation();
         // SAFETY: the caller's layout is passed on as it is.
         unsafe { System.alloc(layout) }
     }
@@ -39,17 +45,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = COUNTING.try_with(|c| {
-            if c.get() {
-                let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
-                if TRACE.load(std::sync::atomic::Ordering::Relaxed) {
-                    c.set(false);
-                    let bt = std::backtrace::Backtrace::force_capture().to_string();
-                    let _ = std::fs::write("/tmp/alloc-trace.txt", bt);
-                    c.set(true);
-                }
-            }
-        });
+        note_allocation();
         // SAFETY: as above.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
